@@ -1,0 +1,26 @@
+/* bus.h -- what travels over Redis pub/sub between magpie-http and the magpie-push nodes (channels in
+ * keys.h). Writers and readers use these names; a reader ignores unknown fields and logs (at debug) and
+ * drops a payload it cannot parse.
+ *
+ * CHAN_CONTROL ("mp:ctl"), read by every push node. Payload: one JSON object whose "cmd" says what to do.
+ *   {"cmd":"kick",    "uid":N}                  every connection of uid gets C (msg "kicked"), then is closed
+ *   {"cmd":"logout",  "uid":N, "sid":"<jti>"}   connections of uid opened with a ticket minted from the login
+ *                                               token whose jti is sid get C (msg "logout"), then are closed
+ *   {"cmd":"deliver", "uid":N, "packet":{...}}  the server packet (SPEC §4, e.g. an "s" system message) is sent
+ *                                               to every connection of uid
+ *
+ * CHAN_NODE ("mp:node:<id>:in"): chat deliveries for the connections one node holds; written and read only
+ * by magpie-push, its format is private to push/.
+ *
+ * CHAN_ROOM ("mp:room:<room id>"): one room broadcast. Payload: a serialized BroadcastRoomReq (room.proto)
+ * carrying one message: roomID, msgLv, data = the message bytes (not yet merged; each node merges for its
+ * own members).
+ */
+#ifndef MAGPIE_BUS_H
+#define MAGPIE_BUS_H
+
+#define BUS_CMD_KICK "kick"
+#define BUS_CMD_LOGOUT "logout"
+#define BUS_CMD_DELIVER "deliver"
+
+#endif

@@ -1,0 +1,213 @@
+/* config_table.c -- every key of magpie.conf, described once.
+ *
+ * To add a key: add the field to struct magpie_config (config.h), add a row here in its section's block,
+ * then run `make update-example` to regenerate magpie.conf.example (make check fails until you do).
+ */
+#include "config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define OFF(f) offsetof(struct magpie_config, f)
+#define INT(sec, key, field, lo, hi, def, doc) {sec, key, CONFIG_INT, OFF(field), lo, hi, def, doc, NULL}
+#define BOOL(sec, key, field, def, doc) {sec, key, CONFIG_BOOL, OFF(field), 0, 1, def, doc, NULL}
+#define STR(sec, key, field, lo, hi, def, doc, chk) {sec, key, CONFIG_STR, OFF(field), lo, hi, def, doc, chk}
+
+static const char *check_level(const char *v)
+{
+    static const char *levels[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (strcmp(v, levels[i]) == 0)
+            return NULL;
+    return "must be one of debug, info, warn, error";
+}
+
+static const char *check_addr(const char *v)
+{
+    char host[256];
+    int port;
+    if (*v == '\0')
+        return NULL;
+    if (config_split_addr(v, host, sizeof(host), &port) != 0)
+        return "must be host:port with a port in 1..65535";
+    return NULL;
+}
+
+static int short_item(const char *item, size_t len, void *arg)
+{
+    return len < 16;
+}
+
+static const char *check_api_keys(const char *v)
+{
+    return config_list_each(v, short_item, NULL) ? "each key must be at least 16 characters" : NULL;
+}
+
+static const char *check_digits6(const char *v)
+{
+    if (*v == '\0')
+        return NULL;
+    if (strlen(v) != 6 || strspn(v, "0123456789") != 6)
+        return "must be exactly 6 digits";
+    return NULL;
+}
+
+static const char *check_ws_url(const char *v)
+{
+    if (*v == '\0' || strncmp(v, "ws://", 5) == 0 || strncmp(v, "wss://", 6) == 0)
+        return NULL;
+    return "must start with ws:// or wss://";
+}
+
+static const char *check_http_url(const char *v)
+{
+    if (*v == '\0' || strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0)
+        return NULL;
+    return "must start with http:// or https://";
+}
+
+const struct config_key config_keys[] = {
+    /* [log] */
+    STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.", check_level),
+    STR("log", "file", log.file, 1, 4095, "",
+        "Log file (appended; reopened on SIGHUP for logrotate). Empty = standard error.", NULL),
+
+    /* [auth] */
+    STR("auth", "secret", auth.secret, 32, 4095, "",
+        "HS256 key for every token Magpie issues. At least 32 bytes; there is no built-in secret, and\n"
+        "magpie-http and magpie-push refuse to start without one. Generate: head -c 48 /dev/urandom | base64",
+        NULL),
+    STR("auth", "api_keys", auth.api_keys, 16, 4095, "",
+        "Comma-separated API keys for server-to-server calls (Authorization: Key <key>) to /msg and\n"
+        "/admin/*. Each at least 16 characters. Empty = those calls are refused.",
+        check_api_keys),
+    INT("auth", "login_ttl_s", auth.login_ttl_s, 60, 31536000, "604800",
+        "Lifetime of a login token in seconds (default 7 days)."),
+    INT("auth", "ws_ticket_ttl_s", auth.ws_ticket_ttl_s, 10, 3600, "120",
+        "Lifetime of a WebSocket ticket from /IM/token in seconds; each ticket opens one connection."),
+
+    /* [redis] */
+    STR("redis", "host", redis.host, 1, 255, "127.0.0.1", "Redis host name or address.", NULL),
+    INT("redis", "port", redis.port, 1, 65535, "6379", "Redis port."),
+    STR("redis", "password", redis.password, 1, 511, "", "Redis AUTH password. Empty = no AUTH.", NULL),
+    INT("redis", "db", redis.db, 0, 15, "0", "Redis database number."),
+    INT("redis", "connect_timeout_ms", redis.connect_timeout_ms, 10, 60000, "1000",
+        "Give up connecting to Redis after this many milliseconds (then retry with backoff)."),
+    INT("redis", "command_timeout_ms", redis.command_timeout_ms, 10, 60000, "2000",
+        "Blocking clients (magpie-http, magpie-persist) treat Redis as down when a reply takes longer."),
+
+    /* [mysql] */
+    STR("mysql", "host", mysql.host, 1, 255, "127.0.0.1", "MySQL/MariaDB host (ignored when socket is set).",
+        NULL),
+    INT("mysql", "port", mysql.port, 1, 65535, "3306", "MySQL/MariaDB port."),
+    STR("mysql", "socket", mysql.socket, 1, 107, "", "Unix socket path; empty = connect over TCP.", NULL),
+    STR("mysql", "user", mysql.user, 1, 80, "magpie", "Database user.", NULL),
+    STR("mysql", "password", mysql.password, 1, 511, "", "Database password.", NULL),
+    STR("mysql", "database", mysql.database, 1, 64, "magpie", "Database (schema) name.", NULL),
+    INT("mysql", "connect_timeout_s", mysql.connect_timeout_s, 1, 60, "2", "Connect timeout in seconds."),
+    INT("mysql", "rw_timeout_s", mysql.rw_timeout_s, 1, 600, "5",
+        "A query whose reply takes longer is abandoned and MySQL is treated as down (catches a hung server)."),
+
+    /* [http] */
+    STR("http", "listen", http.listen, 3, 261, "127.0.0.1:8081",
+        "Standalone HTTP front-end (libmicrohttpd), for running without nginx. Empty = off.", check_addr),
+    STR("http", "fcgi_socket", http.fcgi_socket, 1, 107, "/run/magpie/http.sock",
+        "Unix socket of the FastCGI front-end (what nginx's fastcgi_pass points at). Empty = off.\n"
+        "magpie-http creates it; when started by spawn-fcgi it uses the socket on fd 0 instead.",
+        NULL),
+    INT("http", "fcgi_socket_mode", http.fcgi_socket_mode, 0, 0777, "0660",
+        "Permissions of the FastCGI socket (octal). nginx's worker user must be able to connect."),
+    INT("http", "threads", http.threads, 1, 256, "8", "Request handler threads per front-end."),
+    INT("http", "max_long_polls", http.max_long_polls, 1, 100000, "4096",
+        "QR long polls that may wait at once; more get code 10 at once (the page polls again)."),
+    STR("http", "public_url", http.public_url, 8, 1023, "http://127.0.0.1:8080",
+        "The site's base URL as browsers see it (nginx); used to build absolute URLs such as qr_url.",
+        check_http_url),
+    INT("http", "max_body", http.max_body, 1024, 1048576, "65536",
+        "Largest request body in bytes; larger gets code 16 / 413."),
+    INT("http", "long_poll_s", http.long_poll_s, 1, 55, "25",
+        "How long POST /session_login waits for a change before answering code 10.\n"
+        "Keep it under nginx's fastcgi_read_timeout for that location."),
+    BOOL("http", "enable_test_token", http.enable_test_token, "no",
+         "Serve POST /tk, which hands out a token for any uid. For tests only; never in production."),
+
+    /* [sms] */
+    INT("sms", "code_ttl_s", sms.code_ttl_s, 30, 3600, "300", "A login code is valid this long."),
+    INT("sms", "resend_interval_s", sms.resend_interval_s, 1, 3600, "60",
+        "At most one code per number in this many seconds."),
+    INT("sms", "daily_limit", sms.daily_limit, 1, 1000, "10", "At most this many codes per number in 24 h."),
+    INT("sms", "ip_limit", sms.ip_limit, 1, 1000000, "200",
+        "At most this many /send_code calls per client IP per ip_window_s."),
+    INT("sms", "ip_window_s", sms.ip_window_s, 1, 86400, "60", "Window of ip_limit in seconds."),
+    INT("sms", "max_attempts", sms.max_attempts, 1, 100, "5", "Wrong codes that burn a code (code 4)."),
+    STR("sms", "command", sms.command, 1, 4095, "",
+        "Executable that delivers a code; run with MAGPIE_SMS_MOBILE and MAGPIE_SMS_CODE in its\n"
+        "environment; a non-zero exit is a failed delivery (code 20).",
+        NULL),
+    STR("sms", "sink_file", sms.sink_file, 1, 4095, "",
+        "Instead of command: append a line \"<mobile> <code>\" to this file (dev stack and tests).", NULL),
+    STR("sms", "test_code", sms.test_code, 6, 6, "",
+        "A fixed code that always works, for tests only. Empty = off (the default).", check_digits6),
+
+    /* [qr] */
+    INT("qr", "session_ttl_s", qr.session_ttl_s, 10, 3600, "120", "A QR login session lives this long."),
+    STR("qr", "prefix", qr.prefix, 1, 255, "magpie://pcsession/",
+        "qr_text is this prefix followed by the session token; the phone app recognises it.", NULL),
+    STR("qr", "cookie", qr.cookie, 1, 64, "mp_pc",
+        "Name of the HttpOnly cookie that binds a QR session to the browser that created it.", NULL),
+
+    /* [push] */
+    STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.", check_addr),
+    INT("push", "node_id", push.node_id, 0, 1023, "1",
+        "This node's id, unique in the cluster (part of every message id)."),
+    STR("push", "advertise_url", push.advertise_url, 5, 1023, "ws://127.0.0.1:8080/ws",
+        "The chat URL clients should use to reach this node (what /route hands out).", check_ws_url),
+    STR("push", "advertise_room_url", push.advertise_room_url, 5, 1023, "ws://127.0.0.1:8080/room",
+        "The room URL clients should use to reach this node.", check_ws_url),
+    STR("push", "allowed_origins", push.allowed_origins, 1, 4095, "",
+        "Comma-separated Origins allowed to open a WebSocket (e.g. https://chat.example.com).\n"
+        "Clients that send no Origin (apps, servers) are allowed; a browser from any other Origin gets 403.",
+        NULL),
+    INT("push", "max_frame", push.max_frame, 256, 16777216, "65536",
+        "Largest WebSocket message in bytes; larger closes the connection with 1009."),
+    INT("push", "rate", push.rate, 1, 100000, "50", "Packets per second one connection may send, sustained."),
+    INT("push", "burst", push.burst, 1, 100000, "100", "Packets one connection may send in a burst."),
+    INT("push", "max_conns_per_user", push.max_conns_per_user, 1, 1000, "10",
+        "Connections one user may hold across the cluster; one more gets E and is closed."),
+    INT("push", "handshake_timeout_s", push.handshake_timeout_s, 1, 300, "10",
+        "Close a connection whose WebSocket handshake has not finished in this time."),
+    INT("push", "idle_timeout_s", push.idle_timeout_s, 5, 3600, "60",
+        "Close a connection that sent nothing (not even a pong) for this long."),
+    INT("push", "ping_interval_s", push.ping_interval_s, 1, 3600, "25",
+        "Send a WebSocket ping after this much silence; keep it under nginx's proxy_read_timeout (60 s)."),
+    INT("push", "queue_cap", push.queue_cap, 4096, 1073741824, "1048576",
+        "Bytes waiting to be written to one connection; a reader that falls further behind is closed."),
+    INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",
+        "A room's merged batch is sent when its oldest message has waited this long..."),
+    INT("push", "room_batch", push.room_batch, 1, 10000, "32", "...or when it holds this many messages."),
+    STR("push", "metrics_listen", push.metrics_listen, 3, 261, "127.0.0.1:9101",
+        "Loopback HTTP listener for /metrics and /healthz of this node. Empty = off.", check_addr),
+    INT("push", "heartbeat_s", push.heartbeat_s, 1, 60, "5", "How often the node renews its registration."),
+    INT("push", "node_ttl_s", push.node_ttl_s, 3, 300, "15",
+        "A node that missed its heartbeats this long is dead: it leaves routing and presence."),
+    INT("push", "dedup_ttl_s", push.dedup_ttl_s, 86400, 2592000, "90000",
+        "How long (from, id) of an accepted message is remembered, so a retry is not stored twice."),
+
+    /* [persist] */
+    INT("persist", "batch", persist.batch, 1, 10000, "500", "Stream entries read and inserted per transaction."),
+    INT("persist", "block_ms", persist.block_ms, 1, 60000, "1000",
+        "How long one XREADGROUP waits for new entries before looking around again."),
+    STR("persist", "consumer", persist.consumer, 1, 128, "",
+        "This worker's consumer name in the group. Empty = <hostname>-<pid>.", NULL),
+    INT("persist", "claim_idle_ms", persist.claim_idle_ms, 1000, 86400000, "30000",
+        "Entries pending this long under another consumer (a dead worker) are claimed."),
+    INT("persist", "max_failures", persist.max_failures, 1, 1000, "5",
+        "An entry that fails this many times goes to the dead-letter stream."),
+    INT("persist", "stream_maxlen", persist.stream_maxlen, 1000, 1000000000, "1000000",
+        "Hard cap on the stream's length, applied only to entries every group has acked; unacked\n"
+        "entries are never trimmed."),
+    STR("persist", "metrics_listen", persist.metrics_listen, 3, 261, "127.0.0.1:9201",
+        "Loopback HTTP listener for /metrics and /healthz of this worker. Empty = off.", check_addr),
+};
+
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

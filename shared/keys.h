@@ -1,0 +1,78 @@
+/* keys.h -- every Redis key, channel and stream Magpie uses, named once, each with its type and lifetime.
+ *
+ * All names start with "mp:" so Magpie can share a Redis with other applications. Formats take printf
+ * arguments as shown (uid and node ids as %lld / %d, tokens and mobiles as %s). A TTL written as a config
+ * key means the key is set with EXPIRE of that config value.
+ */
+#ifndef MAGPIE_KEYS_H
+#define MAGPIE_KEYS_H
+
+/* ---- SMS login (magpie-http) ---- */
+/* hash {code, tries}: the code sent to a mobile; TTL sms.code_ttl_s. Deleted when used or burnt. */
+#define KEY_SMS_CODE "mp:sms:code:%s"
+/* string "1": a code was sent recently; SET NX with TTL sms.resend_interval_s (the resend limit). */
+#define KEY_SMS_RESEND "mp:sms:resend:%s"
+/* counter: codes sent to a mobile in the last 24 h; TTL 86400 s set on the first INCR. */
+#define KEY_SMS_DAILY "mp:sms:daily:%s"
+#define SMS_DAILY_WINDOW_S 86400
+/* counter: /send_code calls from an IP in the current window; TTL sms.ip_window_s set on the first INCR. */
+#define KEY_SMS_IP "mp:sms:ip:%s"
+
+/* ---- tokens ---- */
+/* string "1": a login token revoked by /logout; TTL = the token's remaining lifetime (exp - now). */
+#define KEY_REVOKED "mp:revoked:%s" /* jti */
+/* string: a WebSocket ticket already used; SET NX, TTL auth.ws_ticket_ttl_s + AUTH_CLOCK_SKEW_S. */
+#define KEY_WS_TICKET_USED "mp:wsused:%s" /* jti */
+
+/* ---- QR web login (magpie-http) ---- */
+/* hash {state, browser, ip, ua, device, created, uid, token...}: one QR session; TTL qr.session_ttl_s.
+ * After it is consumed it stays (state "consumed") until its TTL, so a second redeem gets code 8. */
+#define KEY_QR "mp:qr:%s" /* session token */
+/* channel: a QR session's state changed (payload: the new state); wakes the long poll. */
+#define CHAN_QR "mp:qr:%s:ch"
+
+/* ---- users and friends ---- */
+/* set of uids: the friends of a user (seed 001's URS:<uid>). Written with MySQL's friends table; no TTL. */
+#define KEY_FRIENDS "mp:friends:%lld"
+/* hash {customer, courier}: an order a courier may take with T (seed 001). No TTL; MySQL has the record. */
+#define KEY_ORDER "mp:order:%s" /* order id */
+/* geo set: couriers' last positions (S); member = uid. No TTL. */
+#define KEY_GEO "mp:geo"
+/* hash uid -> ms: when each courier's position was last stored. No TTL. */
+#define KEY_GEO_TIME "mp:geo:time"
+
+/* ---- cluster: nodes, presence, routing (magpie-push, read by magpie-http's /route) ---- */
+/* sorted set node_id -> ms of its last heartbeat. A node is live while that is within push.node_ttl_s. */
+#define KEY_NODES "mp:nodes"
+/* hash {ws_url, room_url, started}: a node's advertised URLs; TTL push.node_ttl_s, renewed by heartbeat. */
+#define KEY_NODE "mp:node:%d"
+/* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
+ * presence check (and removed when that node id starts again); no TTL. */
+#define KEY_PRESENCE "mp:presence:%lld"
+/* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
+#define KEY_NODE_USERS "mp:node:%d:users"
+
+/* ---- chat messages ---- */
+/* stream: accepted chat messages waiting for magpie-persist; entry fields in stream.h. Trimmed by
+ * magpie-persist once every group has acked (persist.stream_maxlen bounds it). */
+#define KEY_MQ "mp:mq"
+#define MQ_GROUP "persist"
+/* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
+ * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
+#define KEY_MQ_DEAD "mp:mq:dead"
+#define MQ_DEAD_MAXLEN 100000
+/* string: the server message id of an accepted (from, client id); SET NX with TTL push.dedup_ttl_s, so a
+ * retried packet is acked again without being stored or delivered twice. */
+#define KEY_DEDUP "mp:dedup:%lld:%s"
+
+/* ---- pub/sub channels (payload formats in bus.h) ---- */
+/* channel: deliveries for the connections held by one node. */
+#define CHAN_NODE "mp:node:%d:in"
+/* channel: commands for every node (kick, logout, system messages to a user). */
+#define CHAN_CONTROL "mp:ctl"
+/* channel: one room's broadcasts; nodes subscribe only to rooms they have members in. */
+#define CHAN_ROOM "mp:room:%s"
+/* hash node_id -> members on that node: a room's member counts; entries of dead nodes are ignored. */
+#define KEY_ROOM_MEMBERS "mp:room:%s:members"
+
+#endif

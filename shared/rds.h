@@ -1,0 +1,50 @@
+/* rds.h -- a blocking Redis connection that comes back by itself (magpie-http, magpie-persist,
+ * magpie-migrate; magpie-push uses hiredis' async API on its own loop instead).
+ *
+ * hiredis 0.14 has no per-command timeout of its own; redisSetTimeout sets the socket's send and receive
+ * timeouts, which is what bounds each command here (redis.command_timeout_ms). After any I/O error or
+ * timeout the connection is dropped and the next call reconnects, no sooner than a backoff (100 ms doubling
+ * to 2 s) so a dead Redis is not hammered. State changes (down, back) are logged once each.
+ * One struct rds per thread: a connection is not shared.
+ */
+#ifndef MAGPIE_RDS_H
+#define MAGPIE_RDS_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+struct magpie_config;
+
+struct rds {
+    redisContext *c;
+    char host[256];
+    int port;
+    char password[512];
+    int db;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    int64_t retry_at_ms; /* monotonic ms before which no reconnect is tried */
+    int backoff_ms;
+    int down; /* 1 once a failure was logged, until a connection succeeds again */
+};
+
+/* Take the settings from cfg's [redis]; connects lazily. */
+void rds_init(struct rds *r, const struct magpie_config *cfg);
+
+/* The live connection, connecting (with AUTH and SELECT) if needed. NULL when Redis is unavailable. */
+redisContext *rds_conn(struct rds *r);
+
+/* Run a command. Returns the reply (caller frees with freeReplyObject; it may be an error reply), or NULL
+ * when Redis is unavailable or the connection failed (it is then dropped). */
+redisReply *rds_cmd(struct rds *r, const char *fmt, ...);
+redisReply *rds_cmdargv(struct rds *r, int argc, const char **argv, const size_t *argvlen);
+
+/* Read the next reply of commands queued with redisAppendCommand on rds_conn(r). NULL as rds_cmd. */
+redisReply *rds_reply(struct rds *r);
+
+/* Drop the connection after a failure seen by the caller (e.g. a pipelined command). */
+void rds_drop(struct rds *r, const char *why);
+
+void rds_close(struct rds *r);
+
+#endif

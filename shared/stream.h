@@ -1,0 +1,28 @@
+/* stream.h -- the fields of one entry of the chat stream KEY_MQ (keys.h): written by magpie-push
+ * (XADD, before it acks the client with A), read by magpie-persist (XREADGROUP, then INSERT into the
+ * messages table). Both sides use these names and nothing else.
+ *
+ * Every value is a string (Redis stream values are); numbers are decimal without sign or leading zeros.
+ */
+#ifndef MAGPIE_STREAM_H
+#define MAGPIE_STREAM_H
+
+#define MQ_FORMAT_VERSION "1"
+
+#define MQ_F_VERSION "v"    /* format version: MQ_FORMAT_VERSION; an entry of another version is dead-lettered */
+#define MQ_F_MID "mid"      /* server message id (id.h), 1..2^63-1; messages.id */
+#define MQ_F_FROM "from"    /* sender uid (> 0); messages.from_uid */
+#define MQ_F_TO "to"        /* recipient uid (> 0, != from); messages.to_uid */
+#define MQ_F_CID "cid"      /* the client's packet id, 1..64 bytes; messages.client_id; (from, cid) is unique */
+#define MQ_F_TYPE "type"    /* one letter: "t" text or "i" image id; messages.type */
+#define MQ_F_BODY "body"    /* the message, UTF-8, 0..4096 bytes (t: at most 1023 characters); messages.body */
+#define MQ_F_TS "ts"        /* server time of acceptance in ms since the epoch; messages.created_ms */
+
+#define MQ_MAX_CID 64
+#define MQ_MAX_BODY 4096
+
+/* The dead-letter stream KEY_MQ_DEAD carries the original fields plus these two. */
+#define MQ_F_DEAD_REASON "reason" /* why it failed, one line */
+#define MQ_F_DEAD_ID "orig_id"    /* the entry's id in KEY_MQ */
+
+#endif

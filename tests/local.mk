@@ -1,0 +1,29 @@
+# Unit tests (cmocka), run by `make check`. Integration tests (pytest, tests/integration) need the real
+# servers and run from `scripts/dev test`.
+
+UNIT_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -DTEST_DATA_DIR='"$(abs_srcdir)/tests/unit/data"'
+UNIT_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+
+check_PROGRAMS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/unit/test_envelope \
+	tests/unit/test_metrics
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LDADD)
+tests_unit_test_auth_SOURCES = tests/unit/test_auth.c
+tests_unit_test_auth_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_auth_LDADD = $(UNIT_LDADD)
+tests_unit_test_id_SOURCES = tests/unit/test_id.c
+tests_unit_test_id_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_id_LDADD = $(UNIT_LDADD)
+tests_unit_test_envelope_SOURCES = tests/unit/test_envelope.c
+tests_unit_test_envelope_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_envelope_LDADD = $(UNIT_LDADD)
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_metrics_LDADD = $(UNIT_LDADD)
+
+TESTS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/unit/test_envelope \
+	tests/unit/test_metrics tests/unit/example-drift.sh
+TESTS_ENVIRONMENT = MAGPIE_CONFIG_BIN=$(abs_builddir)/shared/magpie-config$(EXEEXT) \
+	EXAMPLE=$(abs_srcdir)/magpie.conf.example
+EXTRA_DIST += tests/unit/example-drift.sh tests/unit/data

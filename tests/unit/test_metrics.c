@@ -1,0 +1,48 @@
+/* Unit tests of the Prometheus text rendering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+static void test_render(void **state)
+{
+    static const double bounds[] = {0.01, 0.1};
+    struct metric *c = metrics_counter("t_requests_total", "Requests.");
+    struct metric *g = metrics_gauge("t_connections", "Open connections.");
+    struct metric *h = metrics_histogram("t_latency_seconds", "Latency.", bounds, 2);
+    metric_add(c, "endpoint=\"/login\",code=\"0\"", 1);
+    metric_add(c, "endpoint=\"/login\",code=\"0\"", 2);
+    metric_add(c, "endpoint=\"/me\",code=\"13\"", 1);
+    metric_set(g, NULL, 7);
+    metric_observe(h, NULL, 0.005);
+    metric_observe(h, NULL, 0.05);
+    metric_observe(h, NULL, 5);
+
+    size_t len;
+    char *text = metrics_render(&len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    assert_non_null(strstr(text, "# TYPE t_requests_total counter\n"));
+    assert_non_null(strstr(text, "t_requests_total{endpoint=\"/login\",code=\"0\"} 3\n"));
+    assert_non_null(strstr(text, "t_requests_total{endpoint=\"/me\",code=\"13\"} 1\n"));
+    assert_non_null(strstr(text, "t_connections 7\n"));
+    assert_non_null(strstr(text, "t_latency_seconds_bucket{le=\"0.01\"} 1\n"));
+    assert_non_null(strstr(text, "t_latency_seconds_bucket{le=\"0.1\"} 2\n"));
+    assert_non_null(strstr(text, "t_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(text, "t_latency_seconds_count 3\n"));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
