@@ -1,0 +1,375 @@
+# scripts/lib/stack.sh -- start and stop the servers of one Magpie stack on loopback.
+# Sourced by scripts/dev. A stack lives entirely in one run directory ($RUN): configs, data, logs, pid
+# files. Everything started is recorded in a pid file under $RUN, and stop_stack stops exactly those.
+#
+# Layout of $RUN:
+#   dev.env            the stack's ports (edit to move them; created on first start)
+#   secret             the generated auth.secret and API key
+#   magpie.conf        rendered from dev.env on every start (read by every magpie binary)
+#   redis/             redis.conf, data/, redis.pid, redis.log
+#   mariadb/           data/, mysqld.sock, mysqld.pid, error.log
+#   nginx/             nginx.conf, magpie-site.conf, nginx.pid, access.log, error.log, tmp/
+#   logs/              one log per magpie daemon, sms.txt (the SMS sink), sanitizer reports
+#   pids/              one pid file per magpie daemon
+
+# ---- small helpers -------------------------------------------------------------------------------------
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'dev: %s\n' "$*" >&2; exit 1; }
+
+# A free TCP port on 127.0.0.1 (the kernel picks it; it is released again at once).
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+    /usr/bin/python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    sys.exit(0)
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# Is the process in pid file $1 alive, and is it the program whose name contains $2?
+# (A pid can be reused by an unrelated process after ours died; never signal that one.)
+pid_alive() {
+    local file=$1 name=$2 pid
+    [ -s "$file" ] || return 1
+    pid=$(cat "$file" 2>/dev/null) || return 1
+    case "$pid" in ''|*[!0-9]*) return 1 ;; esac
+    [ -d "/proc/$pid" ] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"
+}
+
+# Wait up to $2 seconds for the command "$3..." to succeed; $1 names it in the error.
+wait_for() {
+    local what=$1 secs=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$what did not come up within ${secs}s (see the logs: scripts/dev logs)"
+}
+
+# Send SIGTERM to the process of pid file $1 (if it is program $2), wait up to $3 s, then SIGKILL.
+stop_pidfile() {
+    local file=$1 name=$2 secs=${3:-10} pid i
+    if ! pid_alive "$file" "$name"; then
+        rm -f "$file"
+        return 0
+    fi
+    pid=$(cat "$file")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+        [ -d "/proc/$pid" ] || break
+        sleep 0.1
+    done
+    if [ -d "/proc/$pid" ]; then
+        say "  $name (pid $pid) did not stop in ${secs}s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+    fi
+    rm -f "$file"
+}
+
+# ---- ports and configuration ---------------------------------------------------------------------------
+
+# Create $RUN/dev.env once. MAGPIE_DEV_PORTS=free picks free ports (the test stack); otherwise the fixed
+# defaults below, each overridable from the environment. They avoid the system services' usual ports.
+write_dev_env() {
+    [ -f "$RUN/dev.env" ] && return 0
+    mkdir -p "$RUN"
+    if [ "${MAGPIE_DEV_PORTS:-}" = free ]; then
+        cat >"$RUN/dev.env" <<EOF
+# Ports of this stack (picked free by scripts/dev). Edit and run 'scripts/dev up' again to move them.
+NGINX_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+MYSQL_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+PUSH_PORTS="$(free_port) $(free_port)"
+PUSH_METRICS_PORTS="$(free_port) $(free_port)"
+PERSIST_METRICS_PORT=$(free_port)
+EOF
+    else
+        cat >"$RUN/dev.env" <<EOF
+# Ports of the dev stack. Edit and run 'scripts/dev up' again to move them.
+NGINX_PORT=${DEV_NGINX_PORT:-8080}           # the site: web client, API, WebSockets
+REDIS_PORT=${DEV_REDIS_PORT:-6390}
+MYSQL_PORT=${DEV_MYSQL_PORT:-3316}
+HTTP_PORT=${DEV_HTTP_PORT:-8081}            # magpie-http's standalone front-end (without nginx)
+PUSH_PORTS="${DEV_PUSH_PORTS:-9001 9002}"       # one magpie-push node per port
+PUSH_METRICS_PORTS="${DEV_PUSH_METRICS_PORTS:-9101 9102}"
+PERSIST_METRICS_PORT=${DEV_PERSIST_METRICS_PORT:-9201}
+EOF
+    fi
+}
+
+load_dev_env() {
+    write_dev_env
+    # shellcheck disable=SC1091
+    . "$RUN/dev.env"
+    read -r -a PUSH_PORT_LIST <<<"$PUSH_PORTS"
+    read -r -a PUSH_METRICS_PORT_LIST <<<"$PUSH_METRICS_PORTS"
+    [ "${#PUSH_PORT_LIST[@]}" -eq "${#PUSH_METRICS_PORT_LIST[@]}" ] ||
+        die "$RUN/dev.env: PUSH_PORTS and PUSH_METRICS_PORTS must list as many ports"
+}
+
+# The secret and API key are generated once per stack and kept (tokens stay valid across restarts).
+ensure_secrets() {
+    if [ ! -s "$RUN/secret" ]; then
+        umask 077
+        {
+            echo "SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)"
+            echo "API_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=' | head -c 32)"
+            echo "DB_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d '\n/+=' | head -c 24)"
+        } >"$RUN/secret"
+        umask 022
+    fi
+    # shellcheck disable=SC1091
+    . "$RUN/secret"
+}
+
+write_magpie_conf() {
+    local origins="http://127.0.0.1:$NGINX_PORT, http://localhost:$NGINX_PORT"
+    mkdir -p "$RUN/logs" "$RUN/pids"
+    cat >"$RUN/magpie.conf" <<EOF
+# Generated by scripts/dev from $RUN/dev.env on every start; edit dev.env, not this file.
+# Every key is documented in magpie.conf.example.
+
+[log]
+level = ${MAGPIE_DEV_LOG_LEVEL:-info}
+
+[auth]
+secret = $SECRET
+api_keys = $API_KEY
+
+[redis]
+host = 127.0.0.1
+port = $REDIS_PORT
+
+[mysql]
+host = 127.0.0.1
+port = $MYSQL_PORT
+user = magpie
+password = $DB_PASSWORD
+database = magpie
+
+[http]
+listen = 127.0.0.1:$HTTP_PORT
+fcgi_socket = $RUN/http.sock
+fcgi_socket_mode = 0666
+public_url = http://127.0.0.1:$NGINX_PORT
+enable_test_token = yes
+
+[sms]
+sink_file = $RUN/logs/sms.txt
+
+[push]
+advertise_url = ws://127.0.0.1:$NGINX_PORT/ws
+advertise_room_url = ws://127.0.0.1:$NGINX_PORT/room
+allowed_origins = $origins
+
+[persist]
+metrics_listen = 127.0.0.1:$PERSIST_METRICS_PORT
+EOF
+}
+
+# ---- Redis ---------------------------------------------------------------------------------------------
+
+redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+start_redis() {
+    local dir=$RUN/redis
+    if pid_alive "$dir/redis.pid" redis-server; then
+        say "  redis      already running (pid $(cat "$dir/redis.pid"))"
+        return 0
+    fi
+    port_in_use "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT in $RUN/dev.env) is taken by another program"
+    mkdir -p "$dir/data"
+    cat >"$dir/redis.conf" <<EOF
+# Redis of a Magpie dev stack (scripts/dev). AOF on, as SPEC §6 requires.
+bind 127.0.0.1
+port $REDIS_PORT
+protected-mode yes
+daemonize yes
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+dir $dir/data
+appendonly yes
+appendfsync everysec
+save ""
+maxclients 10000
+EOF
+    redis-server "$dir/redis.conf"
+    wait_for redis 10 redis_cli ping
+    say "  redis      127.0.0.1:$REDIS_PORT (pid $(cat "$dir/redis.pid"))"
+}
+
+# ---- MariaDB -------------------------------------------------------------------------------------------
+
+mysql_root() { mariadb --no-defaults -S "$RUN/mariadb/mysqld.sock" -u root "$@"; }
+
+start_mariadb() {
+    local dir=$RUN/mariadb user
+    user=$(id -un)
+    if pid_alive "$dir/mysqld.pid" mariadbd; then
+        say "  mariadb    already running (pid $(cat "$dir/mysqld.pid"))"
+        return 0
+    fi
+    port_in_use "$MYSQL_PORT" && die "port $MYSQL_PORT (MYSQL_PORT in $RUN/dev.env) is taken by another program"
+    mkdir -p "$dir"
+    if [ ! -d "$dir/data/mysql" ]; then
+        mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
+            --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
+            die "mariadb-install-db failed; see $dir/install.log"
+    fi
+    setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$MYSQL_PORT" \
+        --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --user="$user" \
+        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
+        --max-connections=500 </dev/null >/dev/null 2>&1 &
+    wait_for mariadb 60 mariadb-admin --no-defaults -S "$dir/mysqld.sock" -u root ping
+    wait_for "mariadb pid file" 10 test -s "$dir/mysqld.pid"
+    mysql_root <<EOF
+CREATE DATABASE IF NOT EXISTS magpie CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'magpie'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
+CREATE USER IF NOT EXISTS 'magpie'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
+GRANT ALL ON magpie.* TO 'magpie'@'127.0.0.1';
+GRANT ALL ON magpie.* TO 'magpie'@'localhost';
+EOF
+    say "  mariadb    127.0.0.1:$MYSQL_PORT (pid $(cat "$dir/mysqld.pid"))"
+}
+
+migrate() {
+    "$BUILD/sql/magpie-migrate" -c "$RUN/magpie.conf" -d "$REPO/sql" 2>>"$RUN/logs/migrate.log" ||
+        die "schema migration failed; see $RUN/logs/migrate.log"
+    say "  schema     migrated ($(ls "$REPO"/sql/[0-9]*.sql | wc -l) migrations)"
+}
+
+# ---- nginx ---------------------------------------------------------------------------------------------
+
+start_nginx() {
+    local dir=$RUN/nginx push_servers="" p user_line=""
+    mkdir -p "$dir/tmp"
+    for p in "${PUSH_PORT_LIST[@]}"; do
+        push_servers="${push_servers}server 127.0.0.1:$p; "
+    done
+    # As root, nginx's workers would switch to nobody, who cannot read a checkout in root's home.
+    [ "$(id -u)" = 0 ] && user_line="user root;"
+    LISTEN=127.0.0.1:$NGINX_PORT SERVER_NAME=localhost ACCESS_LOG=$dir/access.log \
+        FCGI_SOCKET=$RUN/http.sock PUSH_SERVERS=$push_servers WEB_ROOT=$REPO/web \
+        sh "$REPO/nginx/render" "$REPO/nginx/magpie-site.conf.in" >"$dir/magpie-site.conf"
+    RUN_DIR=$dir USER_LINE=$user_line sh "$REPO/nginx/render" "$REPO/nginx/dev-nginx.conf.in" >"$dir/nginx.conf"
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" 2>"$dir/conftest.log" ||
+        die "nginx rejected the rendered conf: $(cat "$dir/conftest.log")"
+    if pid_alive "$dir/nginx.pid" nginx; then
+        nginx -p "$dir" -c "$dir/nginx.conf" -s reload 2>/dev/null
+        say "  nginx      reloaded (pid $(cat "$dir/nginx.pid"))"
+        return 0
+    fi
+    port_in_use "$NGINX_PORT" && die "port $NGINX_PORT (NGINX_PORT in $RUN/dev.env) is taken by another program"
+    nginx -p "$dir" -c "$dir/nginx.conf"
+    wait_for nginx 10 curl -fsS -o /dev/null "http://127.0.0.1:$NGINX_PORT/"
+    say "  nginx      http://127.0.0.1:$NGINX_PORT/ (pid $(cat "$dir/nginx.pid"))"
+}
+
+# ---- magpie daemons ------------------------------------------------------------------------------------
+
+# start_daemon NAME BINARY PROBE-URL [VAR=value...]: run BINARY -c magpie.conf in the background with the
+# given environment overrides, its log in logs/NAME.log; wait until PROBE-URL answers any HTTP status.
+# Daemons that are not built yet are skipped, so the stack grows as the components land.
+start_daemon() {
+    local name=$1 bin=$2 probe=$3
+    shift 3
+    if [ ! -x "$bin" ]; then
+        return 0
+    fi
+    if pid_alive "$RUN/pids/$name.pid" "$(basename "$bin")"; then
+        say "  $(printf '%-10s' "$name") already running (pid $(cat "$RUN/pids/$name.pid"))"
+        return 0
+    fi
+    env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
+        setsid "$bin" -c "$RUN/magpie.conf" </dev/null >>"$RUN/logs/$name.out" 2>&1 &
+    echo $! >"$RUN/pids/$name.pid"
+    wait_for "$name" 20 curl -sS -o /dev/null "$probe"
+    say "  $(printf '%-10s' "$name") $probe (pid $(cat "$RUN/pids/$name.pid"))"
+}
+
+start_daemons() {
+    local i node
+    start_daemon http "$BUILD/http/magpie-http" "http://127.0.0.1:$HTTP_PORT/healthz"
+    for i in "${!PUSH_PORT_LIST[@]}"; do
+        node=$((i + 1))
+        start_daemon "push$node" "$BUILD/push/magpie-push" "http://127.0.0.1:${PUSH_METRICS_PORT_LIST[$i]}/healthz" \
+            MAGPIE_PUSH_NODE_ID=$node MAGPIE_PUSH_LISTEN=127.0.0.1:${PUSH_PORT_LIST[$i]} \
+            MAGPIE_PUSH_METRICS_LISTEN=127.0.0.1:${PUSH_METRICS_PORT_LIST[$i]}
+    done
+    start_daemon persist "$BUILD/push/magpie-persist" "http://127.0.0.1:$PERSIST_METRICS_PORT/healthz"
+}
+
+# ---- the whole stack -----------------------------------------------------------------------------------
+
+start_stack() {
+    load_dev_env
+    ensure_secrets
+    write_magpie_conf
+    say "starting the stack in $RUN"
+    start_redis
+    start_mariadb
+    migrate
+    start_daemons
+    start_nginx
+}
+
+# Stop, in reverse order, what start_stack started: only processes recorded in this stack's pid files.
+stop_stack() {
+    local f name
+    [ -d "$RUN" ] || return 0
+    say "stopping the stack in $RUN"
+    [ -f "$RUN/nginx/nginx.pid" ] && stop_pidfile "$RUN/nginx/nginx.pid" nginx 10
+    for f in "$RUN"/pids/*.pid; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f" .pid)
+        case "$name" in
+        push*) stop_pidfile "$f" magpie-push 10 ;;
+        persist) stop_pidfile "$f" magpie-persist 10 ;;
+        http) stop_pidfile "$f" magpie-http 10 ;;
+        *) stop_pidfile "$f" "magpie-$name" 10 ;;
+        esac
+    done
+    [ -f "$RUN/mariadb/mysqld.pid" ] && stop_pidfile "$RUN/mariadb/mysqld.pid" mariadbd 60
+    [ -f "$RUN/redis/redis.pid" ] && stop_pidfile "$RUN/redis/redis.pid" redis-server 10
+    rm -f "$RUN/http.sock"
+    say "stopped"
+}
+
+stack_status() {
+    local f name
+    [ -f "$RUN/dev.env" ] || { say "no stack in $RUN (run scripts/dev up)"; return 1; }
+    load_dev_env
+    show() {
+        if pid_alive "$2" "$3"; then
+            printf '  %-10s running  pid %-8s %s\n' "$1" "$(cat "$2")" "$4"
+        else
+            printf '  %-10s stopped\n' "$1"
+        fi
+    }
+    say "stack in $RUN"
+    show redis "$RUN/redis/redis.pid" redis-server "127.0.0.1:$REDIS_PORT"
+    show mariadb "$RUN/mariadb/mysqld.pid" mariadbd "127.0.0.1:$MYSQL_PORT"
+    show nginx "$RUN/nginx/nginx.pid" nginx "http://127.0.0.1:$NGINX_PORT/"
+    for f in "$RUN"/pids/*.pid; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f" .pid)
+        case "$name" in
+        push*) show "$name" "$f" magpie-push "" ;;
+        *) show "$name" "$f" "magpie-$name" "" ;;
+        esac
+    done
+}

@@ -1,0 +1,116 @@
+"""The stack the integration tests run against: what scripts/dev started in $MAGPIE_RUN.
+
+Tests read ports, secrets and paths from here instead of hard-coding them, and use the helpers to talk
+to the real servers (Redis, MariaDB, nginx, the magpie daemons) or to stop and start them.
+"""
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import pymysql
+import redis
+
+REPO = os.environ.get("MAGPIE_REPO") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RUN = os.environ.get("MAGPIE_RUN", os.path.join(REPO, ".run", "test"))
+BUILD = os.environ.get("MAGPIE_BUILD", os.path.join(REPO, ".run", "build-asan"))
+
+
+def read_env_file(path):
+    """KEY=VALUE lines as scripts/dev writes them (shell quoting, # comments)."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = shlex.split(line, comments=True)
+            if parts and "=" in parts[0]:
+                key, value = parts[0].split("=", 1)
+                values[key] = value
+    return values
+
+
+def read_conf(path):
+    """magpie.conf as a {"section.key": value} dict (the tests' view; the daemons use libmagpie)."""
+    values, section = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            m = re.match(r"^\[(\w+)\]$", line)
+            if m:
+                section = m.group(1)
+                continue
+            key, _, value = line.partition("=")
+            values[f"{section}.{key.strip()}"] = value.strip()
+    return values
+
+
+class Stack:
+    def __init__(self, run=RUN, build=BUILD):
+        self.run = run
+        self.build = build
+        self.repo = REPO
+        self.env = read_env_file(os.path.join(run, "dev.env"))
+        self.secrets = read_env_file(os.path.join(run, "secret"))
+        self.conf_path = os.path.join(run, "magpie.conf")
+        self.conf = read_conf(self.conf_path)
+        self.nginx_port = int(self.env["NGINX_PORT"])
+        self.redis_port = int(self.env["REDIS_PORT"])
+        self.mysql_port = int(self.env["MYSQL_PORT"])
+        self.http_port = int(self.env["HTTP_PORT"])
+        self.push_ports = [int(p) for p in self.env["PUSH_PORTS"].split()]
+        self.push_metrics_ports = [int(p) for p in self.env["PUSH_METRICS_PORTS"].split()]
+        self.persist_metrics_port = int(self.env["PERSIST_METRICS_PORT"])
+        self.secret = self.secrets["SECRET"]
+        self.api_key = self.secrets["API_KEY"]
+
+    # ---- URLs ----
+    @property
+    def nginx_url(self):
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def http_url(self):
+        """magpie-http's standalone (libmicrohttpd) front-end."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    # ---- clients ----
+    def redis(self):
+        return redis.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True,
+                           socket_timeout=5)
+
+    def mysql(self, **kw):
+        return pymysql.connect(host="127.0.0.1", port=self.mysql_port, user="magpie",
+                               password=self.secrets["DB_PASSWORD"], database="magpie",
+                               autocommit=True, charset="utf8mb4", **kw)
+
+    def bin(self, relpath):
+        return os.path.join(self.build, relpath)
+
+    # ---- stopping and starting the servers (outage tests) ----
+    def stop_redis(self):
+        subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown"], capture_output=True)
+        self._wait(lambda: not self._redis_up(), "redis to stop")
+
+    def start_redis(self):
+        subprocess.run(["redis-server", os.path.join(self.run, "redis", "redis.conf")], check=True)
+        self._wait(self._redis_up, "redis to start")
+
+    def _redis_up(self):
+        try:
+            return self.redis().ping()
+        except redis.exceptions.ConnectionError:
+            return False
+
+    @staticmethod
+    def _wait(cond, what, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"timed out waiting for {what}")
