@@ -1,7 +1,7 @@
 # Unit tests (cmocka), run by `make check`. Integration tests (pytest, tests/integration) need the real
 # servers and run from `scripts/dev test`.
 
-UNIT_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -DTEST_DATA_DIR='"$(abs_srcdir)/tests/unit/data"'
+UNIT_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS)
 UNIT_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 
 check_PROGRAMS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/unit/test_envelope \
@@ -26,4 +26,4 @@ TESTS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/un
 	tests/unit/test_metrics tests/unit/example-drift.sh
 TESTS_ENVIRONMENT = MAGPIE_CONFIG_BIN=$(abs_builddir)/shared/magpie-config$(EXEEXT) \
 	EXAMPLE=$(abs_srcdir)/magpie.conf.example
-EXTRA_DIST += tests/unit/example-drift.sh tests/unit/data
+EXTRA_DIST += tests/unit/example-drift.sh
