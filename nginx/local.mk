@@ -10,6 +10,7 @@ CLEANFILES += nginx/magpie-site.conf
 NGINX_RENDER_VARS = \
 	LISTEN=80 \
 	ACCESS_LOG=/var/log/nginx/magpie-access.log \
+	ERROR_LOG=/var/log/nginx/magpie-error.log \
 	SERVER_NAME=_ \
 	FCGI_SOCKET=/run/magpie/http.sock \
 	PUSH_SERVERS='server 127.0.0.1:9001;' \

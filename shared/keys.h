@@ -34,7 +34,9 @@
 /* ---- users and friends ---- */
 /* set of uids: the friends of a user (seed 001's URS:<uid>). Written with MySQL's friends table; no TTL. */
 #define KEY_FRIENDS "mp:friends:%lld"
-/* hash {customer, courier}: an order a courier may take with T (seed 001). No TTL; MySQL has the record. */
+/* hash {customer, courier}: an order a courier may take with T (seed 001). Written by /admin/orders (field
+ * "customer"); T sets "courier" with HSETNX, so only the first courier gets it. No TTL; MySQL's orders table
+ * has the record too. */
 #define KEY_ORDER "mp:order:%s" /* order id */
 /* geo set: couriers' last positions (S); member = uid. No TTL. */
 #define KEY_GEO "mp:geo"
@@ -47,7 +49,8 @@
 /* hash {ws_url, room_url, started}: a node's advertised URLs; TTL push.node_ttl_s, renewed by heartbeat. */
 #define KEY_NODE "mp:node:%d"
 /* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
- * presence check (and removed when that node id starts again); no TTL. */
+ * presence check (presence.h) and removed when that node id starts again; no TTL. The prefix is also
+ * spelled in PRESENCE_LUA. */
 #define KEY_PRESENCE "mp:presence:%lld"
 /* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
 #define KEY_NODE_USERS "mp:node:%d:users"

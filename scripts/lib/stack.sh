@@ -262,7 +262,7 @@ start_nginx() {
     done
     # As root, nginx's workers would switch to nobody, who cannot read a checkout in root's home.
     [ "$(id -u)" = 0 ] && user_line="user root;"
-    LISTEN=127.0.0.1:$NGINX_PORT SERVER_NAME=localhost ACCESS_LOG=$dir/access.log \
+    LISTEN=127.0.0.1:$NGINX_PORT SERVER_NAME=localhost ACCESS_LOG=$dir/access.log ERROR_LOG=$dir/error.log \
         FCGI_SOCKET=$RUN/http.sock PUSH_SERVERS=$push_servers WEB_ROOT=$REPO/web \
         sh "$REPO/nginx/render" "$REPO/nginx/magpie-site.conf.in" >"$dir/magpie-site.conf"
     RUN_DIR=$dir USER_LINE=$user_line sh "$REPO/nginx/render" "$REPO/nginx/dev-nginx.conf.in" >"$dir/nginx.conf"
@@ -294,8 +294,12 @@ start_daemon() {
         say "  $(printf '%-10s' "$name") already running (pid $(cat "$RUN/pids/$name.pid"))"
         return 0
     fi
-    env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
-        setsid "$bin" -c "$RUN/magpie.conf" </dev/null >>"$RUN/logs/$name.out" 2>&1 &
+    # The exact command, one argument per line, so a test can start this daemon again the same way after
+    # killing it (tests/integration/magpie_stack.py: Stack.start_daemon).
+    printf '%s\n' env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" "$bin" -c "$RUN/magpie.conf" \
+        >"$RUN/pids/$name.cmd"
+    env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" setsid "$bin" -c "$RUN/magpie.conf" \
+        </dev/null >>"$RUN/logs/$name.out" 2>&1 &
     echo $! >"$RUN/pids/$name.pid"
     wait_for "$name" 20 curl -sS -o /dev/null "$probe"
     say "  $(printf '%-10s' "$name") $probe (pid $(cat "$RUN/pids/$name.pid"))"

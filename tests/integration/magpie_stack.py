@@ -114,3 +114,42 @@ class Stack:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"timed out waiting for {what}")
+
+    # ---- the magpie daemons, as scripts/dev started them (logs/NAME.log, pids/NAME.pid, pids/NAME.cmd) ----
+    def daemon_pid(self, name):
+        path = os.path.join(self.run, "pids", f"{name}.pid")
+        try:
+            pid = int(open(path).read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def kill_daemon(self, name, sig=15, timeout=10):
+        """Signal a daemon (default SIGTERM) and wait until it is gone."""
+        pid = self.daemon_pid(name)
+        if pid is None:
+            return
+        os.kill(pid, sig)
+        self._wait(lambda: not _alive(pid), f"{name} to exit", timeout)
+
+    def start_daemon(self, name, extra_env=None):
+        """Start a daemon again exactly as scripts/dev did; wait until its pid is alive."""
+        with open(os.path.join(self.run, "pids", f"{name}.cmd")) as f:
+            argv = f.read().splitlines()
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        log = open(os.path.join(self.run, "logs", f"{name}.out"), "ab")
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        with open(os.path.join(self.run, "pids", f"{name}.pid"), "w") as f:
+            f.write(f"{proc.pid}\n")
+        return proc
+
+
+def _alive(pid):
+    """Running (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

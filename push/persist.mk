@@ -1,0 +1,1 @@
+# magpie-persist: the Redis stream to MySQL worker (SPEC §6). Build rules for it and its unit tests.
