@@ -258,6 +258,23 @@ int conn_send_str(struct conn *c, char *payload, size_t len)
     return rc;
 }
 
+/* Send the close frame with c's code and reason, then close.
+ *
+ * Not the usual lws_close_reason() + "return -1 from the callback": Debian's libwebsockets 4.1.6 is built
+ * with _DEBUG, and with libuv that build closes a connection a second time right after a callback asks
+ * for the close, which kills it before the close frame goes out (warmcat/libwebsockets#3569; the client
+ * sees 1006 instead of our code). A close started by a timeout is not doubled, and the keep-alive idle
+ * timeout is the one libwebsockets closes politely (the others are treated as a dead peer). */
+static void close_politely(struct conn *c)
+{
+    if (c->close_started || c->wsi == NULL)
+        return;
+    c->close_started = 1;
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                     strlen(c->close_reason));
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+}
+
 /* One frame per writeable callback (libwebsockets allows one lws_write each). Returns -1 to close. */
 static int on_writeable(struct conn *c)
 {
@@ -265,11 +282,8 @@ static int on_writeable(struct conn *c)
     int n;
 
     if (q == NULL) {
-        if (c->state == CONN_CLOSING) {
-            lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
-                             strlen(c->close_reason));
-            return -1;
-        }
+        if (c->state == CONN_CLOSING)
+            close_politely(c);
         return 0;
     }
     c->q_head = q->next;
@@ -308,6 +322,7 @@ void conn_abort(struct conn *c, const char *why)
     c->state = CONN_CLOSING;
     c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
     c->close_reason = why;
+    c->close_started = 1;
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
@@ -361,9 +376,8 @@ static void deliver(struct conn *c, const char *buf, size_t len)
 /* A piece of a message. Returns -1 to close the connection (close reason set). */
 static int on_receive(struct conn *c, const unsigned char *in, size_t len)
 {
-    struct lws *wsi = c->wsi;
-    size_t remaining = lws_remaining_packet_payload(wsi);
-    int final = lws_is_final_fragment(wsi);
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    int final = lws_is_final_fragment(c->wsi);
     size_t max = (size_t)push.cfg->push.max_frame;
     unsigned char *p;
 
@@ -376,8 +390,14 @@ static int on_receive(struct conn *c, const unsigned char *in, size_t len)
         stats_error(STATS_E_TOO_BIG);
         log_info("message too big conn=%llu uid=%lld ip=%s max=%zu", (unsigned long long)c->id,
                  (long long)c->uid, c->ip, max);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too big", 15);
-        return -1;
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+        c->state = CONN_CLOSING;
+        c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+        c->close_reason = "message too big";
+        close_politely(c); /* what is queued is dropped: this client broke the rules */
+        return 0;
     }
     if (c->state != CONN_OPEN) {
         /* rx is paused while logging in; a message that was already buffered is refused. */
@@ -434,6 +454,8 @@ static void client_ip(struct lws *wsi, char *ip, size_t len)
 #endif
     if (n <= 0 || strspn(ip, "0123456789abcdefABCDEF.:") != (size_t)n)
         lws_get_peer_simple(wsi, ip, len);
+    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip, '.') != NULL) /* an IPv4 client of a dual-stack socket */
+        memmove(ip, ip + 7, strlen(ip + 7) + 1);
 }
 
 /* ---- the upgrade ---- */
@@ -468,12 +490,14 @@ static int refuse_http(struct lws *wsi, unsigned status)
 
 static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
-    char path[256];
+    char path[AUTH_MAX_TOKEN + 64]; /* the path may carry a ticket */
     const struct proto *p;
     struct conn *c;
 
     if (strcasecmp(upgrade, "websocket") != 0)
         return refuse_http(wsi, HTTP_STATUS_FORBIDDEN);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) >= (int)sizeof(path))
+        return refuse_http(wsi, HTTP_STATUS_REQ_URI_TOO_LONG);
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || (p = proto_for(path)) == NULL)
         return refuse_http(wsi, HTTP_STATUS_NOT_FOUND);
     if (push.stopping)

@@ -61,6 +61,7 @@ struct conn {
     uint64_t tokens_ms, allowance_ms;
     int close_code;
     const char *close_reason; /* static */
+    int close_started;        /* the close frame is on its way (or the connection is being dropped) */
     char ip[48];
     char sid[AUTH_JTI_LEN + 1]; /* jti of the login token behind this connection (logout closes it) */
 };

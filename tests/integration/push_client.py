@@ -76,6 +76,7 @@ class Chat:
     so a test can assert on them later."""
 
     def __init__(self, ws, uid, login):
+        _opened.append(ws)
         self.ws = ws
         self.uid = uid
         self.login = login
@@ -92,7 +93,8 @@ class Chat:
         base = push_url(stack, node)
         url = f"{base}/ws?token={tk}" if query else f"{base}/ws/{tk}"
         ws = await websockets.connect(url, origin=origin, extra_headers=headers, max_size=None,
-                                      ping_interval=None, compression=None, open_timeout=10, **kw)
+                                      ping_interval=None, compression=None, open_timeout=10, close_timeout=2,
+                                      **kw)
         chat = cls(ws, uid, None)
         if expect_login:
             chat.login = await chat.recv()
@@ -220,10 +222,20 @@ async def wait_until(cond, timeout, what, interval=0.05):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+_opened = []  # every connection a test opened, closed when its run() ends
+
+
 def run(coro):
     """Run one test's coroutine (python3-websockets 10 is asyncio-only; pytest-asyncio is not in Debian's
-    list of what the tests use)."""
-    return asyncio.run(coro)
+    list of what the tests use), then close whatever connections it left open."""
+    async def wrapper():
+        try:
+            return await coro
+        finally:
+            left = [ws for ws in _opened if not ws.closed]
+            _opened.clear()
+            await asyncio.gather(*(ws.close() for ws in left), return_exceptions=True)
+    return asyncio.run(wrapper())
 
 
 class Bystander:
@@ -338,7 +350,7 @@ class ExtraNode:
         uid = uid if uid is not None else new_uid()
         tk = kw.pop("tk", None) or ticket(self.stack, uid)
         ws = await websockets.connect(f"{self.url}/ws/{tk}", max_size=None, ping_interval=None,
-                                      compression=None, **kw)
+                                      compression=None, close_timeout=2, **kw)
         chat = Chat(ws, uid, None)
         chat.login = await chat.recv()
         assert chat.login["type"] == "L", chat.login
