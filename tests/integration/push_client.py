@@ -401,3 +401,63 @@ def ensure_nodes_up(stack):
         name = f"push{i + 1}"
         if stack.daemon_pid(name) is None:
             restart_node(stack, name)
+
+
+class RawWS:
+    """A WebSocket client with no library behind it: it answers nothing by itself (no pong), reads only
+    when told, and can shrink its receive buffer -- what the idle and slow-reader tests need."""
+
+    def __init__(self, host, port, path, rcvbuf=None, timeout=10):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.status = int(head.split()[1])
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+
+    def frame(self):
+        """The next frame as (opcode, payload); ConnectionError when the server closed the socket."""
+        self._fill(2)
+        opcode, n = self.buf[0] & 0x0F, self.buf[1] & 0x7F
+        off = 2
+        if n == 126:
+            self._fill(4)
+            n, off = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            self._fill(10)
+            n, off = int.from_bytes(self.buf[2:10], "big"), 10
+        self._fill(off + n)
+        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
+        return opcode, payload
+
+    def send_text(self, text, opcode=0x1, fin=True):
+        data = text.encode() if isinstance(text, str) else text
+        mask = os.urandom(4)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(data)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def close(self):
+        self.sock.close()
