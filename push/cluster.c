@@ -100,6 +100,7 @@ static struct {
     char started[24];
     int dirty;   /* presence writes failed: resync on the next connect */
     int leaving; /* deregistered: no more presence writes or heartbeats */
+    int timer_started; /* the heartbeat timer exists */
     atomic_int ready;
 } C;
 
@@ -334,7 +335,8 @@ void cluster_leave(void (*done)(void *arg), void *arg)
     const char *argv[5] = {KEY_NODES, C.node_key, C.node_users, C.node, C.presence_prefix};
     struct leave *l = malloc(sizeof(*l));
     C.leaving = 1;
-    uv_timer_stop(&C.heartbeat);
+    if (C.timer_started)
+        uv_timer_stop(&C.heartbeat);
     if (l == NULL) {
         done(arg);
         return;
@@ -373,6 +375,7 @@ int cluster_start(void)
     rdsa_script(&leave_lua);
     rdsa_on_state(on_redis_state, NULL);
     uv_timer_init(push.loop, &C.heartbeat);
+    C.timer_started = 1;
     uv_timer_start(&C.heartbeat, on_heartbeat_timer, (uint64_t)push.cfg->push.heartbeat_s * 1000,
                    (uint64_t)push.cfg->push.heartbeat_s * 1000);
     return MP_OK;
@@ -380,6 +383,9 @@ int cluster_start(void)
 
 void cluster_stop(void)
 {
+    if (!C.timer_started)
+        return;
+    C.timer_started = 0;
     uv_timer_stop(&C.heartbeat);
     uv_close((uv_handle_t *)&C.heartbeat, NULL);
 }

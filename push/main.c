@@ -41,7 +41,8 @@ static void finish(void)
     if (M.finished)
         return;
     M.finished = 1;
-    log_info("stopping node=%d connections_left=%zu", push.node, conn_total());
+    if (M.stop_deadline != 0)
+        log_info("stopping node=%d connections_left=%zu", push.node, conn_total());
     server_stop();
     rdsa_stop();
     cluster_stop();
@@ -104,12 +105,20 @@ static int check_config(const struct magpie_config *cfg)
     return MP_OK;
 }
 
+/* Start every part. On failure the caller runs finish() and the loop, which undo what was started. */
 static int start(void)
 {
+    uv_signal_init(push.loop, &M.term);
+    uv_signal_init(push.loop, &M.intr);
+    uv_signal_init(push.loop, &M.hup);
+    uv_timer_init(push.loop, &M.stop_timer);
     if (dbpool_init(push.cfg) != MP_OK) {
         log_error("cannot set up the MySQL client library");
         return MP_ERR;
     }
+    /* The listener first: a node that cannot listen should fail before it registers anywhere. */
+    if (server_start() != MP_OK)
+        return MP_ERR;
     if (stats_start(push.loop) != MP_OK || conn_start() != MP_OK || cluster_start() != MP_OK)
         return MP_ERR;
     chat_send_init();
@@ -118,18 +127,12 @@ static int start(void)
     chat_site_init();
     if (relay_start() != MP_OK || rdsa_start(push.loop, push.cfg) != MP_OK)
         return MP_ERR;
-    if (server_start() != MP_OK)
-        return MP_ERR;
     if (push.cfg->push.metrics_listen[0] != '\0' &&
         metrics_listen(push.cfg->push.metrics_listen, cluster_health, NULL) != MP_OK)
         return MP_ERR;
-    uv_signal_init(push.loop, &M.term);
-    uv_signal_init(push.loop, &M.intr);
-    uv_signal_init(push.loop, &M.hup);
     uv_signal_start(&M.term, on_signal, SIGTERM);
     uv_signal_start(&M.intr, on_signal, SIGINT);
     uv_signal_start(&M.hup, on_signal, SIGHUP);
-    uv_timer_init(push.loop, &M.stop_timer);
     return MP_OK;
 }
 
@@ -137,7 +140,7 @@ int main(int argc, char **argv)
 {
     struct magpie_config cfg;
     uv_loop_t loop;
-    int rc = cli_start(argc, argv, "push", NULL, NULL, NULL, &cfg);
+    int failed = 0, rc = cli_start(argc, argv, "push", NULL, NULL, NULL, &cfg);
 
     if (rc >= 0)
         return rc;
@@ -152,10 +155,13 @@ int main(int argc, char **argv)
     push.loop = &loop;
     if (start() != MP_OK) {
         log_error("magpie-push failed to start node=%d", push.node);
-        return 1; /* the process ends here: nothing half-started needs to be unwound */
+        failed = 1;
+        push.stopping = 1;
+        finish(); /* then the loop runs until what did start has closed */
+    } else {
+        log_info("magpie-push started node=%d listen=%s metrics=%s", push.node, cfg.push.listen,
+                 cfg.push.metrics_listen);
     }
-    log_info("magpie-push started node=%d listen=%s metrics=%s", push.node, cfg.push.listen,
-             cfg.push.metrics_listen);
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -165,8 +171,9 @@ int main(int argc, char **argv)
     conn_stop();
     if (uv_loop_close(&loop) != 0)
         log_warn("the loop still had handles at exit");
-    log_info("magpie-push stopped node=%d", push.node);
+    if (!failed)
+        log_info("magpie-push stopped node=%d", push.node);
     auth_clear(&push.auth);
     config_free(&cfg);
-    return 0;
+    return failed;
 }

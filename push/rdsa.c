@@ -404,6 +404,8 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
 void rdsa_stop(void)
 {
     struct channel *c, *next;
+    if (R.loop == NULL || R.stopping)
+        return;
     R.stopping = 1;
     link_drop(&R.cmd, "stopping");
     link_drop(&R.sub, "stopping");
@@ -411,6 +413,7 @@ void rdsa_stop(void)
     uv_close((uv_handle_t *)&R.watchdog, NULL);
     uv_close((uv_handle_t *)&R.cmd.retry, NULL);
     uv_close((uv_handle_t *)&R.sub.retry, NULL);
+    R.loop = NULL;
     for (c = R.channels; c != NULL; c = next) {
         next = c->next;
         free(c->name);

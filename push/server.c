@@ -29,6 +29,7 @@ static const struct lws_protocols protocols[] = {
 };
 
 static lws_retry_bo_t retry;
+static int destroying; /* lws_context_destroy() was called (by us, or by lws on a failed start) */
 
 static void lws_log(int level, const char *line)
 {
@@ -77,7 +78,10 @@ int server_start(void)
     info.max_http_header_pool = SERVER_HEADER_POOL;
 
     push.lws = lws_create_context(&info);
-    if (push.lws == NULL) {
+    /* With a foreign libuv loop, a context whose listener failed (address in use) comes back non-NULL,
+     * already being destroyed on the loop: only the missing vhost tells. */
+    if (push.lws == NULL || lws_get_vhost_by_name(push.lws, "magpie") == NULL) {
+        destroying = 1;
         log_error("cannot listen addr=%s (address in use, or the libwebsockets-evlib-uv plugin is missing)",
                   push.cfg->push.listen);
         return MP_ERR;
@@ -87,8 +91,10 @@ int server_start(void)
 
 void server_stop(void)
 {
-    if (push.lws != NULL)
+    if (push.lws != NULL && !destroying) {
+        destroying = 1;
         lws_context_destroy(push.lws);
+    }
 }
 
 void server_free(void)

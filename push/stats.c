@@ -28,6 +28,7 @@ static struct {
     double acks, errors[STATS_E_COUNT], drops[2];
     double buckets[32], sum; /* delivery latency, as metrics_latency_bounds */
     int redis_up;
+    int started;
 } S;
 
 static int proto_index(const char *proto)
@@ -140,12 +141,16 @@ int stats_start(uv_loop_t *loop)
     metric_add(S.acks_m, NULL, 0);
     metric_set(S.redis_up_m, NULL, 0);
     uv_timer_init(loop, &S.timer);
+    S.started = 1;
     uv_timer_start(&S.timer, on_flush, STATS_FLUSH_MS, STATS_FLUSH_MS);
     return MP_OK;
 }
 
 void stats_stop(void)
 {
+    if (!S.started)
+        return;
+    S.started = 0;
     flush();
     uv_timer_stop(&S.timer);
     uv_close((uv_handle_t *)&S.timer, NULL);
