@@ -114,6 +114,11 @@ class Node:
 
 # ---- client processes ----
 
+def _bump(counter):
+    with counter.get_lock():  # += on a shared Value is not atomic by itself
+        counter.value += 1
+
+
 async def _open(url, tickets, opened, failed):
     conns = []
     for tk in tickets:
@@ -122,13 +127,13 @@ async def _open(url, tickets, opened, failed):
                                           open_timeout=30, close_timeout=1, max_queue=None)
             login = json.loads(await asyncio.wait_for(ws.recv(), 30))
             if login.get("type") != "L":
-                failed.value += 1
+                _bump(failed)
                 await ws.close()
                 break
             conns.append(ws)
-            opened.value += 1
+            _bump(opened)
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
-            failed.value += 1
+            _bump(failed)
             break
     return conns
 

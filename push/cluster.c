@@ -98,7 +98,6 @@ static struct {
     char users_suffix[64];
     char presence_prefix[64]; /* KEY_PRESENCE without the id: "mp:presence:" */
     char started[24];
-    int dirty;   /* presence writes failed: resync on the next connect */
     int leaving; /* deregistered: no more presence writes or heartbeats */
     int timer_started; /* the heartbeat timer exists */
     atomic_int ready;
@@ -157,10 +156,11 @@ static void on_heartbeat_timer(uv_timer_t *t)
     heartbeat();
 }
 
+/* A write lost with the connection is repaired by the resync after the reconnect. */
 static void on_presence_reply(redisReply *r, void *arg)
 {
-    if (r == NULL || r->type == REDIS_REPLY_ERROR)
-        C.dirty = 1; /* repaired by the resync after the reconnect */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        log_warn("presence write failed node=%d reason=\"%s\"", push.node, r->str);
 }
 
 /* Presence writes for a batch of users: argv[0..3] are set by the caller, pairs follow. */
@@ -174,8 +174,7 @@ static void batch_flush(struct batch *b)
 {
     if (b->n == 0)
         return;
-    if (rdsa_eval(&presence_lua, on_presence_reply, NULL, 1, 3 + 2 * b->n, b->argv, NULL) != MP_OK)
-        C.dirty = 1;
+    rdsa_eval(&presence_lua, on_presence_reply, NULL, 1, 3 + 2 * b->n, b->argv, NULL);
     b->n = 0;
 }
 
@@ -200,22 +199,15 @@ static void batch_init(struct batch *b)
 
 void cluster_presence(int64_t uid, int count)
 {
-    struct batch *b;
+    char uid_s[24], count_s[24];
+    const char *argv[5] = {C.node_users, C.node, C.presence_prefix, uid_s, count_s};
+
     if (C.leaving || push.stopping)
         return;
-    if (!rdsa_ready()) {
-        C.dirty = 1;
-        return;
-    }
-    b = malloc(sizeof(*b));
-    if (b == NULL) {
-        C.dirty = 1;
-        return;
-    }
-    batch_init(b);
-    batch_add(uid, count, b);
-    batch_flush(b);
-    free(b);
+    snprintf(uid_s, sizeof(uid_s), "%lld", (long long)uid);
+    snprintf(count_s, sizeof(count_s), "%d", count);
+    /* when Redis is down this is not sent: the resync after it returns writes it */
+    rdsa_eval(&presence_lua, on_presence_reply, NULL, 1, 5, argv, NULL);
 }
 
 /* Rewrite this node's presence from what it holds: clear everything, then write every user. */
@@ -224,12 +216,10 @@ static void resync(void)
     const char *argv[3] = {C.node_users, C.node, C.presence_prefix};
     struct batch *b = malloc(sizeof(*b));
     if (b == NULL) {
-        C.dirty = 1;
+        log_error("presence resync skipped: out of memory node=%d", push.node);
         return;
     }
-    C.dirty = 0;
-    if (rdsa_eval(&clear_lua, on_presence_reply, NULL, 1, 3, argv, NULL) != MP_OK)
-        C.dirty = 1;
+    rdsa_eval(&clear_lua, on_presence_reply, NULL, 1, 3, argv, NULL);
     batch_init(b);
     conn_each_user(batch_add, b);
     batch_flush(b);
@@ -240,11 +230,7 @@ static void on_redis_state(int ready, void *arg)
 {
     atomic_store(&C.ready, ready);
     stats_redis_up(ready);
-    if (!ready) {
-        C.dirty = 1;
-        return;
-    }
-    if (C.leaving)
+    if (!ready || C.leaving)
         return;
     heartbeat();
     resync();

@@ -101,3 +101,20 @@ def test_metrics_count_connections_packets_acks_errors_and_delivery_latency(stac
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
             assert r.status == 200 and json.loads(r.read()) == {"ok": True, "reason": ""}
     run(go())
+
+
+def test_sighup_reopens_the_log_file(stack):
+    """logrotate moves the file away and sends SIGHUP; the node writes to a fresh file of the same name."""
+    import os
+    import signal
+    log = os.path.join(stack.run, "logs", "push1.log")
+    os.rename(log, log + ".1")
+    os.kill(stack.daemon_pid("push1"), signal.SIGHUP)
+
+    async def go():
+        c = await Chat.connect(stack, node=1)
+        await wait_until(lambda: os.path.exists(log) and f"uid={c.uid}" in open(log).read(), 3,
+                         "the new log file to get the next line")
+    run(go())
+    with open(log + ".1") as old, open(log) as new:
+        assert old.read() and "chat open" in new.read()
