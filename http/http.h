@@ -83,6 +83,10 @@ extern struct http_app app;
 struct worker *worker_new(void);
 void worker_free(struct worker *w);
 
+/* Drop connections the server closed while they were idle (a Redis or MySQL restart), so the next command
+ * reconnects instead of failing. Called before each request. */
+void worker_refresh(struct worker *w);
+
 /* Run one request: route it, check who is calling, run the handler. Fills *resp (which the caller
  * zeroed) unless the request was parked as a long poll: then returns 1, *resp is untouched, and the
  * request will be answered later through the front-end's deliver callback (longpoll.h). Returns 0 when

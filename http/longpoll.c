@@ -418,6 +418,7 @@ static void finish(struct worker *wk, struct waiter *w)
     pthread_mutex_lock(&lp.lock);
     stopping = lp.stopping;
     pthread_mutex_unlock(&lp.lock);
+    worker_refresh(wk);
 
     if (stopping) {
         reply(&c, API_QR_WAITING, NULL);

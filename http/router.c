@@ -6,6 +6,7 @@
 #include "log.h"
 #include "magpie.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,28 @@ struct worker *worker_new(void)
     rds_init(&w->rds, &app.cfg);
     db_init(&w->db, &app.cfg);
     return w;
+}
+
+/* Is an idle connection's socket readable? Neither Redis (outside pub/sub) nor MySQL sends anything
+ * unasked, so that means the server closed it (a restart): better to notice now than to fail a request. */
+static int idle_socket_closed(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return fd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+void worker_refresh(struct worker *w)
+{
+    if (w->rds.c != NULL && idle_socket_closed(w->rds.c->fd)) {
+        log_debug("redis closed an idle connection; reconnecting");
+        redisFree(w->rds.c);
+        w->rds.c = NULL; /* reconnects on the next command, with no backoff: nothing failed yet */
+    }
+    if (w->db.m != NULL && idle_socket_closed((int)mysql_get_socket(w->db.m))) {
+        log_debug("mysql closed an idle connection; reconnecting");
+        mysql_close(w->db.m);
+        w->db.m = NULL;
+    }
 }
 
 void worker_free(struct worker *w)
@@ -378,6 +401,7 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
     c.front = front;
     c.front_ctx = front_ctx;
     c.started_us = http_clock_us();
+    worker_refresh(w);
 
     for (i = 0; i < MP_ARRAY_LEN(routes); i++) {
         if (!route_enabled(&routes[i]) || !route_match(routes[i].pattern, req->path, c.param, sizeof(c.param)))
