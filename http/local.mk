@@ -20,6 +20,10 @@ http_magpie_http_LDADD = http/libhttp.a $(HTTP_LIBS)
 # Unit tests of the pure parts (route matching, cookies, UTF-8 cleaning, redaction, mobile numbers).
 check_PROGRAMS += tests/unit/test_http_parts
 tests_unit_test_http_parts_SOURCES = tests/unit/test_http_parts.c
+tests_unit_test_http_parts_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/http
 tests_unit_test_http_parts_CFLAGS = $(HTTP_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_http_parts_LDADD = http/libhttp.a $(HTTP_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_http_parts
+
+# The wrk benchmark of the HTTP API (bench/http/README.md).
+EXTRA_DIST += bench/http/README.md bench/http/run.sh bench/http/imtoken.lua bench/http/hold_polls.py
