@@ -44,8 +44,9 @@ void admin_friends(struct call *c)
         reply_msg(c, API_INVALID, "a and b must be two users", NULL);
         return;
     }
-    snprintf(sql, sizeof(sql), "INSERT IGNORE INTO friends (uid, friend_uid) VALUES (%lld, %lld), (%lld, %lld)",
-             (long long)a, (long long)b, (long long)b, (long long)a);
+    snprintf(sql, sizeof(sql),
+             "INSERT IGNORE INTO friends (uid, friend_uid) VALUES (%lld, %lld), (%lld, %lld)", (long long)a,
+             (long long)b, (long long)b, (long long)a);
     rc = sql_exec(&c->w->db, sql, NULL);
     if (rc != MP_OK) {
         reply_unavailable(c, "mysql");
@@ -84,7 +85,8 @@ void admin_orders(struct call *c)
         reply_unavailable(c, "mysql");
         return;
     }
-    snprintf(sql, sizeof(sql), "INSERT INTO orders (id, customer) VALUES ('%s', %lld)", quoted, (long long)customer);
+    snprintf(sql, sizeof(sql), "INSERT INTO orders (id, customer) VALUES ('%s', %lld)", quoted,
+             (long long)customer);
     rc = sql_exec(&c->w->db, sql, NULL);
     if (rc == MP_EEXIST) {
         /* Registering the same order again is a retry; for another customer it is a mistake. */

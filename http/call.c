@@ -35,7 +35,9 @@ void reply_msg(struct call *c, enum api_code code, const char *message, json_t *
 {
     char *body;
     if (c->seed004) {
-        enum seed_code sc = code == API_OK ? SEED_OK : code == API_UNAUTHORIZED ? SEED_NOT_LOGGED_IN : SEED_ERROR;
+        enum seed_code sc = code == API_OK             ? SEED_OK
+                            : code == API_UNAUTHORIZED ? SEED_NOT_LOGGED_IN
+                                                       : SEED_ERROR;
         body = env_seed004(sc, message ? message : env_message(code), result);
     } else {
         body = env_wildfire(code, message, result);

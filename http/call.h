@@ -25,9 +25,9 @@ struct call {
     char param[80];       /* the path's variable segment ("*" in the route), when the route has one */
     int64_t uid;          /* the caller when logged in with a token, else 0 */
     struct auth_claims claims;
-    int by_api_key;       /* the caller presented a valid API key */
+    int by_api_key; /* the caller presented a valid API key */
     int replied;
-    int parked;           /* handed to the long poll; the front-end answers later */
+    int parked; /* handed to the long poll; the front-end answers later */
     const struct lp_front *front;
     void *front_ctx;
     int64_t started_us;

@@ -30,8 +30,8 @@
 #include <stdint.h>
 
 #define HTTP_MAX_RESP_HEADERS 4
-#define HTTP_TOKEN_HEX 32   /* QR session tokens and browser ids: 128 random bits as hex */
-#define HTTP_MAX_IP 64      /* an IPv6 address as text, with room to spare */
+#define HTTP_TOKEN_HEX        32 /* QR session tokens and browser ids: 128 random bits as hex */
+#define HTTP_MAX_IP           64 /* an IPv6 address as text, with room to spare */
 
 /* One request, as a front-end received it. Every pointer is borrowed from the front-end and stays valid
  * until the response is written. Header values are NULL when absent. */
@@ -45,8 +45,8 @@ struct http_req {
     const char *client_ip;     /* the browser's address (X-Real-IP from nginx, or the peer) */
     const char *body;          /* request body, not NUL-terminated; NULL when empty */
     size_t body_len;
-    int body_too_large;        /* the front-end refused to read a body over http.max_body */
-    const char *frontend;      /* "fcgi" or "standalone", for metrics */
+    int body_too_large;   /* the front-end refused to read a body over http.max_body */
+    const char *frontend; /* "fcgi" or "standalone", for metrics */
 };
 
 struct http_header {
@@ -97,7 +97,8 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
 
 /* Count a finished request in the metrics and write its debug log line. endpoint is the route's name
  * (never the raw path, which may hold a token); started_us from http_clock_us() when the request came in. */
-void http_account(const char *endpoint, const char *frontend, const struct http_resp *resp, int64_t started_us);
+void http_account(const char *endpoint, const char *frontend, const struct http_resp *resp,
+                  int64_t started_us);
 
 /* Monotonic microseconds. */
 int64_t http_clock_us(void);

@@ -16,8 +16,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define LP_IDLE_WAKE_MS 1000   /* the hub looks around at least this often (subscription retries) */
-#define LP_EARLY_MS 20         /* a waiter woken this close to its deadline is answered, not parked again */
+#define LP_IDLE_WAKE_MS 1000 /* the hub looks around at least this often (subscription retries) */
+#define LP_EARLY_MS     20   /* a waiter woken this close to its deadline is answered, not parked again */
 
 struct waiter {
     struct lp_wait wait;
@@ -57,7 +57,9 @@ static struct {
     struct rds sub, check;
     int subscribed;
     char chan_prefix[32], chan_suffix[16], pattern[64];
-} lp = {.lock = PTHREAD_MUTEX_INITIALIZER, .qlock = PTHREAD_MUTEX_INITIALIZER, .qcond = PTHREAD_COND_INITIALIZER,
+} lp = {.lock = PTHREAD_MUTEX_INITIALIZER,
+        .qlock = PTHREAD_MUTEX_INITIALIZER,
+        .qcond = PTHREAD_COND_INITIALIZER,
         .efd = -1};
 
 long longpoll_waiting(void)
@@ -279,7 +281,8 @@ static void read_messages(void)
         if (r == NULL)
             return;
         rep = r;
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 && rep->element[2]->type == REDIS_REPLY_STRING &&
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 &&
+            rep->element[2]->type == REDIS_REPLY_STRING &&
             strcmp(rep->element[0]->str ? rep->element[0]->str : "", "pmessage") == 0) {
             const char *ch = rep->element[2]->str;
             size_t len = rep->element[2]->len;

@@ -20,13 +20,14 @@ static int check_config(void)
 {
     const struct magpie_config *cfg = &app.cfg;
     if (auth_init(&app.auth, cfg->auth.secret) != MP_OK) {
-        log_error("auth.secret must be at least %d bytes; generate one with: head -c 48 /dev/urandom | base64",
-                  AUTH_MIN_SECRET);
+        log_error(
+            "auth.secret must be at least %d bytes; generate one with: head -c 48 /dev/urandom | base64",
+            AUTH_MIN_SECRET);
         return -1;
     }
     if (cfg->http.client_timeout_s <= cfg->http.long_poll_s) {
-        log_error("http.client_timeout_s (%lld) must exceed http.long_poll_s (%lld)", cfg->http.client_timeout_s,
-                  cfg->http.long_poll_s);
+        log_error("http.client_timeout_s (%lld) must exceed http.long_poll_s (%lld)",
+                  cfg->http.client_timeout_s, cfg->http.long_poll_s);
         return -1;
     }
     if (cfg->http.enable_test_token)

@@ -21,9 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MHD_DISCARD_FACTOR 16 /* a chunked body this many times max_body is hostile: drop the connection */
-#define MHD_DRAIN_MS 2000     /* at stop, wait this long at most for answers still being written */
-#define MHD_DRAIN_STEP_MS 10
+#define MHD_DISCARD_FACTOR 16   /* a chunked body this many times max_body is hostile: drop the connection */
+#define MHD_DRAIN_MS       2000 /* at stop, wait this long at most for answers still being written */
+#define MHD_DRAIN_STEP_MS  10
 
 /* One request (libmicrohttpd's per-request pointer). */
 struct mreq {
@@ -214,7 +214,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return run(conn, m, url, method);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **state, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode toe)
 {
     struct mreq *m = *state;
     (void)cls;
@@ -252,8 +253,8 @@ int mhd_front_start(void)
     char host[256];
     int port;
     struct addrinfo hints, *ai = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     if (addr[0] == '\0')
         return MP_OK;
@@ -280,12 +281,12 @@ int mhd_front_start(void)
         return MP_ERR;
     }
     mf.key_made = 1;
-    mf.d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_log,
-                            NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+    mf.d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
                             (unsigned)app.cfg.http.threads, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)app.cfg.http.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)app.cfg.http.client_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_END);
+                            (unsigned)app.cfg.http.client_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (mf.d == NULL) {
         log_error("cannot listen (address in use?) addr=%s", addr);

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define MSG_MAX_ROOM_ID 128 /* bytes of a room id */
-#define MSG_ID_HEX 16       /* server-chosen id of an "s" packet */
+#define MSG_ID_HEX      16  /* server-chosen id of an "s" packet */
 
 static void publish(struct call *c, const char *channel, const void *payload, size_t len)
 {
@@ -45,7 +45,8 @@ static void to_room(struct call *c, const char *msg, size_t msg_len)
     if (json_is_integer(room) && json_integer_value(room) >= 0) {
         snprintf(room_id, sizeof(room_id), "%lld", (long long)json_integer_value(room));
     } else if (json_is_string(room) && json_string_length(room) > 0 &&
-               json_string_length(room) <= MSG_MAX_ROOM_ID && strlen(json_string_value(room)) == json_string_length(room)) {
+               json_string_length(room) <= MSG_MAX_ROOM_ID &&
+               strlen(json_string_value(room)) == json_string_length(room)) {
         snprintf(room_id, sizeof(room_id), "%s", json_string_value(room));
     } else {
         reply_msg(c, API_INVALID, "room_id: must be a non-empty string of at most 128 bytes", NULL);
@@ -84,9 +85,9 @@ static void to_user(struct call *c, json_t *msg)
         reply_msg(c, API_INVALID, "level: only for room messages", NULL);
         return;
     }
-    cmd = json_pack("{s:s, s:I, s:{s:s, s:i, s:I, s:s, s:O, s:I}}", "cmd", BUS_CMD_DELIVER, "uid", (json_int_t)to,
-                    "packet", "id", id, "from", 0, "to", (json_int_t)to, "type", "s", "msg", msg, "ts",
-                    (json_int_t)mp_now_ms());
+    cmd = json_pack("{s:s, s:I, s:{s:s, s:i, s:I, s:s, s:O, s:I}}", "cmd", BUS_CMD_DELIVER, "uid",
+                    (json_int_t)to, "packet", "id", id, "from", 0, "to", (json_int_t)to, "type", "s", "msg",
+                    msg, "ts", (json_int_t)mp_now_ms());
     payload = cmd ? json_dumps(cmd, JSON_COMPACT) : NULL;
     json_decref(cmd);
     if (payload == NULL) {

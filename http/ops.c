@@ -20,8 +20,8 @@ void ops_healthz(struct call *c)
         reply(c, API_OK, json_pack("{s:s, s:s}", "redis", "ok", "mysql", "ok"));
         return;
     }
-    snprintf(msg, sizeof(msg), "%s%s%s unavailable", redis_up ? "" : "redis", !redis_up && !mysql_up ? " and " : "",
-             mysql_up ? "" : "mysql");
+    snprintf(msg, sizeof(msg), "%s%s%s unavailable", redis_up ? "" : "redis",
+             !redis_up && !mysql_up ? " and " : "", mysql_up ? "" : "mysql");
     reply_msg(c, API_UNAVAILABLE, msg,
               json_pack("{s:s, s:s}", "redis", redis_up ? "ok" : "down", "mysql", mysql_up ? "ok" : "down"));
 }

@@ -1,7 +1,7 @@
 /* qr.c -- web login by QR code (SPEC §3, seed 000): the session is a state machine in one Redis hash
  * (KEY_QR), changed only by the Lua scripts below, each atomic:
  *
- *   created --scan (a user)--> scanned --confirm (same user)--> confirmed --poll (creating browser)--> consumed
+ *   created --scan (a user)--> scanned --confirm (same user)--> confirmed --poll (browser)--> consumed
  *   created/scanned/confirmed --cancel (the scanning user)--> cancelled
  *   any state --TTL qr.session_ttl_s--> gone (expired)
  *
@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QR_MAX_UA 256         /* bytes of the browser's User-Agent kept for the phone to see */
-#define QR_MAX_DEVICE 128     /* bytes of device_name */
-#define QR_MAX_CLIENT_ID 128
-#define QR_SVG_MODULE_PX 6    /* the SVG's default rendering size per module */
-#define QR_QUIET_ZONE 4       /* modules of white border the QR standard asks for */
+#define QR_MAX_UA          256 /* bytes of the browser's User-Agent kept for the phone to see */
+#define QR_MAX_DEVICE      128 /* bytes of device_name */
+#define QR_MAX_CLIENT_ID   128
+#define QR_SVG_MODULE_PX   6  /* the SVG's default rendering size per module */
+#define QR_QUIET_ZONE      4  /* modules of white border the QR standard asks for */
 #define QR_EXPIRY_SLACK_MS 50 /* a poll waiting for its session's expiry wakes this much after it */
 
 /* KEYS: session. ARGV: ttl ms, then field/value pairs. */
@@ -38,22 +38,22 @@ static const char create_lua[] = "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n
 /* KEYS: session. ARGV: browser id, channel.
  * {8} gone or used, {14} another browser, {18} cancelled, {0, uid} confirmed (now consumed),
  * {9, user_name, device} scanned (told once), {10, ver, pttl} nothing new. */
-static const char poll_lua[] =
-    "local h = redis.call('HMGET', KEYS[1], 'state', 'browser', 'ver', 'notified', 'uid', 'user_name', 'device')\n"
-    "if not h[1] then return {8} end\n"
-    "if h[2] ~= ARGV[1] then return {14} end\n"
-    "if h[1] == 'cancelled' then return {18} end\n"
-    "if h[1] == 'consumed' then return {8} end\n"
-    "if h[1] == 'confirmed' then\n"
-    "  redis.call('HSET', KEYS[1], 'state', 'consumed')\n"
-    "  redis.call('PUBLISH', ARGV[2], redis.call('HINCRBY', KEYS[1], 'ver', 1))\n"
-    "  return {0, h[5]}\n"
-    "end\n"
-    "if h[1] == 'scanned' and h[4] ~= '1' then\n"
-    "  redis.call('HSET', KEYS[1], 'notified', '1')\n"
-    "  return {9, h[6] or '', h[7] or ''}\n"
-    "end\n"
-    "return {10, h[3] or '0', redis.call('PTTL', KEYS[1])}\n";
+static const char poll_lua[] = "local h = redis.call('HMGET', KEYS[1], 'state', 'browser', 'ver', "
+                               "'notified', 'uid', 'user_name', 'device')\n"
+                               "if not h[1] then return {8} end\n"
+                               "if h[2] ~= ARGV[1] then return {14} end\n"
+                               "if h[1] == 'cancelled' then return {18} end\n"
+                               "if h[1] == 'consumed' then return {8} end\n"
+                               "if h[1] == 'confirmed' then\n"
+                               "  redis.call('HSET', KEYS[1], 'state', 'consumed')\n"
+                               "  redis.call('PUBLISH', ARGV[2], redis.call('HINCRBY', KEYS[1], 'ver', 1))\n"
+                               "  return {0, h[5]}\n"
+                               "end\n"
+                               "if h[1] == 'scanned' and h[4] ~= '1' then\n"
+                               "  redis.call('HSET', KEYS[1], 'notified', '1')\n"
+                               "  return {9, h[6] or '', h[7] or ''}\n"
+                               "end\n"
+                               "return {10, h[3] or '0', redis.call('PTTL', KEYS[1])}\n";
 
 /* KEYS: session. ARGV: uid, user name, now ms, channel.
  * {8} gone or used, {18} cancelled, {14} scanned by someone else, {1, ip, ua, device, created} scanned. */
@@ -62,7 +62,8 @@ static const char scan_lua[] =
     "if not h[1] then return {8} end\n"
     "if h[1] == 'cancelled' then return {18} end\n"
     "if h[1] == 'created' then\n"
-    "  redis.call('HSET', KEYS[1], 'state', 'scanned', 'uid', ARGV[1], 'user_name', ARGV[2], 'scanned', ARGV[3])\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'scanned', 'uid', ARGV[1], 'user_name', ARGV[2], 'scanned', "
+    "ARGV[3])\n"
     "  redis.call('PUBLISH', ARGV[4], redis.call('HINCRBY', KEYS[1], 'ver', 1))\n"
     "elseif h[1] ~= 'scanned' then return {8}\n"
     "elseif h[2] ~= ARGV[1] then return {14} end\n"
@@ -167,9 +168,30 @@ void qr_create(struct call *c)
     snprintf(expires, sizeof(expires), "%lld", (long long)(now + ttl_ms));
 
     {
-        const char *argv[] = {"EVAL", create_lua, "1", key, ttl, "state", "created", "ver", "0", "browser",
-                              browser, "ip", c->req->client_ip ? c->req->client_ip : "", "ua", ua, "device",
-                              device, "created", created, "expires", expires, "platform", platform, "client",
+        const char *argv[] = {"EVAL",
+                              create_lua,
+                              "1",
+                              key,
+                              ttl,
+                              "state",
+                              "created",
+                              "ver",
+                              "0",
+                              "browser",
+                              browser,
+                              "ip",
+                              c->req->client_ip ? c->req->client_ip : "",
+                              "ua",
+                              ua,
+                              "device",
+                              device,
+                              "created",
+                              created,
+                              "expires",
+                              expires,
+                              "platform",
+                              platform,
+                              "client",
                               client_id};
         rep = rds_cmdargv(&c->w->rds, (int)MP_ARRAY_LEN(argv), argv, NULL);
     }
@@ -196,8 +218,8 @@ void qr_create(struct call *c)
         }
         sprintf(text, "%s%s", app.cfg.qr.prefix, token);
         reply(c, API_OK,
-              json_pack("{s:s, s:i, s:I, s:s, s:s}", "token", token, "status", 0, "expired", (json_int_t)ttl_ms,
-                        "qr_text", text, "qr_url", qr_url));
+              json_pack("{s:s, s:i, s:I, s:s, s:s}", "token", token, "status", 0, "expired",
+                        (json_int_t)ttl_ms, "qr_text", text, "qr_url", qr_url));
         free(text);
     }
     free(qr_url);
@@ -229,7 +251,8 @@ static char *qr_to_svg(const char *text, size_t *len)
     p += sprintf(p,
                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
-                 "shape-rendering=\"crispEdges\"><rect width=\"%d\" height=\"%d\" fill=\"#fff\"/><path fill=\"#000\" d=\"",
+                 "shape-rendering=\"crispEdges\"><rect width=\"%d\" height=\"%d\" fill=\"#fff\"/><path "
+                 "fill=\"#000\" d=\"",
                  size, size, size * QR_SVG_MODULE_PX, size * QR_SVG_MODULE_PX, size, size);
     for (y = 0; y < w; y++) {
         for (x = 0; x < w;) {
@@ -310,8 +333,9 @@ int qr_poll_answer(struct call *c, struct lp_wait *wait)
     }
     if (code == 0) {
         long long uid = strtoll(str_el(rep, 1), NULL, 10);
-        char *token = uid > 0 ? auth_issue(&app.auth, AUTH_KIND_LOGIN, uid, app.cfg.auth.login_ttl_s, NULL, NULL)
-                              : NULL;
+        char *token = uid > 0
+                          ? auth_issue(&app.auth, AUTH_KIND_LOGIN, uid, app.cfg.auth.login_ttl_s, NULL, NULL)
+                          : NULL;
         freeReplyObject(rep);
         if (token == NULL) {
             reply_unavailable(c, "token issuer");
@@ -319,8 +343,9 @@ int qr_poll_answer(struct call *c, struct lp_wait *wait)
         }
         count("consumed");
         log_info("qr login uid=%lld", uid);
-        reply(c, API_OK, json_pack("{s:I, s:s, s:I}", "userId", (json_int_t)uid, "token", token, "expires_in",
-                                   (json_int_t)app.cfg.auth.login_ttl_s));
+        reply(c, API_OK,
+              json_pack("{s:I, s:s, s:I}", "userId", (json_int_t)uid, "token", token, "expires_in",
+                        (json_int_t)app.cfg.auth.login_ttl_s));
         free(token);
         return 0;
     }
@@ -391,7 +416,8 @@ void qr_scan(struct call *c)
         count("scanned");
         reply(c, API_OK,
               json_pack("{s:i, s:s, s:s, s:s, s:I}", "status", 1, "ip", str_el(rep, 1), "user_agent",
-                        str_el(rep, 2), "device_name", str_el(rep, 3), "created", (json_int_t)int_el(rep, 4)));
+                        str_el(rep, 2), "device_name", str_el(rep, 3), "created",
+                        (json_int_t)int_el(rep, 4)));
     } else {
         reply(c, code == 14 ? API_FORBIDDEN : code == 18 ? API_QR_CANCELLED : API_QR_GONE, NULL);
     }

@@ -157,20 +157,23 @@ int http_metrics_init(void)
 {
     hm.requests = metrics_counter("magpie_http_requests_total",
                                   "HTTP requests answered, by endpoint, HTTP status and front-end.");
-    hm.latency = metrics_histogram("magpie_http_request_seconds",
-                                   "Time from a request's arrival to its answer (long polls include their wait).",
-                                   metrics_latency_bounds, metrics_latency_nbounds);
+    hm.latency =
+        metrics_histogram("magpie_http_request_seconds",
+                          "Time from a request's arrival to its answer (long polls include their wait).",
+                          metrics_latency_bounds, metrics_latency_nbounds);
     hm.sms = metrics_counter("magpie_sms_total", "Login codes by outcome: sent, failed (delivery), limited.");
     hm.qr = metrics_counter("magpie_qr_sessions_total",
                             "QR login sessions by event: created, scanned, confirmed, consumed, cancelled.");
     hm.long_polls = metrics_gauge("magpie_http_long_polls", "QR long polls waiting right now.");
-    hm.long_polls_refused = metrics_counter("magpie_http_long_polls_refused_total",
-                                            "Long polls answered at once because http.max_long_polls were waiting.");
+    hm.long_polls_refused =
+        metrics_counter("magpie_http_long_polls_refused_total",
+                        "Long polls answered at once because http.max_long_polls were waiting.");
     return hm.requests && hm.latency && hm.sms && hm.qr && hm.long_polls && hm.long_polls_refused ? MP_OK
-                                                                                                   : MP_ENOMEM;
+                                                                                                  : MP_ENOMEM;
 }
 
-void http_account(const char *endpoint, const char *frontend, const struct http_resp *resp, int64_t started_us)
+void http_account(const char *endpoint, const char *frontend, const struct http_resp *resp,
+                  int64_t started_us)
 {
     char labels[160];
     int64_t us = http_clock_us() - started_us;
@@ -404,7 +407,8 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
     worker_refresh(w);
 
     for (i = 0; i < MP_ARRAY_LEN(routes); i++) {
-        if (!route_enabled(&routes[i]) || !route_match(routes[i].pattern, req->path, c.param, sizeof(c.param)))
+        if (!route_enabled(&routes[i]) ||
+            !route_match(routes[i].pattern, req->path, c.param, sizeof(c.param)))
             continue;
         if (method_is(&routes[i], req->method)) {
             route = &routes[i];
@@ -426,7 +430,8 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
         c.seed004 = route->seed004;
         if (req->body_too_large)
             reply(&c, API_TOO_LARGE, NULL);
-        else if (authenticate(&c, route->who) == 0 && (strcmp(route->method, "GET") == 0 || parse_body(&c) == 0))
+        else if (authenticate(&c, route->who) == 0 &&
+                 (strcmp(route->method, "GET") == 0 || parse_body(&c) == 0))
             route->fn(&c);
     }
     json_decref(c.body);

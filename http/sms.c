@@ -32,9 +32,9 @@
 
 extern char **environ;
 
-#define SMS_CODE_DIGITS 6
+#define SMS_CODE_DIGITS    6
 #define SMS_MAX_CODE_INPUT 16 /* longer "codes" are refused as invalid input, not compared */
-#define SMS_WAIT_STEP_MS 5    /* how often a running delivery command is checked */
+#define SMS_WAIT_STEP_MS   5  /* how often a running delivery command is checked */
 
 /* KEYS: ip counter, resend lock, daily counter, code hash.
  * ARGV: ip_limit, ip_window_s, resend_interval_s, daily_limit, daily window, code, code_ttl_s.
@@ -55,20 +55,19 @@ static const char send_lua[] =
 /* KEYS: code hash. ARGV: the code offered, max_attempts.
  * Returns {0, pttl} = right (the code is deleted; pttl lets a failed login put it back), {4} = burnt,
  * {5} = no code, {6} = wrong. */
-static const char verify_lua[] =
-    "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
-    "if not h[1] then return {5} end\n"
-    "if h[2] then return {4} end\n"
-    "if h[1] == ARGV[1] then\n"
-    "  local ttl = redis.call('PTTL', KEYS[1])\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  return {0, ttl}\n"
-    "end\n"
-    "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
-    "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
-    "  return {4}\n"
-    "end\n"
-    "return {6}\n";
+static const char verify_lua[] = "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
+                                 "if not h[1] then return {5} end\n"
+                                 "if h[2] then return {4} end\n"
+                                 "if h[1] == ARGV[1] then\n"
+                                 "  local ttl = redis.call('PTTL', KEYS[1])\n"
+                                 "  redis.call('DEL', KEYS[1])\n"
+                                 "  return {0, ttl}\n"
+                                 "end\n"
+                                 "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
+                                 "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
+                                 "  return {4}\n"
+                                 "end\n"
+                                 "return {6}\n";
 
 static void count(const char *outcome)
 {
@@ -227,7 +226,8 @@ void sms_send_code(struct call *c)
         static const char *why[] = {"", "too many requests from this address", "a code was sent recently",
                                     "too many codes for this number today"};
         count("limited");
-        log_info("sms code refused mobile=%s reason=\"%s\"", masked, why[outcome > 0 && outcome < 4 ? outcome : 0]);
+        log_info("sms code refused mobile=%s reason=\"%s\"", masked,
+                 why[outcome > 0 && outcome < 4 ? outcome : 0]);
         explicit_bzero(code, sizeof(code));
         reply_msg(c, API_TOO_FREQUENT, why[outcome > 0 && outcome < 4 ? outcome : 0], NULL);
         return;
@@ -309,7 +309,8 @@ void sms_login(struct call *c)
     if (get_mobile(c, &mobile) != 0 || field_str(c, "code", 1, SMS_MAX_CODE_INPUT, &code) < 0 ||
         field_str(c, "clientId", 0, 128, &client_id) < 0)
         return;
-    if (platform != NULL && !json_is_null(platform) && !json_is_integer(platform) && !json_is_string(platform)) {
+    if (platform != NULL && !json_is_null(platform) && !json_is_integer(platform) &&
+        !json_is_string(platform)) {
         reply_msg(c, API_INVALID, "platform: must be an integer or a string", NULL);
         return;
     }

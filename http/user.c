@@ -91,7 +91,8 @@ void user_logout(struct call *c)
     }
     freeReplyObject(rep);
     /* Close the WebSocket connections opened with tickets minted from this token (bus.h). */
-    obj = json_pack("{s:s, s:I, s:s}", "cmd", BUS_CMD_LOGOUT, "uid", (json_int_t)c->uid, "sid", c->claims.jti);
+    obj =
+        json_pack("{s:s, s:I, s:s}", "cmd", BUS_CMD_LOGOUT, "uid", (json_int_t)c->uid, "sid", c->claims.jti);
     cmd = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
     if (cmd != NULL) {
@@ -131,7 +132,7 @@ void user_friends(struct call *c)
     redisReply *set = NULL, *on = NULL;
     long long *uids = NULL;
     const char **argv = NULL;
-    char (*num)[24] = NULL;
+    char(*num)[24] = NULL;
     char key[64], oldest[24];
     size_t n = 0, i;
     json_t *list = NULL;
@@ -172,9 +173,9 @@ void user_friends(struct call *c)
             goto unavailable;
     }
     for (i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:I, s:b}", "uid", (json_int_t)uids[i], "online",
-                                              on->element[i]->type == REDIS_REPLY_INTEGER &&
-                                                  on->element[i]->integer == 1));
+        json_array_append_new(
+            list, json_pack("{s:I, s:b}", "uid", (json_int_t)uids[i], "online",
+                            on->element[i]->type == REDIS_REPLY_INTEGER && on->element[i]->integer == 1));
     reply(c, API_OK, json_pack("{s:o}", "friends", list));
     list = NULL;
     goto done;
@@ -194,8 +195,8 @@ done:
 void user_im_token(struct call *c)
 {
     struct auth_claims t;
-    char *ticket = auth_issue(&app.auth, AUTH_KIND_WEBSOCKET, c->uid, app.cfg.auth.ws_ticket_ttl_s, c->claims.jti,
-                              &t);
+    char *ticket =
+        auth_issue(&app.auth, AUTH_KIND_WEBSOCKET, c->uid, app.cfg.auth.ws_ticket_ttl_s, c->claims.jti, &t);
     if (ticket == NULL) {
         reply_unavailable(c, "token issuer");
         return;
@@ -272,8 +273,8 @@ void user_route(struct call *c)
         if (urls->elements == 2 && urls->element[0]->type == REDIS_REPLY_STRING) {
             const char *room = urls->element[1]->type == REDIS_REPLY_STRING ? urls->element[1]->str : "";
             reply(c, API_OK,
-                  json_pack("{s:I, s:s, s:s}", "node", (json_int_t)rank[i].id, "ws_url", urls->element[0]->str,
-                            "room_url", room));
+                  json_pack("{s:I, s:s, s:s}", "node", (json_int_t)rank[i].id, "ws_url",
+                            urls->element[0]->str, "room_url", room));
             freeReplyObject(urls);
             free(rank);
             return;

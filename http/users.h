@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MOBILE_MIN_DIGITS 5   /* shortest national numbers */
-#define MOBILE_MAX_DIGITS 15  /* E.164's maximum */
-#define MOBILE_MAX_LEN (MOBILE_MAX_DIGITS + 1)
+#define MOBILE_MIN_DIGITS 5  /* shortest national numbers */
+#define MOBILE_MAX_DIGITS 15 /* E.164's maximum */
+#define MOBILE_MAX_LEN    (MOBILE_MAX_DIGITS + 1)
 
 /* Is s a mobile number we accept: an optional '+' then MOBILE_MIN_DIGITS..MOBILE_MAX_DIGITS ASCII digits? */
 int mobile_valid(const char *s);

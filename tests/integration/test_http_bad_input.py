@@ -163,10 +163,12 @@ def test_65k_body_is_413(stack, front, ep):
         assert r.code == 16, (ep, r)
 
 
-@pytest.mark.parametrize("ep", ENDPOINTS, ids=ids)
+# (not /session_login: with an acceptable body it waits its 25 s)
+READS_BODY = [e for e in POSTS if not e.path.startswith("/session_login")]
+
+
+@pytest.mark.parametrize("ep", READS_BODY, ids=[repr(e) for e in READS_BODY])
 def test_body_at_the_limit_is_read(stack, front, ep):
-    if ep.method != "POST" or ep.path.startswith("/session_login"):
-        pytest.skip("no body to read")
     body = ep.body() or {}
     body["padding"] = ""
     body["padding"] = "p" * (64 * 1024 - len(json.dumps(body)))

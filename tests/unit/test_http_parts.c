@@ -48,7 +48,10 @@ static void utf8_clean_keeps_text_and_replaces_garbage(void **state)
     (void)state;
     utf8_clean(out, sizeof(out), "Mozilla/5.0 \xe4\xb8\xad");
     assert_string_equal(out, "Mozilla/5.0 \xe4\xb8\xad");
-    utf8_clean(out, sizeof(out), "a\xff" "b\xc0\xaf" "c\n");
+    utf8_clean(out, sizeof(out),
+               "a\xff"
+               "b\xc0\xaf"
+               "c\n");
     assert_string_equal(out, "a?b??c?");
     utf8_clean(out, sizeof(out), "\xed\xa0\x80"); /* a UTF-16 surrogate is not UTF-8 */
     assert_string_equal(out, "???");
@@ -97,7 +100,8 @@ static void mobile_rules(void **state)
     assert_false(mobile_valid("138-0013-8000"));
     assert_false(mobile_valid("13800138000'"));
     assert_false(mobile_valid("++13800138000"));
-    assert_false(mobile_valid("\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x90\xef\xbc\x90")); /* fullwidth digits */
+    assert_false(
+        mobile_valid("\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x90\xef\xbc\x90")); /* fullwidth digits */
 }
 
 static void mobile_masking_keeps_last_four(void **state)
