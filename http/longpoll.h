@@ -4,7 +4,8 @@
  *   - A handler thread looks at the session (qr.c). If there is nothing to say yet, it parks the request
  *     here and goes back to serve others: the FastCGI front-end hands over its FCGX_Request and takes a
  *     fresh one, the standalone front-end suspends the libmicrohttpd connection. A parked request costs a
- *     socket and ~200 bytes, no thread.
+ *     socket and its buffers (libfcgi's ~17 KB of stream buffers, or libmicrohttpd's connection memory
+ *     pool), no thread.
  *   - One hub thread keeps the parked requests in a hash by session token and a min-heap by deadline. It
  *     holds one Redis connection subscribed (PSUBSCRIBE) to every CHAN_QR channel: each state change of a
  *     session (qr.c publishes it in the same Lua script that makes the change) wakes that session's waiters.
