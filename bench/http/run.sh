@@ -88,6 +88,7 @@ stop_holder
 
 [ $SMOKE = 1 ] && [ -z "$OUT" ] && exit 0
 OUT=${OUT:-$REPO/bench/results/http-$(hostname -s)-$(date -u +%Y%m%d-%H%M).md}
+mkdir -p "$(dirname "$OUT")"
 {
     echo "# magpie-http: POST /IM/token with wrk"
     echo
