@@ -72,24 +72,24 @@ class Node:
     """A magpie-push node of its own, on the stack's Redis and MySQL."""
 
     def __init__(self, stack, overrides):
-        self.port, self.metrics_port = free_port(), free_port()
         self.log = os.path.join(stack.run, "logs", "push-bench.log")
-        env = dict(os.environ, MAGPIE_PUSH_NODE_ID=str(BENCH_NODE_ID), MAGPIE_PUSH_LISTEN=f"127.0.0.1:{self.port}",
-                   MAGPIE_PUSH_METRICS_LISTEN=f"127.0.0.1:{self.metrics_port}", MAGPIE_LOG_FILE=self.log,
-                   MAGPIE_LOG_LEVEL="warn")
-        env.update({f"MAGPIE_PUSH_{k.upper()}": str(v) for k, v in overrides.items()})
-        self.proc = subprocess.Popen([stack.bin("push/magpie-push"), "-c", stack.conf_path], env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        self.stop()
+        for _ in range(5):  # a port found free may be taken before the node binds it: try others
+            self.port, self.metrics_port = free_port(), free_port()
+            env = dict(os.environ, MAGPIE_PUSH_NODE_ID=str(BENCH_NODE_ID),
+                       MAGPIE_PUSH_LISTEN=f"127.0.0.1:{self.port}",
+                       MAGPIE_PUSH_METRICS_LISTEN=f"127.0.0.1:{self.metrics_port}", MAGPIE_LOG_FILE=self.log,
+                       MAGPIE_LOG_LEVEL="warn")
+            env.update({f"MAGPIE_PUSH_{k.upper()}": str(v) for k, v in overrides.items()})
+            self.proc = subprocess.Popen([stack.bin("push/magpie-push"), "-c", stack.conf_path], env=env,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.time() + 20
+            while time.time() < deadline and self.proc.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1):
+                        return
+                except OSError:
+                    time.sleep(0.1)
+            self.stop()
         raise SystemExit(f"the bench node did not start; see {self.log}")
 
     def rss_kib(self):

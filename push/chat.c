@@ -64,7 +64,7 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 
 /* Packet type -> handler. Types not here (including the server-only E L A C s) get E "unknown type". */
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
-    ['P'] = chat_ping,   ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
+    ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
     ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site,
 };
 
@@ -118,7 +118,8 @@ static void on_login(struct conn *c, enum conn_login_result r)
         refuse(c, CHAT_E_USED_TICKET, STATS_E_TICKET, LWS_CLOSE_STATUS_POLICY_VIOLATION);
         break;
     case CONN_LOGIN_TOO_MANY:
-        log_info("chat refused conn=%llu reason=\"%s\" ip=%s", (unsigned long long)c->id, CHAT_E_TOO_MANY, c->ip);
+        log_info("chat refused conn=%llu reason=\"%s\" ip=%s", (unsigned long long)c->id, CHAT_E_TOO_MANY,
+                 c->ip);
         refuse(c, CHAT_E_TOO_MANY, STATS_E_TOO_MANY, LWS_CLOSE_STATUS_POLICY_VIOLATION);
         break;
     default:

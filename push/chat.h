@@ -36,11 +36,11 @@ void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t
 void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r);
 
 /* The packet handlers. */
-void chat_send(struct conn *c, const struct chatpkt *p);      /* t, i */
-void chat_online(struct conn *c, const struct chatpkt *p);    /* O */
-void chat_history(struct conn *c, const struct chatpkt *p);   /* H */
+void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */
+void chat_online(struct conn *c, const struct chatpkt *p);     /* O */
+void chat_history(struct conn *c, const struct chatpkt *p);    /* H */
 void chat_take_order(struct conn *c, const struct chatpkt *p); /* T */
-void chat_site(struct conn *c, const struct chatpkt *p);      /* S */
+void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
 
 /* Register the Lua scripts of the handlers (before rdsa_start). */
 void chat_send_init(void);

@@ -29,24 +29,27 @@ struct history_req {
     size_t answer_len;
 };
 
-static const char *const history_cols = "SELECT id, client_id, from_uid, to_uid, type, body, created_ms FROM messages";
+static const char *const history_cols =
+    "SELECT id, client_id, from_uid, to_uid, type, body, created_ms FROM messages";
 
 /* The query text for uid with h; returns its length (buf must hold 1024 bytes). */
 static int history_sql(char *buf, size_t len, int64_t uid, const struct chat_history *h)
 {
     long long u = uid, s = h->since, w = h->with, n = h->limit + 1;
     if (w != 0)
-        return snprintf(buf, len,
-                        "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
-                        "LIMIT %lld) UNION ALL "
-                        "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
-                        "LIMIT %lld) ORDER BY 7, 1 LIMIT %lld",
-                        history_cols, u, w, s, n, history_cols, w, u, s, n, n);
-    return snprintf(buf, len,
-                    "(%s WHERE from_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) UNION ALL "
-                    "(%s WHERE to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) "
-                    "ORDER BY 7, 1 LIMIT %lld",
-                    history_cols, u, s, n, history_cols, u, s, n, n);
+        return snprintf(
+            buf, len,
+            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
+            "LIMIT %lld) UNION ALL "
+            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
+            "LIMIT %lld) ORDER BY 7, 1 LIMIT %lld",
+            history_cols, u, w, s, n, history_cols, w, u, s, n, n);
+    return snprintf(
+        buf, len,
+        "(%s WHERE from_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) UNION ALL "
+        "(%s WHERE to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) "
+        "ORDER BY 7, 1 LIMIT %lld",
+        history_cols, u, s, n, history_cols, u, s, n, n);
 }
 
 static json_int_t num(const char *s)
@@ -84,8 +87,9 @@ static int history_query(struct db *db, struct history_req *q)
             more = 1;
             break;
         }
-        pkt = chatpkt_chat_json(row[1] ? row[1] : "", lens[1], (int64_t)num(row[2]), (int64_t)num(row[3]), type,
-                                row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
+        pkt =
+            chatpkt_chat_json(row[1] ? row[1] : "", lens[1], (int64_t)num(row[2]), (int64_t)num(row[3]), type,
+                              row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
         if (pkt == NULL) {
             log_error("history row skipped: not UTF-8 mid=%s", row[0] ? row[0] : "?");
             continue;
@@ -103,8 +107,8 @@ static int history_query(struct db *db, struct history_req *q)
     mysql_free_result(res);
     if (msgs == NULL)
         return MP_EAGAIN;
-    q->answer = chatpkt_reply(q->r.id, q->r.id_len, 'H', json_pack("{s:o,s:b}", "messages", msgs, "more", more),
-                              &q->answer_len);
+    q->answer = chatpkt_reply(q->r.id, q->r.id_len, 'H',
+                              json_pack("{s:o,s:b}", "messages", msgs, "more", more), &q->answer_len);
     return MP_OK;
 }
 

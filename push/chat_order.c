@@ -23,7 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ORDER_RETRY_US 150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff */
+#define ORDER_RETRY_US                                                                                       \
+    150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
+            */
 
 /* KEYS: the order. ARGV: courier, friends key prefix.
  * Returns {0, customer} taken now, {1, customer} this courier took it before, {-1} no such order,
@@ -72,8 +74,9 @@ static int order_record(struct db *db, struct order_req *q)
 
     if (m == NULL)
         return MP_EAGAIN;
-    n = snprintf(sql, sizeof(sql), "INSERT IGNORE INTO friends (uid, friend_uid) VALUES (%lld, %lld), (%lld, %lld)",
-                 a, b, b, a);
+    n = snprintf(sql, sizeof(sql),
+                 "INSERT IGNORE INTO friends (uid, friend_uid) VALUES (%lld, %lld), (%lld, %lld)", a, b, b,
+                 a);
     if (db_exec(db, sql, (unsigned long)n) != MP_OK)
         goto failed;
     mysql_real_escape_string(m, esc, q->order, strlen(q->order));
@@ -157,7 +160,9 @@ static void on_order_reply(redisReply *r, void *arg)
     code = r->element[0]->integer;
     if (code < 0) {
         chat_error(q->r.c, q->r.id, q->r.id_len,
-                   code == -1 ? CHAT_E_NO_ORDER : code == -2 ? CHAT_E_ORDER_TAKEN : CHAT_E_OWN_ORDER,
+                   code == -1   ? CHAT_E_NO_ORDER
+                   : code == -2 ? CHAT_E_ORDER_TAKEN
+                                : CHAT_E_OWN_ORDER,
                    STATS_E_REJECTED);
         goto done;
     }

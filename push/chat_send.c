@@ -28,9 +28,9 @@ static struct rdsa_script send_lua = {
     "local first = redis.call('GET', KEYS[1])\n"
     "if first then return {1, first} end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 0 then return {-1} end\n"
-    "redis.call('XADD', KEYS[3], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID "', ARGV[2], '" MQ_F_FROM
-    "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE "', ARGV[6], '" MQ_F_BODY
-    "', ARGV[7], '" MQ_F_TS "', ARGV[8])\n"
+    "redis.call('XADD', KEYS[3], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
+    "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE
+    "', ARGV[6], '" MQ_F_BODY "', ARGV[7], '" MQ_F_TS "', ARGV[8])\n"
     "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[9])\n"
     "local sent = {}\n"
     "for k = 4, 5 do\n"
@@ -80,7 +80,8 @@ static void on_send_reply(redisReply *r, void *arg)
     } else if (r->element[0]->integer < 0) {
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_NOT_FRIENDS, STATS_E_REJECTED);
     } else {
-        mid = r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING ? json_string(r->element[1]->str) : NULL;
+        mid = r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING ? json_string(r->element[1]->str)
+                                                                           : NULL;
         chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), json_pack("{s:o*}", "mid", mid));
         stats_ack();
         if (r->element[0]->integer == 0) {
@@ -93,48 +94,44 @@ static void on_send_reply(redisReply *r, void *arg)
     free(s);
 }
 
+/* The Redis key remembering (from, id): KEY_DEDUP with the client's id appended by length, since the id may
+ * hold any bytes. Returns its length; buf holds at least 64 + CHAT_MAX_ID bytes. */
+static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
+{
+    int n = snprintf(buf, size, KEY_DEDUP, (long long)from, "");
+    if (n < 0 || (size_t)n + id_len > size)
+        return 0;
+    memcpy(buf + n, id, id_len);
+    return (size_t)n + id_len;
+}
+
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
-    char dedup[128], friends[64], pto[64], pfrom[64], node[16], mid_s[24], from_s[24], to_s[24], ts_s[24],
-        ttl[24], type[2] = {p->type, '\0'}, *json, *payload;
+    char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], node[16], mid_s[24], from_s[24], to_s[24],
+        ts_s[24], ttl[24], type[2] = {p->type, '\0'}, *json = NULL, *payload = NULL;
     const char *argv[17];
-    size_t argvlen[17], json_len, payload_len;
+    size_t argvlen[17], json_len, payload_len, dedup_len;
+    struct send_req *s = NULL;
     struct chat_msg m;
-    struct send_req *s;
     const char *bad;
     int64_t mid, ts;
-    int n;
 
     if ((bad = chatpkt_message(p, c->uid, &m)) != NULL) {
-        chat_error(c, p->id, p->id_len, bad,
-                   strcmp(bad, CHAT_E_BAD_TO) == 0 || strcmp(bad, CHAT_E_BAD_MSG) == 0 ? STATS_E_MALFORMED
-                                                                                    : STATS_E_REJECTED);
+        int malformed = strcmp(bad, CHAT_E_BAD_TO) == 0 || strcmp(bad, CHAT_E_BAD_MSG) == 0;
+        chat_error(c, p->id, p->id_len, bad, malformed ? STATS_E_MALFORMED : STATS_E_REJECTED);
         return;
     }
-    if (!rdsa_ready()) {
-        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-        return;
-    }
+    if (!rdsa_ready())
+        goto failed;
     mid = id_next(&push.ids);
     ts = mp_now_ms();
     json = chatpkt_chat(p->id, p->id_len, c->uid, m.to, p->type, m.body, m.body_len, ts, mid, &json_len);
-    s = calloc(1, sizeof(*s));
-    /* Delivery payload between nodes: "<to> <from> <ts>\n<packet>" (private to magpie-push, see bus.c). */
-    payload = json ? malloc(json_len + 80) : NULL;
-    if (json == NULL || s == NULL || payload == NULL ||
-        (s->f = frame_new(json, json_len, 0)) == NULL) {
-        free(json);
-        free(s);
-        free(payload);
-        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-        return;
-    }
-    n = snprintf(payload, 80, "%lld %lld %lld\n", (long long)m.to, (long long)c->uid, (long long)ts);
-    memcpy(payload + n, json, json_len);
-    payload_len = (size_t)n + json_len;
-    free(json);
+    if (json == NULL || (s = calloc(1, sizeof(*s))) == NULL ||
+        (s->f = frame_new(json, json_len, 0)) == NULL ||
+        (payload = chatpkt_delivery(m.to, c->uid, ts, json, json_len, &payload_len)) == NULL)
+        goto failed;
 
-    snprintf(dedup, sizeof(dedup), KEY_DEDUP, (long long)c->uid, "");
+    dedup_len = dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
     snprintf(friends, sizeof(friends), KEY_FRIENDS, (long long)c->uid);
     snprintf(pto, sizeof(pto), KEY_PRESENCE, (long long)m.to);
     snprintf(pfrom, sizeof(pfrom), KEY_PRESENCE, (long long)c->uid);
@@ -144,23 +141,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     snprintf(to_s, sizeof(to_s), "%lld", (long long)m.to);
     snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
     snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
-    /* the dedup key ends with the client's id, which may hold any bytes: append it with its length */
-    {
-        size_t dl = strlen(dedup);
-        char *full = malloc(dl + p->id_len + 1);
-        if (full == NULL) {
-            free(payload);
-            frame_unref(s->f);
-            free(s);
-            chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-            return;
-        }
-        memcpy(full, dedup, dl);
-        memcpy(full + dl, p->id, p->id_len);
-        argv[0] = full;
-        argvlen[0] = dl + p->id_len;
-    }
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
+    ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
     ARG(2, KEY_MQ, strlen(KEY_MQ));
     ARG(3, pto, strlen(pto));
@@ -182,11 +164,18 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     s->to = m.to;
     s->ts = ts;
     if (rdsa_eval(&send_lua, on_send_reply, s, 5, 17, argv, argvlen) != MP_OK) {
-        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-        frame_unref(s->f);
         chat_req_done(&s->r);
-        free(s);
+        goto failed;
     }
-    free((char *)argv[0]);
+    free(json);
+    free(payload);
+    return;
+
+failed:
+    chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    if (s != NULL)
+        frame_unref(s->f);
+    free(s);
+    free(json);
     free(payload);
 }

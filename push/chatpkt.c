@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GEO_MAX_LAT 85.05112878 /* Redis GEO stores only this band (Web Mercator) */
@@ -201,8 +202,8 @@ char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_
     return chatpkt_reply_ex(id, id_len, type, msg, NULL, len);
 }
 
-json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
-                          size_t body_len, int64_t ts, int64_t mid)
+json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
+                          const char *body, size_t body_len, int64_t ts, int64_t mid)
 {
     char t[2] = {type, '\0'}, m[24];
     snprintf(m, sizeof(m), "%lld", (long long)mid);
@@ -214,4 +215,48 @@ char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char
                    size_t body_len, int64_t ts, int64_t mid, size_t *len)
 {
     return dump(chatpkt_chat_json(id, id_len, from, to, type, body, body_len, ts, mid), len);
+}
+
+/* ---- between nodes ---- */
+
+char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len)
+{
+    char head[80];
+    int n = snprintf(head, sizeof(head), "%lld %lld %lld\n", (long long)to, (long long)from, (long long)ts);
+    char *p = malloc((size_t)n + len);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, head, (size_t)n);
+    memcpy(p + n, packet, len);
+    *out_len = (size_t)n + len;
+    return p;
+}
+
+/* A decimal number of 1..18 digits at *s (before end), followed by sep; advances *s past sep. */
+static int take_number(const char **s, const char *end, char sep, int64_t *out)
+{
+    int64_t v = 0;
+    int digits = 0;
+    while (*s < end && **s >= '0' && **s <= '9' && digits < 18) {
+        v = v * 10 + (**s - '0');
+        (*s)++;
+        digits++;
+    }
+    if (digits == 0 || *s == end || **s != sep)
+        return -1;
+    (*s)++;
+    *out = v;
+    return 0;
+}
+
+int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
+                           const char **packet, size_t *packet_len)
+{
+    const char *s = payload, *end = payload + len;
+    if (take_number(&s, end, ' ', to) != 0 || take_number(&s, end, ' ', from) != 0 ||
+        take_number(&s, end, '\n', ts) != 0 || *to <= 0 || *from <= 0)
+        return -1;
+    *packet = s;
+    *packet_len = (size_t)(end - s);
+    return 0;
 }

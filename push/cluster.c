@@ -60,8 +60,8 @@ static struct rdsa_script clear_lua = {"clear",
                                        ""};
 
 /* KEYS: KEY_NODES, node hash. ARGV: node, now ms, ws_url, room_url, started ms, ttl s, prune before ms,
- * node users key prefix and suffix, presence key prefix. Renews this node; removes nodes dead since before "prune before"
- * with their presence entries. */
+ * node users key prefix and suffix, presence key prefix. Renews this node; removes nodes dead since before
+ * "prune before" with their presence entries. */
 static struct rdsa_script heartbeat_lua = {
     "heartbeat",
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
@@ -92,13 +92,13 @@ static struct rdsa_script leave_lua = {"leave",
 static struct {
     uv_timer_t heartbeat;
     char node[16];
-    char node_key[64];       /* KEY_NODE */
-    char node_users[64];     /* KEY_NODE_USERS */
-    char users_prefix[64];    /* KEY_NODE_USERS around the id: "mp:node:", ":users" */
+    char node_key[64];     /* KEY_NODE */
+    char node_users[64];   /* KEY_NODE_USERS */
+    char users_prefix[64]; /* KEY_NODE_USERS around the id: "mp:node:", ":users" */
     char users_suffix[64];
     char presence_prefix[64]; /* KEY_PRESENCE without the id: "mp:presence:" */
     char started[24];
-    int leaving; /* deregistered: no more presence writes or heartbeats */
+    int leaving;       /* deregistered: no more presence writes or heartbeats */
     int timer_started; /* the heartbeat timer exists */
     atomic_int ready;
 } C;
@@ -135,7 +135,8 @@ static void heartbeat(void)
         return;
     snprintf(now, sizeof(now), "%lld", (long long)t);
     snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.node_ttl_s);
-    snprintf(prune, sizeof(prune), "%lld", (long long)(t - CLUSTER_PRUNE_TTLS * push.cfg->push.node_ttl_s * 1000));
+    snprintf(prune, sizeof(prune), "%lld",
+             (long long)(t - CLUSTER_PRUNE_TTLS * push.cfg->push.node_ttl_s * 1000));
     argv[0] = KEY_NODES;
     argv[1] = C.node_key;
     argv[2] = C.node;

@@ -56,8 +56,8 @@ struct conn {
     size_t q_bytes;
     unsigned char *rx; /* a message arriving in several pieces; NULL otherwise */
     size_t rx_len;
-    int64_t tokens;       /* packet rate bucket, in thousandths of a packet */
-    int64_t allowance;    /* bad-packet bucket, in thousandths */
+    int64_t tokens;    /* packet rate bucket, in thousandths of a packet */
+    int64_t allowance; /* bad-packet bucket, in thousandths */
     uint64_t tokens_ms, allowance_ms;
     int close_code;
     const char *close_reason; /* static */

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define PUSH_STOP_GRACE_MS 3000 /* SPEC §9 wants the process gone within 5 s of SIGTERM */
-#define PUSH_STOP_POLL_MS 50
+#define PUSH_STOP_POLL_MS  50
 
 struct push push;
 

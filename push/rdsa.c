@@ -12,9 +12,9 @@
 
 #define RDSA_BACKOFF_MIN_MS 100
 #define RDSA_BACKOFF_MAX_MS 2000
-#define RDSA_WATCHDOG_MS 100 /* how often timeouts are checked; well under the smallest allowed timeout */
-#define RDSA_MAX_SCRIPTS 32
-#define RDSA_MAX_STATE_FNS 8
+#define RDSA_WATCHDOG_MS    100 /* how often timeouts are checked; well under the smallest allowed timeout */
+#define RDSA_MAX_SCRIPTS    32
+#define RDSA_MAX_STATE_FNS  8
 
 /* ---- a libuv adapter for hiredis ----
  * hiredis 0.14's adapters/libuv.h drops every poll event that carries an error status (a socket reset by a
@@ -488,8 +488,8 @@ int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...)
     return MP_OK;
 }
 
-int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc, const char **argv,
-              const size_t *argvlen)
+int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
+              const char **argv, const size_t *argvlen)
 {
     enum { MAX_ARGS = 256 };
     const char *av[MAX_ARGS + 3];

@@ -37,7 +37,7 @@ typedef void (*rdsa_state_fn)(int ready, void *arg);
 struct rdsa_script {
     const char *name; /* for logs */
     const char *src;
-    char sha[41];     /* filled by SCRIPT LOAD */
+    char sha[41]; /* filled by SCRIPT LOAD */
 };
 
 /* Register a Lua script (the struct must outlive the connection). Call before rdsa_start. */
@@ -61,8 +61,8 @@ int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...);
 int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen);
 
 /* EVALSHA s with numkeys keys; argv holds the keys and then the arguments (at most 256). As rdsa_cmdargv. */
-int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc, const char **argv,
-              const size_t *argvlen);
+int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
+              const char **argv, const size_t *argvlen);
 
 /* Subscribe to a channel (now if the subscriber connection is up, and again after every reconnect).
  * Returns MP_OK or MP_ENOMEM. Messages published while the connection was down are not seen. */

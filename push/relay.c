@@ -15,18 +15,18 @@
 
 void relay_delivery(const char *payload, size_t len)
 {
-    const char *nl = memchr(payload, '\n', len);
-    long long to, from, ts;
+    int64_t to, from, ts;
+    const char *packet;
+    size_t packet_len;
     struct frame *f;
 
-    if (nl == NULL || sscanf(payload, "%lld %lld %lld", &to, &from, &ts) != 3) {
+    if (chatpkt_delivery_parse(payload, len, &to, &from, &ts, &packet, &packet_len) != 0) {
         log_debug("relay: bad delivery payload len=%zu", len);
         return;
     }
     if (conn_user(to) == NULL && conn_user(from) == NULL)
         return;
-    f = frame_new(nl + 1, len - (size_t)(nl + 1 - payload), 0);
-    if (f == NULL)
+    if ((f = frame_new(packet, packet_len, 0)) == NULL)
         return;
     chat_deliver(to, f, NULL, ts);
     chat_deliver(from, f, NULL, ts);
@@ -99,8 +99,8 @@ int relay_start(void)
 {
     char chan[64];
     snprintf(chan, sizeof(chan), CHAN_NODE, push.node);
-    if (rdsa_subscribe(chan, on_node_message, NULL) != MP_OK || rdsa_subscribe(CHAN_CONTROL, on_control_message,
-                                                                              NULL) != MP_OK)
+    if (rdsa_subscribe(chan, on_node_message, NULL) != MP_OK ||
+        rdsa_subscribe(CHAN_CONTROL, on_control_message, NULL) != MP_OK)
         return MP_ENOMEM;
     return MP_OK;
 }

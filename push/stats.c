@@ -9,11 +9,16 @@
 #define STATS_MAX_PROTOS 4
 
 static const char *reason_names[STATS_E_COUNT] = {
-    [STATS_E_MALFORMED] = "malformed",     [STATS_E_UNKNOWN_TYPE] = "unknown_type",
-    [STATS_E_REJECTED] = "rejected",       [STATS_E_RATE] = "rate_limited",
-    [STATS_E_UNAVAILABLE] = "unavailable", [STATS_E_TICKET] = "ticket",
-    [STATS_E_TOO_MANY] = "too_many_connections", [STATS_E_ORIGIN] = "origin",
-    [STATS_E_TOO_BIG] = "too_big",         [STATS_E_ABUSE] = "abuse",
+    [STATS_E_MALFORMED] = "malformed",
+    [STATS_E_UNKNOWN_TYPE] = "unknown_type",
+    [STATS_E_REJECTED] = "rejected",
+    [STATS_E_RATE] = "rate_limited",
+    [STATS_E_UNAVAILABLE] = "unavailable",
+    [STATS_E_TICKET] = "ticket",
+    [STATS_E_TOO_MANY] = "too_many_connections",
+    [STATS_E_ORIGIN] = "origin",
+    [STATS_E_TOO_BIG] = "too_big",
+    [STATS_E_ABUSE] = "abuse",
 };
 
 static struct {
@@ -126,7 +131,8 @@ static void on_flush(uv_timer_t *t)
 int stats_start(uv_loop_t *loop)
 {
     S.conns = metrics_gauge("magpie_push_connections", "Open WebSocket connections by protocol.");
-    S.packets = metrics_counter("magpie_push_packets_total", "Client packets received, by protocol and type.");
+    S.packets =
+        metrics_counter("magpie_push_packets_total", "Client packets received, by protocol and type.");
     S.acks_m = metrics_counter("magpie_push_acks_total", "Messages accepted and acknowledged with A.");
     S.errors_m = metrics_counter("magpie_push_errors_total",
                                  "Errors answered to clients and refused connections, by reason.");

@@ -316,31 +316,42 @@ class ExtraNode:
     def __init__(self, stack, node_id, **overrides):
         self.stack = stack
         self.node_id = node_id
-        self.port = free_port()
-        self.metrics_port = free_port()
         self.log = os.path.join(stack.run, "logs", f"push-extra{node_id}.log")
+        # A port found free can be taken by someone else before the node binds it (any outgoing connection
+        # may get it as its local port): try again on other ports, as an operator would.
+        for _ in range(5):
+            self.port, self.metrics_port = free_port(), free_port()
+            if self.port != self.metrics_port and self._start(overrides):
+                return
+        raise RuntimeError(f"extra node {node_id} did not start; see {self.log}")
+
+    def _start(self, overrides):
         env = dict(os.environ)
-        env.update({"MAGPIE_PUSH_NODE_ID": str(node_id), "MAGPIE_PUSH_LISTEN": f"127.0.0.1:{self.port}",
+        env.update({"MAGPIE_PUSH_NODE_ID": str(self.node_id), "MAGPIE_PUSH_LISTEN": f"127.0.0.1:{self.port}",
                     "MAGPIE_PUSH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}", "MAGPIE_LOG_FILE": self.log})
         for k, v in overrides.items():
             env[f"MAGPIE_PUSH_{k.upper()}"] = str(v)
-        out = open(os.path.join(stack.run, "logs", f"push-extra{node_id}.out"), "ab")
-        self.proc = subprocess.Popen([stack.bin("push/magpie-push"), "-c", stack.conf_path], env=env,
+        out = open(os.path.join(self.stack.run, "logs", f"push-extra{self.node_id}.out"), "ab")
+        log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        self.proc = subprocess.Popen([self.stack.bin("push/magpie-push"), "-c", self.stack.conf_path], env=env,
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"extra node {node_id} exited with {self.proc.returncode}; see {self.log}")
+                with open(self.log, errors="replace") as f:
+                    f.seek(log_start)
+                    if "cannot listen" in f.read():
+                        return False
+                raise RuntimeError(f"extra node {self.node_id} exited with {self.proc.returncode}; see {self.log}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1) as r:
                     if r.status == 200:
-                        break
+                        return True
             except OSError:
                 pass
             time.sleep(0.1)
-        else:
-            self.stop()
-            raise RuntimeError(f"extra node {node_id} did not become healthy; see {self.log}")
+        self.stop()
+        raise RuntimeError(f"extra node {self.node_id} did not become healthy; see {self.log}")
 
     @property
     def url(self):

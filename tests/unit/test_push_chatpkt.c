@@ -32,10 +32,20 @@ static void expect_parse(const char *s, const char *reason)
 
 static void test_malformed(void **state)
 {
-    static const char *bad[] = {"",        " ",         "null",       "[]",       "\"t\"",     "42",
-                                "{",       "{\"id\":}", "{}{}",       "{} x",     "{'id':1}",  "\xff\xfe",
-                                "{\"id\":\"\xc3\x28\",\"type\":\"P\"}", /* invalid UTF-8 */
-                                "{\"id\":\"a\\u0000b\",\"type\":\"P\"}", /* NUL inside a string */
+    static const char *bad[] = {"",
+                                " ",
+                                "null",
+                                "[]",
+                                "\"t\"",
+                                "42",
+                                "{",
+                                "{\"id\":}",
+                                "{}{}",
+                                "{} x",
+                                "{'id':1}",
+                                "\xff\xfe",
+                                "{\"id\":\"\xc3\x28\",\"type\":\"P\"}",       /* invalid UTF-8 */
+                                "{\"id\":\"a\\u0000b\",\"type\":\"P\"}",      /* NUL inside a string */
                                 "{\"id\":\"a\",\"id\":\"b\",\"type\":\"P\"}", /* duplicate key */
                                 "{\"id\":\"a\",\"type\":\"P\",\"to\":123456789012345678901234567890}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -132,13 +142,16 @@ static void test_message(void **state)
     assert_int_equal(m.to, 2);
     assert_int_equal(m.body_len, 2);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"msg\":\"hi\"}", 1, &m), CHAT_E_BAD_TO);
-    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":0,\"msg\":\"hi\"}", 1, &m), CHAT_E_BAD_TO);
-    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":-3,\"msg\":\"hi\"}", 1, &m), CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":0,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":-3,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":\"2\",\"msg\":\"hi\"}", 1, &m),
                         CHAT_E_BAD_TO);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2.5,\"msg\":\"hi\"}", 1, &m),
                         CHAT_E_BAD_TO);
-    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":1,\"msg\":\"hi\"}", 1, &m), CHAT_E_TO_SELF);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":1,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_TO_SELF);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2}", 1, &m), CHAT_E_BAD_MSG);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":5}", 1, &m), CHAT_E_BAD_MSG);
     assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":{}}", 1, &m), CHAT_E_BAD_MSG);
@@ -173,8 +186,16 @@ static void test_online(void **state)
     static const struct {
         const char *msg;
         int64_t uid;
-    } cases[] = {{"5", 5}, {"\"42\"", 42}, {"\"\"", 0}, {"\"4a\"", 0}, {"0", 0}, {"-1", 0},
-                 {"\"1234567890123456789\"", 0}, {"null", 0}, {"[1]", 0}, {"1.5", 0}};
+    } cases[] = {{"5", 5},
+                 {"\"42\"", 42},
+                 {"\"\"", 0},
+                 {"\"4a\"", 0},
+                 {"0", 0},
+                 {"-1", 0},
+                 {"\"1234567890123456789\"", 0},
+                 {"null", 0},
+                 {"[1]", 0},
+                 {"1.5", 0}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char s[128];
         snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"O\",\"msg\":%s}", cases[i].msg);
@@ -274,9 +295,14 @@ static void test_site(void **state)
     assert_null(chatpkt_site(&p, &lon, &lat));
     assert_true(lon == -3 && lat == 0);
     chatpkt_free(&p);
-    static const char *bad[] = {"{\"longitude\":181,\"latitude\":0}", "{\"longitude\":0,\"latitude\":86}",
-                                "{\"longitude\":\"1\",\"latitude\":0}", "{\"latitude\":0}",
-                                "{\"longitude\":1}", "[1,2]", "\"1,2\"", "{\"longitude\":1e999,\"latitude\":0}"};
+    static const char *bad[] = {"{\"longitude\":181,\"latitude\":0}",
+                                "{\"longitude\":0,\"latitude\":86}",
+                                "{\"longitude\":\"1\",\"latitude\":0}",
+                                "{\"latitude\":0}",
+                                "{\"longitude\":1}",
+                                "[1,2]",
+                                "\"1,2\"",
+                                "{\"longitude\":1e999,\"latitude\":0}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char s[160];
         snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"S\",\"msg\":%s}", bad[i]);
@@ -304,6 +330,35 @@ static void test_server_packets(void **state)
     assert_null(chatpkt_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
 }
 
+static void test_delivery_between_nodes(void **state)
+{
+    size_t len, plen;
+    int64_t to, from, ts;
+    const char *packet;
+    char *d = chatpkt_delivery(12, 34, 1700000000123LL, "{\"x\":\"a\nb\"}", 12, &len);
+    assert_int_equal(chatpkt_delivery_parse(d, len, &to, &from, &ts, &packet, &plen), 0);
+    assert_int_equal(to, 12);
+    assert_int_equal(from, 34);
+    assert_int_equal(ts, 1700000000123LL);
+    assert_int_equal(plen, 12);
+    assert_memory_equal(packet, "{\"x\":\"a\nb\"}", 12);
+    /* every truncation of a good payload but the whole is refused or parses to a shorter packet */
+    for (size_t cut = 0; cut < len; cut++) {
+        char *copy = malloc(cut + 1); /* exactly cut bytes: reading past them is a sanitizer error */
+        memcpy(copy, d, cut);
+        if (chatpkt_delivery_parse(copy, cut, &to, &from, &ts, &packet, &plen) == 0)
+            assert_true(plen < 12 && to == 12 && from == 34);
+        free(copy);
+    }
+    free(d);
+    static const char *bad[] = {
+        "",           "\n",        "1 2\n{}",    "1 2 3",      "a 2 3\n{}",
+        "0 2 3\n{}",  "1 0 3\n{}", "-1 2 3\n{}", "1  2 3\n{}", "1234567890123456789 2 3\n{}",
+        "1 2 3 4\n{}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(chatpkt_delivery_parse(bad[i], strlen(bad[i]), &to, &from, &ts, &packet, &plen), -1);
+}
+
 /* Everything a handler would call, on whatever parsed. */
 static void run_all(const char *buf, size_t len)
 {
@@ -312,7 +367,10 @@ static void run_all(const char *buf, size_t len)
     struct chat_history h;
     char order[CHAT_MAX_ORDER + 1];
     double lon, lat;
-    int64_t uid;
+    int64_t uid, from, ts;
+    const char *packet;
+    size_t plen;
+    (void)chatpkt_delivery_parse(buf, len, &uid, &from, &ts, &packet, &plen);
     if (chatpkt_parse(buf, len, &p) == NULL) {
         (void)chatpkt_message(&p, 1, &m);
         (void)chatpkt_online(&p, &uid);
@@ -376,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_order),
         cmocka_unit_test(test_site),
         cmocka_unit_test(test_server_packets),
+        cmocka_unit_test(test_delivery_between_nodes),
         cmocka_unit_test(test_random_and_mutated_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
