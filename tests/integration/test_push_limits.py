@@ -211,3 +211,38 @@ def test_the_default_ping_interval_is_under_nginxs_proxy_timeout(stack):
     ws_block = site[site.index("location /ws"):]
     timeout = int(re.search(r"proxy_read_timeout (\d+)s;", ws_block).group(1))
     assert ping < timeout and ping < idle
+
+
+def test_broken_websocket_framing_and_garbage_http_are_dropped_while_others_are_served(stack):
+    import os
+    import socket
+
+    def attack():
+        port = stack.push_ports[0]
+        # not HTTP at all
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(os.urandom(2048) + b"\r\n\r\n")
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        # Frames RFC 6455 forbids: an unmasked one (libwebsockets tolerates it: the packet is then just
+        # bad JSON), a reserved opcode, a control frame over 125 bytes. Each ends in an E or a close.
+        for bad in (b"\x81\x05hello", b"\x83\x80abcd", b"\x89\xfe\x00\x80" + b"m" * 4 + b"p" * 128):
+            ws = RawWS("127.0.0.1", port, "/ws/" + ticket(stack, new_uid()))
+            assert json.loads(ws.frame()[1])["type"] == "L"
+            ws.sock.sendall(bad)
+            try:
+                opcode, payload = ws.frame()
+                assert opcode == 0x8 or (opcode == 0x1 and json.loads(payload)["type"] == "E"), (bad, opcode)
+            except (ConnectionError, OSError):
+                pass
+            ws.close()
+
+    async def go():
+        async with Bystander(stack, node=1):
+            # in a thread: the raw sockets block, the bystander must keep running meanwhile
+            await asyncio.get_running_loop().run_in_executor(None, attack)
+            await asyncio.sleep(0.2)
+    run(go())
