@@ -87,10 +87,10 @@ class Chat:
     # ---- connecting ----
     @classmethod
     async def connect(cls, stack, uid=None, node=None, tk=None, query=False, origin=None, headers=None,
-                      expect_login=True, **kw):
+                      expect_login=True, base=None, **kw):
         uid = uid if uid is not None else new_uid()
         tk = tk if tk is not None else ticket(stack, uid)
-        base = push_url(stack, node)
+        base = base or push_url(stack, node)
         url = f"{base}/ws?token={tk}" if query else f"{base}/ws/{tk}"
         ws = await websockets.connect(url, origin=origin, extra_headers=headers, max_size=None,
                                       ping_interval=None, compression=None, open_timeout=10, close_timeout=2,
@@ -240,14 +240,15 @@ def run(coro):
 
 class Bystander:
     """A second client that keeps being served while a test attacks the node: it pings every interval and
-    every ping must be answered promptly. Use as `async with Bystander(stack) as b:`."""
+    every ping must be answered promptly. Use as `async with Bystander(stack) as b:` (node: 1-based node of
+    the stack, url: another node's ws:// base, neither: through nginx)."""
 
-    def __init__(self, stack, node=None, interval=0.05, max_rtt=2.0):
-        self.stack, self.node, self.interval, self.max_rtt = stack, node, interval, max_rtt
+    def __init__(self, stack, node=None, interval=0.05, max_rtt=2.0, url=None):
+        self.stack, self.node, self.interval, self.max_rtt, self.url = stack, node, interval, max_rtt, url
         self.rtts = []
 
     async def __aenter__(self):
-        self.chat = await Chat.connect(self.stack, node=self.node)
+        self.chat = await Chat.connect(self.stack, node=self.node, base=self.url)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self._loop())
         return self

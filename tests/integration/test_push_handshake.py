@@ -187,7 +187,7 @@ def test_a_handshake_not_finished_in_time_is_closed(stack):
             return time.monotonic() - t0
 
         async def go():
-            async with Bystander(stack, node=None):
+            async with Bystander(stack, url=node.url):
                 # in a thread: the raw sockets block, the bystander keeps running meanwhile
                 elapsed = await asyncio.get_running_loop().run_in_executor(None, stall)
                 assert elapsed < 6, elapsed

@@ -146,7 +146,7 @@ def test_a_slow_reader_is_closed_and_nobody_else_waits(stack):
             assert slow.status == 101 and json.loads(slow.frame()[1])["type"] == "L"
             big = "数" * 1000  # ~3 KB per message
             drops0 = metrics(node.metrics_port).get('magpie_push_queue_drops_total{action="closed"}', 0)
-            async with Bystander(stack, node=None):
+            async with Bystander(stack, url=node.url):
                 for i in range(3000):  # ~9 MB for the slow reader: more than the kernel's buffers hold
                     await sender.send({"id": f"s{i}", "to": slow_uid, "type": "t", "msg": big})
                     if i % 100 == 99:
