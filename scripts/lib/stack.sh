@@ -230,10 +230,14 @@ start_mariadb() {
             --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
             die "mariadb-install-db failed; see $dir/install.log"
     fi
-    setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$MYSQL_PORT" \
-        --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --user="$user" \
-        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
-        --max-connections=500 </dev/null >/dev/null 2>&1 &
+    local cmd=(mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$MYSQL_PORT"
+        --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --user="$user"
+        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2
+        --max-connections=500)
+    # The exact command, one argument per line, so a test can start MariaDB again the same way after
+    # stopping it (tests/integration/magpie_stack.py: Stack.start_mariadb).
+    printf '%s\n' "${cmd[@]}" >"$dir/mariadbd.cmd"
+    setsid "${cmd[@]}" </dev/null >/dev/null 2>&1 &
     wait_for mariadb 60 mariadb-admin --no-defaults -S "$dir/mysqld.sock" -u root ping
     wait_for "mariadb pid file" 10 test -s "$dir/mysqld.pid"
     mysql_root <<EOF
