@@ -18,20 +18,21 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 /* SPEC §9: exit within 5 s of SIGTERM; half a second is left for the process to end. */
 #define PERSIST_STOP_DEADLINE_MS 4500
 
 static volatile sig_atomic_t stop;
+static timer_t deadline; /* SIGALRM PERSIST_STOP_DEADLINE_MS after the first SIGTERM */
 
 static void on_stop(int sig)
 {
-    struct itimerval deadline = {{0, 0},
-                                 {PERSIST_STOP_DEADLINE_MS / 1000, (PERSIST_STOP_DEADLINE_MS % 1000) * 1000}};
+    struct itimerspec when = {
+        {0, 0}, {PERSIST_STOP_DEADLINE_MS / 1000, (PERSIST_STOP_DEADLINE_MS % 1000) * 1000000L}};
     if (!stop)
-        setitimer(ITIMER_REAL, &deadline, NULL);
+        timer_settime(deadline, 0, &when, NULL); /* async-signal-safe, unlike setitimer */
     stop = 1;
 }
 
@@ -49,9 +50,16 @@ static void on_hup(int sig)
     log_request_reopen();
 }
 
-static void install_signals(void)
+/* Returns 0, or -1 when the deadline timer cannot be created. */
+static int install_signals(void)
 {
     struct sigaction sa;
+    struct sigevent ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGALRM;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &deadline) != 0)
+        return -1;
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = on_stop; /* no SA_RESTART: a sleep in the backoff ends at once */
@@ -64,6 +72,7 @@ static void install_signals(void)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN; /* a write to a closed socket is an error to handle, not a reason to die */
     sigaction(SIGPIPE, &sa, NULL);
+    return 0;
 }
 
 /* Settings that are fine one by one but not together. Returns 0, or -1 after printing why. */
@@ -104,7 +113,10 @@ int main(int argc, char **argv)
         log_error("cannot initialise the MySQL client library");
         goto done;
     }
-    install_signals();
+    if (install_signals() != 0) {
+        log_error("cannot create the shutdown deadline timer");
+        goto done;
+    }
     w = persist_worker_new(&cfg, consumer);
     if (w == NULL) {
         log_error("out of memory");
