@@ -303,11 +303,19 @@ def persist_running(stack):
 # ---- an extra node with its own settings (limits that would take minutes with the defaults) ----
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port below the kernel's ephemeral range, as scripts/lib/stack.sh picks them: a port in that
+    range can become the local end of any outgoing connection before the node binds it."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(1000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", random.randrange(10000, low) if low > 11000 else 0))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port")
 
 
 class ExtraNode:
