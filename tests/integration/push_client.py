@@ -289,7 +289,8 @@ def stored(stack, from_uid):
         counts[f["cid"]] = counts.get(f["cid"], 0) + 1
     with stack.mysql() as db, db.cursor() as cur:
         cur.execute("SELECT client_id FROM messages WHERE from_uid = %s", (from_uid,))
-        in_db = [row[0] for row in cur.fetchall()]
+        # client_id is compared byte for byte (sql/002): the column is binary, the driver gives bytes
+        in_db = [row[0].decode() if isinstance(row[0], bytes) else row[0] for row in cur.fetchall()]
     # An entry already inserted but not yet acked by magpie-persist is in both places: count it once.
     for cid in set(in_db):
         counts[cid] = max(counts.get(cid, 0), in_db.count(cid))
