@@ -973,7 +973,7 @@ static int run_scenario(struct run *R)
 
 static int write_result(struct run *R)
 {
-    int flags = JSON_INDENT(2) | JSON_SORT_KEYS;
+    int flags = JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9);
     if (R->o.json_path) {
         if (json_dump_file(R->out, R->o.json_path, flags) != 0) {
             fprintf(stderr, "magpie-bench: cannot write %s\n", R->o.json_path);
