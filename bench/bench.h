@@ -137,6 +137,7 @@ struct bench_report {
     uint64_t foreign;          /* data frames that are not ours (other runs, unparsable) */
     uint64_t frames;           /* data frames receivers got (deliveries / frames shows batching) */
     uint64_t proto_errors;     /* malformed server packets (counted; see last_error) */
+    int64_t cpu_ns;            /* CPU time the worker used in this phase (is the generator the bottleneck?) */
     struct hist lat;           /* run: send->deliver; connect phase: connect->ready */
     struct hist ack;           /* chat: send->ack */
     struct hist lag;           /* how late the generator sent, against its own schedule */

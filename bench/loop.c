@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -68,6 +69,7 @@ struct worker {
     uint64_t k;
 
     int64_t next_tick;
+    int64_t cpu_start; /* CPU time used when the phase began */
 };
 
 static char tag_ctl, tag_timer; /* epoll tags of the control pipe and the timer */
@@ -109,6 +111,16 @@ void bench_note_error(struct worker *w, const char *fmt, ...)
     va_end(ap);
 }
 
+/* CPU time (user + system) this process used so far, in ns. */
+static int64_t cpu_now(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+           ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
 static void report_reset(struct worker *w)
 {
     memset(w->rep, 0, sizeof(*w->rep));
@@ -116,6 +128,7 @@ static void report_reset(struct worker *w)
     hist_init(&w->rep->lat);
     hist_init(&w->rep->ack);
     hist_init(&w->rep->lag);
+    w->cpu_start = cpu_now();
 }
 
 /* Write the report to the parent and start a fresh one. A parent that went away ends the worker. */
@@ -125,6 +138,7 @@ static void report_send(struct worker *w)
     size_t left = sizeof(*w->rep);
     w->rep->ready = (uint64_t)w->nready;
     w->rep->step = w->step;
+    w->rep->cpu_ns = cpu_now() - w->cpu_start;
     while (left > 0) {
         ssize_t n = write(w->rep_out, p, left);
         if (n < 0 && errno == EINTR)
