@@ -21,13 +21,13 @@
 #include "resp.h"
 #include "wsframe.h"
 
-#define BENCH_MAX_URLS 16
-#define BENCH_MAX_MEM 8
-#define BENCH_MAX_PIDS 64
-#define BENCH_FD_RESERVE 64       /* fds a worker keeps for itself (epoll, timer, pipes, stdio) */
-#define BENCH_READ_CHUNK 65536    /* bytes read per read(2) */
-#define BENCH_MAX_MSG (1 << 20)   /* largest WebSocket message accepted from a server */
-#define BENCH_TX_CAP (16 << 20)   /* output a connection may queue before sends are refused (counted) */
+#define BENCH_MAX_URLS   16
+#define BENCH_MAX_MEM    8
+#define BENCH_MAX_PIDS   64
+#define BENCH_FD_RESERVE 64         /* fds a worker keeps for itself (epoll, timer, pipes, stdio) */
+#define BENCH_READ_CHUNK 65536      /* bytes read per read(2) */
+#define BENCH_MAX_MSG    (1 << 20)  /* largest WebSocket message accepted from a server */
+#define BENCH_TX_CAP     (16 << 20) /* output a connection may queue before sends are refused (counted) */
 
 enum scenario { SC_IDLE, SC_CHAT, SC_ROOM };
 
@@ -54,29 +54,29 @@ struct bench_opts {
     enum proto_kind proto;
     struct endpoint urls[BENCH_MAX_URLS]; /* connection i uses urls[i % nurls] */
     int nurls;
-    struct endpoint pub_url;              /* nchan: where publishers POST */
-    long conns;                           /* idle: connections; chat: users (pairs * 2); room: receivers */
-    int publishers;                       /* room: publishing connections (in addition to conns) */
+    struct endpoint pub_url; /* nchan: where publishers POST */
+    long conns;              /* idle: connections; chat: users (pairs * 2); room: receivers */
+    int publishers;          /* room: publishing connections (in addition to conns) */
     int procs;
-    double rate;                          /* messages/s of the first step (all senders together) */
-    double rate_max;                      /* last step's rate at most this */
-    double step_factor;                   /* next step's rate = rate * factor; 1 = a single step */
+    double rate;        /* messages/s of the first step (all senders together) */
+    double rate_max;    /* last step's rate at most this */
+    double step_factor; /* next step's rate = rate * factor; 1 = a single step */
     double step_s;
-    double drain_s;                       /* after a step, how long late messages still count for it */
-    double p99_bound_ms;                  /* the ramp stops after the first step whose p99 is over this */
-    double settle_s;                      /* pause after connecting, before measuring memory or sending */
-    double hold_s;                        /* idle: how long the connections are held */
-    size_t size;                          /* bytes of each message's payload */
-    double connect_rate;                  /* new connections/s, all workers together */
-    int connect_inflight;                 /* per worker */
+    double drain_s;       /* after a step, how long late messages still count for it */
+    double p99_bound_ms;  /* the ramp stops after the first step whose p99 is over this */
+    double settle_s;      /* pause after connecting, before measuring memory or sending */
+    double hold_s;        /* idle: how long the connections are held */
+    size_t size;          /* bytes of each message's payload */
+    double connect_rate;  /* new connections/s, all workers together */
+    int connect_inflight; /* per worker */
     double connect_timeout_s;
-    double heartbeat_s;                   /* room: HEARTBEAT interval */
-    int src_ips;                          /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
-    int64_t uid_base;                     /* connection i is user uid_base + i */
-    char room[96];                        /* room / channel / subject name (the run nonce is appended) */
-    uint32_t run;                         /* nonce of this run */
-    int level;                            /* room: msgLv of published messages */
-    struct auth auth;                     /* Magpie: mints tickets and tokens */
+    double heartbeat_s; /* room: HEARTBEAT interval */
+    int src_ips;        /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
+    int64_t uid_base;   /* connection i is user uid_base + i */
+    char room[96];      /* room / channel / subject name (the run nonce is appended) */
+    uint32_t run;       /* nonce of this run */
+    int level;          /* room: msgLv of published messages */
+    struct auth auth;   /* Magpie: mints tickets and tokens */
     int64_t ticket_ttl_s;
     struct memgroup mem[BENCH_MAX_MEM];
     int nmem;
@@ -95,8 +95,8 @@ enum conn_state {
 
 struct conn {
     int fd;
-    uint32_t idx;     /* global index: uid = uid_base + idx */
-    uint8_t state;    /* enum conn_state */
+    uint32_t idx;  /* global index: uid = uid_base + idx */
+    uint8_t state; /* enum conn_state */
     uint8_t publisher;
     uint8_t raw;      /* plain HTTP (nchan publisher), no WebSocket */
     uint8_t want_out; /* EPOLLOUT registered */
@@ -106,9 +106,9 @@ struct conn {
     uint32_t rx_len, rx_cap;
     uint8_t *tx; /* output the kernel did not take yet */
     uint32_t tx_off, tx_len, tx_cap;
-    int64_t t_start;  /* connect started */
-    int64_t last_tx;  /* last heartbeat sent (room) */
-    uint64_t seq;     /* next send sequence (senders) */
+    int64_t t_start;   /* connect started */
+    int64_t last_tx;   /* last heartbeat sent (room) */
+    uint64_t seq;      /* next send sequence (senders) */
     uint64_t ack_next; /* next expected ack sequence (chat senders) */
     uint64_t *rx_next; /* receivers: next expected sequence, per sender slot */
     void *ps;          /* protocol state (natsp, resp_stream), freed by proto->release */
@@ -130,17 +130,17 @@ struct bench_report {
     uint64_t send_errors;      /* refused by the server (chat E, room Err, nats -ERR, nchan non-2xx) */
     uint64_t acked;            /* chat: A received for this step's messages */
     uint64_t ack_dups;
-    uint64_t delivered;        /* this step's messages received by receivers, each once */
-    uint64_t gaps;             /* sequence numbers skipped (a message missing, or reordered) */
-    uint64_t dups;             /* a sequence number seen again (or older than one already seen) */
-    uint64_t late;             /* messages of an earlier step that arrived after its report */
-    uint64_t foreign;          /* data frames that are not ours (other runs, unparsable) */
-    uint64_t frames;           /* data frames receivers got (deliveries / frames shows batching) */
-    uint64_t proto_errors;     /* malformed server packets (counted; see last_error) */
-    int64_t cpu_ns;            /* CPU time the worker used in this phase (is the generator the bottleneck?) */
-    struct hist lat;           /* run: send->deliver; connect phase: connect->ready */
-    struct hist ack;           /* chat: send->ack */
-    struct hist lag;           /* how late the generator sent, against its own schedule */
+    uint64_t delivered;    /* this step's messages received by receivers, each once */
+    uint64_t gaps;         /* sequence numbers skipped (a message missing, or reordered) */
+    uint64_t dups;         /* a sequence number seen again (or older than one already seen) */
+    uint64_t late;         /* messages of an earlier step that arrived after its report */
+    uint64_t foreign;      /* data frames that are not ours (other runs, unparsable) */
+    uint64_t frames;       /* data frames receivers got (deliveries / frames shows batching) */
+    uint64_t proto_errors; /* malformed server packets (counted; see last_error) */
+    int64_t cpu_ns;        /* CPU time the worker used in this phase (is the generator the bottleneck?) */
+    struct hist lat;       /* run: send->deliver; connect phase: connect->ready */
+    struct hist ack;       /* chat: send->ack */
+    struct hist lag;       /* how late the generator sent, against its own schedule */
 };
 
 struct worker;
@@ -207,10 +207,10 @@ enum bench_op { OP_CONNECT = 1, OP_RUN, OP_STATUS, OP_QUIT };
 struct bench_cmd {
     int32_t op;
     int32_t step;
-    double rate;         /* OP_RUN: messages/s of all senders together */
-    int64_t t0_ns;       /* OP_RUN: first message scheduled at */
-    int64_t t_end_ns;    /* OP_RUN: none scheduled from here on */
-    int64_t report_ns;   /* OP_RUN: report at (t_end + drain) */
+    double rate;       /* OP_RUN: messages/s of all senders together */
+    int64_t t0_ns;     /* OP_RUN: first message scheduled at */
+    int64_t t_end_ns;  /* OP_RUN: none scheduled from here on */
+    int64_t report_ns; /* OP_RUN: report at (t_end + drain) */
 };
 
 #endif

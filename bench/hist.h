@@ -12,9 +12,9 @@
 #include <stdint.h>
 
 #define HIST_SUB_BITS 7
-#define HIST_SUB (1 << HIST_SUB_BITS) /* buckets per power of two: 0.8 % resolution */
-#define HIST_MAX_EXP 40               /* largest power-of-two step: values up to 2^48 ns (78 hours) */
-#define HIST_MAX ((int64_t)1 << (HIST_SUB_BITS + 1 + HIST_MAX_EXP))
+#define HIST_SUB      (1 << HIST_SUB_BITS) /* buckets per power of two: 0.8 % resolution */
+#define HIST_MAX_EXP  40                   /* largest power-of-two step: values up to 2^48 ns (78 hours) */
+#define HIST_MAX      ((int64_t)1 << (HIST_SUB_BITS + 1 + HIST_MAX_EXP))
 #define HIST_NBUCKETS ((HIST_MAX_EXP + 2) * HIST_SUB)
 
 struct hist {

@@ -28,8 +28,8 @@
 #include <unistd.h>
 
 #define MAX_EVENTS 512
-#define TICK_NS 1000000000LL /* housekeeping (heartbeats) once a second */
-#define NS 1000000000.0
+#define TICK_NS    1000000000LL /* housekeeping (heartbeats) once a second */
+#define NS         1000000000.0
 
 struct worker {
     const struct bench_opts *o;
@@ -43,7 +43,7 @@ struct worker {
     uint8_t *scratch; /* reads */
     uint8_t *frame;   /* outgoing frames */
     size_t frame_cap;
-    char *text;       /* outgoing payload text */
+    char *text;        /* outgoing payload text */
     uint8_t rnd[4096]; /* masking keys, refilled from RAND_bytes */
     size_t rnd_off;
 
@@ -52,8 +52,8 @@ struct worker {
     long nready;
 
     struct conn **senders;
-    long nsenders;       /* in this worker */
-    long senders_total;  /* in the whole run */
+    long nsenders;      /* in this worker */
+    long senders_total; /* in the whole run */
 
     /* connect phase */
     int connecting;
@@ -621,8 +621,8 @@ static void send_due(struct worker *w, int64_t now)
             w->rep->send_skipped++;
             continue;
         }
-        struct payload p = {.run = w->o->run, .step = (uint32_t)w->step, .pub = c->idx, .seq = c->seq,
-                            .sched_ns = sched};
+        struct payload p = {
+            .run = w->o->run, .step = (uint32_t)w->step, .pub = c->idx, .seq = c->seq, .sched_ns = sched};
         int n = payload_format(w->text, PAYLOAD_MAX, w->o->size, &p);
         if (n < 0 || w->proto->send(w, c, &p, w->text, (size_t)n) != 0) {
             w->rep->send_skipped++;
@@ -641,7 +641,8 @@ static void connect_pump(struct worker *w, int64_t now)
     if (!w->connecting)
         return;
     while (w->started < w->count && w->inflight < w->o->connect_inflight) {
-        if (w->connect_rate > 0 && w->phase_start + (int64_t)((double)w->started * NS / w->connect_rate) > now)
+        if (w->connect_rate > 0 &&
+            w->phase_start + (int64_t)((double)w->started * NS / w->connect_rate) > now)
             break;
         conn_start(w, &w->conns[w->started++]);
     }

@@ -26,13 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_PROCS 256
+#define MAX_PROCS        256
 #define FRIENDS_PIPELINE 512 /* Redis commands in flight while setting up friendships */
 
 struct worker_proc {
     pid_t pid;
-    int ctl;   /* parent writes commands */
-    int rep;   /* parent reads reports */
+    int ctl; /* parent writes commands */
+    int rep; /* parent reads reports */
     long first, count;
 };
 
@@ -450,10 +450,9 @@ static int parse_args(struct run *R, int argc, char **argv)
             o->uid_base = (int64_t)v;
             break;
         case OPT_ROOM:
-            if (strlen(optarg) == 0 || strlen(optarg) > 64 || strspn(optarg,
-                                                                     "abcdefghijklmnopqrstuvwxyz"
-                                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
-                                                                  strlen(optarg))
+            if (strlen(optarg) == 0 || strlen(optarg) > 64 ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(optarg))
                 return die_usage("bad --room (1-64 letters, digits, _)", optarg);
             snprintf(o->room, sizeof(o->room), "%s", optarg);
             break;
@@ -548,6 +547,24 @@ static int chat_friends(struct run *R, int add)
     return rc;
 }
 
+/* magpie-push limits each connection to push.rate packets/s (SPEC §8): a schedule over it measures the
+ * limiter, not the server. Say so before starting rather than report refused messages afterwards. */
+static void warn_rate_limit(const struct run *R)
+{
+    const struct bench_opts *o = &R->o;
+    long senders = o->scenario == SC_CHAT ? o->conns : o->scenario == SC_ROOM ? o->publishers : 0;
+    if (senders == 0)
+        return;
+    double per = o->rate_max / (double)senders;
+    if (per > (double)R->cfg.push.rate)
+        fprintf(
+            stderr,
+            "magpie-bench: warning: each sender would send up to %.1f messages/s, over push.rate (%lld/s) "
+            "in %s: the excess will be refused; use more %s\n",
+            per, R->cfg.push.rate, R->conf_path ? R->conf_path : "the config",
+            o->scenario == SC_CHAT ? "users (--conns)" : "publishers (--publishers)");
+}
+
 /* ---- workers ----------------------------------------------------------------------------------------- */
 
 static void kill_workers(struct run *R)
@@ -610,7 +627,8 @@ static int start_workers(struct run *R)
         }
         close(ctl[0]);
         close(rep[1]);
-        R->procs[i] = (struct worker_proc){.pid = pid, .ctl = ctl[1], .rep = rep[0], .first = first, .count = count};
+        R->procs[i] =
+            (struct worker_proc){.pid = pid, .ctl = ctl[1], .rep = rep[0], .first = first, .count = count};
         R->nprocs++;
         first += count;
     }
@@ -723,10 +741,10 @@ static double round3(double v)
 static json_t *hist_json(const struct hist *h)
 {
     return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "count", (json_int_t)h->count, "p50_ms",
-                     round3(ms(hist_percentile(h, 50))), "p90_ms", round3(ms(hist_percentile(h, 90))), "p99_ms",
-                     round3(ms(hist_percentile(h, 99))), "p999_ms", round3(ms(hist_percentile(h, 99.9))),
-                     "max_ms", round3(ms(h->count ? h->max : 0)), "mean_ms", round3(hist_mean(h) / 1e6),
-                     "min_ms", round3(ms(h->count ? h->min : 0)));
+                     round3(ms(hist_percentile(h, 50))), "p90_ms", round3(ms(hist_percentile(h, 90))),
+                     "p99_ms", round3(ms(hist_percentile(h, 99))), "p999_ms",
+                     round3(ms(hist_percentile(h, 99.9))), "max_ms", round3(ms(h->count ? h->max : 0)),
+                     "mean_ms", round3(hist_mean(h) / 1e6), "min_ms", round3(ms(h->count ? h->min : 0)));
 }
 
 static const char *fail_names[FR_COUNT] = {"connect", "handshake", "login", "protocol", "closed", "timeout"};
@@ -739,15 +757,16 @@ static json_t *connect_json(const struct bench_report *s, long wanted)
         json_object_set_new(failed, fail_names[i], json_integer((json_int_t)s->failed[i]));
         nfail += s->failed[i];
     }
-    double secs = s->last_ready_ns > s->first_start_ns ? (double)(s->last_ready_ns - s->first_start_ns) / 1e9 : 0;
+    double secs =
+        s->last_ready_ns > s->first_start_ns ? (double)(s->last_ready_ns - s->first_start_ns) / 1e9 : 0;
     return json_pack("{s:I,s:I,s:I,s:o,s:f,s:f,s:o,s:i,s:s}", "wanted", (json_int_t)wanted, "ready",
                      (json_int_t)s->ready, "failed_total", (json_int_t)nfail, "failed", failed, "seconds",
                      round3(secs), "rate_per_s", secs > 0 ? round3((double)s->ready / secs) : 0.0, "latency",
                      hist_json(&s->lat), "last_status", s->last_status, "last_error", s->last_error);
 }
 
-static json_t *mem_json(const struct memgroup *g, const struct memsample *before, const struct memsample *after,
-                        uint64_t conns)
+static json_t *mem_json(const struct memgroup *g, const struct memsample *before,
+                        const struct memsample *after, uint64_t conns)
 {
     double per_pss = conns ? ((double)after->pss_kb - (double)before->pss_kb) * 1024.0 / (double)conns : 0;
     double per_rss = conns ? ((double)after->rss_kb - (double)before->rss_kb) * 1024.0 / (double)conns : 0;
@@ -785,12 +804,12 @@ static json_t *settings_json(const struct run *R)
         snprintf(u, sizeof(u), "%s%s", o->urls[i].hostport, o->urls[i].path);
         json_array_append_new(urls, json_string(u));
     }
-    return json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i}", "urls", urls, "conns",
-                     (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs, "rate", o->rate,
-                     "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s", o->step_s, "drain_s",
-                     o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size", (json_int_t)o->size, "level", o->level,
-                     "connect_rate", o->connect_rate, "src_ips", o->src_ips, "settle_s", o->settle_s,
-                     "connect_inflight", o->connect_inflight);
+    return json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i}", "urls", urls,
+                     "conns", (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs, "rate",
+                     o->rate, "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s", o->step_s,
+                     "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size", (json_int_t)o->size,
+                     "level", o->level, "connect_rate", o->connect_rate, "src_ips", o->src_ips, "settle_s",
+                     o->settle_s, "connect_inflight", o->connect_inflight);
 }
 
 /* One step of the rate ramp as JSON; *ok tells whether nothing was lost or duplicated. */
@@ -801,23 +820,24 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
     uint64_t accepted = s->sent > s->send_errors ? s->sent - s->send_errors : 0;
     uint64_t expected = o->scenario == SC_CHAT ? s->acked : accepted * receivers;
     int64_t lost = (int64_t)expected - (int64_t)s->delivered;
-    int64_t unanswered = o->scenario == SC_CHAT ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
+    int64_t unanswered =
+        o->scenario == SC_CHAT ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
     *ok = lost == 0 && s->dups == 0 && s->ack_dups == 0 && unanswered == 0 && s->dropped == 0 &&
           s->proto_errors == 0 && s->sent > 0 && s->send_errors == 0;
-    json_t *j = json_pack("{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o,s:o,s:s}",
-                          "rate", rate, "sent", (json_int_t)s->sent, "send_errors", (json_int_t)s->send_errors,
-                          "send_skipped", (json_int_t)s->send_skipped, "receivers", (json_int_t)receivers,
-                          "expected", (json_int_t)expected, "delivered", (json_int_t)s->delivered, "lost",
-                          (json_int_t)lost, "duplicated", (json_int_t)s->dups, "gaps", (json_int_t)s->gaps, "late",
-                          (json_int_t)s->late, "frames", (json_int_t)s->frames, "dropped_conns",
-                          (json_int_t)s->dropped, "proto_errors", (json_int_t)s->proto_errors,
-                          "deliveries_per_s", round3((double)s->delivered / o->step_s),
-                          "deliveries_per_frame", s->frames ? round3((double)s->delivered / (double)s->frames) : 0.0,
-                          "latency", hist_json(&s->lat), "sender_lag", hist_json(&s->lag), "last_error",
-                          s->last_error);
+    json_t *j = json_pack(
+        "{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o,s:o,s:s}", "rate", rate, "sent",
+        (json_int_t)s->sent, "send_errors", (json_int_t)s->send_errors, "send_skipped",
+        (json_int_t)s->send_skipped, "receivers", (json_int_t)receivers, "expected", (json_int_t)expected,
+        "delivered", (json_int_t)s->delivered, "lost", (json_int_t)lost, "duplicated", (json_int_t)s->dups,
+        "gaps", (json_int_t)s->gaps, "late", (json_int_t)s->late, "frames", (json_int_t)s->frames,
+        "dropped_conns", (json_int_t)s->dropped, "proto_errors", (json_int_t)s->proto_errors,
+        "deliveries_per_s", round3((double)s->delivered / o->step_s), "deliveries_per_frame",
+        s->frames ? round3((double)s->delivered / (double)s->frames) : 0.0, "latency", hist_json(&s->lat),
+        "sender_lag", hist_json(&s->lag), "last_error", s->last_error);
     /* CPU the generator used over the step and its drain, in cores: near the machine's core count, it was
      * the generator that was measured. */
-    json_object_set_new(j, "generator_cores", json_real(round3((double)s->cpu_ns / 1e9 / (o->step_s + o->drain_s))));
+    json_object_set_new(j, "generator_cores",
+                        json_real(round3((double)s->cpu_ns / 1e9 / (o->step_s + o->drain_s))));
     if (o->scenario == SC_CHAT) {
         json_object_set_new(j, "acked", json_integer((json_int_t)s->acked));
         json_object_set_new(j, "ack_duplicated", json_integer((json_int_t)s->ack_dups));
@@ -831,17 +851,20 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
 
 static void print_step(const struct run *R, int step, double rate, const struct bench_report *s, json_t *j)
 {
-    say("step %d: %.0f msg/s offered, sent %llu, delivered %llu (%.0f/s, %.1f per frame), lost %lld, dup %llu, "
+    say("step %d: %.0f msg/s offered, sent %llu, delivered %llu (%.0f/s, %.1f per frame), lost %lld, dup "
+        "%llu, "
         "p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms, sender lag p99 %.2f ms, generator %.2f cores",
         step, rate, (unsigned long long)s->sent, (unsigned long long)s->delivered,
         json_real_value(json_object_get(j, "deliveries_per_s")),
         json_real_value(json_object_get(j, "deliveries_per_frame")),
         (long long)json_integer_value(json_object_get(j, "lost")), (unsigned long long)s->dups,
-        ms(hist_percentile(&s->lat, 50)), ms(hist_percentile(&s->lat, 99)), ms(hist_percentile(&s->lat, 99.9)),
-        ms(s->lat.max), ms(hist_percentile(&s->lag, 99)), json_real_value(json_object_get(j, "generator_cores")));
+        ms(hist_percentile(&s->lat, 50)), ms(hist_percentile(&s->lat, 99)),
+        ms(hist_percentile(&s->lat, 99.9)), ms(s->lat.max), ms(hist_percentile(&s->lag, 99)),
+        json_real_value(json_object_get(j, "generator_cores")));
     if (R->o.scenario == SC_CHAT)
         say(", acked %llu, ack p50 %.2f p99 %.2f p99.9 %.2f ms", (unsigned long long)s->acked,
-            ms(hist_percentile(&s->ack, 50)), ms(hist_percentile(&s->ack, 99)), ms(hist_percentile(&s->ack, 99.9)));
+            ms(hist_percentile(&s->ack, 50)), ms(hist_percentile(&s->ack, 99)),
+            ms(hist_percentile(&s->ack, 99.9)));
     say("\n");
     if (s->last_error[0])
         say("  last error: %s\n", s->last_error);
@@ -862,7 +885,10 @@ static int run_steps(struct run *R, uint64_t receivers)
         if (step > 0 && (o->step_factor <= 1 || rate > o->rate_max * 1.000001))
             break;
         int64_t t0 = bench_now_ns() + 100000000LL; /* every worker has the command by then */
-        struct bench_cmd cmd = {.op = OP_RUN, .step = step, .rate = rate, .t0_ns = t0,
+        struct bench_cmd cmd = {.op = OP_RUN,
+                                .step = step,
+                                .rate = rate,
+                                .t0_ns = t0,
                                 .t_end_ns = t0 + (int64_t)(o->step_s * 1e9),
                                 .report_ns = t0 + (int64_t)((o->step_s + o->drain_s) * 1e9)};
         if (phase(R, &cmd, s) != 0) {
@@ -954,17 +980,18 @@ static int run_scenario(struct run *R)
             json_array_append_new(mem, m);
             say("memory %s: PSS %llu -> %llu kB (%.0f bytes/conn), RSS %llu -> %llu kB (%.0f bytes/conn)\n",
                 o->mem[i].label, (unsigned long long)before[i].pss_kb, (unsigned long long)after[i].pss_kb,
-                json_real_value(json_object_get(m, "bytes_per_conn_pss")), (unsigned long long)before[i].rss_kb,
-                (unsigned long long)after[i].rss_kb, json_real_value(json_object_get(m, "bytes_per_conn_rss")));
+                json_real_value(json_object_get(m, "bytes_per_conn_pss")),
+                (unsigned long long)before[i].rss_kb, (unsigned long long)after[i].rss_kb,
+                json_real_value(json_object_get(m, "bytes_per_conn_rss")));
         }
         json_object_set_new(R->out, "memory", mem);
         json_object_set_new(R->out, "hold",
-                            json_pack("{s:f,s:I,s:I}", "seconds", o->hold_s, "ready_after", (json_int_t)s->ready,
-                                      "dropped", (json_int_t)s->dropped));
+                            json_pack("{s:f,s:I,s:I}", "seconds", o->hold_s, "ready_after",
+                                      (json_int_t)s->ready, "dropped", (json_int_t)s->dropped));
         say("held %.1f s: %llu still ready, %llu dropped\n", o->hold_s, (unsigned long long)s->ready,
             (unsigned long long)s->dropped);
-        json_object_set_new(R->out, "ok",
-                            json_boolean(ready == (uint64_t)R->total && s->ready == ready && s->dropped == 0));
+        json_object_set_new(
+            R->out, "ok", json_boolean(ready == (uint64_t)R->total && s->ready == ready && s->dropped == 0));
     } else {
         uint64_t receivers = o->scenario == SC_ROOM ? ready - (uint64_t)o->publishers : ready;
         if (ready < (uint64_t)R->total) {
@@ -1011,6 +1038,8 @@ int main(int argc, char **argv)
         goto out_free;
     if ((R->o.proto == PROTO_MAGPIE_CHAT || R->o.proto == PROTO_MAGPIE_ROOM) && load_config(R) != 0)
         goto out_free;
+    if (R->have_cfg)
+        warn_rate_limit(R);
     if (R->o.scenario == SC_CHAT && chat_friends(R, 1) != 0)
         goto out_free;
 

@@ -8,8 +8,8 @@
 int payload_format(char *buf, size_t cap, size_t size, const struct payload *p)
 {
     char head[PAYLOAD_MIN + 32];
-    int n = snprintf(head, sizeof(head), "mb1 %08" PRIx32 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRId64, p->run,
-                     p->step, p->pub, p->seq, p->sched_ns);
+    int n = snprintf(head, sizeof(head), "mb1 %08" PRIx32 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRId64,
+                     p->run, p->step, p->pub, p->seq, p->sched_ns);
     if (n < 0 || (size_t)n >= sizeof(head))
         return -1;
     size_t len = size > (size_t)n ? size : (size_t)n;
@@ -103,8 +103,8 @@ int payload_id_parse(const char *id, size_t n, struct payload *out)
     const char *dash2 = memchr(dash1 + 1, '-', n - (size_t)(dash1 + 1 - id));
     if (dash2 == NULL)
         return -1;
-    int len = snprintf(buf, sizeof(buf), "mb1 %.*s 0 %.*s", (int)(dash2 - id), id, (int)(n - (size_t)(dash2 + 1 - id)),
-                       dash2 + 1);
+    int len = snprintf(buf, sizeof(buf), "mb1 %.*s 0 %.*s", (int)(dash2 - id), id,
+                       (int)(n - (size_t)(dash2 + 1 - id)), dash2 + 1);
     if (len < 0 || (size_t)len >= sizeof(buf))
         return -1;
     for (char *q = buf + 4; *q; q++)

@@ -30,7 +30,8 @@ struct payload {
  * Returns the length written, or -1 when cap is too small. */
 int payload_format(char *buf, size_t cap, size_t size, const struct payload *p);
 
-/* Parse a payload. Returns 0, or -1 when it is not one of ours (wrong magic, malformed numbers, bad padding). */
+/* Parse a payload. Returns 0, or -1 when it is not one of ours (wrong magic, malformed numbers, bad padding).
+ */
 int payload_parse(const char *buf, size_t n, struct payload *out);
 
 /* The compact form used as a chat packet id (SPEC §4: 1-64 characters, unique per sender):

@@ -53,12 +53,13 @@ static void nats_open(struct worker *w, struct conn *c)
     natsp_init(p, BENCH_MAX_MSG);
     c->ps = p;
     nats_subject(w, c, subject, sizeof(subject));
-    int n = snprintf(ops, sizeof(ops),
-                     "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"magpie-bench\","
-                     "\"lang\":\"c\",\"version\":\"1\",\"protocol\":1,\"echo\":false}\r\n"
-                     "%s%s%s"
-                     "PING\r\n",
-                     c->publisher ? "" : "SUB ", c->publisher ? "" : subject, c->publisher ? "" : " 1\r\n");
+    int n = snprintf(
+        ops, sizeof(ops),
+        "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"magpie-bench\","
+        "\"lang\":\"c\",\"version\":\"1\",\"protocol\":1,\"echo\":false}\r\n"
+        "%s%s%s"
+        "PING\r\n",
+        c->publisher ? "" : "SUB ", c->publisher ? "" : subject, c->publisher ? "" : " 1\r\n");
     conn_ws_send(w, c, WSF_BINARY, ops, (size_t)n);
 }
 
@@ -191,13 +192,15 @@ static void nchan_raw(struct worker *w, struct conn *c, const uint8_t *data, siz
     }
 }
 
-static int nchan_send(struct worker *w, struct conn *c, const struct payload *pl, const char *text, size_t len)
+static int nchan_send(struct worker *w, struct conn *c, const struct payload *pl, const char *text,
+                      size_t len)
 {
     static char req[PUB_MAX];
     const struct bench_opts *o = worker_opts(w);
-    int n = snprintf(req, sizeof(req),
-                     "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                     o->pub_url.path, bench_room(w), o->pub_url.hostport, len);
+    int n =
+        snprintf(req, sizeof(req),
+                 "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
+                 o->pub_url.path, bench_room(w), o->pub_url.hostport, len);
     if (n < 0 || (size_t)n + len > sizeof(req))
         return -1;
     memcpy(req + n, text, len);

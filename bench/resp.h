@@ -9,17 +9,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RESP_KEY_LEN 24    /* base64 of 16 random bytes */
+#define RESP_KEY_LEN    24 /* base64 of 16 random bytes */
 #define RESP_ACCEPT_LEN 28 /* base64 of a SHA-1 */
 
 /* Outcomes of resp_upgrade_feed. */
 enum resp_upgrade_result {
-    RESP_UP_AGAIN = 0,     /* everything consumed; the response is not complete yet */
-    RESP_UP_OK = 1,        /* 101 with the right Upgrade, Connection and Sec-WebSocket-Accept */
-    RESP_UP_STATUS = -1,   /* another status (in .status): the server refused the upgrade */
-    RESP_UP_HEADERS = -2,  /* 101 but Upgrade/Connection missing or wrong */
-    RESP_UP_ACCEPT = -3,   /* 101 but Sec-WebSocket-Accept does not match our key */
-    RESP_UP_PARSE = -4,    /* not HTTP */
+    RESP_UP_AGAIN = 0,    /* everything consumed; the response is not complete yet */
+    RESP_UP_OK = 1,       /* 101 with the right Upgrade, Connection and Sec-WebSocket-Accept */
+    RESP_UP_STATUS = -1,  /* another status (in .status): the server refused the upgrade */
+    RESP_UP_HEADERS = -2, /* 101 but Upgrade/Connection missing or wrong */
+    RESP_UP_ACCEPT = -3,  /* 101 but Sec-WebSocket-Accept does not match our key */
+    RESP_UP_PARSE = -4,   /* not HTTP */
 };
 
 /* Reader of one upgrade response. */
@@ -28,8 +28,8 @@ struct resp_upgrade {
     char expect[RESP_ACCEPT_LEN + 1]; /* the Sec-WebSocket-Accept we must get */
     int status;
     int done;
-    int header;          /* which header the current value belongs to (internal) */
-    int in_value;        /* last callback was a value (internal) */
+    int header;   /* which header the current value belongs to (internal) */
+    int in_value; /* last callback was a value (internal) */
     char field[32];
     size_t field_len;
     char upgrade[64];
@@ -66,7 +66,7 @@ struct resp_stream {
     uint64_t responses; /* complete responses so far */
     uint64_t ok;        /* of them, 2xx */
     int last_status;
-    int closing;        /* the server said Connection: close */
+    int closing; /* the server said Connection: close */
 };
 
 void resp_stream_init(struct resp_stream *r);

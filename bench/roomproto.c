@@ -72,7 +72,8 @@ enum room_reply_kind room_reply_decode(const uint8_t *frame, size_t n, batch_fn 
         break;
     }
     case MAGPIE__PACKAGE_TYPE__MESSAGE: {
-        Magpie__BroadcastRoomReq *b = magpie__broadcast_room_req__unpack(NULL, reply->data.len, reply->data.data);
+        Magpie__BroadcastRoomReq *b =
+            magpie__broadcast_room_req__unpack(NULL, reply->data.len, reply->data.data);
         if (b == NULL)
             break;
         long count = batch_split(b->data.data, b->data.len, fn, arg);

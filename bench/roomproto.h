@@ -1,7 +1,7 @@
-/* roomproto.h -- the client side of Magpie's room protocol (SPEC §5, seed 004): Req packets out, Reply packets
- * in, and the merged delivery: Reply{type MESSAGE, data BroadcastRoomReq} whose BroadcastRoomReq.data holds
- * one or more messages, each a 4-byte little-endian length then the bytes. The protobuf layers are encoded
- * and decoded with protobuf-c's generated code (shared/room.proto, compiled into libmagpie).
+/* roomproto.h -- the client side of Magpie's room protocol (SPEC §5, seed 004): Req packets out, Reply
+ * packets in, and the merged delivery: Reply{type MESSAGE, data BroadcastRoomReq} whose BroadcastRoomReq.data
+ * holds one or more messages, each a 4-byte little-endian length then the bytes. The protobuf layers are
+ * encoded and decoded with protobuf-c's generated code (shared/room.proto, compiled into libmagpie).
  */
 #ifndef BENCH_ROOMPROTO_H
 #define BENCH_ROOMPROTO_H
@@ -24,17 +24,17 @@ enum room_reply_kind {
     ROOM_REPLY_BAD = -1,   /* not a Reply, or a Reply whose data does not decode as its type requires */
     ROOM_REPLY_RESULT = 0, /* type UNKNOWN with Err: .code (0 = ok) and .msg */
     ROOM_REPLY_PONG = 2,
-    ROOM_REPLY_BATCH = 3, /* type MESSAGE: fn was called for every message of the batch */
+    ROOM_REPLY_BATCH = 3,   /* type MESSAGE: fn was called for every message of the batch */
     ROOM_REPLY_MEMBERS = 4, /* .members */
     ROOM_REPLY_OTHER = 5,   /* a type we do not know (counted, not fatal) */
 };
 
 struct room_reply {
-    int code;       /* RESULT: Err.code */
-    char msg[128];  /* RESULT: Err.msg (cut) */
-    long members;   /* MEMBERS */
-    long messages;  /* BATCH: messages in the batch */
-    int level;      /* BATCH: msgLv */
+    int code;      /* RESULT: Err.code */
+    char msg[128]; /* RESULT: Err.msg (cut) */
+    long members;  /* MEMBERS */
+    long messages; /* BATCH: messages in the batch */
+    int level;     /* BATCH: msgLv */
 };
 
 /* Decode one binary frame from /room. */

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int wsf_parse_header(const uint8_t *buf, size_t n, uint64_t max_payload, int allow_masked, struct wsf_header *h)
+int wsf_parse_header(const uint8_t *buf, size_t n, uint64_t max_payload, int allow_masked,
+                     struct wsf_header *h)
 {
     if (n < 2)
         return 0;
@@ -77,7 +78,8 @@ void wsf_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
         data[i] ^= mask[(i + offset) & 3];
 }
 
-size_t wsf_encode(uint8_t *out, size_t cap, int opcode, const void *payload, size_t len, const uint8_t mask[4])
+size_t wsf_encode(uint8_t *out, size_t cap, int opcode, const void *payload, size_t len,
+                  const uint8_t mask[4])
 {
     size_t total = wsf_encoded_len(len), p = 0;
     if (cap < total)

@@ -24,17 +24,17 @@ enum wsf_opcode {
 
 /* Errors (negative); wsf_strerror names them. */
 enum wsf_error {
-    WSF_E_MASKED = -1,    /* a server frame with the mask bit set */
-    WSF_E_RSV = -2,       /* RSV1-3 set (we negotiate no extension) */
-    WSF_E_OPCODE = -3,    /* reserved opcode */
-    WSF_E_CONTROL = -4,   /* control frame fragmented or longer than 125 bytes */
-    WSF_E_LENGTH = -5,    /* non-minimal length encoding, or the 64-bit length's top bit set */
-    WSF_E_TOOBIG = -6,    /* frame or reassembled message over the limit */
-    WSF_E_SEQUENCE = -7,  /* continuation without a message, or a new message inside a fragmented one */
+    WSF_E_MASKED = -1,   /* a server frame with the mask bit set */
+    WSF_E_RSV = -2,      /* RSV1-3 set (we negotiate no extension) */
+    WSF_E_OPCODE = -3,   /* reserved opcode */
+    WSF_E_CONTROL = -4,  /* control frame fragmented or longer than 125 bytes */
+    WSF_E_LENGTH = -5,   /* non-minimal length encoding, or the 64-bit length's top bit set */
+    WSF_E_TOOBIG = -6,   /* frame or reassembled message over the limit */
+    WSF_E_SEQUENCE = -7, /* continuation without a message, or a new message inside a fragmented one */
     WSF_E_NOMEM = -8,
 };
 
-#define WSF_MAX_HEADER 14      /* 2 + 8 (length) + 4 (mask) */
+#define WSF_MAX_HEADER  14 /* 2 + 8 (length) + 4 (mask) */
 #define WSF_MAX_CONTROL 125
 
 struct wsf_header {
@@ -49,14 +49,16 @@ struct wsf_header {
 /* Parse a frame header at buf (n bytes available). Returns the header length (> 0) and fills *h, 0 when
  * more bytes are needed, or a negative wsf_error. Server-side rules: masked frames are an error unless
  * allow_masked (the unit tests use that to read back what wsf_encode made). */
-int wsf_parse_header(const uint8_t *buf, size_t n, uint64_t max_payload, int allow_masked, struct wsf_header *h);
+int wsf_parse_header(const uint8_t *buf, size_t n, uint64_t max_payload, int allow_masked,
+                     struct wsf_header *h);
 
 /* Bytes wsf_encode needs for a payload of len bytes. */
 size_t wsf_encoded_len(size_t len);
 
 /* Write one masked client frame (FIN set) with the given opcode, payload and mask key into out.
  * Returns the bytes written, or 0 when cap is too small. out and payload must not overlap. */
-size_t wsf_encode(uint8_t *out, size_t cap, int opcode, const void *payload, size_t len, const uint8_t mask[4]);
+size_t wsf_encode(uint8_t *out, size_t cap, int opcode, const void *payload, size_t len,
+                  const uint8_t mask[4]);
 
 /* XOR data with the mask, starting at mask offset `offset` (RFC 6455 §5.3). */
 void wsf_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset);
@@ -67,12 +69,12 @@ typedef int (*wsf_msg_fn)(void *arg, int opcode, const uint8_t *data, size_t len
 
 /* Reassembly state of one connection. Zero-initialise, or wsf_reader_init. */
 struct wsf_reader {
-    uint8_t *frag;    /* payload of a fragmented message so far (malloc'd), NULL when none */
+    uint8_t *frag; /* payload of a fragmented message so far (malloc'd), NULL when none */
     size_t frag_len;
     size_t frag_cap;
-    int frag_opcode;  /* opcode of the first fragment; 0 when no message is open */
-    size_t max_msg;   /* largest frame payload and reassembled message accepted */
-    int stopped;      /* the callback asked to stop */
+    int frag_opcode; /* opcode of the first fragment; 0 when no message is open */
+    size_t max_msg;  /* largest frame payload and reassembled message accepted */
+    int stopped;     /* the callback asked to stop */
 };
 
 void wsf_reader_init(struct wsf_reader *r, size_t max_msg);

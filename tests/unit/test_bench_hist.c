@@ -1,4 +1,5 @@
-/* Unit tests of magpie-bench's histogram: exact where it must be, within its resolution elsewhere, mergeable. */
+/* Unit tests of magpie-bench's histogram: exact where it must be, within its resolution elsewhere, mergeable.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,7 +86,7 @@ static void test_percentiles_within_resolution(void **state)
     const double pcts[] = {1, 10, 50, 90, 99, 99.9, 99.99};
     for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++) {
         int64_t e = exact(v, N, pcts[i]), got = hist_percentile(h, pcts[i]);
-        assert_true(got >= e);                               /* the bucket's top: never optimistic */
+        assert_true(got >= e);                                      /* the bucket's top: never optimistic */
         assert_true((double)(got - e) <= (double)e / HIST_SUB + 1); /* and within the resolution */
     }
     assert_int_equal(hist_percentile(h, 100), v[N - 1]);

@@ -127,9 +127,9 @@ static void test_malformed_operations_are_errors(void **state)
     assert_int_equal(bad("MSG a 1 b c 5\r\nhello\r\n", 100), -1); /* too many fields */
     assert_int_equal(bad("MSG a 1 101\r\n", 100), -1);            /* over max_payload: refused up front */
     assert_int_equal(bad("MSG a 1 99999999999999999999\r\n", 1 << 20), -1); /* overflow */
-    assert_int_equal(bad("MSG a 1 5\r\nhelloXY", 100), -1);       /* payload not followed by CRLF */
+    assert_int_equal(bad("MSG a 1 5\r\nhelloXY", 100), -1);                 /* payload not followed by CRLF */
     assert_int_equal(bad("PINGPONG\r\n", 100), -1);
-    assert_int_equal(bad("\r\n", 100), -1);                       /* empty line */
+    assert_int_equal(bad("\r\n", 100), -1); /* empty line */
 }
 
 static void test_overlong_line_is_an_error(void **state)

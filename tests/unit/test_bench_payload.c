@@ -12,8 +12,12 @@
 static void test_roundtrip_and_padding(void **state)
 {
     static char buf[PAYLOAD_MAX];
-    struct payload p = {.run = 0xdeadbeef, .step = 3, .pub = 17, .seq = 123456789012ULL,
-                        .sched_ns = 987654321987654321LL}, q;
+    struct payload p = {.run = 0xdeadbeef,
+                        .step = 3,
+                        .pub = 17,
+                        .seq = 123456789012ULL,
+                        .sched_ns = 987654321987654321LL},
+                   q;
     int n = payload_format(buf, sizeof(buf), 1000, &p);
     assert_int_equal(n, 1000);
     assert_int_equal(memcmp(buf, "mb1 deadbeef 3 17 123456789012 987654321987654321 ...", 53), 0);
@@ -67,8 +71,12 @@ static void test_not_ours_is_refused(void **state)
 static void test_chat_id_roundtrip_and_limits(void **state)
 {
     char id[PAYLOAD_ID_MAX + 1];
-    struct payload p = {.run = 0x0badf00d, .step = 4294967295u, .pub = 99, .seq = UINT64_MAX,
-                        .sched_ns = INT64_MAX}, q;
+    struct payload p = {.run = 0x0badf00d,
+                        .step = 4294967295u,
+                        .pub = 99,
+                        .seq = UINT64_MAX,
+                        .sched_ns = INT64_MAX},
+                   q;
     int n = payload_id_format(id, sizeof(id), &p);
     assert_true(n > 0 && n <= PAYLOAD_ID_MAX); /* SPEC §4: ids are at most 64 characters */
     q.pub = 7;
@@ -78,8 +86,15 @@ static void test_chat_id_roundtrip_and_limits(void **state)
     assert_int_equal(q.seq, p.seq);
     assert_int_equal(q.sched_ns, p.sched_ns);
     assert_int_equal(q.pub, 7); /* not in the id: left alone */
-    const char *bad[] = {"", "0badf00d", "0badf00d-1-2", "0badf00d-1-2-3-4", "0badf00d-1-2-x",
-                         "0badf00d 1-2-3", "0badf00d-1--3", "zzzzzzzz-1-2-3", "0badf00d-1-2-3.."};
+    const char *bad[] = {"",
+                         "0badf00d",
+                         "0badf00d-1-2",
+                         "0badf00d-1-2-3-4",
+                         "0badf00d-1-2-x",
+                         "0badf00d 1-2-3",
+                         "0badf00d-1--3",
+                         "zzzzzzzz-1-2-3",
+                         "0badf00d-1-2-3.."};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(payload_id_parse(bad[i], strlen(bad[i]), &q), -1);
     char longid[100];

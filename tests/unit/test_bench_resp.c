@@ -11,7 +11,7 @@
 
 #include "resp.h"
 
-#define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define RFC_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
 #define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 static void test_accept_of_the_rfc_example(void **state)
@@ -106,10 +106,11 @@ static void test_refusals_and_bad_answers(void **state)
                             "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
                             RFC_KEY, NULL),
                      RESP_UP_HEADERS);
-    assert_int_equal(answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocketx\r\nConnection: upgrade\r\n"
-                            "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
-                            RFC_KEY, NULL),
-                     RESP_UP_HEADERS);
+    assert_int_equal(
+        answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocketx\r\nConnection: upgrade\r\n"
+               "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
+               RFC_KEY, NULL),
+        RESP_UP_HEADERS);
     /* not HTTP at all */
     assert_int_equal(answer("\x81\x05hello", RFC_KEY, NULL), RESP_UP_PARSE);
     assert_int_equal(answer("SSH-2.0-OpenSSH\r\n", RFC_KEY, NULL), RESP_UP_PARSE);
@@ -121,10 +122,11 @@ static void test_overlong_header_values_do_not_overflow(void **state)
     char longv[4000];
     memset(longv, 'A', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
-    snprintf(text, sizeof(text),
-             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: %s\r\nSec-WebSocket-Accept: %s\r\n"
-             "X-%s: y\r\n\r\n",
-             longv, longv, longv, longv);
+    snprintf(
+        text, sizeof(text),
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: %s\r\nSec-WebSocket-Accept: %s\r\n"
+        "X-%s: y\r\n\r\n",
+        longv, longv, longv, longv);
     assert_int_equal(answer(text, RFC_KEY, NULL), RESP_UP_HEADERS);
 }
 

@@ -55,8 +55,8 @@ static void test_split_several_messages_in_order(void **state)
     assert_int_equal(s.lens[2], 0);
     assert_int_equal(s.lens[3], 27);
     /* the seed's own example bytes: |5 0 0 0|pack1|10 0 0 0|i am pack2| */
-    const uint8_t seed[] = {5, 0, 0, 0, 'p', 'a', 'c', 'k', '1', 10, 0, 0, 0, 'i', ' ', 'a', 'm', ' ', 'p', 'a',
-                            'c', 'k', '2'};
+    const uint8_t seed[] = {5, 0,   0,   0,   'p', 'a', 'c', 'k', '1', 10,  0,  0,
+                            0, 'i', ' ', 'a', 'm', ' ', 'p', 'a', 'c', 'k', '2'};
     memset(&s, 0, sizeof(s));
     assert_int_equal(batch_split(seed, sizeof(seed), collect, &s), 2);
     assert_memory_equal(s.msgs[1], "i am pack2", 10);
