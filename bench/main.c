@@ -940,6 +940,7 @@ static int run_scenario(struct run *R)
             return -1;
         }
 
+    uint64_t machine_before = memstat_machine_used_kb();
     say("magpie-bench: %s over %s, %ld connections (+%d publishers) in %d processes, run %08x\n",
         scenario_name(o->scenario), proto_name(o->proto), o->conns, o->publishers, o->procs, o->run);
     struct bench_cmd cmd = {.op = OP_CONNECT};
@@ -956,6 +957,15 @@ static int run_scenario(struct run *R)
     say("%s%s\n", s->ready < (uint64_t)R->total ? "; last error: " : "",
         s->ready < (uint64_t)R->total ? s->last_error : "");
     uint64_t ready = s->ready;
+    uint64_t machine_after = memstat_machine_used_kb();
+    json_object_set_new(
+        R->out, "machine_memory",
+        json_pack("{s:I,s:I,s:f}", "used_before_kb", (json_int_t)machine_before, "used_after_kb",
+                  (json_int_t)machine_after, "bytes_per_conn",
+                  ready ? round(((double)machine_after - (double)machine_before) * 1024.0 / (double)ready)
+                        : 0.0));
+    say("machine memory in use: %llu -> %llu MiB (all processes and the kernel, generator included)\n",
+        (unsigned long long)machine_before / 1024, (unsigned long long)machine_after / 1024);
     if (ready == 0) {
         json_object_set_new(R->out, "ok", json_false());
         free(s);

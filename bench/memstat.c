@@ -135,3 +135,20 @@ int memstat_parse_group(const char *spec, struct memgroup *g, const char **why)
     }
     return 0;
 }
+
+uint64_t memstat_machine_used_kb(void)
+{
+    char line[256];
+    unsigned long long v, total = 0, avail = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "MemTotal: %llu kB", &v) == 1)
+            total = v;
+        else if (sscanf(line, "MemAvailable: %llu kB", &v) == 1)
+            avail = v;
+    }
+    fclose(f);
+    return total > avail ? total - avail : 0;
+}

@@ -19,6 +19,10 @@ struct memsample {
 /* Sample group g. Returns 0, or -1 when none of its processes exists. */
 int memstat_sample(const struct memgroup *g, struct memsample *out);
 
+/* The machine's memory in use (MemTotal - MemAvailable, kB), kernel included: what N connections cost the
+ * box, client and servers together. 0 when /proc/meminfo is unreadable. */
+uint64_t memstat_machine_used_kb(void);
+
 /* Parse "LABEL=PID[,PID...]" where a PID may be "@FILE" (a pid file). Returns 0, or -1 (*why says). */
 int memstat_parse_group(const char *spec, struct memgroup *g, const char **why);
 
