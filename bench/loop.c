@@ -578,13 +578,10 @@ void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size
         if ((c->rx_next = calloc(slots, sizeof(uint64_t))) == NULL)
             return;
     }
-    uint64_t *next = &c->rx_next[slot];
-    if (p.seq < *next) {
+    if (!payload_seq_note(&c->rx_next[slot], p.seq, &w->rep->gaps)) {
         w->rep->dups++;
         return;
     }
-    w->rep->gaps += p.seq - *next;
-    *next = p.seq + 1;
     if ((int32_t)p.step != w->step || !w->running) {
         w->rep->late++;
         return;
@@ -595,11 +592,11 @@ void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size
 
 void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int64_t now)
 {
-    if (p->seq < c->ack_next) {
+    uint64_t skipped = 0; /* acks of refused (E) messages never come: not counted as anything here */
+    if (!payload_seq_note(&c->ack_next, p->seq, &skipped)) {
         w->rep->ack_dups++;
         return;
     }
-    c->ack_next = p->seq + 1;
     if ((int32_t)p->step != w->step || !w->running) {
         w->rep->late++;
         return;

@@ -118,3 +118,12 @@ int payload_id_parse(const char *id, size_t n, struct payload *out)
     out->sched_ns = p.sched_ns;
     return 0;
 }
+
+int payload_seq_note(uint64_t *next, uint64_t seq, uint64_t *gaps)
+{
+    if (seq < *next)
+        return 0;
+    *gaps += seq - *next;
+    *next = seq + 1;
+    return 1;
+}

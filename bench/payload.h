@@ -34,6 +34,11 @@ int payload_format(char *buf, size_t cap, size_t size, const struct payload *p);
  */
 int payload_parse(const char *buf, size_t n, struct payload *out);
 
+/* A receiver's view of one sender's sequence: *next is the next sequence number expected (start at 0).
+ * Returns 1 when seq is new (a jump over missing numbers adds them to *gaps), 0 when it was seen before or is
+ * older than one already seen (a duplicate, or a message overtaken by a later one). */
+int payload_seq_note(uint64_t *next, uint64_t seq, uint64_t *gaps);
+
 /* The compact form used as a chat packet id (SPEC §4: 1-64 characters, unique per sender):
  * "<run>-<step>-<seq>-<sched_ns>" (at most 60 characters). The sender is the connection itself, so pub is
  * not in it: payload_id_parse leaves out->pub alone. */

@@ -102,12 +102,33 @@ static void test_chat_id_roundtrip_and_limits(void **state)
     assert_int_equal(payload_id_parse(longid, sizeof(longid), &q), -1);
 }
 
+static void test_sequence_tracking_counts_gaps_and_duplicates(void **state)
+{
+    uint64_t next = 0, gaps = 0;
+    /* 0 1 2 in order, then 5 (3 and 4 missing), 4 late, 5 again, 6 */
+    assert_int_equal(payload_seq_note(&next, 0, &gaps), 1);
+    assert_int_equal(payload_seq_note(&next, 1, &gaps), 1);
+    assert_int_equal(payload_seq_note(&next, 2, &gaps), 1);
+    assert_int_equal(payload_seq_note(&next, 5, &gaps), 1);
+    assert_int_equal(gaps, 2);
+    assert_int_equal(payload_seq_note(&next, 4, &gaps), 0);
+    assert_int_equal(payload_seq_note(&next, 5, &gaps), 0);
+    assert_int_equal(payload_seq_note(&next, 6, &gaps), 1);
+    assert_int_equal(next, 7);
+    assert_int_equal(gaps, 2);
+    /* a first message that is not 0 (the receiver joined late) counts what it missed as gaps */
+    next = gaps = 0;
+    assert_int_equal(payload_seq_note(&next, 10, &gaps), 1);
+    assert_int_equal(gaps, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_and_padding),
         cmocka_unit_test(test_not_ours_is_refused),
         cmocka_unit_test(test_chat_id_roundtrip_and_limits),
+        cmocka_unit_test(test_sequence_tracking_counts_gaps_and_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
