@@ -312,11 +312,7 @@ def machine():
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "fd_limit": nofile,
         "magpie": git,
-        "versions": {
-            "nats-server": _first_line(["nats-server", "--version"]),
-            "nginx": _first_line(["nginx", "-v"]),
-            "libnginx-mod-nchan": _deb_version("libnginx-mod-nchan"),
-            "libwebsockets": _deb_version("libwebsockets17"),
-            "redis-server": _deb_version("redis-server"),
-        },
+        # Debian package versions: what a reader installs to reproduce the run.
+        "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "libwebsockets17",
+                                                  "libuv1", "redis-server", "libhiredis0.14")},
     }
