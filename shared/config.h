@@ -106,6 +106,7 @@ struct magpie_config {
         long long max_failures;
         long long stream_maxlen;
         char *metrics_listen;
+        long long housekeeping_ms;
     } persist;
 };
 
