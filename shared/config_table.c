@@ -201,6 +201,11 @@ const struct config_key config_keys[] = {
         "A node that missed its heartbeats this long is dead: it leaves routing and presence."),
     INT("push", "dedup_ttl_s", push.dedup_ttl_s, 86400, 2592000, "90000",
         "How long (from, id) of an accepted message is remembered, so a retry is not stored twice."),
+    INT("push", "bad_packet_limit", push.bad_packet_limit, 1, 100000, "20",
+        "Bad or rate-limited packets one connection may send (the allowance refills by one per second);\n"
+        "one more closes the connection with 1008."),
+    INT("push", "db_threads", push.db_threads, 1, 128, "4",
+        "Threads that run MySQL work (H history, T orders), each with its own MySQL connection."),
 
     /* [persist] */
     INT("persist", "batch", persist.batch, 1, 10000, "500",
