@@ -202,6 +202,10 @@ static void on_room_message(const char *channel, const char *payload, size_t len
         log_debug("room: bad broadcast payload room=\"%s\" len=%zu", r->id, len);
         return;
     }
+    if (r->count == 0) { /* lingering: nobody here to deliver to */
+        magpie__broadcast_room_req__free_unpacked(b, NULL);
+        return;
+    }
     stats_room_in();
     important = b->msglv == MAGPIE__MSG_LEVEL__IMPORTANT;
     if (r->batch.count > 0 &&

@@ -108,6 +108,9 @@ class Room:
     @classmethod
     async def connect(cls, url, uid=None, **kw):
         """url: ws://host:port of a node or of nginx."""
+        # max_queue=None: the library reads every frame as it comes (its default stops reading after 32
+        # unconsumed ones, and the node would see a slow member)
+        kw.setdefault("max_queue", None)
         ws = await websockets.connect(f"{url}/room", max_size=None, ping_interval=None, compression=None,
                                       open_timeout=10, close_timeout=2, **kw)
         return cls(ws, uid)
