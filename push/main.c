@@ -97,11 +97,6 @@ static int check_config(const struct magpie_config *cfg)
                   cfg->push.ping_interval_s, cfg->push.idle_timeout_s);
         return MP_EINVAL;
     }
-    if (cfg->push.room_normal_queue > cfg->push.queue_cap) {
-        log_error("push.room_normal_queue (%lld) must be at most push.queue_cap (%lld)",
-                  cfg->push.room_normal_queue, cfg->push.queue_cap);
-        return MP_EINVAL;
-    }
     if (auth_init(&push.auth, cfg->auth.secret) != MP_OK) {
         log_error("auth.secret must be set, at least %d bytes", AUTH_MIN_SECRET);
         return MP_EINVAL;

@@ -144,6 +144,9 @@ static void room_flush(struct room *r)
 {
     struct roombatch *b = &r->batch;
     size_t n, limit = (size_t)push.cfg->push.room_normal_queue;
+
+    if (limit > (size_t)push.cfg->push.queue_cap)
+        limit = (size_t)push.cfg->push.queue_cap; /* a small push.queue_cap lowers it */
     struct frame *f = NULL;
     long delivered = 0, dropped = 0, cut = 0;
 

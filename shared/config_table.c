@@ -201,7 +201,7 @@ const struct config_key config_keys[] = {
     INT("push", "room_normal_queue", push.room_normal_queue, 1024, 1073741824, "262144",
         "A room member whose outgoing queue holds more than this many bytes misses normal messages\n"
         "(counted); important ones (level 1) are still queued, up to push.queue_cap, past which the\n"
-        "member is disconnected. At most push.queue_cap."),
+        "member is disconnected. A push.queue_cap below this lowers it to push.queue_cap."),
     INT("push", "room_idle_s", push.room_idle_s, 2, 3600, "60",
         "A room connection that sends no HEARTBEAT (or other request) for this long is closed;\n"
         "one that has not signed in by then too."),

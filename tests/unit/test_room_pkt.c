@@ -154,7 +154,7 @@ static void test_message(void **state)
     b = pack_message("bad\nroom", 0, "x", &len);
     expect(b, len, ROOM_E_BAD_ROOM, ROOM_R_BAD_ROOM);
     free(b);
-    b = pack_req(MAGPIE__PACKAGE_TYPE__MESSAGE, "\x1a\x05ab", 4, &len); /* data field cut short */
+    b = pack_req(MAGPIE__PACKAGE_TYPE__MESSAGE, "\x1a\x05" "ab", 4, &len); /* data field cut short */
     expect(b, len, ROOM_E_MALFORMED, ROOM_R_BAD_MESSAGE);
     free(b);
 }
@@ -190,7 +190,7 @@ static void test_garbage(void **state)
         size_t len;
     } bad[] = {
         {"\x0f\x00garbage", 9},                                   /* wire type 7 does not exist */
-        {"\x12\x05ab", 4},                                        /* data longer than the frame */
+        {"\x12\x05" "ab", 4},                                        /* data longer than the frame */
         {"\x08", 1},                                              /* a varint cut off */
         {"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12}, /* an 11-byte varint */
         {"\x12\xff\xff\xff\xff\x0f", 6},                          /* a 4 GiB length */
