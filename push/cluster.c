@@ -13,12 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: presence:<uid>, node users, KEY_NODES[, wsused:<jti>]
- * ARGV: node, uid, count here (with the new one), max per user, oldest live heartbeat ms, claim TTL s
- * Returns the user's connections in the cluster with the new one, -1 ticket used, -2 over the limit. */
+/* KEYS: presence:<uid>, node users, KEY_NODES[, wsused:<jti> | revoked:<jti>]
+ * ARGV: node, uid, count here (with the new one), max per user, oldest live heartbeat ms, claim TTL s,
+ * "claim" (KEYS[4] is a ticket to claim) or "session" (KEYS[4] is a login token that must not be revoked)
+ * Returns the user's connections in the cluster with the new one, -1 ticket used, -2 over the limit,
+ * -3 login token revoked. */
 static struct rdsa_script login_lua = {"login",
-                                       "if #KEYS == 4 and not redis.call('SET', KEYS[4], '1', 'NX', 'EX', "
-                                       "ARGV[6]) then return -1 end\n"
+                                       "if #KEYS == 4 then\n"
+                                       "  if ARGV[7] == 'claim' then\n"
+                                       "    if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then "
+                                       "return -1 end\n"
+                                       "  elseif redis.call('EXISTS', KEYS[4]) == 1 then return -3 end\n"
+                                       "end\n"
                                        "local total = tonumber(ARGV[3])\n"
                                        "local h = redis.call('HGETALL', KEYS[1])\n"
                                        "for j = 1, #h, 2 do\n"
@@ -60,8 +66,9 @@ static struct rdsa_script clear_lua = {"clear",
                                        ""};
 
 /* KEYS: KEY_NODES, node hash. ARGV: node, now ms, ws_url, room_url, started ms, ttl s, prune before ms,
- * node users key prefix and suffix, presence key prefix. Renews this node; removes nodes dead since before
- * "prune before" with their presence entries. */
+ * node users key prefix and suffix, presence key prefix, node rooms key suffix (its prefix is the node
+ * users one), room members key prefix and suffix. Renews this node; removes nodes dead since before
+ * "prune before" with their presence and room member entries. */
 static struct rdsa_script heartbeat_lua = {
     "heartbeat",
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
@@ -73,12 +80,18 @@ static struct rdsa_script heartbeat_lua = {
     "    redis.call('HDEL', ARGV[10] .. uid, dead)\n"
     "  end\n"
     "  redis.call('DEL', users)\n"
+    "  local rooms = ARGV[8] .. dead .. ARGV[11]\n"
+    "  for _, room in ipairs(redis.call('SMEMBERS', rooms)) do\n"
+    "    redis.call('HDEL', ARGV[12] .. room .. ARGV[13], dead)\n"
+    "  end\n"
+    "  redis.call('DEL', rooms)\n"
     "  redis.call('ZREM', KEYS[1], dead)\n"
     "end\n"
     "return 1\n",
     ""};
 
-/* KEYS: KEY_NODES, node hash, node users. ARGV: node, presence key prefix. */
+/* KEYS: KEY_NODES, node hash, node users, node rooms. ARGV: node, presence key prefix, room members key
+ * prefix and suffix. */
 static struct rdsa_script leave_lua = {"leave",
                                        "redis.call('ZREM', KEYS[1], ARGV[1])\n"
                                        "redis.call('DEL', KEYS[2])\n"
@@ -86,6 +99,10 @@ static struct rdsa_script leave_lua = {"leave",
                                        "  redis.call('HDEL', ARGV[2] .. uid, ARGV[1])\n"
                                        "end\n"
                                        "redis.call('DEL', KEYS[3])\n"
+                                       "for _, room in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
+                                       "  redis.call('HDEL', ARGV[3] .. room .. ARGV[4], ARGV[1])\n"
+                                       "end\n"
+                                       "redis.call('DEL', KEYS[4])\n"
                                        "return 1\n",
                                        ""};
 
@@ -97,6 +114,10 @@ static struct {
     char users_prefix[64]; /* KEY_NODE_USERS around the id: "mp:node:", ":users" */
     char users_suffix[64];
     char presence_prefix[64]; /* KEY_PRESENCE without the id: "mp:presence:" */
+    char node_rooms[64];      /* KEY_NODE_ROOMS */
+    char rooms_suffix[64];    /* KEY_NODE_ROOMS after the id: ":rooms" (its prefix is users_prefix) */
+    char members_prefix[64];  /* KEY_ROOM_MEMBERS around the room id: "mp:room:", ":members" */
+    char members_suffix[64];
     char started[24];
     int leaving;       /* deregistered: no more presence writes or heartbeats */
     int timer_started; /* the heartbeat timer exists */
@@ -109,7 +130,8 @@ static void key_split(const char *formatted, char *prefix, char *suffix, size_t 
 {
     const char *zero = strchr(formatted, '0');
     size_t n = zero ? (size_t)(zero - formatted) : strlen(formatted);
-    snprintf(prefix, len, "%.*s", (int)n, formatted);
+    if (prefix != NULL)
+        snprintf(prefix, len, "%.*s", (int)n, formatted);
     if (suffix != NULL)
         snprintf(suffix, len, "%s", zero ? zero + 1 : "");
 }
@@ -128,7 +150,7 @@ static void on_heartbeat_reply(redisReply *r, void *arg)
 static void heartbeat(void)
 {
     char now[24], ttl[24], prune[24];
-    const char *argv[12];
+    const char *argv[15];
     int64_t t = mp_now_ms();
 
     if (C.leaving)
@@ -149,7 +171,10 @@ static void heartbeat(void)
     argv[9] = C.users_prefix;
     argv[10] = C.users_suffix;
     argv[11] = C.presence_prefix;
-    rdsa_eval(&heartbeat_lua, on_heartbeat_reply, NULL, 2, 12, argv, NULL);
+    argv[12] = C.rooms_suffix;
+    argv[13] = C.members_prefix;
+    argv[14] = C.members_suffix;
+    rdsa_eval(&heartbeat_lua, on_heartbeat_reply, NULL, 2, 15, argv, NULL);
 }
 
 static void on_heartbeat_timer(uv_timer_t *t)
@@ -253,6 +278,8 @@ static void on_login_reply(redisReply *r, void *arg)
         result = CONN_LOGIN_USED;
     else if (r->integer == -2)
         result = CONN_LOGIN_TOO_MANY;
+    else if (r->integer == -3)
+        result = CONN_LOGIN_REVOKED;
     else
         result = CONN_LOGIN_OK;
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
@@ -261,10 +288,11 @@ static void on_login_reply(redisReply *r, void *arg)
     free(l);
 }
 
-int cluster_login(int64_t uid, int count, const char *claim_jti, void (*fn)(int result, void *arg), void *arg)
+int cluster_login(int64_t uid, int count, const char *claim_jti, const char *revoked_jti,
+                  void (*fn)(int result, void *arg), void *arg)
 {
     char presence[64], uids[24], counts[24], max[24], oldest[24], ttl[24], claim[80];
-    const char *argv[10];
+    const char *argv[11];
     struct login *l;
     int nkeys = 3;
 
@@ -282,6 +310,9 @@ int cluster_login(int64_t uid, int count, const char *claim_jti, void (*fn)(int 
     if (claim_jti != NULL) {
         snprintf(claim, sizeof(claim), KEY_WS_TICKET_USED, claim_jti);
         argv[nkeys++] = claim;
+    } else if (revoked_jti != NULL) {
+        snprintf(claim, sizeof(claim), KEY_REVOKED, revoked_jti);
+        argv[nkeys++] = claim;
     }
     argv[nkeys + 0] = C.node;
     argv[nkeys + 1] = uids;
@@ -289,11 +320,12 @@ int cluster_login(int64_t uid, int count, const char *claim_jti, void (*fn)(int 
     argv[nkeys + 3] = max;
     argv[nkeys + 4] = oldest;
     argv[nkeys + 5] = ttl;
+    argv[nkeys + 6] = claim_jti != NULL ? "claim" : "session";
     if ((l = malloc(sizeof(*l))) == NULL)
         return MP_EAGAIN;
     l->fn = fn;
     l->arg = arg;
-    if (rdsa_eval(&login_lua, on_login_reply, l, nkeys, nkeys + 6, argv, NULL) != MP_OK) {
+    if (rdsa_eval(&login_lua, on_login_reply, l, nkeys, nkeys + 7, argv, NULL) != MP_OK) {
         free(l);
         return MP_EAGAIN;
     }
@@ -319,7 +351,8 @@ static void on_leave_reply(redisReply *r, void *arg)
 
 void cluster_leave(void (*done)(void *arg), void *arg)
 {
-    const char *argv[5] = {KEY_NODES, C.node_key, C.node_users, C.node, C.presence_prefix};
+    const char *argv[8] = {KEY_NODES, C.node_key,        C.node_users,     C.node_rooms,
+                           C.node,    C.presence_prefix, C.members_prefix, C.members_suffix};
     struct leave *l = malloc(sizeof(*l));
     C.leaving = 1;
     if (C.timer_started)
@@ -330,7 +363,7 @@ void cluster_leave(void (*done)(void *arg), void *arg)
     }
     l->done = done;
     l->arg = arg;
-    if (rdsa_eval(&leave_lua, on_leave_reply, l, 3, 5, argv, NULL) != MP_OK)
+    if (rdsa_eval(&leave_lua, on_leave_reply, l, 4, 8, argv, NULL) != MP_OK)
         on_leave_reply(NULL, l);
 }
 
@@ -354,6 +387,11 @@ int cluster_start(void)
     key_split(buf, C.users_prefix, C.users_suffix, sizeof(C.users_prefix));
     snprintf(buf, sizeof(buf), KEY_PRESENCE, 0LL);
     key_split(buf, C.presence_prefix, NULL, sizeof(C.presence_prefix));
+    snprintf(C.node_rooms, sizeof(C.node_rooms), KEY_NODE_ROOMS, push.node);
+    snprintf(buf, sizeof(buf), KEY_NODE_ROOMS, 0);
+    key_split(buf, NULL, C.rooms_suffix, sizeof(C.rooms_suffix));
+    snprintf(buf, sizeof(buf), KEY_ROOM_MEMBERS, "0");
+    key_split(buf, C.members_prefix, C.members_suffix, sizeof(C.members_prefix));
     snprintf(C.started, sizeof(C.started), "%lld", (long long)mp_now_ms());
     rdsa_script(&login_lua);
     rdsa_script(&presence_lua);

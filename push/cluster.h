@@ -22,10 +22,11 @@
 int cluster_start(void);
 
 /* Login of a connection of uid; count is how many of uid's connections this node holds counting the new
- * one. Claims mp:wsused:<claim_jti> first when claim_jti is not NULL. fn gets a conn_login_result.
+ * one. Claims mp:wsused:<claim_jti> first when claim_jti is not NULL; else refuses a login token revoked
+ * by /logout (mp:revoked:<revoked_jti>) when revoked_jti is not NULL. fn gets a conn_login_result.
  * Returns MP_OK (fn will be called) or MP_EAGAIN (Redis down; fn is not called). */
-int cluster_login(int64_t uid, int count, const char *claim_jti, void (*fn)(int result, void *arg),
-                  void *arg);
+int cluster_login(int64_t uid, int count, const char *claim_jti, const char *revoked_jti,
+                  void (*fn)(int result, void *arg), void *arg);
 
 /* This node now holds count connections of uid (0 = none). */
 void cluster_presence(int64_t uid, int count);

@@ -26,6 +26,7 @@ struct user {
 
 static struct {
     struct map users; /* uid -> struct user */
+    struct conn *all; /* established connections (all_next), newest first */
     uint64_t next_id;
     size_t total; /* struct conns alive (any state) */
 } K;
@@ -175,10 +176,17 @@ static void on_login(int result, void *arg)
     free(l);
 }
 
-void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_jti, conn_login_fn done)
+/* claim_jti: a ticket to claim; revoked_jti: a login token that must not be revoked (either may be NULL). */
+static void login(struct conn *c, int64_t uid, const char *sid, const char *claim_jti,
+                  const char *revoked_jti, conn_login_fn done)
 {
     struct login *l = malloc(sizeof(*l));
 
+    if (c->state == CONN_OPEN) {
+        /* let in earlier without a user (conn_accept): nothing more is read until the answer */
+        c->state = CONN_OPENING;
+        lws_rx_flow_control(c->wsi, 0);
+    }
     c->uid = uid;
     snprintf(c->sid, sizeof(c->sid), "%s", sid ? sid : "");
     if (l == NULL || user_add(c) != MP_OK) {
@@ -190,7 +198,7 @@ void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_
     l->c = c;
     l->done = done;
     conn_hold(c);
-    if (cluster_login(uid, user_count(uid), claim_jti, on_login, l) != MP_OK) {
+    if (cluster_login(uid, user_count(uid), claim_jti, revoked_jti, on_login, l) != MP_OK) {
         user_remove(c);
         c->uid = 0;
         free(l);
@@ -199,19 +207,38 @@ void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_
     }
 }
 
+void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_jti, conn_login_fn done)
+{
+    login(c, uid, sid, claim_jti, NULL, done);
+}
+
+void conn_login_session(struct conn *c, int64_t uid, const char *sid, conn_login_fn done)
+{
+    login(c, uid, sid, NULL, sid, done);
+}
+
+void conn_accept(struct conn *c)
+{
+    if (c->state != CONN_OPENING || c->wsi == NULL)
+        return;
+    c->state = CONN_OPEN;
+    lws_rx_flow_control(c->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+}
+
 /* ---- outgoing ---- */
 
-static int enqueue(struct conn *c, struct frame *f, int droppable)
+/* Queue f; a droppable frame is dropped (MP_EAGAIN) when the queue would pass drop_above bytes. */
+static int enqueue(struct conn *c, struct frame *f, int droppable, size_t drop_above)
 {
     struct qitem *q;
 
     if (c->state != CONN_OPEN && c->state != CONN_OPENING)
         return MP_ERR; /* a closing connection takes nothing more: its goodbye is already queued */
+    if (droppable && c->q_bytes + f->len > drop_above) {
+        stats_queue_drop(0);
+        return MP_EAGAIN;
+    }
     if (c->q_bytes + f->len > (size_t)push.cfg->push.queue_cap) {
-        if (droppable) {
-            stats_queue_drop(0);
-            return MP_OK;
-        }
         stats_queue_drop(1);
         log_info("closing slow reader conn=%llu uid=%lld queued=%zu cap=%lld", (unsigned long long)c->id,
                  (long long)c->uid, c->q_bytes, push.cfg->push.queue_cap);
@@ -237,12 +264,12 @@ static int enqueue(struct conn *c, struct frame *f, int droppable)
 
 int conn_send(struct conn *c, struct frame *f)
 {
-    return enqueue(c, f, 0);
+    return enqueue(c, f, 0, 0);
 }
 
-int conn_send_droppable(struct conn *c, struct frame *f)
+int conn_send_droppable(struct conn *c, struct frame *f, size_t limit)
 {
-    return enqueue(c, f, 1);
+    return enqueue(c, f, 1, limit);
 }
 
 int conn_send_str(struct conn *c, char *payload, size_t len)
@@ -407,6 +434,8 @@ static int on_receive(struct conn *c, const unsigned char *in, size_t len)
         c->proto->message(c, NULL, 0, 0);
         return 0;
     }
+    if (c->rx == NULL)
+        c->rx_binary = lws_frame_is_binary(c->wsi);
     if (c->rx == NULL && final) {
         deliver(c, (const char *)in, len);
         return 0;
@@ -524,6 +553,11 @@ static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
 static void on_established(struct conn *c)
 {
     c->state = CONN_OPENING;
+    c->all_prev = NULL;
+    c->all_next = K.all;
+    if (K.all != NULL)
+        K.all->all_prev = c;
+    K.all = c;
     stats_conn(c->proto->name, 1);
     lws_rx_flow_control(c->wsi, 0);
     c->proto->open(c);
@@ -535,8 +569,16 @@ static void on_destroy(struct conn *c)
     int was_established = c->state != CONN_UPGRADING;
     c->state = CONN_GONE;
     c->wsi = NULL;
-    if (was_established)
+    if (was_established) {
         stats_conn(c->proto->name, -1);
+        if (c->all_prev != NULL)
+            c->all_prev->all_next = c->all_next;
+        else
+            K.all = c->all_next;
+        if (c->all_next != NULL)
+            c->all_next->all_prev = c->all_prev;
+        c->all_prev = c->all_next = NULL;
+    }
     if (c->uid != 0) {
         int left = user_remove(c);
         cluster_presence(c->uid, left);
@@ -584,14 +626,11 @@ int conn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
 void conn_shutdown_all(void)
 {
-    uint64_t uid;
-    void *v;
-    for (size_t pos = 0; map_next(&K.users, &pos, &uid, &v);)
-        for (struct conn *c = ((struct user *)v)->head; c != NULL; c = c->user_next)
-            if (c->state == CONN_OPEN) {
-                c->proto->goodbye(c, "shutdown");
-                conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "shutdown");
-            }
+    for (struct conn *c = K.all; c != NULL; c = c->all_next)
+        if (c->state == CONN_OPEN) {
+            c->proto->goodbye(c, "shutdown");
+            conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "shutdown");
+        }
 }
 
 int conn_start(void)

@@ -7,11 +7,13 @@
  *
  * Outgoing: conn_send() queues a frame; frames are written one per writeable callback, in order. A
  * connection whose queue would exceed push.queue_cap bytes is closed at once (a reader that cannot keep up
- * must not make the node hold its backlog); for a droppable frame (room messages of normal level) the frame
- * is dropped instead. Either is counted in metrics.
+ * must not make the node hold its backlog); conn_send_droppable() instead drops a frame that would take the
+ * queue past a lower bound the caller names (room messages of normal level). Either is counted in metrics.
  *
  * Users: after conn_login() succeeds the connection is in its user's list on this node (conn_user), which
- * is what delivery walks, and counts in the user's cluster-wide presence (cluster.h).
+ * is what delivery walks, and counts in the user's cluster-wide presence (cluster.h). A protocol that
+ * authenticates inside the protocol (rooms: a SIGN_IN request) first lets the connection in without a user
+ * (conn_accept), then calls conn_login_session() when the request comes.
  */
 #ifndef PUSH_CONN_H
 #define PUSH_CONN_H
@@ -39,6 +41,7 @@ enum conn_login_result {
     CONN_LOGIN_USED,        /* the single-use ticket was used before */
     CONN_LOGIN_TOO_MANY,    /* the user already holds push.max_conns_per_user connections */
     CONN_LOGIN_UNAVAILABLE, /* Redis is down */
+    CONN_LOGIN_REVOKED,     /* the login token was revoked by /logout */
 };
 
 struct qitem;
@@ -52,10 +55,12 @@ struct conn {
     enum conn_state state;
     int refs;
     struct conn *user_prev, *user_next; /* the same user's connections on this node */
+    struct conn *all_prev, *all_next;   /* every connection past the upgrade (shutdown walks it) */
     struct qitem *q_head, *q_tail;
     size_t q_bytes;
     unsigned char *rx; /* a message arriving in several pieces; NULL otherwise */
     size_t rx_len;
+    int rx_binary;     /* the message being received came in binary frames (else text) */
     int64_t tokens;    /* packet rate bucket, in thousandths of a packet */
     int64_t allowance; /* bad-packet bucket, in thousandths */
     uint64_t tokens_ms, allowance_ms;
@@ -75,8 +80,9 @@ int conn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
  * open or its queue is over the cap (then c is being closed). */
 int conn_send(struct conn *c, struct frame *f);
 
-/* As conn_send, but a full queue drops this frame (counted) and keeps the connection. */
-int conn_send_droppable(struct conn *c, struct frame *f);
+/* As conn_send, but when the queue would pass `limit` bytes (at most push.queue_cap) the frame is dropped
+ * (counted) and the connection kept: returns MP_EAGAIN then. */
+int conn_send_droppable(struct conn *c, struct frame *f, size_t limit);
 
 /* Queue a malloc'd text payload (adopted: freed in every case). */
 int conn_send_str(struct conn *c, char *payload, size_t len);
@@ -109,6 +115,16 @@ const char *conn_urlarg(struct conn *c, const char *name_eq, char *buf, int len)
  * connection is open and rx resumes. Otherwise the protocol says why and closes. */
 void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_jti, conn_login_fn done);
 
+/* As conn_login for a connection opened with a login token (no ticket to claim): sid is that token's jti,
+ * and a token revoked by /logout gets CONN_LOGIN_REVOKED in the same round trip. May also be called on a
+ * connection that conn_accept() opened without a user: rx pauses until done is called, and on anything
+ * but CONN_LOGIN_OK the connection is left paused (conn_accept resumes it). */
+void conn_login_session(struct conn *c, int64_t uid, const char *sid, conn_login_fn done);
+
+/* Let the client in without a user (from proto->open, or after a failed conn_login_session): the
+ * connection is open and rx resumes. Does nothing to a connection that is closing. */
+void conn_accept(struct conn *c);
+
 /* The first of uid's connections on this node (walk ->user_next), NULL if none. Includes connections
  * still logging in or closing: check conn_open(). */
 struct conn *conn_user(int64_t uid);
@@ -119,7 +135,7 @@ void conn_each_user(void (*fn)(int64_t uid, int count, void *arg), void *arg);
 /* Connections of every state, for shutdown. */
 size_t conn_total(void);
 
-/* SIGTERM: goodbye to every connection, then close them (1001). */
+/* SIGTERM: goodbye to every open connection (with a user or not), then close them (1001). */
 void conn_shutdown_all(void);
 
 /* Set up the connection layer for the node (after push is filled). */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct frame *frame_new(const void *payload, size_t len, int binary)
+struct frame *frame_alloc(size_t len, int binary)
 {
     struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
     if (f == NULL)
@@ -12,7 +12,14 @@ struct frame *frame_new(const void *payload, size_t len, int binary)
     f->refs = 1;
     f->binary = binary;
     f->len = len;
-    memcpy(f->buf + LWS_PRE, payload, len);
+    return f;
+}
+
+struct frame *frame_new(const void *payload, size_t len, int binary)
+{
+    struct frame *f = frame_alloc(len, binary);
+    if (f != NULL && len > 0)
+        memcpy(frame_payload(f), payload, len);
     return f;
 }
 

@@ -22,6 +22,10 @@ struct frame {
 /* A new frame holding a copy of payload, with one reference (the caller's). NULL when out of memory. */
 struct frame *frame_new(const void *payload, size_t len, int binary);
 
+/* A new frame of len bytes whose payload the caller fills (frame_payload), with one reference. NULL when
+ * out of memory. */
+struct frame *frame_alloc(size_t len, int binary);
+
 /* A new frame that adopts a malloc'd payload string: copies it and frees it in every case. */
 struct frame *frame_from_str(char *payload, size_t len);
 

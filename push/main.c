@@ -1,9 +1,10 @@
 /* main.c -- magpie-push: the WebSocket node (SPEC §4, §6-§9).
  *
- * One thread runs a libuv loop carrying libwebsockets (server.c), the two Redis connections (rdsa.c) and
- * the timers; MySQL work goes to the thread pool (dbpool.c). SIGTERM: stop taking connections, send every
- * client C and close it after its queue is flushed, deregister from the cluster, exit -- within
- * PUSH_STOP_GRACE_MS even when clients or Redis do not cooperate. SIGHUP reopens the log file.
+ * One thread runs a libuv loop carrying libwebsockets (server.c: chat on /ws, rooms on /room), the two
+ * Redis connections (rdsa.c) and the timers; MySQL work goes to the thread pool (dbpool.c). SIGTERM: stop
+ * taking connections, send every client C and close it after its queue is flushed, deregister from the
+ * cluster, exit -- within PUSH_STOP_GRACE_MS even when clients or Redis do not cooperate. SIGHUP reopens the
+ * log file.
  */
 #include "chat.h"
 #include "cli.h"
@@ -16,6 +17,7 @@
 #include "push.h"
 #include "rdsa.h"
 #include "relay.h"
+#include "room.h"
 #include "server.h"
 #include "stats.h"
 
@@ -46,6 +48,7 @@ static void finish(void)
     server_stop();
     rdsa_stop();
     cluster_stop();
+    room_stop();
     stats_stop();
     uv_timer_stop(&M.stop_timer);
     uv_close((uv_handle_t *)&M.stop_timer, NULL);
@@ -125,7 +128,7 @@ static int start(void)
     chat_online_init();
     chat_order_init();
     chat_site_init();
-    if (relay_start() != MP_OK || rdsa_start(push.loop, push.cfg) != MP_OK)
+    if (room_start() != MP_OK || relay_start() != MP_OK || rdsa_start(push.loop, push.cfg) != MP_OK)
         return MP_ERR;
     if (push.cfg->push.metrics_listen[0] != '\0' &&
         metrics_listen(push.cfg->push.metrics_listen, cluster_health, NULL) != MP_OK)
@@ -169,6 +172,7 @@ int main(int argc, char **argv)
     metrics_stop();
     dbpool_close();
     conn_stop();
+    room_hub_free();
     if (uv_loop_close(&loop) != 0)
         log_warn("the loop still had handles at exit");
     if (!failed)

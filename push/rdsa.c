@@ -3,6 +3,7 @@
 #include "config.h"
 #include "log.h"
 #include "magpie.h"
+#include "map.h"
 
 #include <hiredis/async.h>
 #include <stdarg.h>
@@ -123,9 +124,12 @@ struct link {
 };
 
 struct channel {
-    struct channel *next;
+    struct channel *prev, *next; /* every channel, for resubscribing */
+    struct channel *same_hash;   /* channels whose names hash alike */
+    uint64_t hash;
     char *name;
     rdsa_message_fn fn;
+    rdsa_ready_fn ready;
     void *arg;
 };
 
@@ -143,6 +147,7 @@ static struct {
     } state_fns[RDSA_MAX_STATE_FNS];
     int nstate_fns;
     struct channel *channels;
+    struct map by_hash; /* hash of the name -> first channel with it */
 } R;
 
 struct pending {
@@ -420,6 +425,7 @@ void rdsa_stop(void)
         free(c);
     }
     R.channels = NULL;
+    map_free(&R.by_hash);
 }
 
 int rdsa_ready(void)
@@ -514,50 +520,105 @@ int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numk
 
 /* ---- pub/sub ---- */
 
+/* FNV-1a: channel names are short; collisions only make a chain longer. */
+static uint64_t name_hash(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static struct channel *channel_find(const char *name, size_t len)
+{
+    struct channel *c = map_get(&R.by_hash, name_hash(name, len));
+    while (c != NULL && (strlen(c->name) != len || memcmp(c->name, name, len) != 0))
+        c = c->same_hash;
+    return c;
+}
+
 static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *r = reply;
     struct channel *c;
+    int message;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
         return;
-    if (r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
-        r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING)
-        return; /* subscribe / unsubscribe confirmations */
-    for (c = R.channels; c != NULL; c = c->next)
-        if (strcmp(c->name, r->element[1]->str) == 0) {
-            c->fn(c->name, r->element[2]->str, r->element[2]->len, c->arg);
-            return;
-        }
+    if (r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    message = strcmp(r->element[0]->str, "message") == 0;
+    if (!message && strcmp(r->element[0]->str, "subscribe") != 0)
+        return; /* unsubscribe confirmations */
+    if ((c = channel_find(r->element[1]->str, r->element[1]->len)) == NULL)
+        return; /* unsubscribed meanwhile */
+    if (!message) {
+        if (c->ready != NULL)
+            c->ready(c->name, c->arg);
+    } else if (r->element[2]->type == REDIS_REPLY_STRING) {
+        c->fn(c->name, r->element[2]->str, r->element[2]->len, c->arg);
+    }
 }
 
-int rdsa_subscribe(const char *channel, rdsa_message_fn fn, void *arg)
+int rdsa_subscribe_ready(const char *channel, rdsa_message_fn fn, rdsa_ready_fn ready, void *arg)
 {
     struct channel *c = calloc(1, sizeof(*c));
     if (c == NULL || (c->name = strdup(channel)) == NULL) {
         free(c);
         return MP_ENOMEM;
     }
+    c->hash = name_hash(channel, strlen(channel));
+    c->same_hash = map_get(&R.by_hash, c->hash);
+    if (map_put(&R.by_hash, c->hash, c) != MP_OK) {
+        free(c->name);
+        free(c);
+        return MP_ENOMEM;
+    }
     c->fn = fn;
+    c->ready = ready;
     c->arg = arg;
     c->next = R.channels;
+    if (R.channels != NULL)
+        R.channels->prev = c;
     R.channels = c;
     if (R.sub.ac != NULL && (R.sub.state == LINK_READY || R.sub.state == LINK_SETUP))
         subscribe_one(&R.sub, channel);
     return MP_OK;
 }
 
+int rdsa_subscribe(const char *channel, rdsa_message_fn fn, void *arg)
+{
+    return rdsa_subscribe_ready(channel, fn, NULL, arg);
+}
+
 void rdsa_unsubscribe(const char *channel)
 {
-    struct channel **pp, *c;
+    struct channel *c = channel_find(channel, strlen(channel)), *head;
     const char *argv[2] = {"UNSUBSCRIBE", channel};
-    for (pp = &R.channels; (c = *pp) != NULL; pp = &c->next)
-        if (strcmp(c->name, channel) == 0) {
-            *pp = c->next;
-            if (R.sub.ac != NULL && (R.sub.state == LINK_READY || R.sub.state == LINK_SETUP))
-                link_send(&R.sub, on_sub_message, NULL, 2, argv, NULL);
-            free(c->name);
-            free(c);
-            return;
-        }
+
+    if (c == NULL)
+        return;
+    head = map_get(&R.by_hash, c->hash);
+    if (head == c) {
+        if (c->same_hash != NULL)
+            map_put(&R.by_hash, c->hash, c->same_hash); /* replaces a value: cannot fail */
+        else
+            map_del(&R.by_hash, c->hash);
+    } else {
+        while (head->same_hash != c)
+            head = head->same_hash;
+        head->same_hash = c->same_hash;
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        R.channels = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (R.sub.ac != NULL && (R.sub.state == LINK_READY || R.sub.state == LINK_SETUP))
+        link_send(&R.sub, on_sub_message, NULL, 2, argv, NULL);
+    free(c->name);
+    free(c);
 }

@@ -64,9 +64,17 @@ int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const
 int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
               const char **argv, const size_t *argvlen);
 
+/* Redis confirmed a subscription: messages published from now on reach its rdsa_message_fn. */
+typedef void (*rdsa_ready_fn)(const char *channel, void *arg);
+
 /* Subscribe to a channel (now if the subscriber connection is up, and again after every reconnect).
- * Returns MP_OK or MP_ENOMEM. Messages published while the connection was down are not seen. */
+ * Returns MP_OK or MP_ENOMEM. Messages published while the connection was down are not seen. Channels are
+ * found by a hash of their name, so a node may subscribe to many (one per room it has members in). */
 int rdsa_subscribe(const char *channel, rdsa_message_fn fn, void *arg);
+
+/* As rdsa_subscribe; ready (may be NULL) is called each time Redis confirms the subscription (after every
+ * reconnect too), so a caller can wait until a message published elsewhere is sure to arrive. */
+int rdsa_subscribe_ready(const char *channel, rdsa_message_fn fn, rdsa_ready_fn ready, void *arg);
 
 /* Stop delivering a channel's messages and unsubscribe. */
 void rdsa_unsubscribe(const char *channel);

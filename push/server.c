@@ -6,11 +6,12 @@
 #include "log.h"
 #include "magpie.h"
 #include "push.h"
+#include "room.h"
 
 #include <string.h>
 
 /* What this node serves, chosen by request path. */
-const struct proto *const push_protos[] = {&chat_proto, NULL};
+const struct proto *const push_protos[] = {&chat_proto, &room_proto, NULL};
 
 /* Bytes libwebsockets allocates per connection to receive into. Most packets fit; a larger message
  * arrives in pieces that conn.c joins (up to push.max_frame). Smaller means less memory per idle

@@ -19,7 +19,12 @@ static const char *reason_names[STATS_E_COUNT] = {
     [STATS_E_ORIGIN] = "origin",
     [STATS_E_TOO_BIG] = "too_big",
     [STATS_E_ABUSE] = "abuse",
+    [STATS_E_IDLE] = "idle",
 };
+
+/* Room request types as labels (PackageType of room.proto); anything else is "unknown". */
+static const char *room_types[] = {"unknown", "sign_in", "heartbeat", "message", "members"};
+#define STATS_ROOM_TYPES 5
 
 static struct {
     uv_timer_t timer;
@@ -33,6 +38,10 @@ static struct {
     double acks, errors[STATS_E_COUNT], drops[2];
     double buckets[32], sum; /* delivery latency, as metrics_latency_bounds */
     int redis_up;
+    struct metric *rooms_m, *members_m, *room_req_m, *room_pub_m, *room_in_m, *room_out_m, *room_batch_m,
+        *room_drop_m;
+    long rooms, members;
+    double room_req[STATS_ROOM_TYPES], room_pub, room_in, room_out, room_batches, room_drops[2];
     int started;
 } S;
 
@@ -87,6 +96,64 @@ void stats_redis_up(int up)
     S.redis_up = up;
 }
 
+void stats_room_gauges(long rooms, long members)
+{
+    S.rooms = rooms;
+    S.members = members;
+}
+
+void stats_room_request(int type)
+{
+    S.room_req[type > 0 && type < STATS_ROOM_TYPES ? type : 0] += 1;
+}
+
+void stats_room_published(void)
+{
+    S.room_pub += 1;
+}
+
+void stats_room_in(void)
+{
+    S.room_in += 1;
+}
+
+void stats_room_batch(long deliveries)
+{
+    S.room_batches += 1;
+    S.room_out += (double)deliveries;
+}
+
+void stats_room_drop(int important, long messages)
+{
+    S.room_drops[important ? 1 : 0] += (double)messages;
+}
+
+/* Add a pending count to a counter and zero it. */
+static void fold(struct metric *m, const char *labels, double *v)
+{
+    if (*v > 0) {
+        metric_add(m, labels, *v);
+        *v = 0;
+    }
+}
+
+static void flush_rooms(void)
+{
+    char labels[64];
+    metric_set(S.rooms_m, NULL, (double)S.rooms);
+    metric_set(S.members_m, NULL, (double)S.members);
+    for (int t = 0; t < STATS_ROOM_TYPES; t++) {
+        snprintf(labels, sizeof(labels), "type=\"%s\"", room_types[t]);
+        fold(S.room_req_m, labels, &S.room_req[t]);
+    }
+    fold(S.room_pub_m, NULL, &S.room_pub);
+    fold(S.room_in_m, NULL, &S.room_in);
+    fold(S.room_out_m, NULL, &S.room_out);
+    fold(S.room_batch_m, NULL, &S.room_batches);
+    fold(S.room_drop_m, "level=\"normal\"", &S.room_drops[0]);
+    fold(S.room_drop_m, "level=\"important\"", &S.room_drops[1]);
+}
+
 static void flush(void)
 {
     char labels[96];
@@ -121,6 +188,7 @@ static void flush(void)
     memset(S.buckets, 0, sizeof(S.buckets));
     S.sum = 0;
     metric_set(S.redis_up_m, NULL, S.redis_up);
+    flush_rooms();
 }
 
 static void on_flush(uv_timer_t *t)
@@ -142,9 +210,34 @@ int stats_start(uv_loop_t *loop)
                                    "From a message's acceptance to its recipient's outgoing queue.",
                                    metrics_latency_bounds, metrics_latency_nbounds);
     S.redis_up_m = metrics_gauge("magpie_push_redis_up", "1 while the Redis command connection is ready.");
-    if (!S.conns || !S.packets || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m)
+    S.rooms_m = metrics_gauge("magpie_push_rooms", "Rooms with members on this node.");
+    S.members_m = metrics_gauge("magpie_push_room_members", "Room connections signed in on this node.");
+    S.room_req_m = metrics_counter("magpie_push_room_requests_total", "Room requests received, by type.");
+    S.room_pub_m = metrics_counter("magpie_push_room_published_total",
+                                   "MESSAGE requests of members here, published to their room.");
+    S.room_in_m =
+        metrics_counter("magpie_push_room_messages_in_total",
+                        "Room messages this node received for its members (members' and POST /msg).");
+    S.room_out_m =
+        metrics_counter("magpie_push_room_deliveries_total",
+                        "Room messages queued to members: each message of a batch, once per member.");
+    S.room_batch_m = metrics_counter("magpie_push_room_batches_total",
+                                     "Merged room batches sent (one frame, shared by every member here).");
+    S.room_drop_m =
+        metrics_counter("magpie_push_room_drops_total",
+                        "Room messages members missed, by level: normal ones dropped for a slow member, "
+                        "important ones of a member disconnected because even they did not fit.");
+    if (!S.conns || !S.packets || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m ||
+        !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m ||
+        !S.room_batch_m || !S.room_drop_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
+    metric_add(S.room_pub_m, NULL, 0);
+    metric_add(S.room_in_m, NULL, 0);
+    metric_add(S.room_out_m, NULL, 0);
+    metric_add(S.room_batch_m, NULL, 0);
+    metric_add(S.room_drop_m, "level=\"normal\"", 0);
+    metric_add(S.room_drop_m, "level=\"important\"", 0);
     metric_set(S.redis_up_m, NULL, 0);
     uv_timer_init(loop, &S.timer);
     S.started = 1;

@@ -1,5 +1,6 @@
 /* stats.h -- magpie-push's metrics (SPEC §9): connections, packets by type, acks, errors by reason, queue
- * drops, delivery latency.
+ * drops, delivery latency; rooms (SPEC §5): rooms and members here, requests by type, messages in,
+ * deliveries out, batches, drops by level.
  *
  * The loop thread counts into plain variables (no lock on the hot path); a timer folds them into the
  * shared metrics registry (metrics.h) once per STATS_FLUSH_MS, which /metrics serves from its own thread.
@@ -23,6 +24,7 @@ enum stats_reason {
     STATS_E_ORIGIN,      /* foreign Origin, refused before the upgrade */
     STATS_E_TOO_BIG,     /* message over push.max_frame (closed 1009) */
     STATS_E_ABUSE,       /* over push.bad_packet_limit (closed 1008) */
+    STATS_E_IDLE,        /* a room connection without heartbeat for push.room_idle_s (closed 1008) */
     STATS_E_COUNT
 };
 
@@ -39,5 +41,12 @@ void stats_error(enum stats_reason r);
 void stats_queue_drop(int closed);   /* a frame dropped (0), or a connection closed (1), for a full queue */
 void stats_delivery(double seconds); /* from acceptance (ts) to a recipient's queue */
 void stats_redis_up(int up);
+
+void stats_room_gauges(long rooms, long members);   /* rooms with members here, and those members */
+void stats_room_request(int type);                  /* a room request of this PackageType (-1: not a Req) */
+void stats_room_published(void);                    /* a member's MESSAGE published to its room */
+void stats_room_in(void);                           /* a message arrived for a room with members here */
+void stats_room_batch(long deliveries);             /* a batch went out: deliveries = messages x members */
+void stats_room_drop(int important, long messages); /* messages a member missed (slow, or disconnected) */
 
 #endif

@@ -14,7 +14,8 @@
  *
  * CHAN_ROOM ("mp:room:<room id>"): one room broadcast. Payload: a serialized BroadcastRoomReq (room.proto)
  * carrying one message: roomID, msgLv, data = the message bytes (not yet merged; each node merges for its
- * own members).
+ * own members). Written by magpie-http's POST /msg and by magpie-push for a member's MESSAGE (msgLv 0);
+ * read by every push node with members in the room, the sender's included, so all see one order.
  */
 #ifndef MAGPIE_BUS_H
 #define MAGPIE_BUS_H

@@ -93,6 +93,9 @@ struct magpie_config {
         long long queue_cap;
         long long room_flush_ms;
         long long room_batch;
+        long long room_batch_bytes;
+        long long room_normal_queue;
+        long long room_idle_s;
         char *metrics_listen;
         long long heartbeat_s;
         long long node_ttl_s;

@@ -193,7 +193,18 @@ const struct config_key config_keys[] = {
         "Bytes waiting to be written to one connection; a reader that falls further behind is closed."),
     INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",
         "A room's merged batch is sent when its oldest message has waited this long..."),
-    INT("push", "room_batch", push.room_batch, 1, 10000, "32", "...or when it holds this many messages."),
+    INT("push", "room_batch", push.room_batch, 1, 10000, "32",
+        "...or when it holds this many messages, or when the next message would take its merged data\n"
+        "past push.room_batch_bytes (a message larger than that travels alone)."),
+    INT("push", "room_batch_bytes", push.room_batch_bytes, 1024, 16777216, "65536",
+        "Bytes of merged messages in one room batch frame."),
+    INT("push", "room_normal_queue", push.room_normal_queue, 1024, 1073741824, "262144",
+        "A room member whose outgoing queue holds more than this many bytes misses normal messages\n"
+        "(counted); important ones (level 1) are still queued, up to push.queue_cap, past which the\n"
+        "member is disconnected. A push.queue_cap below this lowers it to push.queue_cap."),
+    INT("push", "room_idle_s", push.room_idle_s, 2, 3600, "60",
+        "A room connection that sends no HEARTBEAT (or other request) for this long is closed;\n"
+        "one that has not signed in by then too."),
     STR("push", "metrics_listen", push.metrics_listen, 3, 261, "127.0.0.1:9101",
         "Loopback HTTP listener for /metrics and /healthz of this node. Empty = off.", check_addr),
     INT("push", "heartbeat_s", push.heartbeat_s, 1, 60, "5", "How often the node renews its registration."),

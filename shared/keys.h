@@ -76,7 +76,12 @@
 #define CHAN_CONTROL "mp:ctl"
 /* channel: one room's broadcasts; nodes subscribe only to rooms they have members in. */
 #define CHAN_ROOM "mp:room:%s"
-/* hash node_id -> members on that node: a room's member counts; entries of dead nodes are ignored. */
+/* hash node_id -> members on that node: a room's member counts; entries of dead nodes are ignored. Counts
+ * are absolute (a node writes how many it holds, HDEL at 0), so a lost write is repaired by the next one
+ * or by the node's resync after a Redis reconnect. No TTL: a node's entries go when it deregisters, when
+ * it starts again (resync), or when the survivors prune it (cluster.h). */
 #define KEY_ROOM_MEMBERS "mp:room:%s:members"
+/* set of room ids with members on a node, so its KEY_ROOM_MEMBERS entries can be found and removed. No TTL. */
+#define KEY_NODE_ROOMS "mp:node:%d:rooms"
 
 #endif

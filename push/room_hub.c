@@ -1,0 +1,470 @@
+/* room_hub.c -- the rooms of this node (room.h): members, channel subscriptions, batches and fan-out.
+ *
+ * Rooms are found by a hash of their id (map.h keys are 64-bit; ids that hash alike are chained). A room
+ * exists while it has members here and for ROOM_LINGER_MS after the last one left.
+ *
+ * Batches: the first message of a batch puts its room at the tail of the flush queue, due
+ * push.room_flush_ms later. Every batch waits the same time, so the queue is in due order and one timer,
+ * armed for its head, serves every room. A batch that fills up (push.room_batch messages or
+ * push.room_batch_bytes) goes at once and leaves the queue.
+ */
+#include "keys.h"
+#include "log.h"
+#include "magpie.h"
+#include "map.h"
+#include "push.h"
+#include "rdsa.h"
+#include "room.h"
+#include "stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct room {
+    char id[ROOM_MAX_ID + 1];
+    char channel[ROOM_MAX_ID + 32]; /* CHAN_ROOM */
+    uint64_t hash;
+    struct room *same_hash;
+    struct member *head; /* members here (JOINING and IN) */
+    int count;
+    int subscribed; /* Redis confirmed the channel subscription */
+    struct roombatch batch;
+    uint64_t due_ms; /* in the flush queue: when its batch must go */
+    struct room *flush_prev, *flush_next;
+    int in_flush;
+    uint64_t empty_ms; /* lingering: when the last member left */
+    struct room *linger_prev, *linger_next;
+    int lingering;
+    int dirty; /* count changed since it was last written to Redis */
+    struct room *dirty_next;
+    long long others; /* members on other nodes, read at others_ms */
+    uint64_t others_ms;
+    int others_read;
+};
+
+/* A doubly linked list of rooms through the given link fields. */
+#define LIST_APPEND(l, r, prev, next)                                                                        \
+    do {                                                                                                     \
+        (r)->prev = (l).tail;                                                                                \
+        (r)->next = NULL;                                                                                    \
+        if ((l).tail != NULL)                                                                                \
+            (l).tail->next = (r);                                                                            \
+        else                                                                                                 \
+            (l).head = (r);                                                                                  \
+        (l).tail = (r);                                                                                      \
+    } while (0)
+#define LIST_REMOVE(l, r, prev, next)                                                                        \
+    do {                                                                                                     \
+        if ((r)->prev != NULL)                                                                               \
+            (r)->prev->next = (r)->next;                                                                     \
+        else                                                                                                 \
+            (l).head = (r)->next;                                                                            \
+        if ((r)->next != NULL)                                                                               \
+            (r)->next->prev = (r)->prev;                                                                     \
+        else                                                                                                 \
+            (l).tail = (r)->prev;                                                                            \
+        (r)->prev = (r)->next = NULL;                                                                        \
+    } while (0)
+
+struct room_list {
+    struct room *head, *tail;
+};
+
+static struct {
+    struct map rooms; /* hash of the id -> first room with it */
+    struct room_list flush, linger;
+    struct room *dirty;
+    uv_timer_t flush_timer, tick_timer;
+    int started;
+    int stopping;
+    long nrooms, nmembers;
+} H;
+
+/* ---- lookup ---- */
+
+/* FNV-1a; room ids that collide only make a chain longer. */
+static uint64_t id_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static struct room *room_find(const char *id, uint64_t hash)
+{
+    struct room *r = map_get(&H.rooms, hash);
+    while (r != NULL && strcmp(r->id, id) != 0)
+        r = r->same_hash;
+    return r;
+}
+
+const char *room_name(const struct room *r)
+{
+    return r->id;
+}
+
+const char *room_channel(const struct room *r)
+{
+    return r->channel;
+}
+
+int room_local_members(const struct room *r)
+{
+    return r->count;
+}
+
+int room_others(const struct room *r, long long *n)
+{
+    if (!r->others_read || push_now() - r->others_ms > ROOM_COUNT_CACHE_MS)
+        return 0;
+    *n = r->others;
+    return 1;
+}
+
+void room_set_others(struct room *r, long long n)
+{
+    r->others = n;
+    r->others_ms = push_now();
+    r->others_read = 1;
+}
+
+static void gauges(void)
+{
+    stats_room_gauges(H.nrooms, H.nmembers);
+}
+
+/* ---- batches and fan-out ---- */
+
+/* Send r's batch to every member here as one shared frame. */
+static void room_flush(struct room *r)
+{
+    struct roombatch *b = &r->batch;
+    size_t n, limit = (size_t)push.cfg->push.room_normal_queue;
+
+    if (limit > (size_t)push.cfg->push.queue_cap)
+        limit = (size_t)push.cfg->push.queue_cap; /* a small push.queue_cap lowers it */
+    struct frame *f = NULL;
+    long delivered = 0, dropped = 0, cut = 0;
+
+    if (r->in_flush) {
+        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
+        r->in_flush = 0;
+    }
+    if (b->count == 0)
+        return;
+    n = roombatch_packed_size(b, r->id);
+    if ((f = frame_alloc(n, 1)) == NULL || roombatch_pack(b, r->id, frame_payload(f)) != n) {
+        log_error("room batch lost: out of memory room=\"%s\" messages=%d", r->id, b->count);
+        stats_room_drop(b->important, (long)b->count * r->count);
+        frame_unref(f);
+        roombatch_clear(b);
+        return;
+    }
+    for (struct member *m = r->head; m != NULL; m = m->next) {
+        int rc;
+        if (m->state != MEMBER_IN || !conn_open(m->c))
+            continue;
+        rc = b->important ? conn_send(m->c, f) : conn_send_droppable(m->c, f, limit);
+        if (rc == MP_OK)
+            delivered++;
+        else if (rc == MP_EAGAIN)
+            dropped++;
+        else
+            cut++; /* important and over push.queue_cap: the member is being disconnected */
+    }
+    stats_room_batch(delivered * b->count);
+    if (dropped > 0)
+        stats_room_drop(0, dropped * b->count);
+    if (cut > 0)
+        stats_room_drop(1, cut * b->count);
+    frame_unref(f);
+    roombatch_clear(b);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    uint64_t now = push_now();
+    while (H.flush.head != NULL && H.flush.head->due_ms <= now)
+        room_flush(H.flush.head);
+    if (H.flush.head != NULL)
+        uv_timer_start(&H.flush_timer, on_flush_timer, H.flush.head->due_ms - now, 0);
+}
+
+/* A broadcast on the room's channel (bus.h): one message for the batch. */
+static void on_room_message(const char *channel, const char *payload, size_t len, void *arg)
+{
+    struct room *r = arg;
+    Magpie__BroadcastRoomReq *b = roompkt_bus_parse(payload, len);
+    int important;
+
+    if (b == NULL) {
+        log_debug("room: bad broadcast payload room=\"%s\" len=%zu", r->id, len);
+        return;
+    }
+    if (r->count == 0) { /* lingering: nobody here to deliver to */
+        magpie__broadcast_room_req__free_unpacked(b, NULL);
+        return;
+    }
+    stats_room_in();
+    important = b->msglv == MAGPIE__MSG_LEVEL__IMPORTANT;
+    if (r->batch.count > 0 &&
+        r->batch.len + ROOM_LEN_PREFIX + b->data.len > (size_t)push.cfg->push.room_batch_bytes)
+        room_flush(r); /* the batch is full by size: this message starts the next one */
+    if (roombatch_add(&r->batch, b->data.data, b->data.len, important) != MP_OK) {
+        log_error("room message lost: out of memory room=\"%s\"", r->id);
+        stats_room_drop(important, r->count);
+    } else if (r->batch.count >= push.cfg->push.room_batch ||
+               r->batch.len >= (size_t)push.cfg->push.room_batch_bytes) {
+        room_flush(r);
+    } else if (r->batch.count == 1 && H.started) {
+        r->due_ms = push_now() + (uint64_t)push.cfg->push.room_flush_ms;
+        LIST_APPEND(H.flush, r, flush_prev, flush_next);
+        r->in_flush = 1;
+        if (H.flush.head == r)
+            uv_timer_start(&H.flush_timer, on_flush_timer, (uint64_t)push.cfg->push.room_flush_ms, 0);
+    } else if (!H.started) {
+        room_flush(r);
+    }
+    magpie__broadcast_room_req__free_unpacked(b, NULL);
+}
+
+/* ---- membership ---- */
+
+static void on_subscribed(const char *channel, void *arg)
+{
+    struct room *r = arg;
+    struct member *m, *next;
+    if (r->subscribed)
+        return; /* again after a reconnect */
+    r->subscribed = 1;
+    for (m = r->head; m != NULL; m = next) {
+        next = m->next;
+        if (m->state == MEMBER_JOINING)
+            room_member_ready(m);
+    }
+}
+
+static void mark_dirty(struct room *r)
+{
+    if (!r->dirty) {
+        r->dirty = 1;
+        r->dirty_next = H.dirty;
+        H.dirty = r;
+    }
+}
+
+static struct room *room_new(const char *id, uint64_t hash)
+{
+    struct room *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    snprintf(r->channel, sizeof(r->channel), CHAN_ROOM, id);
+    r->hash = hash;
+    r->same_hash = map_get(&H.rooms, hash);
+    if (map_put(&H.rooms, hash, r) != MP_OK) {
+        free(r);
+        return NULL;
+    }
+    if (rdsa_subscribe_ready(r->channel, on_room_message, on_subscribed, r) != MP_OK) {
+        if (r->same_hash != NULL)
+            map_put(&H.rooms, hash, r->same_hash); /* replaces a value: cannot fail */
+        else
+            map_del(&H.rooms, hash);
+        free(r);
+        return NULL;
+    }
+    H.nrooms++;
+    log_debug("room open here room=\"%s\"", r->id);
+    return r;
+}
+
+/* Forget r: unsubscribe, unlink, free. Its batch (messages for nobody) goes with it. */
+static void room_free(struct room *r)
+{
+    struct room *head = map_get(&H.rooms, r->hash);
+    if (head == r) {
+        if (r->same_hash != NULL)
+            map_put(&H.rooms, r->hash, r->same_hash); /* replaces a value: cannot fail */
+        else
+            map_del(&H.rooms, r->hash);
+    } else {
+        while (head->same_hash != r)
+            head = head->same_hash;
+        head->same_hash = r->same_hash;
+    }
+    if (r->in_flush)
+        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
+    if (r->lingering)
+        LIST_REMOVE(H.linger, r, linger_prev, linger_next);
+    if (r->dirty) {
+        struct room **pp = &H.dirty;
+        while (*pp != r)
+            pp = &(*pp)->dirty_next;
+        *pp = r->dirty_next;
+    }
+    rdsa_unsubscribe(r->channel);
+    roombatch_clear(&r->batch);
+    H.nrooms--;
+    log_debug("room closed here room=\"%s\"", r->id);
+    free(r);
+    gauges();
+}
+
+int room_join(struct member *m, const char *id)
+{
+    uint64_t hash = id_hash(id);
+    struct room *r = room_find(id, hash);
+
+    if (r == NULL && (r = room_new(id, hash)) == NULL)
+        return MP_ENOMEM;
+    if (r->lingering) {
+        LIST_REMOVE(H.linger, r, linger_prev, linger_next);
+        r->lingering = 0;
+    }
+    m->room = r;
+    m->prev = NULL;
+    m->next = r->head;
+    if (r->head != NULL)
+        r->head->prev = m;
+    r->head = m;
+    r->count++;
+    H.nmembers++;
+    mark_dirty(r);
+    gauges();
+    if (r->subscribed)
+        room_member_ready(m);
+    return MP_OK;
+}
+
+void room_leave(struct member *m)
+{
+    struct room *r = m->room;
+    if (r == NULL)
+        return;
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        r->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    m->prev = m->next = NULL;
+    m->room = NULL;
+    r->count--;
+    H.nmembers--;
+    gauges();
+    if (r->count > 0) {
+        mark_dirty(r);
+        return;
+    }
+    if (H.stopping) {
+        room_free(r); /* nothing more is written or delivered */
+        return;
+    }
+    mark_dirty(r);
+    r->empty_ms = push_now();
+    LIST_APPEND(H.linger, r, linger_prev, linger_next);
+    r->lingering = 1;
+}
+
+/* ---- member counts ---- */
+
+/* Write the counts that changed; then free the rooms that have lingered long enough (their 0 is written
+ * first, so Redis never keeps the count of a room this node forgot). */
+static void write_counts(void)
+{
+    const char *rooms[ROOM_COUNT_BATCH];
+    int counts[ROOM_COUNT_BATCH], n = 0;
+
+    while (H.dirty != NULL) {
+        struct room *r = H.dirty;
+        H.dirty = r->dirty_next;
+        r->dirty = 0;
+        r->dirty_next = NULL;
+        rooms[n] = r->id;
+        counts[n] = r->count;
+        if (++n == ROOM_COUNT_BATCH) {
+            room_count_write(rooms, counts, n);
+            n = 0;
+        }
+    }
+    if (n > 0)
+        room_count_write(rooms, counts, n);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    uint64_t now = push_now();
+    if (push.stopping)
+        return; /* the node is leaving the cluster, which removes its entries */
+    write_counts();
+    while (H.linger.head != NULL && now - H.linger.head->empty_ms >= ROOM_LINGER_MS)
+        room_free(H.linger.head);
+}
+
+/* After a Redis reconnect room_count.c cleared this node's entries: write every room again. */
+static void resync(void)
+{
+    uint64_t key;
+    void *v;
+    for (size_t pos = 0; map_next(&H.rooms, &pos, &key, &v);)
+        for (struct room *r = v; r != NULL; r = r->same_hash)
+            if (r->count > 0)
+                mark_dirty(r);
+    write_counts();
+}
+
+int room_hub_start(void)
+{
+    map_init(&H.rooms);
+    uv_timer_init(push.loop, &H.flush_timer);
+    uv_timer_init(push.loop, &H.tick_timer);
+    H.started = 1;
+    uv_timer_start(&H.tick_timer, on_tick, ROOM_TICK_MS, ROOM_TICK_MS);
+    return room_count_start(resync);
+}
+
+void room_hub_stop(void)
+{
+    uint64_t key;
+    void *v;
+    int again = 1;
+
+    if (!H.started)
+        return;
+    H.started = 0;
+    H.stopping = 1;
+    uv_timer_stop(&H.flush_timer);
+    uv_timer_stop(&H.tick_timer);
+    uv_close((uv_handle_t *)&H.flush_timer, NULL);
+    uv_close((uv_handle_t *)&H.tick_timer, NULL);
+    while (H.flush.head != NULL) {
+        struct room *r = H.flush.head;
+        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
+        r->in_flush = 0;
+    }
+    /* Free the empty rooms (each free changes the map, so look again after one). */
+    while (again) {
+        again = 0;
+        for (size_t pos = 0; map_next(&H.rooms, &pos, &key, &v);) {
+            for (struct room *r = v; r != NULL; r = r->same_hash)
+                if (r->count == 0) {
+                    room_free(r);
+                    again = 1;
+                    break;
+                }
+            if (again)
+                break;
+        }
+    }
+}
+
+/* The last room went with its last member (see room_leave while stopping); free the index. */
+void room_hub_free(void)
+{
+    map_free(&H.rooms);
+}
