@@ -56,6 +56,9 @@ struct magpie_config {
         long long max_body;
         long long long_poll_s;
         int enable_test_token;
+        long long poll_threads;
+        long long max_connections;
+        long long client_timeout_s;
     } http;
     struct {
         long long code_ttl_s;
@@ -67,6 +70,7 @@ struct magpie_config {
         char *command;
         char *sink_file;
         char *test_code;
+        long long command_timeout_s;
     } sms;
     struct {
         long long session_ttl_s;

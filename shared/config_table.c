@@ -130,6 +130,13 @@ const struct config_key config_keys[] = {
         "Keep it under nginx's fastcgi_read_timeout for that location."),
     BOOL("http", "enable_test_token", http.enable_test_token, "no",
          "Serve POST /tk, which hands out a token for any uid. For tests only; never in production."),
+    INT("http", "poll_threads", http.poll_threads, 1, 64, "2",
+        "Threads that answer QR long polls when they wake (a state change or their time is up). Waiting\n"
+        "polls hold no thread at all; these only run the short Redis check and write the answer."),
+    INT("http", "max_connections", http.max_connections, 16, 100000, "8192",
+        "Connections the standalone front-end holds at once (waiting long polls included)."),
+    INT("http", "client_timeout_s", http.client_timeout_s, 5, 3600, "60",
+        "The standalone front-end closes a connection idle this long. Must exceed long_poll_s."),
 
     /* [sms] */
     INT("sms", "code_ttl_s", sms.code_ttl_s, 30, 3600, "300", "A login code is valid this long."),
@@ -148,6 +155,8 @@ const struct config_key config_keys[] = {
         "Instead of command: append a line \"<mobile> <code>\" to this file (dev stack and tests).", NULL),
     STR("sms", "test_code", sms.test_code, 6, 6, "",
         "A fixed code that always works, for tests only. Empty = off (the default).", check_digits6),
+    INT("sms", "command_timeout_s", sms.command_timeout_s, 1, 300, "10",
+        "A delivery command still running after this long is killed and the delivery fails (code 20)."),
 
     /* [qr] */
     INT("qr", "session_ttl_s", qr.session_ttl_s, 10, 3600, "120", "A QR login session lives this long."),

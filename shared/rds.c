@@ -31,6 +31,10 @@ static struct timeval ms_tv(int ms)
 
 void rds_drop(struct rds *r, const char *why)
 {
+    char reason[256];
+    /* why may point into the context (its errstr), which is freed below. */
+    snprintf(reason, sizeof(reason), "%s", why);
+    why = reason;
     if (r->c != NULL) {
         redisFree(r->c);
         r->c = NULL;

@@ -98,7 +98,8 @@ def _pids_of(run):
     pids = {}
     for path in [f"{run}/redis/redis.pid", f"{run}/mariadb/mysqld.pid", f"{run}/nginx/nginx.pid"] + \
             [os.path.join(run, "pids", f) for f in (os.listdir(os.path.join(run, "pids"))
-                                                     if os.path.isdir(os.path.join(run, "pids")) else [])]:
+                                                     if os.path.isdir(os.path.join(run, "pids")) else [])
+             if f.endswith(".pid")]:  # pids/ also holds each daemon's start command (NAME.cmd)
         if os.path.exists(path):
             pids[path] = int(open(path).read().strip())
     return pids

@@ -199,6 +199,12 @@ static void test_bad_test_code(void **state)
     expect_error("2: sms.test_code: must be exactly 6 digits");
 }
 
+static void test_short_api_key(void **state)
+{
+    write_conf("[auth]\napi_keys = 0123456789abcdef0123, short\n");
+    expect_error("2: auth.api_keys: each key must be at least 16 characters");
+}
+
 static void test_bad_octal(void **state)
 {
     write_conf("[http]\nfcgi_socket_mode = 0999\n");
@@ -303,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_bad_enum),
         cmocka_unit_test(test_bad_addr),
         cmocka_unit_test(test_bad_test_code),
+        cmocka_unit_test(test_short_api_key),
         cmocka_unit_test(test_bad_octal),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_missing_file),
