@@ -1,1 +1,24 @@
 # magpie-push: the WebSocket daemon (SPEC §4, §5). Build rules for it and its unit tests.
+
+bin_PROGRAMS += push/magpie-push
+push_magpie_push_SOURCES = \
+	push/main.c push/push.h \
+	push/server.h push/server.c \
+	push/proto.h push/conn.h push/conn.c push/frame.h push/frame.c \
+	push/chat.h push/chat.c push/chatpkt.h push/chatpkt.c \
+	push/chat_send.c push/chat_online.c push/chat_history.c push/chat_order.c push/chat_site.c \
+	push/relay.h push/relay.c push/cluster.h push/cluster.c \
+	push/rdsa.h push/rdsa.c push/dbpool.h push/dbpool.c \
+	push/map.h push/map.c push/stats.h push/stats.c
+push_magpie_push_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS)
+push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
+
+# Unit tests of the pure parts: packet parsing against hostile input, the hash map.
+check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map
+tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
+tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+tests_unit_test_push_map_SOURCES = tests/unit/test_push_map.c push/map.c push/map.h
+tests_unit_test_push_map_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_map_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map

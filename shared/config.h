@@ -97,6 +97,8 @@ struct magpie_config {
         long long heartbeat_s;
         long long node_ttl_s;
         long long dedup_ttl_s;
+        long long bad_packet_limit;
+        long long db_threads;
     } push;
     struct {
         long long batch;
@@ -106,6 +108,7 @@ struct magpie_config {
         long long max_failures;
         long long stream_maxlen;
         char *metrics_listen;
+        long long housekeeping_ms;
     } persist;
 };
 

@@ -201,22 +201,43 @@ const struct config_key config_keys[] = {
         "A node that missed its heartbeats this long is dead: it leaves routing and presence."),
     INT("push", "dedup_ttl_s", push.dedup_ttl_s, 86400, 2592000, "90000",
         "How long (from, id) of an accepted message is remembered, so a retry is not stored twice."),
+    INT("push", "bad_packet_limit", push.bad_packet_limit, 1, 100000, "20",
+        "Bad or rate-limited packets one connection may send (the allowance refills by one per second);\n"
+        "one more closes the connection with 1008."),
+    INT("push", "db_threads", push.db_threads, 1, 128, "4",
+        "Threads that run MySQL work (H history, T orders), each with its own MySQL connection."),
 
     /* [persist] */
-    INT("persist", "batch", persist.batch, 1, 10000, "500", "Stream entries read and inserted per transaction."),
-    INT("persist", "block_ms", persist.block_ms, 1, 60000, "1000",
-        "How long one XREADGROUP waits for new entries before looking around again."),
+    INT("persist", "batch", persist.batch, 1, 10000, "500",
+        "Stream entries read, and stored in MySQL in one transaction, at a time."),
+    INT("persist", "block_ms", persist.block_ms, 1, 2000, "1000",
+        "How long one XREADGROUP waits for new entries before the worker looks around again. At most\n"
+        "2000, so that a SIGTERM is served (the batch in hand finished) well within 5 s."),
     STR("persist", "consumer", persist.consumer, 1, 128, "",
-        "This worker's consumer name in the group. Empty = <hostname>-<pid>.", NULL),
-    INT("persist", "claim_idle_ms", persist.claim_idle_ms, 1000, 86400000, "30000",
-        "Entries pending this long under another consumer (a dead worker) are claimed."),
+        "This worker's consumer name in the group. Empty = the host name, so a restarted worker finds\n"
+        "the entries it held at once. Give each worker on one host its own name\n"
+        "(MAGPIE_PERSIST_CONSUMER=...).",
+        NULL),
+    INT("persist", "claim_idle_ms", persist.claim_idle_ms, 2000, 86400000, "30000",
+        "Entries pending this long under another consumer (a worker that died) are taken over\n"
+        "(XAUTOCLAIM), and consumers idle this long with nothing pending are removed from the group.\n"
+        "At least twice block_ms."),
     INT("persist", "max_failures", persist.max_failures, 1, 1000, "5",
-        "An entry that fails this many times goes to the dead-letter stream."),
+        "A row MySQL refuses (a value it rejects, a constraint, a message id already taken) is retried\n"
+        "until its entry has been delivered this many times, then goes to the dead-letter stream\n"
+        "mp:mq:dead with the reason and its original fields. A malformed entry goes there at once."),
     INT("persist", "stream_maxlen", persist.stream_maxlen, 1000, 1000000000, "1000000",
-        "Hard cap on the stream's length, applied only to entries every group has acked; unacked\n"
-        "entries are never trimmed."),
+        "The stream keeps only what someone still needs: every housekeeping_ms the worker trims the\n"
+        "entries every consumer group on it has acked (XTRIM MINID). If other groups than magpie-persist\n"
+        "lag so much that the stream holds more than this many entries, the entries magpie-persist has\n"
+        "stored are trimmed even though those groups have not read them. Entries not yet stored in\n"
+        "MySQL are never trimmed, so while MySQL is down the stream grows past this (watch\n"
+        "magpie_persist_lag_seconds)."),
     STR("persist", "metrics_listen", persist.metrics_listen, 3, 261, "127.0.0.1:9201",
         "Loopback HTTP listener for /metrics and /healthz of this worker. Empty = off.", check_addr),
+    INT("persist", "housekeeping_ms", persist.housekeeping_ms, 100, 60000, "1000",
+        "How often the worker takes over entries of dead workers, trims the stream and updates its\n"
+        "lag gauges."),
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

@@ -71,6 +71,8 @@ MYSQL *db_conn(struct db *d)
     mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &d->rw_timeout_s);
     mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &d->rw_timeout_s);
     mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (d->init_command[0] != '\0')
+        mysql_options(m, MYSQL_INIT_COMMAND, d->init_command);
     if (mysql_real_connect(m, d->socket[0] ? NULL : d->host, d->user, d->password, d->database,
                            d->socket[0] ? 0 : (unsigned)d->port, d->socket[0] ? d->socket : NULL,
                            d->client_flags) == NULL) {

@@ -25,6 +25,7 @@ struct db {
     unsigned connect_timeout_s;
     unsigned rw_timeout_s;
     unsigned long client_flags; /* e.g. CLIENT_MULTI_STATEMENTS for the migration command */
+    char init_command[256];     /* run on every new connection (e.g. SET SESSION ...); "" = none */
     int64_t retry_at_ms;
     int backoff_ms;
     int down;

@@ -56,8 +56,9 @@
 #define KEY_NODE_USERS "mp:node:%d:users"
 
 /* ---- chat messages ---- */
-/* stream: accepted chat messages waiting for magpie-persist; entry fields in stream.h. Trimmed by
- * magpie-persist once every group has acked (persist.stream_maxlen bounds it). */
+/* stream: accepted chat messages waiting for magpie-persist; entry fields in stream.h. Only magpie-persist
+ * trims it, and only entries every group has acked (see persist.stream_maxlen for what is kept): writers
+ * XADD without MAXLEN, or they could drop messages not yet stored. */
 #define KEY_MQ "mp:mq"
 #define MQ_GROUP "persist"
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at

@@ -148,6 +148,22 @@ void metric_observe(struct metric *m, const char *labels, double v)
     pthread_mutex_unlock(&m->lock);
 }
 
+void metric_observe_batch(struct metric *m, const char *labels, const double *counts, double sum)
+{
+    struct series *s;
+    if (m == NULL || m->type != METRIC_HISTOGRAM)
+        return;
+    pthread_mutex_lock(&m->lock);
+    if ((s = series_get(m, labels)) != NULL) {
+        for (size_t i = 0; i <= m->nbounds; i++) {
+            s->buckets[i] += counts[i];
+            s->count += counts[i];
+        }
+        s->value += sum;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 struct buf {
     char *p;
     size_t len, cap;

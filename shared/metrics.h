@@ -27,6 +27,11 @@ void metric_add(struct metric *m, const char *labels, double v); /* counter or g
 void metric_set(struct metric *m, const char *labels, double v); /* gauge */
 void metric_observe(struct metric *m, const char *labels, double v); /* histogram */
 
+/* Add observations counted elsewhere (a thread that counts without locking and flushes now and then):
+ * counts[i] of them fell in bucket i (nbounds + 1 entries, the last for +Inf; not cumulative), and their
+ * values sum to sum. */
+void metric_observe_batch(struct metric *m, const char *labels, const double *counts, double sum);
+
 /* The exposition text of every family. Returns a malloc'd string (caller frees) and its length, or NULL. */
 char *metrics_render(size_t *len);
 

@@ -32,15 +32,14 @@ static struct timeval ms_tv(int ms)
 void rds_drop(struct rds *r, const char *why)
 {
     char reason[256];
-    /* why may point into the context (its errstr), which is freed below. */
+    /* why may point into r->c (its errstr): copy it before the context is freed. */
     snprintf(reason, sizeof(reason), "%s", why);
-    why = reason;
     if (r->c != NULL) {
         redisFree(r->c);
         r->c = NULL;
     }
     if (!r->down) {
-        log_warn("redis down host=%s port=%d reason=\"%s\"", r->host, r->port, why);
+        log_warn("redis down host=%s port=%d reason=\"%s\"", r->host, r->port, reason);
         r->down = 1;
     }
     r->retry_at_ms = mp_mono_ms() + r->backoff_ms;

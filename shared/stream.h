@@ -3,6 +3,11 @@
  * messages table). Both sides use these names and nothing else.
  *
  * Every value is a string (Redis stream values are); numbers are decimal without sign or leading zeros.
+ * The writer adds entries with XADD KEY_MQ * ... : an id Redis chooses (its time in ms, which the
+ * worker's lag gauge reads) and no MAXLEN (only magpie-persist trims, and only what is stored).
+ * magpie-persist's rules for each field, and what it does with an entry that breaks them (the dead-letter
+ * stream), are in push/persist_entry.h; unknown fields are ignored, so a field can be added without
+ * breaking older workers, while changing the meaning of one needs a new MQ_FORMAT_VERSION.
  */
 #ifndef MAGPIE_STREAM_H
 #define MAGPIE_STREAM_H
@@ -21,7 +26,9 @@
 #define MQ_MAX_CID 64
 #define MQ_MAX_BODY 4096
 
-/* The dead-letter stream KEY_MQ_DEAD carries the original fields plus these two. */
+/* An entry of the dead-letter stream KEY_MQ_DEAD is these two fields, then the original entry's fields and
+ * values exactly as they were (in their order, repeats included), so it can be inspected and, once the
+ * cause is fixed, added to KEY_MQ again. */
 #define MQ_F_DEAD_REASON "reason" /* why it failed, one line */
 #define MQ_F_DEAD_ID "orig_id"    /* the entry's id in KEY_MQ */
 

@@ -17,9 +17,35 @@
 say() { printf '%s\n' "$*"; }
 die() { printf 'dev: %s\n' "$*" >&2; exit 1; }
 
-# A free TCP port on 127.0.0.1 (the kernel picks it; it is released again at once).
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768..
+# on Linux): a port in that range can become the local end of any outgoing connection while the daemon that
+# listens on it restarts, and the restart then fails to bind. Ports already handed out for this stack
+# (listed in $RUN/.ports while dev.env is written) are not handed out twice.
 free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    /usr/bin/python3 - "$RUN/.ports" <<'EOF'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+try:
+    taken = set(open(sys.argv[1]).read().split())
+except OSError:
+    taken = set()
+for _ in range(1000):
+    port = random.randrange(10000, low) if low > 11000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        port = s.getsockname()[1]
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if str(port) not in taken:
+        with open(sys.argv[1], "a") as f:
+            f.write(f"{port}\n")
+        print(port)
+        sys.exit(0)
+sys.exit("no free port")
+EOF
 }
 
 port_in_use() {
@@ -97,6 +123,7 @@ PUSH_PORTS="$(free_port) $(free_port)"
 PUSH_METRICS_PORTS="$(free_port) $(free_port)"
 PERSIST_METRICS_PORT=$(free_port)
 EOF
+        rm -f "$RUN/.ports"
     else
         cat >"$RUN/dev.env" <<EOF
 # Ports of the dev stack. Edit and run 'scripts/dev up' again to move them.
@@ -230,10 +257,14 @@ start_mariadb() {
             --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
             die "mariadb-install-db failed; see $dir/install.log"
     fi
-    setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$MYSQL_PORT" \
-        --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --user="$user" \
-        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
-        --max-connections=500 </dev/null >/dev/null 2>&1 &
+    local cmd=(mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$MYSQL_PORT"
+        --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --user="$user"
+        --skip-name-resolve --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2
+        --max-connections=500)
+    # The exact command, one argument per line, so a test can start MariaDB again the same way after
+    # stopping it (tests/integration/magpie_stack.py: Stack.start_mariadb).
+    printf '%s\n' "${cmd[@]}" >"$dir/mariadbd.cmd"
+    setsid "${cmd[@]}" </dev/null >/dev/null 2>&1 &
     wait_for mariadb 60 mariadb-admin --no-defaults -S "$dir/mysqld.sock" -u root ping
     wait_for "mariadb pid file" 10 test -s "$dir/mysqld.pid"
     mysql_root <<EOF

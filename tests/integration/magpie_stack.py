@@ -6,6 +6,7 @@ to the real servers (Redis, MariaDB, nginx, the magpie daemons) or to stop and s
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 
@@ -104,6 +105,36 @@ class Stack:
         try:
             return self.redis().ping()
         except redis.exceptions.ConnectionError:
+            return False
+
+    def mariadb_pid(self):
+        try:
+            pid = int(open(os.path.join(self.run, "mariadb", "mysqld.pid")).read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def stop_mariadb(self, timeout=60):
+        """SIGTERM MariaDB (a clean shutdown) and wait until it is gone."""
+        pid = self.mariadb_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        self._wait(lambda: not _alive(pid), "mariadb to stop", timeout)
+
+    def start_mariadb(self, timeout=60):
+        """Start MariaDB again exactly as scripts/dev did (mariadb/mariadbd.cmd); wait until it answers."""
+        with open(os.path.join(self.run, "mariadb", "mariadbd.cmd")) as f:
+            argv = f.read().splitlines()
+        self._mariadb_proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, start_new_session=True)
+        self._wait(self._mariadb_up, "mariadb to start", timeout)
+
+    def _mariadb_up(self):
+        try:
+            self.mysql(connect_timeout=2).close()
+            return True
+        except pymysql.err.Error:
             return False
 
     @staticmethod

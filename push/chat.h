@@ -1,0 +1,55 @@
+/* chat.h -- the chat protocol of seed 001 (SPEC §4) on /ws: one JSON packet per text frame.
+ *
+ * chat.c does the handshake (the single-use ticket) and dispatches packets through a table, type letter ->
+ * handler; each handler lives in its own file: chat_send.c (t, i), chat_online.c (O), chat_history.c (H),
+ * chat_order.c (T), chat_site.c (S); P is answered in chat.c. Handlers that wait for Redis or MySQL copy
+ * what they need from the packet (it is freed when the handler returns) and hold the connection.
+ */
+#ifndef PUSH_CHAT_H
+#define PUSH_CHAT_H
+
+#include "chatpkt.h"
+#include "conn.h"
+#include "proto.h"
+#include "stats.h"
+
+extern const struct proto chat_proto;
+
+/* A request waiting for Redis or MySQL: the connection (held) and the packet id to answer with. */
+struct chat_req {
+    struct conn *c;
+    char id[CHAT_MAX_ID + 1];
+    size_t id_len;
+};
+
+/* Fill r from the packet and hold the connection. */
+void chat_req_init(struct chat_req *r, struct conn *c, const struct chatpkt *p);
+/* Release the connection (r itself belongs to the caller). */
+void chat_req_done(struct chat_req *r);
+
+/* Send {"id", "from": 0, "type", "msg"} (msg stolen, extra stolen and merged; either may be NULL).
+ * Does nothing when c is no longer open. */
+void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra);
+
+/* Send E with the reason; counts it under r. Malformed packets and unknown types also use one of the
+ * connection's bad-packet allowance. */
+void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r);
+
+/* The packet handlers. */
+void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */
+void chat_online(struct conn *c, const struct chatpkt *p);     /* O */
+void chat_history(struct conn *c, const struct chatpkt *p);    /* H */
+void chat_take_order(struct conn *c, const struct chatpkt *p); /* T */
+void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
+
+/* Register the Lua scripts of the handlers (before rdsa_start). */
+void chat_send_init(void);
+void chat_online_init(void);
+void chat_order_init(void);
+void chat_site_init(void);
+
+/* Deliver a chat message frame to uid's open chat connections here, except `except` (may be NULL);
+ * ts is the message's acceptance time, for the delivery latency metric. */
+void chat_deliver(int64_t uid, struct frame *f, const struct conn *except, int64_t ts);
+
+#endif

@@ -1,0 +1,262 @@
+/* chatpkt.c -- see chatpkt.h. */
+#include "chatpkt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEO_MAX_LAT 85.05112878 /* Redis GEO stores only this band (Web Mercator) */
+
+const char *chatpkt_parse(const char *buf, size_t len, struct chatpkt *p)
+{
+    json_t *v;
+    const char *s;
+
+    memset(p, 0, sizeof(*p));
+    p->id = "";
+    p->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(p->root))
+        return CHAT_E_MALFORMED;
+    p->to = json_object_get(p->root, "to");
+    p->msg = json_object_get(p->root, "msg");
+
+    v = json_object_get(p->root, "id");
+    if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > CHAT_MAX_ID)
+        return CHAT_E_BAD_ID;
+    p->id = json_string_value(v);
+    p->id_len = json_string_length(v);
+
+    v = json_object_get(p->root, "type");
+    if (!json_is_string(v) || json_string_length(v) != 1)
+        return CHAT_E_BAD_TYPE;
+    s = json_string_value(v);
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return CHAT_E_BAD_TYPE;
+    p->type = s[0];
+    return NULL;
+}
+
+void chatpkt_free(struct chatpkt *p)
+{
+    json_decref(p->root);
+    memset(p, 0, sizeof(*p));
+    p->id = "";
+}
+
+size_t chatpkt_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+/* A positive user id from a JSON integer or a string of 1..18 digits; 0 when it is neither. */
+static int64_t uid_of(const json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        int64_t uid = 0;
+        if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            uid = uid * 10 + (s[i] - '0');
+        return uid;
+    }
+    return 0;
+}
+
+const char *chatpkt_message(const struct chatpkt *p, int64_t self, struct chat_msg *out)
+{
+    size_t max = p->type == 'i' ? CHAT_MAX_IMAGE : CHAT_MAX_TEXT;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_integer(p->to) || json_integer_value(p->to) <= 0)
+        return CHAT_E_BAD_TO;
+    out->to = json_integer_value(p->to);
+    if (out->to == self)
+        return CHAT_E_TO_SELF;
+    if (!json_is_string(p->msg))
+        return CHAT_E_BAD_MSG;
+    out->body = json_string_value(p->msg);
+    out->body_len = json_string_length(p->msg);
+    if (out->body_len == 0)
+        return CHAT_E_EMPTY;
+    /* max characters of at most 4 UTF-8 bytes each always fit the stream's MQ_MAX_BODY (4096) */
+    if (out->body_len > max * 4 || chatpkt_utf8_chars(out->body, out->body_len) > max)
+        return CHAT_E_TOO_LONG;
+    return NULL;
+}
+
+const char *chatpkt_online(const struct chatpkt *p, int64_t *uid)
+{
+    *uid = uid_of(p->msg);
+    return *uid > 0 ? NULL : CHAT_E_BAD_UID;
+}
+
+const char *chatpkt_history(const struct chatpkt *p, struct chat_history *out)
+{
+    json_t *since, *with, *limit;
+
+    out->since = 0;
+    out->with = 0;
+    out->limit = CHAT_HISTORY_DEFAULT;
+    if (json_is_integer(p->msg)) {
+        since = p->msg;
+    } else if (json_is_object(p->msg)) {
+        since = json_object_get(p->msg, "since");
+        with = json_object_get(p->msg, "with");
+        limit = json_object_get(p->msg, "limit");
+        if (with != NULL && !json_is_null(with) && (out->with = uid_of(with)) <= 0)
+            return CHAT_E_BAD_HISTORY;
+        if (limit != NULL && !json_is_null(limit)) {
+            if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+                json_integer_value(limit) > CHAT_HISTORY_MAX)
+                return CHAT_E_BAD_HISTORY;
+            out->limit = (int)json_integer_value(limit);
+        }
+    } else {
+        return CHAT_E_BAD_HISTORY;
+    }
+    if (!json_is_integer(since) || json_integer_value(since) < 0)
+        return CHAT_E_BAD_HISTORY;
+    out->since = json_integer_value(since);
+    return NULL;
+}
+
+const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size)
+{
+    if (json_is_integer(p->msg) && json_integer_value(p->msg) > 0) {
+        snprintf(order, order_size, "%lld", (long long)json_integer_value(p->msg));
+        return NULL;
+    }
+    if (json_is_string(p->msg)) {
+        const char *s = json_string_value(p->msg);
+        size_t n = json_string_length(p->msg);
+        if (n < 1 || n > CHAT_MAX_ORDER || n >= order_size)
+            return CHAT_E_BAD_ORDER;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                return CHAT_E_BAD_ORDER;
+        memcpy(order, s, n + 1);
+        return NULL;
+    }
+    return CHAT_E_BAD_ORDER;
+}
+
+/* A finite JSON number (integer or real). */
+static int number_of(const json_t *v, double *out)
+{
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return isfinite(*out) ? 0 : -1;
+}
+
+const char *chatpkt_site(const struct chatpkt *p, double *lon, double *lat)
+{
+    json_t *x;
+    if (!json_is_object(p->msg))
+        return CHAT_E_BAD_SITE;
+    x = json_object_get(p->msg, "longitude");
+    if (x == NULL)
+        x = json_object_get(p->msg, "longtitude");
+    if (number_of(x, lon) != 0 || number_of(json_object_get(p->msg, "latitude"), lat) != 0)
+        return CHAT_E_BAD_SITE;
+    if (*lon < -180 || *lon > 180 || *lat < -GEO_MAX_LAT || *lat > GEO_MAX_LAT)
+        return CHAT_E_BAD_SITE;
+    return NULL;
+}
+
+/* ---- server packets ---- */
+
+static char *dump(json_t *obj, size_t *len)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (s != NULL && len != NULL)
+        *len = strlen(s);
+    return s;
+}
+
+char *chatpkt_reply_ex(const char *id, size_t id_len, char type, json_t *msg, json_t *extra, size_t *len)
+{
+    char t[2] = {type, '\0'};
+    json_t *obj = json_pack("{s:s%,s:i,s:s,s:o}", "id", id ? id : "", id ? id_len : 0, "from", 0, "type", t,
+                            "msg", msg ? msg : json_null());
+    if (obj != NULL && extra != NULL && json_object_update(obj, extra) != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    json_decref(extra);
+    return dump(obj, len);
+}
+
+char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_t *len)
+{
+    return chatpkt_reply_ex(id, id_len, type, msg, NULL, len);
+}
+
+json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
+                          const char *body, size_t body_len, int64_t ts, int64_t mid)
+{
+    char t[2] = {type, '\0'}, m[24];
+    snprintf(m, sizeof(m), "%lld", (long long)mid);
+    return json_pack("{s:s%,s:I,s:I,s:s,s:s%,s:I,s:s}", "id", id, id_len, "from", (json_int_t)from, "to",
+                     (json_int_t)to, "type", t, "msg", body, body_len, "ts", (json_int_t)ts, "mid", m);
+}
+
+char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
+                   size_t body_len, int64_t ts, int64_t mid, size_t *len)
+{
+    return dump(chatpkt_chat_json(id, id_len, from, to, type, body, body_len, ts, mid), len);
+}
+
+/* ---- between nodes ---- */
+
+char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len)
+{
+    char head[80];
+    int n = snprintf(head, sizeof(head), "%lld %lld %lld\n", (long long)to, (long long)from, (long long)ts);
+    char *p = malloc((size_t)n + len);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, head, (size_t)n);
+    memcpy(p + n, packet, len);
+    *out_len = (size_t)n + len;
+    return p;
+}
+
+/* A decimal number of 1..18 digits at *s (before end), followed by sep; advances *s past sep. */
+static int take_number(const char **s, const char *end, char sep, int64_t *out)
+{
+    int64_t v = 0;
+    int digits = 0;
+    while (*s < end && **s >= '0' && **s <= '9' && digits < 18) {
+        v = v * 10 + (**s - '0');
+        (*s)++;
+        digits++;
+    }
+    if (digits == 0 || *s == end || **s != sep)
+        return -1;
+    (*s)++;
+    *out = v;
+    return 0;
+}
+
+int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
+                           const char **packet, size_t *packet_len)
+{
+    const char *s = payload, *end = payload + len;
+    if (take_number(&s, end, ' ', to) != 0 || take_number(&s, end, ' ', from) != 0 ||
+        take_number(&s, end, '\n', ts) != 0 || *to <= 0 || *from <= 0)
+        return -1;
+    *packet = s;
+    *packet_len = (size_t)(end - s);
+    return 0;
+}

@@ -1,0 +1,610 @@
+/* conn.c -- see conn.h. */
+#include "conn.h"
+#include "cluster.h"
+#include "config.h"
+#include "log.h"
+#include "magpie.h"
+#include "map.h"
+#include "push.h"
+#include "stats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CONN_CLOSE_GRACE_S 3 /* a closing connection whose client does not read is dropped after this */
+
+struct qitem {
+    struct qitem *next;
+    struct frame *f;
+};
+
+/* The connections of one user on this node. */
+struct user {
+    struct conn *head;
+    int count;
+};
+
+static struct {
+    struct map users; /* uid -> struct user */
+    uint64_t next_id;
+    size_t total; /* struct conns alive (any state) */
+} K;
+
+/* ---- references ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct qitem *q, *next;
+    for (q = c->q_head; q != NULL; q = next) {
+        next = q->next;
+        frame_unref(q->f);
+        free(q);
+    }
+    free(c->rx);
+    free(c);
+    K.total--;
+}
+
+void conn_hold(struct conn *c)
+{
+    c->refs++;
+}
+
+void conn_release(struct conn *c)
+{
+    if (--c->refs == 0)
+        conn_free(c);
+}
+
+static struct conn *conn_new(const struct proto *p, struct lws *wsi)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->wsi = wsi;
+    c->proto = p;
+    c->id = ++K.next_id;
+    c->refs = 1; /* libwebsockets' reference, dropped at WSI_DESTROY */
+    c->state = CONN_UPGRADING;
+    c->tokens = push.cfg->push.burst * 1000;
+    c->allowance = push.cfg->push.bad_packet_limit * 1000;
+    c->tokens_ms = c->allowance_ms = push_now();
+    K.total++;
+    return c;
+}
+
+size_t conn_total(void)
+{
+    return K.total;
+}
+
+/* ---- users ---- */
+
+static int user_add(struct conn *c)
+{
+    struct user *u = map_get(&K.users, (uint64_t)c->uid);
+    if (u == NULL) {
+        if ((u = calloc(1, sizeof(*u))) == NULL || map_put(&K.users, (uint64_t)c->uid, u) != MP_OK) {
+            free(u);
+            return MP_ENOMEM;
+        }
+    }
+    c->user_prev = NULL;
+    c->user_next = u->head;
+    if (u->head != NULL)
+        u->head->user_prev = c;
+    u->head = c;
+    u->count++;
+    return MP_OK;
+}
+
+/* Take c out of its user's list; returns how many connections the user still has here. */
+static int user_remove(struct conn *c)
+{
+    struct user *u = map_get(&K.users, (uint64_t)c->uid);
+    int left;
+    if (u == NULL)
+        return 0;
+    if (c->user_prev != NULL)
+        c->user_prev->user_next = c->user_next;
+    else
+        u->head = c->user_next;
+    if (c->user_next != NULL)
+        c->user_next->user_prev = c->user_prev;
+    c->user_prev = c->user_next = NULL;
+    left = --u->count;
+    if (left == 0) {
+        map_del(&K.users, (uint64_t)c->uid);
+        free(u);
+    }
+    return left;
+}
+
+static int user_count(int64_t uid)
+{
+    struct user *u = map_get(&K.users, (uint64_t)uid);
+    return u ? u->count : 0;
+}
+
+struct conn *conn_user(int64_t uid)
+{
+    struct user *u = map_get(&K.users, (uint64_t)uid);
+    return u ? u->head : NULL;
+}
+
+void conn_each_user(void (*fn)(int64_t uid, int count, void *arg), void *arg)
+{
+    uint64_t uid;
+    void *v;
+    for (size_t pos = 0; map_next(&K.users, &pos, &uid, &v);)
+        fn((int64_t)uid, ((struct user *)v)->count, arg);
+}
+
+/* ---- login ---- */
+
+struct login {
+    struct conn *c;
+    conn_login_fn done;
+};
+
+static void on_login(int result, void *arg)
+{
+    struct login *l = arg;
+    struct conn *c = l->c;
+
+    if (c->state == CONN_GONE) {
+        /* It left while Redis answered; it was taken out of the user's list then. Make presence right. */
+        if (result == CONN_LOGIN_OK)
+            cluster_presence(c->uid, user_count(c->uid));
+    } else if (result == CONN_LOGIN_OK && c->state == CONN_OPENING) {
+        c->state = CONN_OPEN;
+        lws_rx_flow_control(c->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+        log_debug("login conn=%llu uid=%lld proto=%s", (unsigned long long)c->id, (long long)c->uid,
+                  c->proto->name);
+        l->done(c, CONN_LOGIN_OK);
+    } else {
+        int left = user_remove(c);
+        if (result == CONN_LOGIN_OK) /* accepted, but the connection is already closing */
+            result = CONN_LOGIN_UNAVAILABLE;
+        /* Another login of this user may have been counted with this one: write the true count. */
+        cluster_presence(c->uid, left);
+        c->uid = 0;
+        l->done(c, (enum conn_login_result)result);
+    }
+    conn_release(c);
+    free(l);
+}
+
+void conn_login(struct conn *c, int64_t uid, const char *sid, const char *claim_jti, conn_login_fn done)
+{
+    struct login *l = malloc(sizeof(*l));
+
+    c->uid = uid;
+    snprintf(c->sid, sizeof(c->sid), "%s", sid ? sid : "");
+    if (l == NULL || user_add(c) != MP_OK) {
+        free(l);
+        c->uid = 0;
+        done(c, CONN_LOGIN_UNAVAILABLE);
+        return;
+    }
+    l->c = c;
+    l->done = done;
+    conn_hold(c);
+    if (cluster_login(uid, user_count(uid), claim_jti, on_login, l) != MP_OK) {
+        user_remove(c);
+        c->uid = 0;
+        free(l);
+        done(c, CONN_LOGIN_UNAVAILABLE);
+        conn_release(c);
+    }
+}
+
+/* ---- outgoing ---- */
+
+static int enqueue(struct conn *c, struct frame *f, int droppable)
+{
+    struct qitem *q;
+
+    if (c->state != CONN_OPEN && c->state != CONN_OPENING)
+        return MP_ERR; /* a closing connection takes nothing more: its goodbye is already queued */
+    if (c->q_bytes + f->len > (size_t)push.cfg->push.queue_cap) {
+        if (droppable) {
+            stats_queue_drop(0);
+            return MP_OK;
+        }
+        stats_queue_drop(1);
+        log_info("closing slow reader conn=%llu uid=%lld queued=%zu cap=%lld", (unsigned long long)c->id,
+                 (long long)c->uid, c->q_bytes, push.cfg->push.queue_cap);
+        conn_abort(c, "outgoing queue over push.queue_cap");
+        return MP_ERR;
+    }
+    if ((q = malloc(sizeof(*q))) == NULL) {
+        conn_abort(c, "out of memory");
+        return MP_ERR;
+    }
+    q->next = NULL;
+    q->f = frame_ref(f);
+    if (c->q_tail != NULL)
+        c->q_tail->next = q;
+    else
+        c->q_head = q;
+    c->q_tail = q;
+    c->q_bytes += f->len;
+    if (q == c->q_head)
+        lws_callback_on_writable(c->wsi);
+    return MP_OK;
+}
+
+int conn_send(struct conn *c, struct frame *f)
+{
+    return enqueue(c, f, 0);
+}
+
+int conn_send_droppable(struct conn *c, struct frame *f)
+{
+    return enqueue(c, f, 1);
+}
+
+int conn_send_str(struct conn *c, char *payload, size_t len)
+{
+    struct frame *f = frame_from_str(payload, len);
+    int rc;
+    if (f == NULL) {
+        conn_abort(c, "out of memory");
+        return MP_ERR;
+    }
+    rc = conn_send(c, f);
+    frame_unref(f);
+    return rc;
+}
+
+/* Send the close frame with c's code and reason, then close.
+ *
+ * Not the usual lws_close_reason() + "return -1 from the callback": Debian's libwebsockets 4.1.6 is built
+ * with _DEBUG, and with libuv that build closes a connection a second time right after a callback asks
+ * for the close, which kills it before the close frame goes out (warmcat/libwebsockets#3569; the client
+ * sees 1006 instead of our code). A close started by a timeout is not doubled, and the keep-alive idle
+ * timeout is the one libwebsockets closes politely (the others are treated as a dead peer). */
+static void close_politely(struct conn *c)
+{
+    if (c->close_started || c->wsi == NULL)
+        return;
+    c->close_started = 1;
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                     strlen(c->close_reason));
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+}
+
+/* One frame per writeable callback (libwebsockets allows one lws_write each). Returns -1 to close. */
+static int on_writeable(struct conn *c)
+{
+    struct qitem *q = c->q_head;
+    int n;
+
+    if (q == NULL) {
+        if (c->state == CONN_CLOSING)
+            close_politely(c);
+        return 0;
+    }
+    c->q_head = q->next;
+    if (c->q_head == NULL)
+        c->q_tail = NULL;
+    c->q_bytes -= q->f->len;
+    n = lws_write(c->wsi, frame_payload(q->f), q->f->len, q->f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    if (n < (int)q->f->len) {
+        frame_unref(q->f);
+        free(q);
+        return -1;
+    }
+    frame_unref(q->f);
+    free(q);
+    if (c->q_head != NULL || c->state == CONN_CLOSING)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void conn_close(struct conn *c, int code, const char *reason)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_GONE || c->wsi == NULL)
+        return;
+    c->state = CONN_CLOSING;
+    c->close_code = code;
+    c->close_reason = reason;
+    lws_callback_on_writable(c->wsi);
+    /* At shutdown the node's own deadline bounds every close; the timer is left out there because
+     * libwebsockets keeps timers in one sorted list, and 20,000 of them at once cost seconds. */
+    if (!push.stopping)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CONN_CLOSE_GRACE_S);
+}
+
+void conn_abort(struct conn *c, const char *why)
+{
+    if (c->state == CONN_GONE || c->wsi == NULL)
+        return;
+    log_debug("abort conn=%llu uid=%lld reason=\"%s\"", (unsigned long long)c->id, (long long)c->uid, why);
+    c->state = CONN_CLOSING;
+    c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+    c->close_reason = why;
+    c->close_started = 1;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* ---- incoming ---- */
+
+/* Refill a bucket of thousandths at per_s units per second, up to cap units. */
+static void refill(int64_t *bucket, uint64_t *at, int64_t per_s, int64_t cap)
+{
+    uint64_t now = push_now();
+    *bucket += (int64_t)(now - *at) * per_s;
+    if (*bucket > cap * 1000)
+        *bucket = cap * 1000;
+    *at = now;
+}
+
+int conn_strike(struct conn *c)
+{
+    refill(&c->allowance, &c->allowance_ms, 1, push.cfg->push.bad_packet_limit);
+    if (c->allowance >= 1000) {
+        c->allowance -= 1000;
+        return 0;
+    }
+    stats_error(STATS_E_ABUSE);
+    log_info("closing abusive client conn=%llu uid=%lld ip=%s", (unsigned long long)c->id, (long long)c->uid,
+             c->ip);
+    conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many bad packets");
+    return 1;
+}
+
+/* Over the packet rate? Takes one token when there is one. */
+static int rate_limited(struct conn *c)
+{
+    refill(&c->tokens, &c->tokens_ms, push.cfg->push.rate, push.cfg->push.burst);
+    if (c->tokens >= 1000) {
+        c->tokens -= 1000;
+        return 0;
+    }
+    return 1;
+}
+
+static void deliver(struct conn *c, const char *buf, size_t len)
+{
+    int limited = rate_limited(c);
+    if (limited)
+        stats_error(STATS_E_RATE);
+    c->proto->message(c, buf, len, limited);
+    if (limited && c->state == CONN_OPEN)
+        conn_strike(c);
+}
+
+/* A piece of a message. Returns -1 to close the connection (close reason set). */
+static int on_receive(struct conn *c, const unsigned char *in, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    int final = lws_is_final_fragment(c->wsi);
+    size_t max = (size_t)push.cfg->push.max_frame;
+    unsigned char *p;
+
+    if (c->state == CONN_CLOSING) {
+        free(c->rx);
+        c->rx = NULL;
+        return 0;
+    }
+    if (c->rx_len + len + remaining > max) {
+        stats_error(STATS_E_TOO_BIG);
+        log_info("message too big conn=%llu uid=%lld ip=%s max=%zu", (unsigned long long)c->id,
+                 (long long)c->uid, c->ip, max);
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+        c->state = CONN_CLOSING;
+        c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+        c->close_reason = "message too big";
+        close_politely(c); /* what is queued is dropped: this client broke the rules */
+        return 0;
+    }
+    if (c->state != CONN_OPEN) {
+        /* rx is paused while logging in; a message that was already buffered is refused. */
+        c->proto->message(c, NULL, 0, 0);
+        return 0;
+    }
+    if (c->rx == NULL && final) {
+        deliver(c, (const char *)in, len);
+        return 0;
+    }
+    /* Collect pieces; the limit above bounds the buffer. */
+    if ((p = realloc(c->rx, c->rx_len + len + 1)) == NULL)
+        return -1;
+    memcpy(p + c->rx_len, in, len);
+    c->rx = p;
+    c->rx_len += len;
+    if (final) {
+        c->rx = NULL;
+        deliver(c, (const char *)p, c->rx_len);
+        c->rx_len = 0;
+        free(p);
+    }
+    return 0;
+}
+
+/* ---- request headers ---- */
+
+int conn_header(struct conn *c, enum lws_token_indexes h, char *buf, int len)
+{
+    int n;
+    buf[0] = '\0';
+    if (c->wsi == NULL || lws_hdr_total_length(c->wsi, h) <= 0)
+        return -1;
+    n = lws_hdr_copy(c->wsi, buf, len, h);
+    if (n < 0)
+        buf[0] = '\0';
+    return n;
+}
+
+const char *conn_urlarg(struct conn *c, const char *name_eq, char *buf, int len)
+{
+    return c->wsi ? lws_get_urlarg_by_name(c->wsi, name_eq, buf, len) : NULL;
+}
+
+/* The client's address: X-Real-IP when a proxy (nginx) set it, else the peer's. */
+static void client_ip(struct lws *wsi, char *ip, size_t len)
+{
+    int n = -1;
+#if defined(LWS_WITH_HTTP_UNCOMMON_HEADERS)
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_X_REAL_IP) > 0)
+        n = lws_hdr_copy(wsi, ip, (int)len, WSI_TOKEN_HTTP_X_REAL_IP);
+#else
+    n = lws_hdr_custom_copy(wsi, ip, (int)len, "x-real-ip:", 10);
+#endif
+    if (n <= 0 || strspn(ip, "0123456789abcdefABCDEF.:") != (size_t)n)
+        lws_get_peer_simple(wsi, ip, len);
+    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip, '.') != NULL) /* an IPv4 client of a dual-stack socket */
+        memmove(ip, ip + 7, strlen(ip + 7) + 1);
+}
+
+/* ---- the upgrade ---- */
+
+static const struct proto *proto_for(const char *path)
+{
+    for (int i = 0; push_protos[i] != NULL; i++) {
+        size_t n = strlen(push_protos[i]->path);
+        if (strncmp(path, push_protos[i]->path, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return push_protos[i];
+    }
+    return NULL;
+}
+
+static int origin_allowed(struct lws *wsi)
+{
+    char origin[256];
+    int n;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
+        return 1; /* apps and servers send none; only browsers are at risk of cross-site hijacking */
+    n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    return n > 0 && config_list_has(push.cfg->push.allowed_origins, origin, (size_t)n);
+}
+
+/* Refuse an upgrade with an HTTP status. Returns what CONFIRM_UPGRADE must return. */
+static int refuse_http(struct lws *wsi, unsigned status)
+{
+    if (lws_return_http_status(wsi, status, NULL))
+        return -1;
+    return 1;
+}
+
+static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
+{
+    char path[AUTH_MAX_TOKEN + 64]; /* the path may carry a ticket */
+    const struct proto *p;
+    struct conn *c;
+
+    if (strcasecmp(upgrade, "websocket") != 0)
+        return refuse_http(wsi, HTTP_STATUS_FORBIDDEN);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) >= (int)sizeof(path))
+        return refuse_http(wsi, HTTP_STATUS_REQ_URI_TOO_LONG);
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || (p = proto_for(path)) == NULL)
+        return refuse_http(wsi, HTTP_STATUS_NOT_FOUND);
+    if (push.stopping)
+        return refuse_http(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
+    if (!origin_allowed(wsi)) {
+        char ip[48];
+        client_ip(wsi, ip, sizeof(ip));
+        stats_error(STATS_E_ORIGIN);
+        log_info("refused foreign origin proto=%s ip=%s", p->name, ip);
+        return refuse_http(wsi, HTTP_STATUS_FORBIDDEN);
+    }
+    if (lws_wsi_user(wsi) != NULL)
+        return -1;
+    if ((c = conn_new(p, wsi)) == NULL)
+        return refuse_http(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
+    client_ip(wsi, c->ip, sizeof(c->ip));
+    lws_set_wsi_user(wsi, c);
+    return 0;
+}
+
+static void on_established(struct conn *c)
+{
+    c->state = CONN_OPENING;
+    stats_conn(c->proto->name, 1);
+    lws_rx_flow_control(c->wsi, 0);
+    c->proto->open(c);
+}
+
+/* libwebsockets is done with the wsi (any state). */
+static void on_destroy(struct conn *c)
+{
+    int was_established = c->state != CONN_UPGRADING;
+    c->state = CONN_GONE;
+    c->wsi = NULL;
+    if (was_established)
+        stats_conn(c->proto->name, -1);
+    if (c->uid != 0) {
+        int left = user_remove(c);
+        cluster_presence(c->uid, left);
+        log_debug("closed conn=%llu uid=%lld proto=%s", (unsigned long long)c->id, (long long)c->uid,
+                  c->proto->name);
+    }
+    if (c->proto->closed != NULL)
+        c->proto->closed(c);
+    conn_release(c);
+}
+
+int conn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct conn *c = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_confirm_upgrade(wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP:
+        /* A plain HTTP request: only WebSockets live here. */
+        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        if (c == NULL)
+            return -1;
+        on_established(c);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return c ? on_receive(c, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return c ? on_writeable(c) : 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c != NULL) {
+            lws_set_wsi_user(wsi, NULL);
+            on_destroy(c);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- shutdown ---- */
+
+void conn_shutdown_all(void)
+{
+    uint64_t uid;
+    void *v;
+    for (size_t pos = 0; map_next(&K.users, &pos, &uid, &v);)
+        for (struct conn *c = ((struct user *)v)->head; c != NULL; c = c->user_next)
+            if (c->state == CONN_OPEN) {
+                c->proto->goodbye(c, "shutdown");
+                conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "shutdown");
+            }
+}
+
+int conn_start(void)
+{
+    map_init(&K.users);
+    return MP_OK;
+}
+
+void conn_stop(void)
+{
+    uint64_t uid;
+    void *v;
+    for (size_t pos = 0; map_next(&K.users, &pos, &uid, &v);)
+        free(v);
+    map_free(&K.users);
+}

@@ -1,0 +1,563 @@
+/* rdsa.c -- see rdsa.h. */
+#include "rdsa.h"
+#include "config.h"
+#include "log.h"
+#include "magpie.h"
+
+#include <hiredis/async.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RDSA_BACKOFF_MIN_MS 100
+#define RDSA_BACKOFF_MAX_MS 2000
+#define RDSA_WATCHDOG_MS    100 /* how often timeouts are checked; well under the smallest allowed timeout */
+#define RDSA_MAX_SCRIPTS    32
+#define RDSA_MAX_STATE_FNS  8
+
+/* ---- a libuv adapter for hiredis ----
+ * hiredis 0.14's adapters/libuv.h drops every poll event that carries an error status (a socket reset by a
+ * dying Redis reports POLLERR), so hiredis never learns that the connection is dead and its callbacks wait
+ * forever. This is that adapter with the fix hiredis 1.0 made: on an error, let hiredis read and write, so
+ * it sees the error itself and disconnects. */
+
+struct uvev {
+    uv_poll_t poll;
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    int events;
+};
+
+static void uvev_on_poll(uv_poll_t *h, int status, int events)
+{
+    struct uvev *e = h->data;
+    if (status < 0)
+        events = e->events ? e->events : UV_READABLE;
+    if (e->ac != NULL && (events & UV_READABLE))
+        redisAsyncHandleRead(e->ac);
+    if (e->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(e->ac);
+}
+
+static void uvev_update(struct uvev *e, int events)
+{
+    e->events = events;
+    if (events)
+        uv_poll_start(&e->poll, events, uvev_on_poll);
+    else
+        uv_poll_stop(&e->poll);
+}
+
+static void uvev_add_read(void *p)
+{
+    struct uvev *e = p;
+    uvev_update(e, e->events | UV_READABLE);
+}
+
+static void uvev_del_read(void *p)
+{
+    struct uvev *e = p;
+    uvev_update(e, e->events & ~UV_READABLE);
+}
+
+static void uvev_add_write(void *p)
+{
+    struct uvev *e = p;
+    uvev_update(e, e->events | UV_WRITABLE);
+}
+
+static void uvev_del_write(void *p)
+{
+    struct uvev *e = p;
+    uvev_update(e, e->events & ~UV_WRITABLE);
+}
+
+static void uvev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void uvev_cleanup(void *p)
+{
+    struct uvev *e = p;
+    e->ac = NULL;
+    uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct uvev *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return MP_ENOMEM;
+    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+        free(e);
+        return MP_ERR;
+    }
+    e->poll.data = e;
+    e->ac = ac;
+    ac->ev.data = e;
+    ac->ev.addRead = uvev_add_read;
+    ac->ev.delRead = uvev_del_read;
+    ac->ev.addWrite = uvev_add_write;
+    ac->ev.delWrite = uvev_del_write;
+    ac->ev.cleanup = uvev_cleanup;
+    return MP_OK;
+}
+
+/* ---- the two connections ---- */
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_READY };
+
+struct link {
+    const char *name;
+    int subscriber;
+    redisAsyncContext *ac; /* NULL when down */
+    enum link_state state;
+    int64_t state_ms;    /* when the current state began (connect timeout) */
+    int pending;         /* commands sent whose replies have not come */
+    int64_t progress_ms; /* last reply, or when pending rose from 0 */
+    int setup_left;      /* setup replies (AUTH, SELECT, SCRIPT LOAD) still expected */
+    int backoff_ms;
+    int down_logged;
+    uv_timer_t retry;
+};
+
+struct channel {
+    struct channel *next;
+    char *name;
+    rdsa_message_fn fn;
+    void *arg;
+};
+
+static struct {
+    uv_loop_t *loop;
+    const struct magpie_config *cfg;
+    struct link cmd, sub;
+    uv_timer_t watchdog;
+    int stopping;
+    struct rdsa_script *scripts[RDSA_MAX_SCRIPTS];
+    int nscripts;
+    struct {
+        rdsa_state_fn fn;
+        void *arg;
+    } state_fns[RDSA_MAX_STATE_FNS];
+    int nstate_fns;
+    struct channel *channels;
+} R;
+
+struct pending {
+    rdsa_reply_fn fn;
+    void *arg;
+};
+
+static void link_connect(struct link *l);
+
+static int64_t now_ms(void)
+{
+    return (int64_t)uv_now(R.loop);
+}
+
+void rdsa_script(struct rdsa_script *s)
+{
+    if (R.nscripts < RDSA_MAX_SCRIPTS)
+        R.scripts[R.nscripts++] = s;
+}
+
+void rdsa_on_state(rdsa_state_fn fn, void *arg)
+{
+    if (R.nstate_fns < RDSA_MAX_STATE_FNS) {
+        R.state_fns[R.nstate_fns].fn = fn;
+        R.state_fns[R.nstate_fns].arg = arg;
+        R.nstate_fns++;
+    }
+}
+
+static void tell_state(int ready)
+{
+    for (int i = 0; i < R.nstate_fns; i++)
+        R.state_fns[i].fn(ready, R.state_fns[i].arg);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    link_connect(t->data);
+}
+
+/* The connection is gone (or never came): forget it and try again after the backoff. */
+static void link_lost(struct link *l, const char *why)
+{
+    int was_ready = l->state == LINK_READY;
+    l->ac = NULL;
+    l->state = LINK_DOWN;
+    l->pending = 0;
+    l->setup_left = 0;
+    if (!l->down_logged && !R.stopping) {
+        log_warn("redis down link=%s host=%s port=%lld reason=\"%s\"", l->name, R.cfg->redis.host,
+                 R.cfg->redis.port, why);
+        l->down_logged = 1;
+    }
+    if (!R.stopping) {
+        uv_timer_start(&l->retry, on_retry, (uint64_t)l->backoff_ms, 0);
+        l->backoff_ms = l->backoff_ms * 2 > RDSA_BACKOFF_MAX_MS ? RDSA_BACKOFF_MAX_MS : l->backoff_ms * 2;
+    }
+    if (was_ready && !l->subscriber)
+        tell_state(0);
+}
+
+/* Drop a live connection: hiredis calls every outstanding callback with NULL, then frees the context. */
+static void link_drop(struct link *l, const char *why)
+{
+    redisAsyncContext *ac = l->ac;
+    if (ac == NULL)
+        return;
+    link_lost(l, why);
+    redisAsyncFree(ac);
+}
+
+static void link_ready(struct link *l)
+{
+    l->state = LINK_READY;
+    l->backoff_ms = RDSA_BACKOFF_MIN_MS;
+    if (l->down_logged || l->subscriber == 0)
+        log_info("redis ready link=%s host=%s port=%lld", l->name, R.cfg->redis.host, R.cfg->redis.port);
+    l->down_logged = 0;
+    if (!l->subscriber)
+        tell_state(1);
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Send a command on l during setup or use, counting it for the watchdog. */
+static int link_send(struct link *l, redisCallbackFn *cb, void *priv, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    if (redisAsyncCommandArgv(l->ac, cb, priv, argc, argv, argvlen) != REDIS_OK)
+        return MP_EAGAIN;
+    if (cb != on_sub_message) {
+        if (l->pending++ == 0)
+            l->progress_ms = now_ms();
+    }
+    return MP_OK;
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct link *l = ac->data;
+    redisReply *r = reply;
+    struct rdsa_script *s = priv;
+    char why[300];
+
+    if (l == NULL || l->ac != ac)
+        return;
+    l->pending--;
+    l->progress_ms = now_ms();
+    if (r == NULL)
+        return; /* the connection is going; link_lost runs from the disconnect path */
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof(why), "%s failed: %s", s ? s->name : "AUTH/SELECT", r->str);
+        link_drop(l, why);
+        return;
+    }
+    if (s != NULL) {
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            link_drop(l, "SCRIPT LOAD gave no sha");
+            return;
+        }
+        memcpy(s->sha, r->str, 40);
+        s->sha[40] = '\0';
+    }
+    if (--l->setup_left == 0)
+        link_ready(l);
+}
+
+static void subscribe_one(struct link *l, const char *channel)
+{
+    const char *argv[2] = {"SUBSCRIBE", channel};
+    link_send(l, on_sub_message, NULL, 2, argv, NULL);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct link *l = ac->data;
+    const char *argv[3];
+    char db[24];
+
+    if (l == NULL || l->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        link_lost(l, ac->errstr[0] ? ac->errstr : "connect failed");
+        return; /* hiredis frees the context after this callback */
+    }
+    redisEnableKeepAlive(&ac->c);
+    l->state = LINK_SETUP;
+    l->state_ms = now_ms();
+    l->setup_left = 0;
+    if (R.cfg->redis.password[0] != '\0') {
+        argv[0] = "AUTH";
+        argv[1] = R.cfg->redis.password;
+        l->setup_left++;
+        link_send(l, on_setup_reply, NULL, 2, argv, NULL);
+    }
+    if (l->subscriber) {
+        /* Channels are the same in every database: no SELECT, no scripts. */
+        for (struct channel *c = R.channels; c != NULL; c = c->next)
+            subscribe_one(l, c->name);
+        if (l->setup_left == 0)
+            link_ready(l);
+        return;
+    }
+    if (R.cfg->redis.db != 0) {
+        snprintf(db, sizeof(db), "%lld", R.cfg->redis.db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        l->setup_left++;
+        link_send(l, on_setup_reply, NULL, 2, argv, NULL);
+    }
+    for (int i = 0; i < R.nscripts; i++) {
+        argv[0] = "SCRIPT";
+        argv[1] = "LOAD";
+        argv[2] = R.scripts[i]->src;
+        l->setup_left++;
+        link_send(l, on_setup_reply, R.scripts[i], 3, argv, NULL);
+    }
+    if (l->setup_left == 0)
+        link_ready(l);
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct link *l = ac->data;
+    if (l == NULL || l->ac != ac)
+        return; /* we dropped it ourselves and already know */
+    link_lost(l, ac->errstr[0] ? ac->errstr : "connection closed");
+}
+
+static void link_connect(struct link *l)
+{
+    redisAsyncContext *ac;
+
+    if (R.stopping || l->ac != NULL)
+        return;
+    ac = redisAsyncConnect(R.cfg->redis.host, (int)R.cfg->redis.port);
+    if (ac == NULL) {
+        link_lost(l, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        link_lost(l, why);
+        return;
+    }
+    if (uvev_attach(ac, R.loop) != MP_OK) {
+        redisAsyncFree(ac);
+        link_lost(l, "cannot watch the socket");
+        return;
+    }
+    ac->data = l;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    l->ac = ac;
+    l->state = LINK_CONNECTING;
+    l->state_ms = now_ms();
+    l->pending = 0;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    struct link *links[2] = {&R.cmd, &R.sub};
+    int64_t now = now_ms();
+    for (int i = 0; i < 2; i++) {
+        struct link *l = links[i];
+        if (l->ac == NULL)
+            continue;
+        if (l->state == LINK_CONNECTING && now - l->state_ms > R.cfg->redis.connect_timeout_ms)
+            link_drop(l, "connect timed out");
+        else if (l->pending > 0 && now - l->progress_ms > R.cfg->redis.command_timeout_ms)
+            link_drop(l, "no reply within redis.command_timeout_ms");
+    }
+}
+
+int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
+{
+    R.loop = loop;
+    R.cfg = cfg;
+    R.stopping = 0;
+    R.cmd.name = "command";
+    R.sub.name = "subscriber";
+    R.sub.subscriber = 1;
+    R.cmd.backoff_ms = R.sub.backoff_ms = RDSA_BACKOFF_MIN_MS;
+    uv_timer_init(loop, &R.cmd.retry);
+    uv_timer_init(loop, &R.sub.retry);
+    R.cmd.retry.data = &R.cmd;
+    R.sub.retry.data = &R.sub;
+    uv_timer_init(loop, &R.watchdog);
+    uv_timer_start(&R.watchdog, on_watchdog, RDSA_WATCHDOG_MS, RDSA_WATCHDOG_MS);
+    link_connect(&R.cmd);
+    link_connect(&R.sub);
+    return MP_OK;
+}
+
+void rdsa_stop(void)
+{
+    struct channel *c, *next;
+    if (R.loop == NULL || R.stopping)
+        return;
+    R.stopping = 1;
+    link_drop(&R.cmd, "stopping");
+    link_drop(&R.sub, "stopping");
+    uv_timer_stop(&R.watchdog);
+    uv_close((uv_handle_t *)&R.watchdog, NULL);
+    uv_close((uv_handle_t *)&R.cmd.retry, NULL);
+    uv_close((uv_handle_t *)&R.sub.retry, NULL);
+    R.loop = NULL;
+    for (c = R.channels; c != NULL; c = next) {
+        next = c->next;
+        free(c->name);
+        free(c);
+    }
+    R.channels = NULL;
+}
+
+int rdsa_ready(void)
+{
+    return R.cmd.state == LINK_READY;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct link *l = ac->data;
+    struct pending *p = priv;
+    redisReply *r = reply;
+
+    if (l != NULL && l->ac == ac) {
+        l->pending--;
+        l->progress_ms = now_ms();
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* Someone flushed the script cache: reconnecting loads the scripts again. */
+        if (l != NULL && l->ac == ac)
+            link_drop(l, "script cache lost (NOSCRIPT)");
+        r = NULL;
+    }
+    if (p->fn != NULL)
+        p->fn(r, p->arg);
+    free(p);
+}
+
+int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen)
+{
+    struct pending *p;
+    if (R.cmd.state != LINK_READY)
+        return MP_EAGAIN;
+    if ((p = malloc(sizeof(*p))) == NULL)
+        return MP_EAGAIN;
+    p->fn = fn;
+    p->arg = arg;
+    if (link_send(&R.cmd, on_reply, p, argc, argv, argvlen) != MP_OK) {
+        free(p);
+        return MP_EAGAIN;
+    }
+    return MP_OK;
+}
+
+int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...)
+{
+    struct pending *p;
+    va_list ap;
+    int rc;
+
+    if (R.cmd.state != LINK_READY)
+        return MP_EAGAIN;
+    if ((p = malloc(sizeof(*p))) == NULL)
+        return MP_EAGAIN;
+    p->fn = fn;
+    p->arg = arg;
+    va_start(ap, fmt);
+    rc = redisvAsyncCommand(R.cmd.ac, on_reply, p, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        free(p);
+        return MP_EAGAIN;
+    }
+    if (R.cmd.pending++ == 0)
+        R.cmd.progress_ms = now_ms();
+    return MP_OK;
+}
+
+int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
+              const char **argv, const size_t *argvlen)
+{
+    enum { MAX_ARGS = 256 };
+    const char *av[MAX_ARGS + 3];
+    size_t avlen[MAX_ARGS + 3];
+    char nk[16];
+
+    if (argc > MAX_ARGS || s->sha[0] == '\0')
+        return MP_EAGAIN;
+    snprintf(nk, sizeof(nk), "%d", numkeys);
+    av[0] = "EVALSHA";
+    avlen[0] = 7;
+    av[1] = s->sha;
+    avlen[1] = 40;
+    av[2] = nk;
+    avlen[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        avlen[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    return rdsa_cmdargv(fn, arg, argc + 3, av, avlen);
+}
+
+/* ---- pub/sub ---- */
+
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *r = reply;
+    struct channel *c;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return;
+    if (r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING)
+        return; /* subscribe / unsubscribe confirmations */
+    for (c = R.channels; c != NULL; c = c->next)
+        if (strcmp(c->name, r->element[1]->str) == 0) {
+            c->fn(c->name, r->element[2]->str, r->element[2]->len, c->arg);
+            return;
+        }
+}
+
+int rdsa_subscribe(const char *channel, rdsa_message_fn fn, void *arg)
+{
+    struct channel *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->name = strdup(channel)) == NULL) {
+        free(c);
+        return MP_ENOMEM;
+    }
+    c->fn = fn;
+    c->arg = arg;
+    c->next = R.channels;
+    R.channels = c;
+    if (R.sub.ac != NULL && (R.sub.state == LINK_READY || R.sub.state == LINK_SETUP))
+        subscribe_one(&R.sub, channel);
+    return MP_OK;
+}
+
+void rdsa_unsubscribe(const char *channel)
+{
+    struct channel **pp, *c;
+    const char *argv[2] = {"UNSUBSCRIBE", channel};
+    for (pp = &R.channels; (c = *pp) != NULL; pp = &c->next)
+        if (strcmp(c->name, channel) == 0) {
+            *pp = c->next;
+            if (R.sub.ac != NULL && (R.sub.state == LINK_READY || R.sub.state == LINK_SETUP))
+                link_send(&R.sub, on_sub_message, NULL, 2, argv, NULL);
+            free(c->name);
+            free(c);
+            return;
+        }
+}

@@ -1,0 +1,106 @@
+/* relay.c -- see relay.h. */
+#include "relay.h"
+#include "bus.h"
+#include "chat.h"
+#include "keys.h"
+#include "log.h"
+#include "magpie.h"
+#include "push.h"
+#include "rdsa.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void relay_delivery(const char *payload, size_t len)
+{
+    int64_t to, from, ts;
+    const char *packet;
+    size_t packet_len;
+    struct frame *f;
+
+    if (chatpkt_delivery_parse(payload, len, &to, &from, &ts, &packet, &packet_len) != 0) {
+        log_debug("relay: bad delivery payload len=%zu", len);
+        return;
+    }
+    if (conn_user(to) == NULL && conn_user(from) == NULL)
+        return;
+    if ((f = frame_new(packet, packet_len, 0)) == NULL)
+        return;
+    chat_deliver(to, f, NULL, ts);
+    chat_deliver(from, f, NULL, ts);
+    frame_unref(f);
+}
+
+/* Goodbye (chat: C packet) and close for uid's connections here; sid "" = all of them. */
+static void close_user(int64_t uid, const char *sid, const char *why, int code)
+{
+    int n = 0;
+    for (struct conn *c = conn_user(uid); c != NULL; c = c->user_next) {
+        if (!conn_open(c) || (sid[0] != '\0' && strcmp(c->sid, sid) != 0))
+            continue;
+        c->proto->goodbye(c, why);
+        conn_close(c, code, why);
+        n++;
+    }
+    if (n > 0)
+        log_info("%s uid=%lld connections=%d", why, (long long)uid, n);
+}
+
+static void deliver_packet(int64_t uid, json_t *packet)
+{
+    struct frame *f;
+    char *s;
+    if (conn_user(uid) == NULL)
+        return;
+    s = json_dumps(packet, JSON_COMPACT);
+    f = s ? frame_from_str(s, strlen(s)) : NULL;
+    if (f == NULL)
+        return;
+    chat_deliver(uid, f, NULL, mp_now_ms());
+    frame_unref(f);
+}
+
+void relay_control(const char *payload, size_t len)
+{
+    json_t *cmd = json_loadb(payload, len, 0, NULL), *packet;
+    const char *what = json_string_value(json_object_get(cmd, "cmd"));
+    const char *sid = json_string_value(json_object_get(cmd, "sid"));
+    json_int_t uid = json_integer_value(json_object_get(cmd, "uid"));
+
+    if (what == NULL || uid <= 0) {
+        log_debug("relay: bad control payload len=%zu", len);
+    } else if (strcmp(what, BUS_CMD_KICK) == 0) {
+        close_user(uid, "", "kicked", LWS_CLOSE_STATUS_POLICY_VIOLATION);
+    } else if (strcmp(what, BUS_CMD_LOGOUT) == 0) {
+        if (sid != NULL && sid[0] != '\0')
+            close_user(uid, sid, "logout", LWS_CLOSE_STATUS_NORMAL);
+    } else if (strcmp(what, BUS_CMD_DELIVER) == 0) {
+        if (json_is_object(packet = json_object_get(cmd, "packet")))
+            deliver_packet(uid, packet);
+    } else {
+        log_debug("relay: unknown control command len=%zu", len);
+    }
+    json_decref(cmd);
+}
+
+static void on_node_message(const char *channel, const char *payload, size_t len, void *arg)
+{
+    relay_delivery(payload, len);
+}
+
+static void on_control_message(const char *channel, const char *payload, size_t len, void *arg)
+{
+    relay_control(payload, len);
+}
+
+int relay_start(void)
+{
+    char chan[64];
+    snprintf(chan, sizeof(chan), CHAN_NODE, push.node);
+    if (rdsa_subscribe(chan, on_node_message, NULL) != MP_OK ||
+        rdsa_subscribe(CHAN_CONTROL, on_control_message, NULL) != MP_OK)
+        return MP_ENOMEM;
+    return MP_OK;
+}

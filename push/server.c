@@ -1,0 +1,105 @@
+/* server.c -- see server.h. */
+#include "server.h"
+#include "chat.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "magpie.h"
+#include "push.h"
+
+#include <string.h>
+
+/* What this node serves, chosen by request path. */
+const struct proto *const push_protos[] = {&chat_proto, NULL};
+
+/* Bytes libwebsockets allocates per connection to receive into. Most packets fit; a larger message
+ * arrives in pieces that conn.c joins (up to push.max_frame). Smaller means less memory per idle
+ * connection, which is what a node holding 20,000 of them is made of. */
+#define SERVER_RX_BUFFER 1024
+
+/* Header tables (one per connection still in its HTTP handshake) libwebsockets may have at once;
+ * more handshakes wait for one. */
+#define SERVER_HEADER_POOL 1024
+
+/* One protocol for every path: conn.c picks the Magpie protocol by path at the upgrade. It is also the
+ * vhost's default, which clients that name no subprotocol get. */
+static const struct lws_protocols protocols[] = {
+    {"magpie", conn_lws_callback, 0, SERVER_RX_BUFFER, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static lws_retry_bo_t retry;
+static int destroying; /* lws_context_destroy() was called (by us, or by lws on a failed start) */
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        log_error("libwebsockets: %.*s", (int)n, line);
+    else if (level & LLL_WARN)
+        log_warn("libwebsockets: %.*s", (int)n, line);
+    else
+        log_debug("libwebsockets: %.*s", (int)n, line);
+}
+
+int server_start(void)
+{
+    struct lws_context_creation_info info;
+    void *loops[1] = {push.loop};
+    char host[256];
+    int port;
+
+    if (config_split_addr(push.cfg->push.listen, host, sizeof(host), &port) != 0) {
+        log_error("bad push.listen addr=%s", push.cfg->push.listen);
+        return MP_ERR;
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN | (log_enabled(LOG_LEVEL_DEBUG) ? LLL_NOTICE : 0), lws_log);
+
+    retry.secs_since_valid_ping = (uint16_t)push.cfg->push.ping_interval_s;
+    retry.secs_since_valid_hangup = (uint16_t)push.cfg->push.idle_timeout_s;
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV;
+    info.foreign_loops = loops;
+    info.pcontext = &push.lws;
+    info.port = port;
+    info.iface = host[0] ? host : NULL;
+    info.protocols = protocols;
+    info.vhost_name = "magpie";
+    info.server_string = "magpie-push";
+    info.gid = -1;
+    info.uid = -1;
+    info.count_threads = 1;
+    info.timeout_secs = (unsigned)push.cfg->push.handshake_timeout_s;
+    info.timeout_secs_ah_idle = (unsigned)push.cfg->push.handshake_timeout_s;
+    info.retry_and_idle_policy = &retry;
+    info.max_http_header_pool = SERVER_HEADER_POOL;
+
+    push.lws = lws_create_context(&info);
+    /* With a foreign libuv loop, a context whose listener failed (address in use) comes back non-NULL,
+     * already being destroyed on the loop: only the missing vhost tells. */
+    if (push.lws == NULL || lws_get_vhost_by_name(push.lws, "magpie") == NULL) {
+        destroying = 1;
+        log_error("cannot listen addr=%s (address in use, or the libwebsockets-evlib-uv plugin is missing)",
+                  push.cfg->push.listen);
+        return MP_ERR;
+    }
+    return MP_OK;
+}
+
+void server_stop(void)
+{
+    if (push.lws != NULL && !destroying) {
+        destroying = 1;
+        lws_context_destroy(push.lws);
+    }
+}
+
+void server_free(void)
+{
+    if (push.lws != NULL)
+        lws_context_destroy(push.lws);
+    push.lws = NULL;
+}

@@ -1,0 +1,43 @@
+/* stats.h -- magpie-push's metrics (SPEC §9): connections, packets by type, acks, errors by reason, queue
+ * drops, delivery latency.
+ *
+ * The loop thread counts into plain variables (no lock on the hot path); a timer folds them into the
+ * shared metrics registry (metrics.h) once per STATS_FLUSH_MS, which /metrics serves from its own thread.
+ */
+#ifndef PUSH_STATS_H
+#define PUSH_STATS_H
+
+#include <uv.h>
+
+#define STATS_FLUSH_MS 1000
+
+/* Why a client got an error or was refused; the metric's reason label. */
+enum stats_reason {
+    STATS_E_MALFORMED,    /* not JSON / not an object / missing or bad fields */
+    STATS_E_UNKNOWN_TYPE, /* a packet type the server does not take */
+    STATS_E_REJECTED,    /* a well-formed request refused: not friends, too long, to self, unknown order... */
+    STATS_E_RATE,        /* over push.rate / push.burst */
+    STATS_E_UNAVAILABLE, /* Redis or MySQL down */
+    STATS_E_TICKET,      /* no, bad, expired, reused or wrong-kind ticket */
+    STATS_E_TOO_MANY,    /* over push.max_conns_per_user */
+    STATS_E_ORIGIN,      /* foreign Origin, refused before the upgrade */
+    STATS_E_TOO_BIG,     /* message over push.max_frame (closed 1009) */
+    STATS_E_ABUSE,       /* over push.bad_packet_limit (closed 1008) */
+    STATS_E_COUNT
+};
+
+/* Start the flush timer and create the families. Returns MP_OK or MP_ENOMEM. */
+int stats_start(uv_loop_t *loop);
+
+/* Flush once more and close the timer. */
+void stats_stop(void);
+
+void stats_conn(const char *proto, int delta);   /* a connection of proto opened (+1) or closed (-1) */
+void stats_packet(const char *proto, char type); /* a client packet of this type was received */
+void stats_ack(void);                            /* an A was sent for an accepted message */
+void stats_error(enum stats_reason r);
+void stats_queue_drop(int closed);   /* a frame dropped (0), or a connection closed (1), for a full queue */
+void stats_delivery(double seconds); /* from acceptance (ts) to a recipient's queue */
+void stats_redis_up(int up);
+
+#endif

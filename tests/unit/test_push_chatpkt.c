@@ -1,0 +1,441 @@
+/* Unit tests of push/chatpkt.c: the chat protocol's packets (SPEC §4) against good and hostile input.
+ * Every rejection must name its documented reason; nothing may crash or leak (the sanitizer build runs
+ * these too), including on random and mutated bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chatpkt.h"
+
+/* Parse s; returns the reason (NULL = good); the packet is left in *p for the caller to inspect and free. */
+static const char *parse(const char *s, struct chatpkt *p)
+{
+    return chatpkt_parse(s, strlen(s), p);
+}
+
+static void expect_parse(const char *s, const char *reason)
+{
+    struct chatpkt p;
+    const char *got = parse(s, &p);
+    if (reason == NULL && got != NULL)
+        fail_msg("%s: expected good, got \"%s\"", s, got);
+    if (reason != NULL && (got == NULL || strcmp(got, reason) != 0))
+        fail_msg("%s: expected \"%s\", got \"%s\"", s, reason, got ? got : "(good)");
+    chatpkt_free(&p);
+}
+
+static void test_malformed(void **state)
+{
+    static const char *bad[] = {"",
+                                " ",
+                                "null",
+                                "[]",
+                                "\"t\"",
+                                "42",
+                                "{",
+                                "{\"id\":}",
+                                "{}{}",
+                                "{} x",
+                                "{'id':1}",
+                                "\xff\xfe",
+                                "{\"id\":\"\xc3\x28\",\"type\":\"P\"}",       /* invalid UTF-8 */
+                                "{\"id\":\"a\\u0000b\",\"type\":\"P\"}",      /* NUL inside a string */
+                                "{\"id\":\"a\",\"id\":\"b\",\"type\":\"P\"}", /* duplicate key */
+                                "{\"id\":\"a\",\"type\":\"P\",\"to\":123456789012345678901234567890}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_parse(bad[i], CHAT_E_MALFORMED);
+
+    /* A NUL byte in the frame itself (not escaped) ends nothing early: the whole frame must parse. */
+    struct chatpkt p;
+    assert_string_equal(chatpkt_parse("{\"id\":\"a\",\"type\":\"P\"}\0xx", 25, &p), CHAT_E_MALFORMED);
+    chatpkt_free(&p);
+}
+
+static void test_deep_nesting_is_refused_not_crashed(void **state)
+{
+    size_t n = 200000;
+    char *s = malloc(2 * n + 64);
+    struct chatpkt p;
+    size_t len = (size_t)sprintf(s, "{\"id\":\"a\",\"type\":\"P\",\"msg\":");
+    memset(s + len, '[', n);
+    memset(s + len + n, ']', n);
+    s[len + 2 * n] = '}';
+    assert_string_equal(chatpkt_parse(s, len + 2 * n + 1, &p), CHAT_E_MALFORMED);
+    chatpkt_free(&p);
+    free(s);
+}
+
+static void test_id(void **state)
+{
+    char s[256], id[70];
+    expect_parse("{\"type\":\"P\"}", CHAT_E_BAD_ID);
+    expect_parse("{\"id\":7,\"type\":\"P\"}", CHAT_E_BAD_ID);
+    expect_parse("{\"id\":\"\",\"type\":\"P\"}", CHAT_E_BAD_ID);
+    expect_parse("{\"id\":null,\"type\":\"P\"}", CHAT_E_BAD_ID);
+    memset(id, 'x', 64);
+    id[64] = '\0';
+    snprintf(s, sizeof(s), "{\"id\":\"%s\",\"type\":\"P\"}", id);
+    expect_parse(s, NULL);
+    id[64] = 'x';
+    id[65] = '\0';
+    snprintf(s, sizeof(s), "{\"id\":\"%s\",\"type\":\"P\"}", id);
+    expect_parse(s, CHAT_E_BAD_ID);
+}
+
+static void test_id_survives_other_errors(void **state)
+{
+    struct chatpkt p;
+    assert_string_equal(parse("{\"id\":\"abc\",\"type\":\"PP\"}", &p), CHAT_E_BAD_TYPE);
+    assert_int_equal(p.id_len, 3);
+    assert_memory_equal(p.id, "abc", 3);
+    chatpkt_free(&p);
+    assert_string_equal(parse("{\"id\":5}", &p), CHAT_E_BAD_ID);
+    assert_string_equal(p.id, "");
+    chatpkt_free(&p);
+}
+
+static void test_type(void **state)
+{
+    expect_parse("{\"id\":\"a\"}", CHAT_E_BAD_TYPE);
+    expect_parse("{\"id\":\"a\",\"type\":\"\"}", CHAT_E_BAD_TYPE);
+    expect_parse("{\"id\":\"a\",\"type\":\"tt\"}", CHAT_E_BAD_TYPE);
+    expect_parse("{\"id\":\"a\",\"type\":1}", CHAT_E_BAD_TYPE);
+    expect_parse("{\"id\":\"a\",\"type\":\"1\"}", CHAT_E_BAD_TYPE);
+    expect_parse("{\"id\":\"a\",\"type\":\"\xc3\xa9\"}", CHAT_E_BAD_TYPE);
+    /* a letter the server does not handle parses; the handler table answers "unknown type" */
+    expect_parse("{\"id\":\"a\",\"type\":\"Z\"}", NULL);
+    /* unknown fields are ignored */
+    expect_parse("{\"id\":\"a\",\"type\":\"P\",\"extra\":{\"x\":[1,2]}}", NULL);
+}
+
+static const char *message(const char *s, int64_t self, struct chat_msg *m)
+{
+    struct chatpkt p;
+    const char *r = parse(s, &p);
+    assert_null(r);
+    r = chatpkt_message(&p, self, m);
+    chatpkt_free(&p); /* m->body dangles after this; callers only look at lengths */
+    return r;
+}
+
+static char *text_packet(const char *unit, size_t count)
+{
+    size_t ul = strlen(unit);
+    char *s = malloc(64 + ul * count);
+    size_t n = (size_t)sprintf(s, "{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":\"");
+    for (size_t i = 0; i < count; i++, n += ul)
+        memcpy(s + n, unit, ul);
+    strcpy(s + n, "\"}");
+    return s;
+}
+
+static void test_message(void **state)
+{
+    struct chat_msg m;
+    assert_null(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":\"hi\"}", 1, &m));
+    assert_int_equal(m.to, 2);
+    assert_int_equal(m.body_len, 2);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"msg\":\"hi\"}", 1, &m), CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":0,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":-3,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":\"2\",\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2.5,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_BAD_TO);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":1,\"msg\":\"hi\"}", 1, &m),
+                        CHAT_E_TO_SELF);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2}", 1, &m), CHAT_E_BAD_MSG);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":5}", 1, &m), CHAT_E_BAD_MSG);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":{}}", 1, &m), CHAT_E_BAD_MSG);
+    assert_string_equal(message("{\"id\":\"a\",\"type\":\"t\",\"to\":2,\"msg\":\"\"}", 1, &m), CHAT_E_EMPTY);
+    assert_null(message("{\"id\":\"a\",\"type\":\"i\",\"to\":2,\"msg\":\"img-123\"}", 1, &m));
+}
+
+static void test_text_length_counts_characters(void **state)
+{
+    struct chat_msg m;
+    /* 1023 characters pass and 1024 do not, whatever their UTF-8 width */
+    static const char *units[] = {"a", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80"};
+    for (size_t u = 0; u < 4; u++) {
+        char *ok = text_packet(units[u], CHAT_MAX_TEXT), *too_long = text_packet(units[u], CHAT_MAX_TEXT + 1);
+        assert_null(message(ok, 1, &m));
+        assert_int_equal(m.body_len, CHAT_MAX_TEXT * strlen(units[u]));
+        assert_string_equal(message(too_long, 1, &m), CHAT_E_TOO_LONG);
+        free(ok);
+        free(too_long);
+    }
+    /* escapes count as the character they stand for */
+    char *esc = text_packet("\\n", CHAT_MAX_TEXT);
+    assert_null(message(esc, 1, &m));
+    free(esc);
+    assert_int_equal(chatpkt_utf8_chars("a\xc3\xa9\xf0\x9f\x98\x80", 7), 3);
+}
+
+static void test_online(void **state)
+{
+    struct chatpkt p;
+    int64_t uid;
+    static const struct {
+        const char *msg;
+        int64_t uid;
+    } cases[] = {{"5", 5},
+                 {"\"42\"", 42},
+                 {"\"\"", 0},
+                 {"\"4a\"", 0},
+                 {"0", 0},
+                 {"-1", 0},
+                 {"\"1234567890123456789\"", 0},
+                 {"null", 0},
+                 {"[1]", 0},
+                 {"1.5", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char s[128];
+        snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"O\",\"msg\":%s}", cases[i].msg);
+        assert_null(parse(s, &p));
+        if (cases[i].uid) {
+            assert_null(chatpkt_online(&p, &uid));
+            assert_int_equal(uid, cases[i].uid);
+        } else {
+            assert_string_equal(chatpkt_online(&p, &uid), CHAT_E_BAD_UID);
+        }
+        chatpkt_free(&p);
+    }
+    assert_null(parse("{\"id\":\"a\",\"type\":\"O\"}", &p));
+    assert_string_equal(chatpkt_online(&p, &uid), CHAT_E_BAD_UID);
+    chatpkt_free(&p);
+}
+
+static const char *history(const char *msg, struct chat_history *h)
+{
+    char s[256];
+    struct chatpkt p;
+    const char *r;
+    snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"H\"%s%s}", msg ? ",\"msg\":" : "", msg ? msg : "");
+    assert_null(parse(s, &p));
+    r = chatpkt_history(&p, h);
+    chatpkt_free(&p);
+    return r;
+}
+
+static void test_history(void **state)
+{
+    struct chat_history h;
+    assert_null(history("1700000000000", &h));
+    assert_int_equal(h.since, 1700000000000LL);
+    assert_int_equal(h.with, 0);
+    assert_int_equal(h.limit, CHAT_HISTORY_DEFAULT);
+    assert_null(history("{\"since\":5,\"with\":9,\"limit\":500}", &h));
+    assert_int_equal(h.since, 5);
+    assert_int_equal(h.with, 9);
+    assert_int_equal(h.limit, 500);
+    assert_null(history("{\"since\":0,\"with\":\"9\",\"limit\":1}", &h));
+    assert_int_equal(h.with, 9);
+    assert_null(history("{\"since\":0,\"with\":null,\"limit\":null}", &h));
+    assert_int_equal(h.limit, CHAT_HISTORY_DEFAULT);
+    static const char *bad[] = {NULL,
+                                "\"1700000000000\"",
+                                "-1",
+                                "1.5",
+                                "{}",
+                                "{\"since\":-5}",
+                                "{\"since\":\"5\"}",
+                                "{\"since\":5,\"limit\":0}",
+                                "{\"since\":5,\"limit\":501}",
+                                "{\"since\":5,\"limit\":\"10\"}",
+                                "{\"since\":5,\"with\":0}",
+                                "{\"since\":5,\"with\":\"x\"}",
+                                "[5]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_string_equal(history(bad[i], &h), CHAT_E_BAD_HISTORY);
+}
+
+static void test_order(void **state)
+{
+    char order[CHAT_MAX_ORDER + 1], s[256], long_id[70];
+    struct chatpkt p;
+    assert_null(parse("{\"id\":\"a\",\"type\":\"T\",\"msg\":\"ord-1\"}", &p));
+    assert_null(chatpkt_order(&p, order, sizeof(order)));
+    assert_string_equal(order, "ord-1");
+    chatpkt_free(&p);
+    assert_null(parse("{\"id\":\"a\",\"type\":\"T\",\"msg\":1234}", &p));
+    assert_null(chatpkt_order(&p, order, sizeof(order)));
+    assert_string_equal(order, "1234");
+    chatpkt_free(&p);
+    memset(long_id, 'o', 65);
+    long_id[65] = '\0';
+    const char *bad[] = {"\"\"", "0", "-4", "{}", "null", "\"a\\nb\"", "\"a\\u007fb\"", long_id};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (bad[i] == long_id)
+            snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"T\",\"msg\":\"%s\"}", long_id);
+        else
+            snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"T\",\"msg\":%s}", bad[i]);
+        assert_null(parse(s, &p));
+        assert_string_equal(chatpkt_order(&p, order, sizeof(order)), CHAT_E_BAD_ORDER);
+        chatpkt_free(&p);
+    }
+}
+
+static void test_site(void **state)
+{
+    struct chatpkt p;
+    double lon, lat;
+    assert_null(parse("{\"id\":\"a\",\"type\":\"S\",\"msg\":{\"longitude\":116.4,\"latitude\":39.9}}", &p));
+    assert_null(chatpkt_site(&p, &lon, &lat));
+    assert_true(lon > 116.39 && lon < 116.41 && lat > 39.89 && lat < 39.91);
+    chatpkt_free(&p);
+    assert_null(parse("{\"id\":\"a\",\"type\":\"S\",\"msg\":{\"longtitude\":-3,\"latitude\":0}}", &p));
+    assert_null(chatpkt_site(&p, &lon, &lat));
+    assert_true(lon == -3 && lat == 0);
+    chatpkt_free(&p);
+    static const char *bad[] = {"{\"longitude\":181,\"latitude\":0}",
+                                "{\"longitude\":0,\"latitude\":86}",
+                                "{\"longitude\":\"1\",\"latitude\":0}",
+                                "{\"latitude\":0}",
+                                "{\"longitude\":1}",
+                                "[1,2]",
+                                "\"1,2\"",
+                                "{\"longitude\":1e999,\"latitude\":0}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char s[160];
+        snprintf(s, sizeof(s), "{\"id\":\"a\",\"type\":\"S\",\"msg\":%s}", bad[i]);
+        if (parse(s, &p) == NULL)
+            assert_string_equal(chatpkt_site(&p, &lon, &lat), CHAT_E_BAD_SITE);
+        chatpkt_free(&p);
+    }
+}
+
+static void test_server_packets(void **state)
+{
+    size_t len;
+    char *s = chatpkt_reply("x\"1", 3, 'E', json_string("bad \"thing\"\n"), &len);
+    assert_string_equal(s, "{\"id\":\"x\\\"1\",\"from\":0,\"type\":\"E\",\"msg\":\"bad \\\"thing\\\"\\n\"}");
+    assert_int_equal(len, strlen(s));
+    free(s);
+    s = chatpkt_reply_ex("a", 1, 'A', json_string("success"), json_pack("{s:s}", "mid", "77"), &len);
+    assert_string_equal(s, "{\"id\":\"a\",\"from\":0,\"type\":\"A\",\"msg\":\"success\",\"mid\":\"77\"}");
+    free(s);
+    s = chatpkt_chat("c1", 2, 5, 6, 't', "h\xc3\xa9</script>", 12, 1700000000123LL, 9007199254740993LL, &len);
+    assert_string_equal(s, "{\"id\":\"c1\",\"from\":5,\"to\":6,\"type\":\"t\",\"msg\":\"h\xc3\xa9</script>\","
+                           "\"ts\":1700000000123,\"mid\":\"9007199254740993\"}");
+    free(s);
+    /* bytes that are not UTF-8 cannot become a packet */
+    assert_null(chatpkt_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
+}
+
+static void test_delivery_between_nodes(void **state)
+{
+    size_t len, plen;
+    int64_t to, from, ts;
+    const char *packet;
+    char *d = chatpkt_delivery(12, 34, 1700000000123LL, "{\"x\":\"a\nb\"}", 12, &len);
+    assert_int_equal(chatpkt_delivery_parse(d, len, &to, &from, &ts, &packet, &plen), 0);
+    assert_int_equal(to, 12);
+    assert_int_equal(from, 34);
+    assert_int_equal(ts, 1700000000123LL);
+    assert_int_equal(plen, 12);
+    assert_memory_equal(packet, "{\"x\":\"a\nb\"}", 12);
+    /* every truncation of a good payload but the whole is refused or parses to a shorter packet */
+    for (size_t cut = 0; cut < len; cut++) {
+        char *copy = malloc(cut + 1); /* exactly cut bytes: reading past them is a sanitizer error */
+        memcpy(copy, d, cut);
+        if (chatpkt_delivery_parse(copy, cut, &to, &from, &ts, &packet, &plen) == 0)
+            assert_true(plen < 12 && to == 12 && from == 34);
+        free(copy);
+    }
+    free(d);
+    static const char *bad[] = {
+        "",           "\n",        "1 2\n{}",    "1 2 3",      "a 2 3\n{}",
+        "0 2 3\n{}",  "1 0 3\n{}", "-1 2 3\n{}", "1  2 3\n{}", "1234567890123456789 2 3\n{}",
+        "1 2 3 4\n{}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(chatpkt_delivery_parse(bad[i], strlen(bad[i]), &to, &from, &ts, &packet, &plen), -1);
+}
+
+/* Everything a handler would call, on whatever parsed. */
+static void run_all(const char *buf, size_t len)
+{
+    struct chatpkt p;
+    struct chat_msg m;
+    struct chat_history h;
+    char order[CHAT_MAX_ORDER + 1];
+    double lon, lat;
+    int64_t uid, from, ts;
+    const char *packet;
+    size_t plen;
+    (void)chatpkt_delivery_parse(buf, len, &uid, &from, &ts, &packet, &plen);
+    if (chatpkt_parse(buf, len, &p) == NULL) {
+        (void)chatpkt_message(&p, 1, &m);
+        (void)chatpkt_online(&p, &uid);
+        (void)chatpkt_history(&p, &h);
+        (void)chatpkt_order(&p, order, sizeof(order));
+        (void)chatpkt_site(&p, &lon, &lat);
+    }
+    chatpkt_free(&p);
+}
+
+static void test_random_and_mutated_bytes(void **state)
+{
+    static const char *seeds[] = {
+        "{\"id\":\"abc\",\"to\":2,\"type\":\"t\",\"msg\":\"hello\"}",
+        "{\"id\":\"q\",\"to\":0,\"type\":\"H\",\"msg\":{\"since\":5,\"with\":3,\"limit\":20}}",
+        "{\"id\":\"s\",\"to\":0,\"type\":\"S\",\"msg\":{\"longtitude\":1.5,\"latitude\":2.5}}",
+        "{\"id\":\"o\",\"to\":0,\"type\":\"T\",\"msg\":\"order-9\"}",
+    };
+    static const char alphabet[] = "{}[]\",:0123456789-.eE\\u tfnrlsaxHOSTPi\xc3\xa9\xff";
+    unsigned char buf[256];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int round = 0; round < 200000; round++) {
+        const char *seed = seeds[round % 4];
+        size_t len = strlen(seed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (round % 2) {
+            memcpy(buf, seed, len);
+            for (int k = 0; k < 1 + (int)(x % 4); k++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf[x % len] = (unsigned char)alphabet[(x >> 20) % (sizeof(alphabet) - 1)];
+            }
+        } else {
+            len = x % sizeof(buf);
+            for (size_t i = 0; i < len; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf[i] = (unsigned char)alphabet[x % (sizeof(alphabet) - 1)];
+            }
+        }
+        run_all((const char *)buf, len);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_deep_nesting_is_refused_not_crashed),
+        cmocka_unit_test(test_id),
+        cmocka_unit_test(test_id_survives_other_errors),
+        cmocka_unit_test(test_type),
+        cmocka_unit_test(test_message),
+        cmocka_unit_test(test_text_length_counts_characters),
+        cmocka_unit_test(test_online),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_site),
+        cmocka_unit_test(test_server_packets),
+        cmocka_unit_test(test_delivery_between_nodes),
+        cmocka_unit_test(test_random_and_mutated_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
