@@ -265,6 +265,7 @@ start_mariadb() {
     # stopping it (tests/integration/magpie_stack.py: Stack.start_mariadb).
     printf '%s\n' "${cmd[@]}" >"$dir/mariadbd.cmd"
     setsid "${cmd[@]}" </dev/null >/dev/null 2>&1 &
+    disown # tests stop and kill it on purpose; the shell need not report that
     wait_for mariadb 60 mariadb-admin --no-defaults -S "$dir/mysqld.sock" -u root ping
     wait_for "mariadb pid file" 10 test -s "$dir/mysqld.pid"
     mysql_root <<EOF
@@ -332,6 +333,7 @@ start_daemon() {
     env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" setsid "$bin" -c "$RUN/magpie.conf" \
         </dev/null >>"$RUN/logs/$name.out" 2>&1 &
     echo $! >"$RUN/pids/$name.pid"
+    disown # tests kill daemons on purpose (kill -9 recovery); the shell need not report that
     wait_for "$name" 20 curl -sS -o /dev/null "$probe"
     say "  $(printf '%-10s' "$name") $probe (pid $(cat "$RUN/pids/$name.pid"))"
 }
