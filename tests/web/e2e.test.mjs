@@ -1,0 +1,205 @@
+// End to end, as people use it: Debian's chromium driven by playwright-core against the test stack
+// (nginx -> magpie-http over FastCGI -> Redis/MariaDB -> magpie-push over WebSocket -> another browser).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+import { BASE, admin, freshMobile, lastSmsCode } from "./stack.mjs";
+
+const ARTIFACTS = resolve(process.env.MAGPIE_ARTIFACTS ?? join(import.meta.dirname, "..", "..", "test-artifacts", "web"));
+const DESKTOP = { viewport: { width: 1280, height: 800 } };
+const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+const T = 20000; // generous per-step timeout: sanitizer-built daemons on a busy 2-core machine
+
+let browser;
+const consoleErrors = [];
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** A new browser context (one person's browser) whose pages report console errors. */
+async function person(options) {
+  const context = await browser.newContext({ baseURL: BASE, ...options });
+  context.on("page", watch);
+  return context;
+}
+
+function watch(page) {
+  page.on("console", (msg) => {
+    // While a context is offline on purpose the browser itself reports the failed requests; anything else
+    // is the page's fault.
+    if (msg.type() === "error" && !msg.text().includes("ERR_INTERNET_DISCONNECTED")) {
+      consoleErrors.push(`${page.url()}: ${msg.text()}`);
+    }
+  });
+  page.on("pageerror", (err) => consoleErrors.push(`${page.url()}: ${err.message}`));
+}
+
+async function open(context, path) {
+  const page = await context.newPage();
+  await page.goto(path);
+  return page;
+}
+
+/** Log in on the phone page by SMS; returns the user id the phone got. */
+async function phoneLogin(phone, mobile) {
+  await phone.fill("#mobile", mobile);
+  await phone.click("#send-code");
+  await phone.waitForFunction(() => document.getElementById("login-status").textContent.includes("Code sent"), null, { timeout: T });
+  const code = lastSmsCode(mobile);
+  assert.match(code, /^\d{6}$/);
+  await phone.fill("#code", code);
+  await phone.press("#code", "Enter"); // the keyboard works
+  await phone.waitForFunction(() => document.getElementById("login-status").textContent.includes("Logged in"), null, { timeout: T });
+  return phone.evaluate(() => Number(localStorage.getItem("magpie.phone.userId")));
+}
+
+/** The phone photographs the web page's QR code and scans it: the picture travels, not the token. */
+async function scanQr(web, phone) {
+  await web.waitForFunction(() => document.getElementById("qr").complete && document.getElementById("qr").naturalWidth > 0, null, { timeout: T });
+  const dir = mkdtempSync(join(tmpdir(), "magpie-qr-"));
+  const photo = join(dir, "qr.png");
+  await web.locator(".qr-frame").screenshot({ path: photo });
+  await phone.setInputFiles("#scan-file", photo);
+  await phone.locator("#asking").waitFor({ state: "visible", timeout: T });
+}
+
+/** The whole QR login: web page shows a code, the phone (logged in by SMS) scans and confirms. */
+async function qrLogin(web, phone, mobile, beforeConfirm = async () => {}) {
+  const uid = await phoneLogin(phone, mobile);
+  await scanQr(web, phone);
+  await web.waitForFunction(() => document.getElementById("status").dataset.kind === "scanned", null, { timeout: T });
+  await beforeConfirm(uid);
+  await phone.click("#confirm");
+  await web.waitForURL(/chat\.html$/, { timeout: T });
+  return uid;
+}
+
+test("QR login: the web page ends up logged in as the phone's user", async () => {
+  const webCtx = await person(DESKTOP);
+  const phoneCtx = await person(PHONE);
+  const web = await open(webCtx, "/");
+  await web.screenshot({ path: join(ARTIFACTS, "login-desktop.png") });
+  const phone = await open(phoneCtx, "/phone.html");
+
+  const uid = await phoneLogin(phone, freshMobile());
+  await scanQr(web, phone);
+  // The phone sees who is asking: the web browser's user agent and device.
+  assert.match(await phone.textContent("#ask-ua"), /Chrome/);
+  assert.ok((await phone.textContent("#ask-device")).length > 0);
+  assert.ok((await phone.textContent("#ask-ip")).length > 0);
+  await phone.screenshot({ path: join(ARTIFACTS, "phone-scanned-phone.png") });
+  // The web page shows the scanned state before the phone confirms.
+  await web.waitForFunction(() => document.getElementById("status").textContent.includes("confirm on your phone"), null, { timeout: T });
+
+  await phone.click("#confirm");
+  await web.waitForURL(/chat\.html$/, { timeout: T });
+  await web.waitForFunction((u) => document.getElementById("me").textContent.includes(`User ${u}`), uid, { timeout: T });
+  await web.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await web.screenshot({ path: join(ARTIFACTS, "chat-desktop.png") });
+
+  // The same page at phone width.
+  const small = await person(PHONE);
+  const loginSmall = await open(small, "/");
+  await loginSmall.waitForFunction(() => document.getElementById("qr").naturalWidth > 0, null, { timeout: T });
+  await loginSmall.screenshot({ path: join(ARTIFACTS, "login-phone.png") });
+  await Promise.all([webCtx.close(), phoneCtx.close(), small.close()]);
+});
+
+test("two friends chat; a message sent while one is offline arrives once when it is back", async () => {
+  const aWeb = await person(DESKTOP);
+  const aPhone = await person(PHONE);
+  const bWeb = await person(PHONE);
+  const bPhone = await person(PHONE);
+  const a = await open(aWeb, "/");
+  const b = await open(bWeb, "/");
+  const ap = await open(aPhone, "/phone.html");
+  const bp = await open(bPhone, "/phone.html");
+
+  // A logs in first; B's friendship with A is made through the admin API before B's page opens the chat.
+  const uidA = await qrLogin(a, ap, freshMobile());
+  const uidB = await qrLogin(b, bp, freshMobile(), (uid) => admin("/admin/friends", { a: uidA, b: uid }));
+  await a.reload(); // A's friends list was loaded before the friendship existed
+
+  for (const page of [a, b]) await page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await a.click(`#friends li[data-uid="${uidB}"] button`);
+  await b.click(`#friends li[data-uid="${uidA}"] button`);
+  await a.locator(`#friends li[data-uid="${uidB}"][data-online=true]`).waitFor({ timeout: T });
+
+  // A -> B, marked sent on A's side, shown on B's.
+  await a.fill("#text", "hello from A");
+  await a.press("#text", "Enter");
+  await a.locator('#messages li.out[data-state=sent]', { hasText: "hello from A" }).waitFor({ timeout: T });
+  await b.locator("#messages li.in", { hasText: "hello from A" }).waitFor({ timeout: T });
+  // B -> A.
+  await b.fill("#text", "hi A, B here");
+  await b.click("#send");
+  await a.locator("#messages li.in", { hasText: "hi A, B here" }).waitFor({ timeout: T });
+  await b.locator('#messages li.out[data-state=sent]', { hasText: "hi A, B here" }).waitFor({ timeout: T });
+  await a.screenshot({ path: join(ARTIFACTS, "chat-desktop-conversation.png") });
+  await b.screenshot({ path: join(ARTIFACTS, "chat-phone.png") });
+
+  // B goes offline; A sends; B comes back and shows the message exactly once.
+  await bWeb.setOffline(true);
+  await b.locator("#conn:not([data-state=online])").waitFor({ timeout: T });
+  await a.fill("#text", "sent while B was away");
+  await a.press("#text", "Enter");
+  await a.locator('#messages li.out[data-state=sent]', { hasText: "sent while B was away" }).waitFor({ timeout: T });
+  await bWeb.setOffline(false);
+  const away = b.locator("#messages li.in", { hasText: "sent while B was away" });
+  await away.waitFor({ timeout: T });
+  await b.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await b.waitForTimeout(1500); // a duplicate would arrive now, from the live copy or a second catch-up
+  assert.equal(await away.count(), 1);
+  assert.equal(await b.locator("#messages li", { hasText: "hello from A" }).count(), 1);
+
+  await Promise.all([aWeb.close(), aPhone.close(), bWeb.close(), bPhone.close()]);
+});
+
+test("two people in one room see each other's messages and the member count", async () => {
+  const aWeb = await person(DESKTOP);
+  const bWeb = await person(PHONE);
+  const a = await open(aWeb, "/");
+  const b = await open(bWeb, "/");
+  const aPhone = await person(PHONE);
+  const bPhone = await person(PHONE);
+  await qrLogin(a, await open(aPhone, "/phone.html"), freshMobile());
+  await qrLogin(b, await open(bPhone, "/phone.html"), freshMobile());
+
+  const room = `e2e-${Date.now()}`;
+  for (const page of [a, b]) {
+    await page.goto(`/room.html?room=${room}`);
+  }
+  for (const page of [a, b]) {
+    await page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+    await page.locator('#members[data-count="2"]').waitFor({ timeout: T });
+  }
+  await a.fill("#room-text", "hello room from A");
+  await a.press("#room-text", "Enter");
+  await b.fill("#room-text", "and from B");
+  await b.click("#room-send");
+  for (const page of [a, b]) {
+    await page.locator("#room-messages li", { hasText: "hello room from A" }).waitFor({ timeout: T });
+    await page.locator("#room-messages li", { hasText: "and from B" }).waitFor({ timeout: T });
+  }
+  await a.screenshot({ path: join(ARTIFACTS, "room-desktop.png") });
+  await b.screenshot({ path: join(ARTIFACTS, "room-phone.png") });
+  await Promise.all([aWeb.close(), bWeb.close(), aPhone.close(), bPhone.close()]);
+});
+
+test("no page logged a console error", () => {
+  assert.deepEqual(consoleErrors, []);
+});
