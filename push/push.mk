@@ -26,10 +26,3 @@ tests_unit_test_room_pkt_SOURCES = tests/unit/test_room_pkt.c push/roompkt.c pus
 tests_unit_test_room_pkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_room_pkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt
-
-# The load client of the room benchmark (bench/room_bench.py): built with the tests so it cannot rot.
-check_PROGRAMS += bench/room-bench-client
-bench_room_bench_client_SOURCES = bench/room-bench-client.c
-bench_room_bench_client_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS)
-bench_room_bench_client_LDADD = $(LIBMAGPIE) $(LWS_LIBS)
-EXTRA_DIST += bench/room_bench.py

@@ -1,4 +1,4 @@
-"""A client of magpie-push's room protocol (SPEC §5, seed 004), for the test_room_* tests and bench/room_bench.py.
+"""A client of magpie-push's room protocol (SPEC §5, seed 004), for the test_room_* tests.
 
 The protobuf classes come from the repo's own shared/room.proto: protoc-c (the compiler the build uses)
 writes its FileDescriptorSet into a temporary folder, and python3-protobuf builds the message classes from
