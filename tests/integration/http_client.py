@@ -62,7 +62,8 @@ _ip_counter = itertools.count(random.randrange(1, 40) * 1000)
 def new_ip():
     """A loopback address no other client of this run uses (127.100.0.0/16 .. 127.199.0.0/16)."""
     n = next(_ip_counter)
-    return f"127.{100 + (n >> 16) % 100}.{(n >> 8) & 255}.{(n & 255) or 1}"
+    # The last octet runs 1..254 (never .0 or .255), so consecutive numbers never share an address.
+    return f"127.{100 + (n // (254 * 256)) % 100}.{(n // 254) % 256}.{n % 254 + 1}"
 
 
 class _SourceAddress(HTTPAdapter):
