@@ -235,7 +235,8 @@ static void room_tick(struct worker *w, struct conn *c, int64_t now)
     if (now - c->last_tx < (int64_t)(worker_opts(w)->heartbeat_s * 1e9))
         return;
     c->last_tx = now;
-    send_req(w, c, room_req_heartbeat(&len), len);
+    uint8_t *req = room_req_heartbeat(&len); /* before send_req reads len: argument order is unspecified */
+    send_req(w, c, req, len);
 }
 
 const struct proto proto_magpie_room = {

@@ -67,6 +67,9 @@ struct conn {
     int close_code;
     const char *close_reason; /* static */
     int close_started;        /* the close frame is on its way (or the connection is being dropped) */
+    uint64_t heard_ms; /* loop time of the last frame or pong from the client (idle sweep) */
+    int ping_sent;     /* a ping went out since the client was last heard */
+    int ping_due;      /* the next writeable callback sends a ping */
     char ip[48];
     char sid[AUTH_JTI_LEN + 1]; /* jti of the login token behind this connection (logout closes it) */
 };
@@ -142,6 +145,8 @@ void conn_shutdown_all(void);
 int conn_start(void);
 
 /* Free what is left (after the lws context is destroyed). */
+/* Stop the idle sweep (its timer handle is closed on the loop): the first step of shutting down. */
+void conn_sweep_stop(void);
 void conn_stop(void);
 
 #endif

@@ -49,6 +49,7 @@ static void finish(void)
     rdsa_stop();
     cluster_stop();
     room_stop();
+    conn_sweep_stop();
     stats_stop();
     uv_timer_stop(&M.stop_timer);
     uv_close((uv_handle_t *)&M.stop_timer, NULL);

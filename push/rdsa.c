@@ -138,6 +138,7 @@ static struct {
     const struct magpie_config *cfg;
     struct link cmd, sub;
     uv_timer_t watchdog;
+    int64_t watchdog_ms; /* when the watchdog last ran */
     int stopping;
     struct rdsa_script *scripts[RDSA_MAX_SCRIPTS];
     int nscripts;
@@ -374,15 +375,29 @@ static void link_connect(struct link *l)
 static void on_watchdog(uv_timer_t *t)
 {
     struct link *links[2] = {&R.cmd, &R.sub};
-    int64_t now = now_ms();
+    int64_t now = now_ms(), late = now - R.watchdog_ms - RDSA_WATCHDOG_MS;
+    R.watchdog_ms = now;
+    if (late > R.cfg->redis.command_timeout_ms / 2) {
+        /* This loop itself was stalled (a connect storm on a busy machine): commands queued meanwhile may
+         * not even be written yet. Redis gets a full timeout from now rather than the blame. */
+        log_info("event loop was stalled stalled_ms=%lld: redis timeouts restart", (long long)late);
+        for (int i = 0; i < 2; i++)
+            links[i]->progress_ms = links[i]->state_ms = now;
+        return;
+    }
     for (int i = 0; i < 2; i++) {
         struct link *l = links[i];
         if (l->ac == NULL)
             continue;
         if (l->state == LINK_CONNECTING && now - l->state_ms > R.cfg->redis.connect_timeout_ms)
             link_drop(l, "connect timed out");
-        else if (l->pending > 0 && now - l->progress_ms > R.cfg->redis.command_timeout_ms)
-            link_drop(l, "no reply within redis.command_timeout_ms");
+        else if (l->pending > 0 && now - l->progress_ms > R.cfg->redis.command_timeout_ms) {
+            /* Timers run before I/O in a loop iteration: after the loop itself was busy for a while (a
+             * connect storm), replies may be waiting unread in the socket. Read them before judging. */
+            redisAsyncHandleRead(l->ac);
+            if (l->ac != NULL && l->pending > 0 && now_ms() - l->progress_ms > R.cfg->redis.command_timeout_ms)
+                link_drop(l, "no reply within redis.command_timeout_ms");
+        }
     }
 }
 
@@ -400,6 +415,7 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
     R.cmd.retry.data = &R.cmd;
     R.sub.retry.data = &R.sub;
     uv_timer_init(loop, &R.watchdog);
+    R.watchdog_ms = now_ms();
     uv_timer_start(&R.watchdog, on_watchdog, RDSA_WATCHDOG_MS, RDSA_WATCHDOG_MS);
     link_connect(&R.cmd);
     link_connect(&R.sub);

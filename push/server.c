@@ -58,8 +58,10 @@ int server_start(void)
     }
     lws_set_log_level(LLL_ERR | LLL_WARN | (log_enabled(LOG_LEVEL_DEBUG) ? LLL_NOTICE : 0), lws_log);
 
-    retry.secs_since_valid_ping = (uint16_t)push.cfg->push.ping_interval_s;
-    retry.secs_since_valid_hangup = (uint16_t)push.cfg->push.idle_timeout_s;
+    /* No validity timers from libwebsockets (0 = none): conn.c pings and closes silent connections itself,
+     * because 4.1.6 re-sorts a connection's validity timer on every frame it receives (see on_idle_sweep). */
+    retry.secs_since_valid_ping = 0;
+    retry.secs_since_valid_hangup = 0;
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV;

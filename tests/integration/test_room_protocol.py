@@ -194,3 +194,23 @@ def test_room_metrics(stack):
         assert 'magpie_push_room_drops_total{level="important"}' in after
         assert after['magpie_push_connections{protocol="room"}'] >= 2
     run(go())
+
+
+def test_a_member_that_answers_pings_gets_no_error_and_is_served(stack):
+    """The node pings a connection silent for push.ping_interval_s (its own sweep, not libwebsockets'
+    timers); a member's pong is not a request: it gets no error, and it is served as before."""
+    from push_client import ExtraNode
+    node = ExtraNode(stack, 905, ping_interval_s=1, idle_timeout_s=30)
+    try:
+        async def go():
+            room = new_room()
+            url = f"ws://127.0.0.1:{node.port}"
+            a = await Room.join(stack, url, room)
+            await a.quiet(2.5)  # python-websockets answers the node's pings by itself
+            assert a.inbox == [], a.inbox
+            assert await a.heartbeat() == b"pong"
+            await a.say("after the pings")
+            assert await a.wait_messages(1) == [b"after the pings"]
+        run(go())
+    finally:
+        assert node.stop() == 0
