@@ -17,7 +17,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,8 @@ import time
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
+
+from magpie_stack import free_port, stop_process
 
 ISSUED = set()
 _issued_lock = threading.Lock()
@@ -248,14 +249,6 @@ def broadcast_room_req():
 
 # ---- a second magpie-http with its own settings ----------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class ExtraHttp:
     """magpie-http started by a test with config overrides (MAGPIE_<SECTION>_<KEY>), standalone only unless
     fcgi_socket is given. Its log is logs/<name>.log in the stack, so the end-of-suite log check sees it."""
@@ -298,16 +291,7 @@ class ExtraHttp:
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Signal it and wait; returns (exit status, seconds it took)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return (self.proc.returncode if self.proc else None), 0.0
-        t0 = time.time()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        return rc, time.time() - t0
+        return stop_process(self.proc, sig, timeout)
 
     def log_text(self):
         try:

@@ -4,11 +4,14 @@ Tests read ports, secrets and paths from here instead of hard-coding them, and u
 to the real servers (Redis, MariaDB, nginx, the magpie daemons) or to stop and start them.
 """
 import os
+import random
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 
 import pymysql
 import redis
@@ -184,3 +187,47 @@ def _alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# ---- helpers every component's tests use ----
+
+def free_port():
+    """A free loopback port below the kernel's ephemeral range, as scripts/lib/stack.sh picks them: a port in
+    that range can become the local end of any outgoing connection before a daemon binds it."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(1000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", random.randrange(10000, low) if low > 11000 else 0))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port")
+
+
+def metrics(port):
+    """A daemon's Prometheus /metrics on a loopback port as {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Signal a daemon the test started and wait (SIGKILL after timeout); returns (exit status, seconds)."""
+    if proc is None or proc.poll() is not None:
+        return (proc.returncode if proc else None), 0.0
+    t0 = time.time()
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    return rc, time.time() - t0

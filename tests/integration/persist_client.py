@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 
+from magpie_stack import free_port, metrics, stop_process
+
 KEY_MQ = "mp:mq"            # shared/keys.h
 GROUP = "persist"
 KEY_DEAD = "mp:mq:dead"
@@ -123,18 +125,6 @@ def dead_letter_pairs(r, orig_id):
     return None
 
 
-def metrics(port):
-    """The worker's /metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            values[key] = float(value)
-    return values
-
-
 def health(port):
     """(HTTP status, body) of the worker's /healthz."""
     try:
@@ -142,21 +132,6 @@ def health(port):
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def free_port():
-    """A free port below the ephemeral range, like scripts/lib/stack.sh's free_port (a port in that range may
-    be taken by an outgoing connection while its daemon restarts)."""
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    while True:
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", random.randrange(10000, low) if low > 11000 else 0))
-            return s.getsockname()[1]
-        except OSError:
-            continue
-        finally:
-            s.close()
 
 
 def stack_consumer(stack):
@@ -221,16 +196,7 @@ class Worker:
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Signal it; returns (exit status, seconds it took to exit)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return (self.proc.returncode if self.proc else None), 0.0
-        t0 = time.time()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        return rc, time.time() - t0
+        return stop_process(self.proc, sig, timeout)
 
 
 def metric(values, name, labels=""):

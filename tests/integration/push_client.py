@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ import uuid
 import jwt
 import websockets
 
-from magpie_stack import Stack, _alive
+from magpie_stack import Stack, _alive, free_port, metrics, stop_process
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -303,22 +302,6 @@ def persist_running(stack):
 
 # ---- an extra node with its own settings (limits that would take minutes with the defaults) ----
 
-def free_port():
-    """A free port below the kernel's ephemeral range, as scripts/lib/stack.sh picks them: a port in that
-    range can become the local end of any outgoing connection before the node binds it."""
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    for _ in range(1000):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", random.randrange(10000, low) if low > 11000 else 0))
-            return s.getsockname()[1]
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise RuntimeError("no free port")
-
-
 class ExtraNode:
     """A magpie-push node started by the test, with config overrides, on its own ports, registered in the
     same cluster. Stopped with SIGTERM (so the sanitizer build checks it for leaks too)."""
@@ -378,26 +361,7 @@ class ExtraNode:
         return chat
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def metrics(port):
-    """The Prometheus text of a node's /metrics as {series: value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+        return stop_process(self.proc, timeout=15)[0]
 
 
 def restart_node(stack, name):
