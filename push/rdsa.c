@@ -391,13 +391,8 @@ static void on_watchdog(uv_timer_t *t)
             continue;
         if (l->state == LINK_CONNECTING && now - l->state_ms > R.cfg->redis.connect_timeout_ms)
             link_drop(l, "connect timed out");
-        else if (l->pending > 0 && now - l->progress_ms > R.cfg->redis.command_timeout_ms) {
-            /* Timers run before I/O in a loop iteration: after the loop itself was busy for a while (a
-             * connect storm), replies may be waiting unread in the socket. Read them before judging. */
-            redisAsyncHandleRead(l->ac);
-            if (l->ac != NULL && l->pending > 0 && now_ms() - l->progress_ms > R.cfg->redis.command_timeout_ms)
-                link_drop(l, "no reply within redis.command_timeout_ms");
-        }
+        else if (l->pending > 0 && now - l->progress_ms > R.cfg->redis.command_timeout_ms)
+            link_drop(l, "no reply within redis.command_timeout_ms");
     }
 }
 
