@@ -70,6 +70,14 @@ class Closed(Exception):
     pass
 
 
+async def recv_frame(ws, timeout):
+    """The next message on a client WebSocket; Closed (with the close code) when the server closed it."""
+    try:
+        return await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed as e:
+        raise Closed(f"closed {e.code} {e.reason}") from e
+
+
 class Chat:
     """One chat connection. Packets that arrive while a test waits for something else are kept, in order,
     so a test can assert on them later."""
@@ -141,11 +149,7 @@ class Chat:
 
     # ---- receiving ----
     async def _next(self, timeout):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except websockets.ConnectionClosed as e:
-            raise Closed(f"closed {e.code} {e.reason}") from e
-        return json.loads(raw)
+        return json.loads(await recv_frame(self.ws, timeout))
 
     async def recv(self, timeout=DEFAULT_TIMEOUT):
         if self.inbox:

@@ -20,6 +20,7 @@ import websockets
 from google.protobuf import descriptor_pb2, message_factory
 
 from magpie_stack import REPO
+from push_client import Closed, recv_frame
 
 try:  # the tests' registry of issued tokens, which the last test looks for in every log
     from http_client import remember
@@ -86,9 +87,6 @@ def message_req(msg, room="", level=NORMAL):
     data = msg.encode() if isinstance(msg, str) else msg
     return req(MESSAGE, BroadcastRoomReq(roomID=room, msgLv=level, data=data).SerializeToString())
 
-
-class Closed(Exception):
-    pass
 
 
 class Room:
@@ -164,11 +162,7 @@ class Room:
         return (reply.type, bytes(reply.data))
 
     async def _next(self, timeout):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except websockets.ConnectionClosed as e:
-            raise Closed(f"closed {e.code} {e.reason}") from e
-        return self._take(raw)
+        return self._take(await recv_frame(self.ws, timeout))
 
     async def reply(self, timeout=DEFAULT_TIMEOUT):
         """The next non-delivery reply (type, payload); deliveries are unpacked on the way."""

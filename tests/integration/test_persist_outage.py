@@ -32,16 +32,23 @@ def _all_stored(stack, r, b, entries, timeout=90):
         assert row_matches(rows[int(e["mid"])], e)
 
 
-def test_mariadb_stopped_10_s_while_entries_arrive_then_all_are_stored_once_without_restart(stack):
+def _stored_first(stack, n):
+    """n entries added and stored before the outage; returns what the test checks against afterwards:
+    (redis, batch, worker pid, worker log, log offset, entries)."""
     r = raw_redis(stack)
     b = Batch()
     pid = stack.daemon_pid(STACK_WORKER)
     log = f"{stack.run}/logs/{STACK_WORKER}.log"
     offset = log_size(log)
-    entries = [b.entry() for _ in range(1000)]
+    entries = [b.entry() for _ in range(n)]
     xadd_all(r, entries)
     with stack.mysql() as db:
-        wait_for(lambda: b.count(db) == 1000, 60, "the first rows")
+        wait_for(lambda: b.count(db) == n, 60, "the first rows")
+    return r, b, pid, log, offset, entries
+
+
+def test_mariadb_stopped_10_s_while_entries_arrive_then_all_are_stored_once_without_restart(stack):
+    r, b, pid, log, offset, entries = _stored_first(stack, 1000)
 
     stack.stop_mariadb()
     try:
@@ -66,15 +73,7 @@ def test_mariadb_stopped_10_s_while_entries_arrive_then_all_are_stored_once_with
 def test_mariadb_hung_then_all_entries_are_stored_once_without_restart(stack):
     """A MariaDB that stops answering (SIGSTOP) but keeps its connections open: mysql.rw_timeout_s turns
     that into an outage instead of a worker stuck forever."""
-    r = raw_redis(stack)
-    b = Batch()
-    pid = stack.daemon_pid(STACK_WORKER)
-    log = f"{stack.run}/logs/{STACK_WORKER}.log"
-    offset = log_size(log)
-    entries = [b.entry() for _ in range(500)]
-    xadd_all(r, entries)
-    with stack.mysql() as db:
-        wait_for(lambda: b.count(db) == 500, 60, "the first rows")
+    r, b, pid, log, offset, entries = _stored_first(stack, 500)
 
     db_pid = stack.mariadb_pid()
     os.kill(db_pid, signal.SIGSTOP)
@@ -92,15 +91,7 @@ def test_mariadb_hung_then_all_entries_are_stored_once_without_restart(stack):
 
 
 def test_redis_restarted_then_all_entries_are_stored_once_without_restart(stack):
-    r = raw_redis(stack)
-    b = Batch()
-    pid = stack.daemon_pid(STACK_WORKER)
-    log = f"{stack.run}/logs/{STACK_WORKER}.log"
-    offset = log_size(log)
-    entries = [b.entry() for _ in range(500)]
-    xadd_all(r, entries)
-    with stack.mysql() as db:
-        wait_for(lambda: b.count(db) == 500, 60, "the first rows")
+    r, b, pid, log, offset, entries = _stored_first(stack, 500)
 
     stack.stop_redis()
     try:

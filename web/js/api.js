@@ -55,6 +55,18 @@ export class Login {
 
 export const webLogin = new Login("magpie.web");
 
+/** The web login's user (`/me`), or null after sending the browser to the login page (no or a dead token). */
+export async function whoAmI() {
+  const token = webLogin.token;
+  if (token) {
+    const who = await api("/me", { method: "GET", token });
+    if (who.code === 0) return who.result;
+    webLogin.clear();
+  }
+  location.assign("index.html");
+  return null;
+}
+
 /** A short description of this device for the phone to show ("who is asking"). */
 export function deviceName() {
   const ua = navigator.userAgent;

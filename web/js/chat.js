@@ -1,7 +1,7 @@
 // The chat page: friends with online dots, one conversation at a time with its history, sending with a
 // pending -> sent state, live incoming messages, and everything missed while offline fetched on reconnect.
 
-import { api, webLogin } from "./api.js";
+import { api, webLogin, whoAmI } from "./api.js";
 import { ChatClient } from "./chat-client.js";
 
 const ONLINE_REFRESH_MS = 10000;
@@ -138,17 +138,9 @@ async function refreshOnline() {
 }
 
 async function main() {
-  if (!token) {
-    location.assign("index.html");
-    return;
-  }
-  const who = await api("/me", { method: "GET", token });
-  if (who.code !== 0) {
-    webLogin.clear();
-    location.assign("index.html");
-    return;
-  }
-  document.getElementById("me").textContent = `User ${who.result.userId} (${who.result.mobile})`;
+  const who = await whoAmI();
+  if (who === null) return;
+  document.getElementById("me").textContent = `User ${who.userId} (${who.mobile})`;
   const friends = await api("/friends", { method: "GET", token });
   const list = friends.code === 0 ? friends.result.friends : [];
   list.forEach((f) => addFriend(f.uid, f.online));

@@ -1,7 +1,7 @@
 // The room page: join a room by id, see the member count, send and receive messages (merged batches are
 // unpacked by the RoomClient).
 
-import { api, webLogin } from "./api.js";
+import { api, webLogin, whoAmI } from "./api.js";
 import { RoomClient } from "./room-client.js";
 
 const token = webLogin.token;
@@ -64,17 +64,9 @@ async function join(roomId) {
 }
 
 async function main() {
-  if (!token) {
-    location.assign("index.html");
-    return;
-  }
-  const who = await api("/me", { method: "GET", token });
-  if (who.code !== 0) {
-    webLogin.clear();
-    location.assign("index.html");
-    return;
-  }
-  const me = who.result.userId;
+  const who = await whoAmI();
+  if (who === null) return;
+  const me = who.userId;
   document.getElementById("me").textContent = `User ${me}`;
   document.getElementById("join-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
