@@ -5,7 +5,8 @@
  * reply, a MySQL job) has let go: code that waits for something holds a reference (conn_hold/conn_release)
  * and checks conn_open() before using it when the answer comes.
  *
- * Outgoing: conn_send() queues a frame; frames are written one per writeable callback, in order. A
+ * Outgoing: conn_send() writes a frame at once when nothing is waiting ahead of it and the socket takes
+ * it; otherwise it queues it, and queued frames are written one per writeable callback, in order. A
  * connection whose queue would exceed push.queue_cap bytes is closed at once (a reader that cannot keep up
  * must not make the node hold its backlog); conn_send_droppable() instead drops a frame that would take the
  * queue past a lower bound the caller names (room messages of normal level). Either is counted in metrics.
