@@ -21,6 +21,7 @@
 static struct {
     int fd;
     int created; /* we made the socket file (and remove it at exit) */
+    int local; /* the listener is a unix socket: a finished connection is closed at once (finish) */
     pthread_t *threads;
     int nthreads;
 } fc = {.fd = -1};
@@ -92,6 +93,26 @@ static int make_socket(const char *path, int mode)
     return fd;
 }
 
+/* End rq and close its connection. libfcgi's own close shuts the socket down for writing and then waits
+ * for the web server to close its end first (a lingering close, which keeps a TCP peer from being reset
+ * while it still sends). That costs a poll, a read and a wake-up per request. On a unix socket nothing
+ * is reset -- the peer reads everything written before it sees the close -- so there the request is
+ * detached first, which makes libfcgi close the connection outright. (A responder that does no work gets
+ * about 25 % more requests/s through nginx this way on a 2-core machine; bench/http/fcgi_floor.c.) */
+static void finish(FCGX_Request *rq)
+{
+    if (fc.local)
+        FCGX_Detach(rq);
+    FCGX_Finish_r(rq);
+}
+
+static int is_unix_socket(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
+}
+
 static const char *param(FCGX_Request *rq, const char *name)
 {
     return FCGX_GetParam(name, rq->envp);
@@ -126,7 +147,7 @@ static void fcgi_deliver(void *ctx, struct http_resp *resp)
     FCGX_Request *rq = ctx;
     write_resp(rq, resp);
     http_resp_free(resp);
-    FCGX_Finish_r(rq);
+    finish(rq);
     free(rq);
 }
 
@@ -233,7 +254,7 @@ static void *fcgi_thread(void *arg)
     /* FCGX_Accept_r fails once the listening socket is shut down: that is how we stop. */
     while (FCGX_Accept_r(rq) == 0) {
         if (serve(w, rq) == 0) {
-            FCGX_Finish_r(rq);
+            finish(rq);
             continue;
         }
         rq = new_request();
@@ -268,6 +289,7 @@ int fcgi_front_start(void)
     } else {
         return MP_OK;
     }
+    fc.local = is_unix_socket(fc.fd);
     if (FCGX_Init() != 0) {
         log_error("cannot initialise libfcgi");
         return MP_ERR;

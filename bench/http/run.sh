@@ -64,6 +64,45 @@ trap stop_holder EXIT
 measure "nginx-fcgi" "$NGINX"
 measure "standalone" "$STANDALONE"
 
+# The floor of the path: the same load through an nginx like the site's (same workers, an access log) to
+# a libfcgi responder that does no work (fcgi_floor.c). What magpie-http's own work costs is the
+# difference; a target above this line cannot be met on this machine by any FastCGI application.
+FLOOR=$RUN/bench-http
+rm -rf "$FLOOR"
+mkdir -p "$FLOOR/tmp"
+cc -O2 -o "$FLOOR/fcgi_floor" "$HERE/fcgi_floor.c" -lfcgi -lpthread
+floor_port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+floor_threads=$(awk -F' *= *' '$1 == "threads" {t = $2} END {print t ? t : 8}' "$RUN/magpie.conf")
+cat >"$FLOOR/nginx.conf" <<CONF
+worker_processes $(awk '$1 == "worker_processes" {sub(";", "", $2); print $2}' "$RUN/nginx/nginx.conf");
+pid $FLOOR/nginx.pid;
+error_log $FLOOR/error.log;
+events { worker_connections 4096; }
+http {
+    log_format floor '\$remote_addr [\$time_iso8601] "\$request_method \$uri" \$status \$body_bytes_sent \$request_time "\$http_user_agent"';
+    access_log $FLOOR/access.log floor;
+    client_body_temp_path $FLOOR/tmp;
+    server {
+        listen 127.0.0.1:$floor_port;
+        location = /IM/token {
+            fastcgi_pass unix:$FLOOR/floor.sock;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param DOCUMENT_URI \$uri;
+            fastcgi_param CONTENT_LENGTH \$content_length;
+            fastcgi_param HTTP_X_REAL_IP \$remote_addr;
+        }
+    }
+}
+CONF
+"$FLOOR/fcgi_floor" "$FLOOR/floor.sock" "$floor_threads" &
+floor_pid=$!
+disown # it is killed below; the shell need not report that
+nginx -p "$FLOOR" -c "$FLOOR/nginx.conf" -e "$FLOOR/error.log"
+sleep 0.5
+measure "floor:nginx-fcgi-empty-handler" "http://127.0.0.1:$floor_port"
+nginx -p "$FLOOR" -c "$FLOOR/nginx.conf" -e "$FLOOR/error.log" -s stop
+kill -KILL "$floor_pid" # libfcgi catches SIGTERM and stays in accept()
+
 # The same while POLLS browsers wait on their QR codes (half through each front-end).
 fifo=$(mktemp -u)
 mkfifo "$fifo"
@@ -110,5 +149,7 @@ mkdir -p "$(dirname "$OUT")"
     done
     echo
     echo "Targets: >= 15,000 req/s and p99 <= 10 ms through nginx; p99 <= 50 ms with 1,000 polls pending."
+    echo "floor = the same load through an nginx like the site's to a FastCGI responder that does no work"
+    echo "(bench/http/fcgi_floor.c): the most the nginx -> FastCGI path gives on this machine."
 } >"$OUT"
 echo "report: $OUT"
