@@ -74,6 +74,7 @@ cc -O2 -o "$FLOOR/fcgi_floor" "$HERE/fcgi_floor.c" -lfcgi -lpthread
 floor_port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 floor_threads=$(awk -F' *= *' '$1 == "threads" {t = $2} END {print t ? t : 8}' "$RUN/magpie.conf")
 cat >"$FLOOR/nginx.conf" <<CONF
+$(grep -m1 '^user ' "$RUN/nginx/nginx.conf")
 worker_processes $(awk '$1 == "worker_processes" {sub(";", "", $2); print $2}' "$RUN/nginx/nginx.conf");
 pid $FLOOR/nginx.pid;
 error_log $FLOOR/error.log;

@@ -211,6 +211,8 @@ EOF
 # ---- Redis ---------------------------------------------------------------------------------------------
 
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+# PONG only once Redis serves: while it loads its AOF it answers every command (PING too) with LOADING.
+redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 
 start_redis() {
     local dir=$RUN/redis
@@ -235,7 +237,7 @@ save ""
 maxclients 10000
 EOF
     redis-server "$dir/redis.conf"
-    wait_for redis 10 redis_cli ping
+    wait_for redis 120 redis_ready # a big AOF takes a while to load
     say "  redis      127.0.0.1:$REDIS_PORT (pid $(cat "$dir/redis.pid"))"
 }
 

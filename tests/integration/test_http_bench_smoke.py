@@ -15,7 +15,8 @@ def test_bench_smoke_run(stack):
     assert run.returncode == 0, run.stdout + run.stderr
     report = open(out).read()
     rows = re.findall(r"^\| (\S+) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (\d+) \| (\d+) \|$", report, re.M)
-    assert [r[0] for r in rows] == ["nginx-fcgi", "standalone", "nginx-fcgi+20polls", "standalone+20polls"]
+    assert [r[0] for r in rows] == ["nginx-fcgi", "standalone", "floor:nginx-fcgi-empty-handler",
+                                    "nginx-fcgi+20polls", "standalone+20polls"]
     for name, rps, errors, non200 in rows:
         assert int(rps) > 0 and errors == "0" and non200 == "0", (name, rps, errors, non200)
     assert "eyJ" not in report and "eyJ" not in run.stdout
