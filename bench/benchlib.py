@@ -3,7 +3,7 @@
 - Peers: nats-server (WebSocket listener) and nginx with nchan, started from the configs in bench/peers/ in a
   run directory of their own, on free loopback ports, and stopped by their pid files (nothing else).
 - MagpieStack: what a Magpie stack started by scripts/dev offers (ports from dev.env, pid files, config).
-- run_bench / run_wrk: call magpie-bench or wrk and return their results as dicts.
+- run_bench: call magpie-bench and return its result as a dict.
 - machine(): the facts a result is recorded with.
 """
 
@@ -214,61 +214,6 @@ def run_bench(binary, args, timeout=900):
     if result is None:
         return None, (r.stderr.strip() or "magpie-bench exited with %d" % r.returncode)
     return result, r.stderr.strip()
-
-
-WRK_SCRIPT = """-- POST /IM/token with a login token (written by bench/run; the token stays out of argv)
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer %s"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = ""
-"""
-
-
-def _wrk_ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)$", text)
-    if not m:
-        return None
-    v = float(m.group(1))
-    return v / 1000.0 if m.group(2) == "us" else v * 1000.0 if m.group(2) == "s" else v
-
-
-def run_wrk(binary, stack, workdir, threads=1, conns=4, seconds=2, uid=900000001):
-    """wrk against POST /IM/token through the stack's nginx; returns a result dict."""
-    tok = subprocess.run([binary, "token", "-c", stack.conf, "--uid", str(uid), "--ttl", "3600"],
-                         capture_output=True, text=True)
-    if tok.returncode != 0:
-        raise RuntimeError("magpie-bench token: " + tok.stderr.strip())
-    os.makedirs(workdir, exist_ok=True)
-    script = os.path.join(workdir, "im_token.lua")
-    fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(WRK_SCRIPT % tok.stdout.strip())
-    url = "http://127.0.0.1:%d/IM/token" % stack.nginx_port
-    try:
-        r = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency", "-s", script,
-                            url], capture_output=True, text=True, timeout=seconds + 60)
-    finally:
-        os.unlink(script)
-    out = r.stdout
-    res = {"scenario": "http", "url": url, "threads": threads, "conns": conns, "seconds": seconds,
-           "requests": 0, "requests_per_s": 0.0, "non_2xx": 0, "socket_errors": 0, "latency": {}}
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        res["requests_per_s"] = float(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        res["non_2xx"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        res["socket_errors"] = sum(int(x) for x in m.groups())
-    for pct, val in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M):
-        res["latency"]["p%s_ms" % pct] = _wrk_ms(val)
-    res["ok"] = r.returncode == 0 and res["requests"] > 0 and res["non_2xx"] == 0 and res["socket_errors"] == 0
-    res["wrk_output"] = out
-    return res
 
 
 def _first_line(cmd):
