@@ -381,6 +381,14 @@ static void housekeeping(struct persist_worker *w, volatile sig_atomic_t *stop, 
 
 /* ---- the loop ---- */
 
+/* A short batch was just stored: let the next one gather (persist.batch_wait_ms; a signal cuts it short). */
+static void gather(long long ms, volatile sig_atomic_t *stop)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    if (ms > 0 && !*stop)
+        nanosleep(&ts, NULL);
+}
+
 /* One read: this consumer's pending entries while there are any to re-read, else new ones. */
 static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *stop)
 {
@@ -406,8 +414,11 @@ static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *st
         /* A batch that finished nothing (every row refused, Redis failing) is not retried at full speed. */
         if (process(w, &rd, pending ? "pending" : "new", stop) == 0)
             pause_backoff(w, stop);
-        else
+        else {
             w->backoff_ms = PERSIST_BACKOFF_MIN_MS;
+            if (!pending && rd.n < (size_t)cfg->persist.batch)
+                gather(cfg->persist.batch_wait_ms, stop);
+        }
     }
     persist_read_free(&rd);
 }

@@ -105,6 +105,7 @@ struct magpie_config {
     } push;
     struct {
         long long batch;
+        long long batch_wait_ms;
         long long block_ms;
         char *consumer;
         long long claim_idle_ms;
