@@ -85,12 +85,18 @@ int persist_worker_health(char *why, size_t len, void *arg)
     return 1;
 }
 
-/* Sleep the backoff (cut short by a signal, so SIGTERM is seen at once), then double it. */
+/* Sleep ms unless stopping; a signal cuts it short, so SIGTERM is seen at once. */
+static void nap(long long ms, volatile sig_atomic_t *stop)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    if (ms > 0 && !*stop)
+        nanosleep(&ts, NULL);
+}
+
+/* Sleep the backoff, then double it. */
 static void pause_backoff(struct persist_worker *w, volatile sig_atomic_t *stop)
 {
-    struct timespec ts = {w->backoff_ms / 1000, (long)(w->backoff_ms % 1000) * 1000000L};
-    if (!*stop)
-        nanosleep(&ts, NULL);
+    nap(w->backoff_ms, stop);
     w->backoff_ms = w->backoff_ms * 2 > PERSIST_BACKOFF_MAX_MS ? PERSIST_BACKOFF_MAX_MS : w->backoff_ms * 2;
 }
 
@@ -300,10 +306,7 @@ static int store_rows(struct persist_worker *w, struct persist_row **rows, size_
         /* The lag gauges and trimming go on while we wait; no claiming (we are not storing). */
         if (mp_mono_ms() >= w->housekeeping_at)
             housekeeping(w, stop, 0);
-        {
-            struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        nap(backoff_ms, stop);
         backoff_ms = backoff_ms * 2 > PERSIST_BACKOFF_MAX_MS ? PERSIST_BACKOFF_MAX_MS : backoff_ms * 2;
         if (*stop)
             return MP_EAGAIN;
@@ -381,14 +384,6 @@ static void housekeeping(struct persist_worker *w, volatile sig_atomic_t *stop, 
 
 /* ---- the loop ---- */
 
-/* A short batch was just stored: let the next one gather (persist.batch_wait_ms; a signal cuts it short). */
-static void gather(long long ms, volatile sig_atomic_t *stop)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    if (ms > 0 && !*stop)
-        nanosleep(&ts, NULL);
-}
-
 /* One read: this consumer's pending entries while there are any to re-read, else new ones. */
 static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *stop)
 {
@@ -417,7 +412,7 @@ static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *st
         else {
             w->backoff_ms = PERSIST_BACKOFF_MIN_MS;
             if (!pending && rd.n < (size_t)cfg->persist.batch)
-                gather(cfg->persist.batch_wait_ms, stop);
+                nap(cfg->persist.batch_wait_ms, stop); /* a short batch: let the next one gather */
         }
     }
     persist_read_free(&rd);
