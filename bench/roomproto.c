@@ -108,19 +108,25 @@ static uint8_t *pack_req(Magpie__PackageType type, const uint8_t *data, size_t d
     return buf;
 }
 
+/* Pack Req{type, data = the packed inner message} into a malloc'd buffer. */
+static uint8_t *pack_req_of(Magpie__PackageType type, const ProtobufCMessage *inner_msg, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(inner_msg);
+    uint8_t *inner = malloc(n ? n : 1);
+    if (inner == NULL)
+        return NULL;
+    protobuf_c_message_pack(inner_msg, inner);
+    uint8_t *out = pack_req(type, inner, n, len);
+    free(inner);
+    return out;
+}
+
 uint8_t *room_req_sign_in(const char *token, const char *room, size_t *len)
 {
     Magpie__SignIn s = MAGPIE__SIGN_IN__INIT;
     s.token = (char *)token;
     s.roomid = (char *)room;
-    size_t n = magpie__sign_in__get_packed_size(&s);
-    uint8_t *inner = malloc(n ? n : 1);
-    if (inner == NULL)
-        return NULL;
-    magpie__sign_in__pack(&s, inner);
-    uint8_t *out = pack_req(MAGPIE__PACKAGE_TYPE__SIGN_IN, inner, n, len);
-    free(inner);
-    return out;
+    return pack_req_of(MAGPIE__PACKAGE_TYPE__SIGN_IN, &s.base, len);
 }
 
 uint8_t *room_req_heartbeat(size_t *len)
@@ -135,12 +141,5 @@ uint8_t *room_req_message(const char *room, const uint8_t *msg, size_t msg_len, 
     b.msglv = level ? MAGPIE__MSG_LEVEL__IMPORTANT : MAGPIE__MSG_LEVEL__NORMAL;
     b.data.data = (uint8_t *)msg;
     b.data.len = msg_len;
-    size_t n = magpie__broadcast_room_req__get_packed_size(&b);
-    uint8_t *inner = malloc(n ? n : 1);
-    if (inner == NULL)
-        return NULL;
-    magpie__broadcast_room_req__pack(&b, inner);
-    uint8_t *out = pack_req(MAGPIE__PACKAGE_TYPE__MESSAGE, inner, n, len);
-    free(inner);
-    return out;
+    return pack_req_of(MAGPIE__PACKAGE_TYPE__MESSAGE, &b.base, len);
 }

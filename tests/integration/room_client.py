@@ -20,7 +20,7 @@ import websockets
 from google.protobuf import descriptor_pb2, message_factory
 
 from magpie_stack import REPO
-from push_client import Closed, recv_frame
+from push_client import Closed, _opened, recv_frame, run  # run: what the room tests run their coroutines with
 
 try:  # the tests' registry of issued tokens, which the last test looks for in every log
     from http_client import remember
@@ -270,21 +270,6 @@ def new_uid():
 
 def new_room(prefix="room"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-_opened = []
-
-
-def run(coro):
-    """Run one test's coroutine, then close whatever room connections it left open."""
-    async def wrapper():
-        try:
-            return await coro
-        finally:
-            left = [ws for ws in _opened if not ws.closed]
-            _opened.clear()
-            await asyncio.gather(*(ws.close() for ws in left), return_exceptions=True)
-    return asyncio.run(wrapper())
 
 
 def node_url(stack, node):
