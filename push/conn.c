@@ -582,9 +582,10 @@ static void log_unanswered(struct conn *c)
     }
     if (ms + CONN_TIMEOUT_SLACK_MS >= (uint64_t)push.cfg->push.handshake_timeout_s * 1000)
         why = "not finished within push.handshake_timeout_s";
-    else
-        why = "closed before a whole request: the client left, or libwebsockets could not hold it (headers "
-              "over push.max_header_bytes, too many header lines or URL arguments)";
+    else /* the client left; or libwebsockets could not read the request (README: headers over
+          * push.max_header_bytes, too many header lines or URL arguments), or refused an Upgrade other than
+          * websocket with its own 403, before any callback */
+        why = "closed before an answer";
     stats_error(STATS_E_HANDSHAKE);
     log_info("handshake dropped reason=\"%s\" ip=%s after_ms=%llu", why, c->ip, (unsigned long long)ms);
 }

@@ -253,7 +253,7 @@ def test_headers_over_the_nodes_table_are_dropped_and_logged(stack):
     libwebsockets 4.1.6 can read or answer: it closes the connection, and the node logs it."""
     async def go():
         limit = int(stack.conf.get("push.max_header_bytes", "36864"))
-        dropped = 'handshake dropped reason="closed before a whole request'
+        dropped = 'handshake dropped reason="closed before an answer"'
         before = _logs(stack).count(dropped)
         async with Bystander(stack, node=1):
             extra = ["X-Padding%d: %s" % (n, "p" * 7000) for n in range(limit // 7000 + 1)]
@@ -336,7 +336,7 @@ def test_a_request_libwebsockets_cannot_read_marks_no_node_down(stack, what):
     answers 502 itself (as 503, in the API's envelope); the nodes log the drop; and because no request can
     mark a node down (max_fails=0), everyone else is served as before."""
     async def go():
-        dropped = 'handshake dropped reason="closed before a whole request'
+        dropped = 'handshake dropped reason="closed before an answer"'
         before = _logs(stack).count(dropped)
         if what == "URL arguments":
             request = _request("/ws/x?" + "&".join(["a"] * 200))
