@@ -129,6 +129,27 @@ const char *chatpkt_history(const struct chatpkt *p, struct chat_history *out)
     return NULL;
 }
 
+const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out)
+{
+    json_t *after, *limit;
+
+    out->after = 0;
+    out->limit = CHAT_SYNC_DEFAULT;
+    if (!json_is_object(p->msg))
+        return CHAT_E_BAD_SYNC;
+    after = json_object_get(p->msg, "after");
+    limit = json_object_get(p->msg, "limit");
+    if (!json_is_integer(after) || json_integer_value(after) < 0)
+        return CHAT_E_BAD_SYNC;
+    if (limit != NULL && !json_is_null(limit)) {
+        if (!json_is_integer(limit) || json_integer_value(limit) < 1 || json_integer_value(limit) > CHAT_SYNC_MAX)
+            return CHAT_E_BAD_SYNC;
+        out->limit = (int)json_integer_value(limit);
+    }
+    out->after = json_integer_value(after);
+    return NULL;
+}
+
 const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size)
 {
     if (json_is_integer(p->msg) && json_integer_value(p->msg) > 0) {
@@ -217,6 +238,23 @@ char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char
     return dump(chatpkt_chat_json(id, id_len, from, to, type, body, body_len, ts, mid), len);
 }
 
+char *chatpkt_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len)
+{
+    char tail[40];
+    int n;
+    char *out;
+
+    if (len < 2 || packet[0] != '{' || packet[len - 1] != '}')
+        return NULL;
+    n = snprintf(tail, sizeof(tail), "%s\"seq\":%lld}", len > 2 ? "," : "", (long long)seq);
+    if ((out = malloc(len - 1 + (size_t)n + 1)) == NULL)
+        return NULL;
+    memcpy(out, packet, len - 1);
+    memcpy(out + len - 1, tail, (size_t)n + 1);
+    *out_len = len - 1 + (size_t)n;
+    return out;
+}
+
 /* ---- between nodes ---- */
 
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len)
@@ -249,14 +287,15 @@ static int take_number(const char **s, const char *end, char sep, int64_t *out)
     return 0;
 }
 
-int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
-                           const char **packet, size_t *packet_len)
+int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d)
 {
     const char *s = payload, *end = payload + len;
-    if (take_number(&s, end, ' ', to) != 0 || take_number(&s, end, ' ', from) != 0 ||
-        take_number(&s, end, '\n', ts) != 0 || *to <= 0 || *from <= 0)
+    if (take_number(&s, end, ' ', &d->from_seq) != 0 || take_number(&s, end, ' ', &d->to_seq) != 0 ||
+        take_number(&s, end, ' ', &d->to) != 0 || take_number(&s, end, ' ', &d->from) != 0 ||
+        take_number(&s, end, '\n', &d->ts) != 0 || d->to <= 0 || d->from <= 0 || d->from_seq <= 0 ||
+        d->to_seq <= 0)
         return -1;
-    *packet = s;
-    *packet_len = (size_t)(end - s);
+    d->packet = s;
+    d->packet_len = (size_t)(end - s);
     return 0;
 }

@@ -20,6 +20,8 @@
 #define CHAT_MAX_ORDER       64   /* bytes of an order id (orders.id is VARCHAR(64)) */
 #define CHAT_HISTORY_DEFAULT 100  /* messages per H answer when the client names no limit */
 #define CHAT_HISTORY_MAX     500  /* most messages one H answer carries */
+#define CHAT_SYNC_DEFAULT    100  /* entries per Y answer when the client names no limit (SPEC §4.1) */
+#define CHAT_SYNC_MAX        500  /* most entries one Y answer carries */
 
 /* The reasons of E packets. */
 #define CHAT_E_MALFORMED    "malformed packet: expected one JSON object"
@@ -34,6 +36,7 @@
 #define CHAT_E_NOT_FRIENDS  "not friends"
 #define CHAT_E_BAD_UID      "bad msg: expected a user id"
 #define CHAT_E_BAD_HISTORY  "bad msg: expected {since, with?, limit?} or a number"
+#define CHAT_E_BAD_SYNC     "bad msg: expected {after: seq >= 0, limit?: 1-500}"
 #define CHAT_E_BAD_ORDER    "bad msg: expected an order id"
 #define CHAT_E_BAD_SITE     "bad msg: expected {longitude, latitude} in range"
 #define CHAT_E_NO_ORDER     "unknown order"
@@ -83,6 +86,13 @@ struct chat_history {
 };
 const char *chatpkt_history(const struct chatpkt *p, struct chat_history *out);
 
+/* Y: {"after": seq, "limit"?: n}; after an integer >= 0, limit 1..CHAT_SYNC_MAX. */
+struct chat_sync {
+    int64_t after;
+    int limit;
+};
+const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out);
+
 /* T: msg is an order id, a string or a positive number; written to order (>= CHAT_MAX_ORDER + 1 bytes). */
 const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size);
 
@@ -110,14 +120,26 @@ char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char
 json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
                           const char *body, size_t body_len, int64_t ts, int64_t mid);
 
+/* A packet (a compact JSON object, as chatpkt_chat makes) with ,"seq":seq added before its closing brace,
+ * as the connections of one user get it (push/timeline.h). Returns a malloc'd string (caller frees) and
+ * its length, or NULL when out of memory or packet is not an object. */
+char *chatpkt_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len);
+
 /* ---- between nodes ---- */
 
-/* A chat delivery for another node (CHAN_NODE, private to magpie-push): "<to> <from> <ts>\n<packet>".
+/* A chat delivery for another node (CHAN_NODE, private to magpie-push): "<to> <from> <ts>\n<packet>", the
+ * packet without seq. The send script puts "<from seq> <to seq> " in front of it when it publishes.
  * Returns a malloc'd payload (caller frees) and its length, or NULL when out of memory. */
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len);
 
-/* Take a delivery apart. Returns 0 and points *packet into payload, or -1 when it is not one. */
-int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
-                           const char **packet, size_t *packet_len);
+/* A delivery as published: "<from seq> <to seq> <to> <from> <ts>\n<packet>". */
+struct chat_delivery {
+    int64_t from_seq, to_seq, to, from, ts;
+    const char *packet; /* points into the payload */
+    size_t packet_len;
+};
+
+/* Take a published delivery apart. Returns 0, or -1 when it is not one. */
+int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d);
 
 #endif

@@ -114,6 +114,10 @@ struct magpie_config {
         char *metrics_listen;
         long long housekeeping_ms;
     } persist;
+    struct {
+        long long keep_s;
+        long long max_entries;
+    } timeline;
 };
 
 enum config_type {
