@@ -66,7 +66,7 @@ void chat_deliver_seq(int64_t uid, const char *packet, size_t len, int64_t seq, 
 
     if (c == NULL || (c == except && c->user_next == NULL))
         return;
-    if ((s = chatpkt_with_seq(packet, len, seq, &n)) == NULL || (f = frame_from_str(s, n)) == NULL) {
+    if ((s = packet_with_seq(packet, len, seq, &n)) == NULL || (f = frame_from_str(s, n)) == NULL) {
         log_error("delivery dropped: out of memory uid=%lld", (long long)uid);
         return;
     }
@@ -85,6 +85,7 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
     ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
     ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site, ['Y'] = timeline_sync,
+    ['R'] = chat_read,
 };
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)

@@ -40,6 +40,7 @@ void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */
 void chat_online(struct conn *c, const struct chatpkt *p);     /* O */
 void chat_history(struct conn *c, const struct chatpkt *p);    /* H */
 void timeline_sync(struct conn *c, const struct chatpkt *p);   /* Y (timeline.c) */
+void chat_read(struct conn *c, const struct chatpkt *p);       /* R */
 void chat_take_order(struct conn *c, const struct chatpkt *p); /* T */
 void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
 
@@ -48,6 +49,7 @@ void chat_send_init(void);
 void chat_online_init(void);
 void chat_order_init(void);
 void chat_site_init(void);
+void chat_read_init(void);
 
 /* Deliver a chat message frame to uid's open chat connections here, except `except` (may be NULL);
  * ts is the message's acceptance time, for the delivery latency metric. */

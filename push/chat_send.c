@@ -22,7 +22,8 @@
 #include <string.h>
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
- * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG.
+ * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
+ * of the recipient, KEY_CONV of the sender, of the recipient.
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
  * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries.
  * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
@@ -53,8 +54,15 @@ static struct rdsa_script send_lua = {
     "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE
     "', ARGV[6], '" MQ_F_BODY "', ARGV[7], '" MQ_F_TS "', ARGV[8], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_TO_SEQ
     "', ts)\n"
+    "local tc, fc = 'u' .. ARGV[3], 'u' .. ARGV[4]\n"
+    "redis.call('ZADD', KEYS[11], fs, fc)\n"
+    "redis.call('ZADD', KEYS[12], ts, tc)\n"
+    "local fn = redis.call('HGET', KEYS[13], fc .. '" CONV_F_IN "') or '0'\n"
+    "redis.call('HSET', KEYS[13], fc .. '" CONV_F_LAST "', ARGV[2])\n"
+    "local tn = redis.call('HINCRBY', KEYS[14], tc .. '" CONV_F_IN "', 1)\n"
+    "redis.call('HSET', KEYS[14], tc .. '" CONV_F_LAST "', ARGV[2])\n"
     "redis.call('HSET', KEYS[10], '" MSG_F_PACKET "', ARGV[13], '" MSG_F_FROM_SEQ "', fs, '" MSG_F_TO_SEQ
-    "', ts)\n"
+    "', ts, '" MSG_F_FROM_IN "', fn, '" MSG_F_TO_IN "', tn)\n"
     "redis.call('EXPIRE', KEYS[10], ARGV[14])\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[9])\n"
     "local sent = {}\n"
@@ -149,10 +157,10 @@ static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, si
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
-        msgkey[64], node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
+        msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
         type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
-    const char *argv[25];
-    size_t argvlen[25], json_len = 0, head_len, dedup_len;
+    const char *argv[29];
+    size_t argvlen[29], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
     struct chat_msg m;
     const char *bad;
@@ -167,7 +175,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         goto failed;
     mid = id_next(&push.ids);
     ts = mp_now_ms();
-    json = chatpkt_chat(p->id, p->id_len, c->uid, m.to, p->type, m.body, m.body_len, ts, mid, &json_len);
+    json = packet_chat(p->id, p->id_len, c->uid, m.to, p->type, m.body, m.body_len, ts, mid, &json_len);
     if (json == NULL || (s = calloc(1, sizeof(*s))) == NULL ||
         (head = chatpkt_delivery(m.to, c->uid, ts, "", 0, &head_len)) == NULL)
         goto failed;
@@ -187,6 +195,10 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     snprintf(tfrom, sizeof(tfrom), KEY_TL, (long long)c->uid);
     snprintf(tto, sizeof(tto), KEY_TL, (long long)m.to);
     snprintf(msgkey, sizeof(msgkey), KEY_MSG, (long long)mid);
+    snprintf(csfrom, sizeof(csfrom), KEY_CONVS, (long long)c->uid);
+    snprintf(csto, sizeof(csto), KEY_CONVS, (long long)m.to);
+    snprintf(cfrom, sizeof(cfrom), KEY_CONV, (long long)c->uid);
+    snprintf(cto, sizeof(cto), KEY_CONV, (long long)m.to);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
@@ -200,28 +212,32 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(7, tfrom, strlen(tfrom));
     ARG(8, tto, strlen(tto));
     ARG(9, msgkey, strlen(msgkey));
-    ARG(10, node, strlen(node));
-    ARG(11, mid_s, strlen(mid_s));
-    ARG(12, from_s, strlen(from_s));
-    ARG(13, to_s, strlen(to_s));
-    ARG(14, p->id, p->id_len);
-    ARG(15, type, 1);
-    ARG(16, m.body, m.body_len);
-    ARG(17, ts_s, strlen(ts_s));
-    ARG(18, ttl, strlen(ttl));
-    ARG(19, head, head_len);
-    ARG(20, chan_prefix, strlen(chan_prefix));
-    ARG(21, chan_suffix, strlen(chan_suffix));
-    ARG(22, json, json_len);
-    ARG(23, keep, strlen(keep));
-    ARG(24, maxlen, strlen(maxlen));
+    ARG(10, csfrom, strlen(csfrom));
+    ARG(11, csto, strlen(csto));
+    ARG(12, cfrom, strlen(cfrom));
+    ARG(13, cto, strlen(cto));
+    ARG(14, node, strlen(node));
+    ARG(15, mid_s, strlen(mid_s));
+    ARG(16, from_s, strlen(from_s));
+    ARG(17, to_s, strlen(to_s));
+    ARG(18, p->id, p->id_len);
+    ARG(19, type, 1);
+    ARG(20, m.body, m.body_len);
+    ARG(21, ts_s, strlen(ts_s));
+    ARG(22, ttl, strlen(ttl));
+    ARG(23, head, head_len);
+    ARG(24, chan_prefix, strlen(chan_prefix));
+    ARG(25, chan_suffix, strlen(chan_suffix));
+    ARG(26, json, json_len);
+    ARG(27, keep, strlen(keep));
+    ARG(28, maxlen, strlen(maxlen));
 #undef ARG
     chat_req_init(&s->r, c, p);
     s->to = m.to;
     s->ts = ts;
     s->json = json;
     s->json_len = json_len;
-    if (rdsa_eval(&send_lua, on_send_reply, s, 10, 25, argv, argvlen) != MP_OK) {
+    if (rdsa_eval(&send_lua, on_send_reply, s, 14, 29, argv, argvlen) != MP_OK) {
         s->json = NULL;
         chat_req_done(&s->r);
         goto failed;

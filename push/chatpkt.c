@@ -150,6 +150,48 @@ const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out)
     return NULL;
 }
 
+/* A message id: a positive integer, or a string of up to 19 digits that fits an int64_t (mids are sent as
+ * strings, SPEC §4). 0 when it is neither. */
+static int64_t mid_of(const json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        int64_t mid = 0;
+        if (n < 1 || n > 19 || strspn(s, "0123456789") != n)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            if (mid > (INT64_MAX - (s[i] - '0')) / 10)
+                return 0;
+            mid = mid * 10 + (s[i] - '0');
+        }
+        return mid;
+    }
+    return 0;
+}
+
+const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read *out)
+{
+    json_t *with, *group;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(p->msg))
+        return CHAT_E_BAD_READ;
+    with = json_object_get(p->msg, "with");
+    group = json_object_get(p->msg, "group");
+    if ((with != NULL) == (group != NULL))
+        return CHAT_E_BAD_READ;
+    if (with != NULL && ((out->with = uid_of(with)) <= 0 || out->with == self))
+        return CHAT_E_BAD_READ;
+    if (group != NULL && (out->group = uid_of(group)) <= 0)
+        return CHAT_E_BAD_READ;
+    if ((out->mid = mid_of(json_object_get(p->msg, "mid"))) <= 0)
+        return CHAT_E_BAD_READ;
+    return NULL;
+}
+
 const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size)
 {
     if (json_is_integer(p->msg) && json_integer_value(p->msg) > 0) {
@@ -223,38 +265,6 @@ char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_
     return chatpkt_reply_ex(id, id_len, type, msg, NULL, len);
 }
 
-json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
-                          const char *body, size_t body_len, int64_t ts, int64_t mid)
-{
-    char t[2] = {type, '\0'}, m[24];
-    snprintf(m, sizeof(m), "%lld", (long long)mid);
-    return json_pack("{s:s%,s:I,s:I,s:s,s:s%,s:I,s:s}", "id", id, id_len, "from", (json_int_t)from, "to",
-                     (json_int_t)to, "type", t, "msg", body, body_len, "ts", (json_int_t)ts, "mid", m);
-}
-
-char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
-                   size_t body_len, int64_t ts, int64_t mid, size_t *len)
-{
-    return dump(chatpkt_chat_json(id, id_len, from, to, type, body, body_len, ts, mid), len);
-}
-
-char *chatpkt_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len)
-{
-    char tail[40];
-    int n;
-    char *out;
-
-    if (len < 2 || packet[0] != '{' || packet[len - 1] != '}')
-        return NULL;
-    n = snprintf(tail, sizeof(tail), "%s\"seq\":%lld}", len > 2 ? "," : "", (long long)seq);
-    if ((out = malloc(len - 1 + (size_t)n + 1)) == NULL)
-        return NULL;
-    memcpy(out, packet, len - 1);
-    memcpy(out + len - 1, tail, (size_t)n + 1);
-    *out_len = len - 1 + (size_t)n;
-    return out;
-}
-
 /* ---- between nodes ---- */
 
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len)
@@ -297,5 +307,19 @@ int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery
         return -1;
     d->packet = s;
     d->packet_len = (size_t)(end - s);
+    return 0;
+}
+
+int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
+                              size_t *packet_len)
+{
+    const char *s = payload, *end = payload + len;
+    if (len < 2 || s[0] != 'u' || s[1] != ' ')
+        return -1;
+    s += 2;
+    if (take_number(&s, end, '\n', uid) != 0 || *uid <= 0 || s == end)
+        return -1;
+    *packet = s;
+    *packet_len = (size_t)(end - s);
     return 0;
 }

@@ -10,6 +10,8 @@
 #ifndef PUSH_CHATPKT_H
 #define PUSH_CHATPKT_H
 
+#include "packet.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +38,9 @@
 #define CHAT_E_NOT_FRIENDS  "not friends"
 #define CHAT_E_BAD_UID      "bad msg: expected a user id"
 #define CHAT_E_BAD_HISTORY  "bad msg: expected {since, with?, limit?} or a number"
+#define CHAT_E_BAD_READ     "bad msg: expected {with: uid, mid} or {group: gid, mid}"
+#define CHAT_E_NOT_IN_CONV  "no such message in that conversation"
+#define CHAT_E_NOT_MEMBER   "not a member"
 #define CHAT_E_BAD_SYNC     "bad msg: expected {after: seq >= 0, limit?: 1-500}"
 #define CHAT_E_BAD_ORDER    "bad msg: expected an order id"
 #define CHAT_E_BAD_SITE     "bad msg: expected {longitude, latitude} in range"
@@ -93,6 +98,15 @@ struct chat_sync {
 };
 const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out);
 
+/* R: {"with": uid, "mid": m} or {"group": gid, "mid": m}; mid a positive number or a string of digits;
+ * with must not be self. */
+struct chat_read {
+    int64_t with;  /* 0 when group */
+    int64_t group; /* 0 when with */
+    int64_t mid;
+};
+const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read *out);
+
 /* T: msg is an order id, a string or a positive number; written to order (>= CHAT_MAX_ORDER + 1 bytes). */
 const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size);
 
@@ -112,19 +126,6 @@ char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_
 /* The same with extra fields, stolen too (an object, or NULL). */
 char *chatpkt_reply_ex(const char *id, size_t id_len, char type, json_t *msg, json_t *extra, size_t *len);
 
-/* A chat message as recipients get it: {"id", "from", "to", "type", "msg", "ts", "mid"}. */
-char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
-                   size_t body_len, int64_t ts, int64_t mid, size_t *len);
-/* The same as a JSON object (caller owns the reference); NULL when out of memory or the strings are not
- * UTF-8. */
-json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
-                          const char *body, size_t body_len, int64_t ts, int64_t mid);
-
-/* A packet (a compact JSON object, as chatpkt_chat makes) with ,"seq":seq added before its closing brace,
- * as the connections of one user get it (push/timeline.h). Returns a malloc'd string (caller frees) and
- * its length, or NULL when out of memory or packet is not an object. */
-char *chatpkt_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len);
-
 /* ---- between nodes ---- */
 
 /* A chat delivery for another node (CHAN_NODE, private to magpie-push): "<to> <from> <ts>\n<packet>", the
@@ -141,5 +142,11 @@ struct chat_delivery {
 
 /* Take a published delivery apart. Returns 0, or -1 when it is not one. */
 int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d);
+
+/* A packet for every connection of one user (CHAN_NODE too): "u <uid>\n<packet>", e.g. an r read mark.
+ * chatpkt_user_packet_parse returns 0 and points *packet into the payload, or -1 when it is not one. */
+#define CHAT_USER_PACKET_HEAD "u %lld\n"
+int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
+                              size_t *packet_len);
 
 #endif

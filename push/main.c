@@ -128,6 +128,7 @@ static int start(void)
         return MP_ERR;
     chat_send_init();
     timeline_init();
+    chat_read_init();
     chat_online_init();
     chat_order_init();
     chat_site_init();

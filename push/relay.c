@@ -16,7 +16,18 @@
 void relay_delivery(const char *payload, size_t len)
 {
     struct chat_delivery d;
+    const char *packet;
+    size_t packet_len;
+    int64_t uid;
 
+    if (chatpkt_user_packet_parse(payload, len, &uid, &packet, &packet_len) == 0) {
+        struct frame *f = conn_user(uid) ? frame_new(packet, packet_len, 0) : NULL;
+        if (f != NULL) {
+            chat_deliver(uid, f, NULL, mp_now_ms());
+            frame_unref(f);
+        }
+        return;
+    }
     if (chatpkt_delivery_parse(payload, len, &d) != 0) {
         log_debug("relay: bad delivery payload len=%zu", len);
         return;

@@ -141,7 +141,7 @@ static void build_answer(struct sync_req *q, const struct tl_entry *const *run, 
     used = b.len + sizeof(tail);
     for (i = 0; i < n; i++) {
         size_t len;
-        char *p = chatpkt_with_seq(run[i]->packet, run[i]->len, run[i]->seq, &len);
+        char *p = packet_with_seq(run[i]->packet, run[i]->len, run[i]->seq, &len);
         if (p == NULL) {
             b.failed = 1;
             break;
@@ -205,8 +205,8 @@ static size_t join(struct sync_req *q, struct tl_entry *db, size_t ndb, const st
 
 /* ---- MySQL: the seqs and packets Redis does not have ---- */
 
-static const char *const sync_cols =
-    "SELECT id, client_id, from_uid, to_uid, type, body, created_ms, from_seq, to_seq FROM messages";
+/* PACKET_COLS, then the two seqs (columns 7 and 8) */
+static const char *const sync_cols = "SELECT " PACKET_COLS ", from_seq, to_seq FROM messages";
 
 static int64_t num(const char *s)
 {
@@ -230,9 +230,8 @@ static int read_rows(struct db *db, MYSQL *m, const char *sql, size_t len, int64
         struct tl_entry *e = &(*out)[*n];
         int64_t from = num(row[2]);
         e->mid = num(row[0]);
-        e->seq = from == uid ? num(row[7]) : num(row[8]);
-        e->packet = chatpkt_chat(row[1] ? row[1] : "", lens[1], from, num(row[3]), row[4] && row[4][0] ? row[4][0] : 't',
-                                 row[5] ? row[5] : "", lens[5], num(row[6]), e->mid, &e->len);
+        e->seq = from == uid ? num(row[PACKET_NCOLS]) : num(row[PACKET_NCOLS + 1]);
+        e->packet = packet_from_row(row, lens, &e->len);
         if (e->packet == NULL)
             log_error("sync row not usable (not UTF-8?) uid=%lld mid=%" PRId64, (long long)uid, e->mid);
         (*n)++;

@@ -115,6 +115,9 @@ struct magpie_config {
         long long housekeeping_ms;
     } persist;
     struct {
+        int read_receipts;
+    } chat;
+    struct {
         long long keep_s;
         long long max_entries;
     } timeline;

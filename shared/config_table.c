@@ -255,6 +255,10 @@ const struct config_key config_keys[] = {
         "How often the worker takes over entries of dead workers, trims the stream and updates its\n"
         "lag gauges."),
 
+    /* [chat] */
+    BOOL("chat", "read_receipts", chat.read_receipts, "yes",
+         "An R (read) in a 1:1 conversation sends the other user a read receipt r {with, mid}."),
+
     /* [timeline] */
     INT("timeline", "keep_s", timeline.keep_s, 60, 31536000, "86400",
         "Redis keeps the recent part of every user's timeline (the entries Y serves without MySQL) and\n"

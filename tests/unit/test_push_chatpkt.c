@@ -322,12 +322,12 @@ static void test_server_packets(void **state)
     s = chatpkt_reply_ex("a", 1, 'A', json_string("success"), json_pack("{s:s}", "mid", "77"), &len);
     assert_string_equal(s, "{\"id\":\"a\",\"from\":0,\"type\":\"A\",\"msg\":\"success\",\"mid\":\"77\"}");
     free(s);
-    s = chatpkt_chat("c1", 2, 5, 6, 't', "h\xc3\xa9</script>", 12, 1700000000123LL, 9007199254740993LL, &len);
+    s = packet_chat("c1", 2, 5, 6, 't', "h\xc3\xa9</script>", 12, 1700000000123LL, 9007199254740993LL, &len);
     assert_string_equal(s, "{\"id\":\"c1\",\"from\":5,\"to\":6,\"type\":\"t\",\"msg\":\"h\xc3\xa9</script>\","
                            "\"ts\":1700000000123,\"mid\":\"9007199254740993\"}");
     free(s);
     /* bytes that are not UTF-8 cannot become a packet */
-    assert_null(chatpkt_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
+    assert_null(packet_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
 }
 
 static void test_delivery_between_nodes(void **state)
@@ -380,17 +380,17 @@ static void test_delivery_between_nodes(void **state)
 static void test_with_seq(void **state)
 {
     size_t len;
-    char *s = chatpkt_with_seq("{\"id\":\"a\",\"mid\":\"9\"}", 20, 42, &len);
+    char *s = packet_with_seq("{\"id\":\"a\",\"mid\":\"9\"}", 20, 42, &len);
     assert_string_equal(s, "{\"id\":\"a\",\"mid\":\"9\",\"seq\":42}");
     assert_int_equal(len, strlen(s));
     free(s);
-    s = chatpkt_with_seq("{}", 2, 1, &len);
+    s = packet_with_seq("{}", 2, 1, &len);
     assert_string_equal(s, "{\"seq\":1}");
     free(s);
     /* not an object: nothing */
-    assert_null(chatpkt_with_seq("[1]", 3, 1, &len));
-    assert_null(chatpkt_with_seq("{", 1, 1, &len));
-    assert_null(chatpkt_with_seq("", 0, 1, &len));
+    assert_null(packet_with_seq("[1]", 3, 1, &len));
+    assert_null(packet_with_seq("{", 1, 1, &len));
+    assert_null(packet_with_seq("", 0, 1, &len));
 }
 
 static void test_sync(void **state)
