@@ -25,10 +25,13 @@
 #define SYNC_RETRY_US 150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff */
 
 /* KEYS: KEY_TL, KEY_SEQ of the user. ARGV: the first seq wanted, limit, KEY_MSG's prefix.
- * Returns {latest seq, seq, mid, packet or nil, seq, mid, packet or nil, ...}. Reads only. */
+ * Returns {latest seq, seq, mid, packet or nil, seq, mid, packet or nil, ...}, or {-1} when Redis has no
+ * counter for the user (then MySQL says what the latest seq is). Reads only. */
 static struct rdsa_script sync_lua = {
     "sync",
-    "local max = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "local v = redis.call('GET', KEYS[2])\n"
+    "if not v then return {-1} end\n"
+    "local max = tonumber(v)\n"
     "local out = {max}\n"
     "if tonumber(ARGV[1]) > max then return out end\n"
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])\n"
@@ -240,6 +243,28 @@ static int read_rows(struct db *db, MYSQL *m, const char *sql, size_t len, int64
     return MP_OK;
 }
 
+int64_t timeline_stored_max(struct db *db, MYSQL *m, int64_t uid)
+{
+    char sql[256];
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    int64_t a, b;
+    int n = snprintf(sql, sizeof(sql),
+                     "SELECT (SELECT COALESCE(MAX(from_seq), 0) FROM messages WHERE from_uid = %lld), "
+                     "(SELECT COALESCE(MAX(to_seq), 0) FROM messages WHERE to_uid = %lld)",
+                     (long long)uid, (long long)uid);
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
+        if (db_check_error(db) != MP_EAGAIN)
+            log_error("seq query failed uid=%lld error=\"%s\"", (long long)uid, mysql_error(m));
+        return -1;
+    }
+    row = mysql_fetch_row(res);
+    a = row != NULL ? num(row[0]) : -1;
+    b = row != NULL ? num(row[1]) : -1;
+    mysql_free_result(res);
+    return a > b ? a : b;
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     const struct tl_entry *x = a, *y = b;
@@ -260,6 +285,11 @@ static int sync_query(struct db *db, struct sync_req *q)
 
     if (m == NULL)
         return MP_EAGAIN;
+    if (q->max < 0) { /* Redis has no counter for the user: MySQL knows the latest seq */
+        if ((q->max = timeline_stored_max(db, m, q->uid)) < 0)
+            return MP_EAGAIN;
+        below = q->max + 1;
+    }
     rows = calloc(cap, sizeof(*rows));
     run = calloc((size_t)q->y.limit, sizeof(*run));
     if (rows == NULL || run == NULL) {
@@ -348,6 +378,8 @@ static void on_sync_reply(redisReply *r, void *arg)
         goto unavailable;
     }
     q->max = r->element[0]->integer;
+    if (q->max < 0) /* no counter in Redis */
+        goto mysql;
     n = (r->elements - 1) / 3;
     if (n > 0 && (q->redis = calloc(n, sizeof(*q->redis))) == NULL)
         goto unavailable;
@@ -376,7 +408,8 @@ static void on_sync_reply(redisReply *r, void *arg)
         return;
     }
     free(run);
-    /* Some of the run is only in MySQL. */
+    run = NULL;
+mysql: /* some of the run is only in MySQL */
     if (dbpool_submit(sync_work, sync_done, q) == MP_OK)
         return;
 unavailable:

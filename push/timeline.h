@@ -42,11 +42,16 @@
 #define PUSH_TIMELINE_H
 
 #include "chat.h"
+#include "db.h"
 
 /* Register the Y script (before rdsa_start). */
 void timeline_init(void);
 
 /* Y: {"after": seq, "limit"?: n}. */
 void timeline_sync(struct conn *c, const struct chatpkt *p);
+
+/* The highest seq MySQL has stored for uid (0 when none), or -1 when MySQL failed. On a pool thread (m is
+ * db's connection). Where a seq counter starts when Redis has none (chat_send.c). */
+int64_t timeline_stored_max(struct db *db, MYSQL *m, int64_t uid);
 
 #endif

@@ -282,16 +282,44 @@ def test_1000_messages_both_ways_while_second_devices_come_and_go(stack):
 
 
 def test_timelines_survive_kill_9_of_a_push_node_of_persist_and_a_redis_restart(stack):
+    """The same 1,000 messages while push node 2 and magpie-persist are killed with SIGKILL and restarted, and
+    Redis is restarted (a clean restart: its AOF holds everything acked)."""
     async def event(i):
         loop = asyncio.get_running_loop()
-        if i == 60:
+        if i == 100:
             await loop.run_in_executor(None, stack.kill_daemon, "push2", 9)
             stack.start_daemon("push2")
-        elif i == 120:
+        elif i == 220:
             await loop.run_in_executor(None, stack.kill_daemon, "persist", 9)
             stack.start_daemon("persist")
-        elif i == 180:
+        elif i == 340:
             await loop.run_in_executor(None, stack.stop_redis)
             await asyncio.sleep(0.5)
             await loop.run_in_executor(None, stack.start_redis)
-    _chaos_run(stack, 250, event)
+    _chaos_run(stack, 500, event)
+
+
+def test_a_redis_that_lost_a_users_counter_continues_from_mysql_and_reuses_no_seq(stack):
+    """Redis replaced, flushed or restored from an old copy: a user's seq counter and timeline are gone, MySQL
+    has the messages. The next message continues after MySQL's highest seq, and Y serves the rest from
+    MySQL meanwhile."""
+    async def go():
+        a, b = new_uid(), new_uid()
+        make_friends(stack, a, b)
+        ca, cb = await Chat.connect(stack, a), await Chat.connect(stack, b)
+        for i in range(6):
+            await (ca if i % 2 else cb).text(b if i % 2 else a, f"m{i}")
+        before, top = await _sync_all(ca)
+        assert top == 6
+        await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 7)), 10, "persist to store all 6")
+        r = stack.redis()
+        r.delete(f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
+        again, top = await _sync_all(ca)
+        assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
+        nxt = await ca.text(b, "after the loss")
+        assert nxt["type"] == "A" and nxt["seq"] == 7
+        got = await cb.wait_for(lambda p: p.get("type") == "t" and p["msg"] == "after the loss")
+        assert got["seq"] == 7   # b's counter was still there
+        msgs, top = await _sync_all(ca, after=5)
+        assert [m["seq"] for m in msgs] == [6, 7] and top == 7
+    run(go())
