@@ -8,11 +8,14 @@
  * (a torn tail is dropped whole when Redis loads it), so after any crash or restart a seq exists exactly when
  * its message does: no gaps, and a seq is never handed out twice (within the AOF setting: with appendfsync
  * everysec a Redis crash can lose the last second of acked messages together with their seqs, and those
- * seqs are then given again -- SPEC §6's documented window; `always` loses none). Everything that can fail
- * in the script (the friend check, a wrong-typed key) fails before the first write, so a refused message
- * (E) takes no seq. A retry of the same (from, id) finds the dedup key and gets the first mid and seq back.
- * A delivery carries both seqs to the other nodes ("<fseq> <tseq> " ahead of chatpkt_delivery's payload), and
- * each connection gets the packet with its own user's seq spliced in (chatpkt_with_seq).
+ * seqs are then given again -- SPEC §6's documented window; `always` loses none). A counter Redis does not
+ * have (a user's first message; a Redis replaced or flushed) starts from the highest seq MySQL has for the
+ * user, so even then none is given twice: that costs one MySQL query per such user, and while MySQL is down
+ * their message gets E "temporarily unavailable, retry". What can refuse a message in the script (the
+ * friend check, a missing counter) does so before the first write, and a failed timeline write undoes the
+ * writes before it, so a refused message (E) takes no seq. A retry of the same (from, id) finds the dedup key and gets the first mid and seq back.
+ * A delivery carries both seqs to the other nodes ("<fseq> <tseq> " ahead of chatpkt_delivery's payload);
+ * each connection gets the packet with its own user's seq spliced in (packet_with_seq, shared/packet.h).
  *
  * Where each entry lives.
  *   - Redis, recent: KEY_TL holds a contiguous run of a user's latest seqs (about timeline.max_entries of
