@@ -1,12 +1,12 @@
-/* conv.c -- GET /conversations (SPEC §4.1): the caller's conversations, most recent first, each with its latest
- * message (with the caller's seq), the number of messages after the read mark that the caller did not send,
- * and the read mark; "next" is the cursor of the following page (null on the last).
+/* conv.c -- GET /conversations (SPEC §4.1): the caller's conversations, most recent first, each with its
+ * latest message (with the caller's seq), the number of messages after the read mark that the caller did not
+ * send, and the read mark; "next" is the cursor of the following page (null on the last).
  *
  * The keys are the design of push/chat_read.c (KEY_CONVS, KEY_CONV, written by magpie-push's send and read
  * scripts): one script reads a page of them with the latest packets Redis still has (KEY_MSG); the packets
  * Redis no longer has come from MySQL's messages table. Query: limit (1..CONV_MAX_LIMIT, default
- * CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's seq is below it). A user's seqs
- * are unique, so a page boundary never splits or repeats a conversation.
+ * CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's seq is below it). A user's
+ * seqs are unique, so a page boundary never splits or repeats a conversation.
  */
 #include "call.h"
 #include "handlers.h"
@@ -32,8 +32,8 @@ static const char conv_lua[] =
     "local out = {}\n"
     "for i = 1, #z, 2 do\n"
     "  local c = z[i]\n"
-    "  local f = redis.call('HMGET', KEYS[2], c .. '" CONV_F_LAST "', c .. '" CONV_F_IN "', c .. '" CONV_F_READ
-    "', c .. '" CONV_F_READ_IN "')\n"
+    "  local f = redis.call('HMGET', KEYS[2], c .. '" CONV_F_LAST "', c .. '" CONV_F_IN
+    "', c .. '" CONV_F_READ "', c .. '" CONV_F_READ_IN "')\n"
     "  local p = false\n"
     "  if f[1] then p = redis.call('HGET', ARGV[3] .. f[1], '" MSG_F_PACKET "') end\n"
     "  out[#out + 1] = c\n"
@@ -106,7 +106,8 @@ void conv_list(struct call *c)
     size_t n, nmissing = 0, i;
     int rc;
 
-    if (query_int(c, "limit", 1, CONV_MAX_LIMIT, &limit) < 0 || (rc = query_int(c, "cursor", 1, INT64_MAX / 2, &cursor)) < 0)
+    if (query_int(c, "limit", 1, CONV_MAX_LIMIT, &limit) < 0 ||
+        (rc = query_int(c, "cursor", 1, INT64_MAX / 2, &cursor)) < 0)
         return;
     snprintf(convs, sizeof(convs), KEY_CONVS, (long long)c->uid);
     snprintf(conv, sizeof(conv), KEY_CONV, (long long)c->uid);

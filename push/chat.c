@@ -83,9 +83,9 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 
 /* Packet type -> handler. Types not here (including the server-only E L A C s) get E "unknown type". */
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
-    ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
-    ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site, ['Y'] = timeline_sync,
-    ['R'] = chat_read,
+    ['P'] = chat_ping,   ['t'] = chat_send,     ['i'] = chat_send,
+    ['O'] = chat_online, ['H'] = chat_history,  ['T'] = chat_take_order,
+    ['S'] = chat_site,   ['Y'] = timeline_sync, ['R'] = chat_read,
 };
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)

@@ -90,7 +90,7 @@ static int history_query(struct db *db, struct history_req *q)
         }
         pkt =
             packet_chat_json(row[1] ? row[1] : "", lens[1], (int64_t)num(row[2]), (int64_t)num(row[3]), type,
-                              row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
+                             row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
         if (pkt == NULL) {
             log_error("history row skipped: not UTF-8 mid=%s", row[0] ? row[0] : "?");
             continue;

@@ -30,7 +30,8 @@
 /* KEYS: KEY_CONV of the reader, KEY_MSG of mid, presence of the reader, of the other user.
  * ARGV: reader, other user, mid, "" or "<reader's seq of mid> <received up to it>" (known from MySQL), node,
  * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt).
- * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1} the mark moved, {1, 0} it did not. */
+ * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1} the mark moved, {1, 0} it did not.
+ */
 static struct rdsa_script read_lua = {
     "read",
     "local seq, n\n"
@@ -134,8 +135,8 @@ static void read_work(struct db *db, void *arg)
 
     if (m == NULL)
         return;
-    n = snprintf(sql, sizeof(sql), "SELECT from_uid, to_uid, from_seq, to_seq FROM messages WHERE id = %" PRId64,
-                 q->mid);
+    n = snprintf(sql, sizeof(sql),
+                 "SELECT from_uid, to_uid, from_seq, to_seq FROM messages WHERE id = %" PRId64, q->mid);
     if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
         db_check_error(db);
         return;
@@ -143,7 +144,9 @@ static void read_work(struct db *db, void *arg)
     row = mysql_fetch_row(res);
     from = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
     to = row && row[1] ? strtoll(row[1], NULL, 10) : 0;
-    seq = row == NULL ? 0 : from == q->reader ? (row[2] ? strtoll(row[2], NULL, 10) : 0) : (row[3] ? strtoll(row[3], NULL, 10) : 0);
+    seq = row == NULL         ? 0
+          : from == q->reader ? (row[2] ? strtoll(row[2], NULL, 10) : 0)
+                              : (row[3] ? strtoll(row[3], NULL, 10) : 0);
     mysql_free_result(res);
     if (!((from == q->reader && to == q->with) || (from == q->with && to == q->reader)) || seq <= 0) {
         q->unknown = 1;
@@ -206,7 +209,8 @@ static void on_read_reply(redisReply *r, void *arg)
 
 static int read_eval(struct read_req *q)
 {
-    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], *pl_me, *pl_them = NULL;
+    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], *pl_me,
+        *pl_them = NULL;
     const char *argv[13];
     size_t argvlen[13], me_len, them_len = 0;
     int rc;
@@ -254,8 +258,8 @@ static char *read_packet(const struct read_req *q, int64_t with, size_t *len)
     char mid[24], *s;
     json_t *p;
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
-    p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader, "type",
-                  "r", "msg", "with", (json_int_t)with, "mid", mid);
+    p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
+                  "type", "r", "msg", "with", (json_int_t)with, "mid", mid);
     s = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
     if (s != NULL)

@@ -6,8 +6,8 @@
  * connection of the recipient or of the sender. The client gets A (with mid and the sender's seq) only after
  * Redis answered, so an A means the message is in the stream and in both timelines. A retry of the same
  * (from, id) finds the dedup key (kept push.dedup_ttl_s) and is acked again with the first mid and seq,
- * without being stored or delivered twice. This node delivers to its own connections when the reply comes; the reply order is the
- * order Redis ran the scripts in, so messages between two users keep their order.
+ * without being stored or delivered twice. This node delivers to its own connections when the reply comes;
+ * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
  */
 #include "chat.h"
 #include "dbpool.h"
@@ -86,12 +86,11 @@ static struct rdsa_script send_lua = {
 
 /* KEYS: KEY_SEQ of the sender, of the recipient. ARGV: the highest seq MySQL has for each. A counter that
  * exists is left alone (another node set it first, or the user's first message raced this one). */
-static struct rdsa_script seq_init_lua = {
-    "seq_init",
-    "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
-    "redis.call('SET', KEYS[2], ARGV[2], 'NX')\n"
-    "return 1\n",
-    ""};
+static struct rdsa_script seq_init_lua = {"seq_init",
+                                          "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+                                          "redis.call('SET', KEYS[2], ARGV[2], 'NX')\n"
+                                          "return 1\n",
+                                          ""};
 
 #define SEND_NKEYS 14
 #define SEND_ARGC  29
@@ -185,7 +184,8 @@ static json_t *retry_extra(const char *first)
     const char *sp = strchr(first, ' ');
     if (sp == NULL)
         return json_pack("{s:s}", "mid", first);
-    return json_pack("{s:s%,s:I}", "mid", first, (size_t)(sp - first), "seq", (json_int_t)strtoll(sp + 1, NULL, 10));
+    return json_pack("{s:s%,s:I}", "mid", first, (size_t)(sp - first), "seq",
+                     (json_int_t)strtoll(sp + 1, NULL, 10));
 }
 
 static void on_send_reply(redisReply *r, void *arg)
@@ -239,8 +239,8 @@ static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, si
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
-        msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
-        type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
+        ts_s[24], ttl[24], keep[24], maxlen[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC];
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len, total = 0;
     struct send_req *s = NULL;

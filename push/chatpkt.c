@@ -142,7 +142,8 @@ const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out)
     if (!json_is_integer(after) || json_integer_value(after) < 0)
         return CHAT_E_BAD_SYNC;
     if (limit != NULL && !json_is_null(limit)) {
-        if (!json_is_integer(limit) || json_integer_value(limit) < 1 || json_integer_value(limit) > CHAT_SYNC_MAX)
+        if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+            json_integer_value(limit) > CHAT_SYNC_MAX)
             return CHAT_E_BAD_SYNC;
         out->limit = (int)json_integer_value(limit);
     }

@@ -22,7 +22,8 @@
 #include <unistd.h>
 
 #define TIMELINE_SEQ_MAX (INT64_C(1) << 62)
-#define SYNC_RETRY_US 150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff */
+#define SYNC_RETRY_US    150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff \
+                                 */
 
 /* KEYS: KEY_TL, KEY_SEQ of the user. ARGV: the first seq wanted, limit, KEY_MSG's prefix.
  * Returns {latest seq, seq, mid, packet or nil, seq, mid, packet or nil, ...}, or {-1} when Redis has no
@@ -58,7 +59,7 @@ struct sync_req {
     struct chat_req r;
     int64_t uid;
     struct chat_sync y;
-    int64_t max;           /* the user's latest seq */
+    int64_t max;            /* the user's latest seq */
     struct tl_entry *redis; /* what Redis had, in seq order */
     size_t nredis;
     size_t max_bytes;
@@ -345,7 +346,8 @@ static void sync_work(struct db *db, void *arg)
     struct sync_req *q = arg;
     int had_conn = db != NULL && db->m != NULL;
     if (sync_query(db, q) == MP_EAGAIN && had_conn && db->m == NULL) {
-        usleep(SYNC_RETRY_US); /* the connection was stale (MySQL restarted since): once more on a fresh one */
+        usleep(
+            SYNC_RETRY_US); /* the connection was stale (MySQL restarted since): once more on a fresh one */
         sync_query(db, q);
     }
 }
@@ -371,8 +373,8 @@ static void on_sync_reply(redisReply *r, void *arg)
     size_t n, k;
     int complete;
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER ||
-        (r->elements - 1) % 3 != 0) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || (r->elements - 1) % 3 != 0) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_warn("sync script failed reason=\"%s\"", r->str);
         goto unavailable;

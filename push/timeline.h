@@ -13,9 +13,10 @@
  * user, so even then none is given twice: that costs one MySQL query per such user, and while MySQL is down
  * their message gets E "temporarily unavailable, retry". What can refuse a message in the script (the
  * friend check, a missing counter) does so before the first write, and a failed timeline write undoes the
- * writes before it, so a refused message (E) takes no seq. A retry of the same (from, id) finds the dedup key and gets the first mid and seq back.
- * A delivery carries both seqs to the other nodes ("<fseq> <tseq> " ahead of chatpkt_delivery's payload);
- * each connection gets the packet with its own user's seq spliced in (packet_with_seq, shared/packet.h).
+ * writes before it, so a refused message (E) takes no seq. A retry of the same (from, id) finds the dedup key
+ * and gets the first mid and seq back. A delivery carries both seqs to the other nodes ("<fseq> <tseq> "
+ * ahead of chatpkt_delivery's payload); each connection gets the packet with its own user's seq spliced in
+ * (packet_with_seq, shared/packet.h).
  *
  * Where each entry lives.
  *   - Redis, recent: KEY_TL holds a contiguous run of a user's latest seqs (about timeline.max_entries of

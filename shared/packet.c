@@ -49,6 +49,7 @@ static int64_t num(const char *s)
 
 char *packet_from_row(MYSQL_ROW row, const unsigned long *lens, size_t *len)
 {
-    return packet_chat(row[1] ? row[1] : "", lens[1], num(row[2]), num(row[3]), row[4] && row[4][0] ? row[4][0] : 't',
-                       row[5] ? row[5] : "", lens[5], num(row[6]), num(row[0]), len);
+    return packet_chat(row[1] ? row[1] : "", lens[1], num(row[2]), num(row[3]),
+                       row[4] && row[4][0] ? row[4][0] : 't', row[5] ? row[5] : "", lens[5], num(row[6]),
+                       num(row[0]), len);
 }

@@ -25,7 +25,7 @@ char *packet_chat(const char *id, size_t id_len, int64_t from, int64_t to, char 
 char *packet_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len);
 
 /* The columns of the messages table a packet is made of, in the order packet_from_row reads them. */
-#define PACKET_COLS "id, client_id, from_uid, to_uid, type, body, created_ms"
+#define PACKET_COLS  "id, client_id, from_uid, to_uid, type, body, created_ms"
 #define PACKET_NCOLS 7
 
 /* The packet of one row of PACKET_COLS (lens from mysql_fetch_lengths), like packet_chat. */
