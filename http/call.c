@@ -103,6 +103,45 @@ int field_int(struct call *c, const char *name, int required, long long min, lon
     return 0;
 }
 
+/* The raw (still percent-encoded) value of query argument name, and its length; NULL when absent. */
+static const char *query_raw(const char *q, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    while (q != NULL && *q != '\0') {
+        size_t item = strcspn(q, "&");
+        if (item > n && strncmp(q, name, n) == 0 && q[n] == '=') {
+            *len = item - n - 1;
+            return q + n + 1;
+        }
+        if (item == n && strncmp(q, name, n) == 0) {
+            *len = 0;
+            return q + n;
+        }
+        q += item;
+        if (*q == '&')
+            q++;
+    }
+    return NULL;
+}
+
+int query_int(struct call *c, const char *name, long long min, long long max, long long *out)
+{
+    size_t len;
+    const char *v = query_raw(c->req->query, name, &len);
+    long long n = 0;
+    if (v == NULL)
+        return 1;
+    /* decimal digits only (a percent-encoded digit is not a thing clients send) */
+    if (len == 0 || len > 18 || strspn(v, "0123456789") < len)
+        return bad_field(c, name, "must be a non-negative integer");
+    for (size_t i = 0; i < len; i++)
+        n = n * 10 + (v[i] - '0');
+    if (n < min || n > max)
+        return bad_field(c, name, "out of range");
+    *out = n;
+    return 0;
+}
+
 int field_uid(struct call *c, const char *name, int required, int64_t *out)
 {
     json_t *v = field(c, name);

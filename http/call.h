@@ -54,6 +54,10 @@ int field_int(struct call *c, const char *name, int required, long long min, lon
 /* A user id: a positive integer, or a string of digits (seed 004 sends "uid": "42"). */
 int field_uid(struct call *c, const char *name, int required, int64_t *out);
 
+/* Query argument `name` as an integer in min..max: 0 with the value, 1 when absent (*out untouched), -1 after
+ * answering code 2 (not a decimal integer, out of range). */
+int query_int(struct call *c, const char *name, long long min, long long max, long long *out);
+
 /* A random 128-bit hex id (QR session tokens, browser ids, message ids). 0 or -1 (after answering). */
 int call_random_hex(struct call *c, char *buf, size_t hex_len);
 

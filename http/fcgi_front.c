@@ -213,6 +213,7 @@ static int serve(struct worker *w, FCGX_Request *rq)
     req.path = request_path(rq, pathbuf, sizeof(pathbuf));
     req.authorization = param(rq, "HTTP_AUTHORIZATION");
     req.auth_token = param(rq, "HTTP_AUTHTOKEN");
+    req.query = param(rq, "QUERY_STRING");
     req.cookie = param(rq, "HTTP_COOKIE");
     req.user_agent = param(rq, "HTTP_USER_AGENT");
     /* nginx sets X-Real-IP to the client's address (site conf), overriding what the client sent. */

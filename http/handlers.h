@@ -16,6 +16,9 @@ void user_friends(struct call *c);
 void user_im_token(struct call *c);
 void user_route(struct call *c);
 
+/* conv.c */
+void conv_list(struct call *c);
+
 /* qr.c */
 void qr_create(struct call *c);
 void qr_svg(struct call *c);

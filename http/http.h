@@ -30,14 +30,16 @@
 #include <stdint.h>
 
 #define HTTP_MAX_RESP_HEADERS 4
-#define HTTP_TOKEN_HEX        32 /* QR session tokens and browser ids: 128 random bits as hex */
-#define HTTP_MAX_IP           64 /* an IPv6 address as text, with room to spare */
+#define HTTP_TOKEN_HEX        32   /* QR session tokens and browser ids: 128 random bits as hex */
+#define HTTP_MAX_IP           64   /* an IPv6 address as text, with room to spare */
+#define HTTP_MAX_QUERY        1024 /* bytes of query string a handler reads (the standalone front-end's copy) */
 
 /* One request, as a front-end received it. Every pointer is borrowed from the front-end and stays valid
  * until the response is written. Header values are NULL when absent. */
 struct http_req {
     const char *method;        /* "GET", "POST", ... */
     const char *path;          /* decoded path, without the query string */
+    const char *query;         /* the query string (after '?', still percent-encoded); NULL when none */
     const char *authorization; /* Authorization */
     const char *auth_token;    /* authToken (Wildfire clients) */
     const char *cookie;        /* Cookie */

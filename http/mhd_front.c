@@ -124,12 +124,57 @@ static const char *header(struct MHD_Connection *conn, const char *name)
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+/* The query string, rebuilt from the arguments libmicrohttpd parsed (it keeps no raw copy): each name and
+ * value percent-encoded again, so handlers read one format from either front-end. */
+struct query_buf {
+    char *p;
+    size_t len, cap;
+    int over;
+};
+
+static void query_add(struct query_buf *q, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; s != NULL && *s != '\0' && !q->over; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int plain = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    ch == '-' || ch == '_' || ch == '.' || ch == '~';
+        if (q->len + (plain ? 1 : 3) >= q->cap) {
+            q->over = 1;
+            break;
+        }
+        if (plain) {
+            q->p[q->len++] = (char)ch;
+        } else {
+            q->p[q->len++] = '%';
+            q->p[q->len++] = hex[ch >> 4];
+            q->p[q->len++] = hex[ch & 15];
+        }
+    }
+    q->p[q->len] = '\0';
+}
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct query_buf *q = cls;
+    (void)kind;
+    if (q->len > 0 && q->len + 1 < q->cap)
+        q->p[q->len++] = '&';
+    query_add(q, key);
+    if (value != NULL && q->len + 1 < q->cap) {
+        q->p[q->len++] = '=';
+        query_add(q, value);
+    }
+    return q->over ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result run(struct MHD_Connection *conn, struct mreq *m, const char *url, const char *method)
 {
     struct worker *w = thread_worker();
     struct http_req req;
     struct http_resp resp;
-    char ip[HTTP_MAX_IP];
+    char ip[HTTP_MAX_IP], query[HTTP_MAX_QUERY];
+    struct query_buf q = {query, 0, sizeof(query), 0};
 
     memset(&req, 0, sizeof(req));
     memset(&resp, 0, sizeof(resp));
@@ -138,6 +183,9 @@ static enum MHD_Result run(struct MHD_Connection *conn, struct mreq *m, const ch
     client_ip(conn, ip, sizeof(ip));
     req.method = method;
     req.path = url;
+    query[0] = '\0';
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    req.query = q.len > 0 && !q.over ? query : NULL; /* longer than any query an endpoint reads: none */
     req.authorization = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
     req.auth_token = header(conn, "authToken");
     req.cookie = header(conn, MHD_HTTP_HEADER_COOKIE);

@@ -48,6 +48,7 @@ static const struct route routes[] = {
     {"POST", "/cancel_pc", "/cancel_pc", WHO_USER, 0, 0, qr_cancel},
     {"POST", "/IM/token", "/IM/token", WHO_USER, 0, 0, user_im_token},
     {"POST", "/route", "/route", WHO_USER, 0, 0, user_route},
+    {"GET", "/conversations", "/conversations", WHO_USER, 0, 0, conv_list},
     {"POST", "/msg", "/msg", WHO_USER_OR_KEY, 1, 0, msg_post},
     {"POST", "/tk", "/tk", WHO_ANYONE, 1, 1, msg_test_token},
     {"POST", "/admin/friends", "/admin/friends", WHO_API_KEY, 0, 0, admin_friends},

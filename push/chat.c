@@ -5,6 +5,7 @@
 #include "push.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void chat_req_init(struct chat_req *r, struct conn *c, const struct chatpkt *p)
@@ -55,6 +56,24 @@ void chat_deliver(int64_t uid, struct frame *f, const struct conn *except, int64
             stats_delivery(latency);
 }
 
+void chat_deliver_seq(int64_t uid, const char *packet, size_t len, int64_t seq, const struct conn *except,
+                      int64_t ts)
+{
+    struct conn *c = conn_user(uid);
+    struct frame *f;
+    char *s;
+    size_t n;
+
+    if (c == NULL || (c == except && c->user_next == NULL))
+        return;
+    if ((s = packet_with_seq(packet, len, seq, &n)) == NULL || (f = frame_from_str(s, n)) == NULL) {
+        log_error("delivery dropped: out of memory uid=%lld", (long long)uid);
+        return;
+    }
+    chat_deliver(uid, f, except, ts);
+    frame_unref(f);
+}
+
 /* ---- P ---- */
 
 static void chat_ping(struct conn *c, const struct chatpkt *p)
@@ -64,8 +83,9 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 
 /* Packet type -> handler. Types not here (including the server-only E L A C s) get E "unknown type". */
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
-    ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
-    ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site,
+    ['P'] = chat_ping,   ['t'] = chat_send,     ['i'] = chat_send,
+    ['O'] = chat_online, ['H'] = chat_history,  ['T'] = chat_take_order,
+    ['S'] = chat_site,   ['Y'] = timeline_sync, ['R'] = chat_read,
 };
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)

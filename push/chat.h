@@ -39,6 +39,8 @@ void chat_error(struct conn *c, const char *id, size_t id_len, const char *reaso
 void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */
 void chat_online(struct conn *c, const struct chatpkt *p);     /* O */
 void chat_history(struct conn *c, const struct chatpkt *p);    /* H */
+void timeline_sync(struct conn *c, const struct chatpkt *p);   /* Y (timeline.c) */
+void chat_read(struct conn *c, const struct chatpkt *p);       /* R */
 void chat_take_order(struct conn *c, const struct chatpkt *p); /* T */
 void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
 
@@ -47,9 +49,15 @@ void chat_send_init(void);
 void chat_online_init(void);
 void chat_order_init(void);
 void chat_site_init(void);
+void chat_read_init(void);
 
 /* Deliver a chat message frame to uid's open chat connections here, except `except` (may be NULL);
  * ts is the message's acceptance time, for the delivery latency metric. */
 void chat_deliver(int64_t uid, struct frame *f, const struct conn *except, int64_t ts);
+
+/* The same for a stored message: packet (without seq) gets uid's seq in that message (chatpkt_with_seq).
+ * Builds the frame only when uid has a connection here. */
+void chat_deliver_seq(int64_t uid, const char *packet, size_t len, int64_t seq, const struct conn *except,
+                      int64_t ts);
 
 #endif

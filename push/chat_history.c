@@ -29,8 +29,8 @@ struct history_req {
     size_t answer_len;
 };
 
-static const char *const history_cols =
-    "SELECT id, client_id, from_uid, to_uid, type, body, created_ms FROM messages";
+/* PACKET_COLS (created_ms is column 7, which the queries order by), then the two seqs */
+static const char *const history_cols = "SELECT " PACKET_COLS ", from_seq, to_seq FROM messages";
 
 /* The query text for uid with h; returns its length (buf must hold 1024 bytes). */
 static int history_sql(char *buf, size_t len, int64_t uid, const struct chat_history *h)
@@ -82,18 +82,23 @@ static int history_query(struct db *db, struct history_req *q)
         char type = row[4] && row[4][0] ? row[4][0] : 't';
         size_t len;
         json_t *pkt;
+        json_int_t seq;
 
         if (rows == (size_t)q->h.limit) {
             more = 1;
             break;
         }
         pkt =
-            chatpkt_chat_json(row[1] ? row[1] : "", lens[1], (int64_t)num(row[2]), (int64_t)num(row[3]), type,
-                              row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
+            packet_chat_json(row[1] ? row[1] : "", lens[1], (int64_t)num(row[2]), (int64_t)num(row[3]), type,
+                             row[5] ? row[5] : "", lens[5], (int64_t)num(row[6]), (int64_t)num(row[0]));
         if (pkt == NULL) {
             log_error("history row skipped: not UTF-8 mid=%s", row[0] ? row[0] : "?");
             continue;
         }
+        /* the user's seq, for a message stored since timelines (push/timeline.h) */
+        seq = num(row[num(row[2]) == q->uid ? PACKET_NCOLS : PACKET_NCOLS + 1]);
+        if (seq > 0)
+            json_object_set_new(pkt, "seq", json_integer(seq));
         len = json_dumpb(pkt, NULL, 0, JSON_COMPACT);
         if (used + len + 1 > q->max_bytes) {
             json_decref(pkt);

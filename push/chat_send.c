@@ -1,50 +1,99 @@
 /* chat_send.c -- t and i: a message to a friend (SPEC §4, §6).
  *
  * One Redis round trip does it all, atomically, in send_lua: the (from, id) dedup check, the friend check,
- * XADD to the stream (the fields of stream.h, which magpie-persist reads), and PUBLISH of the delivery to
- * every other node holding a connection of the recipient or of the sender. The client gets A only after
- * Redis answered, so an A means the message is in the stream. A retry of the same (from, id) finds the
- * dedup key (kept push.dedup_ttl_s) and is acked again with the first message id, without being stored or
- * delivered twice. This node delivers to its own connections when the reply comes; the reply order is the
- * order Redis ran the scripts in, so messages between two users keep their order.
+ * a seq in each user's timeline (push/timeline.h owns that design), XADD to the stream (the fields of
+ * stream.h, which magpie-persist reads), and PUBLISH of the delivery to every other node holding a
+ * connection of the recipient or of the sender. The client gets A (with mid and the sender's seq) only after
+ * Redis answered, so an A means the message is in the stream and in both timelines. A retry of the same
+ * (from, id) finds the dedup key (kept push.dedup_ttl_s) and is acked again with the first mid and seq,
+ * without being stored or delivered twice. This node delivers to its own connections when the reply comes;
+ * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
  */
 #include "chat.h"
+#include "dbpool.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
 #include "push.h"
 #include "rdsa.h"
 #include "stream.h"
+#include "timeline.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender.
- * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery payload, CHAN_NODE prefix, suffix.
- * Returns {0, mid} accepted, {1, first mid} a retry, {-1} not friends. */
+/* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
+ * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
+ * of the recipient, KEY_CONV of the sender, of the recipient.
+ * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
+ * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries.
+ * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
+ * {-2, why} a timeline that does not match its counter, {-3} a user whose seq counter Redis does not have
+ * (seq_init then sets it from MySQL and the script runs again). Nothing stays written when the message is
+ * refused, so a refused message takes no seq (push/timeline.h). */
 static struct rdsa_script send_lua = {
     "send",
     "local first = redis.call('GET', KEYS[1])\n"
     "if first then return {1, first} end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 0 then return {-1} end\n"
+    "if redis.call('EXISTS', KEYS[6]) == 0 or redis.call('EXISTS', KEYS[7]) == 0 then return {-3} end\n"
+    "local fs = redis.call('INCR', KEYS[6])\n"
+    "local ts = redis.call('INCR', KEYS[7])\n"
+    /* An XADD with an explicit id fails if the stream's last id is not below it, which cannot happen while
+     * this script alone writes counters and timelines (both are in every AOF rewrite and every MULTI of
+     * effects); should someone have edited the keys, the writes are undone and the send refused. */
+    "local ok = redis.pcall('XADD', KEYS[8], 'MAXLEN', '~', ARGV[15], fs .. '-0', '" TL_F_MID "', ARGV[2])\n"
+    "if type(ok) == 'table' and ok.err then\n"
+    "  redis.call('DECR', KEYS[6]) redis.call('DECR', KEYS[7]) return {-2, ok.err}\n"
+    "end\n"
+    "ok = redis.pcall('XADD', KEYS[9], 'MAXLEN', '~', ARGV[15], ts .. '-0', '" TL_F_MID "', ARGV[2])\n"
+    "if type(ok) == 'table' and ok.err then\n"
+    "  redis.call('XDEL', KEYS[8], fs .. '-0') redis.call('DECR', KEYS[6]) redis.call('DECR', KEYS[7])\n"
+    "  return {-2, ok.err}\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[8], ARGV[14])\n"
+    "redis.call('EXPIRE', KEYS[9], ARGV[14])\n"
     "redis.call('XADD', KEYS[3], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
     "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE
-    "', ARGV[6], '" MQ_F_BODY "', ARGV[7], '" MQ_F_TS "', ARGV[8])\n"
-    "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[9])\n"
+    "', ARGV[6], '" MQ_F_BODY "', ARGV[7], '" MQ_F_TS "', ARGV[8], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_TO_SEQ
+    "', ts)\n"
+    "local tc, fc = 'u' .. ARGV[3], 'u' .. ARGV[4]\n"
+    "redis.call('ZADD', KEYS[11], fs, fc)\n"
+    "redis.call('ZADD', KEYS[12], ts, tc)\n"
+    "local fn = redis.call('HGET', KEYS[13], fc .. '" CONV_F_IN "') or '0'\n"
+    "redis.call('HSET', KEYS[13], fc .. '" CONV_F_LAST "', ARGV[2])\n"
+    "local tn = redis.call('HINCRBY', KEYS[14], tc .. '" CONV_F_IN "', 1)\n"
+    "redis.call('HSET', KEYS[14], tc .. '" CONV_F_LAST "', ARGV[2])\n"
+    "redis.call('HSET', KEYS[10], '" MSG_F_PACKET "', ARGV[13], '" MSG_F_FROM_SEQ "', fs, '" MSG_F_TO_SEQ
+    "', ts, '" MSG_F_FROM_IN "', fn, '" MSG_F_TO_IN "', tn)\n"
+    "redis.call('EXPIRE', KEYS[10], ARGV[14])\n"
+    "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[9])\n"
     "local sent = {}\n"
+    "local payload = fs .. ' ' .. ts .. ' ' .. ARGV[10] .. ARGV[13]\n"
     "for k = 4, 5 do\n"
     "  local h = redis.call('HGETALL', KEYS[k])\n"
     "  for j = 1, #h, 2 do\n"
     "    local node = h[j]\n"
     "    if node ~= ARGV[1] and not sent[node] and tonumber(h[j + 1]) > 0 then\n"
     "      sent[node] = true\n"
-    "      redis.call('PUBLISH', ARGV[11] .. node .. ARGV[12], ARGV[10])\n"
+    "      redis.call('PUBLISH', ARGV[11] .. node .. ARGV[12], payload)\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return {0, ARGV[2]}\n",
+    "return {0, ARGV[2], fs, ts}\n",
     ""};
+
+/* KEYS: KEY_SEQ of the sender, of the recipient. ARGV: the highest seq MySQL has for each. A counter that
+ * exists is left alone (another node set it first, or the user's first message raced this one). */
+static struct rdsa_script seq_init_lua = {"seq_init",
+                                          "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+                                          "redis.call('SET', KEYS[2], ARGV[2], 'NX')\n"
+                                          "return 1\n",
+                                          ""};
+
+#define SEND_NKEYS 14
+#define SEND_ARGC  29
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -52,46 +101,128 @@ struct send_req {
     struct chat_req r;
     int64_t to;
     int64_t ts;
-    struct frame *f; /* the packet recipients get */
+    char *json; /* the packet recipients get, without seq */
+    size_t json_len;
+    /* the script's arguments, kept so that it can run again after seq_init */
+    char *args; /* one block that argv points into */
+    const char *argv[SEND_ARGC];
+    size_t argvlen[SEND_ARGC];
+    int64_t max_seq[2]; /* seq_init: MySQL's highest seq of the sender and of the recipient; -1 = unknown */
+    int initialised;    /* seq_init ran once: a second {-3} is not retried */
 };
+
+static void send_free(struct send_req *s)
+{
+    free(s->json);
+    free(s->args);
+    chat_req_done(&s->r);
+    free(s);
+}
+
+static void on_send_reply(redisReply *r, void *arg);
+
+static int send_eval(struct send_req *s)
+{
+    return rdsa_eval(&send_lua, on_send_reply, s, SEND_NKEYS, SEND_ARGC, s->argv, s->argvlen);
+}
+
+/* ---- a user Redis has no seq counter for: a new user, or a Redis that lost its data ----
+ * The counter starts from the highest seq MySQL has stored for the user (0 for a new one), so no seq is
+ * handed out twice even by a Redis that was replaced. */
+
+static void seq_init_work(struct db *db, void *arg)
+{
+    struct send_req *s = arg;
+    int64_t uid[2] = {s->r.c->uid, s->to};
+    MYSQL *m = db ? db_conn(db) : NULL;
+    for (int i = 0; i < 2 && m != NULL; i++)
+        s->max_seq[i] = timeline_stored_max(db, m, uid[i]);
+}
+
+static void on_seq_init_reply(redisReply *r, void *arg)
+{
+    struct send_req *s = arg;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR || send_eval(s) != MP_OK) {
+        chat_error(s->r.c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        send_free(s);
+    }
+}
+
+static void seq_init_done(void *arg)
+{
+    struct send_req *s = arg;
+    char a[24], b[24];
+    const char *argv[4] = {s->argv[5], s->argv[6], a, b};
+    size_t argvlen[4] = {s->argvlen[5], s->argvlen[6], 0, 0};
+
+    if (s->max_seq[0] < 0 || s->max_seq[1] < 0)
+        goto unavailable; /* MySQL down: the client sends it again */
+    argvlen[2] = (size_t)snprintf(a, sizeof(a), "%lld", (long long)s->max_seq[0]);
+    argvlen[3] = (size_t)snprintf(b, sizeof(b), "%lld", (long long)s->max_seq[1]);
+    if (rdsa_eval(&seq_init_lua, on_seq_init_reply, s, 2, 4, argv, argvlen) == MP_OK)
+        return;
+unavailable:
+    chat_error(s->r.c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    send_free(s);
+}
 
 void chat_send_init(void)
 {
     char buf[64];
     const char *zero;
     rdsa_script(&send_lua);
+    rdsa_script(&seq_init_lua);
     snprintf(buf, sizeof(buf), CHAN_NODE, 0);
     zero = strchr(buf, '0');
     snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
     snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
 }
 
+/* The first "<mid> <seq>" of a retried message (just "<mid>" when it was accepted before timelines). */
+static json_t *retry_extra(const char *first)
+{
+    const char *sp = strchr(first, ' ');
+    if (sp == NULL)
+        return json_pack("{s:s}", "mid", first);
+    return json_pack("{s:s%,s:I}", "mid", first, (size_t)(sp - first), "seq",
+                     (json_int_t)strtoll(sp + 1, NULL, 10));
+}
+
 static void on_send_reply(redisReply *r, void *arg)
 {
     struct send_req *s = arg;
     struct conn *c = s->r.c;
-    json_t *mid;
+    redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->element : NULL;
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (e == NULL || r->elements < 1 || e[0]->type != REDIS_REPLY_INTEGER) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_warn("send script failed reason=\"%s\"", r->str);
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    } else if (r->element[0]->integer < 0) {
+    } else if (e[0]->integer == -1) {
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_NOT_FRIENDS, STATS_E_REJECTED);
-    } else {
-        mid = r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING ? json_string(r->element[1]->str)
-                                                                           : NULL;
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), json_pack("{s:o*}", "mid", mid));
+    } else if (e[0]->integer == -3 && !s->initialised) {
+        s->initialised = 1;
+        s->max_seq[0] = s->max_seq[1] = -1;
+        if (dbpool_submit(seq_init_work, seq_init_done, s) == MP_OK)
+            return;
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), retry_extra(e[1]->str));
         stats_ack();
-        if (r->element[0]->integer == 0) {
-            chat_deliver(s->to, s->f, NULL, s->ts);
-            chat_deliver(c->uid, s->f, c, s->ts);
-        }
+    } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
+               e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_INTEGER) {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
+                   json_pack("{s:s,s:I}", "mid", e[1]->str, "seq", (json_int_t)e[2]->integer));
+        stats_ack();
+        chat_deliver_seq(s->to, s->json, s->json_len, e[3]->integer, NULL, s->ts);
+        chat_deliver_seq(c->uid, s->json, s->json_len, e[2]->integer, c, s->ts);
+    } else {
+        if (e[0]->integer == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
+            log_error("send refused: a timeline is ahead of its counter uid=%lld to=%lld reason=\"%s\"",
+                      (long long)c->uid, (long long)s->to, e[1]->str);
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     }
-    frame_unref(s->f);
-    chat_req_done(&s->r);
-    free(s);
+    send_free(s);
 }
 
 /* The Redis key remembering (from, id): KEY_DEDUP with the client's id appended by length, since the id may
@@ -107,10 +238,11 @@ static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, si
 
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
-    char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], node[16], mid_s[24], from_s[24], to_s[24],
-        ts_s[24], ttl[24], type[2] = {p->type, '\0'}, *json = NULL, *payload = NULL;
-    const char *argv[17];
-    size_t argvlen[17], json_len, payload_len, dedup_len;
+    char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
+        msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
+        ts_s[24], ttl[24], keep[24], maxlen[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+    const char *argv[SEND_ARGC];
+    size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len, total = 0;
     struct send_req *s = NULL;
     struct chat_msg m;
     const char *bad;
@@ -125,10 +257,9 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         goto failed;
     mid = id_next(&push.ids);
     ts = mp_now_ms();
-    json = chatpkt_chat(p->id, p->id_len, c->uid, m.to, p->type, m.body, m.body_len, ts, mid, &json_len);
+    json = packet_chat(p->id, p->id_len, c->uid, m.to, p->type, m.body, m.body_len, ts, mid, &json_len);
     if (json == NULL || (s = calloc(1, sizeof(*s))) == NULL ||
-        (s->f = frame_new(json, json_len, 0)) == NULL ||
-        (payload = chatpkt_delivery(m.to, c->uid, ts, json, json_len, &payload_len)) == NULL)
+        (head = chatpkt_delivery(m.to, c->uid, ts, "", 0, &head_len)) == NULL)
         goto failed;
 
     dedup_len = dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
@@ -141,41 +272,76 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     snprintf(to_s, sizeof(to_s), "%lld", (long long)m.to);
     snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
     snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
+    snprintf(sfrom, sizeof(sfrom), KEY_SEQ, (long long)c->uid);
+    snprintf(sto, sizeof(sto), KEY_SEQ, (long long)m.to);
+    snprintf(tfrom, sizeof(tfrom), KEY_TL, (long long)c->uid);
+    snprintf(tto, sizeof(tto), KEY_TL, (long long)m.to);
+    snprintf(msgkey, sizeof(msgkey), KEY_MSG, (long long)mid);
+    snprintf(csfrom, sizeof(csfrom), KEY_CONVS, (long long)c->uid);
+    snprintf(csto, sizeof(csto), KEY_CONVS, (long long)m.to);
+    snprintf(cfrom, sizeof(cfrom), KEY_CONV, (long long)c->uid);
+    snprintf(cto, sizeof(cto), KEY_CONV, (long long)m.to);
+    snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
+    snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
     ARG(2, KEY_MQ, strlen(KEY_MQ));
     ARG(3, pto, strlen(pto));
     ARG(4, pfrom, strlen(pfrom));
-    ARG(5, node, strlen(node));
-    ARG(6, mid_s, strlen(mid_s));
-    ARG(7, from_s, strlen(from_s));
-    ARG(8, to_s, strlen(to_s));
-    ARG(9, p->id, p->id_len);
-    ARG(10, type, 1);
-    ARG(11, m.body, m.body_len);
-    ARG(12, ts_s, strlen(ts_s));
-    ARG(13, ttl, strlen(ttl));
-    ARG(14, payload, payload_len);
-    ARG(15, chan_prefix, strlen(chan_prefix));
-    ARG(16, chan_suffix, strlen(chan_suffix));
+    ARG(5, sfrom, strlen(sfrom));
+    ARG(6, sto, strlen(sto));
+    ARG(7, tfrom, strlen(tfrom));
+    ARG(8, tto, strlen(tto));
+    ARG(9, msgkey, strlen(msgkey));
+    ARG(10, csfrom, strlen(csfrom));
+    ARG(11, csto, strlen(csto));
+    ARG(12, cfrom, strlen(cfrom));
+    ARG(13, cto, strlen(cto));
+    ARG(14, node, strlen(node));
+    ARG(15, mid_s, strlen(mid_s));
+    ARG(16, from_s, strlen(from_s));
+    ARG(17, to_s, strlen(to_s));
+    ARG(18, p->id, p->id_len);
+    ARG(19, type, 1);
+    ARG(20, m.body, m.body_len);
+    ARG(21, ts_s, strlen(ts_s));
+    ARG(22, ttl, strlen(ttl));
+    ARG(23, head, head_len);
+    ARG(24, chan_prefix, strlen(chan_prefix));
+    ARG(25, chan_suffix, strlen(chan_suffix));
+    ARG(26, json, json_len);
+    ARG(27, keep, strlen(keep));
+    ARG(28, maxlen, strlen(maxlen));
 #undef ARG
+    for (int i = 0; i < SEND_ARGC; i++)
+        total += argvlen[i];
+    if ((s->args = malloc(total + 1)) == NULL)
+        goto failed;
+    total = 0;
+    for (int i = 0; i < SEND_ARGC; i++) {
+        memcpy(s->args + total, argv[i], argvlen[i]);
+        s->argv[i] = s->args + total;
+        s->argvlen[i] = argvlen[i];
+        total += argvlen[i];
+    }
     chat_req_init(&s->r, c, p);
     s->to = m.to;
     s->ts = ts;
-    if (rdsa_eval(&send_lua, on_send_reply, s, 5, 17, argv, argvlen) != MP_OK) {
-        chat_req_done(&s->r);
-        goto failed;
+    s->json = json;
+    s->json_len = json_len;
+    free(head);
+    if (send_eval(s) != MP_OK) {
+        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        send_free(s);
     }
-    free(json);
-    free(payload);
     return;
 
 failed:
     chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     if (s != NULL)
-        frame_unref(s->f);
+        free(s->args);
     free(s);
     free(json);
-    free(payload);
+    free(head);
 }

@@ -53,22 +53,31 @@ size_t chatpkt_utf8_chars(const char *s, size_t len)
     return n;
 }
 
-/* A positive user id from a JSON integer or a string of 1..18 digits; 0 when it is neither. */
-static int64_t uid_of(const json_t *v)
+/* A positive id from a JSON integer or a string of 1..max_digits digits that fits an int64_t; 0 when it is
+ * neither. User ids take up to 18 digits; message ids up to 19 (mids travel as strings, SPEC §4). */
+static int64_t positive_id(const json_t *v, size_t max_digits)
 {
     if (json_is_integer(v))
         return json_integer_value(v) > 0 ? json_integer_value(v) : 0;
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
-        int64_t uid = 0;
-        if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
+        int64_t id = 0;
+        if (n < 1 || n > max_digits || strspn(s, "0123456789") != n)
             return 0;
-        for (size_t i = 0; i < n; i++)
-            uid = uid * 10 + (s[i] - '0');
-        return uid;
+        for (size_t i = 0; i < n; i++) {
+            if (id > (INT64_MAX - (s[i] - '0')) / 10)
+                return 0;
+            id = id * 10 + (s[i] - '0');
+        }
+        return id;
     }
     return 0;
+}
+
+static int64_t uid_of(const json_t *v)
+{
+    return positive_id(v, 18);
 }
 
 const char *chatpkt_message(const struct chatpkt *p, int64_t self, struct chat_msg *out)
@@ -126,6 +135,48 @@ const char *chatpkt_history(const struct chatpkt *p, struct chat_history *out)
     if (!json_is_integer(since) || json_integer_value(since) < 0)
         return CHAT_E_BAD_HISTORY;
     out->since = json_integer_value(since);
+    return NULL;
+}
+
+const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out)
+{
+    json_t *after, *limit;
+
+    out->after = 0;
+    out->limit = CHAT_SYNC_DEFAULT;
+    if (!json_is_object(p->msg))
+        return CHAT_E_BAD_SYNC;
+    after = json_object_get(p->msg, "after");
+    limit = json_object_get(p->msg, "limit");
+    if (!json_is_integer(after) || json_integer_value(after) < 0)
+        return CHAT_E_BAD_SYNC;
+    if (limit != NULL && !json_is_null(limit)) {
+        if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+            json_integer_value(limit) > CHAT_SYNC_MAX)
+            return CHAT_E_BAD_SYNC;
+        out->limit = (int)json_integer_value(limit);
+    }
+    out->after = json_integer_value(after);
+    return NULL;
+}
+
+const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read *out)
+{
+    json_t *with, *group;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(p->msg))
+        return CHAT_E_BAD_READ;
+    with = json_object_get(p->msg, "with");
+    group = json_object_get(p->msg, "group");
+    if ((with != NULL) == (group != NULL))
+        return CHAT_E_BAD_READ;
+    if (with != NULL && ((out->with = uid_of(with)) <= 0 || out->with == self))
+        return CHAT_E_BAD_READ;
+    if (group != NULL && (out->group = uid_of(group)) <= 0)
+        return CHAT_E_BAD_READ;
+    if ((out->mid = positive_id(json_object_get(p->msg, "mid"), 19)) <= 0)
+        return CHAT_E_BAD_READ;
     return NULL;
 }
 
@@ -202,21 +253,6 @@ char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_
     return chatpkt_reply_ex(id, id_len, type, msg, NULL, len);
 }
 
-json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
-                          const char *body, size_t body_len, int64_t ts, int64_t mid)
-{
-    char t[2] = {type, '\0'}, m[24];
-    snprintf(m, sizeof(m), "%lld", (long long)mid);
-    return json_pack("{s:s%,s:I,s:I,s:s,s:s%,s:I,s:s}", "id", id, id_len, "from", (json_int_t)from, "to",
-                     (json_int_t)to, "type", t, "msg", body, body_len, "ts", (json_int_t)ts, "mid", m);
-}
-
-char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
-                   size_t body_len, int64_t ts, int64_t mid, size_t *len)
-{
-    return dump(chatpkt_chat_json(id, id_len, from, to, type, body, body_len, ts, mid), len);
-}
-
 /* ---- between nodes ---- */
 
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len)
@@ -249,12 +285,27 @@ static int take_number(const char **s, const char *end, char sep, int64_t *out)
     return 0;
 }
 
-int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
-                           const char **packet, size_t *packet_len)
+int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d)
 {
     const char *s = payload, *end = payload + len;
-    if (take_number(&s, end, ' ', to) != 0 || take_number(&s, end, ' ', from) != 0 ||
-        take_number(&s, end, '\n', ts) != 0 || *to <= 0 || *from <= 0)
+    if (take_number(&s, end, ' ', &d->from_seq) != 0 || take_number(&s, end, ' ', &d->to_seq) != 0 ||
+        take_number(&s, end, ' ', &d->to) != 0 || take_number(&s, end, ' ', &d->from) != 0 ||
+        take_number(&s, end, '\n', &d->ts) != 0 || d->to <= 0 || d->from <= 0 || d->from_seq <= 0 ||
+        d->to_seq <= 0)
+        return -1;
+    d->packet = s;
+    d->packet_len = (size_t)(end - s);
+    return 0;
+}
+
+int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
+                              size_t *packet_len)
+{
+    const char *s = payload, *end = payload + len;
+    if (len < 2 || s[0] != 'u' || s[1] != ' ')
+        return -1;
+    s += 2;
+    if (take_number(&s, end, '\n', uid) != 0 || *uid <= 0 || s == end)
         return -1;
     *packet = s;
     *packet_len = (size_t)(end - s);

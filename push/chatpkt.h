@@ -10,6 +10,8 @@
 #ifndef PUSH_CHATPKT_H
 #define PUSH_CHATPKT_H
 
+#include "packet.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +22,8 @@
 #define CHAT_MAX_ORDER       64   /* bytes of an order id (orders.id is VARCHAR(64)) */
 #define CHAT_HISTORY_DEFAULT 100  /* messages per H answer when the client names no limit */
 #define CHAT_HISTORY_MAX     500  /* most messages one H answer carries */
+#define CHAT_SYNC_DEFAULT    100  /* entries per Y answer when the client names no limit (SPEC §4.1) */
+#define CHAT_SYNC_MAX        500  /* most entries one Y answer carries */
 
 /* The reasons of E packets. */
 #define CHAT_E_MALFORMED    "malformed packet: expected one JSON object"
@@ -34,6 +38,10 @@
 #define CHAT_E_NOT_FRIENDS  "not friends"
 #define CHAT_E_BAD_UID      "bad msg: expected a user id"
 #define CHAT_E_BAD_HISTORY  "bad msg: expected {since, with?, limit?} or a number"
+#define CHAT_E_BAD_READ     "bad msg: expected {with: uid, mid} or {group: gid, mid}"
+#define CHAT_E_NOT_IN_CONV  "no such message in that conversation"
+#define CHAT_E_NOT_MEMBER   "not a member"
+#define CHAT_E_BAD_SYNC     "bad msg: expected {after: seq >= 0, limit?: 1-500}"
 #define CHAT_E_BAD_ORDER    "bad msg: expected an order id"
 #define CHAT_E_BAD_SITE     "bad msg: expected {longitude, latitude} in range"
 #define CHAT_E_NO_ORDER     "unknown order"
@@ -83,6 +91,22 @@ struct chat_history {
 };
 const char *chatpkt_history(const struct chatpkt *p, struct chat_history *out);
 
+/* Y: {"after": seq, "limit"?: n}; after an integer >= 0, limit 1..CHAT_SYNC_MAX. */
+struct chat_sync {
+    int64_t after;
+    int limit;
+};
+const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out);
+
+/* R: {"with": uid, "mid": m} or {"group": gid, "mid": m}; mid a positive number or a string of digits;
+ * with must not be self. */
+struct chat_read {
+    int64_t with;  /* 0 when group */
+    int64_t group; /* 0 when with */
+    int64_t mid;
+};
+const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read *out);
+
 /* T: msg is an order id, a string or a positive number; written to order (>= CHAT_MAX_ORDER + 1 bytes). */
 const char *chatpkt_order(const struct chatpkt *p, char *order, size_t order_size);
 
@@ -102,22 +126,27 @@ char *chatpkt_reply(const char *id, size_t id_len, char type, json_t *msg, size_
 /* The same with extra fields, stolen too (an object, or NULL). */
 char *chatpkt_reply_ex(const char *id, size_t id_len, char type, json_t *msg, json_t *extra, size_t *len);
 
-/* A chat message as recipients get it: {"id", "from", "to", "type", "msg", "ts", "mid"}. */
-char *chatpkt_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
-                   size_t body_len, int64_t ts, int64_t mid, size_t *len);
-/* The same as a JSON object (caller owns the reference); NULL when out of memory or the strings are not
- * UTF-8. */
-json_t *chatpkt_chat_json(const char *id, size_t id_len, int64_t from, int64_t to, char type,
-                          const char *body, size_t body_len, int64_t ts, int64_t mid);
-
 /* ---- between nodes ---- */
 
-/* A chat delivery for another node (CHAN_NODE, private to magpie-push): "<to> <from> <ts>\n<packet>".
+/* A chat delivery for another node (CHAN_NODE, private to magpie-push): "<to> <from> <ts>\n<packet>", the
+ * packet without seq. The send script puts "<from seq> <to seq> " in front of it when it publishes.
  * Returns a malloc'd payload (caller frees) and its length, or NULL when out of memory. */
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len);
 
-/* Take a delivery apart. Returns 0 and points *packet into payload, or -1 when it is not one. */
-int chatpkt_delivery_parse(const char *payload, size_t len, int64_t *to, int64_t *from, int64_t *ts,
-                           const char **packet, size_t *packet_len);
+/* A delivery as published: "<from seq> <to seq> <to> <from> <ts>\n<packet>". */
+struct chat_delivery {
+    int64_t from_seq, to_seq, to, from, ts;
+    const char *packet; /* points into the payload */
+    size_t packet_len;
+};
+
+/* Take a published delivery apart. Returns 0, or -1 when it is not one. */
+int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d);
+
+/* A packet for every connection of one user (CHAN_NODE too): "u <uid>\n<packet>", e.g. an r read mark.
+ * chatpkt_user_packet_parse returns 0 and points *packet into the payload, or -1 when it is not one. */
+#define CHAT_USER_PACKET_HEAD "u %lld\n"
+int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
+                              size_t *packet_len);
 
 #endif

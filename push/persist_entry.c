@@ -21,17 +21,20 @@ static const struct entry_field {
     size_t num_off;  /* FIELD_ID: offset of the int64_t in struct persist_msg */
     size_t str_off;  /* FIELD_TEXT: offsets of the pointer and the length */
     size_t len_off;
+    int optional; /* may be missing (then its value stays 0) */
 } entry_fields[] = {
-    {MQ_F_VERSION, FIELD_VERSION, 0, 0, 0, 0, 0},
-    {MQ_F_MID, FIELD_ID, 0, 0, offsetof(struct persist_msg, mid), 0, 0},
-    {MQ_F_FROM, FIELD_ID, 0, 0, offsetof(struct persist_msg, from), 0, 0},
-    {MQ_F_TO, FIELD_ID, 0, 0, offsetof(struct persist_msg, to), 0, 0},
+    {MQ_F_VERSION, FIELD_VERSION, 0, 0, 0, 0, 0, 0},
+    {MQ_F_MID, FIELD_ID, 0, 0, offsetof(struct persist_msg, mid), 0, 0, 0},
+    {MQ_F_FROM, FIELD_ID, 0, 0, offsetof(struct persist_msg, from), 0, 0, 0},
+    {MQ_F_TO, FIELD_ID, 0, 0, offsetof(struct persist_msg, to), 0, 0, 0},
     {MQ_F_CID, FIELD_TEXT, MQ_MAX_CID, 0, 0, offsetof(struct persist_msg, cid),
-     offsetof(struct persist_msg, cid_len)},
-    {MQ_F_TYPE, FIELD_TYPE, 0, 0, 0, 0, 0},
+     offsetof(struct persist_msg, cid_len), 0},
+    {MQ_F_TYPE, FIELD_TYPE, 0, 0, 0, 0, 0, 0},
     {MQ_F_BODY, FIELD_TEXT, MQ_MAX_BODY, 1, 0, offsetof(struct persist_msg, body),
-     offsetof(struct persist_msg, body_len)},
-    {MQ_F_TS, FIELD_ID, 0, 0, offsetof(struct persist_msg, ts), 0, 0},
+     offsetof(struct persist_msg, body_len), 0},
+    {MQ_F_TS, FIELD_ID, 0, 0, offsetof(struct persist_msg, ts), 0, 0, 0},
+    {MQ_F_FROM_SEQ, FIELD_ID, 0, 0, offsetof(struct persist_msg, from_seq), 0, 0, 1},
+    {MQ_F_TO_SEQ, FIELD_ID, 0, 0, offsetof(struct persist_msg, to_seq), 0, 0, 1},
 };
 
 static int fail(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -166,7 +169,7 @@ int persist_entry_parse(struct persist_msg *m, const char *const *kv, const size
             return rc;
     }
     for (size_t i = 0; i < MP_ARRAY_LEN(entry_fields); i++)
-        if (!(seen & (1u << i)))
+        if (!(seen & (1u << i)) && !entry_fields[i].optional)
             return fail(why, whylen, "missing field '%s'", entry_fields[i].name);
     if (m->to == m->from)
         return fail(why, whylen, "field '%s' equals field '%s'", MQ_F_TO, MQ_F_FROM);

@@ -13,6 +13,7 @@
  *   cid         1..MQ_MAX_CID bytes of UTF-8 without NUL
  *   type        "t" or "i"
  *   body        0..MQ_MAX_BODY bytes of UTF-8 without NUL
+ *   fseq, tseq  optional (entries written before timelines have none); when present, as mid
  * UTF-8 is checked strictly (no overlong forms, no surrogates, nothing above U+10FFFF), as MySQL's utf8mb4
  * checks it, so a parsed entry is never refused by MySQL for its encoding. Fields not listed are ignored (a
  * newer writer may add some); a listed field given twice makes the entry malformed. The 1023-character
@@ -34,6 +35,8 @@ struct persist_msg {
     int64_t from;
     int64_t to;
     int64_t ts;
+    int64_t from_seq; /* 0 = none (an entry written before timelines) */
+    int64_t to_seq;
     const char *cid;
     size_t cid_len;
     const char *body;

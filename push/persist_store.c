@@ -86,14 +86,26 @@ static void sql_add_row(struct sql *s, MYSQL *m, const struct persist_msg *msg)
     sql_add_string(s, m, msg->cid, msg->cid_len);
     sql_add(s, ",%" PRId64 ",%" PRId64 ",'%c',", msg->from, msg->to, msg->type);
     sql_add_string(s, m, msg->body, msg->body_len);
-    sql_add(s, ",%" PRId64 ")", msg->ts);
+    sql_add(s, ",%" PRId64 ",", msg->ts);
+    /* seqs: NULL for an entry written before timelines (0 = none, see persist_entry.h) */
+    if (msg->from_seq > 0)
+        sql_add(s, "%" PRId64 ",", msg->from_seq);
+    else
+        sql_add(s, "NULL,");
+    if (msg->to_seq > 0)
+        sql_add(s, "%" PRId64 ")", msg->to_seq);
+    else
+        sql_add(s, "NULL)");
 }
 
 static void sql_insert_head(struct sql *s, const char *table)
 {
     s->len = 0;
     s->failed = 0;
-    sql_add(s, "INSERT INTO `%s` (id, client_id, from_uid, to_uid, type, body, created_ms) VALUES ", table);
+    sql_add(s,
+            "INSERT INTO `%s` (id, client_id, from_uid, to_uid, type, body, created_ms, from_seq, to_seq) "
+            "VALUES ",
+            table);
 }
 
 static void sql_insert_tail(struct sql *s)

@@ -15,22 +15,25 @@
 
 void relay_delivery(const char *payload, size_t len)
 {
-    int64_t to, from, ts;
+    struct chat_delivery d;
     const char *packet;
     size_t packet_len;
-    struct frame *f;
+    int64_t uid;
 
-    if (chatpkt_delivery_parse(payload, len, &to, &from, &ts, &packet, &packet_len) != 0) {
+    if (chatpkt_user_packet_parse(payload, len, &uid, &packet, &packet_len) == 0) {
+        struct frame *f = conn_user(uid) ? frame_new(packet, packet_len, 0) : NULL;
+        if (f != NULL) {
+            chat_deliver(uid, f, NULL, mp_now_ms());
+            frame_unref(f);
+        }
+        return;
+    }
+    if (chatpkt_delivery_parse(payload, len, &d) != 0) {
         log_debug("relay: bad delivery payload len=%zu", len);
         return;
     }
-    if (conn_user(to) == NULL && conn_user(from) == NULL)
-        return;
-    if ((f = frame_new(packet, packet_len, 0)) == NULL)
-        return;
-    chat_deliver(to, f, NULL, ts);
-    chat_deliver(from, f, NULL, ts);
-    frame_unref(f);
+    chat_deliver_seq(d.to, d.packet, d.packet_len, d.to_seq, NULL, d.ts);
+    chat_deliver_seq(d.from, d.packet, d.packet_len, d.from_seq, NULL, d.ts);
 }
 
 /* Goodbye (chat: C packet) and close for uid's connections here; sid "" = all of them. */

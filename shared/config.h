@@ -116,6 +116,13 @@ struct magpie_config {
         char *metrics_listen;
         long long housekeeping_ms;
     } persist;
+    struct {
+        int read_receipts;
+    } chat;
+    struct {
+        long long keep_s;
+        long long max_entries;
+    } timeline;
 };
 
 enum config_type {

@@ -263,6 +263,20 @@ const struct config_key config_keys[] = {
     INT("persist", "housekeeping_ms", persist.housekeeping_ms, 100, 60000, "1000",
         "How often the worker takes over entries of dead workers, trims the stream and updates its\n"
         "lag gauges."),
+
+    /* [chat] */
+    BOOL("chat", "read_receipts", chat.read_receipts, "yes",
+         "An R (read) in a 1:1 conversation sends the other user a read receipt r {with, mid}."),
+
+    /* [timeline] */
+    INT("timeline", "keep_s", timeline.keep_s, 60, 31536000, "86400",
+        "Redis keeps the recent part of every user's timeline (the entries Y serves without MySQL) and\n"
+        "the content of each stored message this long after it was written; older ones come from\n"
+        "MySQL. Redis memory: about 20 bytes per timeline entry plus the message (its packet, ~150\n"
+        "bytes + the text) for this long. A timeline idle this long leaves Redis."),
+    INT("timeline", "max_entries", timeline.max_entries, 16, 1000000, "1000",
+        "At most about this many of a user's latest timeline entries stay in Redis (older ones come\n"
+        "from MySQL)."),
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

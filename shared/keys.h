@@ -65,9 +65,45 @@
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
 #define KEY_MQ_DEAD "mp:mq:dead"
 #define MQ_DEAD_MAXLEN 100000
-/* string: the server message id of an accepted (from, client id); SET NX with TTL push.dedup_ttl_s, so a
- * retried packet is acked again without being stored or delivered twice. */
+/* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
+ * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without
+ * being stored or delivered twice. (Entries written before timelines hold only "<mid>".) */
 #define KEY_DEDUP "mp:dedup:%lld:%s"
+
+/* ---- timelines (design: push/timeline.h) ---- */
+/* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
+ * is never given twice. */
+#define KEY_SEQ "mp:seq:%lld"
+/* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
+ * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
+ * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
+#define KEY_TL "mp:tl:%lld"
+#define TL_F_MID "m"
+/* hash: one stored message as Y and R need it: MSG_F_PACKET = the packet JSON without seq; MSG_F_FROM_SEQ
+ * and MSG_F_TO_SEQ = its seq in the sender's and in the recipient's timeline; MSG_F_FROM_IN and MSG_F_TO_IN =
+ * how many messages each of the two had received in this conversation when it was stored (the recipient's
+ * count includes it), which is what an R up to it leaves unread. TTL timeline.keep_s. */
+#define KEY_MSG "mp:msg:%lld"
+#define MSG_F_PACKET "p"
+#define MSG_F_FROM_SEQ "fs"
+#define MSG_F_TO_SEQ "ts"
+#define MSG_F_FROM_IN "fn"
+#define MSG_F_TO_IN "tn"
+
+/* ---- conversations and read marks (design: push/chat_read.c) ---- */
+/* A conversation's id in these keys: "u<uid>" (1:1 with that user) or "g<gid>" (a group). */
+/* sorted set: conversation id -> the user's seq of the latest entry in it (GET /conversations pages by it,
+ * newest first; seqs are unique per user, so the cursor is exact). No TTL. */
+#define KEY_CONVS "mp:convs:%lld"
+/* hash: per conversation of a user, fields "<conv id>" + CONV_F_*: the latest mid, how many messages the
+ * user received in it, the read mark (mid and the user's seq of it) and how many the user had received up
+ * to the read mark. unread = received - received at the read mark. No TTL. */
+#define KEY_CONV "mp:conv:%lld"
+#define CONV_F_LAST ":l"
+#define CONV_F_IN ":n"
+#define CONV_F_READ ":r"
+#define CONV_F_READ_SEQ ":rs"
+#define CONV_F_READ_IN ":rn"
 
 /* ---- pub/sub channels (payload formats in bus.h) ---- */
 /* channel: deliveries for the connections held by one node. */

@@ -9,6 +9,7 @@ shared_libmagpie_a_SOURCES = \
 	shared/auth.h shared/auth.c \
 	shared/id.h shared/id.c \
 	shared/envelope.h shared/envelope.c \
+	shared/packet.h shared/packet.c \
 	shared/rds.h shared/rds.c \
 	shared/db.h shared/db.c \
 	shared/metrics.h shared/metrics.c \

@@ -22,6 +22,9 @@
 #define MQ_F_TYPE "type"    /* one letter: "t" text or "i" image id; messages.type */
 #define MQ_F_BODY "body"    /* the message, UTF-8, 0..4096 bytes (t: at most 1023 characters); messages.body */
 #define MQ_F_TS "ts"        /* server time of acceptance in ms since the epoch; messages.created_ms */
+#define MQ_F_FROM_SEQ "fseq" /* the message's seq in the sender's timeline (push/timeline.h); messages.from_seq.
+                              * Optional: entries written before timelines have none (NULL) */
+#define MQ_F_TO_SEQ "tseq"   /* its seq in the recipient's timeline; messages.to_seq. Optional likewise */
 
 #define MQ_MAX_CID 64
 #define MQ_MAX_BODY 4096

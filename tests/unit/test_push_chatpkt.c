@@ -322,41 +322,175 @@ static void test_server_packets(void **state)
     s = chatpkt_reply_ex("a", 1, 'A', json_string("success"), json_pack("{s:s}", "mid", "77"), &len);
     assert_string_equal(s, "{\"id\":\"a\",\"from\":0,\"type\":\"A\",\"msg\":\"success\",\"mid\":\"77\"}");
     free(s);
-    s = chatpkt_chat("c1", 2, 5, 6, 't', "h\xc3\xa9</script>", 12, 1700000000123LL, 9007199254740993LL, &len);
+    s = packet_chat("c1", 2, 5, 6, 't', "h\xc3\xa9</script>", 12, 1700000000123LL, 9007199254740993LL, &len);
     assert_string_equal(s, "{\"id\":\"c1\",\"from\":5,\"to\":6,\"type\":\"t\",\"msg\":\"h\xc3\xa9</script>\","
                            "\"ts\":1700000000123,\"mid\":\"9007199254740993\"}");
     free(s);
     /* bytes that are not UTF-8 cannot become a packet */
-    assert_null(chatpkt_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
+    assert_null(packet_chat("c1", 2, 5, 6, 't', "\xff", 1, 1, 1, &len));
 }
 
 static void test_delivery_between_nodes(void **state)
 {
     size_t len, plen;
-    int64_t to, from, ts;
-    const char *packet;
-    char *d = chatpkt_delivery(12, 34, 1700000000123LL, "{\"x\":\"a\nb\"}", 12, &len);
-    assert_int_equal(chatpkt_delivery_parse(d, len, &to, &from, &ts, &packet, &plen), 0);
-    assert_int_equal(to, 12);
-    assert_int_equal(from, 34);
-    assert_int_equal(ts, 1700000000123LL);
-    assert_int_equal(plen, 12);
-    assert_memory_equal(packet, "{\"x\":\"a\nb\"}", 12);
+    struct chat_delivery d;
+    char *p = chatpkt_delivery(12, 34, 1700000000123LL, "{\"x\":\"a\nb\"}", 12, &len);
+    char *pub = malloc(len + 8);
+    /* the send script puts the two seqs in front */
+    memcpy(pub, "7 5 ", 4);
+    memcpy(pub + 4, p, len);
+    len += 4;
+    assert_int_equal(chatpkt_delivery_parse(pub, len, &d), 0);
+    assert_int_equal(d.from_seq, 7);
+    assert_int_equal(d.to_seq, 5);
+    assert_int_equal(d.to, 12);
+    assert_int_equal(d.from, 34);
+    assert_int_equal(d.ts, 1700000000123LL);
+    assert_int_equal(d.packet_len, 12);
+    assert_memory_equal(d.packet, "{\"x\":\"a\nb\"}", 12);
     /* every truncation of a good payload but the whole is refused or parses to a shorter packet */
     for (size_t cut = 0; cut < len; cut++) {
         char *copy = malloc(cut + 1); /* exactly cut bytes: reading past them is a sanitizer error */
-        memcpy(copy, d, cut);
-        if (chatpkt_delivery_parse(copy, cut, &to, &from, &ts, &packet, &plen) == 0)
-            assert_true(plen < 12 && to == 12 && from == 34);
+        memcpy(copy, pub, cut);
+        if (chatpkt_delivery_parse(copy, cut, &d) == 0)
+            assert_true(d.packet_len < 12 && d.to == 12 && d.from == 34);
         free(copy);
     }
-    free(d);
-    static const char *bad[] = {
-        "",           "\n",        "1 2\n{}",    "1 2 3",      "a 2 3\n{}",
-        "0 2 3\n{}",  "1 0 3\n{}", "-1 2 3\n{}", "1  2 3\n{}", "1234567890123456789 2 3\n{}",
-        "1 2 3 4\n{}"};
+    free(p);
+    free(pub);
+    static const char *bad[] = {"",
+                                "\n",
+                                "1 2 1 2\n{}",
+                                "1 2 1 2 3",
+                                "1 2 a 2 3\n{}",
+                                "1 2 0 2 3\n{}",
+                                "1 2 1 0 3\n{}",
+                                "0 2 1 2 3\n{}",
+                                "1 0 1 2 3\n{}",
+                                "1 2 -1 2 3\n{}",
+                                "1 2 1  2 3\n{}",
+                                "1 2 1234567890123456789 2 3\n{}",
+                                "1 2 1 2 3 4\n{}",
+                                "1 2 3\n{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(chatpkt_delivery_parse(bad[i], strlen(bad[i]), &to, &from, &ts, &packet, &plen), -1);
+        assert_int_equal(chatpkt_delivery_parse(bad[i], strlen(bad[i]), &d), -1);
+    (void)plen;
+}
+
+static void test_with_seq(void **state)
+{
+    size_t len;
+    char *s = packet_with_seq("{\"id\":\"a\",\"mid\":\"9\"}", 20, 42, &len);
+    assert_string_equal(s, "{\"id\":\"a\",\"mid\":\"9\",\"seq\":42}");
+    assert_int_equal(len, strlen(s));
+    free(s);
+    s = packet_with_seq("{}", 2, 1, &len);
+    assert_string_equal(s, "{\"seq\":1}");
+    free(s);
+    /* not an object: nothing */
+    assert_null(packet_with_seq("[1]", 3, 1, &len));
+    assert_null(packet_with_seq("{", 1, 1, &len));
+    assert_null(packet_with_seq("", 0, 1, &len));
+}
+
+static void test_sync(void **state)
+{
+    static const struct {
+        const char *msg;
+        const char *want;
+        long long after;
+        int limit;
+    } cases[] = {
+        {"{\"after\":0}", NULL, 0, CHAT_SYNC_DEFAULT},
+        {"{\"after\":17,\"limit\":5}", NULL, 17, 5},
+        {"{\"after\":9007199254740993,\"limit\":500}", NULL, 9007199254740993LL, 500},
+        {"{\"after\":3,\"limit\":null}", NULL, 3, CHAT_SYNC_DEFAULT},
+        {"{\"after\":-1}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":\"5\"}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":1.5}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":1,\"limit\":0}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":1,\"limit\":501}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":1,\"limit\":99999999999999}", CHAT_E_BAD_SYNC, 0, 0},
+        {"{\"after\":1,\"limit\":\"5\"}", CHAT_E_BAD_SYNC, 0, 0},
+        {"5", CHAT_E_BAD_SYNC, 0, 0},
+        {"null", CHAT_E_BAD_SYNC, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[256];
+        struct chatpkt p;
+        struct chat_sync y;
+        const char *why;
+        snprintf(buf, sizeof(buf), "{\"id\":\"y\",\"to\":0,\"type\":\"Y\",\"msg\":%s}", cases[i].msg);
+        assert_null(chatpkt_parse(buf, strlen(buf), &p));
+        why = chatpkt_sync(&p, &y);
+        if (cases[i].want == NULL) {
+            assert_null(why);
+            assert_int_equal(y.after, cases[i].after);
+            assert_int_equal(y.limit, cases[i].limit);
+        } else {
+            assert_string_equal(why, cases[i].want);
+        }
+        chatpkt_free(&p);
+    }
+}
+
+static void test_read(void **state)
+{
+    static const struct {
+        const char *msg;
+        const char *want;
+        long long with, group, mid;
+    } cases[] = {
+        {"{\"with\":7,\"mid\":\"9223372036854775807\"}", NULL, 7, 0, 9223372036854775807LL},
+        {"{\"with\":\"7\",\"mid\":12}", NULL, 7, 0, 12},
+        {"{\"group\":3,\"mid\":\"12\"}", NULL, 0, 3, 12},
+        {"{\"with\":7,\"mid\":\"9223372036854775808\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"12345678901234567890\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"1a\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":0}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":-5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":1,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0}, /* self */
+        {"{\"with\":0,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"group\":3,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"[7,5]", CHAT_E_BAD_READ, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[256];
+        struct chatpkt p;
+        struct chat_read r;
+        const char *why;
+        snprintf(buf, sizeof(buf), "{\"id\":\"r\",\"to\":0,\"type\":\"R\",\"msg\":%s}", cases[i].msg);
+        assert_null(chatpkt_parse(buf, strlen(buf), &p));
+        why = chatpkt_read(&p, 1, &r);
+        if (cases[i].want == NULL) {
+            assert_null(why);
+            assert_int_equal(r.with, cases[i].with);
+            assert_int_equal(r.group, cases[i].group);
+            assert_int_equal(r.mid, cases[i].mid);
+        } else {
+            assert_string_equal(why, cases[i].want);
+        }
+        chatpkt_free(&p);
+    }
+}
+
+static void test_user_packet_between_nodes(void **state)
+{
+    int64_t uid;
+    const char *packet;
+    size_t len;
+    static const char *bad[] = {"",        "u",        "u ",      "u 5",    "u 5\n",
+                                "u 0\n{}", "u -1\n{}", "x 5\n{}", "u5\n{}", "1 2 3 4 5\n{}"};
+    assert_int_equal(chatpkt_user_packet_parse("u 42\n{\"a\":1}", 12, &uid, &packet, &len), 0);
+    assert_int_equal(uid, 42);
+    assert_int_equal(len, 7);
+    assert_memory_equal(packet, "{\"a\":1}", 7);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(chatpkt_user_packet_parse(bad[i], strlen(bad[i]), &uid, &packet, &len), -1);
 }
 
 /* Everything a handler would call, on whatever parsed. */
@@ -365,16 +499,22 @@ static void run_all(const char *buf, size_t len)
     struct chatpkt p;
     struct chat_msg m;
     struct chat_history h;
+    struct chat_sync y;
+    struct chat_read rd;
+    struct chat_delivery d;
+    const char *pk;
+    size_t pklen;
     char order[CHAT_MAX_ORDER + 1];
     double lon, lat;
-    int64_t uid, from, ts;
-    const char *packet;
-    size_t plen;
-    (void)chatpkt_delivery_parse(buf, len, &uid, &from, &ts, &packet, &plen);
+    int64_t uid;
+    (void)chatpkt_delivery_parse(buf, len, &d);
+    (void)chatpkt_user_packet_parse(buf, len, &uid, &pk, &pklen);
     if (chatpkt_parse(buf, len, &p) == NULL) {
         (void)chatpkt_message(&p, 1, &m);
         (void)chatpkt_online(&p, &uid);
         (void)chatpkt_history(&p, &h);
+        (void)chatpkt_sync(&p, &y);
+        (void)chatpkt_read(&p, 1, &rd);
         (void)chatpkt_order(&p, order, sizeof(order));
         (void)chatpkt_site(&p, &lon, &lat);
     }
@@ -388,12 +528,13 @@ static void test_random_and_mutated_bytes(void **state)
         "{\"id\":\"q\",\"to\":0,\"type\":\"H\",\"msg\":{\"since\":5,\"with\":3,\"limit\":20}}",
         "{\"id\":\"s\",\"to\":0,\"type\":\"S\",\"msg\":{\"longtitude\":1.5,\"latitude\":2.5}}",
         "{\"id\":\"o\",\"to\":0,\"type\":\"T\",\"msg\":\"order-9\"}",
+        "{\"id\":\"y\",\"to\":0,\"type\":\"Y\",\"msg\":{\"after\":5,\"limit\":20}}",
     };
     static const char alphabet[] = "{}[]\",:0123456789-.eE\\u tfnrlsaxHOSTPi\xc3\xa9\xff";
     unsigned char buf[256];
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (int round = 0; round < 200000; round++) {
-        const char *seed = seeds[round % 4];
+        const char *seed = seeds[round % 5];
         size_t len = strlen(seed);
         x ^= x << 13;
         x ^= x >> 7;
@@ -435,6 +576,10 @@ int main(void)
         cmocka_unit_test(test_site),
         cmocka_unit_test(test_server_packets),
         cmocka_unit_test(test_delivery_between_nodes),
+        cmocka_unit_test(test_with_seq),
+        cmocka_unit_test(test_sync),
+        cmocka_unit_test(test_read),
+        cmocka_unit_test(test_user_packet_between_nodes),
         cmocka_unit_test(test_random_and_mutated_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,299 @@
+/* chat_read.c -- R: read marks and read receipts (SPEC §4.1). This comment is the design of conversations
+ * and read marks; the keys are in shared/keys.h.
+ *
+ * The send script (chat_send.c) keeps, for both users of every stored message, the conversation's place in
+ * KEY_CONVS (by the user's seq of its latest entry) and in KEY_CONV its latest mid and how many messages the
+ * user has received in it; the message's KEY_MSG records how many each of the two had received when it was
+ * stored. So unread = received - received at the read mark, exact and O(1), and GET /conversations
+ * (magpie-http, http/conv.c) reads both keys and nothing else but the latest packets.
+ *
+ * R {with, mid}: read_lua checks that mid is a message between the reader and `with` (from KEY_MSG; when
+ * Redis no longer has it, a pool thread reads the message from MySQL and counts what the reader had
+ * received up to it, then runs read_lua again with that), moves the read mark forward only (an R for an
+ * older message changes nothing but is acked), and when it moved, r goes to the reader's other connections
+ * and, with chat.read_receipts, a receipt r {with: reader, mid} to the other user, on every node (the
+ * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own).
+ */
+#include "chat.h"
+#include "dbpool.h"
+#include "keys.h"
+#include "log.h"
+#include "magpie.h"
+#include "push.h"
+#include "rdsa.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* KEYS: KEY_CONV of the reader, KEY_MSG of mid, presence of the reader, of the other user.
+ * ARGV: reader, other user, mid, "" or "<reader's seq of mid> <received up to it>" (known from MySQL), node,
+ * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt).
+ * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1} the mark moved, {1, 0} it did not.
+ */
+static struct rdsa_script read_lua = {
+    "read",
+    "local seq, n\n"
+    "if ARGV[4] == '' then\n"
+    "  local m = redis.call('HMGET', KEYS[2], '" MSG_F_PACKET "', '" MSG_F_FROM_SEQ "', '" MSG_F_TO_SEQ
+    "', '" MSG_F_FROM_IN "', '" MSG_F_TO_IN "')\n"
+    "  if not m[1] then return {0} end\n"
+    "  local pk = cjson.decode(m[1])\n"
+    "  local f, t = string.format('%.0f', pk['from']), string.format('%.0f', pk['to'])\n"
+    "  if f == ARGV[1] and t == ARGV[2] then seq, n = m[2], m[4]\n"
+    "  elseif f == ARGV[2] and t == ARGV[1] then seq, n = m[3], m[5]\n"
+    "  else return {-1} end\n"
+    "else\n"
+    "  seq, n = string.match(ARGV[4], '^(%d+) (%d+)$')\n"
+    "end\n"
+    "local conv = 'u' .. ARGV[2]\n"
+    "local cur = tonumber(redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ_SEQ "') or '0')\n"
+    "if tonumber(seq) <= cur then return {1, 0} end\n"
+    "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
+    "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
+    "for k = 3, 4 do\n"
+    "  local payload = ARGV[5 + k]\n"
+    "  if payload ~= '' then\n"
+    "    local h = redis.call('HGETALL', KEYS[k])\n"
+    "    for j = 1, #h, 2 do\n"
+    "      if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
+    "        redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], payload)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {1, 1}\n",
+    ""};
+
+static char chan_prefix[64], chan_suffix[64];
+
+struct read_req {
+    struct chat_req r;
+    int64_t reader, with, mid;
+    char known[48];      /* ARGV[4] */
+    char *mine, *theirs; /* the r packets (theirs NULL without receipts) */
+    size_t mine_len, theirs_len;
+    int unknown; /* MySQL has no such message between the two */
+};
+
+void chat_read_init(void)
+{
+    char buf[64];
+    const char *zero;
+    rdsa_script(&read_lua);
+    snprintf(buf, sizeof(buf), CHAN_NODE, 0);
+    zero = strchr(buf, '0');
+    snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
+    snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
+}
+
+static void read_free(struct read_req *q)
+{
+    free(q->mine);
+    free(q->theirs);
+    chat_req_done(&q->r);
+    free(q);
+}
+
+/* "u <uid>\n<packet>": the CHAN_NODE payload for every connection of uid. */
+static char *user_payload(int64_t uid, const char *packet, size_t len, size_t *out_len)
+{
+    char head[40];
+    int n = snprintf(head, sizeof(head), CHAT_USER_PACKET_HEAD, (long long)uid);
+    char *p = malloc((size_t)n + len + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, head, (size_t)n);
+    memcpy(p + n, packet, len);
+    p[n + len] = '\0';
+    *out_len = (size_t)n + len;
+    return p;
+}
+
+static void deliver_local(int64_t uid, const char *packet, size_t len, const struct conn *except)
+{
+    struct frame *f;
+    struct conn *c = conn_user(uid);
+    if (c == NULL || (c == except && c->user_next == NULL) || (f = frame_new(packet, len, 0)) == NULL)
+        return;
+    chat_deliver(uid, f, except, mp_now_ms());
+    frame_unref(f);
+}
+
+static int read_eval(struct read_req *q);
+
+static void read_work(struct db *db, void *arg)
+{
+    struct read_req *q = arg;
+    MYSQL *m = db ? db_conn(db) : NULL;
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    char sql[512];
+    int64_t from, to, seq;
+    int n;
+
+    if (m == NULL)
+        return;
+    n = snprintf(sql, sizeof(sql),
+                 "SELECT from_uid, to_uid, from_seq, to_seq FROM messages WHERE id = %" PRId64, q->mid);
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
+        db_check_error(db);
+        return;
+    }
+    row = mysql_fetch_row(res);
+    from = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
+    to = row && row[1] ? strtoll(row[1], NULL, 10) : 0;
+    seq = row == NULL         ? 0
+          : from == q->reader ? (row[2] ? strtoll(row[2], NULL, 10) : 0)
+                              : (row[3] ? strtoll(row[3], NULL, 10) : 0);
+    mysql_free_result(res);
+    if (!((from == q->reader && to == q->with) || (from == q->with && to == q->reader)) || seq <= 0) {
+        q->unknown = 1;
+        return;
+    }
+    /* what the reader had received in this conversation up to it: every earlier one is long stored */
+    n = snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM messages WHERE from_uid = %" PRId64 " AND to_uid = %" PRId64
+                 " AND to_seq <= %" PRId64,
+                 q->with, q->reader, seq);
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
+        db_check_error(db);
+        return;
+    }
+    row = mysql_fetch_row(res);
+    if (row != NULL && row[0] != NULL)
+        snprintf(q->known, sizeof(q->known), "%" PRId64 " %s", seq, row[0]);
+    mysql_free_result(res);
+}
+
+static void read_done(void *arg)
+{
+    struct read_req *q = arg;
+    if (q->unknown)
+        chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_NOT_IN_CONV, STATS_E_REJECTED);
+    else if (q->known[0] == '\0' || read_eval(q) != MP_OK)
+        chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    else
+        return; /* read_eval owns q now */
+    read_free(q);
+}
+
+static void on_read_reply(redisReply *r, void *arg)
+{
+    struct read_req *q = arg;
+    struct conn *c = q->r.c;
+    redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->element : NULL;
+
+    if (e == NULL || r->elements < 1 || e[0]->type != REDIS_REPLY_INTEGER) {
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            log_warn("read script failed reason=\"%s\"", r->str);
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer == 0 && q->known[0] == '\0') {
+        /* Redis no longer has the message: MySQL says whose it is */
+        if (dbpool_submit(read_work, read_done, q) == MP_OK)
+            return;
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer != 1) {
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_IN_CONV, STATS_E_REJECTED);
+    } else {
+        chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
+        if (r->elements > 1 && e[1]->type == REDIS_REPLY_INTEGER && e[1]->integer == 1) {
+            deliver_local(q->reader, q->mine, q->mine_len, c);
+            if (q->theirs != NULL)
+                deliver_local(q->with, q->theirs, q->theirs_len, NULL);
+        }
+    }
+    read_free(q);
+}
+
+static int read_eval(struct read_req *q)
+{
+    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], *pl_me,
+        *pl_them = NULL;
+    const char *argv[13];
+    size_t argvlen[13], me_len, them_len = 0;
+    int rc;
+
+    if (!rdsa_ready() || (pl_me = user_payload(q->reader, q->mine, q->mine_len, &me_len)) == NULL)
+        return MP_ERR;
+    if (q->theirs != NULL && (pl_them = user_payload(q->with, q->theirs, q->theirs_len, &them_len)) == NULL) {
+        free(pl_me);
+        return MP_ERR;
+    }
+    snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
+    snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
+    snprintf(pme, sizeof(pme), KEY_PRESENCE, (long long)q->reader);
+    snprintf(pthem, sizeof(pthem), KEY_PRESENCE, (long long)q->with);
+    snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
+    snprintf(with, sizeof(with), "%lld", (long long)q->with);
+    snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
+    snprintf(node, sizeof(node), "%d", push.node);
+    argv[0] = conv;
+    argv[1] = msg;
+    argv[2] = pme;
+    argv[3] = pthem;
+    argv[4] = reader;
+    argv[5] = with;
+    argv[6] = mid;
+    argv[7] = q->known;
+    argv[8] = node;
+    argv[9] = chan_prefix;
+    argv[10] = chan_suffix;
+    argv[11] = pl_me;
+    argv[12] = pl_them ? pl_them : "";
+    for (int i = 0; i < 13; i++)
+        argvlen[i] = strlen(argv[i]);
+    argvlen[11] = me_len;
+    argvlen[12] = them_len;
+    rc = rdsa_eval(&read_lua, on_read_reply, q, 4, 13, argv, argvlen);
+    free(pl_me);
+    free(pl_them);
+    return rc;
+}
+
+/* An r packet from the reader: {"id", "from": reader, "type": "r", "msg": {"with": with, "mid": "<mid>"}}. */
+static char *read_packet(const struct read_req *q, int64_t with, size_t *len)
+{
+    char mid[24], *s;
+    json_t *p;
+    snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
+    p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
+                  "type", "r", "msg", "with", (json_int_t)with, "mid", mid);
+    s = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    if (s != NULL)
+        *len = strlen(s);
+    return s;
+}
+
+void chat_read(struct conn *c, const struct chatpkt *p)
+{
+    struct chat_read m;
+    struct read_req *q;
+    const char *bad;
+
+    if ((bad = chatpkt_read(p, c->uid, &m)) != NULL) {
+        chat_error(c, p->id, p->id_len, bad, STATS_E_MALFORMED);
+        return;
+    }
+    if (m.group != 0) { /* groups come with SPEC §4.2: none exists yet, so none has c->uid as a member */
+        chat_error(c, p->id, p->id_len, CHAT_E_NOT_MEMBER, STATS_E_REJECTED);
+        return;
+    }
+    if ((q = calloc(1, sizeof(*q))) == NULL) {
+        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        return;
+    }
+    chat_req_init(&q->r, c, p);
+    q->reader = c->uid;
+    q->with = m.with;
+    q->mid = m.mid;
+    q->mine = read_packet(q, m.with, &q->mine_len);
+    if (push.cfg->chat.read_receipts)
+        q->theirs = read_packet(q, c->uid, &q->theirs_len);
+    if (q->mine == NULL || (push.cfg->chat.read_receipts && q->theirs == NULL) || read_eval(q) != MP_OK) {
+        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        read_free(q);
+    }
+}
