@@ -2,7 +2,9 @@
 gets the user's next seq; A and every delivered packet carry it; Y serves the timeline from Redis and, for what
 Redis no longer has, from MySQL -- contiguous, never skipping an entry."""
 import asyncio
+import os
 import random
+import signal
 
 from push_client import Chat, Device, make_friends, new_uid, run, wait_until
 
@@ -215,10 +217,10 @@ def test_timelines_survive_kill_9_of_a_push_node_of_persist_and_a_redis_restart(
     _chaos_run(stack, 500, event)
 
 
-def test_a_redis_that_lost_a_users_counter_continues_from_mysql_and_reuses_no_seq(stack):
-    """Redis replaced, flushed or restored from an old copy: a user's seq counter and timeline are gone, MySQL
-    has the messages. The next message continues after MySQL's highest seq, and Y serves the rest from
-    MySQL meanwhile."""
+def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_seq(stack):
+    """Redis replaced or flushed: the counters and mp:seq:restored are gone, MySQL has the messages. Y serves
+    from MySQL meanwhile; a message of a user without a counter is refused (E, no seq taken) until
+    magpie-persist has raised every counter to MySQL's highest seq, then it continues after it."""
     async def go():
         a, b = new_uid(), new_uid()
         make_friends(stack, a, b)
@@ -229,9 +231,17 @@ def test_a_redis_that_lost_a_users_counter_continues_from_mysql_and_reuses_no_se
         assert top == 6
         await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 7)), 10, "persist to store all 6")
         r = stack.redis()
-        r.delete(f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
-        again, top = await _sync_all(ca)
-        assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
+        os.kill(stack.daemon_pid("persist"), signal.SIGSTOP)  # hold the restore until the test has looked
+        try:
+            r.delete("mp:seq:restored", f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
+            again, top = await _sync_all(ca)
+            assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
+            refused = await ca.text(b, "while counters are missing")
+            assert (refused["type"], refused["msg"]) == ("E", "temporarily unavailable, retry")
+        finally:
+            os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
+        await wait_until(lambda: r.exists("mp:seq:restored"), 10, "persist to restore the counters")
+        assert int(r.get(f"mp:seq:{a}")) == 6
         nxt = await ca.text(b, "after the loss")
         assert nxt["type"] == "A" and nxt["seq"] == 7
         got = await cb.wait_for(lambda p: p.get("type") == "t" and p["msg"] == "after the loss")
