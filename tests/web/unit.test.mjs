@@ -4,6 +4,10 @@ import assert from "node:assert/strict";
 
 import { packBatch, unpackBatch } from "../../web/js/batch.js";
 import { Backoff } from "../../web/js/backoff.js";
+import {
+  SeqTracker, loadSeq, saveSeq, compareMessages, compareChats, newChat, applyMessage, mergeConversation,
+  applyReadMark, applyReceipt,
+} from "../../web/js/timeline.js";
 
 test("unpackBatch reads seed 004's layout", () => {
   // The seed's own example: |5 0 0 0|pack1|10 0 0 0|i am pack2|
@@ -35,4 +39,141 @@ test("Backoff grows exponentially with full jitter and is capped", () => {
   assert.equal(bottom.next(), 0);
   top.reset();
   assert.equal(top.next(), 99);
+});
+
+test("SeqTracker: in-order seqs advance; a repeat is not new", () => {
+  const t = new SeqTracker(5);
+  assert.equal(t.handle(6, true), true);
+  assert.equal(t.handle(7, true), true);
+  assert.equal(t.last, 7);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(7, true), false);
+  assert.equal(t.handle(3, false), false);
+});
+
+test("SeqTracker: a gap is noticed, Y fills it, and what was delivered past it is not shown twice", () => {
+  const t = new SeqTracker(10);
+  assert.equal(t.handle(13, true), true); // 11 and 12 were lost on the way
+  assert.equal(t.behind, true);
+  assert.equal(t.last, 10);
+  assert.equal(t.handle(14, true), true);
+  // Y {after: 10} answers 11..14: only 11 and 12 are new
+  assert.deepEqual([11, 12, 13, 14].map((s) => t.handle(s, false)), [true, true, false, false]);
+  assert.equal(t.last, 14);
+  assert.equal(t.behind, false);
+  assert.deepEqual([...t.ahead], []);
+});
+
+test("SeqTracker: a fresh browser starts at the timeline's end; live seqs in the skipped range still count", () => {
+  const t = new SeqTracker(null);
+  assert.equal(t.behind, true);
+  assert.equal(t.handle(41, true), true); // delivered before the baseline Y was answered
+  t.baseline(42);
+  assert.equal(t.last, 42);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(42, true), true); // stored before the baseline, delivered after it
+  assert.equal(t.handle(40, false), false); // never from Y: that part is history, not sync
+  assert.equal(t.handle(43, true), true);
+  assert.equal(t.last, 43);
+  t.baseline(100); // only once
+  assert.equal(t.last, 43);
+});
+
+test("SeqTracker: rebase when the server's timeline ends below our place", () => {
+  const t = new SeqTracker(50);
+  t.handle(55, true);
+  assert.equal(t.rebase(60), false);
+  assert.equal(t.rebase(20), true);
+  assert.equal(t.last, 20);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(21, false), true);
+});
+
+test("SeqTracker: packets without a seq are passed on; bad stored seqs mean no place", () => {
+  const t = new SeqTracker(3);
+  assert.equal(t.handle(undefined, true), true);
+  assert.equal(t.last, 3);
+  for (const bad of [-1, 1.5, NaN, "7"]) assert.equal(new SeqTracker(bad).last, null);
+});
+
+test("loadSeq and saveSeq: per key, forward only unless forced, junk reads as none", () => {
+  const m = new Map();
+  const storage = { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, v) };
+  assert.equal(loadSeq(storage, "k"), null);
+  saveSeq(storage, "k", 7);
+  saveSeq(storage, "k", 5); // another tab that is behind
+  assert.equal(loadSeq(storage, "k"), 7);
+  saveSeq(storage, "k", 5, true);
+  assert.equal(loadSeq(storage, "k"), 5);
+  saveSeq(storage, "k", null);
+  assert.equal(loadSeq(storage, "k"), 5);
+  m.set("k", "12abc");
+  assert.equal(loadSeq(storage, "k"), null);
+});
+
+test("compareMessages: history without seq, then by seq, then what is still being sent", () => {
+  const msgs = [
+    { key: "p", state: "pending", ts: 5 },
+    { key: "s9", seq: 9, ts: 1 },
+    { key: "old", state: "sent", ts: 3 },
+    { key: "s2", seq: 2, ts: 100 },
+    { key: "f", state: "failed", ts: 4 },
+  ];
+  assert.deepEqual(msgs.sort(compareMessages).map((m) => m.key), ["old", "s2", "s9", "f", "p"]);
+});
+
+test("compareChats: most recent conversation first, friends never talked to after, by uid", () => {
+  const list = [{ uid: 9, lastSeq: 0 }, { uid: 3, lastSeq: 10 }, { uid: 2, lastSeq: 0 }, { uid: 7, lastSeq: 12 }];
+  assert.deepEqual(list.sort(compareChats).map((c) => c.uid), [7, 3, 2, 9]);
+});
+
+const ME = 1;
+const pkt = (seq, from, mid = `m${seq}`) => ({ id: `i${seq}`, from, to: from === ME ? 2 : ME, type: "t", msg: "x", seq, mid });
+
+test("applyMessage counts the peer's messages once, never our own", () => {
+  const c = newChat(2);
+  assert.equal(applyMessage(c, pkt(4, 2), ME), true);
+  assert.equal(applyMessage(c, pkt(4, 2), ME), false); // again (H, or a live copy after Y)
+  assert.equal(applyMessage(c, pkt(5, ME), ME), true);
+  assert.equal(applyMessage(c, pkt(3, 2), ME), false); // older than the latest
+  assert.equal(c.unread, 1);
+  assert.equal(c.last.mid, "m5");
+});
+
+test("mergeConversation: the server's count, plus what arrived here after it", () => {
+  const c = newChat(2);
+  mergeConversation(c, { with: 2, last: pkt(10, 2), unread: 3, read_mid: "m7" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.readMid], [10, 3, "m7"]);
+  // Y brings 11 (theirs) and 12 (ours) while the list is being fetched again; the list is from before them
+  for (const p of [pkt(11, 2), pkt(12, ME)]) {
+    c.messages.set(p.id, { ...p, key: p.id });
+    applyMessage(c, p, ME);
+  }
+  assert.equal(c.unread, 4);
+  mergeConversation(c, { with: 2, last: pkt(10, 2), unread: 3, read_mid: "m7" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread], [12, 4]);
+  // a newer list replaces it all (another device read up to m11 meanwhile)
+  mergeConversation(c, { with: 2, last: pkt(12, ME), unread: 0, read_mid: "m11" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.readMid], [12, 0, "m11"]);
+});
+
+test("applyReadMark clears the count only at the latest message", () => {
+  const c = newChat(2);
+  applyMessage(c, pkt(1, 2), ME);
+  applyMessage(c, pkt(2, 2), ME);
+  assert.equal(applyReadMark(c, "m1"), false);
+  assert.equal(c.unread, 2);
+  assert.equal(applyReadMark(c, "m2"), true);
+  assert.equal(c.unread, 0);
+  assert.equal(c.readMid, "m2");
+});
+
+test("applyReceipt moves the peer's read position forward by our seq of that message", () => {
+  const c = newChat(2);
+  for (const p of [pkt(1, ME), pkt(2, ME), pkt(3, 2)]) c.messages.set(p.id, p);
+  assert.equal(applyReceipt(c, "m2"), true);
+  assert.equal(c.peerReadSeq, 2);
+  assert.equal(applyReceipt(c, "m1"), false);
+  assert.equal(applyReceipt(c, "unknown"), false);
+  assert.equal(c.peerReadSeq, 2);
 });
