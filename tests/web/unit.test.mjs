@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 
 import { packBatch, unpackBatch } from "../../web/js/batch.js";
 import { Backoff } from "../../web/js/backoff.js";
+import { ChatClient } from "../../web/js/chat-client.js";
 import {
   SeqTracker, loadSeq, saveSeq, compareMessages, compareChats, newChat, applyMessage, mergeConversation,
   applyReadMark, applyReceipt,
@@ -176,4 +177,91 @@ test("applyReceipt moves the peer's read position forward by our seq of that mes
   assert.equal(applyReceipt(c, "m1"), false);
   assert.equal(applyReceipt(c, "unknown"), false);
   assert.equal(c.peerReadSeq, 2);
+});
+
+globalThis.window ??= new EventTarget(); // ChatClient.stop() unhooks the browser's online/offline events
+
+/** A ChatClient logged in over a stand-in socket: what it sends, and the seqs it passes on as messages. */
+function loggedIn(stored) {
+  const m = new Map(stored === undefined ? [] : [["magpie.web.seq.1", String(stored)]]);
+  const storage = { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, v) };
+  const client = new ChatClient({ token: "t", userId: 1, storage });
+  const sent = [];
+  client.ws = { send: (s) => sent.push(JSON.parse(s)), close() {} };
+  client.stopped = false;
+  client.state = "online";
+  client.syncBackoff = new Backoff({ random: () => 0 });
+  const got = [];
+  client.addEventListener("message", (ev) => got.push(ev.detail.packet.seq));
+  const deliver = (p) => client.onPacket(JSON.stringify(p));
+  const answer = (req, msg, type = "Y") => deliver({ id: req.id, from: 0, type, msg });
+  return { client, sent, got, deliver, answer, stored: () => m.get("magpie.web.seq.1") };
+}
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+const t = (seq) => ({ id: `x${seq}`, from: 2, to: 1, type: "t", msg: `m${seq}`, seq, mid: String(100 + seq) });
+
+test("ChatClient: a delivered seq past a gap sends Y; the answer fills the gap without repeating", async () => {
+  const { client, sent, got, deliver, answer, stored } = loggedIn(10);
+  deliver(t(11));
+  assert.deepEqual(sent, []);
+  deliver(t(14)); // 12 and 13 lost on the way
+  assert.deepEqual(sent.map((p) => [p.type, p.msg]), [["Y", { after: 11, limit: 200 }]]);
+  deliver(t(15)); // while the Y is out: no second Y at once
+  assert.equal(sent.length, 1);
+  answer(sent[0], { messages: [t(12), t(13), t(14), t(15)], more: false, max: 15 });
+  await tick();
+  assert.deepEqual(got, [11, 14, 15, 12, 13]);
+  assert.equal(stored(), "15");
+  assert.equal(client.seq.behind, false);
+  // 15 came while the first Y was out: one more round, from the new place
+  assert.deepEqual(sent.map((p) => p.msg.after), [11, 15]);
+  answer(sent[1], { messages: [], more: false, max: 15 });
+  await tick();
+  assert.equal(sent.length, 2);
+  client.stop();
+});
+
+test("ChatClient: a sync pages while more; a fresh browser starts at the end", async () => {
+  const old = loggedIn(0);
+  old.client.sync();
+  assert.deepEqual(old.sent[0].msg, { after: 0, limit: 200 });
+  old.answer(old.sent[0], { messages: [t(1), t(2)], more: true, max: 3 });
+  await tick();
+  assert.deepEqual(old.sent[1].msg, { after: 2, limit: 200 });
+  old.answer(old.sent[1], { messages: [t(3)], more: false, max: 3 });
+  await tick();
+  assert.deepEqual(old.got, [1, 2, 3]);
+  assert.equal(old.stored(), "3");
+  assert.equal(old.sent.length, 2);
+  old.client.stop();
+
+  const fresh = loggedIn();
+  fresh.client.sync();
+  assert.deepEqual(fresh.sent[0].msg, { after: Number.MAX_SAFE_INTEGER, limit: 1 });
+  fresh.answer(fresh.sent[0], { messages: [], more: false, max: 7 });
+  await tick();
+  assert.deepEqual(fresh.sent[1].msg, { after: 7, limit: 200 });
+  fresh.answer(fresh.sent[1], { messages: [], more: false, max: 7 });
+  await tick();
+  assert.deepEqual(fresh.got, []);
+  assert.equal(fresh.stored(), "7");
+  fresh.client.stop();
+});
+
+test("ChatClient: E 'temporarily unavailable, retry' is retried; the A of our own message moves the seq", async () => {
+  const { client, sent, got, deliver, answer, stored } = loggedIn(4);
+  client.sync();
+  answer(sent[0], "temporarily unavailable, retry", "E");
+  assert.equal(sent.length, 1); // not at once: after the backoff (no jitter here) + 200 ms
+  for (let waited = 0; sent.length < 2 && waited < 5000; waited += 50) await tick(50);
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1].msg, { after: 4, limit: 200 });
+  answer(sent[1], { messages: [], more: false, max: 4 });
+  await tick();
+  const own = client.sendText(2, "hi");
+  deliver({ id: own.id, from: 0, type: "A", msg: "success", mid: "900", seq: 5 });
+  assert.equal(stored(), "5");
+  assert.deepEqual(got, []);
+  assert.equal(sent.filter((p) => p.type === "Y").length, 2); // no gap: no Y
+  client.stop();
 });

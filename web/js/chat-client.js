@@ -284,6 +284,7 @@ export class ChatClient extends EventTarget {
     this.syncing = true;
     const ws = this.ws;
     let rounds = 0;
+    let failed = false;
     try {
       do {
         this.syncAgain = false;
@@ -315,11 +316,15 @@ export class ChatClient extends EventTarget {
       this.syncBackoff.reset();
       this.dispatchEvent(new CustomEvent("synced", { detail: { last: this.seq.last } }));
     } catch {
-      if (!this.stopped && this.ws === ws && this.state === "online") {
-        this.syncTimer = setTimeout(() => this.sync(), this.syncBackoff.next() + 200);
-      }
+      failed = true;
     } finally {
       this.syncing = false;
+    }
+    if (!failed || this.stopped || this.state !== "online") return;
+    if (this.ws !== ws) {
+      this.sync(); // it failed with the old connection; the new one's login asked for a sync meanwhile
+    } else {
+      this.syncTimer = setTimeout(() => this.sync(), this.syncBackoff.next() + 200);
     }
   }
 
