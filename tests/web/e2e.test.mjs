@@ -270,6 +270,16 @@ test("the chat list shows unread badges; a reconnect and a lost delivery miss no
   assert.ok(dropped && syncAfterDrop, "the delivery of g2 was dropped and B synced after it");
   assert.deepEqual(await shown(b.page), ["a1", ...away, "g1", "g2", "g3"]);
   assert.equal(await b.page.evaluate((u) => localStorage.getItem(`magpie.web.seq.${u}`), b.uid), "13");
+
+  // B reads C's conversation in a second tab: the first tab's badge goes at once (r from B's other device).
+  const b2 = await b.ctx.newPage();
+  await b2.goto("/chat.html");
+  await b2.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await b2.locator(`#chats li[data-uid="${c.uid}"][data-unread="3"]`).waitFor({ timeout: T });
+  await b2.click(`#chats li[data-uid="${c.uid}"] button`);
+  await b.page.locator(`#chats li[data-uid="${c.uid}"][data-unread="0"]`).waitFor({ timeout: T });
+  await b2.close();
+  assert.deepEqual(await chatList(b.page), [[a.uid, ""], [c.uid, ""]]);
   await b.page.screenshot({ path: join(ARTIFACTS, "chat-synced-phone.png") });
   await a.page.screenshot({ path: join(ARTIFACTS, "chat-read-desktop.png") });
 

@@ -40,7 +40,7 @@ export class ChatClient extends EventTarget {
     this.stopped = true;
     this.backoff = new Backoff();
     this.pending = new Map(); // id -> outgoing packet, until A (or E)
-    this.waiting = new Map(); // id -> {resolve, reject, timer} for P, O, H requests
+    this.waiting = new Map(); // id -> {resolve, reject, timer} for P, O, H, Y, R requests
     this.storage = storage;
     this.seqKey = `magpie.web.seq.${userId}`;
     this.seq = new SeqTracker(loadSeq(storage, this.seqKey));

@@ -187,12 +187,13 @@ function onRead(p) {
   const m = p.msg && typeof p.msg === "object" ? p.msg : {};
   const mid = String(m.mid);
   if (p.from === me) {
-    const c = chat(Number(m.with));
+    if (!Number.isSafeInteger(m.with)) return; // a group's mark: no groups on this page yet
+    const c = chat(m.with);
     if (!applyReadMark(c, mid)) refreshConversations();
     update(c);
   } else {
-    const c = chat(p.from);
-    if (applyReceipt(c, mid) && c.uid === peer) {
+    const c = chats.get(p.from); // a receipt for a conversation this page does not show changes nothing
+    if (c && applyReceipt(c, mid) && c.uid === peer) {
       for (const msg of c.messages.values()) if (msg.from === me) render(c, msg);
     }
   }
