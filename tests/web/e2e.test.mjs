@@ -135,9 +135,9 @@ test("two friends chat; a message sent while one is offline arrives once when it
   await a.reload(); // A's friends list was loaded before the friendship existed
 
   for (const page of [a, b]) await page.locator("#conn[data-state=online]").waitFor({ timeout: T });
-  await a.click(`#friends li[data-uid="${uidB}"] button`);
-  await b.click(`#friends li[data-uid="${uidA}"] button`);
-  await a.locator(`#friends li[data-uid="${uidB}"][data-online=true]`).waitFor({ timeout: T });
+  await a.click(`#chats li[data-uid="${uidB}"] button`);
+  await b.click(`#chats li[data-uid="${uidA}"] button`);
+  await a.locator(`#chats li[data-uid="${uidB}"][data-online=true]`).waitFor({ timeout: T });
 
   // A -> B, marked sent on A's side, shown on B's.
   await a.fill("#text", "hello from A");
@@ -167,6 +167,123 @@ test("two friends chat; a message sent while one is offline arrives once when it
   assert.equal(await b.locator("#messages li", { hasText: "hello from A" }).count(), 1);
 
   await Promise.all([aWeb.close(), aPhone.close(), bWeb.close(), bPhone.close()]);
+});
+
+/** Someone logged in on the web page (by QR from their phone): their browser context, page and uid. */
+async function webUser(options, beforeConfirm) {
+  const ctx = await person(options);
+  const phoneCtx = await person(PHONE);
+  const page = await open(ctx, "/");
+  const uid = await qrLogin(page, await open(phoneCtx, "/phone.html"), freshMobile(), beforeConfirm);
+  await page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  return { ctx, phoneCtx, page, uid, close: () => Promise.all([ctx.close(), phoneCtx.close()]) };
+}
+
+async function send(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  await page.locator("#messages li.out[data-state=sent]", { hasText: text }).waitFor({ timeout: T });
+}
+
+/** The open conversation's messages as shown, top to bottom. */
+const shown = (page) => page.$$eval("#messages li .text", (els) => els.map((e) => e.textContent));
+/** The chat list: [uid, unread badge] top to bottom. */
+const chatList = (page) =>
+  page.$$eval("#chats li", (els) => els.map((li) => [Number(li.dataset.uid), li.querySelector(".badge").textContent]));
+
+test("the chat list shows unread badges; a reconnect and a lost delivery miss nothing and show nothing twice", async () => {
+  const a = await webUser(DESKTOP);
+  const c = await webUser(DESKTOP);
+  // B is friends with both before B's chat page first loads.
+  const b = await webUser(PHONE, async (uid) => {
+    await admin("/admin/friends", { a: a.uid, b: uid });
+    await admin("/admin/friends", { a: c.uid, b: uid });
+  });
+  for (const x of [a, c]) {
+    await x.page.reload(); // their friend lists were loaded before the friendships existed
+    await x.page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+    await x.page.click(`#chats li[data-uid="${b.uid}"] button`);
+  }
+
+  // Unread badges, newest conversation first, on a page that has not opened either conversation.
+  await send(a.page, "a1");
+  await send(c.page, "c1");
+  await b.page.locator(`#chats li[data-uid="${c.uid}"][data-unread="1"]`).waitFor({ timeout: T });
+  await b.page.locator(`#chats li[data-uid="${a.uid}"][data-unread="1"]`).waitFor({ timeout: T });
+  assert.deepEqual(await chatList(b.page), [[c.uid, "1"], [a.uid, "1"]]);
+  assert.equal(await b.page.textContent(`#chats li[data-uid="${c.uid}"] .preview`), "c1");
+  await b.page.screenshot({ path: join(ARTIFACTS, "chat-list-phone.png") });
+  await b.page.setViewportSize(DESKTOP.viewport);
+  await b.page.screenshot({ path: join(ARTIFACTS, "chat-list-desktop.png") });
+  await b.page.setViewportSize(PHONE.viewport);
+
+  // Opening A's conversation reads it: the badge goes, and A sees the read receipt.
+  await b.page.click(`#chats li[data-uid="${a.uid}"] button`);
+  await b.page.locator(`#chats li[data-uid="${a.uid}"][data-unread="0"]`).waitFor({ timeout: T });
+  await a.page.locator("#messages li.out[data-read=true]", { hasText: "a1" }).waitFor({ timeout: T });
+
+  // B goes offline; A sends six, C two. Back online, B has each once, in order, and C's badge counts three.
+  await b.ctx.setOffline(true);
+  await b.page.locator("#conn:not([data-state=online])").waitFor({ timeout: T });
+  const away = ["m1", "m2", "m3", "m4", "m5", "m6"];
+  for (const text of away) await send(a.page, text);
+  await send(c.page, "c2");
+  await send(c.page, "c3");
+  await b.ctx.setOffline(false);
+  await b.page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await b.page.locator("#messages li.in", { hasText: "m6" }).waitFor({ timeout: T });
+  await b.page.locator(`#chats li[data-uid="${c.uid}"][data-unread="3"]`).waitFor({ timeout: T });
+  await b.page.waitForTimeout(1500); // a duplicate would arrive now, from a live copy or a second sync
+  assert.deepEqual(await shown(b.page), ["a1", ...away]);
+  assert.deepEqual(await chatList(b.page), [[c.uid, "3"], [a.uid, ""]]);
+  // Ten messages in B's timeline, all handled, kept for the next load.
+  assert.equal(await b.page.evaluate((u) => localStorage.getItem(`magpie.web.seq.${u}`), b.uid), "10");
+  await a.page.locator("#messages li.out[data-read=true]", { hasText: "m6" }).waitFor({ timeout: T });
+
+  // B's page again, with the live delivery of "g2" lost on the way (as when a node dies mid-send): "g3"'s
+  // seq is two past the last, so B asks Y for the gap. The list after the reload is the server's: B read
+  // A's conversation, not C's.
+  let dropped = false;
+  let syncAfterDrop = false;
+  await b.page.routeWebSocket(/\/ws\//, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((m) => {
+      const p = JSON.parse(String(m));
+      if (p.type === "t" && p.msg === "g2" && !dropped) dropped = true;
+      else ws.send(m);
+    });
+    ws.onMessage((m) => {
+      if (dropped && JSON.parse(String(m)).type === "Y") syncAfterDrop = true;
+      server.send(m);
+    });
+  });
+  await b.page.reload();
+  await b.page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await b.page.locator(`#chats li[data-uid="${c.uid}"][data-unread="3"]`).waitFor({ timeout: T });
+  assert.deepEqual(await chatList(b.page), [[c.uid, "3"], [a.uid, ""]]);
+  await b.page.click(`#chats li[data-uid="${a.uid}"] button`);
+  await b.page.locator("#messages li", { hasText: "m6" }).waitFor({ timeout: T }); // history (H)
+  for (const text of ["g1", "g2", "g3"]) await send(a.page, text);
+  await b.page.locator("#messages li.in", { hasText: "g3" }).waitFor({ timeout: T });
+  await b.page.locator("#messages li.in", { hasText: "g2" }).waitFor({ timeout: T });
+  await b.page.waitForTimeout(1500);
+  assert.ok(dropped && syncAfterDrop, "the delivery of g2 was dropped and B synced after it");
+  assert.deepEqual(await shown(b.page), ["a1", ...away, "g1", "g2", "g3"]);
+  assert.equal(await b.page.evaluate((u) => localStorage.getItem(`magpie.web.seq.${u}`), b.uid), "13");
+
+  // B reads C's conversation in a second tab: the first tab's badge goes at once (r from B's other device).
+  const b2 = await b.ctx.newPage();
+  await b2.goto("/chat.html");
+  await b2.locator("#conn[data-state=online]").waitFor({ timeout: T });
+  await b2.locator(`#chats li[data-uid="${c.uid}"][data-unread="3"]`).waitFor({ timeout: T });
+  await b2.click(`#chats li[data-uid="${c.uid}"] button`);
+  await b.page.locator(`#chats li[data-uid="${c.uid}"][data-unread="0"]`).waitFor({ timeout: T });
+  await b2.close();
+  assert.deepEqual(await chatList(b.page), [[a.uid, ""], [c.uid, ""]]);
+  await b.page.screenshot({ path: join(ARTIFACTS, "chat-synced-phone.png") });
+  await a.page.screenshot({ path: join(ARTIFACTS, "chat-read-desktop.png") });
+
+  await Promise.all([a.close(), b.close(), c.close()]);
 });
 
 test("two people in one room see each other's messages and the member count", async () => {

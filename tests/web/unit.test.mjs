@@ -4,6 +4,11 @@ import assert from "node:assert/strict";
 
 import { packBatch, unpackBatch } from "../../web/js/batch.js";
 import { Backoff } from "../../web/js/backoff.js";
+import { ChatClient } from "../../web/js/chat-client.js";
+import {
+  SeqTracker, loadSeq, saveSeq, compareMessages, compareChats, newChat, applyMessage, mergeConversation,
+  applyReadMark, applyReceipt,
+} from "../../web/js/timeline.js";
 
 test("unpackBatch reads seed 004's layout", () => {
   // The seed's own example: |5 0 0 0|pack1|10 0 0 0|i am pack2|
@@ -35,4 +40,228 @@ test("Backoff grows exponentially with full jitter and is capped", () => {
   assert.equal(bottom.next(), 0);
   top.reset();
   assert.equal(top.next(), 99);
+});
+
+test("SeqTracker: in-order seqs advance; a repeat is not new", () => {
+  const t = new SeqTracker(5);
+  assert.equal(t.handle(6, true), true);
+  assert.equal(t.handle(7, true), true);
+  assert.equal(t.last, 7);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(7, true), false);
+  assert.equal(t.handle(3, false), false);
+});
+
+test("SeqTracker: a gap is noticed, Y fills it, and what was delivered past it is not shown twice", () => {
+  const t = new SeqTracker(10);
+  assert.equal(t.handle(13, true), true); // 11 and 12 were lost on the way
+  assert.equal(t.behind, true);
+  assert.equal(t.last, 10);
+  assert.equal(t.handle(14, true), true);
+  // Y {after: 10} answers 11..14: only 11 and 12 are new
+  assert.deepEqual([11, 12, 13, 14].map((s) => t.handle(s, false)), [true, true, false, false]);
+  assert.equal(t.last, 14);
+  assert.equal(t.behind, false);
+  assert.deepEqual([...t.ahead], []);
+});
+
+test("SeqTracker: a fresh browser starts at the timeline's end; live seqs in the skipped range still count", () => {
+  const t = new SeqTracker(null);
+  assert.equal(t.behind, true);
+  assert.equal(t.handle(41, true), true); // delivered before the baseline Y was answered
+  t.baseline(42);
+  assert.equal(t.last, 42);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(42, true), true); // stored before the baseline, delivered after it
+  assert.equal(t.handle(40, false), false); // never from Y: that part is history, not sync
+  assert.equal(t.handle(43, true), true);
+  assert.equal(t.last, 43);
+  t.baseline(100); // only once
+  assert.equal(t.last, 43);
+});
+
+test("SeqTracker: rebase when the server's timeline ends below our place", () => {
+  const t = new SeqTracker(50);
+  t.handle(55, true);
+  assert.equal(t.rebase(60), false);
+  assert.equal(t.rebase(20), true);
+  assert.equal(t.last, 20);
+  assert.equal(t.behind, false);
+  assert.equal(t.handle(21, false), true);
+});
+
+test("SeqTracker: packets without a seq are passed on; bad stored seqs mean no place", () => {
+  const t = new SeqTracker(3);
+  assert.equal(t.handle(undefined, true), true);
+  assert.equal(t.last, 3);
+  for (const bad of [-1, 1.5, NaN, "7"]) assert.equal(new SeqTracker(bad).last, null);
+});
+
+test("loadSeq and saveSeq: per key, forward only unless forced, junk reads as none", () => {
+  const m = new Map();
+  const storage = { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, v) };
+  assert.equal(loadSeq(storage, "k"), null);
+  saveSeq(storage, "k", 7);
+  saveSeq(storage, "k", 5); // another tab that is behind
+  assert.equal(loadSeq(storage, "k"), 7);
+  saveSeq(storage, "k", 5, true);
+  assert.equal(loadSeq(storage, "k"), 5);
+  saveSeq(storage, "k", null);
+  assert.equal(loadSeq(storage, "k"), 5);
+  m.set("k", "12abc");
+  assert.equal(loadSeq(storage, "k"), null);
+});
+
+test("compareMessages: history without seq, then by seq, then what is still being sent", () => {
+  const msgs = [
+    { key: "p", state: "pending", ts: 5 },
+    { key: "s9", seq: 9, ts: 1 },
+    { key: "old", state: "sent", ts: 3 },
+    { key: "s2", seq: 2, ts: 100 },
+    { key: "f", state: "failed", ts: 4 },
+  ];
+  assert.deepEqual(msgs.sort(compareMessages).map((m) => m.key), ["old", "s2", "s9", "f", "p"]);
+});
+
+test("compareChats: most recent conversation first, friends never talked to after, by uid", () => {
+  const list = [{ uid: 9, lastSeq: 0 }, { uid: 3, lastSeq: 10 }, { uid: 2, lastSeq: 0 }, { uid: 7, lastSeq: 12 }];
+  assert.deepEqual(list.sort(compareChats).map((c) => c.uid), [7, 3, 2, 9]);
+});
+
+const ME = 1;
+const pkt = (seq, from, mid = `m${seq}`) => ({ id: `i${seq}`, from, to: from === ME ? 2 : ME, type: "t", msg: "x", seq, mid });
+
+test("applyMessage counts the peer's messages once, never our own", () => {
+  const c = newChat(2);
+  assert.equal(applyMessage(c, pkt(4, 2), ME), true);
+  assert.equal(applyMessage(c, pkt(4, 2), ME), false); // again (H, or a live copy after Y)
+  assert.equal(applyMessage(c, pkt(5, ME), ME), true);
+  assert.equal(applyMessage(c, pkt(3, 2), ME), false); // older than the latest
+  assert.equal(c.unread, 1);
+  assert.equal(c.last.mid, "m5");
+});
+
+test("mergeConversation: the server's count, plus what arrived here after it", () => {
+  const c = newChat(2);
+  mergeConversation(c, { with: 2, last: pkt(10, 2), unread: 3, read_mid: "m7" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.readMid], [10, 3, "m7"]);
+  // Y brings 11 (theirs) and 12 (ours) while the list is being fetched again; the list is from before them
+  for (const p of [pkt(11, 2), pkt(12, ME)]) {
+    c.messages.set(p.id, { ...p, key: p.id });
+    applyMessage(c, p, ME);
+  }
+  assert.equal(c.unread, 4);
+  mergeConversation(c, { with: 2, last: pkt(10, 2), unread: 3, read_mid: "m7" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread], [12, 4]);
+  // a newer list replaces it all (another device read up to m11 meanwhile)
+  mergeConversation(c, { with: 2, last: pkt(12, ME), unread: 0, read_mid: "m11" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.readMid], [12, 0, "m11"]);
+});
+
+test("applyReadMark clears the count only at the latest message", () => {
+  const c = newChat(2);
+  applyMessage(c, pkt(1, 2), ME);
+  applyMessage(c, pkt(2, 2), ME);
+  assert.equal(applyReadMark(c, "m1"), false);
+  assert.equal(c.unread, 2);
+  assert.equal(applyReadMark(c, "m2"), true);
+  assert.equal(c.unread, 0);
+  assert.equal(c.readMid, "m2");
+});
+
+test("applyReceipt moves the peer's read position forward by our seq of that message", () => {
+  const c = newChat(2);
+  for (const p of [pkt(1, ME), pkt(2, ME), pkt(3, 2)]) c.messages.set(p.id, p);
+  assert.equal(applyReceipt(c, "m2"), true);
+  assert.equal(c.peerReadSeq, 2);
+  assert.equal(applyReceipt(c, "m1"), false);
+  assert.equal(applyReceipt(c, "unknown"), false);
+  assert.equal(c.peerReadSeq, 2);
+});
+
+globalThis.window ??= new EventTarget(); // ChatClient.stop() unhooks the browser's online/offline events
+
+/** A ChatClient logged in over a stand-in socket: what it sends, and the seqs it passes on as messages. */
+function loggedIn(stored) {
+  const m = new Map(stored === undefined ? [] : [["magpie.web.seq.1", String(stored)]]);
+  const storage = { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, v) };
+  const client = new ChatClient({ token: "t", userId: 1, storage });
+  const sent = [];
+  client.ws = { send: (s) => sent.push(JSON.parse(s)), close() {} };
+  client.stopped = false;
+  client.state = "online";
+  client.syncBackoff = new Backoff({ random: () => 0 });
+  const got = [];
+  client.addEventListener("message", (ev) => got.push(ev.detail.packet.seq));
+  const deliver = (p) => client.onPacket(JSON.stringify(p));
+  const answer = (req, msg, type = "Y") => deliver({ id: req.id, from: 0, type, msg });
+  return { client, sent, got, deliver, answer, stored: () => m.get("magpie.web.seq.1") };
+}
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+const t = (seq) => ({ id: `x${seq}`, from: 2, to: 1, type: "t", msg: `m${seq}`, seq, mid: String(100 + seq) });
+
+test("ChatClient: a delivered seq past a gap sends Y; the answer fills the gap without repeating", async () => {
+  const { client, sent, got, deliver, answer, stored } = loggedIn(10);
+  deliver(t(11));
+  assert.deepEqual(sent, []);
+  deliver(t(14)); // 12 and 13 lost on the way
+  assert.deepEqual(sent.map((p) => [p.type, p.msg]), [["Y", { after: 11, limit: 200 }]]);
+  deliver(t(15)); // while the Y is out: no second Y at once
+  assert.equal(sent.length, 1);
+  answer(sent[0], { messages: [t(12), t(13), t(14), t(15)], more: false, max: 15 });
+  await tick();
+  assert.deepEqual(got, [11, 14, 15, 12, 13]);
+  assert.equal(stored(), "15");
+  assert.equal(client.seq.behind, false);
+  // 15 came while the first Y was out: one more round, from the new place
+  assert.deepEqual(sent.map((p) => p.msg.after), [11, 15]);
+  answer(sent[1], { messages: [], more: false, max: 15 });
+  await tick();
+  assert.equal(sent.length, 2);
+  client.stop();
+});
+
+test("ChatClient: a sync pages while more; a fresh browser starts at the end", async () => {
+  const old = loggedIn(0);
+  old.client.sync();
+  assert.deepEqual(old.sent[0].msg, { after: 0, limit: 200 });
+  old.answer(old.sent[0], { messages: [t(1), t(2)], more: true, max: 3 });
+  await tick();
+  assert.deepEqual(old.sent[1].msg, { after: 2, limit: 200 });
+  old.answer(old.sent[1], { messages: [t(3)], more: false, max: 3 });
+  await tick();
+  assert.deepEqual(old.got, [1, 2, 3]);
+  assert.equal(old.stored(), "3");
+  assert.equal(old.sent.length, 2);
+  old.client.stop();
+
+  const fresh = loggedIn();
+  fresh.client.sync();
+  assert.deepEqual(fresh.sent[0].msg, { after: Number.MAX_SAFE_INTEGER, limit: 1 });
+  fresh.answer(fresh.sent[0], { messages: [], more: false, max: 7 });
+  await tick();
+  assert.deepEqual(fresh.sent[1].msg, { after: 7, limit: 200 });
+  fresh.answer(fresh.sent[1], { messages: [], more: false, max: 7 });
+  await tick();
+  assert.deepEqual(fresh.got, []);
+  assert.equal(fresh.stored(), "7");
+  fresh.client.stop();
+});
+
+test("ChatClient: E 'temporarily unavailable, retry' is retried; the A of our own message moves the seq", async () => {
+  const { client, sent, got, deliver, answer, stored } = loggedIn(4);
+  client.sync();
+  answer(sent[0], "temporarily unavailable, retry", "E");
+  assert.equal(sent.length, 1); // not at once: after the backoff (no jitter here) + 200 ms
+  for (let waited = 0; sent.length < 2 && waited < 5000; waited += 50) await tick(50);
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1].msg, { after: 4, limit: 200 });
+  answer(sent[1], { messages: [], more: false, max: 4 });
+  await tick();
+  const own = client.sendText(2, "hi");
+  deliver({ id: own.id, from: 0, type: "A", msg: "success", mid: "900", seq: 5 });
+  assert.equal(stored(), "5");
+  assert.deepEqual(got, []);
+  assert.equal(sent.filter((p) => p.type === "Y").length, 2); // no gap: no Y
+  client.stop();
 });

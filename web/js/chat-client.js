@@ -1,12 +1,24 @@
-// The chat connection (SPEC §4): ticket from /IM/token, node from /route, one WebSocket, packets in and
-// out, and everything a phone-grade client needs around it -- acks, retries with the same id, pings,
-// reconnect with backoff and jitter, and history catch-up so nothing sent while away is missed.
+// The chat connection (SPEC §4, §4.1): ticket from /IM/token, node from /route, one WebSocket, packets in
+// and out, and everything a phone-grade client needs around it -- acks, retries with the same id, pings,
+// reconnect with backoff and jitter, and sync by seq so nothing stored while away, or lost on the way, is
+// missed and nothing is handled twice.
 //
-// Events (EventTarget): "state" {state: connecting|online|offline|loggedout}, "message" {packet},
-// "ack" {id}, "failed" {id, reason}, "closed" {reason} (the server closed us on purpose: C packet).
+// Sync (SPEC §4.1): the client keeps the highest seq it handled with every one before it (`seq.last`,
+// stored per user in localStorage so a reload resumes). After every login, and whenever a delivered seq is
+// more than one past it, it sends Y {after: last} and repeats while "more"; each packet of the answer it has
+// not handled yet becomes a "message" event. A browser with no stored seq starts at the timeline's end
+// (the page shows older messages from H and GET /conversations).
+//
+// Events (EventTarget): "state" {state: connecting|online|offline|loggedout}, "message" {packet, synced},
+// "ack" {id, mid, seq}, "failed" {id, reason}, "read" {packet} (an r packet), "synced" {last} (caught up),
+// "servererror" {reason}, "closed" {reason} (the server closed us on purpose: C packet).
 
 import { api } from "./api.js";
 import { Backoff } from "./backoff.js";
+import { SeqTracker, loadSeq, saveSeq } from "./timeline.js";
+
+const SYNC_LIMIT = 200; // Y page size (the server allows 1..500)
+const START_AT_END = Number.MAX_SAFE_INTEGER; // Y after this: no messages, just the timeline's max
 
 let counter = 0;
 /** Packet ids: time + random, as seed 001 suggests; unique per sender. */
@@ -16,7 +28,7 @@ export function packetId() {
 }
 
 export class ChatClient extends EventTarget {
-  constructor({ token, userId, pingMs = 20000, pongTimeoutMs = 8000, requestTimeoutMs = 10000 }) {
+  constructor({ token, userId, pingMs = 20000, pongTimeoutMs = 8000, requestTimeoutMs = 10000, storage = localStorage }) {
     super();
     this.token = token;
     this.userId = userId;
@@ -28,8 +40,14 @@ export class ChatClient extends EventTarget {
     this.stopped = true;
     this.backoff = new Backoff();
     this.pending = new Map(); // id -> outgoing packet, until A (or E)
-    this.waiting = new Map(); // id -> {resolve, reject, timer} for P, O, H requests
-    this.lastTs = 0; // newest server ts seen: history catch-up starts there
+    this.waiting = new Map(); // id -> {resolve, reject, timer} for P, O, H, Y, R requests
+    this.storage = storage;
+    this.seqKey = `magpie.web.seq.${userId}`;
+    this.seq = new SeqTracker(loadSeq(storage, this.seqKey));
+    this.syncing = false; // a Y loop is running
+    this.syncAgain = false; // something asked for another while it ran
+    this.syncBackoff = new Backoff({ base: 1000, max: 30000 });
+    this.syncTimer = null;
     this.reconnectTimer = null;
     this.pingTimer = null;
     this.onOnline = () => this.nudge();
@@ -50,6 +68,7 @@ export class ChatClient extends EventTarget {
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.syncTimer);
     clearInterval(this.pingTimer);
     if (this.ws) this.ws.close(1000);
     this.setState("offline");
@@ -106,7 +125,7 @@ export class ChatClient extends EventTarget {
       this.connect();
     } else if (this.state === "online") {
       this.ping().catch(() => {});
-      this.catchUp();
+      this.sync();
     }
   }
 
@@ -138,10 +157,14 @@ export class ChatClient extends EventTarget {
         this.setState("online");
         this.startPings();
         for (const pkt of this.pending.values()) this.ws.send(JSON.stringify(pkt)); // same ids: no duplicates
-        this.catchUp();
+        this.sync();
         break;
       case "A":
-        if (this.pending.delete(p.id)) this.dispatchEvent(new CustomEvent("ack", { detail: { id: p.id } }));
+        if (this.pending.delete(p.id)) {
+          // Our own message is in our timeline too: its seq is handled (the page shows it already).
+          if (Number.isSafeInteger(p.seq)) this.live(p.seq);
+          this.dispatchEvent(new CustomEvent("ack", { detail: { id: p.id, mid: p.mid, seq: p.seq } }));
+        }
         this.resolve(p);
         break;
       case "E":
@@ -159,8 +182,13 @@ export class ChatClient extends EventTarget {
       case "t":
       case "i":
       case "s":
-        if (typeof p.ts === "number") this.lastTs = Math.max(this.lastTs, p.ts);
-        this.dispatchEvent(new CustomEvent("message", { detail: { packet: p } }));
+        // A packet without a seq (a system event outside the timeline) is passed on as it is.
+        if (!Number.isSafeInteger(p.seq) || this.live(p.seq)) {
+          this.dispatchEvent(new CustomEvent("message", { detail: { packet: p, synced: false } }));
+        }
+        break;
+      case "r":
+        this.dispatchEvent(new CustomEvent("read", { detail: { packet: p } }));
         break;
       default:
         this.resolve(p); // P, O, H, T answers
@@ -227,25 +255,83 @@ export class ChatClient extends EventTarget {
     return p.msg;
   }
 
-  /** Fetch everything newer than what we have seen, page by page; each arrives as a "message" event
-   * (the page drops what it already shows, so overlap is harmless). */
-  async catchUp() {
-    if (this.lastTs === 0) return;
-    let since = this.lastTs - 1;
-    for (let page = 0; page < 20; page++) {
-      let res;
-      try {
-        res = await this.history({ since, limit: 500 });
-      } catch {
-        return;
-      }
-      for (const p of res.messages) {
-        if (typeof p.ts === "number") this.lastTs = Math.max(this.lastTs, p.ts);
-        this.dispatchEvent(new CustomEvent("message", { detail: { packet: p, history: true } }));
-      }
-      if (!res.more || res.messages.length === 0) return;
-      since = res.messages[res.messages.length - 1].ts - 1;
+  /** A seq delivered on the connection: whether it is new; a gap (or no place yet) starts a Y. */
+  live(seq) {
+    const isNew = this.seq.handle(seq, true);
+    this.saveSeq();
+    if (this.seq.behind) this.sync();
+    return isNew;
+  }
+
+  saveSeq(force = false) {
+    try {
+      saveSeq(this.storage, this.seqKey, this.seq.last, force);
+    } catch {
+      // storage full or refused: the seq lives on in memory; a reload then starts at the timeline's end
     }
+  }
+
+  /** Y until caught up: after a login, on a gap, when the network may be back. One loop at a time; a call
+   * while it runs makes it go round once more. An E ("temporarily unavailable, retry"), a timeout, or an
+   * answer that cannot go on yet is retried with backoff; a closed connection syncs again on the next login. */
+  async sync() {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    if (this.stopped || this.state !== "online") return;
+    clearTimeout(this.syncTimer);
+    this.syncing = true;
+    const ws = this.ws;
+    let rounds = 0;
+    let failed = false;
+    try {
+      do {
+        this.syncAgain = false;
+        rounds += 1;
+        if (this.seq.last === null) {
+          const res = await this.request("Y", { after: START_AT_END, limit: 1 });
+          this.seq.baseline(Number(res.msg.max) || 0);
+          this.saveSeq();
+        }
+        for (;;) {
+          const res = await this.request("Y", { after: this.seq.last, limit: SYNC_LIMIT });
+          const { messages = [], more = false, max = 0 } = res.msg ?? {};
+          if (this.seq.rebase(max)) {
+            this.saveSeq(true);
+            continue;
+          }
+          for (const p of messages) {
+            if (this.seq.handle(p.seq, false)) {
+              this.dispatchEvent(new CustomEvent("message", { detail: { packet: p, synced: true } }));
+            }
+          }
+          this.saveSeq();
+          if (!more) break;
+          if (messages.length === 0) throw new Error("sync cannot go on yet");
+        }
+      } while (this.syncAgain || (this.seq.behind && rounds < 3));
+      // Still a hole below a delivered seq after answers that say "nothing more": not tight-looping on it.
+      if (this.seq.behind) throw new Error("gap not filled yet");
+      this.syncBackoff.reset();
+      this.dispatchEvent(new CustomEvent("synced", { detail: { last: this.seq.last } }));
+    } catch {
+      failed = true;
+    } finally {
+      this.syncing = false;
+    }
+    if (!failed || this.stopped || this.state !== "online") return;
+    if (this.ws !== ws) {
+      this.sync(); // it failed with the old connection; the new one's login asked for a sync meanwhile
+    } else {
+      this.syncTimer = setTimeout(() => this.sync(), this.syncBackoff.next() + 200);
+    }
+  }
+
+  /** R: the user has read the conversation with `withUid` up to message `mid`. */
+  async read(withUid, mid) {
+    const p = await this.request("R", { with: withUid, mid });
+    return p.msg;
   }
 
   /** Queue a text message; it is sent now if connected, else after the next login, with the same id until
