@@ -19,6 +19,7 @@
 #include "hist.h"
 #include "payload.h"
 #include "resp.h"
+#include "syncans.h"
 #include "wsframe.h"
 
 #define BENCH_MAX_URLS   16
@@ -71,6 +72,8 @@ struct bench_opts {
     int connect_inflight; /* per worker */
     double connect_timeout_s;
     double heartbeat_s; /* room: HEARTBEAT interval */
+    double sync_rate;   /* chat: Y requests/s of all users together while a step runs (0 = none) */
+    int sync_limit;     /* chat: entries each Y asks for, `after` that many back from the user's latest */
     int src_ips;        /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
     int64_t uid_base;   /* connection i is user uid_base + i */
     char room[96];      /* room / channel / subject name (the run nonce is appended) */
@@ -111,6 +114,10 @@ struct conn {
     uint64_t seq;      /* next send sequence (senders) */
     uint64_t ack_next; /* next expected ack sequence (chat senders) */
     uint64_t *rx_next; /* receivers: next expected sequence, per sender slot */
+    int64_t tl_max;    /* chat: the highest timeline seq this user was shown (A, t, Y's max) */
+    int64_t y_sched;   /* chat: when the Y in flight was due (0 = none in flight) */
+    int64_t y_after;   /* chat: its after */
+    int32_t y_step;    /* chat: the step it was sent in */
     void *ps;          /* protocol state (natsp, resp_stream), freed by proto->release */
 };
 
@@ -141,6 +148,16 @@ struct bench_report {
     struct hist lat;       /* run: send->deliver; connect phase: connect->ready */
     struct hist ack;       /* chat: send->ack */
     struct hist lag;       /* how late the generator sent, against its own schedule */
+    /* chat --sync-rate: Y requests of this step */
+    uint64_t syncs_sent;
+    uint64_t syncs_ok;     /* answered right (syncans.h) */
+    uint64_t syncs_short;  /* of those, fewer than asked but "more": true (the server's byte cap) */
+    uint64_t sync_msgs;    /* messages in the right answers */
+    uint64_t sync_errors;  /* answered E */
+    uint64_t sync_wrong;   /* answered wrong: a gap, a duplicate, a count or "more" that does not add up */
+    uint64_t sync_skipped; /* due, but no user of the worker had sync_limit entries seen and no Y in flight */
+    uint64_t sync_late;    /* answers that came after their step's report */
+    struct hist sync;      /* due -> Y answer */
 };
 
 struct worker;
@@ -158,6 +175,8 @@ struct proto {
     void (*on_raw)(struct worker *w, struct conn *c, const uint8_t *data, size_t len);
     /* Send one bench message whose text is text (payload p). Returns 0, or -1 (not sent). */
     int (*send)(struct worker *w, struct conn *c, const struct payload *p, const char *text, size_t len);
+    /* Send Y {after, limit} (chat --sync-rate). Returns 0, or -1 (not sent). May be NULL. */
+    int (*sync)(struct worker *w, struct conn *c, int64_t after, int limit);
     /* Once a second for each ready connection (heartbeats); may be NULL. */
     void (*tick)(struct worker *w, struct conn *c, int64_t now);
     /* Free c->ps; may be NULL. */
@@ -188,6 +207,8 @@ int conn_ws_send(struct worker *w, struct conn *c, int opcode, const void *data,
 void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size_t len, int64_t now);
 /* A chat sender got the ack of the message with this payload. */
 void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int64_t now);
+/* A Y answer (msg, NULL when it was E with the text err) came for c's Y in flight. */
+void bench_synced(struct worker *w, struct conn *c, const json_t *msg, const char *err, int64_t now);
 /* Record a server's error text (counted by the caller). */
 void bench_note_error(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -256,6 +256,8 @@ def machine():
         "kernel": platform.release(),
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "fd_limit": nofile,
+        # 1, 5 and 15 minutes, when this was called: on a shared machine, how busy it was.
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "magpie": git,
         # Debian package versions: what a reader installs to reproduce the run.
         "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "libwebsockets17",

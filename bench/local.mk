@@ -10,7 +10,8 @@ bench_libbench_a_SOURCES = \
 	bench/natsp.h bench/natsp.c \
 	bench/payload.h bench/payload.c \
 	bench/roomproto.h bench/roomproto.c \
-	bench/memstat.h bench/memstat.c
+	bench/memstat.h bench/memstat.c \
+	bench/syncans.h bench/syncans.c
 bench_libbench_a_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CRYPTO_CFLAGS)
 
 LIBBENCH = bench/libbench.a $(LIBMAGPIE) $(CRYPTO_LIBS) $(HTTP_PARSER_LIBS)
@@ -23,7 +24,7 @@ bench_magpie_bench_LDADD = $(LIBBENCH)
 
 BENCH_UNIT_TESTS = tests/unit/test_bench_hist tests/unit/test_bench_wsframe tests/unit/test_bench_resp \
 	tests/unit/test_bench_natsp tests/unit/test_bench_payload tests/unit/test_bench_roomproto \
-	tests/unit/test_bench_memstat
+	tests/unit/test_bench_memstat tests/unit/test_bench_syncans
 check_PROGRAMS += $(BENCH_UNIT_TESTS)
 TESTS += $(BENCH_UNIT_TESTS)
 BENCH_UNIT_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CRYPTO_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/bench
@@ -50,5 +51,8 @@ tests_unit_test_bench_roomproto_LDADD = $(BENCH_UNIT_LDADD)
 tests_unit_test_bench_memstat_SOURCES = tests/unit/test_bench_memstat.c
 tests_unit_test_bench_memstat_CFLAGS = $(BENCH_UNIT_CFLAGS)
 tests_unit_test_bench_memstat_LDADD = $(BENCH_UNIT_LDADD)
+tests_unit_test_bench_syncans_SOURCES = tests/unit/test_bench_syncans.c
+tests_unit_test_bench_syncans_CFLAGS = $(BENCH_UNIT_CFLAGS)
+tests_unit_test_bench_syncans_LDADD = $(BENCH_UNIT_LDADD)
 
 EXTRA_DIST += bench/README.md bench/run bench/compare bench/smoke bench/benchlib.py bench/peers bench/results

@@ -67,6 +67,11 @@ struct worker {
     int64_t t0, t_end, report_at;
     double interval_ns;
     uint64_t k;
+    /* Y requests (chat --sync-rate): request j of a step is due at ts0 + j * sync_interval_ns */
+    int64_t ts0;
+    double sync_interval_ns; /* 0 = none */
+    uint64_t ks;
+    long sync_cursor; /* the next connection to consider for a Y */
 
     int64_t next_tick;
     int64_t cpu_start; /* CPU time used when the phase began */
@@ -128,6 +133,7 @@ static void report_reset(struct worker *w)
     hist_init(&w->rep->lat);
     hist_init(&w->rep->ack);
     hist_init(&w->rep->lag);
+    hist_init(&w->rep->sync);
     w->cpu_start = cpu_now();
 }
 
@@ -605,6 +611,74 @@ void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int6
     hist_record(&w->rep->ack, now - p->sched_ns);
 }
 
+void bench_synced(struct worker *w, struct conn *c, const json_t *msg, const char *err, int64_t now)
+{
+    struct sync_result r;
+    char why[160];
+    if (c->y_sched == 0) {
+        w->rep->proto_errors++;
+        bench_note_error(w, "chat: a Y answer for no Y in flight");
+        return;
+    }
+    int64_t sched = c->y_sched;
+    c->y_sched = 0;
+    if (c->y_step != w->step || !w->running) {
+        w->rep->sync_late++;
+        return;
+    }
+    if (msg == NULL) {
+        w->rep->sync_errors++;
+        bench_note_error(w, "chat Y E: %s", err);
+        return;
+    }
+    if (sync_answer_check(msg, c->y_after, w->o->sync_limit, &r, why, sizeof(why)) != 0) {
+        w->rep->sync_wrong++;
+        bench_note_error(w, "user %lld: %s", (long long)(w->o->uid_base + c->idx), why);
+        return;
+    }
+    if (r.max > c->tl_max)
+        c->tl_max = r.max;
+    w->rep->syncs_ok++;
+    w->rep->sync_msgs += r.n;
+    if (r.short_cap)
+        w->rep->syncs_short++;
+    hist_record(&w->rep->sync, now - sched);
+}
+
+/* Send every Y that is due, each from the next user of the worker that has seen sync_limit entries of its
+ * timeline and has no Y in flight: its `after` is sync_limit back from the latest seq it was shown, so a
+ * right answer is exactly sync_limit entries (syncans.h). A Y due when no user qualifies is counted as
+ * skipped, never silently dropped. */
+static void sync_due(struct worker *w, int64_t now)
+{
+    while (w->running && w->sync_interval_ns > 0) {
+        int64_t sched = w->ts0 + (int64_t)((double)w->ks * w->sync_interval_ns);
+        if (sched > now || sched >= w->t_end)
+            return;
+        w->ks++;
+        struct conn *c = NULL;
+        for (long i = 0; i < w->count && c == NULL; i++) {
+            struct conn *x = &w->conns[(w->sync_cursor + i) % w->count];
+            if (x->state == CS_READY && x->y_sched == 0 && x->tl_max >= w->o->sync_limit)
+                c = x;
+        }
+        if (c == NULL) {
+            w->rep->sync_skipped++;
+            continue;
+        }
+        w->sync_cursor = (long)(c - w->conns) + 1;
+        int64_t after = c->tl_max - w->o->sync_limit;
+        if (w->proto->sync(w, c, after, w->o->sync_limit) != 0) {
+            w->rep->sync_skipped++;
+            continue;
+        }
+        c->y_sched = sched;
+        c->y_after = after;
+        c->y_step = w->step;
+        w->rep->syncs_sent++;
+    }
+}
+
 /* Send every message that is due. */
 static void send_due(struct worker *w, int64_t now)
 {
@@ -690,6 +764,11 @@ static int64_t next_wake(const struct worker *w, int64_t now)
             t = s;
         if (w->report_at < t)
             t = w->report_at;
+        if (w->sync_interval_ns > 0) {
+            int64_t y = w->ts0 + (int64_t)((double)w->ks * w->sync_interval_ns);
+            if (y < w->t_end && y < t)
+                t = y;
+        }
     }
     return t > now ? t : now + 1;
 }
@@ -735,6 +814,14 @@ static void handle_cmd(struct worker *w, int *quit)
             double rate_w = cmd.rate * (double)w->nsenders / (double)w->senders_total;
             w->interval_ns = NS / rate_w;
             w->t0 += (int64_t)(w->interval_ns * w->id / w->o->procs);
+        }
+        /* Y requests: this worker's share in proportion to its users, offset the same way. */
+        w->sync_interval_ns = 0;
+        w->ks = 0;
+        if (w->o->sync_rate > 0 && w->proto->sync != NULL && w->count > 0) {
+            double rate_y = w->o->sync_rate * (double)w->count / (double)w->o->conns;
+            w->sync_interval_ns = NS / rate_y;
+            w->ts0 = cmd.t0_ns + (int64_t)(w->sync_interval_ns * w->id / w->o->procs);
         }
         break;
     case OP_STATUS:
@@ -846,6 +933,7 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
         now = bench_now_ns();
         connect_pump(w, now);
         send_due(w, now);
+        sync_due(w, now);
         tick(w, now);
         if (w->running && now >= w->report_at) {
             w->running = 0;

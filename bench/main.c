@@ -74,6 +74,12 @@ static const char *usage_text =
     "      --settle-s S        pause after connecting, before measuring or sending [1]\n"
     "      --hold-s S          idle: how long the connections are held [5]\n"
     "      --heartbeat-s S     room: HEARTBEAT interval [20]\n"
+    "      --sync-rate R       chat: Y requests/s (all users together) while each step runs; each from a "
+    "user\n"
+    "                          that has seen --sync-limit entries, `after` that many back; answers timed "
+    "and\n"
+    "                          checked (SPEC 4.1) [0 = none]\n"
+    "      --sync-limit N      chat: entries each Y asks for [100]\n"
     "      --src-ips N         client addresses 127.0.0.2 .. 127.0.0.(N+1) [16; 0 = the kernel's choice]\n"
     "      --uid-base N        connection i is user N + i [900000000]\n"
     "      --room NAME         room/channel/subject prefix (the run's nonce is appended) [bench]\n"
@@ -105,6 +111,8 @@ enum {
     OPT_UID,
     OPT_KIND,
     OPT_TTL,
+    OPT_SYNC_RATE,
+    OPT_SYNC_LIMIT,
 };
 
 static const struct option long_opts[] = {
@@ -141,6 +149,8 @@ static const struct option long_opts[] = {
     {"uid", required_argument, NULL, OPT_UID},
     {"kind", required_argument, NULL, OPT_KIND},
     {"ttl", required_argument, NULL, OPT_TTL},
+    {"sync-rate", required_argument, NULL, OPT_SYNC_RATE},
+    {"sync-limit", required_argument, NULL, OPT_SYNC_LIMIT},
     {NULL, 0, NULL, 0},
 };
 
@@ -315,6 +325,7 @@ static int parse_args(struct run *R, int argc, char **argv)
     o->connect_inflight = 256;
     o->connect_timeout_s = 60;
     o->heartbeat_s = 20;
+    o->sync_limit = 100;
     o->src_ips = 16;
     o->uid_base = 900000000;
     snprintf(o->room, sizeof(o->room), "bench");
@@ -439,6 +450,15 @@ static int parse_args(struct run *R, int argc, char **argv)
             if (num(optarg, 0.1, 3600, &o->heartbeat_s) != 0)
                 return die_usage("bad --heartbeat-s", optarg);
             break;
+        case OPT_SYNC_RATE:
+            if (num(optarg, 0, 1e6, &o->sync_rate) != 0)
+                return die_usage("bad --sync-rate", optarg);
+            break;
+        case OPT_SYNC_LIMIT:
+            if (num(optarg, 1, 500, &v) != 0) /* SPEC §4.1: Y's limit is at most 500 */
+                return die_usage("bad --sync-limit (1..500)", optarg);
+            o->sync_limit = (int)v;
+            break;
         case OPT_SRC_IPS:
             if (num(optarg, 0, 250, &v) != 0)
                 return die_usage("bad --src-ips (0..250)", optarg);
@@ -488,6 +508,8 @@ static int parse_args(struct run *R, int argc, char **argv)
         return die_usage("nchan rooms need --pub-url", NULL);
     if (o->scenario == SC_CHAT && o->conns % 2 != 0)
         return die_usage("chat needs an even --conns (pairs of users)", NULL);
+    if (o->sync_rate > 0 && o->scenario != SC_CHAT)
+        return die_usage("--sync-rate is for the chat scenario", NULL);
     if (o->scenario == SC_CHAT && o->size > 1023)
         return die_usage("chat texts are at most 1023 characters (SPEC §4): --size", NULL);
     if (o->rate_max < 0)
@@ -555,7 +577,8 @@ static void warn_rate_limit(const struct run *R)
     long senders = o->scenario == SC_CHAT ? o->conns : o->scenario == SC_ROOM ? o->publishers : 0;
     if (senders == 0)
         return;
-    double per = o->rate_max / (double)senders;
+    /* Y requests (chat --sync-rate) count against the same limit. */
+    double per = (o->rate_max + (o->scenario == SC_CHAT ? o->sync_rate : 0)) / (double)senders;
     if (per > (double)R->cfg.push.rate)
         fprintf(
             stderr,
@@ -662,6 +685,15 @@ static void report_merge(struct bench_report *dst, const struct bench_report *sr
     dst->frames += src->frames;
     dst->proto_errors += src->proto_errors;
     dst->cpu_ns += src->cpu_ns;
+    dst->syncs_sent += src->syncs_sent;
+    dst->syncs_ok += src->syncs_ok;
+    dst->syncs_short += src->syncs_short;
+    dst->sync_msgs += src->sync_msgs;
+    dst->sync_errors += src->sync_errors;
+    dst->sync_wrong += src->sync_wrong;
+    dst->sync_skipped += src->sync_skipped;
+    dst->sync_late += src->sync_late;
+    hist_merge(&dst->sync, &src->sync);
     hist_merge(&dst->lat, &src->lat);
     hist_merge(&dst->ack, &src->ack);
     hist_merge(&dst->lag, &src->lag);
@@ -692,6 +724,7 @@ static int phase(struct run *R, const struct bench_cmd *cmd, struct bench_report
     hist_init(&sum->lat);
     hist_init(&sum->ack);
     hist_init(&sum->lag);
+    hist_init(&sum->sync);
     for (int i = 0; i < R->nprocs; i++)
         if (write(R->procs[i].ctl, cmd, sizeof(*cmd)) != (ssize_t)sizeof(*cmd)) {
             free(one);
@@ -804,12 +837,13 @@ static json_t *settings_json(const struct run *R)
         snprintf(u, sizeof(u), "%s%s", o->urls[i].hostport, o->urls[i].path);
         json_array_append_new(urls, json_string(u));
     }
-    return json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i}", "urls", urls,
-                     "conns", (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs, "rate",
-                     o->rate, "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s", o->step_s,
-                     "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size", (json_int_t)o->size,
-                     "level", o->level, "connect_rate", o->connect_rate, "src_ips", o->src_ips, "settle_s",
-                     o->settle_s, "connect_inflight", o->connect_inflight);
+    return json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i,s:f,s:i}", "urls",
+                     urls, "conns", (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs,
+                     "rate", o->rate, "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s",
+                     o->step_s, "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size",
+                     (json_int_t)o->size, "level", o->level, "connect_rate", o->connect_rate, "src_ips",
+                     o->src_ips, "settle_s", o->settle_s, "connect_inflight", o->connect_inflight,
+                     "sync_rate", o->sync_rate, "sync_limit", o->sync_limit);
 }
 
 /* One step of the rate ramp as JSON; *ok tells whether nothing was lost or duplicated. */
@@ -822,8 +856,11 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
     int64_t lost = (int64_t)expected - (int64_t)s->delivered;
     int64_t unanswered =
         o->scenario == SC_CHAT ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
+    int64_t sync_unanswered =
+        (int64_t)s->syncs_sent - (int64_t)s->syncs_ok - (int64_t)s->sync_errors - (int64_t)s->sync_wrong;
     *ok = lost == 0 && s->dups == 0 && s->ack_dups == 0 && unanswered == 0 && s->dropped == 0 &&
-          s->proto_errors == 0 && s->sent > 0 && s->send_errors == 0;
+          s->proto_errors == 0 && s->sent > 0 && s->send_errors == 0 && s->sync_errors == 0 &&
+          s->sync_wrong == 0 && sync_unanswered == 0;
     json_t *j = json_pack(
         "{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o,s:o,s:s}", "rate", rate, "sent",
         (json_int_t)s->sent, "send_errors", (json_int_t)s->send_errors, "send_skipped",
@@ -845,6 +882,17 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
         json_object_set_new(j, "acks_per_s", json_real(round3((double)s->acked / o->step_s)));
         json_object_set_new(j, "ack_latency", hist_json(&s->ack));
     }
+    if (o->sync_rate > 0)
+        json_object_set_new(
+            j, "sync",
+            json_pack("{s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o}", "rate", o->sync_rate, "limit",
+                      o->sync_limit, "sent", (json_int_t)s->syncs_sent, "ok", (json_int_t)s->syncs_ok,
+                      "short", (json_int_t)s->syncs_short, "errors", (json_int_t)s->sync_errors, "wrong",
+                      (json_int_t)s->sync_wrong, "unanswered", (json_int_t)sync_unanswered, "skipped",
+                      (json_int_t)s->sync_skipped, "late", (json_int_t)s->sync_late, "messages",
+                      (json_int_t)s->sync_msgs, "messages_per_answer",
+                      s->syncs_ok ? round3((double)s->sync_msgs / (double)s->syncs_ok) : 0.0, "latency",
+                      hist_json(&s->sync)));
     json_object_set_new(j, "ok", json_boolean(*ok));
     return j;
 }
@@ -865,6 +913,16 @@ static void print_step(const struct run *R, int step, double rate, const struct 
         say(", acked %llu, ack p50 %.2f p99 %.2f p99.9 %.2f ms", (unsigned long long)s->acked,
             ms(hist_percentile(&s->ack, 50)), ms(hist_percentile(&s->ack, 99)),
             ms(hist_percentile(&s->ack, 99.9)));
+    if (R->o.sync_rate > 0)
+        say(", Y sent %llu ok %llu (%.1f messages each, %llu short) errors %llu wrong %llu skipped %llu, Y "
+            "p50 "
+            "%.2f p99 %.2f p99.9 %.2f ms",
+            (unsigned long long)s->syncs_sent, (unsigned long long)s->syncs_ok,
+            s->syncs_ok ? (double)s->sync_msgs / (double)s->syncs_ok : 0.0,
+            (unsigned long long)s->syncs_short, (unsigned long long)s->sync_errors,
+            (unsigned long long)s->sync_wrong, (unsigned long long)s->sync_skipped,
+            ms(hist_percentile(&s->sync, 50)), ms(hist_percentile(&s->sync, 99)),
+            ms(hist_percentile(&s->sync, 99.9)));
     say("\n");
     if (s->last_error[0])
         say("  last error: %s\n", s->last_error);

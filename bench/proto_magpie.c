@@ -3,7 +3,10 @@
  * Chat (SPEC §4): connect to <url>/<ticket> with a fresh single-use ticket minted with libmagpie
  * (auth_issue, kind websocket); "L" means logged in. Connection 2k and 2k+1 are a pair of friends; each sends
  * its partner {"id","to","type":"t","msg"} packets whose id carries the schedule (payload_id_format), times
- * the "A" with the same id and the partner times the delivered "t".
+ * the "A" with the same id and the partner times the delivered "t". Each user remembers the highest timeline
+ * seq (SPEC §4.1) an A, a t or a Y answer showed it; with --sync-rate some send Y {after, limit} that far
+ * back and check and time the answer (loop.c, syncans.h). Y ids are "y<run>-<after>", apart from the bench
+ * message ids (payload_id_format: hex digits first), so an E can be told to be a Y's.
  * Room (SPEC §5): SIGN_IN with a login token minted the same way, HEARTBEAT every --heartbeat-s, MESSAGE to
  * publish; deliveries come merged (roomproto.h), each message inside a batch counted and timed.
  */
@@ -55,6 +58,22 @@ static const char *packet_msg(json_t *pkt)
     return m ? m : "(no text)";
 }
 
+/* Remember the highest seq a packet showed this user (A and deliveries carry it; before timelines none). */
+static void note_seq(struct conn *c, json_t *pkt)
+{
+    json_t *seq = json_object_get(pkt, "seq");
+    if (json_is_integer(seq) && json_integer_value(seq) > c->tl_max)
+        c->tl_max = json_integer_value(seq);
+}
+
+/* Is id one of this run's Y ids? */
+static int is_sync_id(const struct worker *w, const char *id)
+{
+    char prefix[16];
+    snprintf(prefix, sizeof(prefix), "y%08x-", worker_opts(w)->run);
+    return id != NULL && strncmp(id, prefix, strlen(prefix)) == 0;
+}
+
 static void chat_message(struct worker *w, struct conn *c, int opcode, const uint8_t *data, size_t len)
 {
     struct bench_report *rep = worker_report(w);
@@ -81,10 +100,23 @@ static void chat_message(struct worker *w, struct conn *c, int opcode, const uin
             conn_fail(w, c, FR_LOGIN, why);
             break;
         }
+        if (is_sync_id(w, id)) {
+            bench_synced(w, c, NULL, packet_msg(pkt), now);
+            break;
+        }
         rep->send_errors++;
         bench_note_error(w, "chat E: %s", packet_msg(pkt));
         break;
+    case 'Y':
+        if (!is_sync_id(w, id)) {
+            rep->proto_errors++;
+            bench_note_error(w, "chat: Y with an id we did not send");
+            break;
+        }
+        bench_synced(w, c, json_object_get(pkt, "msg"), NULL, now);
+        break;
     case 'A':
+        note_seq(c, pkt);
         p.pub = c->idx;
         if (id == NULL || payload_id_parse(id, strlen(id), &p) != 0 || p.run != worker_opts(w)->run) {
             rep->proto_errors++;
@@ -97,6 +129,7 @@ static void chat_message(struct worker *w, struct conn *c, int opcode, const uin
         json_t *msg = json_object_get(pkt, "msg");
         json_int_t from = json_integer_value(json_object_get(pkt, "from"));
         rep->frames++;
+        note_seq(c, pkt);
         if (!json_is_string(msg) || from != partner_uid(w, c)) {
             rep->foreign++;
             break;
@@ -127,12 +160,24 @@ static int chat_send(struct worker *w, struct conn *c, const struct payload *p, 
     return conn_ws_send(w, c, WSF_TEXT, pkt, (size_t)n);
 }
 
+static int chat_sync(struct worker *w, struct conn *c, int64_t after, int limit)
+{
+    char pkt[160];
+    int n = snprintf(pkt, sizeof(pkt),
+                     "{\"id\":\"y%08x-%lld\",\"to\":0,\"type\":\"Y\",\"msg\":{\"after\":%lld,\"limit\":%d}}",
+                     worker_opts(w)->run, (long long)after, (long long)after, limit);
+    if (n < 0 || (size_t)n >= sizeof(pkt))
+        return -1;
+    return conn_ws_send(w, c, WSF_TEXT, pkt, (size_t)n);
+}
+
 const struct proto proto_magpie_chat = {
     .name = "magpie-chat",
     .path = chat_path,
     .on_open = chat_open,
     .on_message = chat_message,
     .send = chat_send,
+    .sync = chat_sync,
 };
 
 /* ---- rooms ------------------------------------------------------------------------------------------- */
