@@ -1,16 +1,19 @@
 /* fuzz_qr_token.c -- the QR login session's token checks (http/qr.c, helpers in http/call.c): the
  * browser id taken from the Cookie header (cookie_get + is_hex_token, as qr.c's browser_of does), the
  * session token from the path or the body (is_hex_token), and the User-Agent cleaned for the phone to see
- * (utf8_clean), each exactly as the handlers call them.
+ * (utf8_clean), each exactly as the handlers call them; and http_redact (http/router.c), which cuts these
+ * tokens and JWTs out of libmicrohttpd's log text before it is logged.
  *
- * Input: the Cookie header, LF, then the rest: used as the token and as the User-Agent.
+ * Input: the Cookie header, LF, then the rest: used as the token, the User-Agent and the log text.
  *
  * Invariants: a browser id or token accepted is exactly HTTP_TOKEN_HEX lowercase hex digits; a cookie
  * value never overflows the buffer it is copied into; utf8_clean's output fits its buffer and is UTF-8
- * without control characters (it is echoed in JSON, which jansson checks).
+ * without control characters (it is echoed in JSON, which jansson checks); redacted text holds no "eyJ"
+ * (a JWT) and nothing token-like after a token-bearing prefix (/session_login/, /scan_pc/, ...).
  */
 #include "call.h"
 #include "fuzz.h"
+#include "http.h"
 
 #include <string.h>
 
@@ -24,6 +27,25 @@ static int hex32(const char *s)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
     return 1;
+}
+
+static int token_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+           ch == '_' || ch == '.' || ch == '%';
+}
+
+/* http_redact's contract on s (NUL-terminated, modified in place). */
+static void check_redact(char *s)
+{
+    static const char *prefixes[] = {"/session_login/", "/scan_pc/", "/pc_session/", "/ws/", "token="};
+    http_redact(s);
+    FUZZ_CHECK(strstr(s, "eyJ") == NULL);
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+        for (const char *q = s; (q = strstr(q, prefixes[i])) != NULL; q++)
+            FUZZ_CHECK(!token_char(q[n]) || (q[n] == '-' && !token_char(q[n + 1])));
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -70,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(s);
         free(ua);
     }
+    check_redact(rest);
     free(header);
     free(rest);
     return 0;

@@ -233,6 +233,9 @@ def qr_token():
         "ua-utf8": "mp_pc=x\n\u00e9\u4f60\U0001f600\x01\x7f".encode() + b"\xff\xc0\xaf",
         "upper-hex": "mp_pc=" + JTI.upper() + "\n" + JTI.upper(),
         "empty": "\n",
+        "log-line": "\nError parsing request GET /session_login/" + JTI + " HTTP/1.1 from /scan_pc/" + JTI,
+        "log-jwt": "\nGET /ws/" + jwt(claims("websocket")) + "?x=1&token=" + jwt(claims()) + " /pc_session/" + JTI +
+                   "/qr.svg",
     }
 
 
