@@ -125,7 +125,7 @@ enum chat_ctl_cmd { CHAT_CTL_KICK, CHAT_CTL_LOGOUT, CHAT_CTL_DELIVER };
 struct chat_control {
     json_t *root; /* owned; chatpkt_control_free releases it */
     enum chat_ctl_cmd cmd;
-    int64_t uid;    /* > 0 */
+    int64_t uid;     /* > 0 */
     const char *sid; /* logout: the login token's jti, non-empty; borrowed from root; else NULL */
     json_t *packet;  /* deliver: the server packet, a JSON object; borrowed from root; else NULL */
 };

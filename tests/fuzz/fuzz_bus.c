@@ -50,7 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *packet;
         size_t packet_len;
         if (chatpkt_delivery_parse(payload, len, &to, &from, &ts, &packet, &packet_len) == 0)
-            FUZZ_CHECK(to > 0 && from > 0 && ts >= 0 && packet >= payload && packet + packet_len == payload + len);
+            FUZZ_CHECK(to > 0 && from > 0 && ts >= 0 && packet >= payload &&
+                       packet + packet_len == payload + len);
         break;
     }
     default: {

@@ -38,7 +38,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     app.cfg.auth.api_keys = strdup("fuzz-key, other-key");
     app.cfg.http.enable_test_token = 1;
     if (auth_init(&app.auth, "fuzz-secret-0123456789abcdef0123456789abcdef") != MP_OK ||
-        http_metrics_init() != MP_OK || log_open("http", "debug", "/dev/null") != 0 || (w = worker_new()) == NULL)
+        http_metrics_init() != MP_OK || log_open("http", "debug", "/dev/null") != 0 ||
+        (w = worker_new()) == NULL)
         abort();
     /* Redis and MySQL are down for good: no connection is ever tried. */
     w->rds.retry_at_ms = INT64_MAX;
@@ -64,10 +65,10 @@ static const struct {
     void (*fn)(struct call *c);
     int seed004;
 } user_routes[] = {
-    {"POST", "/logout", user_logout, 0},       {"GET", "/me", user_me, 0},
-    {"GET", "/friends", user_friends, 0},      {"POST", "/scan_pc/", qr_scan, 0},
-    {"POST", "/confirm_pc", qr_confirm, 0},    {"POST", "/cancel_pc", qr_cancel, 0},
-    {"POST", "/IM/token", user_im_token, 0},   {"POST", "/route", user_route, 0},
+    {"POST", "/logout", user_logout, 0},     {"GET", "/me", user_me, 0},
+    {"GET", "/friends", user_friends, 0},    {"POST", "/scan_pc/", qr_scan, 0},
+    {"POST", "/confirm_pc", qr_confirm, 0},  {"POST", "/cancel_pc", qr_cancel, 0},
+    {"POST", "/IM/token", user_im_token, 0}, {"POST", "/route", user_route, 0},
     {"POST", "/msg", msg_post, 1},
 };
 
@@ -82,7 +83,7 @@ static void as_user(const struct http_req *req)
         if (strcmp(req->method, user_routes[i].method) != 0)
             continue;
         if (user_routes[i].path[n - 1] == '/' ? strncmp(req->path, user_routes[i].path, n) == 0
-                                               : strcmp(req->path, user_routes[i].path) == 0)
+                                              : strcmp(req->path, user_routes[i].path) == 0)
             break;
     }
     if (i == MP_ARRAY_LEN(user_routes))

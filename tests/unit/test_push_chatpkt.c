@@ -359,13 +359,16 @@ static void test_delivery_between_nodes(void **state)
         assert_int_equal(chatpkt_delivery_parse(bad[i], strlen(bad[i]), &to, &from, &ts, &packet, &plen), -1);
 }
 
-/* CHAN_CONTROL commands (bus.h) from magpie-http: each one that relay.c acts on, and every way to be wrong. */
+/* CHAN_CONTROL commands (bus.h) from magpie-http: each one that relay.c acts on, and every way to be wrong.
+ */
 static void test_control_commands(void **state)
 {
     struct chat_control c;
     static const char kick[] = "{\"cmd\":\"kick\",\"uid\":42}";
-    static const char logout[] = "{\"cmd\":\"logout\",\"uid\":7,\"sid\":\"0123456789abcdef0123456789abcdef\"}";
-    static const char deliver[] = "{\"cmd\":\"deliver\",\"uid\":9,\"packet\":{\"type\":\"s\",\"msg\":\"hi\"}}";
+    static const char logout[] =
+        "{\"cmd\":\"logout\",\"uid\":7,\"sid\":\"0123456789abcdef0123456789abcdef\"}";
+    static const char deliver[] =
+        "{\"cmd\":\"deliver\",\"uid\":9,\"packet\":{\"type\":\"s\",\"msg\":\"hi\"}}";
 
     assert_int_equal(chatpkt_control_parse(kick, strlen(kick), &c), 0);
     assert_int_equal(c.cmd, CHAT_CTL_KICK);
