@@ -5,14 +5,14 @@
 #  - tests/fuzz/replay_<name>: with replay.c instead, in every build; `make check` runs it on the target's
 #    corpus (tests/fuzz/corpus/<name>), so the seeds and every crash input found so far are regression tests.
 
-FUZZ_NAMES = chatpkt roompkt bus persist_entry jwt config http qr_token
-FUZZ_TARGETS = tests/fuzz/chatpkt tests/fuzz/roompkt tests/fuzz/bus tests/fuzz/persist_entry tests/fuzz/jwt tests/fuzz/config tests/fuzz/http tests/fuzz/qr_token
-FUZZ_REPLAYS = tests/fuzz/replay_chatpkt tests/fuzz/replay_roompkt tests/fuzz/replay_bus tests/fuzz/replay_persist_entry tests/fuzz/replay_jwt tests/fuzz/replay_config tests/fuzz/replay_http tests/fuzz/replay_qr_token
+FUZZ_NAMES = chatpkt roompkt bus persist_entry jwt config http qr_token bench_stream
+FUZZ_TARGETS = tests/fuzz/bench_stream tests/fuzz/chatpkt tests/fuzz/roompkt tests/fuzz/bus tests/fuzz/persist_entry tests/fuzz/jwt tests/fuzz/config tests/fuzz/http tests/fuzz/qr_token
+FUZZ_REPLAYS = tests/fuzz/replay_bench_stream tests/fuzz/replay_chatpkt tests/fuzz/replay_roompkt tests/fuzz/replay_bus tests/fuzz/replay_persist_entry tests/fuzz/replay_jwt tests/fuzz/replay_config tests/fuzz/replay_http tests/fuzz/replay_qr_token
 
 # The sources of push/ a target needs, compiled into the target (as the unit tests do).
 FUZZ_PUSH_SOURCES = push/chatpkt.c push/chatpkt.h push/roompkt.c push/roompkt.h
 FUZZ_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(FCGI_CFLAGS) $(MHD_CFLAGS) $(QRENCODE_CFLAGS) $(CRYPTO_CFLAGS) \
-	-I$(srcdir)/tests/fuzz -I$(srcdir)/push -I$(srcdir)/http
+	-I$(srcdir)/tests/fuzz -I$(srcdir)/push -I$(srcdir)/http -I$(srcdir)/bench
 FUZZ_REPLAY_LDADD = tests/fuzz/libreplay.a
 
 # replay.c's main(), once.
@@ -87,6 +87,14 @@ tests_fuzz_qr_token_LDADD = http/libhttp.a $(HTTP_LIBS)
 tests_fuzz_replay_qr_token_SOURCES = tests/fuzz/fuzz_qr_token.c
 tests_fuzz_replay_qr_token_CFLAGS = $(FUZZ_CFLAGS)
 tests_fuzz_replay_qr_token_LDADD = $(FUZZ_REPLAY_LDADD) http/libhttp.a $(HTTP_LIBS)
+
+tests_fuzz_bench_stream_SOURCES = tests/fuzz/fuzz_bench_stream.c
+tests_fuzz_bench_stream_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_bench_stream_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LINK)
+tests_fuzz_bench_stream_LDADD = $(LIBBENCH)
+tests_fuzz_replay_bench_stream_SOURCES = tests/fuzz/fuzz_bench_stream.c
+tests_fuzz_replay_bench_stream_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_replay_bench_stream_LDADD = $(FUZZ_REPLAY_LDADD) $(LIBBENCH)
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/dict tests/fuzz/make-corpus.py
 

@@ -239,6 +239,21 @@ def qr_token():
     }
 
 
+def bench_stream():
+    up = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi")
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    return {
+        "upgrade": b"\x00\x07" + up,
+        "upgrade-refused": b"\x00\xff" + b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+        "publishes": b"\x01\x10" + ok + ok + b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        "frames": b"\x02\x03" + b"\x81\x05hello" + b"\x01\x03hel\x89\x00\x80\x02lo" + b"\x82\x7e\x00\x80" +
+                  b"x" * 128 + b"\x88\x02\x03\xe8",
+        "nats": b"\x03\x05" + b'INFO {"server_id":"x","max_payload":1048576}\r\nMSG room.1 1 5\r\nhello\r\n'
+                                b"PING\r\nPONG\r\n+OK\r\n-ERR 'Unknown Protocol Operation'\r\n",
+    }
+
+
 def main():
     write("chatpkt", chatpkt())
     write("roompkt", roompkt())
@@ -248,6 +263,7 @@ def main():
     write("config", config())
     write("http", http())
     write("qr_token", qr_token())
+    write("bench_stream", bench_stream())
 
 
 if __name__ == "__main__":
