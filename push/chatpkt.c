@@ -1,5 +1,6 @@
 /* chatpkt.c -- see chatpkt.h. */
 #include "chatpkt.h"
+#include "bus.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -310,4 +311,40 @@ int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, con
     *packet = s;
     *packet_len = (size_t)(end - s);
     return 0;
+}
+
+int chatpkt_control_parse(const char *payload, size_t len, struct chat_control *out)
+{
+    const char *what;
+    json_t *uid;
+
+    memset(out, 0, sizeof(*out));
+    out->root = json_loadb(payload, len, 0, NULL);
+    what = json_string_value(json_object_get(out->root, "cmd"));
+    uid = json_object_get(out->root, "uid");
+    if (what == NULL || !json_is_integer(uid) || json_integer_value(uid) <= 0)
+        return -1;
+    out->uid = json_integer_value(uid);
+    if (strcmp(what, BUS_CMD_KICK) == 0) {
+        out->cmd = CHAT_CTL_KICK;
+    } else if (strcmp(what, BUS_CMD_LOGOUT) == 0) {
+        out->cmd = CHAT_CTL_LOGOUT;
+        out->sid = json_string_value(json_object_get(out->root, "sid"));
+        if (out->sid == NULL || out->sid[0] == '\0')
+            return -1;
+    } else if (strcmp(what, BUS_CMD_DELIVER) == 0) {
+        out->cmd = CHAT_CTL_DELIVER;
+        out->packet = json_object_get(out->root, "packet");
+        if (!json_is_object(out->packet))
+            return -1;
+    } else {
+        return -2;
+    }
+    return 0;
+}
+
+void chatpkt_control_free(struct chat_control *c)
+{
+    json_decref(c->root);
+    memset(c, 0, sizeof(*c));
 }

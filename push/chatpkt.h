@@ -149,4 +149,21 @@ int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery
 int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
                               size_t *packet_len);
 
+/* A CHAN_CONTROL command (shared/bus.h), parsed: what relay.c acts on. */
+enum chat_ctl_cmd { CHAT_CTL_KICK, CHAT_CTL_LOGOUT, CHAT_CTL_DELIVER };
+struct chat_control {
+    json_t *root; /* owned; chatpkt_control_free releases it */
+    enum chat_ctl_cmd cmd;
+    int64_t uid;     /* > 0 */
+    const char *sid; /* logout: the login token's jti, non-empty; borrowed from root; else NULL */
+    json_t *packet;  /* deliver: the server packet, a JSON object; borrowed from root; else NULL */
+};
+
+/* Parse one CHAN_CONTROL payload. Returns 0 with *out filled, -1 when it is not a usable command (not a
+ * JSON object, no "cmd" string, no positive "uid", a logout without "sid", a deliver without an object
+ * "packet"), -2 for a command this node does not know (a newer magpie-http may send one). Call
+ * chatpkt_control_free(out) in every case. */
+int chatpkt_control_parse(const char *payload, size_t len, struct chat_control *out);
+void chatpkt_control_free(struct chat_control *c);
+
 #endif

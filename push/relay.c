@@ -67,25 +67,32 @@ static void deliver_packet(int64_t uid, json_t *packet)
 
 void relay_control(const char *payload, size_t len)
 {
-    json_t *cmd = json_loadb(payload, len, 0, NULL), *packet;
-    const char *what = json_string_value(json_object_get(cmd, "cmd"));
-    const char *sid = json_string_value(json_object_get(cmd, "sid"));
-    json_int_t uid = json_integer_value(json_object_get(cmd, "uid"));
+    struct chat_control cmd;
 
-    if (what == NULL || uid <= 0) {
-        log_debug("relay: bad control payload len=%zu", len);
-    } else if (strcmp(what, BUS_CMD_KICK) == 0) {
-        close_user(uid, "", "kicked", LWS_CLOSE_STATUS_POLICY_VIOLATION);
-    } else if (strcmp(what, BUS_CMD_LOGOUT) == 0) {
-        if (sid != NULL && sid[0] != '\0')
-            close_user(uid, sid, "logout", LWS_CLOSE_STATUS_NORMAL);
-    } else if (strcmp(what, BUS_CMD_DELIVER) == 0) {
-        if (json_is_object(packet = json_object_get(cmd, "packet")))
-            deliver_packet(uid, packet);
-    } else {
+    switch (chatpkt_control_parse(payload, len, &cmd)) {
+    case 0:
+        break;
+    case -2:
         log_debug("relay: unknown control command len=%zu", len);
+        chatpkt_control_free(&cmd);
+        return;
+    default:
+        log_debug("relay: bad control payload len=%zu", len);
+        chatpkt_control_free(&cmd);
+        return;
     }
-    json_decref(cmd);
+    switch (cmd.cmd) {
+    case CHAT_CTL_KICK:
+        close_user(cmd.uid, "", "kicked", LWS_CLOSE_STATUS_POLICY_VIOLATION);
+        break;
+    case CHAT_CTL_LOGOUT:
+        close_user(cmd.uid, cmd.sid, "logout", LWS_CLOSE_STATUS_NORMAL);
+        break;
+    case CHAT_CTL_DELIVER:
+        deliver_packet(cmd.uid, cmd.packet);
+        break;
+    }
+    chatpkt_control_free(&cmd);
 }
 
 static void on_node_message(const char *channel, const char *payload, size_t len, void *arg)

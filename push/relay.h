@@ -10,7 +10,8 @@
 
 #include <stddef.h>
 
-/* CHAN_NODE's payload is built and parsed by chatpkt_delivery / chatpkt_delivery_parse (chatpkt.h). */
+/* CHAN_NODE's payload is built and parsed by chatpkt_delivery / chatpkt_delivery_parse, CHAN_CONTROL's parsed
+ * by chatpkt_control_parse (chatpkt.h): pure functions, unit-tested and fuzzed (tests/fuzz). */
 
 /* Subscribe both channels (before or after rdsa_start). Returns MP_OK or MP_ENOMEM. */
 int relay_start(void);

@@ -493,6 +493,55 @@ static void test_user_packet_between_nodes(void **state)
         assert_int_equal(chatpkt_user_packet_parse(bad[i], strlen(bad[i]), &uid, &packet, &len), -1);
 }
 
+/* CHAN_CONTROL commands (bus.h) from magpie-http: each one that relay.c acts on, and every way to be wrong.
+ */
+static void test_control_commands(void **state)
+{
+    struct chat_control c;
+    static const char kick[] = "{\"cmd\":\"kick\",\"uid\":42}";
+    static const char logout[] =
+        "{\"cmd\":\"logout\",\"uid\":7,\"sid\":\"0123456789abcdef0123456789abcdef\"}";
+    static const char deliver[] =
+        "{\"cmd\":\"deliver\",\"uid\":9,\"packet\":{\"type\":\"s\",\"msg\":\"hi\"}}";
+
+    assert_int_equal(chatpkt_control_parse(kick, strlen(kick), &c), 0);
+    assert_int_equal(c.cmd, CHAT_CTL_KICK);
+    assert_int_equal(c.uid, 42);
+    chatpkt_control_free(&c);
+    assert_int_equal(chatpkt_control_parse(logout, strlen(logout), &c), 0);
+    assert_int_equal(c.cmd, CHAT_CTL_LOGOUT);
+    assert_int_equal(c.uid, 7);
+    assert_string_equal(c.sid, "0123456789abcdef0123456789abcdef");
+    chatpkt_control_free(&c);
+    assert_int_equal(chatpkt_control_parse(deliver, strlen(deliver), &c), 0);
+    assert_int_equal(c.cmd, CHAT_CTL_DELIVER);
+    assert_string_equal(json_string_value(json_object_get(c.packet, "msg")), "hi");
+    chatpkt_control_free(&c);
+
+    static const char *bad[] = {"",
+                                "{",
+                                "[]",
+                                "{\"uid\":1}",
+                                "{\"cmd\":1,\"uid\":1}",
+                                "{\"cmd\":\"kick\"}",
+                                "{\"cmd\":\"kick\",\"uid\":0}",
+                                "{\"cmd\":\"kick\",\"uid\":-5}",
+                                "{\"cmd\":\"kick\",\"uid\":\"5\"}",
+                                "{\"cmd\":\"kick\",\"uid\":1.5}",
+                                "{\"cmd\":\"logout\",\"uid\":1}",
+                                "{\"cmd\":\"logout\",\"uid\":1,\"sid\":\"\"}",
+                                "{\"cmd\":\"logout\",\"uid\":1,\"sid\":5}",
+                                "{\"cmd\":\"deliver\",\"uid\":1}",
+                                "{\"cmd\":\"deliver\",\"uid\":1,\"packet\":\"x\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (chatpkt_control_parse(bad[i], strlen(bad[i]), &c) != -1)
+            fail_msg("%s: expected -1", bad[i]);
+        chatpkt_control_free(&c);
+    }
+    assert_int_equal(chatpkt_control_parse("{\"cmd\":\"reboot\",\"uid\":1}", 24, &c), -2);
+    chatpkt_control_free(&c);
+}
+
 /* Everything a handler would call, on whatever parsed. */
 static void run_all(const char *buf, size_t len)
 {
@@ -580,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_sync),
         cmocka_unit_test(test_read),
         cmocka_unit_test(test_user_packet_between_nodes),
+        cmocka_unit_test(test_control_commands),
         cmocka_unit_test(test_random_and_mutated_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
