@@ -12,8 +12,10 @@
 #include "chat.h"
 #include "dbpool.h"
 #include "keys.h"
+#include "cluster.h"
 #include "log.h"
 #include "magpie.h"
+#include "notify_event.h"
 #include "push.h"
 #include "rdsa.h"
 #include "stream.h"
@@ -25,9 +27,10 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient.
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_NODES, KEY_NOTIFY.
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
- * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries.
+ * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
+ * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen.
  * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user whose seq counter Redis does not have
  * (seq_init then sets it from MySQL and the script runs again). Nothing stays written when the message is
@@ -81,6 +84,25 @@ static struct rdsa_script send_lua = {
     "    end\n"
     "  end\n"
     "end\n"
+    /* Offline notification (notify/notify_worker.h owns the design): the recipient has no connection on a
+     * live node, so the event is queued here, in the same script as the message it tells of. */
+    "if ARGV[16] ~= '' then\n"
+    "  local oldest, online = tonumber(ARGV[16]), false\n"
+    "  local h = redis.call('HGETALL', KEYS[4])\n"
+    "  for j = 1, #h, 2 do\n"
+    "    if tonumber(h[j + 1]) > 0 then\n"
+    "      local beat = redis.call('ZSCORE', KEYS[15], h[j])\n"
+    "      if beat and tonumber(beat) >= oldest then online = true break end\n"
+    "    end\n"
+    "  end\n"
+    "  if not online then\n"
+    "    local rn = tonumber(redis.call('HGET', KEYS[14], tc .. '" CONV_F_READ_IN "') or '0')\n"
+    "    redis.call('XADD', KEYS[16], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
+    "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO
+    "', ARGV[4], '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
+    "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
+    "  end\n"
+    "end\n"
     "return {0, ARGV[2], fs, ts}\n",
     ""};
 
@@ -92,8 +114,8 @@ static struct rdsa_script seq_init_lua = {"seq_init",
                                           "return 1\n",
                                           ""};
 
-#define SEND_NKEYS 14
-#define SEND_ARGC  29
+#define SEND_NKEYS 16
+#define SEND_ARGC  34
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -225,6 +247,17 @@ static void on_send_reply(redisReply *r, void *arg)
     send_free(s);
 }
 
+/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
+static size_t chat_preview_len(const char *body, size_t len)
+{
+    long long chars = 0;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
+            break;
+    return i;
+}
+
 /* The Redis key remembering (from, id): KEY_DEDUP with the client's id appended by length, since the id may
  * hold any bytes. Returns its length; buf holds at least 64 + CHAT_MAX_ID bytes. */
 static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
@@ -240,7 +273,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
-        ts_s[24], ttl[24], keep[24], maxlen[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24] = "", qmax[24], type[2] = {p->type, '\0'},
+                                                 *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC];
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len, total = 0;
     struct send_req *s = NULL;
@@ -283,6 +317,9 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     snprintf(cto, sizeof(cto), KEY_CONV, (long long)m.to);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
+    if (push.cfg->notify.webhook_url[0] != '\0')
+        snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
+    snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -298,21 +335,26 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(11, csto, strlen(csto));
     ARG(12, cfrom, strlen(cfrom));
     ARG(13, cto, strlen(cto));
-    ARG(14, node, strlen(node));
-    ARG(15, mid_s, strlen(mid_s));
-    ARG(16, from_s, strlen(from_s));
-    ARG(17, to_s, strlen(to_s));
-    ARG(18, p->id, p->id_len);
-    ARG(19, type, 1);
-    ARG(20, m.body, m.body_len);
-    ARG(21, ts_s, strlen(ts_s));
-    ARG(22, ttl, strlen(ttl));
-    ARG(23, head, head_len);
-    ARG(24, chan_prefix, strlen(chan_prefix));
-    ARG(25, chan_suffix, strlen(chan_suffix));
-    ARG(26, json, json_len);
-    ARG(27, keep, strlen(keep));
-    ARG(28, maxlen, strlen(maxlen));
+    ARG(14, KEY_NODES, strlen(KEY_NODES));
+    ARG(15, KEY_NOTIFY, strlen(KEY_NOTIFY));
+    ARG(16, node, strlen(node));
+    ARG(17, mid_s, strlen(mid_s));
+    ARG(18, from_s, strlen(from_s));
+    ARG(19, to_s, strlen(to_s));
+    ARG(20, p->id, p->id_len);
+    ARG(21, type, 1);
+    ARG(22, m.body, m.body_len);
+    ARG(23, ts_s, strlen(ts_s));
+    ARG(24, ttl, strlen(ttl));
+    ARG(25, head, head_len);
+    ARG(26, chan_prefix, strlen(chan_prefix));
+    ARG(27, chan_suffix, strlen(chan_suffix));
+    ARG(28, json, json_len);
+    ARG(29, keep, strlen(keep));
+    ARG(30, maxlen, strlen(maxlen));
+    ARG(31, oldest, strlen(oldest));
+    ARG(32, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
+    ARG(33, qmax, strlen(qmax));
 #undef ARG
     for (int i = 0; i < SEND_ARGC; i++)
         total += argvlen[i];
