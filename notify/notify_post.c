@@ -124,8 +124,8 @@ int notify_post_result(struct notify_post *p, CURLcode rc, char *why, size_t len
         return 0;
     }
     if (rc == CURLE_OPERATION_TIMEDOUT)
-        snprintf(why, len, "timeout after %lld ms (http %ld so far)",
-                 (long long)(mp_mono_ms() - p->started_ms), status);
+        snprintf(why, len, "timeout: %lld ms, http %ld so far", (long long)(mp_mono_ms() - p->started_ms),
+                 status);
     else
         snprintf(why, len, "%s: %s", curl_easy_strerror(rc), p->err[0] ? p->err : "-");
     return 0;

@@ -49,7 +49,8 @@ int notify_sign(const char *secret, const char *body, size_t len, char *out);
 struct notify_post *notify_post_new(const struct magpie_config *cfg, char *body, size_t len, void *owner);
 
 /* After libcurl finished the transfer with rc: returns 1 when the receiver took the batch (2xx), else 0 with
- * a one-line reason in why ("http 500: <start of body>", "timeout after 5000 ms", "connect: ..."). */
+ * a one-line reason in why ("http 500: <start of body>", "timeout: 5000 ms, http 0 so far", "connect: ...").
+ */
 int notify_post_result(struct notify_post *p, CURLcode rc, char *why, size_t len);
 
 void notify_post_free(struct notify_post *p);

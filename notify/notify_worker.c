@@ -18,6 +18,9 @@
 
 #define REDIS_RETRY_MS 200 /* after a failed Redis call, before the next: rds.c also backs off */
 #define BUSY_POLL_MS   10  /* with POSTs in flight, how long curl waits before the stream is read again */
+/* A failing webhook is logged when the reason changes, and otherwise once per this long (with how many
+ * failures were not logged), so a receiver down for hours is a few lines, not one per POST. */
+#define FAIL_LOG_MS 10000
 
 struct notify_metrics {
     struct metric *queued, *sent, *retried, *dead, *posts, *latency, *held;
@@ -77,6 +80,9 @@ struct notify_worker {
     char (*unacked)[PERSIST_SID_MAX]; /* delivered but not yet acked (Redis failed) */
     size_t nunacked, capunacked;
     atomic_int redis_down;
+    char fail_reason[512]; /* the last failure logged; "" while the webhook takes batches */
+    int64_t fail_logged_ms;
+    long long fail_unlogged; /* failed POSTs since the last line */
     struct notify_metrics m;
 };
 
@@ -543,6 +549,14 @@ static int64_t backoff_ms(const struct notify_worker *w, int failures)
     return d / 2 + (int64_t)(random() % (d - d / 2 + 1));
 }
 
+/* Are two failure reasons of one kind ("http 500", "timeout", "Couldn't connect to server")? The kind is
+ * what comes before the first ':'; the rest (timings, the answer's first bytes) may differ. */
+static int same_kind(const char *a, const char *b)
+{
+    size_t n = strcspn(a, ":");
+    return strncmp(a, b, n) == 0 && (b[n] == ':' || b[n] == '\0') && a[0] != '\0';
+}
+
 static void batch_done(struct notify_worker *w, struct batch *b, CURLcode rc)
 {
     char why[512];
@@ -589,6 +603,11 @@ static void batch_done(struct notify_worker *w, struct batch *b, CURLcode rc)
             event_free(done[i]);
         free(ids);
         free(done);
+        if (w->fail_reason[0] != '\0') {
+            log_info("webhook takes batches again failed_posts_not_logged=%lld", w->fail_unlogged);
+            w->fail_reason[0] = '\0';
+            w->fail_unlogged = 0;
+        }
         log_debug("webhook took a batch events=%zu ms=%.0f", b->events, secs * 1000);
     } else {
         int failures = 0;
@@ -611,9 +630,16 @@ static void batch_done(struct notify_worker *w, struct batch *b, CURLcode rc)
             }
             rcpt_release(w, r);
         }
-        log_warn("webhook POST failed; retrying with backoff reason=\"%s\" events=%zu failures=%d "
-                 "dead_lettered=%zu",
-                 why, b->events, failures, expired);
+        if (!same_kind(why, w->fail_reason) || now - w->fail_logged_ms >= FAIL_LOG_MS) {
+            log_warn("webhook POST failed; retrying with backoff reason=\"%s\" events=%zu failures=%d "
+                     "dead_lettered=%zu failed_posts_not_logged=%lld",
+                     why, b->events, failures, expired, w->fail_unlogged);
+            snprintf(w->fail_reason, sizeof(w->fail_reason), "%s", why);
+            w->fail_logged_ms = now;
+            w->fail_unlogged = 0;
+        } else {
+            w->fail_unlogged++;
+        }
     }
     batch_free(b);
 }

@@ -177,7 +177,7 @@ def test_receiver_500_then_timeouts_then_down_every_event_arrives_once_in_order(
             wait_for(lambda: d.metric("magpie_notify_events_retried_total") > 0, 10, "a retry after 500")
             receiver.mode, receiver.delay = "slow", 3.0  # longer than notify.timeout_ms (1 s)
             await burst("slow-")
-            wait_for(lambda: "timeout after" in d.log_text(), 10, "a timeout")
+            wait_for(lambda: 'reason="timeout:' in d.log_text(), 10, "a timeout")
             receiver.down()
             await burst("down-")
             await asyncio.sleep(DOWN_S)
@@ -281,7 +281,7 @@ def test_hostile_or_broken_receiver_costs_bounded_time_and_memory(stack, receive
         case, receiver.url)
     receiver.mode = {"redirect_loop": "redirect", "10_MiB_body": "big", "slow_loris": "loris"}.get(case, "ok")
     reason = {"bad_url": "URL", "closed_port": "Couldn't connect", "redirect_loop": "http 302",
-              "10_MiB_body": "over notify.max_response_bytes", "slow_loris": "timeout after"}[case]
+              "10_MiB_body": "over notify.max_response_bytes", "slow_loris": 'reason="timeout:'}[case]
     d = NotifyDaemon(stack, url, name=f"notify-{case}")
     try:
         async def go():
