@@ -385,8 +385,17 @@ static void take_entry(struct notify_worker *w, const redisReply *entry)
     }
     if ((r = rcpt_find(w, to, 1)) == NULL)
         goto oom;
-    /* In stream order; an entry already in hand (claimed back from ourselves) is not held twice. */
-    for (pp = &r->head; *pp != NULL; pp = &(*pp)->next) {
+    /* In stream order, but behind the events in flight (those are the first r->inflight); an entry already
+     * in hand (claimed back from ourselves) is not held twice. */
+    pp = &r->head;
+    for (int k = 0; k < r->inflight && *pp != NULL; k++) {
+        if (persist_sid_cmp(&(*pp)->sid, &e->sid) == 0) {
+            event_free(e);
+            return;
+        }
+        pp = &(*pp)->next;
+    }
+    for (; *pp != NULL; pp = &(*pp)->next) {
         int c = persist_sid_cmp(&(*pp)->sid, &e->sid);
         if (c == 0) {
             event_free(e);
@@ -408,15 +417,20 @@ oom:
     event_free(e);
 }
 
-/* Read: our own pending entries while recovering, else new ones, waiting up to block_ms. */
+static void run_curl(struct notify_worker *w, int wait_ms);
+
+/* Read: our own pending entries while recovering, else new ones, waiting up to block_ms. With
+ * notify.max_pending events in hand nothing is read: the wait is spent on libcurl instead. */
 static void read_stream(struct notify_worker *w, long long block_ms)
 {
     struct persist_read rd;
     long long room = w->cfg->notify.max_pending - (long long)w->held;
     int rc;
 
-    if (room <= 0)
+    if (room <= 0) {
+        run_curl(w, (int)block_ms);
         return;
+    }
     if (room > 1000)
         room = 1000;
     rc = persist_stream_read(&w->rds, w->consumer, w->recovering ? w->pending_cursor : ">", room, block_ms,

@@ -301,3 +301,32 @@ def test_hostile_or_broken_receiver_costs_bounded_time_and_memory(stack, receive
         assert status == 0 and seconds < 5
     finally:
         d.stop()
+
+
+def test_events_in_hand_stay_within_max_pending_while_the_receiver_is_down(stack, receiver):
+    receiver.mode = "500"
+    d = NotifyDaemon(stack, receiver.url, name="notify-bounded", max_pending=10, max_batch=4)
+    try:
+        async def go():
+            users = [new_uid() for _ in range(3)]
+            mids = []
+            for u in users:
+                a = new_uid()
+                make_friends(stack, a, u)
+                ca = await Chat.connect(stack, a)
+                mids += [x["mid"] for x in await send_all(ca, u, [f"b{i}" for i in range(12)])]
+            return users, mids
+        users, mids = run(go())
+        held = []
+        for _ in range(20):
+            held.append(d.metric("magpie_notify_events_held"))
+            time.sleep(0.1)
+        assert max(held) <= 10 and max(held) > 0
+        assert len([1 for u in users for _ in queued(stack, u)]) == len(mids)  # the rest waits in Redis
+        receiver.mode = "ok"
+        wait_for(lambda: len(by_id(receiver.events(users))) >= len(mids), 30, "every event")
+        evs = receiver.events(users)
+        assert sorted(e["mid"] for e in by_id(evs).values()) == sorted(mids)
+        assert_in_order_per_recipient(evs)
+    finally:
+        d.stop()
