@@ -454,11 +454,17 @@ static void read_stream(struct notify_worker *w, long long block_ms)
     persist_read_free(&rd);
 }
 
+/* Take over entries idle under any consumer, as many as there is room for (notify.max_pending). */
 static void claim(struct notify_worker *w)
 {
     struct persist_read rd;
-    int rc =
-        persist_stream_claim(&w->rds, w->consumer, w->cfg->notify.claim_idle_ms, w->claim_cursor, 1000, &rd);
+    long long room = w->cfg->notify.max_pending - (long long)w->held;
+    int rc;
+
+    if (room <= 0)
+        return;
+    rc = persist_stream_claim(&w->rds, w->consumer, w->cfg->notify.claim_idle_ms, w->claim_cursor,
+                              room < 1000 ? room : 1000, &rd);
     if (rc != MP_OK) {
         redis_failed(w, rc);
         return;
