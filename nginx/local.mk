@@ -13,7 +13,7 @@ NGINX_RENDER_VARS = \
 	ERROR_LOG=/var/log/nginx/magpie-error.log \
 	SERVER_NAME=_ \
 	FCGI_SOCKET=/run/magpie/http.sock \
-	PUSH_SERVERS='server 127.0.0.1:9001;' \
+	PUSH_SERVERS='server 127.0.0.1:9001 max_fails=0;' \
 	WEB_ROOT=$(pkgdatadir)/web
 
 nginx/magpie-site.conf: $(srcdir)/nginx/magpie-site.conf.in $(srcdir)/nginx/render

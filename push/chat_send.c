@@ -10,16 +10,14 @@
  * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
  */
 #include "chat.h"
-#include "dbpool.h"
-#include "keys.h"
 #include "cluster.h"
+#include "keys.h"
 #include "log.h"
 #include "magpie.h"
 #include "notify_event.h"
 #include "push.h"
 #include "rdsa.h"
 #include "stream.h"
-#include "timeline.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +25,21 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient, KEY_NODES, KEY_NOTIFY.
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY.
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
  * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
  * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen.
  * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
- * {-2, why} a timeline that does not match its counter, {-3} a user whose seq counter Redis does not have
- * (seq_init then sets it from MySQL and the script runs again). Nothing stays written when the message is
- * refused, so a refused message takes no seq (push/timeline.h). */
+ * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
+ * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
+ * when the message is refused, so a refused message takes no seq. */
 static struct rdsa_script send_lua = {
     "send",
     "local first = redis.call('GET', KEYS[1])\n"
     "if first then return {1, first} end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 0 then return {-1} end\n"
-    "if redis.call('EXISTS', KEYS[6]) == 0 or redis.call('EXISTS', KEYS[7]) == 0 then return {-3} end\n"
+    "if (redis.call('EXISTS', KEYS[6]) == 0 or redis.call('EXISTS', KEYS[7]) == 0) and\n"
+    "   redis.call('EXISTS', KEYS[15]) == 0 then return {-3} end\n"
     "local fs = redis.call('INCR', KEYS[6])\n"
     "local ts = redis.call('INCR', KEYS[7])\n"
     /* An XADD with an explicit id fails if the stream's last id is not below it, which cannot happen while
@@ -91,13 +90,13 @@ static struct rdsa_script send_lua = {
     "  local h = redis.call('HGETALL', KEYS[4])\n"
     "  for j = 1, #h, 2 do\n"
     "    if tonumber(h[j + 1]) > 0 then\n"
-    "      local beat = redis.call('ZSCORE', KEYS[15], h[j])\n"
+    "      local beat = redis.call('ZSCORE', KEYS[16], h[j])\n"
     "      if beat and tonumber(beat) >= oldest then online = true break end\n"
     "    end\n"
     "  end\n"
     "  if not online then\n"
     "    local rn = tonumber(redis.call('HGET', KEYS[14], tc .. '" CONV_F_READ_IN "') or '0')\n"
-    "    redis.call('XADD', KEYS[16], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
+    "    redis.call('XADD', KEYS[17], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
     "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO
     "', ARGV[4], '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
     "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
@@ -106,16 +105,9 @@ static struct rdsa_script send_lua = {
     "return {0, ARGV[2], fs, ts}\n",
     ""};
 
-/* KEYS: KEY_SEQ of the sender, of the recipient. ARGV: the highest seq MySQL has for each. A counter that
- * exists is left alone (another node set it first, or the user's first message raced this one). */
-static struct rdsa_script seq_init_lua = {"seq_init",
-                                          "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
-                                          "redis.call('SET', KEYS[2], ARGV[2], 'NX')\n"
-                                          "return 1\n",
-                                          ""};
-
-#define SEND_NKEYS 16
-#define SEND_ARGC  34
+#define SEND_WARN_EVERY_MS 10000 /* a refusal that repeats for every message is logged this often */
+#define SEND_NKEYS         17
+#define SEND_ARGC          35
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -125,67 +117,13 @@ struct send_req {
     int64_t ts;
     char *json; /* the packet recipients get, without seq */
     size_t json_len;
-    /* the script's arguments, kept so that it can run again after seq_init */
-    char *args; /* one block that argv points into */
-    const char *argv[SEND_ARGC];
-    size_t argvlen[SEND_ARGC];
-    int64_t max_seq[2]; /* seq_init: MySQL's highest seq of the sender and of the recipient; -1 = unknown */
-    int initialised;    /* seq_init ran once: a second {-3} is not retried */
 };
 
 static void send_free(struct send_req *s)
 {
     free(s->json);
-    free(s->args);
     chat_req_done(&s->r);
     free(s);
-}
-
-static void on_send_reply(redisReply *r, void *arg);
-
-static int send_eval(struct send_req *s)
-{
-    return rdsa_eval(&send_lua, on_send_reply, s, SEND_NKEYS, SEND_ARGC, s->argv, s->argvlen);
-}
-
-/* ---- a user Redis has no seq counter for: a new user, or a Redis that lost its data ----
- * The counter starts from the highest seq MySQL has stored for the user (0 for a new one), so no seq is
- * handed out twice even by a Redis that was replaced. */
-
-static void seq_init_work(struct db *db, void *arg)
-{
-    struct send_req *s = arg;
-    int64_t uid[2] = {s->r.c->uid, s->to};
-    MYSQL *m = db ? db_conn(db) : NULL;
-    for (int i = 0; i < 2 && m != NULL; i++)
-        s->max_seq[i] = timeline_stored_max(db, m, uid[i]);
-}
-
-static void on_seq_init_reply(redisReply *r, void *arg)
-{
-    struct send_req *s = arg;
-    if (r == NULL || r->type == REDIS_REPLY_ERROR || send_eval(s) != MP_OK) {
-        chat_error(s->r.c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-        send_free(s);
-    }
-}
-
-static void seq_init_done(void *arg)
-{
-    struct send_req *s = arg;
-    char a[24], b[24];
-    const char *argv[4] = {s->argv[5], s->argv[6], a, b};
-    size_t argvlen[4] = {s->argvlen[5], s->argvlen[6], 0, 0};
-
-    if (s->max_seq[0] < 0 || s->max_seq[1] < 0)
-        goto unavailable; /* MySQL down: the client sends it again */
-    argvlen[2] = (size_t)snprintf(a, sizeof(a), "%lld", (long long)s->max_seq[0]);
-    argvlen[3] = (size_t)snprintf(b, sizeof(b), "%lld", (long long)s->max_seq[1]);
-    if (rdsa_eval(&seq_init_lua, on_seq_init_reply, s, 2, 4, argv, argvlen) == MP_OK)
-        return;
-unavailable:
-    chat_error(s->r.c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    send_free(s);
 }
 
 void chat_send_init(void)
@@ -193,7 +131,6 @@ void chat_send_init(void)
     char buf[64];
     const char *zero;
     rdsa_script(&send_lua);
-    rdsa_script(&seq_init_lua);
     snprintf(buf, sizeof(buf), CHAN_NODE, 0);
     zero = strchr(buf, '0');
     snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
@@ -222,11 +159,14 @@ static void on_send_reply(redisReply *r, void *arg)
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == -1) {
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_NOT_FRIENDS, STATS_E_REJECTED);
-    } else if (e[0]->integer == -3 && !s->initialised) {
-        s->initialised = 1;
-        s->max_seq[0] = s->max_seq[1] = -1;
-        if (dbpool_submit(seq_init_work, seq_init_done, s) == MP_OK)
-            return;
+    } else if (e[0]->integer == -3) {
+        static int64_t warned_ms;
+        if (mp_now_ms() - warned_ms >= SEND_WARN_EVERY_MS) {
+            warned_ms = mp_now_ms();
+            log_warn("sends refused until magpie-persist has restored the seq counters from MySQL (Redis "
+                     "lost them, or was replaced; %s is missing) uid=%lld",
+                     KEY_SEQ_RESTORED, (long long)c->uid);
+        }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
         chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), retry_extra(e[1]->str));
@@ -276,7 +216,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24] = "", qmax[24], type[2] = {p->type, '\0'},
                                                  *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC];
-    size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len, total = 0;
+    size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
     struct chat_msg m;
     const char *bad;
@@ -335,54 +275,42 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(11, csto, strlen(csto));
     ARG(12, cfrom, strlen(cfrom));
     ARG(13, cto, strlen(cto));
-    ARG(14, KEY_NODES, strlen(KEY_NODES));
-    ARG(15, KEY_NOTIFY, strlen(KEY_NOTIFY));
-    ARG(16, node, strlen(node));
-    ARG(17, mid_s, strlen(mid_s));
-    ARG(18, from_s, strlen(from_s));
-    ARG(19, to_s, strlen(to_s));
-    ARG(20, p->id, p->id_len);
-    ARG(21, type, 1);
-    ARG(22, m.body, m.body_len);
-    ARG(23, ts_s, strlen(ts_s));
-    ARG(24, ttl, strlen(ttl));
-    ARG(25, head, head_len);
-    ARG(26, chan_prefix, strlen(chan_prefix));
-    ARG(27, chan_suffix, strlen(chan_suffix));
-    ARG(28, json, json_len);
-    ARG(29, keep, strlen(keep));
-    ARG(30, maxlen, strlen(maxlen));
-    ARG(31, oldest, strlen(oldest));
-    ARG(32, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
-    ARG(33, qmax, strlen(qmax));
+    ARG(14, KEY_SEQ_RESTORED, strlen(KEY_SEQ_RESTORED));
+    ARG(15, KEY_NODES, strlen(KEY_NODES));
+    ARG(16, KEY_NOTIFY, strlen(KEY_NOTIFY));
+    ARG(17, node, strlen(node));
+    ARG(18, mid_s, strlen(mid_s));
+    ARG(19, from_s, strlen(from_s));
+    ARG(20, to_s, strlen(to_s));
+    ARG(21, p->id, p->id_len);
+    ARG(22, type, 1);
+    ARG(23, m.body, m.body_len);
+    ARG(24, ts_s, strlen(ts_s));
+    ARG(25, ttl, strlen(ttl));
+    ARG(26, head, head_len);
+    ARG(27, chan_prefix, strlen(chan_prefix));
+    ARG(28, chan_suffix, strlen(chan_suffix));
+    ARG(29, json, json_len);
+    ARG(30, keep, strlen(keep));
+    ARG(31, maxlen, strlen(maxlen));
+    ARG(32, oldest, strlen(oldest));
+    ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
+    ARG(34, qmax, strlen(qmax));
 #undef ARG
-    for (int i = 0; i < SEND_ARGC; i++)
-        total += argvlen[i];
-    if ((s->args = malloc(total + 1)) == NULL)
-        goto failed;
-    total = 0;
-    for (int i = 0; i < SEND_ARGC; i++) {
-        memcpy(s->args + total, argv[i], argvlen[i]);
-        s->argv[i] = s->args + total;
-        s->argvlen[i] = argvlen[i];
-        total += argvlen[i];
-    }
     chat_req_init(&s->r, c, p);
     s->to = m.to;
     s->ts = ts;
     s->json = json;
     s->json_len = json_len;
-    free(head);
-    if (send_eval(s) != MP_OK) {
+    if (rdsa_eval(&send_lua, on_send_reply, s, SEND_NKEYS, SEND_ARGC, argv, argvlen) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         send_free(s);
     }
+    free(head); /* rdsa_eval copied the arguments */
     return;
 
 failed:
     chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    if (s != NULL)
-        free(s->args);
     free(s);
     free(json);
     free(head);

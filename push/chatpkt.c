@@ -53,22 +53,31 @@ size_t chatpkt_utf8_chars(const char *s, size_t len)
     return n;
 }
 
-/* A positive user id from a JSON integer or a string of 1..18 digits; 0 when it is neither. */
-static int64_t uid_of(const json_t *v)
+/* A positive id from a JSON integer or a string of 1..max_digits digits that fits an int64_t; 0 when it is
+ * neither. User ids take up to 18 digits; message ids up to 19 (mids travel as strings, SPEC §4). */
+static int64_t positive_id(const json_t *v, size_t max_digits)
 {
     if (json_is_integer(v))
         return json_integer_value(v) > 0 ? json_integer_value(v) : 0;
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
-        int64_t uid = 0;
-        if (n < 1 || n > 18 || strspn(s, "0123456789") != n)
+        int64_t id = 0;
+        if (n < 1 || n > max_digits || strspn(s, "0123456789") != n)
             return 0;
-        for (size_t i = 0; i < n; i++)
-            uid = uid * 10 + (s[i] - '0');
-        return uid;
+        for (size_t i = 0; i < n; i++) {
+            if (id > (INT64_MAX - (s[i] - '0')) / 10)
+                return 0;
+            id = id * 10 + (s[i] - '0');
+        }
+        return id;
     }
     return 0;
+}
+
+static int64_t uid_of(const json_t *v)
+{
+    return positive_id(v, 18);
 }
 
 const char *chatpkt_message(const struct chatpkt *p, int64_t self, struct chat_msg *out)
@@ -151,28 +160,6 @@ const char *chatpkt_sync(const struct chatpkt *p, struct chat_sync *out)
     return NULL;
 }
 
-/* A message id: a positive integer, or a string of up to 19 digits that fits an int64_t (mids are sent as
- * strings, SPEC §4). 0 when it is neither. */
-static int64_t mid_of(const json_t *v)
-{
-    if (json_is_integer(v))
-        return json_integer_value(v) > 0 ? json_integer_value(v) : 0;
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t n = json_string_length(v);
-        int64_t mid = 0;
-        if (n < 1 || n > 19 || strspn(s, "0123456789") != n)
-            return 0;
-        for (size_t i = 0; i < n; i++) {
-            if (mid > (INT64_MAX - (s[i] - '0')) / 10)
-                return 0;
-            mid = mid * 10 + (s[i] - '0');
-        }
-        return mid;
-    }
-    return 0;
-}
-
 const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read *out)
 {
     json_t *with, *group;
@@ -188,7 +175,7 @@ const char *chatpkt_read(const struct chatpkt *p, int64_t self, struct chat_read
         return CHAT_E_BAD_READ;
     if (group != NULL && (out->group = uid_of(group)) <= 0)
         return CHAT_E_BAD_READ;
-    if ((out->mid = mid_of(json_object_get(p->msg, "mid"))) <= 0)
+    if ((out->mid = positive_id(json_object_get(p->msg, "mid"), 19)) <= 0)
         return CHAT_E_BAD_READ;
     return NULL;
 }

@@ -2,6 +2,7 @@
 #include "conn.h"
 #include "cluster.h"
 #include "config.h"
+#include "handshake.h"
 #include "log.h"
 #include "magpie.h"
 #include "map.h"
@@ -12,6 +13,9 @@
 #include <string.h>
 
 #define CONN_CLOSE_GRACE_S 3 /* a closing connection whose client does not read is dropped after this */
+/* libwebsockets' timeouts fire on a coarse timer: a handshake closed this close to push.handshake_timeout_s
+ * is logged as timed out. */
+#define CONN_TIMEOUT_SLACK_MS 500
 
 struct qitem {
     struct qitem *next;
@@ -62,16 +66,15 @@ void conn_release(struct conn *c)
         conn_free(c);
 }
 
-static struct conn *conn_new(const struct proto *p, struct lws *wsi)
+static struct conn *conn_new(struct lws *wsi)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->wsi = wsi;
-    c->proto = p;
     c->id = ++K.next_id;
     c->refs = 1; /* libwebsockets' reference, dropped at WSI_DESTROY */
-    c->state = CONN_UPGRADING;
+    c->state = CONN_HTTP;
     c->tokens = push.cfg->push.burst * 1000;
     c->allowance = push.cfg->push.bad_packet_limit * 1000;
     c->tokens_ms = c->allowance_ms = push_now();
@@ -518,64 +521,73 @@ static void client_ip(struct lws *wsi, char *ip, size_t len)
         memmove(ip, ip + 7, strlen(ip + 7) + 1);
 }
 
-/* ---- the upgrade ---- */
+/* ---- the handshake ---- */
 
-static const struct proto *proto_for(const char *path)
+/* A TCP connection was accepted: its struct conn exists from now on, so that however the handshake ends
+ * it is accounted for (push.max_conns) and, if libwebsockets drops it unanswered, logged. */
+static int on_accepted(struct lws *wsi)
 {
-    for (int i = 0; push_protos[i] != NULL; i++) {
-        size_t n = strlen(push_protos[i]->path);
-        if (strncmp(path, push_protos[i]->path, n) == 0 && (path[n] == '\0' || path[n] == '/'))
-            return push_protos[i];
-    }
-    return NULL;
-}
-
-static int origin_allowed(struct lws *wsi)
-{
-    char origin[256];
-    int n;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
-        return 1; /* apps and servers send none; only browsers are at risk of cross-site hijacking */
-    n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-    return n > 0 && config_list_has(push.cfg->push.allowed_origins, origin, (size_t)n);
-}
-
-/* Refuse an upgrade with an HTTP status. Returns what CONFIRM_UPGRADE must return. */
-static int refuse_http(struct lws *wsi, unsigned status)
-{
-    if (lws_return_http_status(wsi, status, NULL))
+    struct conn *c = conn_new(wsi);
+    if (c == NULL)
         return -1;
-    return 1;
-}
-
-static int on_confirm_upgrade(struct lws *wsi, const char *upgrade)
-{
-    char path[AUTH_MAX_TOKEN + 64]; /* the path may carry a ticket */
-    const struct proto *p;
-    struct conn *c;
-
-    if (strcasecmp(upgrade, "websocket") != 0)
-        return refuse_http(wsi, HTTP_STATUS_FORBIDDEN);
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) >= (int)sizeof(path))
-        return refuse_http(wsi, HTTP_STATUS_REQ_URI_TOO_LONG);
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || (p = proto_for(path)) == NULL)
-        return refuse_http(wsi, HTTP_STATUS_NOT_FOUND);
-    if (push.stopping)
-        return refuse_http(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
-    if (!origin_allowed(wsi)) {
-        char ip[48];
-        client_ip(wsi, ip, sizeof(ip));
-        stats_error(STATS_E_ORIGIN);
-        log_info("refused foreign origin proto=%s ip=%s", p->name, ip);
-        return refuse_http(wsi, HTTP_STATUS_FORBIDDEN);
-    }
-    if (lws_wsi_user(wsi) != NULL)
-        return -1;
-    if ((c = conn_new(p, wsi)) == NULL)
-        return refuse_http(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
-    client_ip(wsi, c->ip, sizeof(c->ip));
+    c->heard_ms = push_now();
+    client_ip(wsi, c->ip, sizeof(c->ip)); /* the peer; X-Real-IP once the request is read */
     lws_set_wsi_user(wsi, c);
     return 0;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 lets libwebsockets upgrade, 1 means we answered with a status. */
+static int on_confirm_upgrade(struct conn *c, struct lws *wsi, const char *upgrade)
+{
+    struct handshake h;
+
+    if (c == NULL || (c->state != CONN_HTTP && c->state != CONN_ANSWERED))
+        return -1;
+    client_ip(wsi, c->ip, sizeof(c->ip));
+    if (handshake_check(wsi, upgrade, &h) == 0) {
+        /* the node's own state: nginx tries another node on a 503 (proxy_next_upstream http_503) */
+        const char *busy = push.stopping ? "shutting down" : K.total > push.max_conns ? "node full" : NULL;
+        if (busy != NULL) {
+            h.status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+            h.reason = busy;
+            h.stat = STATS_E_UNAVAILABLE;
+        }
+    }
+    if (h.status != 0) {
+        stats_error(h.stat);
+        log_info("handshake refused status=%u reason=\"%s\" proto=%s ip=%s", h.status, h.reason,
+                 h.proto ? h.proto->name : "-", c->ip);
+        c->state = CONN_ANSWERED;
+        return handshake_refuse(wsi, &h);
+    }
+    c->proto = h.proto;
+    c->state = CONN_UPGRADING;
+    return 0;
+}
+
+/* A connection that ends before its request was answered or upgraded (SPEC §8: never silently). */
+static void log_unanswered(struct conn *c)
+{
+    uint64_t ms = push_now() - c->heard_ms;
+    const char *why;
+
+    if (push.stopping)
+        return;
+    if (c->state == CONN_UPGRADING) {
+        /* handshake.c checks everything libwebsockets refuses after the upgrade is confirmed */
+        log_warn("handshake dropped by libwebsockets after it was accepted proto=%s ip=%s", c->proto->name,
+                 c->ip);
+        stats_error(STATS_E_HANDSHAKE);
+        return;
+    }
+    if (ms + CONN_TIMEOUT_SLACK_MS >= (uint64_t)push.cfg->push.handshake_timeout_s * 1000)
+        why = "not finished within push.handshake_timeout_s";
+    else /* the client left; or libwebsockets could not read the request (README: headers over
+          * push.max_header_bytes, too many header lines or URL arguments), or refused an Upgrade other than
+          * websocket with its own 403, before any callback */
+        why = "closed before an answer";
+    stats_error(STATS_E_HANDSHAKE);
+    log_info("handshake dropped reason=\"%s\" ip=%s after_ms=%llu", why, c->ip, (unsigned long long)ms);
 }
 
 static void on_established(struct conn *c)
@@ -595,7 +607,10 @@ static void on_established(struct conn *c)
 /* libwebsockets is done with the wsi (any state). */
 static void on_destroy(struct conn *c)
 {
-    int was_established = c->state != CONN_UPGRADING;
+    int was_established = c->state >= CONN_OPENING;
+
+    if (c->state == CONN_HTTP || c->state == CONN_UPGRADING)
+        log_unanswered(c);
     c->state = CONN_GONE;
     c->wsi = NULL;
     if (was_established) {
@@ -614,7 +629,7 @@ static void on_destroy(struct conn *c)
         log_debug("closed conn=%llu uid=%lld proto=%s", (unsigned long long)c->id, (long long)c->uid,
                   c->proto->name);
     }
-    if (c->proto->closed != NULL)
+    if (was_established && c->proto->closed != NULL)
         c->proto->closed(c);
     conn_release(c);
 }
@@ -624,15 +639,19 @@ int conn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     struct conn *c = user;
 
     switch (reason) {
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        return on_accepted(wsi);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return on_confirm_upgrade(wsi, in ? (const char *)in : "");
+        return on_confirm_upgrade(c, wsi, in ? (const char *)in : "");
     case LWS_CALLBACK_HTTP:
         /* A plain HTTP request: only WebSockets live here. */
+        if (c != NULL)
+            c->state = CONN_ANSWERED;
         if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
             return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_ESTABLISHED:
-        if (c == NULL)
+        if (c == NULL || c->state != CONN_UPGRADING)
             return -1;
         on_established(c);
         return 0;

@@ -1,6 +1,7 @@
 /* conn.h -- the connection layer every WebSocket protocol shares (see proto.h).
  *
- * A struct conn is one client connection. It is created when an upgrade request is accepted and lives
+ * A struct conn is one client connection. It is created when libwebsockets accepts the TCP connection (so
+ * that a handshake libwebsockets drops without an answer is still logged with its address) and lives
  * until libwebsockets has closed the connection and the last asynchronous operation holding it (a Redis
  * reply, a MySQL job) has let go: code that waits for something holds a reference (conn_hold/conn_release)
  * and checks conn_open() before using it when the answer comes.
@@ -30,6 +31,8 @@
 #define CONN_CLOSE_TRY_AGAIN_LATER 1013
 
 enum conn_state {
+    CONN_HTTP,      /* accepted; its request not read or not answered yet */
+    CONN_ANSWERED,  /* its request was refused with an HTTP status (it may send another) */
     CONN_UPGRADING, /* upgrade accepted, WebSocket not yet established */
     CONN_OPENING,   /* established; the protocol is checking the client (rx paused) */
     CONN_OPEN,      /* logged in */
@@ -68,9 +71,10 @@ struct conn {
     int close_code;
     const char *close_reason; /* static */
     int close_started;        /* the close frame is on its way (or the connection is being dropped) */
-    uint64_t heard_ms; /* loop time of the last frame or pong from the client (idle sweep) */
-    int ping_sent;     /* a ping went out since the client was last heard */
-    int ping_due;      /* the next writeable callback sends a ping */
+    /* loop time of the last frame or pong from the client (idle sweep); before the upgrade, of the accept */
+    uint64_t heard_ms;
+    int ping_sent; /* a ping went out since the client was last heard */
+    int ping_due;  /* the next writeable callback sends a ping */
     char ip[48];
     char sid[AUTH_JTI_LEN + 1]; /* jti of the login token behind this connection (logout closes it) */
 };
@@ -136,7 +140,7 @@ struct conn *conn_user(int64_t uid);
 /* Call fn for every user with connections here, with their count (presence resync). */
 void conn_each_user(void (*fn)(int64_t uid, int count, void *arg), void *arg);
 
-/* Connections of every state, for shutdown. */
+/* Connections of every state (handshakes included), for shutdown and push.max_conns. */
 size_t conn_total(void);
 
 /* SIGTERM: goodbye to every open connection (with a user or not), then close them (1001). */

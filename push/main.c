@@ -166,8 +166,8 @@ int main(int argc, char **argv)
         push.stopping = 1;
         finish(); /* then the loop runs until what did start has closed */
     } else {
-        log_info("magpie-push started node=%d listen=%s metrics=%s", push.node, cfg.push.listen,
-                 cfg.push.metrics_listen);
+        log_info("magpie-push started node=%d listen=%s metrics=%s max_conns=%zu", push.node, cfg.push.listen,
+                 cfg.push.metrics_listen, push.max_conns);
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -6,6 +6,7 @@
 #include "magpie.h"
 #include "metrics.h"
 #include "persist_entry.h"
+#include "persist_seq.h"
 #include "persist_sid.h"
 #include "persist_store.h"
 #include "persist_stream.h"
@@ -365,7 +366,10 @@ static void housekeeping(struct persist_worker *w, volatile sig_atomic_t *stop, 
 
     w->housekeeping_at = mp_mono_ms() + w->cfg->persist.housekeeping_ms;
     if (do_claim) {
+        long long restored;
         check_mysql(w);
+        if (persist_seq_restore(&w->rds, &w->db, &restored) != MP_OK)
+            log_debug("seq restore: not yet (Redis or MySQL unavailable); next housekeeping tries again");
         claim(w, stop);
     }
     rc = persist_stream_state(&w->rds, &st);

@@ -30,7 +30,16 @@ struct proto {
     void (*closed)(struct conn *c);
 };
 
-/* The protocols this node serves, NULL-terminated (server.c). */
-extern const struct proto *const push_protos[];
+/* What this node serves (server.c): the request path picks the protocols whose `path` it matches, and the
+ * WebSocket subprotocol the client offers picks one of them (SPEC §4.3; subprotocol NULL: the client
+ * offered none). An offered list with no row for the path is refused with 400 (handshake.c). Adding a
+ * protocol or a name for one is adding its rows: libwebsockets is told every name from this table, so it
+ * answers the client with the one chosen. Ends with a row whose proto is NULL. */
+struct proto_route {
+    const struct proto *proto;
+    const char *subprotocol;
+};
+
+extern const struct proto_route push_routes[];
 
 #endif

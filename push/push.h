@@ -22,6 +22,7 @@ struct push {
     struct id_gen ids; /* server message ids (id.h), node = push.node_id */
     int node;          /* push.node_id */
     int stopping;      /* SIGTERM seen: refuse new connections, say goodbye to the others */
+    size_t max_conns;  /* connections taken at most (push.max_conns, or from the open-file limit) */
 };
 
 extern struct push push;

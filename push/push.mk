@@ -3,7 +3,7 @@
 bin_PROGRAMS += push/magpie-push
 push_magpie_push_SOURCES = \
 	push/main.c push/push.h \
-	push/server.h push/server.c \
+	push/server.h push/server.c push/handshake.h push/handshake.c \
 	push/proto.h push/conn.h push/conn.c push/frame.h push/frame.c \
 	push/chat.h push/chat.c push/chatpkt.h push/chatpkt.c \
 	push/chat_send.c push/chat_online.c push/chat_history.c push/chat_order.c push/chat_site.c \

@@ -8,10 +8,20 @@
 #include "push.h"
 #include "room.h"
 
+#include <malloc.h>
 #include <string.h>
+#include <sys/resource.h>
 
-/* What this node serves, chosen by request path. */
-const struct proto *const push_protos[] = {&chat_proto, &room_proto, NULL};
+/* What this node serves: path (proto->path) and offered subprotocol -> protocol (see proto.h). SPEC §4.3:
+ * on /ws none or magpie.v1 is the JSON chat protocol; /room takes none. */
+const struct proto_route push_routes[] = {
+    {&chat_proto, NULL},
+    {&chat_proto, "magpie.v1"},
+    {&room_proto, NULL},
+    {NULL, NULL},
+};
+
+#define SERVER_ROUTES (sizeof(push_routes) / sizeof(push_routes[0]))
 
 /* Bytes libwebsockets allocates per connection to receive into. Most packets fit; a larger message
  * arrives in pieces that conn.c joins (up to push.max_frame). Smaller means less memory per idle
@@ -22,12 +32,66 @@ const struct proto *const push_protos[] = {&chat_proto, &room_proto, NULL};
  * more handshakes wait for one. */
 #define SERVER_HEADER_POOL 1024
 
-/* One protocol for every path: conn.c picks the Magpie protocol by path at the upgrade. It is also the
- * vhost's default, which clients that name no subprotocol get. */
-static const struct lws_protocols protocols[] = {
-    {"magpie", conn_lws_callback, 0, SERVER_RX_BUFFER, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
+/* File descriptors the node keeps for itself besides its clients and push.db_threads MySQL connections:
+ * stdio, the log, the listeners, two Redis connections, libuv's and libwebsockets' own (epoll, signal
+ * pipe, async handles), with room to spare. */
+#define SERVER_FD_RESERVE 64
+
+/* The lws protocol list: one entry per subprotocol name of push_routes, so that libwebsockets selects
+ * (and names in its 101 answer) exactly the one handshake.c chose; all share one callback, and conn.c
+ * picks the Magpie protocol at the upgrade. The first is the vhost's default, which a client that offers
+ * no subprotocol gets (libwebsockets then names none). */
+static struct lws_protocols protocols[SERVER_ROUTES + 1];
+
+static void protocols_fill(void)
+{
+    size_t n = 0;
+    for (const struct proto_route *r = push_routes; r->proto != NULL; r++) {
+        size_t i;
+        if (r->subprotocol == NULL)
+            continue;
+        for (i = 0; i < n && strcmp(protocols[i].name, r->subprotocol) != 0; i++)
+            ;
+        if (i < n)
+            continue;
+        protocols[n].name = r->subprotocol;
+        protocols[n].callback = conn_lws_callback;
+        protocols[n].rx_buffer_size = SERVER_RX_BUFFER;
+        n++;
+    }
+    if (n == 0) { /* no names at all: one nameless default, which no offered name can match */
+        protocols[0].name = "";
+        protocols[0].callback = conn_lws_callback;
+        protocols[0].rx_buffer_size = SERVER_RX_BUFFER;
+    }
+}
+
+/* Header tables are push.max_header_bytes each (36 KiB by default, to hold what nginx passes on), and a
+ * connect storm holds up to SERVER_HEADER_POOL of them at once. From the heap, glibc keeps what they
+ * freed: after 10,000 connections opened 512 at a time, 180 bytes more per idle connection than with
+ * 4 KiB tables (bench idle, 2026-11-25: 3,160 vs 2,980 bytes per connection). Allocations of that size are
+ * mmapped instead, so a table costs only the pages a request touches and goes back to the system when
+ * freed (2,780-2,870 bytes per connection in the same run). Larger allocations on the node's paths are
+ * rare (a message over 36 KiB being joined, a long history reply). */
+static void server_header_tables_mmapped(void)
+{
+    if (mallopt(M_MMAP_THRESHOLD, (int)push.cfg->push.max_header_bytes) != 1) /* a sanitizer's allocator */
+        log_info("header tables come from the heap (mallopt M_MMAP_THRESHOLD refused)");
+}
+
+/* push.max_conns, or what the open-file limit leaves after the node's own descriptors. */
+static size_t max_conns(void)
+{
+    struct rlimit rl;
+    long long reserve = SERVER_FD_RESERVE + push.cfg->push.db_threads;
+
+    if (push.cfg->push.max_conns > 0)
+        return (size_t)push.cfg->push.max_conns;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (long long)rl.rlim_cur <= reserve)
+        return (size_t)1 << 20;
+    return (size_t)((long long)rl.rlim_cur - reserve);
+}
 
 static lws_retry_bo_t retry;
 static int destroying; /* lws_context_destroy() was called (by us, or by lws on a failed start) */
@@ -79,6 +143,12 @@ int server_start(void)
     info.timeout_secs_ah_idle = (unsigned)push.cfg->push.handshake_timeout_s;
     info.retry_and_idle_policy = &retry;
     info.max_http_header_pool = SERVER_HEADER_POOL;
+    /* Held only while a handshake is in progress (libwebsockets frees a header table when no handshake
+     * waits for one), so an established connection costs nothing for it. */
+    info.max_http_header_data2 = (unsigned)push.cfg->push.max_header_bytes;
+    server_header_tables_mmapped();
+    protocols_fill();
+    push.max_conns = max_conns();
 
     push.lws = lws_create_context(&info);
     /* With a foreign libuv loop, a context whose listener failed (address in use) comes back non-NULL,

@@ -20,6 +20,7 @@ static const char *reason_names[STATS_E_COUNT] = {
     [STATS_E_TOO_BIG] = "too_big",
     [STATS_E_ABUSE] = "abuse",
     [STATS_E_IDLE] = "idle",
+    [STATS_E_HANDSHAKE] = "handshake",
 };
 
 /* Room request types as labels (PackageType of room.proto); anything else is "unknown". */

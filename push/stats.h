@@ -25,6 +25,7 @@ enum stats_reason {
     STATS_E_TOO_BIG,     /* message over push.max_frame (closed 1009) */
     STATS_E_ABUSE,       /* over push.bad_packet_limit (closed 1008) */
     STATS_E_IDLE,        /* a room connection without heartbeat for push.room_idle_s (closed 1008) */
+    STATS_E_HANDSHAKE,   /* an upgrade request refused with an HTTP status, or dropped unanswered */
     STATS_E_COUNT
 };
 

@@ -22,16 +22,20 @@
 #include <unistd.h>
 
 #define TIMELINE_SEQ_MAX (INT64_C(1) << 62)
-#define SYNC_RETRY_US    150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff \
-                                 */
+#define SYNC_RETRY_US                                                                                        \
+    150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
+            */
 
-/* KEYS: KEY_TL, KEY_SEQ of the user. ARGV: the first seq wanted, limit, KEY_MSG's prefix.
+/* KEYS: KEY_TL, KEY_SEQ of the user, KEY_SEQ_RESTORED. ARGV: the first seq wanted, limit, KEY_MSG's prefix.
  * Returns {latest seq, seq, mid, packet or nil, seq, mid, packet or nil, ...}, or {-1} when Redis has no
- * counter for the user (then MySQL says what the latest seq is). Reads only. */
+ * counter for the user and may have lost it (then MySQL says what the latest seq is). Reads only. */
 static struct rdsa_script sync_lua = {
     "sync",
     "local v = redis.call('GET', KEYS[2])\n"
-    "if not v then return {-1} end\n"
+    "if not v then\n"
+    "  if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end\n"
+    "  v = '0'\n"
+    "end\n"
     "local max = tonumber(v)\n"
     "local out = {max}\n"
     "if tonumber(ARGV[1]) > max then return out end\n"
@@ -244,7 +248,8 @@ static int read_rows(struct db *db, MYSQL *m, const char *sql, size_t len, int64
     return MP_OK;
 }
 
-int64_t timeline_stored_max(struct db *db, MYSQL *m, int64_t uid)
+/* The highest seq MySQL has stored for uid (0 when none), or -1 when MySQL failed. */
+static int64_t stored_max(struct db *db, MYSQL *m, int64_t uid)
 {
     char sql[256];
     MYSQL_RES *res;
@@ -287,7 +292,7 @@ static int sync_query(struct db *db, struct sync_req *q)
     if (m == NULL)
         return MP_EAGAIN;
     if (q->max < 0) { /* Redis has no counter for the user: MySQL knows the latest seq */
-        if ((q->max = timeline_stored_max(db, m, q->uid)) < 0)
+        if ((q->max = stored_max(db, m, q->uid)) < 0)
             return MP_EAGAIN;
         below = q->max + 1;
     }
@@ -422,8 +427,8 @@ unavailable:
 void timeline_sync(struct conn *c, const struct chatpkt *p)
 {
     char tl[64], seq[64], first[24], limit[16];
-    const char *argv[5];
-    size_t argvlen[5];
+    const char *argv[6];
+    size_t argvlen[6];
     struct sync_req *q;
     const char *bad;
 
@@ -453,11 +458,12 @@ void timeline_sync(struct conn *c, const struct chatpkt *p)
     snprintf(limit, sizeof(limit), "%d", q->y.limit);
     argv[0] = tl;
     argv[1] = seq;
-    argv[2] = first;
-    argv[3] = limit;
-    argv[4] = msg_prefix;
-    for (int i = 0; i < 5; i++)
+    argv[2] = KEY_SEQ_RESTORED;
+    argv[3] = first;
+    argv[4] = limit;
+    argv[5] = msg_prefix;
+    for (int i = 0; i < 6; i++)
         argvlen[i] = strlen(argv[i]);
-    if (rdsa_eval(&sync_lua, on_sync_reply, q, 2, 5, argv, argvlen) != MP_OK)
+    if (rdsa_eval(&sync_lua, on_sync_reply, q, 3, 6, argv, argvlen) != MP_OK)
         sync_done(q);
 }

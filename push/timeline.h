@@ -8,15 +8,17 @@
  * (a torn tail is dropped whole when Redis loads it), so after any crash or restart a seq exists exactly when
  * its message does: no gaps, and a seq is never handed out twice (within the AOF setting: with appendfsync
  * everysec a Redis crash can lose the last second of acked messages together with their seqs, and those
- * seqs are then given again -- SPEC §6's documented window; `always` loses none). A counter Redis does not
- * have (a user's first message; a Redis replaced or flushed) starts from the highest seq MySQL has for the
- * user, so even then none is given twice: that costs one MySQL query per such user, and while MySQL is down
- * their message gets E "temporarily unavailable, retry". What can refuse a message in the script (the
- * friend check, a missing counter) does so before the first write, and a failed timeline write undoes the
- * writes before it, so a refused message (E) takes no seq. A retry of the same (from, id) finds the dedup key
- * and gets the first mid and seq back. A delivery carries both seqs to the other nodes ("<fseq> <tseq> "
- * ahead of chatpkt_delivery's payload); each connection gets the packet with its own user's seq spliced in
- * (packet_with_seq, shared/packet.h).
+ * seqs are then given again -- SPEC §6's documented window; `always` loses none). A Redis that lost all
+ * (replaced, flushed) has lost KEY_SEQ_RESTORED too: magpie-persist then raises every counter to the highest
+ * seq MySQL holds for its user (persist_seq.c) before it sets that key again, and until then a message to or
+ * from a user without a counter gets E "temporarily unavailable, retry" -- so no seq is given twice, and no
+ * message overtakes another by a detour. (A Redis restored from an old backup keeps the key with older
+ * counters: after such a restore, DEL mp:seq:restored and magpie-persist repairs them the same way.) What
+ * can refuse a message in the script (the friend check, a missing counter) does so before the first write,
+ * and a failed timeline write undoes the writes before it, so a refused message (E) takes no seq. A retry of
+ * the same (from, id) finds the dedup key and gets the first mid and seq back. A delivery carries both seqs
+ * to the other nodes ("<fseq> <tseq> " ahead of chatpkt_delivery's payload); each connection gets the packet
+ * with its own user's seq spliced in (packet_with_seq, shared/packet.h).
  *
  * Where each entry lives.
  *   - Redis, recent: KEY_TL holds a contiguous run of a user's latest seqs (about timeline.max_entries of
@@ -46,16 +48,11 @@
 #define PUSH_TIMELINE_H
 
 #include "chat.h"
-#include "db.h"
 
 /* Register the Y script (before rdsa_start). */
 void timeline_init(void);
 
 /* Y: {"after": seq, "limit"?: n}. */
 void timeline_sync(struct conn *c, const struct chatpkt *p);
-
-/* The highest seq MySQL has stored for uid (0 when none), or -1 when MySQL failed. On a pool thread (m is
- * db's connection). Where a seq counter starts when Redis has none (chat_send.c). */
-int64_t timeline_stored_max(struct db *db, MYSQL *m, int64_t uid);
 
 #endif

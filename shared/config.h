@@ -88,6 +88,8 @@ struct magpie_config {
         long long burst;
         long long max_conns_per_user;
         long long handshake_timeout_s;
+        long long max_header_bytes;
+        long long max_conns;
         long long idle_timeout_s;
         long long ping_interval_s;
         long long queue_cap;

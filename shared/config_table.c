@@ -184,7 +184,16 @@ const struct config_key config_keys[] = {
     INT("push", "max_conns_per_user", push.max_conns_per_user, 1, 1000, "10",
         "Connections one user may hold across the cluster; one more gets E and is closed."),
     INT("push", "handshake_timeout_s", push.handshake_timeout_s, 1, 300, "10",
-        "Close a connection whose WebSocket handshake has not finished in this time."),
+        "Close a connection whose WebSocket handshake has not finished in this time (logged)."),
+    INT("push", "max_header_bytes", push.max_header_bytes, 4096, 65535, "36864",
+        "Bytes of request headers a handshake may carry (libwebsockets' header table, held only while\n"
+        "a handshake is in progress). Keep it above what nginx passes on: its large_client_header_buffers\n"
+        "(4 x 8k in the site conf) plus the headers nginx adds. Larger is closed without an answer\n"
+        "(libwebsockets 4.1.6 cannot answer it), logged as \"handshake dropped\"."),
+    INT("push", "max_conns", push.max_conns, 0, 10000000, "0",
+        "Connections this node takes at most (handshakes included); one more gets HTTP 503 at the\n"
+        "handshake, which nginx answers by trying another node. 0 = the open-file limit less what the\n"
+        "node needs for itself (Redis, MySQL, listeners, logs)."),
     INT("push", "idle_timeout_s", push.idle_timeout_s, 5, 3600, "60",
         "Close a connection that sent nothing (not even a pong) for this long."),
     INT("push", "ping_interval_s", push.ping_interval_s, 1, 3600, "25",

@@ -74,6 +74,11 @@
 /* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
  * is never given twice. */
 #define KEY_SEQ "mp:seq:%lld"
+/* string (the time it was set): every user with a seq in MySQL has its KEY_SEQ in this Redis, so a missing
+ * counter is a new user's and starts at 0. Set by magpie-persist after it restored the counters from MySQL
+ * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
+ * it is missing, a message to or from a user without a counter is refused (E, retried). No TTL. */
+#define KEY_SEQ_RESTORED "mp:seq:restored"
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */

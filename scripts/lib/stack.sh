@@ -315,7 +315,7 @@ start_nginx() {
     local dir=$RUN/nginx push_servers="" p user_line=""
     mkdir -p "$dir/tmp"
     for p in "${PUSH_PORT_LIST[@]}"; do
-        push_servers="${push_servers}server 127.0.0.1:$p; "
+        push_servers="${push_servers}server 127.0.0.1:$p max_fails=0; "
     done
     # As root, nginx's workers would switch to nobody, who cannot read a checkout in root's home.
     [ "$(id -u)" = 0 ] && user_line="user root;"

@@ -213,6 +213,88 @@ class Chat:
         await self.ws.close()
 
 
+class Device:
+    """One device of a user as the README tells app developers to write it: it keeps what it handled by seq,
+    syncs with Y after (re)connecting and when a packet's seq skips ahead, and sends each message until it
+    gets A (reconnecting on a lost connection), with the same id every time."""
+
+    def __init__(self, stack, uid):
+        self.stack, self.uid = stack, uid
+        self.have = {}  # seq -> (mid, from, text)
+        self.chat = None
+        self.acks = {}  # client id -> (mid, seq)
+
+    @property
+    def last(self):
+        n = 0
+        while n + 1 in self.have:
+            n += 1
+        return n
+
+    def keep(self, p):
+        entry = (p["mid"], p["from"], p["msg"])
+        old = self.have.setdefault(p["seq"], entry)
+        assert old == entry, f"seq {p['seq']} of uid {self.uid} held {old}, now {entry}"
+
+    async def connect(self):
+        while True:
+            try:
+                self.chat = await Chat.connect(self.stack, self.uid)
+                await self.sync()
+                return
+            except (OSError, Closed, asyncio.TimeoutError, websockets.WebSocketException, AssertionError):
+                await asyncio.sleep(0.2)
+
+    async def sync(self):
+        while True:
+            r = await self.chat.request("Y", {"after": self.last, "limit": 200}, timeout=10)
+            if r["type"] == "E":   # temporarily unavailable: try again a little later
+                await asyncio.sleep(0.2)
+                continue
+            for p in r["msg"]["messages"]:
+                self.keep(p)
+            if not r["msg"]["more"]:
+                return
+
+    def take(self, packets):
+        gap = False
+        for p in packets:
+            if p.get("type") == "t" and "seq" in p:
+                if p["seq"] > self.last + 1:
+                    gap = True
+                self.keep(p)
+        return gap
+
+    async def send(self, to, text, id):
+        while True:
+            try:
+                if self.chat is None or not self.chat.open:
+                    await self.connect()
+                r = await self.chat.text(to, text, id=id, timeout=3)
+                if r["type"] == "A":
+                    self.acks[id] = (r["mid"], r["seq"])
+                    self.have.setdefault(r["seq"], (r["mid"], self.uid, text))
+                    return
+                await asyncio.sleep(0.1)   # E: temporarily unavailable -- the same packet again
+            except (Closed, asyncio.TimeoutError, websockets.WebSocketException, OSError):
+                await asyncio.sleep(0.1)
+                self.chat = None
+
+    async def listen(self, seconds):
+        """Take what arrives for a while; Y when a seq skipped ahead; reconnect when the connection drops."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if self.chat is None or not self.chat.open:
+                    await self.connect()
+                got = await self.chat.collect(min(0.3, max(0.01, deadline - time.monotonic())))
+                if self.take(got):
+                    await self.sync()
+            except (Closed, asyncio.TimeoutError, websockets.WebSocketException, OSError):
+                self.chat = None
+
+
+
 async def wait_until(cond, timeout, what, interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -2,12 +2,11 @@
 gets the user's next seq; A and every delivered packet carry it; Y serves the timeline from Redis and, for what
 Redis no longer has, from MySQL -- contiguous, never skipping an entry."""
 import asyncio
+import os
 import random
-import time
+import signal
 
-import websockets
-
-from push_client import Chat, Closed, make_friends, new_uid, run, wait_until
+from push_client import Chat, Device, make_friends, new_uid, run, wait_until
 
 
 def test_A_and_every_delivery_carry_their_users_seq(stack):
@@ -135,87 +134,6 @@ def test_Y_serves_from_mysql_what_redis_no_longer_has(stack):
     run(go())
 
 
-class Device:
-    """One device of a user as the README tells app developers to write it: it keeps what it handled by seq,
-    syncs with Y after (re)connecting and when a packet's seq skips ahead, and sends each message until it
-    gets A (reconnecting on a lost connection), with the same id every time."""
-
-    def __init__(self, stack, uid):
-        self.stack, self.uid = stack, uid
-        self.have = {}  # seq -> (mid, from, text)
-        self.chat = None
-        self.acks = {}  # client id -> (mid, seq)
-
-    @property
-    def last(self):
-        n = 0
-        while n + 1 in self.have:
-            n += 1
-        return n
-
-    def keep(self, p):
-        entry = (p["mid"], p["from"], p["msg"])
-        old = self.have.setdefault(p["seq"], entry)
-        assert old == entry, f"seq {p['seq']} of uid {self.uid} held {old}, now {entry}"
-
-    async def connect(self):
-        while True:
-            try:
-                self.chat = await Chat.connect(self.stack, self.uid)
-                await self.sync()
-                return
-            except (OSError, Closed, asyncio.TimeoutError, websockets.WebSocketException, AssertionError):
-                await asyncio.sleep(0.2)
-
-    async def sync(self):
-        while True:
-            r = await self.chat.request("Y", {"after": self.last, "limit": 200}, timeout=10)
-            if r["type"] == "E":   # temporarily unavailable: try again a little later
-                await asyncio.sleep(0.2)
-                continue
-            for p in r["msg"]["messages"]:
-                self.keep(p)
-            if not r["msg"]["more"]:
-                return
-
-    def take(self, packets):
-        gap = False
-        for p in packets:
-            if p.get("type") == "t" and "seq" in p:
-                if p["seq"] > self.last + 1:
-                    gap = True
-                self.keep(p)
-        return gap
-
-    async def send(self, to, text, id):
-        while True:
-            try:
-                if self.chat is None or not self.chat.open:
-                    await self.connect()
-                r = await self.chat.text(to, text, id=id, timeout=3)
-                if r["type"] == "A":
-                    self.acks[id] = (r["mid"], r["seq"])
-                    self.have.setdefault(r["seq"], (r["mid"], self.uid, text))
-                    return
-                await asyncio.sleep(0.1)   # E: temporarily unavailable -- the same packet again
-            except (Closed, asyncio.TimeoutError, websockets.WebSocketException, OSError):
-                await asyncio.sleep(0.1)
-                self.chat = None
-
-    async def listen(self, seconds):
-        """Take what arrives for a while; Y when a seq skipped ahead; reconnect when the connection drops."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                if self.chat is None or not self.chat.open:
-                    await self.connect()
-                got = await self.chat.collect(min(0.3, max(0.01, deadline - time.monotonic())))
-                if self.take(got):
-                    await self.sync()
-            except (Closed, asyncio.TimeoutError, websockets.WebSocketException, OSError):
-                self.chat = None
-
-
 def _chaos_run(stack, n, event=None):
     """Two users on different nodes send n messages each way; each user's second device disconnects and
     reconnects at random; `event(step)` may break a server in the middle. Then every device syncs once more
@@ -299,10 +217,10 @@ def test_timelines_survive_kill_9_of_a_push_node_of_persist_and_a_redis_restart(
     _chaos_run(stack, 500, event)
 
 
-def test_a_redis_that_lost_a_users_counter_continues_from_mysql_and_reuses_no_seq(stack):
-    """Redis replaced, flushed or restored from an old copy: a user's seq counter and timeline are gone, MySQL
-    has the messages. The next message continues after MySQL's highest seq, and Y serves the rest from
-    MySQL meanwhile."""
+def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_seq(stack):
+    """Redis replaced or flushed: the counters and mp:seq:restored are gone, MySQL has the messages. Y serves
+    from MySQL meanwhile; a message of a user without a counter is refused (E, no seq taken) until
+    magpie-persist has raised every counter to MySQL's highest seq, then it continues after it."""
     async def go():
         a, b = new_uid(), new_uid()
         make_friends(stack, a, b)
@@ -313,9 +231,17 @@ def test_a_redis_that_lost_a_users_counter_continues_from_mysql_and_reuses_no_se
         assert top == 6
         await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 7)), 10, "persist to store all 6")
         r = stack.redis()
-        r.delete(f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
-        again, top = await _sync_all(ca)
-        assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
+        os.kill(stack.daemon_pid("persist"), signal.SIGSTOP)  # hold the restore until the test has looked
+        try:
+            r.delete("mp:seq:restored", f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
+            again, top = await _sync_all(ca)
+            assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
+            refused = await ca.text(b, "while counters are missing")
+            assert (refused["type"], refused["msg"]) == ("E", "temporarily unavailable, retry")
+        finally:
+            os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
+        await wait_until(lambda: r.exists("mp:seq:restored"), 10, "persist to restore the counters")
+        assert int(r.get(f"mp:seq:{a}")) == 6
         nxt = await ca.text(b, "after the loss")
         assert nxt["type"] == "A" and nxt["seq"] == 7
         got = await cb.wait_for(lambda p: p.get("type") == "t" and p["msg"] == "after the loss")

@@ -435,6 +435,64 @@ static void test_sync(void **state)
     }
 }
 
+static void test_read(void **state)
+{
+    static const struct {
+        const char *msg;
+        const char *want;
+        long long with, group, mid;
+    } cases[] = {
+        {"{\"with\":7,\"mid\":\"9223372036854775807\"}", NULL, 7, 0, 9223372036854775807LL},
+        {"{\"with\":\"7\",\"mid\":12}", NULL, 7, 0, 12},
+        {"{\"group\":3,\"mid\":\"12\"}", NULL, 0, 3, 12},
+        {"{\"with\":7,\"mid\":\"9223372036854775808\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"12345678901234567890\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":\"1a\"}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":0}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"mid\":-5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":1,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0}, /* self */
+        {"{\"with\":0,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"with\":7,\"group\":3,\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"{\"mid\":5}", CHAT_E_BAD_READ, 0, 0, 0},
+        {"[7,5]", CHAT_E_BAD_READ, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[256];
+        struct chatpkt p;
+        struct chat_read r;
+        const char *why;
+        snprintf(buf, sizeof(buf), "{\"id\":\"r\",\"to\":0,\"type\":\"R\",\"msg\":%s}", cases[i].msg);
+        assert_null(chatpkt_parse(buf, strlen(buf), &p));
+        why = chatpkt_read(&p, 1, &r);
+        if (cases[i].want == NULL) {
+            assert_null(why);
+            assert_int_equal(r.with, cases[i].with);
+            assert_int_equal(r.group, cases[i].group);
+            assert_int_equal(r.mid, cases[i].mid);
+        } else {
+            assert_string_equal(why, cases[i].want);
+        }
+        chatpkt_free(&p);
+    }
+}
+
+static void test_user_packet_between_nodes(void **state)
+{
+    int64_t uid;
+    const char *packet;
+    size_t len;
+    static const char *bad[] = {"",        "u",        "u ",      "u 5",    "u 5\n",
+                                "u 0\n{}", "u -1\n{}", "x 5\n{}", "u5\n{}", "1 2 3 4 5\n{}"};
+    assert_int_equal(chatpkt_user_packet_parse("u 42\n{\"a\":1}", 12, &uid, &packet, &len), 0);
+    assert_int_equal(uid, 42);
+    assert_int_equal(len, 7);
+    assert_memory_equal(packet, "{\"a\":1}", 7);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(chatpkt_user_packet_parse(bad[i], strlen(bad[i]), &uid, &packet, &len), -1);
+}
+
 /* Everything a handler would call, on whatever parsed. */
 static void run_all(const char *buf, size_t len)
 {
@@ -442,16 +500,21 @@ static void run_all(const char *buf, size_t len)
     struct chat_msg m;
     struct chat_history h;
     struct chat_sync y;
+    struct chat_read rd;
     struct chat_delivery d;
+    const char *pk;
+    size_t pklen;
     char order[CHAT_MAX_ORDER + 1];
     double lon, lat;
     int64_t uid;
     (void)chatpkt_delivery_parse(buf, len, &d);
+    (void)chatpkt_user_packet_parse(buf, len, &uid, &pk, &pklen);
     if (chatpkt_parse(buf, len, &p) == NULL) {
         (void)chatpkt_message(&p, 1, &m);
         (void)chatpkt_online(&p, &uid);
         (void)chatpkt_history(&p, &h);
         (void)chatpkt_sync(&p, &y);
+        (void)chatpkt_read(&p, 1, &rd);
         (void)chatpkt_order(&p, order, sizeof(order));
         (void)chatpkt_site(&p, &lon, &lat);
     }
@@ -515,6 +578,8 @@ int main(void)
         cmocka_unit_test(test_delivery_between_nodes),
         cmocka_unit_test(test_with_seq),
         cmocka_unit_test(test_sync),
+        cmocka_unit_test(test_read),
+        cmocka_unit_test(test_user_packet_between_nodes),
         cmocka_unit_test(test_random_and_mutated_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
