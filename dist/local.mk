@@ -3,9 +3,9 @@
 
 systemddir = $(pkgdatadir)/systemd
 systemd_DATA = dist/systemd/magpie-http.service dist/systemd/magpie-push@.service \
-	dist/systemd/magpie-persist.service
+	dist/systemd/magpie-persist.service dist/systemd/magpie-notify.service
 EXTRA_DIST += dist/systemd/magpie-http.service.in dist/systemd/magpie-push@.service.in \
-	dist/systemd/magpie-persist.service.in
+	dist/systemd/magpie-persist.service.in dist/systemd/magpie-notify.service.in
 CLEANFILES += $(systemd_DATA)
 
 dist/systemd/%.service: $(srcdir)/dist/systemd/%.service.in

@@ -4,6 +4,8 @@
  * /msg reaches the push nodes through Redis pub/sub (bus.h):
  *   {room_id, msg, level?} -> CHAN_ROOM of the room: a serialized BroadcastRoomReq {roomID, msgLv, data}
  *   {to, msg}              -> CHAN_CONTROL: {"cmd":"deliver","uid":to,"packet":<server packet "s">}
+ * With notify.webhook_url set, {to, msg} for a user with no connection on a live node also queues an
+ * offline notification (KEY_NOTIFY, fields in notify_event.h): notify_lua publishes and decides in one step.
  */
 #include "bus.h"
 #include "call.h"
@@ -11,6 +13,7 @@
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
+#include "notify_event.h"
 #include "room.pb-c.h"
 
 #include <stdio.h>
@@ -30,6 +33,78 @@ static void publish(struct call *c, const char *channel, const void *payload, si
     }
     log_debug("published channel_kind=%s receivers=%lld bytes=%zu",
               strncmp(channel, "mp:room:", 8) == 0 ? "room" : "control", rep->integer, len);
+    freeReplyObject(rep);
+}
+
+/* KEYS: presence of the recipient, KEY_NODES, KEY_NOTIFY.
+ * ARGV: CHAN_CONTROL, payload, oldest live heartbeat ms, to, packet id, ts, preview, notify.queue_maxlen.
+ * Returns PUBLISH's receiver count. */
+static const char notify_lua[] =
+    "local n = redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "for j = 1, #h, 2 do\n"
+    "  if tonumber(h[j + 1]) > 0 then\n"
+    "    local beat = redis.call('ZSCORE', KEYS[2], h[j])\n"
+    "    if beat and tonumber(beat) >= tonumber(ARGV[3]) then return n end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
+    "', '" NT_F_TYPE "', 'system', '" NT_F_KIND "', 's', '" NT_F_TO "', ARGV[4], '" NT_F_FROM
+    "', '0', '" NT_F_CONV "', 'u0', '" NT_F_MID "', ARGV[5], '" NT_F_TS "', ARGV[6], '" NT_F_PREVIEW
+    "', ARGV[7])\n"
+    "return n\n";
+
+/* Bytes of the first notify.preview_chars characters of msg when it is a string (jansson holds valid
+ * UTF-8); an object has no preview. */
+static size_t preview_len(const json_t *msg)
+{
+    const char *s = json_is_string(msg) ? json_string_value(msg) : "";
+    size_t len = json_is_string(msg) ? json_string_length(msg) : 0, i;
+    long long chars = 0;
+    for (i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == app.cfg.notify.preview_chars)
+            break;
+    return i;
+}
+
+/* PUBLISH the system packet, and queue a notification when the user is offline (notify_lua). */
+static void publish_notify(struct call *c, int64_t to, const char *id, int64_t ts, const json_t *msg,
+                           const char *payload)
+{
+    char presence[64], oldest[24], to_s[24], ts_s[24], qmax[24];
+    const char *argv[] = {"EVAL",
+                          notify_lua,
+                          "3",
+                          presence,
+                          KEY_NODES,
+                          KEY_NOTIFY,
+                          CHAN_CONTROL,
+                          payload,
+                          oldest,
+                          to_s,
+                          id,
+                          ts_s,
+                          json_is_string(msg) ? json_string_value(msg) : "",
+                          qmax};
+    size_t lens[MP_ARRAY_LEN(argv)];
+    redisReply *rep;
+
+    snprintf(presence, sizeof(presence), KEY_PRESENCE, (long long)to);
+    snprintf(oldest, sizeof(oldest), "%lld", (long long)(mp_now_ms() - app.cfg.push.node_ttl_s * 1000));
+    snprintf(to_s, sizeof(to_s), "%lld", (long long)to);
+    snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
+    snprintf(qmax, sizeof(qmax), "%lld", app.cfg.notify.queue_maxlen);
+    for (size_t i = 0; i < MP_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    lens[12] = preview_len(msg);
+    rep = rds_cmdargv(&c->w->rds, (int)MP_ARRAY_LEN(argv), argv, lens);
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+            log_warn("system message script failed reason=\"%s\"", rep->str);
+        freeReplyObject(rep);
+        reply_unavailable(c, "redis");
+        return;
+    }
     freeReplyObject(rep);
 }
 
@@ -74,7 +149,7 @@ static void to_room(struct call *c, const char *msg, size_t msg_len)
 
 static void to_user(struct call *c, json_t *msg)
 {
-    int64_t to;
+    int64_t to, ts = mp_now_ms();
     char id[MSG_ID_HEX + 1];
     json_t *cmd;
     char *payload;
@@ -87,14 +162,17 @@ static void to_user(struct call *c, json_t *msg)
     }
     cmd = json_pack("{s:s, s:I, s:{s:s, s:i, s:I, s:s, s:O, s:I}}", "cmd", BUS_CMD_DELIVER, "uid",
                     (json_int_t)to, "packet", "id", id, "from", 0, "to", (json_int_t)to, "type", "s", "msg",
-                    msg, "ts", (json_int_t)mp_now_ms());
+                    msg, "ts", (json_int_t)ts);
     payload = cmd ? json_dumps(cmd, JSON_COMPACT) : NULL;
     json_decref(cmd);
     if (payload == NULL) {
         reply_unavailable(c, "memory");
         return;
     }
-    publish(c, CHAN_CONTROL, payload, strlen(payload));
+    if (app.cfg.notify.webhook_url[0] != '\0')
+        publish_notify(c, to, id, ts, msg, payload);
+    else
+        publish(c, CHAN_CONTROL, payload, strlen(payload));
     free(payload);
     if (!c->replied)
         reply(c, API_OK, json_pack("{s:s}", "id", id));

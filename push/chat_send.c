@@ -10,9 +10,11 @@
  * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
  */
 #include "chat.h"
+#include "cluster.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
+#include "notify_event.h"
 #include "push.h"
 #include "rdsa.h"
 #include "stream.h"
@@ -23,9 +25,10 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED.
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY.
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
- * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries.
+ * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
+ * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen.
  * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
  * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
@@ -80,12 +83,31 @@ static struct rdsa_script send_lua = {
     "    end\n"
     "  end\n"
     "end\n"
+    /* Offline notification (notify/notify_worker.h owns the design): the recipient has no connection on a
+     * live node, so the event is queued here, in the same script as the message it tells of. */
+    "if ARGV[16] ~= '' then\n"
+    "  local oldest, online = tonumber(ARGV[16]), false\n"
+    "  local h = redis.call('HGETALL', KEYS[4])\n"
+    "  for j = 1, #h, 2 do\n"
+    "    if tonumber(h[j + 1]) > 0 then\n"
+    "      local beat = redis.call('ZSCORE', KEYS[16], h[j])\n"
+    "      if beat and tonumber(beat) >= oldest then online = true break end\n"
+    "    end\n"
+    "  end\n"
+    "  if not online then\n"
+    "    local rn = tonumber(redis.call('HGET', KEYS[14], tc .. '" CONV_F_READ_IN "') or '0')\n"
+    "    redis.call('XADD', KEYS[17], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
+    "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO
+    "', ARGV[4], '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
+    "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
+    "  end\n"
+    "end\n"
     "return {0, ARGV[2], fs, ts}\n",
     ""};
 
 #define SEND_WARN_EVERY_MS 10000 /* a refusal that repeats for every message is logged this often */
-#define SEND_NKEYS         15
-#define SEND_ARGC          30
+#define SEND_NKEYS         17
+#define SEND_ARGC          35
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -165,6 +187,17 @@ static void on_send_reply(redisReply *r, void *arg)
     send_free(s);
 }
 
+/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
+static size_t chat_preview_len(const char *body, size_t len)
+{
+    long long chars = 0;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
+            break;
+    return i;
+}
+
 /* The Redis key remembering (from, id): KEY_DEDUP with the client's id appended by length, since the id may
  * hold any bytes. Returns its length; buf holds at least 64 + CHAT_MAX_ID bytes. */
 static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
@@ -180,7 +213,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
-        ts_s[24], ttl[24], keep[24], maxlen[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24] = "", qmax[24], type[2] = {p->type, '\0'},
+                                                 *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC];
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
@@ -223,6 +257,9 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     snprintf(cto, sizeof(cto), KEY_CONV, (long long)m.to);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
+    if (push.cfg->notify.webhook_url[0] != '\0')
+        snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
+    snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -239,21 +276,26 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(12, cfrom, strlen(cfrom));
     ARG(13, cto, strlen(cto));
     ARG(14, KEY_SEQ_RESTORED, strlen(KEY_SEQ_RESTORED));
-    ARG(15, node, strlen(node));
-    ARG(16, mid_s, strlen(mid_s));
-    ARG(17, from_s, strlen(from_s));
-    ARG(18, to_s, strlen(to_s));
-    ARG(19, p->id, p->id_len);
-    ARG(20, type, 1);
-    ARG(21, m.body, m.body_len);
-    ARG(22, ts_s, strlen(ts_s));
-    ARG(23, ttl, strlen(ttl));
-    ARG(24, head, head_len);
-    ARG(25, chan_prefix, strlen(chan_prefix));
-    ARG(26, chan_suffix, strlen(chan_suffix));
-    ARG(27, json, json_len);
-    ARG(28, keep, strlen(keep));
-    ARG(29, maxlen, strlen(maxlen));
+    ARG(15, KEY_NODES, strlen(KEY_NODES));
+    ARG(16, KEY_NOTIFY, strlen(KEY_NOTIFY));
+    ARG(17, node, strlen(node));
+    ARG(18, mid_s, strlen(mid_s));
+    ARG(19, from_s, strlen(from_s));
+    ARG(20, to_s, strlen(to_s));
+    ARG(21, p->id, p->id_len);
+    ARG(22, type, 1);
+    ARG(23, m.body, m.body_len);
+    ARG(24, ts_s, strlen(ts_s));
+    ARG(25, ttl, strlen(ttl));
+    ARG(26, head, head_len);
+    ARG(27, chan_prefix, strlen(chan_prefix));
+    ARG(28, chan_suffix, strlen(chan_suffix));
+    ARG(29, json, json_len);
+    ARG(30, keep, strlen(keep));
+    ARG(31, maxlen, strlen(maxlen));
+    ARG(32, oldest, strlen(oldest));
+    ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
+    ARG(34, qmax, strlen(qmax));
 #undef ARG
     chat_req_init(&s->r, c, p);
     s->to = m.to;

@@ -12,6 +12,19 @@
 #define XSTR(x) #x
 #define STR(x)  XSTR(x)
 
+/* The stream this process works on (persist_stream_bind); magpie-persist's chat stream unless bound. */
+static struct {
+    const char *key, *group, *dead, *dead_maxlen;
+} bound = {KEY_MQ, MQ_GROUP, KEY_MQ_DEAD, STR(MQ_DEAD_MAXLEN)};
+
+void persist_stream_bind(const char *key, const char *group, const char *dead, const char *dead_maxlen)
+{
+    bound.key = key;
+    bound.group = group;
+    bound.dead = dead;
+    bound.dead_maxlen = dead_maxlen;
+}
+
 /* MP_OK when reply is usable; otherwise frees it and says what went wrong. */
 static int check(redisReply *reply, const char *what)
 {
@@ -89,7 +102,7 @@ static int take_entries(struct persist_read *rd, redisReply *entries)
 
 int persist_stream_create_group(struct rds *r, int *created)
 {
-    redisReply *reply = rds_cmd(r, "XGROUP CREATE %s %s 0 MKSTREAM", KEY_MQ, MQ_GROUP);
+    redisReply *reply = rds_cmd(r, "XGROUP CREATE %s %s 0 MKSTREAM", bound.key, bound.group);
     *created = 0;
     if (reply == NULL)
         return MP_EAGAIN;
@@ -112,11 +125,11 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
 
     memset(rd, 0, sizeof(*rd));
     if (strcmp(id, ">") == 0)
-        reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >", MQ_GROUP, consumer,
-                        count, block_ms, KEY_MQ);
+        reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >", bound.group, consumer,
+                        count, block_ms, bound.key);
     else
-        reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", MQ_GROUP, consumer, count,
-                        KEY_MQ, id);
+        reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", bound.group, consumer, count,
+                        bound.key, id);
     if ((rc = check(reply, "XREADGROUP")) != MP_OK)
         return rc;
     rd->reply = reply;
@@ -139,8 +152,8 @@ int persist_stream_claim(struct rds *r, const char *consumer, long long min_idle
     int rc;
 
     memset(rd, 0, sizeof(*rd));
-    reply = rds_cmd(r, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", KEY_MQ, MQ_GROUP, consumer, min_idle_ms,
-                    cursor, count);
+    reply = rds_cmd(r, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", bound.key, bound.group, consumer,
+                    min_idle_ms, cursor, count);
     if ((rc = check(reply, "XAUTOCLAIM")) != MP_OK)
         return rc;
     rd->reply = reply;
@@ -174,8 +187,8 @@ int persist_stream_ack(struct rds *r, const char *const *ids, size_t n)
         return MP_ENOMEM;
     }
     argv[0] = "XACK";
-    argv[1] = KEY_MQ;
-    argv[2] = MQ_GROUP;
+    argv[1] = bound.key;
+    argv[2] = bound.group;
     for (size_t i = 0; i < n; i++)
         argv[i + 3] = ids[i];
     for (size_t i = 0; i < n + 3; i++)
@@ -191,7 +204,7 @@ int persist_stream_ack(struct rds *r, const char *const *ids, size_t n)
 
 int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
 {
-    redisReply *reply = rds_cmd(r, "XPENDING %s %s %s %s 1", KEY_MQ, MQ_GROUP, id, id);
+    redisReply *reply = rds_cmd(r, "XPENDING %s %s %s %s 1", bound.key, bound.group, id, id);
     int rc;
     *count = 0;
     if ((rc = check(reply, "XPENDING")) != MP_OK)
@@ -221,10 +234,10 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
         return MP_ENOMEM;
     }
     argv[argc++] = "XADD";
-    argv[argc++] = KEY_MQ_DEAD;
+    argv[argc++] = bound.dead;
     argv[argc++] = "MAXLEN";
     argv[argc++] = "~";
-    argv[argc++] = STR(MQ_DEAD_MAXLEN);
+    argv[argc++] = bound.dead_maxlen;
     argv[argc++] = "*";
     argv[argc++] = MQ_F_DEAD_REASON;
     argv[argc++] = reason;
@@ -244,7 +257,7 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
     }
     redisAppendCommand(c, "MULTI");
     redisAppendCommandArgv(c, argc, argv, lens);
-    redisAppendCommand(c, "XACK %s %s %s", KEY_MQ, MQ_GROUP, id);
+    redisAppendCommand(c, "XACK %s %s %s", bound.key, bound.group, id);
     redisAppendCommand(c, "EXEC");
     free(argv);
     free(lens);
@@ -270,7 +283,7 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
 
 int persist_stream_forget_consumers(struct rds *r, const char *self, long long idle_ms, int *removed)
 {
-    redisReply *reply = rds_cmd(r, "XINFO CONSUMERS %s %s", KEY_MQ, MQ_GROUP);
+    redisReply *reply = rds_cmd(r, "XINFO CONSUMERS %s %s", bound.key, bound.group);
     int rc;
 
     *removed = 0;
@@ -287,7 +300,7 @@ int persist_stream_forget_consumers(struct rds *r, const char *self, long long i
         redisReply *del;
         if (!is_str(name) || strcmp(name->str, self) == 0 || pending != 0 || idle <= idle_ms)
             continue;
-        del = rds_cmd(r, "XGROUP DELCONSUMER %s %s %s", KEY_MQ, MQ_GROUP, name->str);
+        del = rds_cmd(r, "XGROUP DELCONSUMER %s %s %s", bound.key, bound.group, name->str);
         if ((rc = check(del, "XGROUP DELCONSUMER")) != MP_OK) {
             freeReplyObject(reply);
             return rc;
@@ -318,7 +331,7 @@ static int group_floor(struct rds *r, const redisReply *group, struct persist_si
         persist_sid_next(floor);
         return MP_OK;
     }
-    reply = rds_cmd(r, "XPENDING %s %s", KEY_MQ, name->str);
+    reply = rds_cmd(r, "XPENDING %s %s", bound.key, name->str);
     if ((rc = check(reply, "XPENDING")) != MP_OK)
         return rc;
     /* [count, smallest id, greatest id, [[consumer, count] ...]]; the smallest is nil when all were acked
@@ -342,7 +355,7 @@ static int floor_age(struct rds *r, const struct persist_sid *floor, int64_t *ag
 
     *age = 0;
     persist_sid_format(floor, id, sizeof(id));
-    reply = rds_cmd(r, "XRANGE %s %s + COUNT 1", KEY_MQ, id);
+    reply = rds_cmd(r, "XRANGE %s %s + COUNT 1", bound.key, id);
     if ((rc = check(reply, "XRANGE")) != MP_OK)
         return rc;
     rc = MP_OK;
@@ -372,7 +385,7 @@ int persist_stream_state(struct rds *r, struct persist_stream_state *st)
     int rc;
 
     memset(st, 0, sizeof(*st));
-    groups = rds_cmd(r, "XINFO GROUPS %s", KEY_MQ);
+    groups = rds_cmd(r, "XINFO GROUPS %s", bound.key);
     rc = check(groups, "XINFO GROUPS");
     if (rc == MP_ENOENT)
         return MP_OK; /* no stream: nothing to trim, no lag */
@@ -394,14 +407,14 @@ int persist_stream_state(struct rds *r, struct persist_stream_state *st)
         if (!st->have_all_floor || persist_sid_cmp(&floor, &st->all_floor) < 0)
             st->all_floor = floor;
         st->have_all_floor = 1;
-        if (strcmp(name->str, MQ_GROUP) == 0) {
+        if (strcmp(name->str, bound.group) == 0) {
             st->own_floor = floor;
             st->have_own_floor = 1;
             st->pending = pending;
         }
     }
     freeReplyObject(groups);
-    len = rds_cmd(r, "XLEN %s", KEY_MQ);
+    len = rds_cmd(r, "XLEN %s", bound.key);
     if ((rc = check(len, "XLEN")) != MP_OK)
         return rc;
     st->length = len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
@@ -418,7 +431,7 @@ static int trim_to(struct rds *r, const struct persist_sid *floor, long long *tr
     int rc;
 
     persist_sid_format(floor, id, sizeof(id));
-    reply = rds_cmd(r, "XTRIM %s MINID %s", KEY_MQ, id);
+    reply = rds_cmd(r, "XTRIM %s MINID %s", bound.key, id);
     if ((rc = check(reply, "XTRIM")) != MP_OK)
         return rc;
     if (reply->type == REDIS_REPLY_INTEGER)

@@ -28,6 +28,12 @@ struct persist_read {
 
 void persist_read_free(struct persist_read *rd);
 
+/* Work on another stream than KEY_MQ with the same rules: its key, consumer group, dead-letter stream and
+ * that stream's cap (a decimal string). magpie-notify binds KEY_NOTIFY this way (notify/notify_worker.h);
+ * call it once at start, before any other function here: it holds for the whole process. The strings
+ * are borrowed and must live as long. */
+void persist_stream_bind(const char *key, const char *group, const char *dead, const char *dead_maxlen);
+
 /* XGROUP CREATE KEY_MQ MQ_GROUP 0 MKSTREAM: the group starts at the beginning, so entries written before
  * any worker ever ran are stored too. An existing group is fine (MP_OK). *created is set to 1 when this
  * call created it. */

@@ -123,6 +123,24 @@ struct magpie_config {
         long long keep_s;
         long long max_entries;
     } timeline;
+    struct {
+        char *webhook_url;
+        char *secret;
+        long long preview_chars;
+        long long queue_maxlen;
+        long long max_batch;
+        long long max_inflight;
+        long long max_pending;
+        long long timeout_ms;
+        long long max_response_bytes;
+        long long retry_base_ms;
+        long long retry_max_ms;
+        long long max_age_s;
+        long long block_ms;
+        long long claim_idle_ms;
+        char *consumer;
+        char *metrics_listen;
+    } notify;
 };
 
 enum config_type {

@@ -277,6 +277,54 @@ const struct config_key config_keys[] = {
     INT("timeline", "max_entries", timeline.max_entries, 16, 1000000, "1000",
         "At most about this many of a user's latest timeline entries stay in Redis (older ones come\n"
         "from MySQL)."),
+
+    /* [notify] (design: notify/notify_worker.h) */
+    STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",
+        "Offline notifications (SPEC §6): a message stored for a user with no open connection, or a\n"
+        "POST /msg {to} to one, becomes an event that magpie-notify POSTs here (a JSON array of events,\n"
+        "signed with secret). Empty = off: nothing is queued. https uses the system's CA certificates.",
+        check_http_url),
+    STR("notify", "secret", notify.secret, 16, 512, "",
+        "The HMAC-SHA256 key of the X-Magpie-Signature header (sha256=<hex of the body's HMAC>); the\n"
+        "receiver checks it. Required when webhook_url is set (magpie-notify refuses to start without).",
+        NULL),
+    INT("notify", "preview_chars", notify.preview_chars, 0, 1023, "100",
+        "An event carries the first this many characters of a text message as its preview; 0 = none\n"
+        "(the receiver then knows only who wrote, not what)."),
+    INT("notify", "queue_maxlen", notify.queue_maxlen, 1000, 1000000000, "1000000",
+        "The stream mp:notify holds at most about this many events (XADD MAXLEN ~): if magpie-notify is\n"
+        "down long enough for more to queue, the oldest are dropped (they would be past max_age_s soon)."),
+    INT("notify", "max_batch", notify.max_batch, 1, 1000, "100", "Events in one POST at most."),
+    INT("notify", "max_inflight", notify.max_inflight, 1, 64, "4",
+        "POSTs in flight at once (libcurl's multi interface, one thread)."),
+    INT("notify", "max_pending", notify.max_pending, 10, 1000000, "10000",
+        "Events magpie-notify holds in memory at most (in flight or waiting for a retry); no more are\n"
+        "read from the stream until some are done, so a receiver that is down costs bounded memory."),
+    INT("notify", "timeout_ms", notify.timeout_ms, 100, 600000, "5000",
+        "A POST that has not finished (connect, send, whole answer) in this time fails and is retried: a\n"
+        "receiver that answers slowly or not at all holds a batch no longer."),
+    INT("notify", "max_response_bytes", notify.max_response_bytes, 0, 1048576, "4096",
+        "Bytes of a receiver's answer body read at most; after that the transfer is cut and the status\n"
+        "decides (2xx = taken). The body is never kept beyond the first line logged on failure."),
+    INT("notify", "retry_base_ms", notify.retry_base_ms, 10, 600000, "1000",
+        "A failed POST's events are tried again after this long, doubling per failure up to\n"
+        "retry_max_ms, each wait drawn at random between half and all of it (jitter)."),
+    INT("notify", "retry_max_ms", notify.retry_max_ms, 10, 3600000, "60000",
+        "The longest wait between two tries of an event."),
+    INT("notify", "max_age_s", notify.max_age_s, 1, 2592000, "86400",
+        "An event still not taken this long after it was queued goes to the dead-letter stream\n"
+        "mp:notify:dead with the last failure as its reason."),
+    INT("notify", "block_ms", notify.block_ms, 1, 2000, "1000",
+        "How long one read of the stream waits for new events when magpie-notify has nothing else to do."),
+    INT("notify", "claim_idle_ms", notify.claim_idle_ms, 2000, 86400000, "30000",
+        "Events pending this long under another consumer (a magpie-notify that is gone) are taken over\n"
+        "(XAUTOCLAIM). Run one magpie-notify per Redis: a second one would break the per-recipient order."),
+    STR("notify", "consumer", notify.consumer, 1, 128, "",
+        "This magpie-notify's consumer name in the group; empty = the host name, so a restart finds the\n"
+        "events it held at once.",
+        NULL),
+    STR("notify", "metrics_listen", notify.metrics_listen, 3, 261, "127.0.0.1:9301",
+        "Loopback HTTP listener for /metrics and /healthz of magpie-notify. Empty = off.", check_addr),
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

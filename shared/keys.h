@@ -110,6 +110,18 @@
 #define CONV_F_READ_SEQ ":rs"
 #define CONV_F_READ_IN ":rn"
 
+/* ---- offline notifications (design: notify/notify_worker.h) ---- */
+/* stream: notification events for recipients who were offline when a message was stored; fields in
+ * notify_event.h. Written (XADD MAXLEN ~ notify.queue_maxlen) by the send script and POST /msg {to} only
+ * while notify.webhook_url is set; read by magpie-notify's group, which XDELs what it has delivered or
+ * dead-lettered, so the stream holds what is still to do. */
+#define KEY_NOTIFY   "mp:notify"
+#define NOTIFY_GROUP "notify"
+/* stream: events magpie-notify gave up on (notify.max_age_s passed), with the reason and the original
+ * fields (the layout of KEY_MQ_DEAD). Capped at NOTIFY_DEAD_MAXLEN entries (approximate trim). */
+#define KEY_NOTIFY_DEAD    "mp:notify:dead"
+#define NOTIFY_DEAD_MAXLEN "100000"
+
 /* ---- pub/sub channels (payload formats in bus.h) ---- */
 /* channel: deliveries for the connections held by one node. */
 #define CHAN_NODE "mp:node:%d:in"

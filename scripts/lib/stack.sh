@@ -4,7 +4,7 @@
 #
 # Layout of $RUN:
 #   dev.env            the stack's ports (edit to move them; created on first start)
-#   secret             the generated auth.secret and API key
+#   secret             the generated auth.secret, API key and notify.secret
 #   magpie.conf        rendered from dev.env on every start (read by every magpie binary)
 #   redis/             redis.conf, data/, redis.pid, redis.log
 #   mariadb/           data/, mysqld.sock, mysqld.pid, error.log
@@ -123,6 +123,7 @@ PUSH_PORTS="$(free_port) $(free_port)"
 PUSH_METRICS_PORTS="$(free_port) $(free_port)"
 PERSIST_METRICS_PORT=$(free_port)
 EOF
+        add_notify_ports
         rm -f "$RUN/.ports"
     else
         cat >"$RUN/dev.env" <<EOF
@@ -135,11 +136,26 @@ PUSH_PORTS="${DEV_PUSH_PORTS:-9001 9002}"       # one magpie-push node per port
 PUSH_METRICS_PORTS="${DEV_PUSH_METRICS_PORTS:-9101 9102}"
 PERSIST_METRICS_PORT=${DEV_PERSIST_METRICS_PORT:-9201}
 EOF
+        add_notify_ports
+    fi
+}
+
+# magpie-notify's ports, appended to dev.env (also to one written before magpie-notify existed).
+# NOTIFY_PORT is where the webhook is sent: nothing listens there unless you start a receiver
+# (README, "Offline notifications").
+add_notify_ports() {
+    grep -q '^NOTIFY_PORT=' "$RUN/dev.env" && return 0
+    if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
+        printf 'NOTIFY_PORT=%s\nNOTIFY_METRICS_PORT=%s\n' "$(free_port)" "$(free_port)" >>"$RUN/dev.env"
+    else
+        printf 'NOTIFY_PORT=%s            # the webhook receiver magpie-notify posts to\nNOTIFY_METRICS_PORT=%s\n' \
+            "${DEV_NOTIFY_PORT:-9300}" "${DEV_NOTIFY_METRICS_PORT:-9301}" >>"$RUN/dev.env"
     fi
 }
 
 load_dev_env() {
     write_dev_env
+    add_notify_ports
     # shellcheck disable=SC1091
     . "$RUN/dev.env"
     read -r -a PUSH_PORT_LIST <<<"$PUSH_PORTS"
@@ -159,6 +175,8 @@ ensure_secrets() {
         } >"$RUN/secret"
         umask 022
     fi
+    grep -q '^NOTIFY_SECRET=' "$RUN/secret" ||
+        echo "NOTIFY_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=' | head -c 32)" >>"$RUN/secret"
     # shellcheck disable=SC1091
     . "$RUN/secret"
 }
@@ -205,6 +223,11 @@ allowed_origins = $origins
 
 [persist]
 metrics_listen = 127.0.0.1:$PERSIST_METRICS_PORT
+
+[notify]
+webhook_url = http://127.0.0.1:$NOTIFY_PORT/magpie-notify
+secret = $NOTIFY_SECRET
+metrics_listen = 127.0.0.1:$NOTIFY_METRICS_PORT
 EOF
 }
 
@@ -350,6 +373,7 @@ start_daemons() {
             MAGPIE_PUSH_METRICS_LISTEN=127.0.0.1:${PUSH_METRICS_PORT_LIST[$i]}
     done
     start_daemon persist "$BUILD/push/magpie-persist" "http://127.0.0.1:$PERSIST_METRICS_PORT/healthz"
+    start_daemon notify "$BUILD/notify/magpie-notify" "http://127.0.0.1:$NOTIFY_METRICS_PORT/healthz"
 }
 
 # ---- the whole stack -----------------------------------------------------------------------------------
