@@ -163,7 +163,7 @@ async def browser(target, phone_token, stop, long_poll_s):
             token, cookie = await new_session(ctl, cookie)
             poll = await Conn(target).open()
             poll.send("POST", f"/session_login/{token}", b"", {"Cookie": cookie})
-            fate = rnd.choice(["early", "parked", "race", "race", "race", "after", "full", "deadline"])
+            fate = rnd.choice(["early", "parked", "race", "race", "race", "after", "full", "deadline", "linger"])
             rst = rnd.random() < 0.8
             target.count(fate)
             if fate == "early":  # gone before or while the handler parks the poll
@@ -200,6 +200,21 @@ async def browser(target, phone_token, stop, long_poll_s):
                 if code not in POLL_CODES:
                     target.bad.append(f"/session_login answered {status} {body[:120]!r}")
                 poll.abort(False)
+            elif fate == "linger":  # poll again after every code 10 until the session expires (8)
+                leave = time.time() + rnd.uniform(0, 4 * long_poll_s)
+                while time.time() < min(leave, stop):
+                    try:
+                        status, _, body = await asyncio.wait_for(poll.reply(), max(0.01, leave - time.time()))
+                    except asyncio.TimeoutError:
+                        break
+                    code = jcode(body)
+                    target.count(f"code{code}")
+                    if code not in POLL_CODES:
+                        target.bad.append(f"/session_login answered {status} {body[:120]!r}")
+                    if code != 10:
+                        break
+                    poll.send("POST", f"/session_login/{token}", b"", {"Cookie": cookie})
+                poll.abort(rst)
             else:  # "deadline": wait for the code 10 (or 8 once the session expired), leave near it
                 leave = rnd.uniform(0, long_poll_s + 0.5)
                 try:
@@ -235,7 +250,10 @@ async def loader(target, token, stop):
                 c = await Conn(target).open()
             status, _, _ = await c.call("POST", "/IM/token", b"", {"Authorization": f"Bearer {token}"})
             target.count("imtoken" if status == 200 else f"imtoken-{status}")
-        except (Gone, OSError):
+        except Gone:  # nginx ends a keep-alive connection after keepalive_requests
+            target.count("imtoken-closed")
+            c = None
+        except OSError:
             target.refused += 1
             c = None
             await asyncio.sleep(0.05)
@@ -250,6 +268,15 @@ async def healthy(target):
         c.abort(False)
         return status == 200
     except (OSError, Gone, asyncio.TimeoutError):
+        return False
+
+
+def alive(pid):
+    """Is pid running (a zombie is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 
 
@@ -297,13 +324,26 @@ async def main_async(args):
         tasks += [loader(t, user, stop) for _ in range(args.load)]
     print(f"lp-race: {len(targets)} target(s) {' '.join(urls)}, {args.browsers} browsers and {args.load} "
           f"/IM/token clients each, {args.seconds:.0f} s", flush=True)
-    # Progress every minute on long runs, so a soak log shows when things went wrong.
+    # Progress every minute on long runs, so a soak log shows when things went wrong; a watched daemon
+    # that died ends the run at once.
     async def progress():
+        last = time.time()
         while time.time() < stop:
-            await asyncio.sleep(min(60, max(1, stop - time.time())))
-            for t in targets:
-                print(f"lp-race: {t.url} {sum(t.stats.values())} events, refused={t.refused}", flush=True)
-    await asyncio.gather(progress(), *tasks)
+            await asyncio.sleep(min(1, max(0.1, stop - time.time())))
+            gone = [p for p in args.pid if not alive(p)]
+            if gone:
+                print(f"lp-race: pid {gone[0]} died after {time.time() - started:.0f} s", flush=True)
+                for t in asyncio.all_tasks():
+                    if t is not asyncio.current_task() and t is not main_task:
+                        t.cancel()
+                return
+            if time.time() - last >= 60:
+                last = time.time()
+                for t in targets:
+                    print(f"lp-race: {t.url} {sum(t.stats.values())} events, refused={t.refused}", flush=True)
+    started = time.time()
+    main_task = asyncio.current_task()
+    await asyncio.gather(progress(), *tasks, return_exceptions=True)
     failed = []
     for t in targets:
         ok = await healthy(t)
@@ -319,9 +359,7 @@ async def main_async(args):
         if t.refused > args.browsers * 5:
             failed.append(f"{t.url} refused {t.refused} connections")
     for pid in args.pid:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             failed.append(f"pid {pid} is gone")
     print("lp-race: OK" if not failed else "lp-race: FAILED " + "; ".join(failed), flush=True)
     return 0 if not failed else 1
