@@ -36,6 +36,10 @@ import time
 
 # Answers a /session_login may legitimately give (SPEC: QR login codes).
 POLL_CODES = {0, 8, 9, 10, 14, 18}
+# How browsers leave (see browser()), weighted towards the moments around a delivery; the slow fates
+# (deadline, linger: up to 4 long polls) are rare so that most browsers keep racing.
+FATES = ["early", "parked", "race", "after", "full", "deadline", "linger"]
+FATE_WEIGHTS = [2, 2, 8, 3, 2, 1, 0.5]
 
 
 class Target:
@@ -160,10 +164,15 @@ async def browser(target, phone_token, stop, long_poll_s):
         try:
             if ctl is None:
                 ctl = await Conn(target).open()
-            token, cookie = await new_session(ctl, cookie)
+            try:
+                token, cookie = await new_session(ctl, cookie)
+            except Gone:  # the keep-alive connection idled out while this browser lingered: a new one
+                ctl.abort(False)
+                ctl = await Conn(target).open()
+                token, cookie = await new_session(ctl, cookie)
             poll = await Conn(target).open()
             poll.send("POST", f"/session_login/{token}", b"", {"Cookie": cookie})
-            fate = rnd.choice(["early", "parked", "race", "race", "race", "after", "full", "deadline", "linger"])
+            fate = rnd.choices(FATES, FATE_WEIGHTS)[0]
             rst = rnd.random() < 0.8
             target.count(fate)
             if fate == "early":  # gone before or while the handler parks the poll
