@@ -449,8 +449,9 @@ stop_stack() {
 # restarted without the waiter), else "stopped".
 how_it_ended() {
     local name=$1 exitf=$RUN/pids/$1.exit line sig core at st
-    if [ -s "$exitf" ]; then
-        line=$(cat "$exitf")
+    line=$(cat "$exitf" 2>/dev/null || true)
+    # Only the record of the process the pid file names (a test may have restarted the daemon by hand).
+    if [ -n "$line" ] && [[ "$line" == "pid=$(cat "$RUN/pids/$name.pid" 2>/dev/null) "* ]]; then
         sig=$(sed -n 's/.*signal=\([^ ]*\).*/\1/p' <<<"$line")
         core=$(sed -n 's/.*core=\([^ ]*\).*/\1/p' <<<"$line")
         at=$(sed -n 's/.*at=\([^ ]*\).*/\1/p' <<<"$line")
