@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,8 +109,9 @@ static void die_of(int sig, int fault, const char *name)
     if (pid == 0) {
         setrlimit(RLIMIT_CORE, &none);
         log_fatal_signals();
-        if (fault) {
-            volatile int *volatile p = NULL;
+        if (fault) { /* a real fault, on a page that may not be written (UBSan would stop a NULL store) */
+            volatile int *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            assert_true(p != MAP_FAILED);
             *p = 1;
         }
         raise(sig);
