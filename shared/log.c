@@ -135,7 +135,7 @@ void log_write(enum log_level level, const char *fmt, ...)
  * (write, clock_gettime, getpid, syscall, prctl, backtrace once its library is loaded, sigaction, raise),
  * no malloc, no stdio, no locks (log_lock may be held by the thread that crashed). */
 
-#define FATAL_FRAMES 64
+#define FATAL_FRAMES   64
 #define FATAL_ALTSTACK (64 * 1024)
 
 static const int fatal_sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};

@@ -121,7 +121,8 @@ static void die_of(int sig, int fault, const char *name)
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), sig);
     snprintf(want, sizeof(want),
-             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z ERROR tester fatal signal sig=%s signo=%d .*pid=%d .*\n.+\n",
+             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z ERROR tester fatal signal sig=%s signo=%d .*pid=%d "
+             ".*\n.+\n",
              name, sig, (int)pid);
     assert_int_equal(regcomp(&re, want, REG_EXTENDED | REG_NEWLINE), 0);
     assert_int_equal(regexec(&re, slurp(path), 0, NULL, 0), 0);
