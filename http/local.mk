@@ -26,4 +26,5 @@ tests_unit_test_http_parts_LDADD = http/libhttp.a $(HTTP_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_http_parts
 
 # The wrk benchmark of the HTTP API (bench/http/README.md).
-EXTRA_DIST += bench/http/README.md bench/http/run.sh bench/http/imtoken.lua bench/http/hold_polls.py
+EXTRA_DIST += bench/http/README.md bench/http/run.sh bench/http/imtoken.lua bench/http/hold_polls.py \
+	bench/http/lp_race.py

@@ -28,7 +28,9 @@
 #include <stdint.h>
 
 /* How a front-end answers a parked request. deliver runs on an answer thread, exactly once per parked
- * request; it takes over resp's contents. */
+ * request; it takes over resp's contents. The hand-back is deliver's last act: once the request is given
+ * back to the front-end's library (MHD_resume_connection; FCGX_Finish_r) another thread may complete and
+ * free it, so deliver touches front_ctx no more after that (issue 21), and the long poll never does. */
 struct lp_front {
     void (*deliver)(void *front_ctx, struct http_resp *resp);
 };

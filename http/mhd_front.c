@@ -32,7 +32,8 @@ struct mreq {
     int too_large;
     size_t discarded;
     struct MHD_Connection *conn;
-    pthread_mutex_t lock; /* parked/suspended/delivered, between the pool thread and a long-poll thread */
+    pthread_mutex_t lock; /* parked/suspended/delivered/resp, between the pool thread and a long-poll thread;
+                           * never held across MHD_resume_connection (see mhd_deliver) */
     int parked;
     int suspended;
     int delivered;
@@ -95,17 +96,30 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_resp *resp
     return ret;
 }
 
-/* The long poll answered a parked request (on a long-poll thread). */
+/* The long poll answered a parked request (on a long-poll thread).
+ *
+ * Once the connection is resumed, m belongs to libmicrohttpd's thread again: MHD_resume_connection only
+ * flags the connection and wakes that thread (MHD_USE_ITC), which may then send the answer -- or find the
+ * client gone -- and complete the request, so on_completed frees m, before MHD_resume_connection has even
+ * returned here. So the lock is released first and nothing touches m after the resume. (Resuming with
+ * m->lock held and unlocking it afterwards was issue 21: the unlock wrote into freed, reused memory.)
+ * Without the resume (the handler has not suspended yet), run() sees delivered under the lock and queues
+ * the answer itself; m lives until that request completes, which cannot happen before run() returns. */
 static void mhd_deliver(void *ctx, struct http_resp *resp)
 {
     struct mreq *m = ctx;
+    struct MHD_Connection *conn;
+    int resume;
+
     pthread_mutex_lock(&m->lock);
     m->resp = *resp;
     memset(resp, 0, sizeof(*resp));
     m->delivered = 1;
-    if (m->suspended)
-        MHD_resume_connection(m->conn);
+    resume = m->suspended;
+    conn = m->conn;
     pthread_mutex_unlock(&m->lock);
+    if (resume)
+        MHD_resume_connection(conn); /* the last use of this request here: m may be gone after it */
 }
 
 static void client_ip(struct MHD_Connection *conn, char *buf, size_t n)
@@ -202,6 +216,7 @@ static enum MHD_Result run(struct MHD_Connection *conn, struct mreq *m, const ch
     pthread_mutex_lock(&m->lock);
     m->parked = 1;
     if (!m->delivered) {
+        /* Suspended before the lock is released: mhd_deliver resumes only what it saw suspended. */
         MHD_suspend_connection(conn);
         m->suspended = 1;
         pthread_mutex_unlock(&m->lock);

@@ -72,5 +72,7 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         config_free(cfg);
         return 1;
     }
+    if (component != NULL)
+        log_fatal_signals();
     return -1;
 }

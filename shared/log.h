@@ -22,6 +22,16 @@ int log_open(const char *component, const char *level, const char *file);
  * from a SIGHUP handler. */
 void log_request_reopen(void);
 
+/* Log a fatal signal before dying (SPEC §9: the evidence for the next crash). Installs handlers for SIGSEGV,
+ * SIGBUS, SIGABRT, SIGFPE and SIGILL that write one line to the log --
+ *   <time> ERROR <component> fatal signal sig=SIGSEGV signo=11 code=1 addr=0x... pid=.. tid=.. thread=..
+ *   and then the backtrace, one frame a line (backtrace_symbols_fd), to the log descriptor and to stderr,
+ * then re-raise the signal with the default action, so the process dies of it and the kernel writes a core
+ * (where RLIMIT_CORE and kernel.core_pattern allow). Async-signal-safe throughout. Called by cli_start()
+ * once the log is open; the main thread gets an alternate signal stack, so even its stack overflow is
+ * reported. */
+void log_fatal_signals(void);
+
 /* Is a line at this level written? */
 int log_enabled(enum log_level level);
 

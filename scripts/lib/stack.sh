@@ -338,11 +338,28 @@ start_nginx() {
 
 # ---- magpie daemons ------------------------------------------------------------------------------------
 
+# Core dumps (issue 21: the evidence of a crash). Each daemon runs with RLIMIT_CORE unlimited and its working
+# directory in cores/NAME/, so a relative kernel.core_pattern (Debian's default "core") puts its core there;
+# the daemon's waiter (below) then moves it to cores/NAME.PID.core. kernel.core_pattern is system-wide and
+# is left alone: when it is a pipe (systemd-coredump, apport) or an absolute path the core goes there, and
+# core_note says so.
+core_note() {
+    local pattern
+    pattern=$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo "?")
+    case "$pattern" in
+    '|'* | /*) echo "cores go where kernel.core_pattern says ($pattern), not to $RUN/cores" ;;
+    *) echo "cores: $RUN/cores/ (kernel.core_pattern $pattern)" ;;
+    esac
+}
+
 # start_daemon NAME BINARY PROBE-URL [VAR=value...]: run BINARY -c magpie.conf in the background with the
 # given environment overrides, its log in logs/NAME.log; wait until PROBE-URL answers any HTTP status.
 # Daemons that are not built yet are skipped, so the stack grows as the components land.
+# A small waiter (a bash that is the daemon's parent) records how the daemon ended in pids/NAME.exit --
+# "pid=.. status=N" or "pid=.. signal=SIGSEGV core=PATH" -- and, for a death by signal, appends a line
+# saying so to logs/NAME.out; stack_status and 'scripts/dev logs' read it.
 start_daemon() {
-    local name=$1 bin=$2 probe=$3
+    local name=$1 bin=$2 probe=$3 i
     shift 3
     if [ ! -x "$bin" ]; then
         return 0
@@ -351,14 +368,50 @@ start_daemon() {
         say "  $(printf '%-10s' "$name") already running (pid $(cat "$RUN/pids/$name.pid"))"
         return 0
     fi
+    bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin") # the daemon's cwd is its core directory
+    mkdir -p "$RUN/cores/$name"
+    rm -f "$RUN/pids/$name.pid" "$RUN/pids/$name.exit"
+    # Sanitizer runtimes switch core dumps off by default (their shadow memory is huge); ASan's is not
+    # dumped (use_madv_dontdump), so an ASan build may write one too.
+    local asan=${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0
     # The exact command, one argument per line, so a test can start this daemon again the same way after
     # killing it (tests/integration/magpie_stack.py: Stack.start_daemon).
-    printf '%s\n' env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" "$bin" -c "$RUN/magpie.conf" \
+    printf '%s\n' env "$@" ASAN_OPTIONS="$asan" MAGPIE_LOG_FILE="$RUN/logs/$name.log" "$bin" -c "$RUN/magpie.conf" \
         >"$RUN/pids/$name.cmd"
-    env "$@" MAGPIE_LOG_FILE="$RUN/logs/$name.log" setsid "$bin" -c "$RUN/magpie.conf" \
-        </dev/null >>"$RUN/logs/$name.out" 2>&1 &
-    echo $! >"$RUN/pids/$name.pid"
+    # shellcheck disable=SC2016
+    setsid bash -c '
+        name=$1 run=$2
+        shift 2
+        cd "$run/cores/$name" || exit 1
+        ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)" 2>/dev/null
+        "$@" </dev/null >>"$run/logs/$name.out" 2>&1 &
+        pid=$!
+        echo "$pid" >"$run/pids/$name.pid.new" && mv "$run/pids/$name.pid.new" "$run/pids/$name.pid"
+        wait "$pid"
+        rc=$?
+        at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+        if [ "$rc" -gt 128 ]; then
+            sig=SIG$(kill -l "$rc" 2>/dev/null || echo "$((rc - 128))")
+            core=""
+            for f in core core."$pid" core.*; do
+                if [ -f "$f" ]; then
+                    core=$run/cores/$name.$pid.core
+                    mv -f "$f" "$core"
+                    break
+                fi
+            done
+            echo "pid=$pid signal=$sig core=${core:-none} at=$at" >"$run/pids/$name.exit"
+            echo "$at dev: $name (pid $pid) died of $sig; core: ${core:-none written}" >>"$run/logs/$name.out"
+        else
+            echo "pid=$pid status=$rc at=$at" >"$run/pids/$name.exit"
+        fi
+    ' waiter "$name" "$RUN" env "$@" ASAN_OPTIONS="$asan" MAGPIE_LOG_FILE="$RUN/logs/$name.log" "$bin" \
+        -c "$RUN/magpie.conf" </dev/null >/dev/null 2>&1 &
     disown # tests kill daemons on purpose (kill -9 recovery); the shell need not report that
+    for ((i = 0; i < 50; i++)); do
+        [ -s "$RUN/pids/$name.pid" ] && break
+        sleep 0.1
+    done
     wait_for "$name" 20 curl -sS -o /dev/null "$probe"
     say "  $(printf '%-10s' "$name") $probe (pid $(cat "$RUN/pids/$name.pid"))"
 }
@@ -379,6 +432,8 @@ start_daemons() {
 # ---- the whole stack -----------------------------------------------------------------------------------
 
 start_stack() {
+    mkdir -p "$RUN"
+    RUN=$(cd "$RUN" && pwd) # the daemons run in cores/NAME/: every path they are given must be absolute
     load_dev_env
     ensure_secrets
     write_magpie_conf
@@ -388,6 +443,7 @@ start_stack() {
     migrate
     start_daemons
     start_nginx
+    say "  $(core_note)"
 }
 
 # Stop, in reverse order, what start_stack started: only processes recorded in this stack's pid files.
@@ -412,6 +468,38 @@ stop_stack() {
     say "stopped"
 }
 
+# How magpie daemon NAME ended, for status and logs: "crashed: signal SIGSEGV at ..., core ..." from what
+# its waiter recorded (pids/NAME.exit), else from a fatal-signal line its log ends with (a daemon a test
+# restarted without the waiter), else "stopped".
+how_it_ended() {
+    local name=$1 exitf=$RUN/pids/$1.exit line sig core at st
+    line=$(cat "$exitf" 2>/dev/null || true)
+    # Only the record of the process the pid file names (a test may have restarted the daemon by hand).
+    if [ -n "$line" ] && [[ "$line" == "pid=$(cat "$RUN/pids/$name.pid" 2>/dev/null) "* ]]; then
+        sig=$(sed -n 's/.*signal=\([^ ]*\).*/\1/p' <<<"$line")
+        core=$(sed -n 's/.*core=\([^ ]*\).*/\1/p' <<<"$line")
+        at=$(sed -n 's/.*at=\([^ ]*\).*/\1/p' <<<"$line")
+        st=$(sed -n 's/.*status=\([^ ]*\).*/\1/p' <<<"$line")
+        case "$sig" in
+        SIGSEGV | SIGBUS | SIGABRT | SIGFPE | SIGILL | SIGSYS | SIGTRAP | SIGXCPU | SIGXFSZ)
+            echo "CRASHED  signal $sig at $at, core: $core (log: $RUN/logs/$name.log)"
+            return 0
+            ;;
+        "") [ "$st" = 0 ] || { echo "exited   status $st at $at (log: $RUN/logs/$name.log)"; return 0; } ;;
+        SIGTERM | SIGINT) ;;
+        *) echo "killed   signal $sig at $at" && return 0 ;;
+        esac
+    fi
+    # The log's last event (backtrace frames do not start with a time stamp) is its fatal-signal line.
+    line=$(tail -n 200 "$RUN/logs/$name.log" 2>/dev/null | grep -E '^[0-9]{4}-[0-9]{2}-' | tail -n 1 || true)
+    if [[ "$line" == *" fatal signal sig="* ]]; then
+        sig=$(sed 's/.* fatal signal sig=\([^ ]*\).*/\1/' <<<"$line")
+        echo "CRASHED  signal $sig at ${line%% *} (see $RUN/logs/$name.log)"
+        return 0
+    fi
+    echo "stopped"
+}
+
 stack_status() {
     local f name
     [ -f "$RUN/dev.env" ] || { say "no stack in $RUN (run scripts/dev up)"; return 1; }
@@ -420,7 +508,7 @@ stack_status() {
         if pid_alive "$2" "$3"; then
             printf '  %-10s running  pid %-8s %s\n' "$1" "$(cat "$2")" "$4"
         else
-            printf '  %-10s stopped\n' "$1"
+            printf '  %-10s %s\n' "$1" "$(how_it_ended "$1")"
         fi
     }
     say "stack in $RUN"

@@ -1,4 +1,5 @@
-/* Unit tests of the log: line format, levels, one line per event, reopen after rotation. */
+/* Unit tests of the log: line format, levels, one line per event, reopen after rotation, the fatal-signal
+ * notice. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,9 +7,13 @@
 #include <cmocka.h>
 
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -90,6 +95,47 @@ static void test_reopen_after_rotation(void **state)
     assert_non_null(strstr(slurp(path), "after reopen"));
 }
 
+/* A child that dies of sig (raised, or a real fault when fault is set) with the handlers installed must log
+ * one notice line in the log's format, then its backtrace, and die of that very signal (no core here). */
+static void die_of(int sig, int fault, const char *name)
+{
+    struct rlimit none = {0, 0};
+    char want[160];
+    regex_t re;
+    int status = 0;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setrlimit(RLIMIT_CORE, &none);
+        log_fatal_signals();
+        if (fault) { /* a real fault, on a page that may not be written (UBSan would stop a NULL store) */
+            volatile int *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            assert_true(p != MAP_FAILED);
+            *p = 1;
+        }
+        raise(sig);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), sig);
+    snprintf(want, sizeof(want),
+             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z ERROR tester fatal signal sig=%s signo=%d .*pid=%d "
+             ".*\n.+\n",
+             name, sig, (int)pid);
+    assert_int_equal(regcomp(&re, want, REG_EXTENDED | REG_NEWLINE), 0);
+    assert_int_equal(regexec(&re, slurp(path), 0, NULL, 0), 0);
+    regfree(&re);
+}
+
+static void test_fatal_signal_is_logged_with_a_backtrace(void **state)
+{
+    (void)state;
+    die_of(SIGABRT, 0, "SIGABRT");
+    die_of(SIGSEGV, 1, "SIGSEGV");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_control_chars_cannot_forge_lines),
         cmocka_unit_test(test_reopen_after_rotation),
+        cmocka_unit_test(test_fatal_signal_is_logged_with_a_backtrace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
