@@ -54,7 +54,6 @@ int main(int argc, char **argv)
     struct magpie_config cfg;
     struct notify_worker *w = NULL;
     char consumer[256];
-    sigset_t signals, old;
     int rc = cli_start(argc, argv, "notify", NULL, NULL, NULL, &cfg), status = 1;
 
     if (rc >= 0)
@@ -81,15 +80,8 @@ int main(int argc, char **argv)
         log_error("out of memory");
         goto done;
     }
-    /* The metrics thread must not take the signals. */
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, &old);
     rc = cfg.notify.metrics_listen[0] ? metrics_listen(cfg.notify.metrics_listen, notify_worker_health, w)
                                       : MP_OK;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != MP_OK)
         goto done;
     if (notify_worker_run(w, &stop) == MP_OK)

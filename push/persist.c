@@ -96,7 +96,6 @@ int main(int argc, char **argv)
     struct magpie_config cfg;
     struct persist_worker *w = NULL;
     char consumer[256];
-    sigset_t signals, old;
     int rc = cli_start(argc, argv, "persist", NULL, NULL, NULL, &cfg), status = 1;
 
     if (rc >= 0)
@@ -122,16 +121,8 @@ int main(int argc, char **argv)
         log_error("out of memory");
         goto done;
     }
-    /* The metrics thread must not take the signals: they have to interrupt the main loop's waits. */
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    sigaddset(&signals, SIGALRM);
-    pthread_sigmask(SIG_BLOCK, &signals, &old);
     rc = cfg.persist.metrics_listen[0] ? metrics_listen(cfg.persist.metrics_listen, persist_worker_health, w)
                                        : MP_OK;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != MP_OK)
         goto done;
     persist_worker_run(w, &stop);

@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +319,7 @@ int metrics_listen(const char *addr, metrics_health_fn health, void *arg)
     char host[256];
     int port;
     struct addrinfo hints = {0}, *ai = NULL;
+    sigset_t block, old;
 
     if (config_split_addr(addr, host, sizeof(host), &port) != 0) {
         log_error("bad metrics address addr=%s", addr);
@@ -333,9 +335,21 @@ int metrics_listen(const char *addr, metrics_health_fn health, void *arg)
     ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons((uint16_t)port);
     health_fn = health;
     health_arg = arg;
+    /* The listener's thread inherits the signal mask it is started with: with every asynchronous signal
+     * blocked there, SIGTERM, SIGHUP and the like always reach the daemon's main thread and interrupt its
+     * waits. Faults (SIGSEGV, ...) stay unblocked: they go to the thread that faults (log.c reports them). */
+    sigfillset(&block);
+    sigdelset(&block, SIGSEGV);
+    sigdelset(&block, SIGBUS);
+    sigdelset(&block, SIGFPE);
+    sigdelset(&block, SIGILL);
+    sigdelset(&block, SIGABRT);
+    sigdelset(&block, SIGTRAP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     listener = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
                                 on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
                                 (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     freeaddrinfo(ai);
     if (listener == NULL) {
         log_error("cannot listen for metrics addr=%s", addr);

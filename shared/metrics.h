@@ -38,8 +38,9 @@ char *metrics_render(size_t *len);
 /* Health check: return 0 when healthy, else nonzero with a one-line reason in why. */
 typedef int (*metrics_health_fn)(char *why, size_t len, void *arg);
 
-/* Serve GET /metrics and GET /healthz on addr ("host:port") from a libmicrohttpd thread. health may be NULL
- * (always healthy). Returns MP_OK, or MP_ERR (address in use, bad address) after logging why. */
+/* Serve GET /metrics and GET /healthz on addr ("host:port") from a libmicrohttpd thread, which takes no
+ * asynchronous signal (they stay the caller's). health may be NULL (always healthy). Returns MP_OK, or MP_ERR
+ * (address in use, bad address) after logging why. */
 int metrics_listen(const char *addr, metrics_health_fn health, void *arg);
 
 void metrics_stop(void);
