@@ -124,6 +124,10 @@ struct magpie_config {
         long long max_entries;
     } timeline;
     struct {
+        long long max_members;
+        long long max_per_user;
+    } group;
+    struct {
         char *webhook_url;
         char *secret;
         long long preview_chars;

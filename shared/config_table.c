@@ -167,8 +167,9 @@ const struct config_key config_keys[] = {
 
     /* [push] */
     STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.", check_addr),
-    INT("push", "node_id", push.node_id, 0, 1023, "1",
-        "This node's id, unique in the cluster (part of every message id)."),
+    INT("push", "node_id", push.node_id, 0, 1022, "1",
+        "This node's id, unique in the cluster (part of every message id). 1023 is taken: group\n"
+        "events' ids are minted in Redis as that node (push/group.h)."),
     STR("push", "advertise_url", push.advertise_url, 5, 1023, "ws://127.0.0.1:8080/ws",
         "The chat URL clients should use to reach this node (what /route hands out).", check_ws_url),
     STR("push", "advertise_room_url", push.advertise_room_url, 5, 1023, "ws://127.0.0.1:8080/room",
@@ -277,6 +278,13 @@ const struct config_key config_keys[] = {
     INT("timeline", "max_entries", timeline.max_entries, 16, 1000000, "1000",
         "At most about this many of a user's latest timeline entries stay in Redis (older ones come\n"
         "from MySQL)."),
+
+    /* [group] (design: push/group.h) */
+    INT("group", "max_members", group.max_members, 2, 100000, "500",
+        "Members a group may have at most, the owner included (SPEC §4.2). A g costs Redis one seq\n"
+        "and one timeline entry per member."),
+    INT("group", "max_per_user", group.max_per_user, 1, 100000, "500",
+        "Groups a user may belong to at most; creating or being added to one more is refused."),
 
     /* [notify] (design: notify/notify_worker.h) */
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",

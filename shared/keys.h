@@ -73,7 +73,8 @@
 /* ---- timelines (design: push/timeline.h) ---- */
 /* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
  * is never given twice. */
-#define KEY_SEQ "mp:seq:%lld"
+#define KEY_SEQ_PREFIX "mp:seq:" /* + uid: spelled so in the group Lua (shared/group_lua.h) */
+#define KEY_SEQ KEY_SEQ_PREFIX "%lld"
 /* string (the time it was set): every user with a seq in MySQL has its KEY_SEQ in this Redis, so a missing
  * counter is a new user's and starts at 0. Set by magpie-persist after it restored the counters from MySQL
  * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
@@ -82,33 +83,69 @@
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
-#define KEY_TL "mp:tl:%lld"
+#define KEY_TL_PREFIX "mp:tl:"
+#define KEY_TL KEY_TL_PREFIX "%lld"
 #define TL_F_MID "m"
 /* hash: one stored message as Y and R need it: MSG_F_PACKET = the packet JSON without seq; MSG_F_FROM_SEQ
  * and MSG_F_TO_SEQ = its seq in the sender's and in the recipient's timeline; MSG_F_FROM_IN and MSG_F_TO_IN =
  * how many messages each of the two had received in this conversation when it was stored (the recipient's
  * count includes it), which is what an R up to it leaves unread. TTL timeline.keep_s. */
-#define KEY_MSG "mp:msg:%lld"
+#define KEY_MSG_PREFIX "mp:msg:"
+#define KEY_MSG KEY_MSG_PREFIX "%lld"
 #define MSG_F_PACKET "p"
 #define MSG_F_FROM_SEQ "fs"
 #define MSG_F_TO_SEQ "ts"
 #define MSG_F_FROM_IN "fn"
 #define MSG_F_TO_IN "tn"
+#define MSG_F_GROUP "g"   /* a group entry's group id (g messages and s events) */
+#define MSG_F_GROUP_N "gn" /* a g message's number in its group (GROUP_F_COUNT when it was stored) */
 
 /* ---- conversations and read marks (design: push/chat_read.c) ---- */
 /* A conversation's id in these keys: "u<uid>" (1:1 with that user) or "g<gid>" (a group). */
 /* sorted set: conversation id -> the user's seq of the latest entry in it (GET /conversations pages by it,
  * newest first; seqs are unique per user, so the cursor is exact). No TTL. */
-#define KEY_CONVS "mp:convs:%lld"
+#define KEY_CONVS_PREFIX "mp:convs:"
+#define KEY_CONVS KEY_CONVS_PREFIX "%lld"
 /* hash: per conversation of a user, fields "<conv id>" + CONV_F_*: the latest mid, how many messages the
  * user received in it, the read mark (mid and the user's seq of it) and how many the user had received up
  * to the read mark. unread = received - received at the read mark. No TTL. */
-#define KEY_CONV "mp:conv:%lld"
+#define KEY_CONV_PREFIX "mp:conv:"
+#define KEY_CONV KEY_CONV_PREFIX "%lld"
+/* A group conversation (push/group.h): while the user is a member, its latest mid and message count are
+ * the group's (KEY_GROUP's GROUP_F_LAST, GROUP_F_COUNT), so a message costs no per-member write here; when
+ * the user stops being a member (removed, left, group deleted) they are copied into :l and :n, frozen.
+ * :rn is the group number (MSG_F_GROUP_N) of the read mark, so unread = count - :rn (sending a g moves
+ * the sender's read mark to it: a user's own messages are never unread); :rs is not used. */
 #define CONV_F_LAST ":l"
 #define CONV_F_IN ":n"
 #define CONV_F_READ ":r"
 #define CONV_F_READ_SEQ ":rs"
 #define CONV_F_READ_IN ":rn"
+
+/* ---- groups (design: push/group.h) ---- */
+/* counter: the last group id given; INCR by the create script. Restored from MySQL with the seq counters
+ * (KEY_SEQ_RESTORED). No TTL. */
+#define KEY_GROUP_NEXT "mp:grp:next"
+/* hash: one group that exists: GROUP_F_* below. Gone when the group is deleted. No TTL. */
+#define KEY_GROUP_PREFIX "mp:grp:"
+#define KEY_GROUP KEY_GROUP_PREFIX "%lld"
+#define GROUP_F_NAME    "name"    /* 1..64 characters */
+#define GROUP_F_OWNER   "owner"   /* uid */
+#define GROUP_F_CREATED "created" /* ms */
+#define GROUP_F_JOINS   "j"       /* join counter: members[uid]'s join order comes from HINCRBY of it */
+#define GROUP_F_VER     "ver"     /* state version: +1 per change of name, owner or members (the MySQL copy) */
+#define GROUP_F_COUNT   "n"       /* g messages stored so far (a message's number is MSG_F_GROUP_N) */
+#define GROUP_F_LAST    "l"       /* mid of the latest entry (g or s): the conversation's last packet */
+/* hash uid -> "<role> <join order> <joined ms>", role o(wner) a(dmin) m(ember): the members of a group,
+ * the authority for "is a member" (push/group.h: the order of sends and changes). Gone with the group. */
+#define KEY_GROUP_MEMBERS KEY_GROUP_PREFIX "%lld:m"
+#define GROUP_MEMBERS_SUFFIX ":m"
+/* set of group ids: the groups a user belongs to (GET /groups, group.max_per_user). No TTL. */
+#define KEY_USER_GROUPS_PREFIX "mp:ugrp:"
+#define KEY_USER_GROUPS KEY_USER_GROUPS_PREFIX "%lld"
+/* hash {ms, seq}: the state of the id generator of group events' mids (shared/group_lua.h, GROUP_IDGEN_LUA),
+ * which mints ids as node ID_MAX_NODE. No TTL. */
+#define KEY_IDGEN "mp:idgen"
 
 /* ---- offline notifications (design: notify/notify_worker.h) ---- */
 /* stream: notification events for recipients who were offline when a message was stored; fields in
@@ -124,7 +161,9 @@
 
 /* ---- pub/sub channels (payload formats in bus.h) ---- */
 /* channel: deliveries for the connections held by one node. */
-#define CHAN_NODE "mp:node:%d:in"
+#define CHAN_NODE_PREFIX "mp:node:"
+#define CHAN_NODE_SUFFIX ":in"
+#define CHAN_NODE CHAN_NODE_PREFIX "%d" CHAN_NODE_SUFFIX
 /* channel: commands for every node (kick, logout, system messages to a user). */
 #define CHAN_CONTROL "mp:ctl"
 /* channel: one room's broadcasts; nodes subscribe only to rooms they have members in. */

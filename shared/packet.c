@@ -25,6 +25,25 @@ char *packet_chat(const char *id, size_t id_len, int64_t from, int64_t to, char 
     return s;
 }
 
+char *packet_event(int64_t gid, const char *event, size_t event_len, int64_t ts, int64_t mid, size_t *len)
+{
+    char m[24];
+    json_t *ev = json_loadb(event, event_len, JSON_REJECT_DUPLICATES, NULL), *obj = NULL;
+    char *s = NULL;
+
+    snprintf(m, sizeof(m), "%lld", (long long)mid);
+    if (json_is_object(ev))
+        obj = json_pack("{s:s,s:i,s:I,s:s,s:O,s:I,s:s}", "id", m, "from", 0, "to", (json_int_t)gid, "type", "s",
+                        "msg", ev, "ts", (json_int_t)ts, "mid", m);
+    if (obj != NULL)
+        s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    json_decref(ev);
+    if (s != NULL && len != NULL)
+        *len = strlen(s);
+    return s;
+}
+
 char *packet_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_len)
 {
     char tail[40];
@@ -49,6 +68,8 @@ static int64_t num(const char *s)
 
 char *packet_from_row(MYSQL_ROW row, const unsigned long *lens, size_t *len)
 {
+    if (row[4] != NULL && row[4][0] == 's')
+        return packet_event(num(row[3]), row[5] ? row[5] : "", lens[5], num(row[6]), num(row[0]), len);
     return packet_chat(row[1] ? row[1] : "", lens[1], num(row[2]), num(row[3]),
                        row[4] && row[4][0] ? row[4][0] : 't', row[5] ? row[5] : "", lens[5], num(row[6]),
                        num(row[0]), len);

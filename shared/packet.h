@@ -19,6 +19,11 @@ json_t *packet_chat_json(const char *id, size_t id_len, int64_t from, int64_t to
 char *packet_chat(const char *id, size_t id_len, int64_t from, int64_t to, char type, const char *body,
                   size_t body_len, int64_t ts, int64_t mid, size_t *len);
 
+/* A group event as members get it (SPEC §4.2, push/group.h): {"id": "<mid>", "from": 0, "to": gid, "type":
+ * "s", "msg": event, "ts", "mid"}, event being the JSON text of the event object. A malloc'd compact string
+ * (caller frees) and its length; NULL when out of memory or event is not a JSON object. */
+char *packet_event(int64_t gid, const char *event, size_t event_len, int64_t ts, int64_t mid, size_t *len);
+
 /* A packet (a compact JSON object, as packet_chat makes) with ,"seq":seq added before its closing brace, as
  * the connections of one user get it. Returns a malloc'd string (caller frees) and its length, or NULL when
  * out of memory or packet is not an object. */
@@ -28,7 +33,8 @@ char *packet_with_seq(const char *packet, size_t len, int64_t seq, size_t *out_l
 #define PACKET_COLS  "id, client_id, from_uid, to_uid, type, body, created_ms"
 #define PACKET_NCOLS 7
 
-/* The packet of one row of PACKET_COLS (lens from mysql_fetch_lengths), like packet_chat. */
+/* The packet of one row of PACKET_COLS (lens from mysql_fetch_lengths), like packet_chat; a row of type 's'
+ * (a group event, body = the event's JSON) like packet_event. */
 char *packet_from_row(MYSQL_ROW row, const unsigned long *lens, size_t *len);
 
 #endif
