@@ -85,6 +85,17 @@ size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size
     return (size_t)n + id_len;
 }
 
+/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
+size_t chat_preview_len(const char *body, size_t len)
+{
+    long long chars = 0;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
+            break;
+    return i;
+}
+
 /* ---- P ---- */
 
 static void chat_ping(struct conn *c, const struct chatpkt *p)

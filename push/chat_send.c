@@ -187,17 +187,6 @@ static void on_send_reply(redisReply *r, void *arg)
     send_free(s);
 }
 
-/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
-static size_t chat_preview_len(const char *body, size_t len)
-{
-    long long chars = 0;
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
-            break;
-    return i;
-}
-
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],

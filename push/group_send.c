@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
+#include "notify_event.h"
 #include "push.h"
 #include "rdsa.h"
 #include "stream.h"
@@ -22,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender.
+/* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
- * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>".
+ * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>", "1" when offline
+ * notifications are on, the notification's preview, notify.queue_maxlen.
  * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member}, {1, "<first mid> <its seq>"} a
  * retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a member
  * without a counter while Redis has not got them all back from MySQL. Nothing stays written when refused. */
@@ -56,11 +58,36 @@ static struct rdsa_script gsend_lua = {
     "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"
     "mp_publish('" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], ARGV[12])\n"
+    /* Offline notifications (notify/notify_worker.h): one event per member but the sender with no connection
+     * on a live node, in the same script as the message. */
+    "if ARGV[14] == '1' then\n"
+    "  local oldest = tonumber(ARGV[12])\n"
+    "  for j = 1, #pr, 2 do\n"
+    "    local u, online = pr[j], false\n"
+    "    if u ~= ARGV[3] then\n"
+    "      local h = redis.call('HGETALL', '" KEY_PRESENCE_PREFIX "' .. u)\n"
+    "      for k = 1, #h, 2 do\n"
+    "        if tonumber(h[k + 1]) > 0 then\n"
+    "          local beat = redis.call('ZSCORE', '" KEY_NODES "', h[k])\n"
+    "          if beat and tonumber(beat) >= oldest then online = true break end\n"
+    "        end\n"
+    "      end\n"
+    "      if not online then\n"
+    "        local rn = tonumber(redis.call('HGET', '" KEY_CONV_PREFIX "' .. u, ARGV[13] .. '" CONV_F_READ_IN
+    "') or '0')\n"
+    "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
+    "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV
+    "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ "', pr[j + 1], '" NT_F_TS "', ARGV[7], '" NT_F_PREVIEW
+    "', ARGV[15], '" NT_F_UNREAD "', gn - rn)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
     "return {0, ARGV[2], fs, flat}\n",
     ""};
 
-#define GSEND_NKEYS         6
-#define GSEND_ARGC          19
+#define GSEND_NKEYS         7
+#define GSEND_ARGC          23
 #define GSEND_WARN_EVERY_MS 10000
 
 struct gsend_req {
@@ -179,7 +206,8 @@ static void on_gsend_reply(redisReply *r, void *arg)
 void group_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], conv[64], node[16], mid_s[24],
-        from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24], conv_id[32], *json = NULL;
+        from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24], conv_id[32], qmax[24],
+        *json = NULL;
     const char *argv[GSEND_ARGC];
     size_t argvlen[GSEND_ARGC], json_len = 0, dedup_len;
     struct gsend_req *s = NULL;
@@ -216,6 +244,7 @@ void group_send(struct conn *c, const struct chatpkt *p)
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
     snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)m.to);
+    snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
 #define ARGS(i, v)   ARG(i, v, strlen(v))
     ARG(0, dedup, dedup_len);
@@ -224,19 +253,23 @@ void group_send(struct conn *c, const struct chatpkt *p)
     ARGS(3, KEY_MQ);
     ARGS(4, msgkey);
     ARGS(5, conv);
-    ARGS(6, node);
-    ARGS(7, mid_s);
-    ARGS(8, from_s);
-    ARGS(9, gid_s);
-    ARG(10, p->id, p->id_len);
-    ARG(11, m.body, m.body_len);
-    ARGS(12, ts_s);
-    ARGS(13, ttl);
-    ARG(14, json, json_len);
-    ARGS(15, keep);
-    ARGS(16, maxlen);
-    ARGS(17, oldest);
-    ARGS(18, conv_id);
+    ARGS(6, KEY_NOTIFY);
+    ARGS(7, node);
+    ARGS(8, mid_s);
+    ARGS(9, from_s);
+    ARGS(10, gid_s);
+    ARG(11, p->id, p->id_len);
+    ARG(12, m.body, m.body_len);
+    ARGS(13, ts_s);
+    ARGS(14, ttl);
+    ARG(15, json, json_len);
+    ARGS(16, keep);
+    ARGS(17, maxlen);
+    ARGS(18, oldest);
+    ARGS(19, conv_id);
+    ARGS(20, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
+    ARG(21, m.body, chat_preview_len(m.body, m.body_len));
+    ARGS(22, qmax);
 #undef ARGS
 #undef ARG
     chat_req_init(&s->r, c, p);
