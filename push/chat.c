@@ -1,5 +1,7 @@
 /* chat.c -- see chat.h: the handshake, the packet table, replies. */
 #include "chat.h"
+#include "group.h"
+#include "keys.h"
 #include "log.h"
 #include "magpie.h"
 #include "push.h"
@@ -74,6 +76,26 @@ void chat_deliver_seq(int64_t uid, const char *packet, size_t len, int64_t seq, 
     frame_unref(f);
 }
 
+size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
+{
+    int n = snprintf(buf, size, KEY_DEDUP, (long long)from, "");
+    if (n < 0 || (size_t)n + id_len > size)
+        return 0;
+    memcpy(buf + n, id, id_len);
+    return (size_t)n + id_len;
+}
+
+/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
+size_t chat_preview_len(const char *body, size_t len)
+{
+    long long chars = 0;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
+            break;
+    return i;
+}
+
 /* ---- P ---- */
 
 static void chat_ping(struct conn *c, const struct chatpkt *p)
@@ -86,6 +108,7 @@ static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = 
     ['P'] = chat_ping,   ['t'] = chat_send,     ['i'] = chat_send,
     ['O'] = chat_online, ['H'] = chat_history,  ['T'] = chat_take_order,
     ['S'] = chat_site,   ['Y'] = timeline_sync, ['R'] = chat_read,
+    ['g'] = group_send,
 };
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)

@@ -46,6 +46,15 @@ void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
 
 /* Register the Lua scripts of the handlers (before rdsa_start). */
 void chat_send_init(void);
+
+/* The Redis key remembering (from, id) of a t, i or g: KEY_DEDUP with the client's id appended by length,
+ * since the id may hold any bytes. Returns its length (0 when it does not fit); buf holds at least
+ * 64 + CHAT_MAX_ID bytes. */
+size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len);
+
+/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
+size_t chat_preview_len(const char *body, size_t len);
+
 void chat_online_init(void);
 void chat_order_init(void);
 void chat_site_init(void);

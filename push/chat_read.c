@@ -13,6 +13,10 @@
  * older message changes nothing but is acked), and when it moved, r goes to the reader's other connections
  * and, with chat.read_receipts, a receipt r {with: reader, mid} to the other user, on every node (the
  * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own).
+ *
+ * R {group, mid}: gread_lua, the same steps for a group conversation (push/group.h): the reader a member, or
+ * a former one (frozen counts) reading what it got while it was; the mark is the message's number in the
+ * group (MSG_F_GROUP_N, or messages.group_seq from MySQL); no receipts in groups.
  */
 #include "chat.h"
 #include "dbpool.h"
@@ -66,11 +70,41 @@ static struct rdsa_script read_lua = {
     "return {1, 1}\n",
     ""};
 
+/* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS, presence of
+ * the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the group (known
+ * from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid.
+ * Returns {0} mid unknown to Redis, {-5} the reader is not and never was a member, {-1} mid is not a g of
+ * this group (or one sent after the reader left), {1, 1} the mark moved, {1, 0} it did not. */
+static struct rdsa_script gread_lua = {
+    "gread",
+    "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
+    "local frozen = redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_IN "')\n"
+    "if not member and not frozen then return {-5} end\n"
+    "local gn = ARGV[4]\n"
+    "if gn == '' then\n"
+    "  local m = redis.call('HMGET', KEYS[2], '" MSG_F_PACKET "', '" MSG_F_GROUP "', '" MSG_F_GROUP_N "')\n"
+    "  if not m[1] then return {0} end\n"
+    "  if m[2] ~= ARGV[9] or not m[3] then return {-1} end\n"
+    "  gn = m[3]\n"
+    "end\n"
+    "if not member and tonumber(gn) > tonumber(frozen) then return {-1} end\n"
+    "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN "') or '0')\n"
+    "if tonumber(gn) <= cur then return {1, 0} end\n"
+    "redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ "', ARGV[3], ARGV[2] .. '" CONV_F_READ_IN "', gn)\n"
+    "local h = redis.call('HGETALL', KEYS[4])\n"
+    "for j = 1, #h, 2 do\n"
+    "  if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
+    "    redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
+    "  end\n"
+    "end\n"
+    "return {1, 1}\n",
+    ""};
+
 static char chan_prefix[64], chan_suffix[64];
 
 struct read_req {
     struct chat_req r;
-    int64_t reader, with, mid;
+    int64_t reader, with, group, mid; /* with or group is 0 */
     char known[48];      /* ARGV[4] */
     char *mine, *theirs; /* the r packets (theirs NULL without receipts) */
     size_t mine_len, theirs_len;
@@ -82,6 +116,7 @@ void chat_read_init(void)
     char buf[64];
     const char *zero;
     rdsa_script(&read_lua);
+    rdsa_script(&gread_lua);
     snprintf(buf, sizeof(buf), CHAN_NODE, 0);
     zero = strchr(buf, '0');
     snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
@@ -123,6 +158,26 @@ static void deliver_local(int64_t uid, const char *packet, size_t len, const str
 
 static int read_eval(struct read_req *q);
 
+/* A group message Redis no longer has: its number in the group, when it is a g of q->group. */
+static void read_work_group(struct db *db, MYSQL *m, struct read_req *q)
+{
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    char sql[160];
+    int n = snprintf(sql, sizeof(sql), "SELECT group_id, group_seq FROM messages WHERE id = %" PRId64, q->mid);
+
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
+        db_check_error(db);
+        return;
+    }
+    row = mysql_fetch_row(res);
+    if (row == NULL || row[0] == NULL || row[1] == NULL || strtoll(row[0], NULL, 10) != q->group)
+        q->unknown = 1;
+    else
+        snprintf(q->known, sizeof(q->known), "%s", row[1]);
+    mysql_free_result(res);
+}
+
 static void read_work(struct db *db, void *arg)
 {
     struct read_req *q = arg;
@@ -135,6 +190,10 @@ static void read_work(struct db *db, void *arg)
 
     if (m == NULL)
         return;
+    if (q->group != 0) {
+        read_work_group(db, m, q);
+        return;
+    }
     n = snprintf(sql, sizeof(sql),
                  "SELECT from_uid, to_uid, from_seq, to_seq FROM messages WHERE id = %" PRId64, q->mid);
     if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
@@ -194,6 +253,8 @@ static void on_read_reply(redisReply *r, void *arg)
         if (dbpool_submit(read_work, read_done, q) == MP_OK)
             return;
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer == -5) {
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_MEMBER, STATS_E_REJECTED);
     } else if (e[0]->integer != 1) {
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_IN_CONV, STATS_E_REJECTED);
     } else {
@@ -207,8 +268,37 @@ static void on_read_reply(redisReply *r, void *arg)
     read_free(q);
 }
 
+static int read_eval_group(struct read_req *q)
+{
+    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24], *pl;
+    size_t pl_len, argvlen[13];
+    int rc;
+
+    if (!rdsa_ready() || (pl = user_payload(q->reader, q->mine, q->mine_len, &pl_len)) == NULL)
+        return MP_ERR;
+    snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
+    snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
+    snprintf(members, sizeof(members), KEY_GROUP_MEMBERS, (long long)q->group);
+    snprintf(pme, sizeof(pme), KEY_PRESENCE, (long long)q->reader);
+    snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
+    snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)q->group);
+    snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
+    snprintf(node, sizeof(node), "%d", push.node);
+    snprintf(gid, sizeof(gid), "%lld", (long long)q->group);
+    const char *argv[13] = {conv,     msg,  members,     pme,         reader, conv_id, mid,
+                            q->known, node, chan_prefix, chan_suffix, pl,     gid};
+    for (int i = 0; i < 13; i++)
+        argvlen[i] = strlen(argv[i]);
+    argvlen[11] = pl_len;
+    rc = rdsa_eval(&gread_lua, on_read_reply, q, 4, 13, argv, argvlen);
+    free(pl);
+    return rc;
+}
+
 static int read_eval(struct read_req *q)
 {
+    if (q->group != 0)
+        return read_eval_group(q);
     char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], *pl_me,
         *pl_them = NULL;
     const char *argv[13];
@@ -252,13 +342,18 @@ static int read_eval(struct read_req *q)
     return rc;
 }
 
-/* An r packet from the reader: {"id", "from": reader, "type": "r", "msg": {"with": with, "mid": "<mid>"}}. */
+/* An r packet from the reader: {"id", "from": reader, "type": "r", "msg": {"with": with, "mid": "<mid>"}}, or
+ * with {"group": gid, "mid"} for a group. */
 static char *read_packet(const struct read_req *q, int64_t with, size_t *len)
 {
     char mid[24], *s;
     json_t *p;
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
-    p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
+    if (q->group != 0)
+        p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
+                      "type", "r", "msg", "group", (json_int_t)q->group, "mid", mid);
+    else
+        p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
                   "type", "r", "msg", "with", (json_int_t)with, "mid", mid);
     s = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
@@ -277,10 +372,6 @@ void chat_read(struct conn *c, const struct chatpkt *p)
         chat_error(c, p->id, p->id_len, bad, STATS_E_MALFORMED);
         return;
     }
-    if (m.group != 0) { /* groups come with SPEC §4.2: none exists yet, so none has c->uid as a member */
-        chat_error(c, p->id, p->id_len, CHAT_E_NOT_MEMBER, STATS_E_REJECTED);
-        return;
-    }
     if ((q = calloc(1, sizeof(*q))) == NULL) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         return;
@@ -288,11 +379,13 @@ void chat_read(struct conn *c, const struct chatpkt *p)
     chat_req_init(&q->r, c, p);
     q->reader = c->uid;
     q->with = m.with;
+    q->group = m.group;
     q->mid = m.mid;
     q->mine = read_packet(q, m.with, &q->mine_len);
-    if (push.cfg->chat.read_receipts)
+    if (push.cfg->chat.read_receipts && m.group == 0)
         q->theirs = read_packet(q, c->uid, &q->theirs_len);
-    if (q->mine == NULL || (push.cfg->chat.read_receipts && q->theirs == NULL) || read_eval(q) != MP_OK) {
+    if (q->mine == NULL || (push.cfg->chat.read_receipts && m.group == 0 && q->theirs == NULL) ||
+        read_eval(q) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         read_free(q);
     }

@@ -187,28 +187,6 @@ static void on_send_reply(redisReply *r, void *arg)
     send_free(s);
 }
 
-/* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
-static size_t chat_preview_len(const char *body, size_t len)
-{
-    long long chars = 0;
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (((unsigned char)body[i] & 0xC0) != 0x80 && chars++ == push.cfg->notify.preview_chars)
-            break;
-    return i;
-}
-
-/* The Redis key remembering (from, id): KEY_DEDUP with the client's id appended by length, since the id may
- * hold any bytes. Returns its length; buf holds at least 64 + CHAT_MAX_ID bytes. */
-static size_t dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
-{
-    int n = snprintf(buf, size, KEY_DEDUP, (long long)from, "");
-    if (n < 0 || (size_t)n + id_len > size)
-        return 0;
-    memcpy(buf + n, id, id_len);
-    return (size_t)n + id_len;
-}
-
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
@@ -236,7 +214,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         (head = chatpkt_delivery(m.to, c->uid, ts, "", 0, &head_len)) == NULL)
         goto failed;
 
-    dedup_len = dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
+    dedup_len = chat_dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
     snprintf(friends, sizeof(friends), KEY_FRIENDS, (long long)c->uid);
     snprintf(pto, sizeof(pto), KEY_PRESENCE, (long long)m.to);
     snprintf(pfrom, sizeof(pfrom), KEY_PRESENCE, (long long)c->uid);

@@ -7,6 +7,7 @@
  * log file.
  */
 #include "chat.h"
+#include "group.h"
 #include "timeline.h"
 #include "cli.h"
 #include "cluster.h"
@@ -127,6 +128,7 @@ static int start(void)
     if (stats_start(push.loop) != MP_OK || conn_start() != MP_OK || cluster_start() != MP_OK)
         return MP_ERR;
     chat_send_init();
+    group_send_init();
     timeline_init();
     chat_read_init();
     chat_online_init();

@@ -1,5 +1,7 @@
 /* relay.c -- see relay.h. */
 #include "relay.h"
+#include "group.h"
+#include "group_lua.h"
 #include "bus.h"
 #include "chat.h"
 #include "keys.h"
@@ -26,6 +28,11 @@ void relay_delivery(const char *payload, size_t len)
             chat_deliver(uid, f, NULL, mp_now_ms());
             frame_unref(f);
         }
+        return;
+    }
+    if (len >= 2 && payload[0] == GROUP_DELIVERY_HEAD[0] && payload[1] == GROUP_DELIVERY_HEAD[1]) {
+        if (group_deliver_payload(payload, len) != 0)
+            log_debug("relay: bad group delivery payload len=%zu", len);
         return;
     }
     if (chatpkt_delivery_parse(payload, len, &d) != 0) {

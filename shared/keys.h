@@ -51,7 +51,8 @@
 /* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
  * presence check (presence.h) and removed when that node id starts again; no TTL. The prefix is also
  * spelled in PRESENCE_LUA. */
-#define KEY_PRESENCE "mp:presence:%lld"
+#define KEY_PRESENCE_PREFIX "mp:presence:"
+#define KEY_PRESENCE KEY_PRESENCE_PREFIX "%lld"
 /* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
 #define KEY_NODE_USERS "mp:node:%d:users"
 

@@ -1,0 +1,266 @@
+/* group_send.c -- g: a message to a group (SPEC §4.2; the design is push/group.h).
+ *
+ * One Redis script, like t (chat_send.c): the (from, id) dedup check, the membership check against
+ * KEY_GROUP_MEMBERS, a seq in every member's timeline (mp_fanout, shared/group_lua.h), the group's count and
+ * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery PUBLISHed to every other
+ * live node. The client gets A (mid, the sender's seq) only after Redis answered. The reply carries every
+ * member's seq, from which this node delivers to its own connections, in the order Redis ran the scripts.
+ * A non-member, or a group that does not exist, gets E "not a member" (one answer for both, so ids cannot
+ * be probed), and the message takes no seq.
+ */
+#include "group.h"
+#include "cluster.h"
+#include "group_lua.h"
+#include "keys.h"
+#include "log.h"
+#include "magpie.h"
+#include "notify_event.h"
+#include "push.h"
+#include "rdsa.h"
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY.
+ * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
+ * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>", "1" when offline
+ * notifications are on, the notification's preview, notify.queue_maxlen.
+ * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member}, {1, "<first mid> <its seq>"} a
+ * retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a member
+ * without a counter while Redis has not got them all back from MySQL. Nothing stays written when refused. */
+static struct rdsa_script gsend_lua = {
+    "gsend",
+    GROUP_LUA_LIB
+    "local first = redis.call('GET', KEYS[1])\n"
+    "if first then return {1, first} end\n"
+    "if not redis.call('HGET', KEYS[2], ARGV[3]) then return {-1} end\n"
+    "local uids = redis.call('HKEYS', KEYS[2])\n"
+    "if not mp_counters_ok(uids) then return {-3} end\n"
+    "local pr, err = mp_fanout(uids, ARGV[2], ARGV[13], ARGV[10], ARGV[11])\n"
+    "if not pr then return {-2, err} end\n"
+    "local gn = redis.call('HINCRBY', KEYS[3], '" GROUP_F_COUNT "', 1)\n"
+    "redis.call('HSET', KEYS[3], '" GROUP_F_LAST "', ARGV[2])\n"
+    "local fs, flat = 0, {}\n"
+    "for j = 1, #pr, 2 do\n"
+    "  if pr[j] == ARGV[3] then fs = pr[j + 1] end\n"
+    "  flat[#flat + 1] = pr[j] .. ' ' .. pr[j + 1]\n"
+    "end\n"
+    "flat = table.concat(flat, ' ')\n"
+    "redis.call('HSET', KEYS[5], '" MSG_F_PACKET "', ARGV[9], '" MSG_F_GROUP "', ARGV[4], '" MSG_F_GROUP_N
+    "', gn)\n"
+    "redis.call('EXPIRE', KEYS[5], ARGV[10])\n"
+    "redis.call('HSET', KEYS[6], ARGV[13] .. '" CONV_F_READ "', ARGV[2], ARGV[13] .. '" CONV_F_READ_IN "', gn)\n"
+    "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID "', ARGV[2], '" MQ_F_FROM
+    "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE "', 'g', '" MQ_F_BODY
+    "', ARGV[6], '" MQ_F_TS "', ARGV[7], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_GROUP "', ARGV[4], '" MQ_F_GROUP_N
+    "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"
+    "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"
+    "mp_publish('" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], ARGV[12])\n"
+    /* Offline notifications (notify/notify_worker.h): one event per member but the sender with no connection
+     * on a live node, in the same script as the message. */
+    "if ARGV[14] == '1' then\n"
+    "  local oldest = tonumber(ARGV[12])\n"
+    "  for j = 1, #pr, 2 do\n"
+    "    local u, online = pr[j], false\n"
+    "    if u ~= ARGV[3] then\n"
+    "      local h = redis.call('HGETALL', '" KEY_PRESENCE_PREFIX "' .. u)\n"
+    "      for k = 1, #h, 2 do\n"
+    "        if tonumber(h[k + 1]) > 0 then\n"
+    "          local beat = redis.call('ZSCORE', '" KEY_NODES "', h[k])\n"
+    "          if beat and tonumber(beat) >= oldest then online = true break end\n"
+    "        end\n"
+    "      end\n"
+    "      if not online then\n"
+    "        local rn = tonumber(redis.call('HGET', '" KEY_CONV_PREFIX "' .. u, ARGV[13] .. '" CONV_F_READ_IN
+    "') or '0')\n"
+    "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
+    "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV
+    "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ "', pr[j + 1], '" NT_F_TS "', ARGV[7], '" NT_F_PREVIEW
+    "', ARGV[15], '" NT_F_UNREAD "', gn - rn)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {0, ARGV[2], fs, flat}\n",
+    ""};
+
+#define GSEND_NKEYS         7
+#define GSEND_ARGC          23
+#define GSEND_WARN_EVERY_MS 10000
+
+struct gsend_req {
+    struct chat_req r;
+    int64_t gid;
+    int64_t ts;
+    char *json; /* the packet members get, without seq */
+    size_t json_len;
+};
+
+static void gsend_free(struct gsend_req *s)
+{
+    free(s->json);
+    chat_req_done(&s->r);
+    free(s);
+}
+
+void group_send_init(void)
+{
+    rdsa_script(&gsend_lua);
+}
+
+/* Give this node's connections of every "<uid> <seq>" pair in pairs (len bytes) the packet with that seq;
+ * except (the connection that sent it) gets nothing. Returns 0, or -1 when pairs is malformed (the pairs
+ * before the bad one were delivered). */
+static int deliver_pairs(const char *pairs, size_t len, const char *packet, size_t packet_len,
+                         const struct conn *except, int64_t ts)
+{
+    const char *p = pairs;
+    int64_t uid, seq;
+    int rc;
+
+    while ((rc = chatpkt_group_pair_next(&p, pairs + len, &uid, &seq)) == 1)
+        chat_deliver_seq(uid, packet, packet_len, seq, except, ts);
+    return rc;
+}
+
+int group_deliver_payload(const char *payload, size_t len)
+{
+    struct group_delivery d;
+    /* checked whole before anything is delivered: a bad payload delivers nothing */
+    if (chatpkt_group_delivery_parse(payload, len, &d) != 0)
+        return -1;
+    return deliver_pairs(d.pairs, d.pairs_len, d.packet, d.packet_len, NULL, d.ts);
+}
+
+static void on_gsend_reply(redisReply *r, void *arg)
+{
+    struct gsend_req *s = arg;
+    struct conn *c = s->r.c;
+    redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->element : NULL;
+
+    if (e == NULL || r->elements < 1 || e[0]->type != REDIS_REPLY_INTEGER) {
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            log_warn("group send script failed reason=\"%s\"", r->str);
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer == -1) {
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_NOT_MEMBER, STATS_E_REJECTED);
+    } else if (e[0]->integer == -3) {
+        static int64_t warned_ms;
+        if (mp_now_ms() - warned_ms >= GSEND_WARN_EVERY_MS) {
+            warned_ms = mp_now_ms();
+            log_warn("group sends refused until magpie-persist has restored the seq counters from MySQL (%s "
+                     "is missing) uid=%lld group=%lld",
+                     KEY_SEQ_RESTORED, (long long)c->uid, (long long)s->gid);
+        }
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
+        const char *sp = strchr(e[1]->str, ' ');
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
+                   sp ? json_pack("{s:s%,s:I}", "mid", e[1]->str, (size_t)(sp - e[1]->str), "seq",
+                                  (json_int_t)strtoll(sp + 1, NULL, 10))
+                      : json_pack("{s:s}", "mid", e[1]->str));
+        stats_ack();
+    } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
+               e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_STRING) {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
+                   json_pack("{s:s,s:I}", "mid", e[1]->str, "seq", (json_int_t)e[2]->integer));
+        stats_ack();
+        if (deliver_pairs(e[3]->str, e[3]->len, s->json, s->json_len, c, s->ts) != 0)
+            log_error("group send: a malformed member list in the script's reply group=%lld",
+                      (long long)s->gid);
+    } else {
+        if (e[0]->integer == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
+            log_error("group send refused: a timeline is ahead of its counter uid=%lld group=%lld reason=\"%s\"",
+                      (long long)c->uid, (long long)s->gid, e[1]->str);
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    }
+    gsend_free(s);
+}
+
+void group_send(struct conn *c, const struct chatpkt *p)
+{
+    char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], conv[64], node[16], mid_s[24],
+        from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24], conv_id[32], qmax[24],
+        *json = NULL;
+    const char *argv[GSEND_ARGC];
+    size_t argvlen[GSEND_ARGC], json_len = 0, dedup_len;
+    struct gsend_req *s = NULL;
+    struct chat_msg m;
+    const char *bad;
+    int64_t mid, ts;
+
+    /* self = 0: a group id may equal the sender's uid */
+    if ((bad = chatpkt_message(p, 0, &m)) != NULL) {
+        int malformed = strcmp(bad, CHAT_E_BAD_TO) == 0 || strcmp(bad, CHAT_E_BAD_MSG) == 0;
+        chat_error(c, p->id, p->id_len, bad, malformed ? STATS_E_MALFORMED : STATS_E_REJECTED);
+        return;
+    }
+    if (!rdsa_ready())
+        goto failed;
+    mid = id_next(&push.ids);
+    ts = mp_now_ms();
+    json = packet_chat(p->id, p->id_len, c->uid, m.to, 'g', m.body, m.body_len, ts, mid, &json_len);
+    if (json == NULL || (s = calloc(1, sizeof(*s))) == NULL)
+        goto failed;
+
+    dedup_len = chat_dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
+    snprintf(members, sizeof(members), KEY_GROUP_MEMBERS, (long long)m.to);
+    snprintf(group, sizeof(group), KEY_GROUP, (long long)m.to);
+    snprintf(msgkey, sizeof(msgkey), KEY_MSG, (long long)mid);
+    snprintf(conv, sizeof(conv), KEY_CONV, (long long)c->uid);
+    snprintf(node, sizeof(node), "%d", push.node);
+    snprintf(mid_s, sizeof(mid_s), "%lld", (long long)mid);
+    snprintf(from_s, sizeof(from_s), "%lld", (long long)c->uid);
+    snprintf(gid_s, sizeof(gid_s), "%lld", (long long)m.to);
+    snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
+    snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
+    snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
+    snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
+    snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
+    snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)m.to);
+    snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
+#define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
+#define ARGS(i, v)   ARG(i, v, strlen(v))
+    ARG(0, dedup, dedup_len);
+    ARGS(1, members);
+    ARGS(2, group);
+    ARGS(3, KEY_MQ);
+    ARGS(4, msgkey);
+    ARGS(5, conv);
+    ARGS(6, KEY_NOTIFY);
+    ARGS(7, node);
+    ARGS(8, mid_s);
+    ARGS(9, from_s);
+    ARGS(10, gid_s);
+    ARG(11, p->id, p->id_len);
+    ARG(12, m.body, m.body_len);
+    ARGS(13, ts_s);
+    ARGS(14, ttl);
+    ARG(15, json, json_len);
+    ARGS(16, keep);
+    ARGS(17, maxlen);
+    ARGS(18, oldest);
+    ARGS(19, conv_id);
+    ARGS(20, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
+    ARG(21, m.body, chat_preview_len(m.body, m.body_len));
+    ARGS(22, qmax);
+#undef ARGS
+#undef ARG
+    chat_req_init(&s->r, c, p);
+    s->gid = m.to;
+    s->ts = ts;
+    s->json = json;
+    s->json_len = json_len;
+    if (rdsa_eval(&gsend_lua, on_gsend_reply, s, GSEND_NKEYS, GSEND_ARGC, argv, argvlen) != MP_OK) {
+        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        gsend_free(s);
+    }
+    return;
+
+failed:
+    chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    free(s);
+    free(json);
+}
