@@ -202,6 +202,27 @@ def test_a_redelivered_group_entry_is_stored_once(stack):
         assert {u: _chunks(db, u) for u in members} == chunks
 
 
+def test_a_retry_under_a_new_mid_points_every_timeline_at_the_stored_copy(stack):
+    """A g stored twice under two mids (a client's retry after the dedup forgot it, so it got new seqs too):
+    one row, the first; every position of the second copy -- the sender's as well -- points at the first
+    one's mid, so no timeline gets a seq that leads nowhere."""
+    r = raw_redis(stack)
+    members = _uids(4)
+    g = Group(r, members)
+    first, seqs1, mid1 = g.message(members[0], "hello", cid="same-cid")
+    again, seqs2, mid2 = g.message(members[0], "hello", cid="same-cid")
+    with stack.mysql() as db:
+        xadd_all(r, [first])
+        wait_for(lambda: len(_group_rows(db, g.gid)) == 1, 30, "the first row")
+        wait_for(lambda: group_pending(r) == 0, 30, "the pending list to empty")
+        xadd_all(r, [again])
+        wait_for(lambda: (seqs2[members[0]], mid1) in _chunk_positions(db, members[0]), 30,
+                 "the sender's second seq")
+        assert [row[0] for row in _group_rows(db, g.gid)] == [mid1]
+        for u in members[1:]:
+            assert _chunk_positions(db, u) == {(seqs1[u], mid1), (seqs2[u], mid1)}
+
+
 def test_group_state_is_applied_only_when_newer(stack):
     r = raw_redis(stack)
     members = _uids(4)
