@@ -330,9 +330,11 @@ static int cmp_pos(const void *a, const void *b)
 /* Items in a seqs list: its spaces plus one. */
 static size_t seqs_count(const struct persist_msg *msg)
 {
-    size_t n = msg->seqs_len > 0;
+    size_t n = 1;
+    if (msg->seqs == NULL || msg->seqs_len == 0)
+        return 0;
     for (const char *p = msg->seqs, *end = msg->seqs + msg->seqs_len;
-         p != NULL && (p = memchr(p, ' ', (size_t)(end - p))) != NULL; p++)
+         (p = memchr(p, ' ', (size_t)(end - p))) != NULL; p++)
         n++;
     return n;
 }
@@ -621,7 +623,7 @@ int persist_store(struct db *d, const char *table, struct persist_row **rows, si
         set_why(res->why, "out of memory");
         return MP_ENOMEM;
     }
-    states = msgs + n;
+    states = msgs != NULL ? msgs + n : NULL;
     for (i = 0; i < n; i++) {
         if (rows[i]->msg.type == MQ_TYPE_GROUP_STATE[0])
             states[nstates++] = rows[i];
