@@ -423,16 +423,8 @@ static void finish(struct worker *wk, struct waiter *w)
     pthread_mutex_unlock(&lp.lock);
     worker_refresh(wk);
     /* A waiter is woken by an event: a state change, its deadline, or the subscription coming back after a
-     * Redis restart -- when this thread's connection may be one the restart closed (its first command
-     * would fail), or one still waiting out its backoff (up to 2 s): either would answer "unavailable"
-     * although Redis is back. So a PING first (it fails on a closed connection, which is dropped), and a
-     * missing connection is tried at once: one try per wake-up cannot hammer a dead Redis. The poll's own
-     * script is not retried blindly, since a lost reply may hide a login it already consumed. */
-    if (wk->rds.c != NULL) {
-        redisReply *pong = rds_cmd(&wk->rds, "PING");
-        if (pong != NULL)
-            freeReplyObject(pong);
-    }
+     * Redis outage -- when this thread's own connection may still wait out its backoff (up to 2 s) and
+     * would answer "unavailable" although Redis is back. One try per wake-up cannot hammer a dead Redis. */
     if (wk->rds.c == NULL)
         rds_retry_now(&wk->rds);
 
