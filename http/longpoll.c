@@ -422,11 +422,6 @@ static void finish(struct worker *wk, struct waiter *w)
     stopping = lp.stopping;
     pthread_mutex_unlock(&lp.lock);
     worker_refresh(wk);
-    /* A waiter is woken by an event: a state change, its deadline, or the subscription coming back after a
-     * Redis outage -- when this thread's own connection may still wait out its backoff (up to 2 s) and
-     * would answer "unavailable" although Redis is back. One try per wake-up cannot hammer a dead Redis. */
-    if (wk->rds.c == NULL)
-        rds_retry_now(&wk->rds);
 
     if (stopping) {
         reply(&c, API_QR_WAITING, NULL);

@@ -29,11 +29,6 @@ static struct timeval ms_tv(int ms)
     return tv;
 }
 
-void rds_retry_now(struct rds *r)
-{
-    r->retry_at_ms = 0;
-}
-
 void rds_drop(struct rds *r, const char *why)
 {
     char reason[256];

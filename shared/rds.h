@@ -45,10 +45,6 @@ redisReply *rds_reply(struct rds *r);
 /* Drop the connection after a failure seen by the caller (e.g. a pipelined command). */
 void rds_drop(struct rds *r, const char *why);
 
-/* Forget the reconnect backoff: the next call tries at once. For a caller that knows Redis is back (the
- * long poll's subscription came back) while this connection is still waiting out its backoff. */
-void rds_retry_now(struct rds *r);
-
 void rds_close(struct rds *r);
 
 #endif
