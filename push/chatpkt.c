@@ -348,3 +348,57 @@ void chatpkt_control_free(struct chat_control *c)
     json_decref(c->root);
     memset(c, 0, sizeof(*c));
 }
+
+/* A positive decimal number at *p (before end) without sign or leading spaces, advanced past it; -1 when
+ * there is none or it overflows. */
+static int64_t read_positive(const char **p, const char *end)
+{
+    int64_t v = 0;
+    const char *s = *p;
+    if (s >= end || *s < '1' || *s > '9')
+        return -1;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        if (v > (INT64_MAX - (*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *p = s;
+    return v;
+}
+
+int chatpkt_group_pair_next(const char **p, const char *end, int64_t *uid, int64_t *seq)
+{
+    const char *s = *p;
+    if (s >= end)
+        return 0;
+    if ((*uid = read_positive(&s, end)) < 0 || s >= end || *s++ != ' ' || (*seq = read_positive(&s, end)) < 0)
+        return -1;
+    if (s < end && *s++ != ' ')
+        return -1;
+    *p = s;
+    return 1;
+}
+
+int chatpkt_group_delivery_parse(const char *payload, size_t len, struct group_delivery *d)
+{
+    const char *end = payload + len, *p = payload, *nl;
+    int64_t uid, seq;
+    int rc;
+
+    if (len < 2 || payload[0] != 'g' || payload[1] != ' ')
+        return -1;
+    p += 2;
+    if ((d->ts = read_positive(&p, end)) < 0 || p >= end || *p++ != '\n')
+        return -1;
+    if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL || nl + 1 >= end)
+        return -1;
+    d->pairs = p;
+    d->pairs_len = (size_t)(nl - p);
+    while ((rc = chatpkt_group_pair_next(&p, nl, &uid, &seq)) == 1)
+        ;
+    if (rc < 0)
+        return -1;
+    d->packet = nl + 1;
+    d->packet_len = (size_t)(end - nl - 1);
+    return 0;
+}

@@ -149,6 +149,18 @@ int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery
 int chatpkt_user_packet_parse(const char *payload, size_t len, int64_t *uid, const char **packet,
                               size_t *packet_len);
 
+/* A group delivery (CHAN_NODE, shared/group_lua.h's GROUP_DELIVERY_HEAD): "g <ts>\n<uid> <seq> <uid> <seq>
+ * ...\n<packet>". chatpkt_group_delivery_parse checks all of it (ts > 0, every uid and seq > 0, a packet)
+ * and returns 0 with d pointing into the payload, or -1. chatpkt_group_pair_next reads the next pair of a
+ * pair list from *p (advanced) up to end: 1 with uid and seq set, 0 at the end, -1 when malformed. */
+struct group_delivery {
+    int64_t ts;
+    const char *pairs, *packet;
+    size_t pairs_len, packet_len;
+};
+int chatpkt_group_delivery_parse(const char *payload, size_t len, struct group_delivery *d);
+int chatpkt_group_pair_next(const char **p, const char *end, int64_t *uid, int64_t *seq);
+
 /* A CHAN_CONTROL command (shared/bus.h), parsed: what relay.c acts on. */
 enum chat_ctl_cmd { CHAT_CTL_KICK, CHAT_CTL_LOGOUT, CHAT_CTL_DELIVER };
 struct chat_control {

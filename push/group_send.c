@@ -111,51 +111,27 @@ void group_send_init(void)
 }
 
 /* Give this node's connections of every "<uid> <seq>" pair in pairs (len bytes) the packet with that seq;
- * except (the connection that sent it) gets nothing. Returns 0, or -1 when pairs is malformed. */
+ * except (the connection that sent it) gets nothing. Returns 0, or -1 when pairs is malformed (the pairs
+ * before the bad one were delivered). */
 static int deliver_pairs(const char *pairs, size_t len, const char *packet, size_t packet_len,
                          const struct conn *except, int64_t ts)
 {
-    const char *p = pairs, *end = pairs + len;
+    const char *p = pairs;
+    int64_t uid, seq;
+    int rc;
 
-    while (p < end) {
-        int64_t v[2];
-        for (int k = 0; k < 2; k++) {
-            char *e;
-            long long n;
-            if (p >= end || *p < '0' || *p > '9')
-                return -1;
-            n = strtoll(p, &e, 10); /* stops at the ' ' or '\n' that ends every pair list */
-            if (e > end || n <= 0)
-                return -1;
-            v[k] = n;
-            p = e;
-            if (p < end && *p == ' ')
-                p++;
-        }
-        chat_deliver_seq(v[0], packet, packet_len, v[1], except, ts);
-    }
-    return 0;
+    while ((rc = chatpkt_group_pair_next(&p, pairs + len, &uid, &seq)) == 1)
+        chat_deliver_seq(uid, packet, packet_len, seq, except, ts);
+    return rc;
 }
 
 int group_deliver_payload(const char *payload, size_t len)
 {
-    const char *head = GROUP_DELIVERY_HEAD, *nl1, *nl2, *end = payload + len;
-    size_t hl = strlen(head);
-    char *e;
-    long long ts;
-
-    if (len < hl || memcmp(payload, head, hl) != 0 || (nl1 = memchr(payload, '\n', len)) == NULL ||
-        (nl2 = memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1))) == NULL)
+    struct group_delivery d;
+    /* checked whole before anything is delivered: a bad payload delivers nothing */
+    if (chatpkt_group_delivery_parse(payload, len, &d) != 0)
         return -1;
-    if (payload[hl] < '0' || payload[hl] > '9' || (ts = strtoll(payload + hl, &e, 10)) <= 0 || e != nl1)
-        return -1;
-    /* the pair list is checked whole before anything is delivered: a bad payload delivers nothing */
-    for (const char *p = nl1 + 1; p < nl2; p++)
-        if ((*p < '0' || *p > '9') && *p != ' ')
-            return -1;
-    if (nl2 + 1 >= end)
-        return -1;
-    return deliver_pairs(nl1 + 1, (size_t)(nl2 - nl1 - 1), nl2 + 1, (size_t)(end - nl2 - 1), NULL, ts);
+    return deliver_pairs(d.pairs, d.pairs_len, d.packet, d.packet_len, NULL, d.ts);
 }
 
 static void on_gsend_reply(redisReply *r, void *arg)

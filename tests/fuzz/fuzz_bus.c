@@ -2,7 +2,7 @@
  * the channel, the rest is the payload.
  *   0  CHAN_CONTROL, magpie-http's commands: chatpkt_control_parse, then the packet relay.c would send
  *   1  CHAN_NODE, another node's chat delivery or packet for a user: chatpkt_delivery_parse,
- *      chatpkt_user_packet_parse
+ *      chatpkt_user_packet_parse, chatpkt_group_delivery_parse (then every pair of its list)
  *   2  CHAN_ROOM, a room broadcast: roompkt_bus_parse, then the batch room_hub.c merges it into
  * Anyone who can publish on the Redis these nodes share can send any of them, so they are parsed as
  * hostile input like a client's.
@@ -56,6 +56,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        d.packet >= payload && d.packet + d.packet_len == payload + len);
         if (chatpkt_user_packet_parse(payload, len, &uid, &packet, &packet_len) == 0)
             FUZZ_CHECK(uid > 0 && packet_len > 0 && packet >= payload && packet + packet_len == payload + len);
+        struct group_delivery g;
+        if (chatpkt_group_delivery_parse(payload, len, &g) == 0) {
+            const char *p = g.pairs;
+            int64_t seq;
+            int rc;
+            FUZZ_CHECK(g.ts > 0 && g.packet_len > 0 && g.packet + g.packet_len == payload + len &&
+                       g.pairs >= payload && g.pairs + g.pairs_len < g.packet);
+            while ((rc = chatpkt_group_pair_next(&p, g.pairs + g.pairs_len, &uid, &seq)) == 1)
+                FUZZ_CHECK(uid > 0 && seq > 0);
+            FUZZ_CHECK(rc == 0); /* the parse checked every pair */
+        }
         break;
     }
     default: {

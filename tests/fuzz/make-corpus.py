@@ -223,6 +223,20 @@ def http():
         "wrong-method": req("GET /login"),
         "bad-json": req("POST /login", [], '{"mobile":'),
         "not-object": req("POST /send_code", [], "[1,2]"),
+        "conversations": req("GET /conversations?limit=5&cursor=17", [bearer]),
+        "group-create": req("POST /groups", [bearer], {"name": "\u7fa4 friends", "members": [43, "44"]}),
+        "group-create-dup": req("POST /groups", [bearer], {"name": "g", "members": [43, 43]}),
+        "group-create-long": req("POST /groups", [bearer], {"name": "\u7fa4" * 65, "members": []}),
+        "group-list": req("GET /groups", [bearer]),
+        "group-get": req("GET /groups/7", [bearer]),
+        "group-get-bad-id": req("GET /groups/x7", [bearer]),
+        "group-update": req("POST /groups/7", [bearer], {"name": "renamed", "admins_add": [43],
+                                                         "admins_remove": ["44"]}),
+        "group-members": req("POST /groups/7/members", [bearer], {"add": [45, 46], "remove": [44]}),
+        "group-members-overlap": req("POST /groups/7/members", [bearer], {"add": [45], "remove": [45]}),
+        "group-leave": req("POST /groups/7/leave", [bearer]),
+        "group-delete": req("DELETE /groups/7", [bearer]),
+        "group-wrong-method": req("PUT /groups/7", [bearer]),
     }
 
 

@@ -232,7 +232,8 @@ class Device:
         return n
 
     def keep(self, p):
-        entry = (p["mid"], p["from"], p["msg"])
+        msg = p["msg"] if isinstance(p["msg"], str) else json.dumps(p["msg"], sort_keys=True)  # s: an object
+        entry = (p["mid"], p["from"], msg)
         old = self.have.setdefault(p["seq"], entry)
         assert old == entry, f"seq {p['seq']} of uid {self.uid} held {old}, now {entry}"
 
@@ -259,18 +260,18 @@ class Device:
     def take(self, packets):
         gap = False
         for p in packets:
-            if p.get("type") == "t" and "seq" in p:
+            if p.get("type") in ("t", "i", "g", "s") and "seq" in p:
                 if p["seq"] > self.last + 1:
                     gap = True
                 self.keep(p)
         return gap
 
-    async def send(self, to, text, id):
+    async def send(self, to, text, id, type="t"):
         while True:
             try:
                 if self.chat is None or not self.chat.open:
                     await self.connect()
-                r = await self.chat.text(to, text, id=id, timeout=3)
+                r = await self.chat.text(to, text, id=id, type=type, timeout=3)
                 if r["type"] == "A":
                     self.acks[id] = (r["mid"], r["seq"])
                     self.have.setdefault(r["seq"], (r["mid"], self.uid, text))

@@ -330,3 +330,30 @@ def test_events_in_hand_stay_within_max_pending_while_the_receiver_is_down(stack
         assert_in_order_per_recipient(evs)
     finally:
         d.stop()
+
+
+def test_group_message_to_20_members_of_whom_5_are_offline_gives_5_events(stack, receiver):
+    from group_client import create_group, make_users
+    d = NotifyDaemon(stack, receiver.url, name="notify-group")
+    try:
+        async def go():
+            users = make_users(stack, 20)
+            gid = create_group(stack, users[0], users[1:], name="notify")
+            online, offline = users[:15], users[15:]
+            chats = [await Chat.connect(stack, u) for u in online]
+            a = await chats[0].text(gid, "to the group", type="g")
+            assert a["type"] == "A", a
+            wait_for(lambda: sum(len(receiver.events(u)) for u in offline) >= 5, 10, "five events")
+            await asyncio.sleep(0.5)
+            for u in offline:
+                evs = receiver.events(u)
+                assert len(evs) == 1, (u, evs)
+                e = evs[0]
+                assert (e["type"], e["kind"], e["from"], e["conversation"]) == ("message", "g", users[0],
+                                                                                {"group": gid})
+                assert e["mid"] == a["mid"] and e["preview"] == "to the group"
+                assert (e["seq"], e["unread"]) == (2, 1)  # after group_created; one unread message
+            assert all(receiver.events(u) == [] for u in online)
+        run(go())
+    finally:
+        d.stop()

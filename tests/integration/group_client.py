@@ -1,0 +1,71 @@
+"""Groups from a client's side (SPEC §4.2): users that exist (the endpoints check MySQL's users table),
+the HTTP calls of the group endpoints, and reading a member's timeline with Y."""
+import json
+
+from http_client import Client, test_token
+from push_client import new_uid
+
+_tokens = {}
+
+
+def make_users(stack, n):
+    """n users that exist: rows in MySQL's users table, as /login leaves them (the ids are ours)."""
+    uids = [new_uid() for _ in range(n)]
+    with stack.mysql() as db, db.cursor() as cur:
+        cur.executemany("INSERT INTO users (id, mobile) VALUES (%s, %s)", [(u, f"g{u}") for u in uids])
+    return uids
+
+
+def token(stack, uid):
+    if uid not in _tokens:
+        c = Client(stack.nginx_url)
+        try:
+            _tokens[uid] = test_token(c, uid)
+        finally:
+            c.close()
+    return _tokens[uid]
+
+
+def api(stack, uid, method, path, body=None):
+    """One call to the group endpoints as uid; the Reply (status, code, result)."""
+    c = Client(stack.nginx_url)
+    try:
+        return c.call(method, path, body, token=token(stack, uid))
+    finally:
+        c.close()
+
+
+def create_group(stack, owner, members, name="group"):
+    r = api(stack, owner, "POST", "/groups", {"name": name, "members": members})
+    assert r.status == 200 and r.code == 0, r
+    return r.result["group_id"]
+
+
+def change_members(stack, by, gid, add=None, remove=None):
+    body = {}
+    if add is not None:
+        body["add"] = add
+    if remove is not None:
+        body["remove"] = remove
+    r = api(stack, by, "POST", f"/groups/{gid}/members", body)
+    assert r.status == 200 and r.code == 0, r
+    return r.result
+
+
+async def timeline(chat, after=0):
+    """Every entry of chat's user after `after`, by Y (paging until "more" is false), in seq order."""
+    out = []
+    while True:
+        r = await chat.request("Y", {"after": after, "limit": 500}, timeout=15)
+        assert r["type"] == "Y", r
+        out += r["msg"]["messages"]
+        if not r["msg"]["more"]:
+            return out
+        after = out[-1]["seq"]
+
+
+def event_of(p):
+    """The event object of an s packet (its msg), else None."""
+    if p.get("type") != "s":
+        return None
+    return p["msg"] if isinstance(p["msg"], dict) else json.loads(p["msg"])
