@@ -51,9 +51,31 @@ function chat(uid) {
 function group(gid) {
   const key = `g${gid}`;
   if (!chats.has(key)) {
-    chats.set(key, { ...newGroupChat(gid), name: null, member: null, deleted: false, role: null, members: null, loaded: false });
+    const name = groupNames[gid] ?? null;
+    chats.set(key, { ...newGroupChat(gid), name, member: null, deleted: false, role: null, members: null, loaded: false });
   }
   return chats.get(key);
+}
+
+/** Group names this browser has seen, per user: the server tells a group's name to its members only, and a
+ * group the user left stays in the chat list. */
+const namesKey = `magpie.web.groupnames.${me}`;
+const groupNames = (() => {
+  try {
+    const v = JSON.parse(localStorage.getItem(namesKey) ?? "{}");
+    return v && typeof v === "object" ? v : {};
+  } catch {
+    return {};
+  }
+})();
+function rememberName(c) {
+  if (!c.gid || !c.name || groupNames[c.gid] === c.name) return;
+  groupNames[c.gid] = c.name;
+  try {
+    localStorage.setItem(namesKey, JSON.stringify(groupNames));
+  } catch {
+    // storage full or refused: the name is shown as long as this page lives
+  }
 }
 
 function byKey(key) {
@@ -112,6 +134,7 @@ function sortChats() {
 }
 
 function update(c) {
+  rememberName(c);
   renderChat(c);
   sortChats();
   if (c.key === open) document.getElementById("peer").textContent = titleOf(c);
@@ -176,7 +199,8 @@ function onMessage(p, { counts, synced = false }) {
   });
   if (counts) {
     const newest = applyMessage(c, p, me);
-    if (event && applyGroupEvent(c, event, me)) refreshGroup(c);
+    // The members changed: ask for the list again (not when the user is out: that would only be refused).
+    if (event && applyGroupEvent(c, event, me) && c.member !== false) refreshGroup(c);
     if (newest && !synced && p.from !== me && isMessage(p)) markRead(c);
   } else {
     noteHistory(c, p);
@@ -208,7 +232,7 @@ function openConversation(key) {
   showError("");
   document.getElementById("group-error").textContent = "";
   renderGroupPanel(c);
-  if (c.gid) refreshGroup(c);
+  if (c.gid && c.member !== false) refreshGroup(c);
   document.getElementById("text").focus();
   markRead(c);
   if (!c.loaded && client?.state === "online") loadHistory(c);
@@ -365,8 +389,9 @@ function refreshConversations() {
         else if (Number.isSafeInteger(entry.group)) c = group(entry.group);
         if (c === null) continue;
         mergeConversation(c, entry, me);
-        // A group the page did not know from GET /groups: one it left, or joined a moment ago.
-        if (c.gid && c.member === null) refreshGroup(c);
+        // A group GET /groups did not list: one the user left (or joined a moment ago: its member_added
+        // event, live or by Y, says so).
+        if (c.gid && c.member === null && groupsKnown) c.member = false;
         renderChat(c);
       }
       sortChats();
@@ -379,12 +404,14 @@ function refreshConversations() {
 }
 
 /** GET /groups: the groups the user belongs to, with their names and the user's role. */
+let groupsKnown = false;
 async function loadGroups() {
   const res = await api("/groups", { method: "GET", token });
   if (res.code !== 0) {
     if (res.code !== 13) showError(`Groups not available: ${res.message}`);
     return;
   }
+  groupsKnown = true;
   for (const g of res.result.groups) {
     if (!Number.isSafeInteger(g.group_id)) continue;
     const c = group(g.group_id);
@@ -392,6 +419,7 @@ async function loadGroups() {
     c.role = g.role ?? c.role;
     c.member = true;
     c.deleted = false;
+    rememberName(c);
     renderChat(c);
   }
   sortChats();
@@ -536,7 +564,6 @@ async function main() {
     renderChat(c);
   }
   sortChats();
-  await loadGroups();
 
   client = new ChatClient({ token, userId: me });
   client.addEventListener("state", (ev) => {
@@ -545,7 +572,7 @@ async function main() {
     el.textContent = ev.detail.state;
     if (ev.detail.state === "online") {
       showError("");
-      refreshConversations();
+      loadGroups().then(refreshConversations);
       if (open && !byKey(open).loaded) loadHistory(byKey(open));
       refreshOnline();
     }
@@ -581,6 +608,7 @@ async function main() {
   });
   client.addEventListener("servererror", (ev) => showError(ev.detail.reason));
   client.addEventListener("closed", (ev) => showError(`Disconnected by the server: ${ev.detail.reason}`));
+  await loadGroups();
   await refreshConversations();
   client.start();
   setInterval(refreshOnline, ONLINE_REFRESH_MS);
