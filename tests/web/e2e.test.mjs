@@ -365,6 +365,15 @@ test("group chat: create a group, add a member, three chat in one order, the mem
   await a.page.screenshot({ path: join(ARTIFACTS, "group-desktop.png") });
   await b.page.screenshot({ path: join(ARTIFACTS, "group-phone.png") });
 
+  // A renames it: the others' lists and conversations say so.
+  assert.equal(await b.page.locator("#rename-group").isHidden(), true);
+  await a.page.click("#rename-group");
+  await a.page.fill("#rename-name", "Trio+");
+  await a.page.click("#rename-save");
+  await c.page.locator('#messages li.sys[data-event="group_renamed"]', { hasText: `User ${a.uid} renamed the group to “Trio+”` }).waitFor({ timeout: T });
+  await b.page.locator(`${item} .name`, { hasText: "Trio+" }).waitFor({ timeout: T });
+  assert.equal(await c.page.textContent("#peer"), "Trio+");
+
   // B's badges across devices: B's first tab looks at A's 1:1; C writes; a second tab of B reads the
   // group, and the first tab's badge goes (r {group, mid} from B's other device).
   await b.page.click(`#chats li[data-uid="${a.uid}"] button`);
@@ -406,8 +415,15 @@ test("group chat: create a group, add a member, three chat in one order, the mem
   assert.deepEqual(await shownMessages(a.page), [...orders[0], "c4", "after C left"]);
   await c.page.locator('#messages li.sys[data-event="member_removed"]', { hasText: "You left" }).waitFor({ timeout: T });
   assert.deepEqual(await shownMessages(c.page), [...orders[0], "c4"]);
-  assert.equal(await c.page.textContent(`${item} .name`), "Trio");
+  assert.equal(await c.page.textContent(`${item} .name`), "Trio+");
   assert.equal(await c.page.isDisabled("#text"), true);
+
+  // A removes B: B's page says so and can no longer send.
+  await a.page.click(`#group-members li[data-uid="${b.uid}"] button.remove`);
+  await a.page.locator('#group-members[data-count="1"]').waitFor({ timeout: T });
+  await b.page.locator('#messages li.sys[data-event="member_removed"]', { hasText: `User ${a.uid} removed you` }).waitFor({ timeout: T });
+  await b.page.locator("#text:disabled").waitFor({ timeout: T });
+  assert.equal(await b.page.textContent("#group-status"), "You are not a member of this group.");
 
   await Promise.all([a.close(), b.close(), c.close()]);
 });

@@ -10,7 +10,7 @@ import {
   mergeConversation, applyReadMark, applyReceipt, noteHistory,
 } from "../../web/js/timeline.js";
 import {
-  convKey, isGroupEvent, eventText, joinNames, applyGroupEvent, memberLines, canManage, historyPage,
+  convKey, isGroupEvent, eventText, joinNames, applyGroupEvent, memberLines, canManage, canRemove, historyPage,
 } from "../../web/js/groups.js";
 
 test("unpackBatch reads seed 004's layout", () => {
@@ -246,6 +246,9 @@ test("memberLines: owner, admins, then members in join order; canManage", () => 
   ]);
   assert.deepEqual(memberLines(null, ME), []);
   assert.deepEqual(["owner", "admin", "member", null].map(canManage), [true, true, false, false]);
+  // only a higher role removes: the owner admins and members, an admin members
+  const roles = ["owner", "admin", "member"];
+  assert.deepEqual(roles.map((r) => roles.map((t) => canRemove(r, t))), [[false, true, true], [false, false, true], [false, false, false]]);
 });
 
 test("historyPage reads the timeline back in pages that end just below the floor", () => {

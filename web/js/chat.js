@@ -17,7 +17,7 @@
 
 import { api, webLogin, whoAmI } from "./api.js";
 import { ChatClient } from "./chat-client.js";
-import { applyGroupEvent, canManage, convKey, eventText, historyPage, memberLines } from "./groups.js";
+import { applyGroupEvent, canManage, canRemove, convKey, eventText, historyPage, memberLines } from "./groups.js";
 import {
   applyMessage, applyReadMark, applyReceipt, compareChats, compareMessages, isMessage, mergeConversation,
   newChat, newGroupChat, noteHistory,
@@ -231,6 +231,7 @@ function openConversation(key) {
   for (const msg of [...c.messages.values()].sort(compareMessages)) render(c, msg);
   showError("");
   document.getElementById("group-error").textContent = "";
+  document.getElementById("rename-form").hidden = true;
   renderGroupPanel(c);
   if (c.gid && c.member !== false) refreshGroup(c);
   document.getElementById("text").focus();
@@ -255,7 +256,16 @@ function renderGroupPanel(c) {
       const li = document.createElement("li");
       li.dataset.uid = m.uid;
       li.dataset.role = m.role;
-      li.textContent = m.text;
+      li.append(m.text);
+      if (m.uid !== me && canRemove(c.role, m.role)) {
+        const x = document.createElement("button");
+        x.type = "button";
+        x.className = "remove";
+        x.textContent = "×";
+        x.setAttribute("aria-label", `Remove User ${m.uid}`);
+        x.addEventListener("click", () => removeMember(c, m.uid));
+        li.append(x);
+      }
       return li;
     }),
   );
@@ -264,6 +274,8 @@ function renderGroupPanel(c) {
   else status.textContent = c.members === null ? "Members: loading…" : `${lines.length} member${lines.length === 1 ? "" : "s"}`;
   const form = document.getElementById("add-member-form");
   form.hidden = !member || !canManage(c.role);
+  document.getElementById("rename-group").hidden = !member || !canManage(c.role);
+  if (!member || !canManage(c.role)) document.getElementById("rename-form").hidden = true;
   document.getElementById("leave-group").hidden = !member;
   // Friends who are not members yet.
   const inGroup = new Set(lines.map((m) => m.uid));
@@ -514,9 +526,51 @@ function setUpNewGroup() {
   });
 }
 
-/** The member panel's controls: add a friend (owner/admin), leave. */
+/** Remove a member (owner/admin; the × on a member): POST /groups/<id>/members {remove}. */
+async function removeMember(c, uid) {
+  const error = document.getElementById("group-error");
+  error.textContent = "";
+  const res = await api(`/groups/${c.gid}/members`, { body: { remove: [uid] }, token });
+  if (res.code !== 0) {
+    error.textContent = `Could not remove User ${uid}: ${res.message || `code ${res.code}`}`;
+    return;
+  }
+  if (Array.isArray(res.result?.members)) c.members = res.result.members;
+  if (c.key === open) renderGroupPanel(c);
+}
+
+/** The member panel's controls: add a friend, rename (owner/admin), leave. */
 function setUpGroupPanel() {
   const error = document.getElementById("group-error");
+  const renameForm = document.getElementById("rename-form");
+  const renameToggle = document.getElementById("rename-group");
+  renameToggle.addEventListener("click", () => {
+    const c = open && byKey(open);
+    renameForm.hidden = !renameForm.hidden;
+    renameToggle.setAttribute("aria-expanded", renameForm.hidden ? "false" : "true");
+    if (!renameForm.hidden) {
+      document.getElementById("rename-name").value = c?.name ?? "";
+      document.getElementById("rename-name").focus();
+    }
+  });
+  renameForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const c = open && byKey(open);
+    if (!c?.gid) return;
+    error.textContent = "";
+    const name = document.getElementById("rename-name").value.trim();
+    const res = await api(`/groups/${c.gid}`, { body: { name }, token });
+    if (res.code !== 0) {
+      error.textContent = `Could not rename the group: ${res.message || `code ${res.code}`}`;
+      return;
+    }
+    c.name = res.result?.name ?? name;
+    if (Array.isArray(res.result?.members)) c.members = res.result.members;
+    renameForm.hidden = true;
+    renameToggle.setAttribute("aria-expanded", "false");
+    update(c);
+    renderGroupPanel(c);
+  });
   document.getElementById("add-member-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const c = open && byKey(open);

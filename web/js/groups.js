@@ -107,9 +107,15 @@ export function memberLines(members, me) {
     }));
 }
 
-/** Whether `role` may add and remove members (SPEC §4.2: owner or admin). */
+/** Whether `role` may add members and rename the group (SPEC §4.2: owner or admin). */
 export function canManage(role) {
   return role === "owner" || role === "admin";
+}
+
+/** Whether `role` may remove a member whose role is `theirs`: only a higher role (the owner removes admins
+ * and members, an admin members; README's group endpoints). */
+export function canRemove(role, theirs) {
+  return canManage(role) && (RANK[role] ?? 2) < (RANK[theirs] ?? 2);
 }
 
 /** The next page when reading the timeline back from `floor` (the lowest seq read so far, or the first seq
