@@ -129,6 +129,7 @@ struct magpie_config {
     } group;
     struct {
         char *webhook_url;
+        char *ca_file;
         char *secret;
         long long preview_chars;
         long long queue_maxlen;

@@ -440,3 +440,20 @@ def test_changes_wait_while_redis_has_not_got_the_seq_counters_back(stack):
         os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
     run(wait_until(lambda: r.exists("mp:seq:restored"), 15, "persist to restore the counters"))
     assert change_members(stack, owner, gid, add=[fresh])["members"][-1] == {"uid": fresh, "role": "member"}
+
+
+def test_redis_down_is_code_20_and_back_without_a_restart(stack):
+    owner, a = make_users(stack, 2)
+    gid = create_group(stack, owner, [a])
+    stack.stop_redis()
+    try:
+        for method, path, body in (("POST", "/groups", {"name": "g", "members": [a]}), ("GET", "/groups", None),
+                                   ("GET", f"/groups/{gid}", None), ("POST", f"/groups/{gid}/leave", None),
+                                   ("POST", f"/groups/{gid}/members", {"remove": [a]})):
+            r = api(stack, owner, method, path, body)
+            assert (r.status, r.code) == (503, 20), (path, r)
+    finally:
+        stack.start_redis()
+    run(wait_until(lambda: api(stack, owner, "GET", f"/groups/{gid}").code == 0, 15, "the group endpoints again"))
+    assert members_of(stack, a, gid) == [(owner, "owner"), (a, "member")]
+    assert create_group(stack, a, [owner], name="after the outage") > gid
