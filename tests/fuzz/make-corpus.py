@@ -118,6 +118,9 @@ def bus():
                                                                          "ts": NOW * 1000}}),
         "node-delivery": b"\x01" + b'12 34 1700000000123\n{"id":"m1","from":34,"to":12,"type":"t","msg":"hi",'
                                    b'"ts":1700000000123,"mid":"99"}',
+        "node-group": b"\x01" + b'g 1795633148697\n557434457021 1 834094345560 7\n{"id":"x","from":1,"to":5,'
+                      b'"type":"g","msg":"hi","ts":1,"mid":"9"}',
+        "node-group-empty": b"\x01" + b"g 17\n\n{}",
         "room": b"\x02" + pb((1, "room-1"), (2, 0), (3, b"hello")),
         "room-important": b"\x02" + pb((1, "42"), (2, 1), (3, b"notice")),
     }
