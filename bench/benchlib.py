@@ -444,6 +444,8 @@ class CostSampler:
                        ("notify", os.path.join(stack.dir, "pids", "notify.pid"))]
         self.pids = {name: read_pid(path) for name, path in self.procs}
         self.pids = {k: v for k, v in self.pids.items() if v}
+        self.errors = 0
+        self.last_error = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -474,8 +476,9 @@ class CostSampler:
         while not self._stop.is_set():
             try:
                 self.sample()
-            except (OSError, RuntimeError, ValueError):
-                pass
+            except (OSError, RuntimeError, ValueError) as e:
+                self.errors += 1
+                self.last_error = repr(e)
             self._stop.wait(self.every)
 
     def start(self):
