@@ -379,17 +379,25 @@ class BenchGroups:
             return g, cur.fetchone()[0]
 
 
-def resp_call(port, *args, timeout=5):
-    """One Redis command over a plain socket (no redis-cli fork per sample); the reply, simply decoded."""
+def resp_pipeline(port, cmds, timeout=10):
+    """Redis commands sent in one write over a plain socket (no redis-cli fork per sample), so Redis runs
+    them one after the other with nothing between; their replies, simply decoded."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        req = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in
-                                                  (str(x).encode() for x in args))
+        req = b""
+        for args in cmds:
+            req += b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in
+                                                       (str(x).encode() for x in args))
         s.sendall(req)
         f = s.makefile("rb")
-        return _resp_read(f)
+        return [_resp_read(f) for _ in cmds]
     finally:
         s.close()
+
+
+def resp_call(port, *args, timeout=5):
+    """One Redis command; its reply."""
+    return resp_pipeline(port, [args], timeout)[0]
 
 
 def _resp_read(f):
@@ -450,26 +458,23 @@ class CostSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def sample(self):
-        t = time.monotonic_ns()
+        # One snapshot: Redis's counters and the stream's count from one pipelined pair of commands (a busy
+        # Redis may answer a second late; both figures are from the same moment), then at once the CPU
+        # times, stamped when they were read.
+        info, x = resp_pipeline(self.stack.redis_port, [("INFO", "commandstats", "memory"),
+                                                        ("XINFO", "STREAM", "mp:mq")])
         cpu = {k: proc_cpu_ticks(p) for k, p in self.pids.items()}
-        cmds = {}
-        for line in resp_call(self.stack.redis_port, "INFO", "commandstats").splitlines():
+        t = time.monotonic_ns()
+        cmds, mem, added = {}, 0, None
+        for line in info.splitlines():
             if line.startswith("cmdstat_"):
                 name, rest = line[8:].split(":", 1)
                 kv = dict(x.split("=", 1) for x in rest.split(","))
                 cmds[name] = int(kv["calls"])
-        mem = 0
-        for line in resp_call(self.stack.redis_port, "INFO", "memory").splitlines():
-            if line.startswith("used_memory:"):
+            elif line.startswith("used_memory:"):
                 mem = int(line.split(":")[1])
-        added = None
-        try:
-            x = resp_call(self.stack.redis_port, "XINFO", "STREAM", "mp:mq")
-            if isinstance(x, list):
-                d = dict(zip(x[::2], x[1::2]))
-                added = d.get("entries-added")
-        except RuntimeError:
-            pass
+        if isinstance(x, list):
+            added = dict(zip(x[::2], x[1::2])).get("entries-added")
         self.samples.append({"t": t, "cpu": cpu, "cmds": cmds, "mem": mem, "mq_added": added})
 
     def _loop(self):
