@@ -30,7 +30,9 @@
 #define BENCH_MAX_MSG    (1 << 20)  /* largest WebSocket message accepted from a server */
 #define BENCH_TX_CAP     (16 << 20) /* output a connection may queue before sends are refused (counted) */
 
-enum scenario { SC_IDLE, SC_CHAT, SC_ROOM };
+enum scenario { SC_IDLE, SC_CHAT, SC_ROOM, SC_GROUP };
+
+#define BENCH_MAX_GROUPS 1024
 
 enum proto_kind { PROTO_MAGPIE_CHAT, PROTO_MAGPIE_ROOM, PROTO_NATS, PROTO_NCHAN };
 
@@ -56,7 +58,7 @@ struct bench_opts {
     struct endpoint urls[BENCH_MAX_URLS]; /* connection i uses urls[i % nurls] */
     int nurls;
     struct endpoint pub_url; /* nchan: where publishers POST */
-    long conns;              /* idle: connections; chat: users (pairs * 2); room: receivers */
+    long conns;              /* idle: connections; chat: users (pairs * 2); room: receivers; group: members */
     int publishers;          /* room: publishing connections (in addition to conns) */
     int procs;
     double rate;        /* messages/s of the first step (all senders together) */
@@ -76,10 +78,16 @@ struct bench_opts {
     int sync_limit;     /* chat: entries each Y asks for, `after` that many back from the user's latest */
     int src_ips;        /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
     int64_t uid_base;   /* connection i is user uid_base + i */
-    char room[96];      /* room / channel / subject name (the run nonce is appended) */
-    uint32_t run;       /* nonce of this run */
-    int level;          /* room: msgLv of published messages */
-    struct auth auth;   /* Magpie: mints tickets and tokens */
+    /* group: connection i is member i % members of group_ids[i / members] (bench/run made the groups over
+     * HTTP with exactly these uids); the first group_senders members of each group send. */
+    int64_t group_ids[BENCH_MAX_GROUPS];
+    int ngroups;
+    int members;
+    int group_senders;
+    char room[96];    /* room / channel / subject name (the run nonce is appended) */
+    uint32_t run;     /* nonce of this run */
+    int level;        /* room: msgLv of published messages */
+    struct auth auth; /* Magpie: mints tickets and tokens */
     int64_t ticket_ttl_s;
     struct memgroup mem[BENCH_MAX_MEM];
     int nmem;

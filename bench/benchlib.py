@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -263,3 +264,262 @@ def machine():
         "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "libwebsockets17",
                                                   "libuv1", "redis-server", "libhiredis0.14")},
     }
+
+
+# ---- groups (the group scenario): real groups made over the HTTP API, and the stack's cost per message ----
+
+def _conf_section(path, section):
+    """key = value lines of one [section] of a magpie.conf."""
+    out, cur = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("[") and line.endswith("]"):
+                cur = line[1:-1].strip()
+            elif cur == section and "=" in line:
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+def stack_mysql(stack):
+    """A pymysql connection to the stack's MariaDB, with magpie.conf's credentials (pymysql: Debian's
+    python3-pymysql, which the integration tests use too)."""
+    import pymysql
+    m = _conf_section(stack.conf, "mysql")
+    return pymysql.connect(host=m.get("host", "127.0.0.1"), port=int(m["port"]), user=m["user"],
+                           password=m["password"], database=m["database"], autocommit=True, charset="utf8mb4")
+
+
+def http_json(port, method, path, body=None, token=None, timeout=30):
+    """One JSON call through the stack's nginx; (HTTP status, parsed body)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        c.request(method, path, json.dumps(body) if body is not None else None, headers)
+        r = c.getresponse()
+        data = r.read()
+        try:
+            return r.status, json.loads(data)
+        except ValueError:
+            return r.status, {"raw": data.decode("utf-8", "replace")}
+    finally:
+        c.close()
+
+
+class BenchGroups:
+    """ngroups groups of `members` users each, made through the real HTTP API (SPEC §4.2) the way a client
+    makes them: the users exist in MySQL's users table (the endpoints check it; rows inserted as the
+    integration tests' group_client.make_users does, with ids of our own), the owner -- member 0 of each
+    group -- logs in with a token from /tk (http.enable_test_token, on in every scripts/dev stack) and
+    POSTs /groups with the other members. Member m of group g is uid_base + g * members + m, which is what
+    magpie-bench's --uid-base, --members and --group-ids mean. drop() deletes the groups (DELETE /groups/<id>)
+    and the users rows again; their timelines in Redis expire with timeline.keep_s."""
+
+    def __init__(self, stack, ngroups, members, uid_base=None):
+        import random
+        self.stack = stack
+        self.ngroups = ngroups
+        self.members = members
+        # Out of the tests' range (1e9..1e12) and away from other runs: a fresh block of users per run, so
+        # group.max_per_user never fills up and every timeline starts empty.
+        self.uid_base = uid_base or random.randrange(2 * 10**12, 3 * 10**12, 10**6)
+        self.ids = []
+        self.tokens = {}
+
+    def uids(self):
+        return range(self.uid_base, self.uid_base + self.ngroups * self.members)
+
+    def owner(self, g):
+        return self.uid_base + g * self.members
+
+    def token(self, uid):
+        if uid not in self.tokens:
+            st, j = http_json(self.stack.nginx_port, "POST", "/tk", {"uid": uid})
+            if st != 200 or j.get("code") != 1:
+                raise RuntimeError("POST /tk answered %s %s (is http.enable_test_token on?)" % (st, j))
+            self.tokens[uid] = j["data"]
+        return self.tokens[uid]
+
+    def make(self):
+        with stack_mysql(self.stack) as db, db.cursor() as cur:
+            cur.executemany("INSERT INTO users (id, mobile) VALUES (%s, %s)", [(u, "b%d" % u) for u in self.uids()])
+        for g in range(self.ngroups):
+            o = self.owner(g)
+            st, j = http_json(self.stack.nginx_port, "POST", "/groups",
+                              {"name": "bench %d" % g, "members": list(range(o + 1, o + self.members))},
+                              token=self.token(o))
+            if st != 200 or j.get("code") != 0:
+                raise RuntimeError("POST /groups answered %s %s" % (st, j))
+            self.ids.append(j["result"]["group_id"])
+        return self.ids
+
+    def drop(self):
+        for g, gid in enumerate(self.ids):
+            http_json(self.stack.nginx_port, "DELETE", "/groups/%d" % gid, token=self.token(self.owner(g)))
+        self.ids = []
+        try:
+            with stack_mysql(self.stack) as db, db.cursor() as cur:
+                cur.execute("DELETE FROM users WHERE id BETWEEN %s AND %s",
+                            (self.uid_base, self.uid_base + self.ngroups * self.members - 1))
+        except Exception as e:  # noqa: BLE001 -- cleanup: say so, do not hide the result
+            print("bench: could not delete the bench users: %s" % e, file=sys.stderr)
+
+    def mysql_rows(self):
+        """(g rows in messages for these groups, timeline_chunks rows of these members)."""
+        with stack_mysql(self.stack) as db, db.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM messages WHERE group_id IN (%s) AND type = 'g'" %
+                        ",".join("%d" % int(i) for i in self.ids))
+            g = cur.fetchone()[0]
+            cur.execute("SELECT COUNT(*) FROM timeline_chunks WHERE uid BETWEEN %s AND %s",
+                        (self.uid_base, self.uid_base + self.ngroups * self.members - 1))
+            return g, cur.fetchone()[0]
+
+
+def resp_pipeline(port, cmds, timeout=10):
+    """Redis commands sent in one write over a plain socket (no redis-cli fork per sample), so Redis runs
+    them one after the other with nothing between; their replies, simply decoded."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        req = b""
+        for args in cmds:
+            req += b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in
+                                                       (str(x).encode() for x in args))
+        s.sendall(req)
+        f = s.makefile("rb")
+        return [_resp_read(f) for _ in cmds]
+    finally:
+        s.close()
+
+
+def resp_call(port, *args, timeout=5):
+    """One Redis command; its reply."""
+    return resp_pipeline(port, [args], timeout)[0]
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise RuntimeError("Redis closed the connection")
+    t, rest = line[:1], line[1:-2]
+    if t in (b"+", b"-"):
+        return rest.decode()
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("unexpected Redis reply %r" % line)
+
+
+def proc_cpu_ticks(pid):
+    """utime + stime of pid in clock ticks, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (TypeError, OSError, IndexError, ValueError):
+        return None
+
+
+class CostSampler:
+    """Samples, every `every` s while a run goes on, the CPU each of the stack's server processes used
+    (/proc/<pid>/stat: CPU used, not time waited -- the figure a busy machine distorts least), Redis's INFO
+    commandstats (calls per command, a script's own commands counted too), used_memory, and mp:mq's
+    entries-added (one per stored message), each stamped with CLOCK_MONOTONIC -- the clock magpie-bench's
+    steps are timed with (t0_ns, report_ns in each step of its JSON) -- so each step's work per stored
+    message can be cut out of the series afterwards (window()), without the connecting and the idle time."""
+
+    def __init__(self, stack, every=0.25):
+        import threading
+        self.stack = stack
+        self.every = every
+        self.samples = []
+        self.procs = [("redis", os.path.join(stack.dir, "redis", "redis.pid"))]
+        for i in range(1, len(stack.push_ports) + 1):
+            self.procs.append(("push%d" % i, os.path.join(stack.dir, "pids", "push%d.pid" % i)))
+        self.procs += [("mariadb", os.path.join(stack.dir, "mariadb", "mysqld.pid")),
+                       ("persist", os.path.join(stack.dir, "pids", "persist.pid")),
+                       ("notify", os.path.join(stack.dir, "pids", "notify.pid"))]
+        self.pids = {name: read_pid(path) for name, path in self.procs}
+        self.pids = {k: v for k, v in self.pids.items() if v}
+        self.errors = 0
+        self.last_error = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def sample(self):
+        # One snapshot: Redis's counters and the stream's count from one pipelined pair of commands (a busy
+        # Redis may answer a second late; both figures are from the same moment), then at once the CPU
+        # times, stamped when they were read.
+        info, x = resp_pipeline(self.stack.redis_port, [("INFO", "commandstats", "memory"),
+                                                        ("XINFO", "STREAM", "mp:mq")])
+        cpu = {k: proc_cpu_ticks(p) for k, p in self.pids.items()}
+        t = time.monotonic_ns()
+        cmds, mem, added = {}, 0, None
+        for line in info.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[8:].split(":", 1)
+                kv = dict(x.split("=", 1) for x in rest.split(","))
+                cmds[name] = int(kv["calls"])
+            elif line.startswith("used_memory:"):
+                mem = int(line.split(":")[1])
+        if isinstance(x, list):
+            added = dict(zip(x[::2], x[1::2])).get("entries-added")
+        self.samples.append({"t": t, "cpu": cpu, "cmds": cmds, "mem": mem, "mq_added": added})
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except (OSError, RuntimeError, ValueError) as e:
+                self.errors += 1
+                self.last_error = repr(e)
+            self._stop.wait(self.every)
+
+    def start(self):
+        self.sample()
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def window(self, t0, t1):
+        """Work between CLOCK_MONOTONIC t0 and t1 (ns), from the first sample at or after t0 to the last at or
+        before t1 (inside the window, so a neighbouring step's work never counts): messages stored, and per
+        stored message the CPU of each process (µs), Redis commands by name, and Redis memory (bytes). The
+        same stretch of time for the work and the messages: a steady state's cost per message."""
+        inside = [s for s in self.samples if t0 <= s["t"] <= t1]
+        if len(inside) < 2:
+            return None
+        a, b = inside[0], inside[-1]
+        if a["mq_added"] is None or b["mq_added"] is None:
+            return None
+        n = b["mq_added"] - a["mq_added"]
+        hz = os.sysconf("SC_CLK_TCK")
+        secs = (b["t"] - a["t"]) / 1e9
+        out = {"seconds": round(secs, 2), "stored": n,
+               "cores": {k: round((b["cpu"][k] - a["cpu"][k]) / hz / secs, 3) for k in a["cpu"]
+                         if a["cpu"][k] is not None and b["cpu"].get(k) is not None and secs > 0}}
+        if n > 0:
+            out["cpu_us_per_message"] = {k: round((b["cpu"][k] - a["cpu"][k]) / hz * 1e6 / n, 1) for k in a["cpu"]
+                                         if a["cpu"][k] is not None and b["cpu"].get(k) is not None}
+            out["cpu_us_per_message"]["total"] = round(sum(out["cpu_us_per_message"].values()), 1)
+            calls = {k: (b["cmds"].get(k, 0) - a["cmds"].get(k, 0)) / n for k in b["cmds"]}
+            out["redis_calls_per_message"] = {k: round(v, 2) for k, v in sorted(calls.items()) if v >= 0.05}
+            out["redis_commands_per_message"] = round(sum(v for k, v in calls.items()
+                                                          if k not in ("evalsha", "eval", "info", "xinfo|stream",
+                                                                       "xinfo")), 1)
+            out["redis_memory_bytes_per_message"] = round((b["mem"] - a["mem"]) / n)
+        return out

@@ -105,6 +105,10 @@ int bench_sender_slot(const struct worker *w, uint32_t pub)
 {
     if (w->o->scenario == SC_CHAT)
         return 0;
+    if (w->o->scenario == SC_GROUP) { /* the sender's place among its group's senders */
+        uint32_t m = pub % (uint32_t)w->o->members;
+        return m < (uint32_t)w->o->group_senders ? (int)m : -1;
+    }
     return pub < (uint32_t)w->o->publishers ? (int)pub : -1;
 }
 
@@ -575,12 +579,17 @@ void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size
         return;
     }
     int slot = bench_sender_slot(w, p.pub);
+    if (w->o->scenario == SC_GROUP &&
+        (p.pub / (uint32_t)w->o->members != c->idx / (uint32_t)w->o->members || p.pub == c->idx))
+        slot = -1; /* another group's sender, or our own message (a sender gets A, not its g) */
     if (slot < 0) {
         w->rep->foreign++;
         return;
     }
     if (c->rx_next == NULL) {
-        size_t slots = w->o->scenario == SC_CHAT ? 1 : (size_t)w->o->publishers;
+        size_t slots = w->o->scenario == SC_CHAT    ? 1
+                       : w->o->scenario == SC_GROUP ? (size_t)w->o->group_senders
+                                                    : (size_t)w->o->publishers;
         if ((c->rx_next = calloc(slots, sizeof(uint64_t))) == NULL)
             return;
     }
@@ -894,7 +903,10 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
         _exit(3);
     }
     report_reset(w);
-    w->senders_total = o->scenario == SC_CHAT ? o->conns : o->scenario == SC_ROOM ? o->publishers : 0;
+    w->senders_total = o->scenario == SC_CHAT    ? o->conns
+                       : o->scenario == SC_ROOM  ? o->publishers
+                       : o->scenario == SC_GROUP ? (long)o->ngroups * o->group_senders
+                                                 : 0;
     for (long i = 0; i < count; i++) {
         struct conn *c = &w->conns[i];
         c->fd = -1;
@@ -902,7 +914,8 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
         c->publisher = o->scenario == SC_ROOM && c->idx < (uint32_t)o->publishers;
         c->raw = c->publisher && o->proto == PROTO_NCHAN;
         wsf_reader_init(&c->wr, BENCH_MAX_MSG);
-        if (o->scenario == SC_CHAT || c->publisher)
+        if (o->scenario == SC_CHAT || c->publisher ||
+            (o->scenario == SC_GROUP && c->idx % (uint32_t)o->members < (uint32_t)o->group_senders))
             w->senders[w->nsenders++] = c;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_ctl};

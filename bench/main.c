@@ -48,17 +48,23 @@ struct run {
 };
 
 static const char *usage_text =
-    "usage: magpie-bench -s idle|chat|room -p magpie-chat|magpie-room|nats|nchan -u URL [options]\n"
+    "usage: magpie-bench -s idle|chat|room|group -p magpie-chat|magpie-room|nats|nchan -u URL [options]\n"
     "       magpie-bench token [-c FILE] --uid N [--kind login|websocket] [--ttl S]\n"
     "\n"
-    "  -s, --scenario S        idle (hold connections), chat (pairs of users), room (one room, fan-out)\n"
+    "  -s, --scenario S        idle (hold connections), chat (pairs of users), room (one room, fan-out),\n"
+    "                          group (members of existing groups send g: --group-ids)\n"
     "  -p, --proto P           magpie-chat, magpie-room, nats (WebSocket listener), nchan\n"
     "  -u, --url URL           ws://127.0.0.1:PORT/path (repeat: connections take the URLs in turn)\n"
     "      --pub-url URL       nchan: http://127.0.0.1:PORT/pub/ (publishers POST <url><channel>)\n"
     "  -c, --config FILE       magpie.conf (Magpie: the secret to mint tickets, Redis for friendships)\n"
     "  -n, --conns N           idle: connections; chat: users (pairs x 2); room: receiving members [100]\n"
     "      --publishers K      room: publishing connections [ceil(rate-max / pub-rate-max)]\n"
-    "      --pub-rate-max R    room: at most this many messages/s per publisher [40]\n"
+    "      --pub-rate-max R    room, group: at most this many messages/s per sender [40]\n"
+    "      --group-ids ID,...  group: the groups (made by bench/run over HTTP: members are users\n"
+    "                          uid-base + g * members .. + members - 1 of the g-th id, the first the owner)\n"
+    "      --members M         group: members per group [500]; --conns is groups x members\n"
+    "      --group-senders K   group: the first K members of each group send [ceil(rate-max / groups /\n"
+    "                          pub-rate-max)]\n"
     "  -P, --procs N           worker processes [max(2, what the fd limit needs)]\n"
     "  -r, --rate R            messages/s of all senders together (first step) [100]\n"
     "      --rate-max R        ramp: last step's rate at most R [= rate]\n"
@@ -113,6 +119,9 @@ enum {
     OPT_TTL,
     OPT_SYNC_RATE,
     OPT_SYNC_LIMIT,
+    OPT_GROUP_IDS,
+    OPT_MEMBERS,
+    OPT_GROUP_SENDERS,
 };
 
 static const struct option long_opts[] = {
@@ -151,6 +160,9 @@ static const struct option long_opts[] = {
     {"ttl", required_argument, NULL, OPT_TTL},
     {"sync-rate", required_argument, NULL, OPT_SYNC_RATE},
     {"sync-limit", required_argument, NULL, OPT_SYNC_LIMIT},
+    {"group-ids", required_argument, NULL, OPT_GROUP_IDS},
+    {"members", required_argument, NULL, OPT_MEMBERS},
+    {"group-senders", required_argument, NULL, OPT_GROUP_SENDERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -307,7 +319,7 @@ out:
 static int parse_args(struct run *R, int argc, char **argv)
 {
     struct bench_opts *o = &R->o;
-    int c, have_scenario = 0, have_proto = 0, have_pubs = 0, have_factor = 0;
+    int c, have_scenario = 0, have_proto = 0, have_pubs = 0, have_factor = 0, have_conns = 0;
     double v, pub_rate_max = 40;
     const char *why;
 
@@ -328,6 +340,7 @@ static int parse_args(struct run *R, int argc, char **argv)
     o->sync_limit = 100;
     o->src_ips = 16;
     o->uid_base = 900000000;
+    o->members = 500;
     snprintf(o->room, sizeof(o->room), "bench");
 
     while ((c = getopt_long(argc, argv, "s:p:u:c:n:P:r:d:qh", long_opts, NULL)) != -1) {
@@ -340,6 +353,8 @@ static int parse_args(struct run *R, int argc, char **argv)
                 o->scenario = SC_CHAT;
             else if (strcmp(optarg, "room") == 0)
                 o->scenario = SC_ROOM;
+            else if (strcmp(optarg, "group") == 0)
+                o->scenario = SC_GROUP;
             else
                 return die_usage("unknown scenario", optarg);
             break;
@@ -374,6 +389,7 @@ static int parse_args(struct run *R, int argc, char **argv)
             if (num(optarg, 1, 10000000, &v) != 0)
                 return die_usage("bad --conns", optarg);
             o->conns = (long)v;
+            have_conns = 1;
             break;
         case OPT_PUBLISHERS:
             if (num(optarg, 1, 100000, &v) != 0)
@@ -459,6 +475,31 @@ static int parse_args(struct run *R, int argc, char **argv)
                 return die_usage("bad --sync-limit (1..500)", optarg);
             o->sync_limit = (int)v;
             break;
+        case OPT_GROUP_IDS: {
+            char *end;
+            const char *q = optarg;
+            o->ngroups = 0;
+            while (*q) {
+                errno = 0;
+                long long id = strtoll(q, &end, 10);
+                if (errno != 0 || end == q || id <= 0 || (*end != ',' && *end != '\0') ||
+                    o->ngroups == BENCH_MAX_GROUPS)
+                    return die_usage("bad --group-ids (comma-separated group ids)", optarg);
+                o->group_ids[o->ngroups++] = id;
+                q = *end == ',' ? end + 1 : end;
+            }
+            break;
+        }
+        case OPT_MEMBERS:
+            if (num(optarg, 2, 100000, &v) != 0)
+                return die_usage("bad --members (2..100000)", optarg);
+            o->members = (int)v;
+            break;
+        case OPT_GROUP_SENDERS:
+            if (num(optarg, 1, 100000, &v) != 0)
+                return die_usage("bad --group-senders", optarg);
+            o->group_senders = (int)v;
+            break;
         case OPT_SRC_IPS:
             if (num(optarg, 0, 250, &v) != 0)
                 return die_usage("bad --src-ips (0..250)", optarg);
@@ -500,8 +541,17 @@ static int parse_args(struct run *R, int argc, char **argv)
         return die_usage("unexpected argument", argv[optind]);
     if (!have_scenario || !have_proto || o->nurls == 0)
         return die_usage("--scenario, --proto and --url are required", NULL);
-    if (o->scenario == SC_CHAT && o->proto != PROTO_MAGPIE_CHAT)
-        return die_usage("the chat scenario speaks magpie-chat only", NULL);
+    if ((o->scenario == SC_CHAT || o->scenario == SC_GROUP) && o->proto != PROTO_MAGPIE_CHAT)
+        return die_usage("the chat and group scenarios speak magpie-chat only", NULL);
+    if (o->scenario == SC_GROUP) {
+        if (o->ngroups == 0)
+            return die_usage("the group scenario needs --group-ids (bench/run makes the groups)", NULL);
+        if (have_conns && o->conns != (long)o->ngroups * o->members)
+            return die_usage("group: --conns must be groups x --members (or left out)", NULL);
+        o->conns = (long)o->ngroups * o->members;
+        if (o->size > 1023)
+            return die_usage("group texts are at most 1023 characters (SPEC §4.2): --size", NULL);
+    }
     if (o->scenario == SC_ROOM && o->proto == PROTO_MAGPIE_CHAT)
         return die_usage("the room scenario speaks magpie-room, nats or nchan", NULL);
     if (o->scenario == SC_ROOM && o->proto == PROTO_NCHAN && o->pub_url.hostport[0] == '\0')
@@ -520,6 +570,12 @@ static int parse_args(struct run *R, int argc, char **argv)
         o->step_factor = 1;
     if (o->scenario == SC_ROOM && !have_pubs)
         o->publishers = (int)ceil(o->rate_max / pub_rate_max);
+    if (o->scenario == SC_GROUP) {
+        if (o->group_senders == 0)
+            o->group_senders = (int)ceil(o->rate_max / o->ngroups / pub_rate_max);
+        if (o->group_senders > o->members)
+            return die_usage("group: more --group-senders than --members", NULL);
+    }
     if (o->scenario != SC_ROOM)
         o->publishers = 0;
     say_quiet = o->quiet;
@@ -574,7 +630,10 @@ static int chat_friends(struct run *R, int add)
 static void warn_rate_limit(const struct run *R)
 {
     const struct bench_opts *o = &R->o;
-    long senders = o->scenario == SC_CHAT ? o->conns : o->scenario == SC_ROOM ? o->publishers : 0;
+    long senders = o->scenario == SC_CHAT    ? o->conns
+                   : o->scenario == SC_ROOM  ? o->publishers
+                   : o->scenario == SC_GROUP ? (long)o->ngroups * o->group_senders
+                                             : 0;
     if (senders == 0)
         return;
     /* Y requests (chat --sync-rate) count against the same limit. */
@@ -585,7 +644,9 @@ static void warn_rate_limit(const struct run *R)
             "magpie-bench: warning: each sender would send up to %.1f messages/s, over push.rate (%lld/s) "
             "in %s: the excess will be refused; use more %s\n",
             per, R->cfg.push.rate, R->conf_path ? R->conf_path : "the config",
-            o->scenario == SC_CHAT ? "users (--conns)" : "publishers (--publishers)");
+            o->scenario == SC_CHAT    ? "users (--conns)"
+            : o->scenario == SC_GROUP ? "senders (--group-senders)"
+                                      : "publishers (--publishers)");
 }
 
 /* ---- workers ----------------------------------------------------------------------------------------- */
@@ -824,7 +885,7 @@ static const char *proto_name(enum proto_kind p)
 
 static const char *scenario_name(enum scenario s)
 {
-    static const char *names[] = {"idle", "chat", "room"};
+    static const char *names[] = {"idle", "chat", "room", "group"};
     return names[s];
 }
 
@@ -837,13 +898,23 @@ static json_t *settings_json(const struct run *R)
         snprintf(u, sizeof(u), "%s%s", o->urls[i].hostport, o->urls[i].path);
         json_array_append_new(urls, json_string(u));
     }
-    return json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i,s:f,s:i}", "urls",
-                     urls, "conns", (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs,
-                     "rate", o->rate, "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s",
-                     o->step_s, "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size",
-                     (json_int_t)o->size, "level", o->level, "connect_rate", o->connect_rate, "src_ips",
-                     o->src_ips, "settle_s", o->settle_s, "connect_inflight", o->connect_inflight,
-                     "sync_rate", o->sync_rate, "sync_limit", o->sync_limit);
+    json_t *j = json_pack("{s:o,s:I,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i,s:f,s:i,s:f,s:i,s:f,s:i}", "urls",
+                          urls, "conns", (json_int_t)o->conns, "publishers", o->publishers, "procs", o->procs,
+                          "rate", o->rate, "rate_max", o->rate_max, "step_factor", o->step_factor, "step_s",
+                          o->step_s, "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size",
+                          (json_int_t)o->size, "level", o->level, "connect_rate", o->connect_rate, "src_ips",
+                          o->src_ips, "settle_s", o->settle_s, "connect_inflight", o->connect_inflight,
+                          "sync_rate", o->sync_rate, "sync_limit", o->sync_limit);
+    if (o->scenario == SC_GROUP) {
+        json_t *ids = json_array();
+        for (int i = 0; i < o->ngroups; i++)
+            json_array_append_new(ids, json_integer((json_int_t)o->group_ids[i]));
+        json_object_set_new(j, "group_ids", ids);
+        json_object_set_new(j, "members", json_integer(o->members));
+        json_object_set_new(j, "group_senders", json_integer(o->group_senders));
+        json_object_set_new(j, "uid_base", json_integer((json_int_t)o->uid_base));
+    }
+    return j;
 }
 
 /* One step of the rate ramp as JSON; *ok tells whether nothing was lost or duplicated. */
@@ -852,10 +923,13 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
 {
     const struct bench_opts *o = &R->o;
     uint64_t accepted = s->sent > s->send_errors ? s->sent - s->send_errors : 0;
-    uint64_t expected = o->scenario == SC_CHAT ? s->acked : accepted * receivers;
+    int acks = o->scenario == SC_CHAT || o->scenario == SC_GROUP; /* senders get A */
+    /* group: every acked g reaches every other member (receivers = members - 1) */
+    uint64_t expected = o->scenario == SC_CHAT    ? s->acked
+                        : o->scenario == SC_GROUP ? s->acked * receivers
+                                                  : accepted * receivers;
     int64_t lost = (int64_t)expected - (int64_t)s->delivered;
-    int64_t unanswered =
-        o->scenario == SC_CHAT ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
+    int64_t unanswered = acks ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
     int64_t sync_unanswered =
         (int64_t)s->syncs_sent - (int64_t)s->syncs_ok - (int64_t)s->sync_errors - (int64_t)s->sync_wrong;
     *ok = lost == 0 && s->dups == 0 && s->ack_dups == 0 && unanswered == 0 && s->dropped == 0 &&
@@ -875,7 +949,7 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
      * the generator that was measured. */
     json_object_set_new(j, "generator_cores",
                         json_real(round3((double)s->cpu_ns / 1e9 / (o->step_s + o->drain_s))));
-    if (o->scenario == SC_CHAT) {
+    if (acks) {
         json_object_set_new(j, "acked", json_integer((json_int_t)s->acked));
         json_object_set_new(j, "ack_duplicated", json_integer((json_int_t)s->ack_dups));
         json_object_set_new(j, "unanswered", json_integer((json_int_t)unanswered));
@@ -909,7 +983,7 @@ static void print_step(const struct run *R, int step, double rate, const struct 
         ms(hist_percentile(&s->lat, 50)), ms(hist_percentile(&s->lat, 99)),
         ms(hist_percentile(&s->lat, 99.9)), ms(s->lat.max), ms(hist_percentile(&s->lag, 99)),
         json_real_value(json_object_get(j, "generator_cores")));
-    if (R->o.scenario == SC_CHAT)
+    if (R->o.scenario == SC_CHAT || R->o.scenario == SC_GROUP)
         say(", acked %llu, ack p50 %.2f p99 %.2f p99.9 %.2f ms", (unsigned long long)s->acked,
             ms(hist_percentile(&s->ack, 50)), ms(hist_percentile(&s->ack, 99)),
             ms(hist_percentile(&s->ack, 99.9)));
@@ -955,6 +1029,15 @@ static int run_steps(struct run *R, uint64_t receivers)
         }
         int ok;
         json_t *j = step_json(R, s, rate, receivers, &ok);
+        /* When the step ran (CLOCK_MONOTONIC, which bench/run's samplers read too) and how busy the machine
+         * was: a shared machine's load is part of every figure. */
+        double load[3] = {0, 0, 0};
+        json_object_set_new(j, "t0_ns", json_integer((json_int_t)cmd.t0_ns));
+        json_object_set_new(j, "t_end_ns", json_integer((json_int_t)cmd.t_end_ns));
+        json_object_set_new(j, "report_ns", json_integer((json_int_t)cmd.report_ns));
+        if (getloadavg(load, 3) == 3)
+            json_object_set_new(j, "loadavg",
+                                json_pack("[f,f,f]", round3(load[0]), round3(load[1]), round3(load[2])));
         print_step(R, step, rate, s, j);
         all_ok &= ok;
         json_array_append_new(steps, j);
@@ -1061,7 +1144,9 @@ static int run_scenario(struct run *R)
         json_object_set_new(
             R->out, "ok", json_boolean(ready == (uint64_t)R->total && s->ready == ready && s->dropped == 0));
     } else {
-        uint64_t receivers = o->scenario == SC_ROOM ? ready - (uint64_t)o->publishers : ready;
+        uint64_t receivers = o->scenario == SC_ROOM    ? ready - (uint64_t)o->publishers
+                             : o->scenario == SC_GROUP ? (uint64_t)o->members - 1
+                                                       : ready;
         if (ready < (uint64_t)R->total) {
             fprintf(stderr, "magpie-bench: only %llu of %ld connections are ready; not sending\n",
                     (unsigned long long)ready, R->total);

@@ -7,6 +7,8 @@
  * seq (SPEC §4.1) an A, a t or a Y answer showed it; with --sync-rate some send Y {after, limit} that far
  * back and check and time the answer (loop.c, syncans.h). Y ids are "y<run>-<after>", apart from the bench
  * message ids (payload_id_format: hex digits first), so an E can be told to be a Y's.
+ * Group (SPEC §4.2): the same connections and packets, but a member sends g to its group (bench.h: which
+ * connection is which member), times the A, and every other member times the delivered g.
  * Room (SPEC §5): SIGN_IN with a login token minted the same way, HEARTBEAT every --heartbeat-s, MESSAGE to
  * publish; deliveries come merged (roomproto.h), each message inside a batch counted and timed.
  */
@@ -31,6 +33,13 @@ static int64_t conn_uid(const struct worker *w, const struct conn *c)
 static int64_t partner_uid(const struct worker *w, const struct conn *c)
 {
     return worker_opts(w)->uid_base + (int64_t)(c->idx ^ 1u);
+}
+
+/* group: the group connection c is a member of (bench.h). */
+static int64_t group_of(const struct worker *w, const struct conn *c)
+{
+    const struct bench_opts *o = worker_opts(w);
+    return o->group_ids[c->idx / (uint32_t)o->members];
 }
 
 static int chat_path(struct worker *w, struct conn *c, char *buf, size_t cap)
@@ -137,6 +146,19 @@ static void chat_message(struct worker *w, struct conn *c, int opcode, const uin
         bench_delivered(w, c, (const uint8_t *)json_string_value(msg), json_string_length(msg), now);
         break;
     }
+    case 'g': {
+        /* A group message (SPEC §4.2): every member's every connection gets it, with this member's seq. */
+        json_t *msg = json_object_get(pkt, "msg");
+        rep->frames++;
+        note_seq(c, pkt);
+        if (worker_opts(w)->scenario != SC_GROUP || !json_is_string(msg) ||
+            json_integer_value(json_object_get(pkt, "to")) != group_of(w, c)) {
+            rep->foreign++;
+            break;
+        }
+        bench_delivered(w, c, (const uint8_t *)json_string_value(msg), json_string_length(msg), now);
+        break;
+    }
     case 'C':
         bench_note_error(w, "chat C: %s", packet_msg(pkt));
         break;
@@ -153,8 +175,10 @@ static int chat_send(struct worker *w, struct conn *c, const struct payload *p, 
     if (payload_id_format(id, sizeof(id), p) < 0)
         return -1;
     /* text is the payload alphabet (payload.h): nothing to escape, so the packet is formatted directly. */
-    int n = snprintf(pkt, sizeof(pkt), "{\"id\":\"%s\",\"to\":%lld,\"type\":\"t\",\"msg\":\"%.*s\"}", id,
-                     (long long)partner_uid(w, c), (int)len, text);
+    int group = worker_opts(w)->scenario == SC_GROUP;
+    int n =
+        snprintf(pkt, sizeof(pkt), "{\"id\":\"%s\",\"to\":%lld,\"type\":\"%c\",\"msg\":\"%.*s\"}", id,
+                 (long long)(group ? group_of(w, c) : partner_uid(w, c)), group ? 'g' : 't', (int)len, text);
     if (n < 0 || (size_t)n >= sizeof(pkt))
         return -1;
     return conn_ws_send(w, c, WSF_TEXT, pkt, (size_t)n);
