@@ -27,14 +27,20 @@ void chat_req_done(struct chat_req *r)
 
 void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra)
 {
-    size_t len;
-    char *s;
-    if (c->state != CONN_OPEN && c->state != CONN_OPENING) {
+    if ((c->state != CONN_OPEN && c->state != CONN_OPENING) || c->proto->reply == NULL) {
         json_decref(msg);
         json_decref(extra);
         return;
     }
-    s = chatpkt_reply_ex(id, id_len, type, msg, extra, &len);
+    c->proto->reply(c, id, id_len, type, msg, extra); /* proto.h: the JSON packet, or the protocol's form */
+}
+
+/* chat_proto's reply hook: the JSON packet itself. */
+static void chat_reply_json(struct conn *c, const char *id, size_t id_len, char type, json_t *msg,
+                            json_t *extra)
+{
+    size_t len;
+    char *s = chatpkt_reply_ex(id, id_len, type, msg, extra, &len);
     if (s == NULL) {
         conn_abort(c, "out of memory");
         return;
@@ -54,7 +60,7 @@ void chat_deliver(int64_t uid, struct frame *f, const struct conn *except, int64
 {
     double latency = (double)(mp_now_ms() - ts) / 1000.0;
     for (struct conn *c = conn_user(uid); c != NULL; c = c->user_next)
-        if (c != except && c->proto == &chat_proto && conn_open(c) && conn_send(c, f) == MP_OK)
+        if (c != except && c->proto->deliver != NULL && conn_open(c) && c->proto->deliver(c, f) == MP_OK)
             stats_delivery(latency);
 }
 
@@ -105,11 +111,18 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 
 /* Packet type -> handler. Types not here (including the server-only E L A C s) get E "unknown type". */
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
-    ['P'] = chat_ping,   ['t'] = chat_send,     ['i'] = chat_send,
-    ['O'] = chat_online, ['H'] = chat_history,  ['T'] = chat_take_order,
-    ['S'] = chat_site,   ['Y'] = timeline_sync, ['R'] = chat_read,
-    ['g'] = group_send,
+    ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
+    ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site, ['Y'] = timeline_sync,
+    ['R'] = chat_read,    ['g'] = group_send,
 };
+
+void chat_handle(struct conn *c, const struct chatpkt *p)
+{
+    if (chat_table[(unsigned char)p->type] == NULL)
+        chat_error(c, p->id, p->id_len, CHAT_E_UNKNOWN_TYPE, STATS_E_UNKNOWN_TYPE);
+    else
+        chat_table[(unsigned char)p->type](c, p);
+}
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)
 {
@@ -128,10 +141,7 @@ static void chat_message(struct conn *c, const char *buf, size_t len, int limite
         chat_error(c, p.id, p.id_len, bad, STATS_E_MALFORMED);
     } else {
         stats_packet(chat_proto.name, p.type);
-        if (chat_table[(unsigned char)p.type] == NULL)
-            chat_error(c, p.id, p.id_len, CHAT_E_UNKNOWN_TYPE, STATS_E_UNKNOWN_TYPE);
-        else
-            chat_table[(unsigned char)p.type](c, &p);
+        chat_handle(c, &p);
     }
     chatpkt_free(&p);
 }
@@ -228,4 +238,6 @@ const struct proto chat_proto = {
     .message = chat_message,
     .goodbye = chat_goodbye,
     .closed = NULL,
+    .reply = chat_reply_json,
+    .deliver = conn_send,
 };

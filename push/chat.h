@@ -35,6 +35,10 @@ void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t
  * connection's bad-packet allowance. */
 void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r);
 
+/* Serve one parsed packet through the packet table (the core every protocol on /ws calls, proto.h): the
+ * answer comes through c->proto->reply. An unknown type gets E "unknown type". */
+void chat_handle(struct conn *c, const struct chatpkt *p);
+
 /* The packet handlers. */
 void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */
 void chat_online(struct conn *c, const struct chatpkt *p);     /* O */

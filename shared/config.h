@@ -128,6 +128,13 @@ struct magpie_config {
         long long max_per_user;
     } group;
     struct {
+        long long max_frame;
+        long long max_headers;
+        long long max_header_len;
+        long long heartbeat_ms;
+        long long session_ttl_s;
+    } stomp;
+    struct {
         char *webhook_url;
         char *secret;
         long long preview_chars;
