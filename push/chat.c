@@ -27,25 +27,28 @@ void chat_req_done(struct chat_req *r)
 
 void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra)
 {
-    if ((c->state != CONN_OPEN && c->state != CONN_OPENING) || c->proto->reply == NULL) {
+    size_t len;
+    char *s;
+    if (c->state != CONN_OPEN && c->state != CONN_OPENING) {
         json_decref(msg);
         json_decref(extra);
         return;
     }
-    c->proto->reply(c, id, id_len, type, msg, extra); /* proto.h: the JSON packet, or the protocol's form */
-}
-
-/* chat_proto's reply hook: the JSON packet itself. */
-static void chat_reply_json(struct conn *c, const char *id, size_t id_len, char type, json_t *msg,
-                            json_t *extra)
-{
-    size_t len;
-    char *s = chatpkt_reply_ex(id, id_len, type, msg, extra, &len);
+    s = chatpkt_reply_ex(id, id_len, type, msg, extra, &len);
     if (s == NULL) {
         conn_abort(c, "out of memory");
         return;
     }
-    conn_send_str(c, s, len);
+    chat_reply_str(c, s, len);
+}
+
+void chat_reply_str(struct conn *c, char *packet, size_t len)
+{
+    if ((c->state != CONN_OPEN && c->state != CONN_OPENING) || c->proto->reply == NULL) {
+        free(packet);
+        return;
+    }
+    c->proto->reply(c, packet, len); /* proto.h: the JSON packet, or the protocol's form of it */
 }
 
 void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r)
@@ -238,6 +241,6 @@ const struct proto chat_proto = {
     .message = chat_message,
     .goodbye = chat_goodbye,
     .closed = NULL,
-    .reply = chat_reply_json,
+    .reply = conn_send_str,
     .deliver = conn_send,
 };

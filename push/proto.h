@@ -13,9 +13,9 @@
  * than the JSON packets (stomp.c: STOMP 1.2; MQTT next) is a parser in a file of its own that turns each of
  * its requests into the JSON packet it means and calls the same handler; the core's answers and deliveries
  * come back through the two hooks below, where the protocol writes them in its own form:
- *   reply    every answer of the core to one request (A, E, Y, ...), with the packet id the protocol gave
- *            the request, so the protocol finds what it was (STOMP: a SEND's receipt -> RECEIPT or ERROR;
- *            a Y it asked for itself to catch a session up). chat's own writes the JSON packet.
+ *   reply    every answer of the core to one request (A, E, Y, ...) as the JSON packet, whose id is the one
+ *            the protocol gave the request, so the protocol finds what it was (STOMP: a SEND's receipt ->
+ *            RECEIPT or ERROR; a Y it asked for itself to catch a session up). chat's own sends the packet.
  *   deliver  a message (or event) for the connection's user, as the JSON packet with the user's seq that
  *            JSON clients get (chat.c: chat_deliver); the protocol wraps it (STOMP: MESSAGE, body = the
  *            packet, seq/mid/from/ts as headers) or drops it (not subscribed). NULL: the protocol takes no
@@ -25,7 +25,6 @@
 #ifndef PUSH_PROTO_H
 #define PUSH_PROTO_H
 
-#include <jansson.h>
 #include <stddef.h>
 
 struct conn;
@@ -46,10 +45,10 @@ struct proto {
     void (*goodbye)(struct conn *c, const char *why);
     /* The connection is gone; free c->pdata. May be NULL. */
     void (*closed)(struct conn *c);
-    /* The chat core's answer to a request of this connection (see above): id/id_len as the request
-     * carried, type the JSON packet type (A, E, Y, ...), msg and extra stolen (either may be NULL). Called
-     * only while the connection is open or logging in. NULL for protocols that do not use the chat core. */
-    void (*reply)(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra);
+    /* The chat core's answer to a request of this connection (see above): the JSON server packet as the
+     * JSON protocol sends it ({"id", "from": 0, "type", "msg", ...}), malloc'd and adopted (freed in every
+     * case). Returns MP_OK when something was queued. NULL for protocols that do not use the chat core. */
+    int (*reply)(struct conn *c, char *packet, size_t len);
     /* A chat delivery for this connection's user: f holds the JSON packet (text). Returns MP_OK when it was
      * queued for the client, another code when not (dropped, not subscribed). NULL: no chat deliveries. */
     int (*deliver)(struct conn *c, struct frame *f);

@@ -7,13 +7,14 @@
  *   SEND destination:/user/<uid>   -> {"id", "to": uid, "type": "t", "msg": body}   (chat_send.c)
  *   SEND destination:/group/<gid>  -> {"id", "to": gid, "type": "g", "msg": body}   (group_send.c)
  *   catching a session up          -> {"id", "type": "Y", "msg": {"after", "limit"}} (timeline.c)
- * The id is this session's: "st<session>-<n>" for the n-th SEND, "st<session>-y<n>" for its Y requests
- * (<session> is a server message id, unique in the cluster, so ids never meet the dedup key of another
- * session). The core answers through stomp_reply(): A for a SEND is a RECEIPT (when the SEND asked for one:
- * only once the message is stored, as A is), carrying mid and seq; E is an ERROR with the reason of §4 and
- * receipt-id -- the connection stays open, as a JSON client's does after E (a refusal is not a broken
- * frame). Deliveries come through stomp_deliver() as the JSON packet a JSON client gets, and go out as
- * MESSAGE with that packet as the body and mid/seq/from/ts/type as headers.
+ * The id is this connection's: "st<session>.<tag>-<n>" for the n-th SEND, "st<session>.<tag>-y<n>" for its
+ * Y requests (<session> is a server message id, unique in the cluster, so ids never meet the dedup key of
+ * another connection; <tag> is a hash of the CONNECT client-id, so a session knows its own messages on
+ * every connection it makes). The core answers through stomp_reply(): A for a SEND is a RECEIPT (when the
+ * SEND asked for one: only once the message is stored, as A is), carrying mid and seq; E is an ERROR with the
+ * reason of §4 and receipt-id -- the connection stays open, as a JSON client's does after E (a refusal is not
+ * a broken frame). Deliveries come through stomp_deliver() as the JSON packet a JSON client gets, and go out
+ * as MESSAGE with that packet as the body and mid/seq/from/ts/type as headers.
  *
  * What closes the connection (ERROR first, as the standard asks): a frame that does not parse or breaks a
  * limit (stomp.max_frame, stomp.max_headers, stomp.max_header_len), an unknown command, a frame before
@@ -24,27 +25,28 @@
  * Login: CONNECT/STOMP with the ticket of §4 in passcode (or Authorization: Bearer <ticket>); the ticket
  * rules are the JSON client's (conn_login: single use, push.max_conns_per_user). CONNECTED names version
  * 1.2 and heart-beat:<stomp.heartbeat_ms>,<stomp.heartbeat_ms>; the negotiated intervals (the larger of
- * each pair, 0 when either side says 0) are kept by one sweep over the sessions (STOMP_SWEEP_MS).
+ * each pair, 0 when either side says 0) are kept by one sweep over the sessions (stomp.heartbeat_ms / 4).
  *
  * Subscriptions: /user/queue/messages only (a client may subscribe only to what is its own; rooms,
  * /topic/room.<id>, are not served yet). One per connection.
  *
  * Order and catch-up, by seq (timeline.h). The subscription keeps sent_upto: every seq of the user's
- * timeline up to it has been sent on this connection (or is one this session sent itself: own messages are
- * not sent back, the RECEIPT told the client). In LIVE a delivery with seq sent_upto + 1 goes out; an older
- * one is a duplicate and dropped; a newer one means one is missing (a delivery from another node not here
- * yet, or an own SEND's seq) and the session catches up: CATCHUP sends Y after sent_upto, drops live
- * deliveries meanwhile (remembering the highest seq seen), sends each entry of the answer, and asks again
- * while the answer has more or a higher seq was seen; then LIVE again. So every entry goes out once, in seq
- * order. Deliveries without seq (a read mark r, an order event s) go out as they come.
- *   ack:auto (the default) starts LIVE at the first seq that arrives. ack:client and client-individual keep
- * acked_upto: every seq up to it was ACKed (cumulatively for client, one by one for client-individual,
- * with the ACKs past a gap held in a small window; own messages count as ACKed). It is stored in Redis as
- * KEY_STOMP_ACKED, field = the CONNECT client-id header ("" when none: give each device its own), only ever
- * raised, written when it moves (and at the end). A later SUBSCRIBE with a client mode reads it and starts
- * in CATCHUP after it: what was not ACKed, and what arrived while away, comes again in order. With nothing
- * stored it starts LIVE like ack:auto. NACK leaves a message un-ACKed (it comes again on the next connect).
- * Delivery is at-least-once across connections: an ACK whose write did not reach Redis is sent again.
+ * timeline up to it has been sent on this connection (or is one this session sent itself, on this or an
+ * earlier connection with the same client-id: own messages are not sent back, the RECEIPT told the client).
+ * In LIVE a delivery with seq sent_upto + 1 goes out; an older one is a duplicate and dropped; a newer one
+ * means one is missing (a delivery from another node not here yet, or an own SEND's seq) and the session
+ * catches up: CATCHUP sends Y after sent_upto, drops live deliveries meanwhile (remembering the highest seq
+ * seen), sends each entry of the answer, and asks again while the answer has more or a higher seq was seen;
+ * then LIVE again. So every entry goes out once, in seq order. Deliveries without seq (a read mark r, an
+ * order event s) go out as they come. ack:auto (the default) starts LIVE at the first seq that arrives.
+ * ack:client and client-individual keep acked_upto: every seq up to it was ACKed (cumulatively for client,
+ * one by one for client-individual, with the ACKs past a gap held in a small window; own messages count as
+ * ACKed). It is stored in Redis as KEY_STOMP_ACKED, field = the CONNECT client-id header ("" when none: give
+ * each device its own), only ever raised, written when it moves (and at the end). A later SUBSCRIBE with a
+ * client mode reads it and starts in CATCHUP after it: what was not ACKed, and what arrived while away, comes
+ * again in order. With nothing stored it starts LIVE like ack:auto. NACK leaves a message un-ACKed (it comes
+ * again on the next connect). Delivery is at-least-once across connections: an ACK whose write did not reach
+ * Redis is sent again.
  */
 #include "stomp.h"
 #include "chat.h"
@@ -62,12 +64,13 @@
 #include <string.h>
 #include <strings.h>
 
-#define STOMP_SWEEP_MS   500 /* how often heart-beats are sent and checked */
-#define STOMP_MAX_ID     64  /* bytes of a subscription id and a client-id */
-#define STOMP_ACK_WINDOW 256 /* ACKs held past a gap (client-individual); more are forgotten (sent again) */
-#define STOMP_SYNC_LIMIT 100 /* entries per catch-up Y */
-#define STOMP_SEQ_ASK    "4000000000000000000" /* Y after this: no entries, only the latest seq */
-#define STOMP_DEST_INBOX "/user/queue/messages"
+#define STOMP_SWEEP_MIN_MS 50   /* heart-beats are sent and checked every stomp.heartbeat_ms / 4, within */
+#define STOMP_SWEEP_MAX_MS 1000 /* these bounds */
+#define STOMP_MAX_ID       64   /* bytes of a subscription id and a client-id */
+#define STOMP_ACK_WINDOW   256 /* ACKs held past a gap (client-individual); more are forgotten (sent again) */
+#define STOMP_SYNC_LIMIT   100 /* entries per catch-up Y */
+#define STOMP_SEQ_ASK      "4000000000000000000" /* Y after this: no entries, only the latest seq */
+#define STOMP_DEST_INBOX   "/user/queue/messages"
 
 /* ERROR reasons of this layer (the core's are chatpkt.h's CHAT_E_*). */
 #define STOMP_E_NOT_CONNECTED "not connected: send CONNECT first"
@@ -113,8 +116,9 @@ struct stomp {
     struct stomp *prev, *next; /* every session (the heart-beat sweep) */
     int connected;             /* CONNECT accepted: CONNECTED sent */
     int logging_in;
-    char prefix[32]; /* "st<session>-": the ids of this session's requests to the core */
+    char prefix[48]; /* "st<session>.<tag>-": the ids of this session's requests to the core */
     size_t prefix_len;
+    char tag[16]; /* ".<8 hex of the client-id's hash>-": what every connection of the session puts in ids */
     char client_id[STOMP_MAX_ID + 1];
     uint64_t next_n, y_n;
     struct pending *pending, *pending_tail;
@@ -274,11 +278,15 @@ static int64_t json_int(json_t *o, const char *name, int64_t def)
     return def;
 }
 
-/* The session's own message (sent by this connection: its RECEIPT told the client)? */
+/* The session's own message: sent by a connection of this user with this client-id ("st<digits><tag>..."),
+ * whose RECEIPT told the client. */
 static int own(const struct stomp *s, json_t *pkt)
 {
     const char *id = json_string_value(json_object_get(pkt, "id"));
-    return json_int(pkt, "from", 0) == s->c->uid && id != NULL && strncmp(id, s->prefix, s->prefix_len) == 0;
+    if (json_int(pkt, "from", 0) != s->c->uid || id == NULL || strncmp(id, "st", 2) != 0)
+        return 0;
+    id += 2 + strspn(id + 2, "0123456789");
+    return strncmp(id, s->tag, strlen(s->tag)) == 0;
 }
 
 /* MESSAGE for one packet: body = text (the packet's JSON), headers from pkt. */
@@ -338,7 +346,7 @@ static int live_entry(struct stomp *s, json_t *pkt, const char *text, size_t len
         return MP_EAGAIN;
     }
     s->sent_upto = seq;
-    if (pkt == NULL) { /* the session's own message (its A) */
+    if (pkt == NULL || own(s, pkt)) { /* the session's own message (its A, or another connection's copy) */
         ack_one(s, seq);
         store_acked(s);
         return MP_EAGAIN;
@@ -449,8 +457,7 @@ static void on_y(struct stomp *s, char type, json_t *msg)
     store_acked(s);
     if (json_is_true(json_object_get(msg, "more")) || s->seen_max > s->sent_upto) {
         if (s->sent_upto == before) {
-            /* nothing served yet (timeline.h: an entry neither Redis nor MySQL has yet): the client retries
-             */
+            /* nothing served (timeline.h: an entry neither Redis nor MySQL has yet): the client retries */
             send_error(s, CHAT_E_UNAVAILABLE, NULL);
             conn_close(s->c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
             return;
@@ -477,23 +484,31 @@ static struct pending *take_pending(struct stomp *s, uint64_t n)
     return NULL;
 }
 
-/* proto->reply. */
-static void stomp_reply(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra)
+/* proto->reply: the core's answer as the JSON packet (adopted). */
+static int stomp_reply(struct conn *c, char *packet, size_t len)
 {
     struct stomp *s = c->pdata;
-    const char *rest = id + (s ? s->prefix_len : 0);
+    json_t *pkt = json_loadb(packet, len, 0, NULL), *msg = json_object_get(pkt, "msg");
+    const char *id = json_string_value(json_object_get(pkt, "id")),
+               *type_s = json_string_value(json_object_get(pkt, "type"));
+    char type = type_s != NULL ? type_s[0] : 0;
+    const char *why = json_is_string(msg) ? json_string_value(msg) : CHAT_E_UNAVAILABLE;
 
-    if (s == NULL)
-        goto done;
-    if (id_len > s->prefix_len && memcmp(id, s->prefix, s->prefix_len) == 0) {
+    free(packet);
+    if (s == NULL || id == NULL) {
+        json_decref(pkt);
+        return MP_EAGAIN;
+    }
+    if (strncmp(id, s->prefix, s->prefix_len) == 0 && id[s->prefix_len] != '\0') {
+        const char *rest = id + s->prefix_len;
         if (rest[0] == 'y') {
             if (strtoull(rest + 1, NULL, 10) == s->y_n && s->sub != SUB_NONE)
                 on_y(s, type, msg);
         } else {
             struct pending *p = take_pending(s, strtoull(rest, NULL, 10));
             if (p != NULL && type == 'A') {
-                const char *mid = json_string_value(json_object_get(extra, "mid"));
-                int64_t seq = json_int(extra, "seq", -1);
+                const char *mid = json_string_value(json_object_get(pkt, "mid"));
+                int64_t seq = json_int(pkt, "seq", -1);
                 char seq_s[24];
                 const char *h[] = {"receipt-id", p->receipt, "mid", mid ? mid : "", "seq", seq_s, NULL};
                 snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
@@ -504,7 +519,7 @@ static void stomp_reply(struct conn *c, const char *id, size_t id_len, char type
                 else if (seq > s->seen_max && s->sub != SUB_NONE)
                     s->seen_max = seq;
             } else if (p != NULL) {
-                send_error(s, json_is_string(msg) ? json_string_value(msg) : CHAT_E_UNAVAILABLE, p->receipt);
+                send_error(s, why, p->receipt);
             }
             if (p != NULL) {
                 free(p->receipt);
@@ -512,11 +527,10 @@ static void stomp_reply(struct conn *c, const char *id, size_t id_len, char type
             }
         }
     } else if (type == 'E') {
-        send_error(s, json_is_string(msg) ? json_string_value(msg) : CHAT_E_UNAVAILABLE, NULL);
+        send_error(s, why, NULL);
     }
-done:
-    json_decref(msg);
-    json_decref(extra);
+    json_decref(pkt);
+    return MP_OK;
 }
 
 /* ---- frames ---- */
@@ -560,6 +574,15 @@ static void on_login(struct conn *c, enum conn_login_result r)
     stats_error(r == CONN_LOGIN_TOO_MANY ? STATS_E_TOO_MANY : STATS_E_TICKET);
     send_error(s, why, NULL);
     conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, why);
+}
+
+/* FNV-1a, 32 bits: the client-id's tag in the session's ids. */
+static unsigned fnv1a(const char *v)
+{
+    unsigned h = 2166136261u;
+    for (; *v; v++)
+        h = (h ^ (unsigned char)*v) * 16777619u;
+    return h;
 }
 
 /* "cx,cy" -> both, each 0..2^31 ms. */
@@ -621,6 +644,9 @@ static void do_connect(struct stomp *s, struct stompframe *f)
         return;
     }
     snprintf(s->client_id, sizeof(s->client_id), "%s", client_id ? client_id : "");
+    snprintf(s->tag, sizeof(s->tag), ".%08x-", fnv1a(s->client_id));
+    s->prefix_len =
+        (size_t)snprintf(s->prefix, sizeof(s->prefix), "st%lld%s", (long long)id_next(&push.ids), s->tag);
     s->send_every_ms = sx > 0 && cy > 0 ? (uint64_t)(sx > cy ? sx : cy) : 0;
     s->expect_every_ms = sx > 0 && cx > 0 ? (uint64_t)(sx > cx ? sx : cx) : 0;
     if ((ticket == NULL || ticket[0] == '\0') && auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
@@ -934,7 +960,6 @@ static void stomp_open(struct conn *c)
     s->c = c;
     s->sent_ms = push_now();
     s->sent_upto = s->acked_upto = s->stored = -1;
-    s->prefix_len = (size_t)snprintf(s->prefix, sizeof(s->prefix), "st%lld-", (long long)id_next(&push.ids));
     c->pdata = s;
     s->next = S.all;
     if (S.all != NULL)
@@ -1000,9 +1025,17 @@ int stomp_start(void)
     S.lim.max_headers = (int)push.cfg->stomp.max_headers;
     S.lim.max_header_len = (size_t)push.cfg->stomp.max_header_len;
     rdsa_script(&acked_lua);
-    uv_timer_init(push.loop, &S.sweep);
-    uv_timer_start(&S.sweep, on_sweep, STOMP_SWEEP_MS, STOMP_SWEEP_MS);
-    S.started = 1;
+    if (push.cfg->stomp.heartbeat_ms > 0) {
+        /* A negotiated interval is at least stomp.heartbeat_ms: four sweeps in the shortest keep beats on
+         * time */
+        uint64_t every = (uint64_t)push.cfg->stomp.heartbeat_ms / 4;
+        every = every < STOMP_SWEEP_MIN_MS   ? STOMP_SWEEP_MIN_MS
+                : every > STOMP_SWEEP_MAX_MS ? STOMP_SWEEP_MAX_MS
+                                             : every;
+        uv_timer_init(push.loop, &S.sweep);
+        uv_timer_start(&S.sweep, on_sweep, every, every);
+        S.started = 1;
+    }
     return MP_OK;
 }
 
