@@ -16,8 +16,9 @@ push_magpie_push_SOURCES = \
 push_magpie_push_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS)
 push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
 
-# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches.
-check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt
+# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames.
+check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt \
+	tests/unit/test_push_stompframe
 tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
@@ -27,4 +28,7 @@ tests_unit_test_push_map_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 tests_unit_test_room_pkt_SOURCES = tests/unit/test_room_pkt.c push/roompkt.c push/roompkt.h
 tests_unit_test_room_pkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_room_pkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
-TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt
+tests_unit_test_push_stompframe_SOURCES = tests/unit/test_push_stompframe.c push/stompframe.c push/stompframe.h
+tests_unit_test_push_stompframe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_stompframe_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe

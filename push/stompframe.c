@@ -106,7 +106,7 @@ static long line(const char *buf, size_t pos, size_t end, size_t max, size_t *ne
     *next = pos + n + 1;
     if (n > 0 && buf[pos + n - 1] == '\r')
         n--;
-    return (long)n;
+    return n > max ? -1 : (long)n;
 }
 
 enum stompframe_result stompframe_parse(char *buf, size_t len, const struct stomp_limits *lim,

@@ -254,6 +254,25 @@ def bench_stream():
     }
 
 
+def stompframe():
+    return {
+        "connect": b"CONNECT\naccept-version:1.2\nhost:magpie\npasscode:" + jwt(claims("websocket")).encode()
+        + b"\nheart-beat:10000,10000\n\n\0",
+        "stomp-bearer": b"STOMP\naccept-version:1.1,1.2\nAuthorization:Bearer x.y.z\nclient-id:phone\n\n\0",
+        "send": b"SEND\ndestination:/user/42\nreceipt:r-1\ncontent-type:text/plain\n\nhello\0\n",
+        "send-length": b"SEND\r\ndestination:/group/7\r\ncontent-length:5\r\n\r\nhe\0lo\0",
+        "subscribe": b"SUBSCRIBE\nid:sub-0\ndestination:/user/queue/messages\nack:client\n\n\0",
+        "ack-escaped": b"ACK\nid:17\nreceipt:a\\cb\\\\c\\n\n\n\0",
+        "nack": b"NACK\nid:n3\n\n\0",
+        "unsubscribe": b"UNSUBSCRIBE\nid:sub-0\n\n\0",
+        "begin": b"BEGIN\ntransaction:tx\n\n\0",
+        "disconnect": b"DISCONNECT\nreceipt:77\n\n\0\n\n",
+        "heartbeat": b"\n\r\n\n",
+        "no-nul": b"SEND\ndestination:/user/1\n\nno nul",
+        "bad-escape": b"SEND\ndestination:/us\\ter/1\n\nx\0",
+    }
+
+
 def main():
     write("chatpkt", chatpkt())
     write("roompkt", roompkt())
@@ -264,6 +283,7 @@ def main():
     write("http", http())
     write("qr_token", qr_token())
     write("bench_stream", bench_stream())
+    write("stompframe", stompframe())
 
 
 if __name__ == "__main__":
