@@ -85,6 +85,17 @@ def test_stompjs_logs_in_with_a_ticket_and_chats_with_a_json_client(stack):
     stomp_run(go())
 
 
+@pytest.mark.parametrize("offered", [["v10.stomp"], ["v11.stomp"], ["bogus", "v12.stomp", "magpie.v1"]])
+def test_each_stomp_subprotocol_name_is_answered_and_speaks_stomp_1_2(stack, offered):
+    async def go():
+        c = await RawStomp.open(stack, subprotocols=offered)
+        assert c.ws.subprotocol == [n for n in offered if n != "bogus"][0]
+        await c.send(frame("CONNECT", {"accept-version": "1.0,1.1,1.2", "passcode": ticket(stack, new_uid())}))
+        cmd, h, _ = await c.recv()
+        assert cmd == "CONNECTED" and h["version"] == "1.2"
+    run(go())
+
+
 def test_two_stompjs_clients_chat_on_different_nodes(stack):
     async def go():
         a, b = pair(stack)
