@@ -37,8 +37,13 @@ struct proto {
     /* The WebSocket is up and its request headers are still readable (conn_header, conn_urlarg): decide.
      * Call conn_login() to let the client in, or conn_refuse(); rx is paused until then. */
     void (*open)(struct conn *c);
+    /* Messages that arrive while the login is checked are passed on, not refused (MQTT: a client's packets
+     * may come in several messages, some behind the CONNECT; the protocol holds them until the login ends).
+     */
+    int early_rx;
     /* One whole message. limited: it came over the packet rate and must be refused, not served.
-     * buf NULL: a message that arrived before the login finished (refuse it; the client sent too early). */
+     * buf NULL: a message that arrived before the login finished (refuse it; the client sent too early);
+     * never for a protocol with early_rx. */
     void (*message)(struct conn *c, const char *buf, size_t len, int limited);
     /* Queue the protocol's goodbye (chat: a C packet) before the server closes the connection: why is
      * "kicked", "logout" or "shutdown". */

@@ -135,6 +135,10 @@ struct magpie_config {
         long long session_ttl_s;
     } stomp;
     struct {
+        long long max_packet;
+        long long max_topic;
+    } mqtt;
+    struct {
         char *webhook_url;
         char *secret;
         long long preview_chars;

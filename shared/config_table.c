@@ -303,6 +303,14 @@ const struct config_key config_keys[] = {
         "How long the position of an ack:client STOMP session (the last seq it ACKed, per user and\n"
         "CONNECT client-id) is kept after its last ACK; a client back later starts at the timeline's end."),
 
+    /* [mqtt] (MQTT 3.1.1 on /ws, SPEC §4.3; design: push/mqtt.c) */
+    INT("mqtt", "max_packet", mqtt.max_packet, 256, 16777216, "16384",
+        "Largest MQTT packet (its remaining length) in bytes; a larger one, or a remaining length that\n"
+        "does not parse, closes the connection (MQTT answers a malformed packet by closing)."),
+    INT("mqtt", "max_topic", mqtt.max_topic, 16, 65535, "256",
+        "Bytes of a topic name or filter; a longer one in PUBLISH, SUBSCRIBE or UNSUBSCRIBE closes the\n"
+        "connection."),
+
     /* [notify] (design: notify/notify_worker.h) */
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",
         "Offline notifications (SPEC §6): a message stored for a user with no open connection, or a\n"

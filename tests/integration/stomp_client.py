@@ -1,5 +1,6 @@
-"""STOMP clients for the tests of SPEC §4.3: the stock npm client @stomp/stompjs (tests/clients/stomp_driver.mjs,
-driven line by line from here), and raw frames over a plain WebSocket for what no stock client sends."""
+"""Clients of the standard protocols for the tests of SPEC §4.3: the stock npm clients @stomp/stompjs and mqtt
+(tests/clients/*_driver.mjs, driven line by line from here), and raw STOMP frames over a plain WebSocket for
+what no stock client sends."""
 import asyncio
 import json
 import os
@@ -23,6 +24,8 @@ class StompJS:
     """One @stomp/stompjs client in a Node process. Events that arrive while a test waits for another kind
     are kept, in order."""
 
+    DRIVER = DRIVER
+
     def __init__(self, proc):
         self.proc = proc
         self.events = []
@@ -31,7 +34,7 @@ class StompJS:
     @classmethod
     async def start(cls, stack, node=None):
         proc = await asyncio.create_subprocess_exec(
-            "node", DRIVER, f"{push_url(stack, node)}/ws", stdin=asyncio.subprocess.PIPE,
+            "node", cls.DRIVER, f"{push_url(stack, node)}/ws", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, cwd=CLIENTS)
         _running.append(proc)
         return cls(proc)
@@ -94,6 +97,27 @@ class StompJS:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+class MqttJS(StompJS):
+    """One mqtt.js client in a Node process (tests/clients/mqtt_driver.mjs)."""
+    DRIVER = os.path.join(CLIENTS, "mqtt_driver.mjs")
+
+    @classmethod
+    async def login(cls, stack, tk, node=None, client_id="", clean=True, keepalive=30):
+        c = await cls.start(stack, node)
+        c.do("connect", password=tk, clientId=client_id, clean=clean, keepalive=keepalive)
+        c.connected = await c.wait("connack")
+        assert c.connected["returnCode"] == 0, c.connected
+        return c
+
+    async def publish(self, topic, payload, qos=1, tag=None):
+        self.do("publish", topic=topic, payload=payload, qos=qos, tag=tag)
+        return await self.wait("published", pred=lambda e: e["tag"] == tag)
+
+    async def subscribe(self, topics, tag="s"):
+        self.do("subscribe", topics=topics, tag=tag)
+        return await self.wait("suback", pred=lambda e: e["tag"] == tag)
 
 
 _running = []
