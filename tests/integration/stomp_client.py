@@ -123,6 +123,18 @@ class MqttJS(StompJS):
 _running = []
 
 
+def redis_group(stack, owner, members):
+    """A group as magpie-http's create script leaves it in Redis (shared/keys.h), which is all g reads; like
+    make_friends, so this test does not depend on the HTTP group endpoints."""
+    r = stack.redis()
+    gid = r.incr("mp:grp:next")
+    r.hset(f"mp:grp:{gid}", mapping={"name": "stomp", "owner": owner, "created": 1, "j": 0, "ver": 1, "n": 0})
+    for i, u in enumerate([owner] + members):
+        r.hset(f"mp:grp:{gid}:m", u, f"{'o' if i == 0 else 'm'} {i + 1} 1")
+        r.sadd(f"mp:ugrp:{u}", gid)
+    return gid
+
+
 async def stop_all():
     for p in _running:
         if p.returncode is None:

@@ -11,7 +11,7 @@ import websockets
 
 from push_client import (Bystander, Chat, ExtraNode, make_friends, metrics, new_uid, run, ticket,
                          unsigned_ticket, wait_until)
-from stomp_client import RawStomp, StompJS, frame, parse, stock_clients_installed, stop_all
+from stomp_client import RawStomp, StompJS, frame, parse, redis_group, stock_clients_installed, stop_all
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
@@ -26,18 +26,6 @@ def stomp_run(coro):
         finally:
             await stop_all()
     return run(wrapper())
-
-
-def redis_group(stack, owner, members):
-    """A group as magpie-http's create script leaves it in Redis (shared/keys.h), which is all g reads; like
-    make_friends, so this test does not depend on the HTTP group endpoints."""
-    r = stack.redis()
-    gid = r.incr("mp:grp:next")
-    r.hset(f"mp:grp:{gid}", mapping={"name": "stomp", "owner": owner, "created": 1, "j": 0, "ver": 1, "n": 0})
-    for i, u in enumerate([owner] + members):
-        r.hset(f"mp:grp:{gid}:m", u, f"{'o' if i == 0 else 'm'} {i + 1} 1")
-        r.sadd(f"mp:ugrp:{u}", gid)
-    return gid
 
 
 def pair(stack):
