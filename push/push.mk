@@ -19,7 +19,7 @@ push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
 
 # Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames.
 check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt \
-	tests/unit/test_push_stompframe
+	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt
 tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
@@ -32,4 +32,8 @@ tests_unit_test_room_pkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 tests_unit_test_push_stompframe_SOURCES = tests/unit/test_push_stompframe.c push/stompframe.c push/stompframe.h
 tests_unit_test_push_stompframe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_stompframe_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
-TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe
+tests_unit_test_push_mqttpkt_SOURCES = tests/unit/test_push_mqttpkt.c push/mqttpkt.c push/mqttpkt.h
+tests_unit_test_push_mqttpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_mqttpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe \
+	tests/unit/test_push_mqttpkt

@@ -273,6 +273,37 @@ def stompframe():
     }
 
 
+def mqttpkt():
+    def s(x):
+        b = x.encode() if isinstance(x, str) else x
+        return struct.pack(">H", len(b)) + b
+
+    def pkt(t, flags, body):
+        rl, enc = len(body), b""
+        while True:
+            d, rl = rl & 0x7F, rl >> 7
+            enc += bytes([d | (0x80 if rl else 0)])
+            if not rl:
+                return bytes([t << 4 | flags]) + enc + body
+
+    connect = pkt(1, 0, s("MQTT") + bytes([4, 0xC2]) + struct.pack(">H", 30) + s("") + s("magpie")
+                  + s(jwt(claims("websocket"))))
+    return {
+        "connect": connect,
+        "connect-will": pkt(1, 0, s("MQTT") + bytes([4, 0x2E]) + struct.pack(">H", 60) + s("phone") + s("w/t")
+                            + s(b"bye")),
+        "publish-qos1": pkt(3, 2, s("user/42") + struct.pack(">H", 7) + b"hello"),
+        "publish-qos0": pkt(3, 0, s("group/7") + b"hi"),
+        "publish-long": pkt(3, 2, s("user/42") + struct.pack(">H", 8) + b"x" * 300),
+        "subscribe": pkt(8, 2, struct.pack(">H", 3) + s("me/inbox") + b"\x01" + s("#") + b"\x00"),
+        "unsubscribe": pkt(10, 2, struct.pack(">H", 4) + s("me/inbox")),
+        "acks": pkt(4, 0, b"\x00\x01") + pkt(6, 2, b"\x00\x02") + pkt(5, 0, b"\x00\x03"),
+        "ping-disconnect": pkt(12, 0, b"") + pkt(14, 0, b""),
+        "stream": connect + pkt(8, 2, struct.pack(">H", 1) + s("me/inbox") + b"\x01") + pkt(12, 0, b""),
+        "bad-length": b"\x30\xff\xff\xff\xff\x01",
+    }
+
+
 def main():
     write("chatpkt", chatpkt())
     write("roompkt", roompkt())
@@ -284,6 +315,7 @@ def main():
     write("qr_token", qr_token())
     write("bench_stream", bench_stream())
     write("stompframe", stompframe())
+    write("mqttpkt", mqttpkt())
 
 
 if __name__ == "__main__":
