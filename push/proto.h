@@ -10,9 +10,10 @@
  * timelines, groups -- exist once, in the handlers of the JSON packets (chat.h's table: chat_send,
  * group_send, timeline_sync, ...), which take a parsed JSON packet (struct chatpkt) and answer through
  * chat_reply()/chat_error(); deliveries reach connections through chat_deliver(). A wire protocol other
- * than the JSON packets (stomp.c: STOMP 1.2; mqtt.c: MQTT 3.1.1) is a parser in a file of its own that turns each of
- * its requests into the JSON packet it means and calls the same handler; the core's answers and deliveries
- * come back through the two hooks below, where the protocol writes them in its own form:
+ * than the JSON packets (stomp.c: STOMP 1.2; mqtt.c: MQTT 3.1.1) is a parser in a file of its own that
+ * turns each of its requests into the JSON packet it means and calls the same handler (chat_handle); the
+ * core's answers and deliveries come back through the two hooks below, where the protocol writes them in its
+ * own form:
  *   reply    every answer of the core to one request (A, E, Y, ...) as the JSON packet, whose id is the one
  *            the protocol gave the request, so the protocol finds what it was (STOMP: a SEND's receipt ->
  *            RECEIPT or ERROR; a Y it asked for itself to catch a session up). chat's own sends the packet.

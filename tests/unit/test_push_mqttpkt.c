@@ -143,19 +143,24 @@ static void test_subscribe(void **state)
     assert_string_equal(s.filters[0], "me/inbox");
     assert_int_equal(s.qos[0], 2);
     assert_string_equal(s.filters[1], "#");
-    p = ONE("\x82\x07\x00\x03\x00\x02" "a#\x00");
+    p = ONE("\x82\x07\x00\x03\x00\x02"
+            "a#\x00");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_FILTER);
     p = ONE("\x82\x09\x00\x03\x00\x04#/me\x00");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_FILTER);
-    p = ONE("\x82\x08\x00\x03\x00\x03" "a+b\x00");
+    p = ONE("\x82\x08\x00\x03\x00\x03"
+            "a+b\x00");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_FILTER);
-    p = ONE("\x82\x08\x00\x03\x00\x03" "a/b\x03");
+    p = ONE("\x82\x08\x00\x03\x00\x03"
+            "a/b\x03");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_QOS);
     p = ONE("\x82\x02\x00\x03");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_NO_TOPICS);
-    p = ONE("\x80\x08\x00\x03\x00\x03" "a/b\x00");
+    p = ONE("\x80\x08\x00\x03\x00\x03"
+            "a/b\x00");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_FLAGS);
-    p = ONE("\x82\x08\x00\x00\x00\x03" "a/b\x00");
+    p = ONE("\x82\x08\x00\x00\x00\x03"
+            "a/b\x00");
     assert_string_equal(mqttpkt_subscribe(&p, 1, 256, &pid, collect, &s), MQTT_E_PACKET_ID);
     p = ONE("\xa2\x0c\x00\x05\x00\x08me/inbox"); /* UNSUBSCRIBE: no QoS bytes */
     s.n = 0;
