@@ -139,8 +139,8 @@ enum stompframe_result stompframe_parse(char *buf, size_t len, const struct stom
         return STOMPFRAME_BAD;
     }
     buf[pos + (size_t)n] = '\0';
-    if (!utf8_valid((const unsigned char *)buf + pos, (size_t)n)) {
-        *why = STOMP_E_NOT_UTF8;
+    if (strspn(buf + pos, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != (size_t)n) {
+        *why = STOMP_E_BAD_COMMAND; /* commands are words; a control byte could pass for an EOL when echoed */
         return STOMPFRAME_BAD;
     }
     f->command = buf + pos;

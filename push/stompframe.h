@@ -6,7 +6,8 @@
  * heart-beat. The body ends at the first NUL, or, when the frame has a content-length header, after that
  * many octets (which must be followed by the NUL). Header names and values are escaped (\r \n \c \\), except
  * in CONNECT, STOMP and CONNECTED frames (1.2 keeps those unescaped for 1.0 clients); an undefined escape
- * is an error. A repeated header: the first one counts. Limits (stomp.* config keys) bound the frame, each
+ * is an error. A command is a word of ASCII letters (an unknown one parses, as STOMP_UNKNOWN). A repeated
+ * header: the first one counts. Limits (stomp.* config keys) bound the frame, each
  * header line and the number of headers, before anything is kept.
  */
 #ifndef PUSH_STOMPFRAME_H
@@ -68,6 +69,7 @@ enum stompframe_result {
 #define STOMP_E_HEADER_LONG   "header line too long"
 #define STOMP_E_TOO_MANY_HDRS "too many headers"
 #define STOMP_E_NO_COMMAND    "missing command"
+#define STOMP_E_BAD_COMMAND   "malformed command: expected letters"
 #define STOMP_E_BAD_HEADER    "malformed header line: expected name:value"
 #define STOMP_E_BAD_ESCAPE    "undefined escape sequence in a header"
 #define STOMP_E_NO_BLANK      "frame ends inside its headers"

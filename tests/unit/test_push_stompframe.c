@@ -167,7 +167,9 @@ static void test_malformed(void **state)
     BAD("SEND\nk:\xff\xfe\n\n\0", STOMP_E_NOT_UTF8);
     BAD("SEND\nk:\xed\xa0\x80\n\n\0", STOMP_E_NOT_UTF8); /* a surrogate */
     BAD("SEND\nk:\xc0\xaf\n\n\0", STOMP_E_NOT_UTF8);     /* overlong */
-    BAD("\xff\n\n\0", STOMP_E_NOT_UTF8);
+    BAD("\xff\n\n\0", STOMP_E_BAD_COMMAND);
+    BAD("\r\r\n\r\neNACK\n\0", STOMP_E_BAD_COMMAND); /* fuzz: a command "\r" echoed back looked like an EOL */
+    BAD("SE ND\n\n\0", STOMP_E_BAD_COMMAND);
 }
 
 static void test_build_escapes_and_parses_back(void **state)
