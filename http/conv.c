@@ -7,6 +7,11 @@
  * Redis no longer has come from MySQL's messages table. Query: limit (1..CONV_MAX_LIMIT, default
  * CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's seq is below it). A user's
  * seqs are unique, so a page boundary never splits or repeats a conversation.
+ *
+ * A group conversation "g<gid>" (push/group.h, keys.h's note on group conversations): while the caller is a
+ * member (in KEY_GROUP_MEMBERS), its latest mid and message count are the group's (KEY_GROUP's GROUP_F_LAST,
+ * GROUP_F_COUNT); once it is not, the CONV_F_LAST / CONV_F_IN frozen when it left. Its read mark's
+ * CONV_F_READ_IN is the group number of the message read up to, so unread = count - that, as for 1:1.
  */
 #include "call.h"
 #include "handlers.h"
@@ -25,8 +30,8 @@
 #define CONV_FIELDS        7 /* per conversation in the script's answer */
 
 /* KEYS: KEY_CONVS, KEY_CONV of the caller. ARGV: the highest score ("+inf" or "(<cursor>"), how many,
- * KEY_MSG's prefix. Returns per conversation: id, seq of its latest entry, latest mid, received, read mid,
- * received at the read mark, the latest packet (nil when Redis no longer has it). */
+ * KEY_MSG's prefix, the caller. Returns per conversation: id, seq of its latest entry, latest mid, received,
+ * read mid, received at the read mark, the latest packet (nil when Redis no longer has it). */
 static const char conv_lua[] =
     "local z = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"
@@ -34,6 +39,13 @@ static const char conv_lua[] =
     "  local c = z[i]\n"
     "  local f = redis.call('HMGET', KEYS[2], c .. '" CONV_F_LAST "', c .. '" CONV_F_IN
     "', c .. '" CONV_F_READ "', c .. '" CONV_F_READ_IN "')\n"
+    "  if string.sub(c, 1, 1) == 'g' then\n"
+    "    local gk = '" KEY_GROUP_PREFIX "' .. string.sub(c, 2)\n"
+    "    if redis.call('HEXISTS', gk .. '" GROUP_MEMBERS_SUFFIX "', ARGV[4]) == 1 then\n"
+    "      local g = redis.call('HMGET', gk, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"
+    "      f[1], f[2] = g[1], g[2]\n"
+    "    end\n"
+    "  end\n"
     "  local p = false\n"
     "  if f[1] then p = redis.call('HGET', ARGV[3] .. f[1], '" MSG_F_PACKET "') end\n"
     "  out[#out + 1] = c\n"
@@ -100,7 +112,8 @@ void conv_list(struct call *c)
 {
     long long limit = CONV_DEFAULT_LIMIT, cursor = 0, *missing = NULL;
     char convs[64], conv[64], prefix[32], max[32], count[24];
-    const char *argv[8];
+    char uid[24];
+    const char *argv[9];
     redisReply *r = NULL;
     json_t *list = NULL, *fromdb = NULL;
     size_t n, nmissing = 0, i;
@@ -126,7 +139,9 @@ void conv_list(struct call *c)
     argv[5] = max;
     argv[6] = count;
     argv[7] = prefix;
-    r = rds_cmdargv(&c->w->rds, 8, argv, NULL);
+    argv[8] = uid;
+    snprintf(uid, sizeof(uid), "%lld", (long long)c->uid);
+    r = rds_cmdargv(&c->w->rds, 9, argv, NULL);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % CONV_FIELDS != 0) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_error("conversations script failed reason=\"%s\"", r->str);

@@ -19,6 +19,15 @@ void user_route(struct call *c);
 /* conv.c */
 void conv_list(struct call *c);
 
+/* groups.c */
+void groups_create(struct call *c);
+void groups_list(struct call *c);
+void groups_get(struct call *c);
+void groups_update(struct call *c);
+void groups_members(struct call *c);
+void groups_leave(struct call *c);
+void groups_delete(struct call *c);
+
 /* qr.c */
 void qr_create(struct call *c);
 void qr_svg(struct call *c);

@@ -9,6 +9,8 @@
  *   call.c     what handlers share: JSON fields, replies in either envelope, Redis/MySQL error mapping
  *   sms.c      POST /send_code, POST /login
  *   user.c     /logout, /me, /friends, /IM/token, /route
+ *   conv.c     GET /conversations
+ *   groups.c   /groups and /groups/<id>...: the group endpoints (one Redis script per change)
  *   qr.c       the QR login session: /pc_session, its SVG, /session_login, /scan_pc, /confirm_pc, /cancel_pc
  *   longpoll.c where a /session_login waits without holding a thread
  *   msg.c      POST /msg, POST /tk

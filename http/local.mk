@@ -1,13 +1,13 @@
 # magpie-http: the HTTP API (SPEC §3). Build rules for http/ and its unit tests.
 
-HTTP_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(FCGI_CFLAGS) $(MHD_CFLAGS) $(QRENCODE_CFLAGS)
-HTTP_LIBS = $(LIBMAGPIE) $(FCGI_LIBS) $(MHD_LIBS) $(QRENCODE_LIBS)
+HTTP_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(FCGI_CFLAGS) $(MHD_CFLAGS) $(QRENCODE_CFLAGS) $(CRYPTO_CFLAGS)
+HTTP_LIBS = $(LIBMAGPIE) $(FCGI_LIBS) $(MHD_LIBS) $(QRENCODE_LIBS) $(CRYPTO_LIBS)
 
 # Everything but main.c, so the unit tests link the same code the daemon runs.
 noinst_LIBRARIES += http/libhttp.a
 http_libhttp_a_SOURCES = \
 	http/http.h http/call.h http/call.c http/router.c http/handlers.h http/hmetrics.h \
-	http/sql.h http/sql.c http/users.h http/sms.c http/user.c http/conv.c http/qr.h http/qr.c \
+	http/sql.h http/sql.c http/users.h http/sms.c http/user.c http/conv.c http/groups.c http/qr.h http/qr.c \
 	http/longpoll.h http/longpoll.c http/msg.c http/admin.c http/ops.c \
 	http/fronts.h http/fcgi_front.c http/mhd_front.c
 http_libhttp_a_CFLAGS = $(HTTP_CFLAGS)

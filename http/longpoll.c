@@ -295,8 +295,10 @@ static void read_messages(void)
 }
 
 /* Index newly parked waiters, then re-read their sessions' versions in one pipelined round trip: a change
- * between the handler's look and now must not be missed. Any doubt (Redis trouble) wakes the waiter; its
- * answer thread will then see what is going on and answer. */
+ * between the handler's look and now must not be missed. Any doubt (Redis trouble) drops the subscription
+ * too: subscribing again (no sooner than the connection's backoff) wakes every waiter, so one that could
+ * not be checked is looked at again once Redis answers -- not at once, which would spin while Redis is
+ * down, since an answer thread that cannot reach Redis parks the waiter again. */
 static void register_batch(struct waiter *list)
 {
     struct waiter *batch[256];
@@ -317,16 +319,23 @@ static void register_batch(struct waiter *list)
         if (ctx == NULL || i < n) {
             if (ctx != NULL)
                 rds_drop(&lp.check, "cannot queue a command");
-            for (i = 0; i < n; i++)
-                wake(batch[i]);
+            if (lp.subscribed)
+                sub_lost("the version check failed");
             n = 0;
             continue;
         }
         for (i = 0; i < n; i++) {
             redisReply *rep = rds_reply(&lp.check);
-            if (rep == NULL) {
-                for (; i < n; i++)
-                    wake(batch[i]);
+            if (rep == NULL || rep->type == REDIS_REPLY_ERROR) { /* e.g. LOADING after a restart */
+                int live = rep != NULL;
+                freeReplyObject(rep);
+                for (i++; live && i < n; i++) { /* read the rest of the pipeline's replies */
+                    redisReply *more = rds_reply(&lp.check);
+                    live = more != NULL;
+                    freeReplyObject(more);
+                }
+                if (lp.subscribed)
+                    sub_lost("the version check failed");
                 break;
             }
             if (rep->type != REDIS_REPLY_STRING || strtoll(rep->str, NULL, 10) != batch[i]->wait.ver)
@@ -410,7 +419,7 @@ static void finish(struct worker *wk, struct waiter *w)
 {
     struct http_resp resp;
     struct call c;
-    int stopping;
+    int stopping, rc;
 
     memset(&resp, 0, sizeof(resp));
     memset(&c, 0, sizeof(c));
@@ -425,12 +434,18 @@ static void finish(struct worker *wk, struct waiter *w)
 
     if (stopping) {
         reply(&c, API_QR_WAITING, NULL);
-    } else if (qr_poll_answer(&c, &w->wait) == 1) {
+    } else if ((rc = qr_poll_answer(&c, &w->wait)) != 0) {
+        /* A wake-up that changed nothing for this browser, or one that found Redis unreachable (a restart
+         * wakes every waiter, and a Redis still closing can take the new subscription and then drop it):
+         * wait on. The hub looks again when its subscription is back; only the deadline answers. */
         if (mp_mono_ms() < w->wait.deadline_ms - LP_EARLY_MS) {
-            submit(w); /* a wake-up that changed nothing for this browser: wait on */
+            submit(w);
             return;
         }
-        reply(&c, API_QR_WAITING, NULL);
+        if (rc < 0)
+            reply_unavailable(&c, "redis");
+        else
+            reply(&c, API_QR_WAITING, NULL);
     }
     http_account(w->endpoint, w->frontend, &resp, w->started_us);
     w->front->deliver(w->front_ctx, &resp);

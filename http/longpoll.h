@@ -15,7 +15,10 @@
  *   - No lost wake-ups: the hub registers a waiter first, then re-reads the session's version (pipelined
  *     HGETs for a batch of new waiters); a change that happened between the handler's look and the
  *     registration shows up as a newer version and wakes it at once. After the subscription was lost
- *     (Redis restart) every waiter is woken once it is back.
+ *     (Redis restart) every waiter is woken once it is back; a failed version check drops the subscription
+ *     so that happens too. A woken waiter whose answer thread cannot reach Redis waits on (parked again):
+ *     a Redis outage shorter than the poll costs the browser nothing, and only the deadline answers it
+ *     (code 20 if Redis is still unreachable then).
  *   - At most http.max_long_polls wait at once; past that a poll is answered code 10 at once (the page polls
  *     again), so memory and file descriptors stay bounded.
  *   - On shutdown every waiter is answered code 10.

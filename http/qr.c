@@ -320,6 +320,10 @@ int qr_poll_answer(struct call *c, struct lp_wait *wait)
     key_of(key, sizeof(key), wait->token);
     channel_of(chan, sizeof(chan), wait->token);
     rep = rds_cmd(&c->w->rds, "EVAL %s 1 %s %s %s", poll_lua, key, wait->browser, chan);
+    if (rep == NULL || (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "LOADING", 7) == 0)) {
+        freeReplyObject(rep); /* unreachable, or back but still loading its data: the script did not run */
+        return -1;
+    }
     if ((rep = run(c, "poll", rep, REDIS_REPLY_ARRAY)) == NULL)
         return 0;
     code = int_el(rep, 0);
@@ -376,8 +380,13 @@ void qr_session_login(struct call *c)
     memcpy(wait.token, c->param, HTTP_TOKEN_HEX + 1);
     wait.ver = -1;
     wait.deadline_ms = mp_mono_ms() + app.cfg.http.long_poll_s * 1000;
-    if (qr_poll_answer(c, &wait) == 0)
+    switch (qr_poll_answer(c, &wait)) {
+    case 0:
         return;
+    case -1: /* a new poll while Redis is unreachable: the browser hears so at once (a parked one waits on) */
+        reply_unavailable(c, "redis");
+        return;
+    }
     if (c->front == NULL ||
         longpoll_park(&wait, c->front, c->front_ctx, c->endpoint, c->req->frontend, c->started_us) != MP_OK) {
         reply(c, API_QR_WAITING, NULL);

@@ -49,6 +49,13 @@ static const struct route routes[] = {
     {"POST", "/IM/token", "/IM/token", WHO_USER, 0, 0, user_im_token},
     {"POST", "/route", "/route", WHO_USER, 0, 0, user_route},
     {"GET", "/conversations", "/conversations", WHO_USER, 0, 0, conv_list},
+    {"POST", "/groups", "/groups", WHO_USER, 0, 0, groups_create},
+    {"GET", "/groups", "/groups", WHO_USER, 0, 0, groups_list},
+    {"GET", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_get},
+    {"POST", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_update},
+    {"DELETE", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_delete},
+    {"POST", "/groups/*/members", "/groups/{id}/members", WHO_USER, 0, 0, groups_members},
+    {"POST", "/groups/*/leave", "/groups/{id}/leave", WHO_USER, 0, 0, groups_leave},
     {"POST", "/msg", "/msg", WHO_USER_OR_KEY, 1, 0, msg_post},
     {"POST", "/tk", "/tk", WHO_ANYONE, 1, 1, msg_test_token},
     {"POST", "/admin/friends", "/admin/friends", WHO_API_KEY, 0, 0, admin_friends},
@@ -415,8 +422,11 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
             route = &routes[i];
             break;
         }
-        if (allow[0] == '\0')
-            snprintf(allow, sizeof(allow), "%s", routes[i].method);
+        /* 405's Allow names every method the path has (/groups/<id>: GET, POST, DELETE) */
+        if (strstr(allow, routes[i].method) == NULL) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", routes[i].method);
+        }
         c.endpoint = routes[i].name;
         c.seed004 = routes[i].seed004;
     }

@@ -80,6 +80,9 @@ struct notify_post *notify_post_new(const struct magpie_config *cfg, char *body,
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    if (cfg->notify.ca_file[0] != '\0') {
+        SET(CURLOPT_CAINFO, cfg->notify.ca_file);
+    }
     SET(CURLOPT_POST, 1L);
     SET(CURLOPT_POSTFIELDS, p->body);
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);

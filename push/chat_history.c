@@ -1,5 +1,6 @@
 /* chat_history.c -- H: the messages a user sent or received after a time (SPEC §4), from MySQL's messages
- * table (written by magpie-persist from the stream).
+ * table (written by magpie-persist from the stream). 1:1 messages only: a group's rows (group_id set; their
+ * to_uid is a group id, which may equal a uid) are skipped, a group conversation is read with Y.
  *
  * The query runs on a pool thread (dbpool.h) as two index range scans -- idx_messages_from and
  * idx_messages_to, or both halves of idx_messages_pair with one peer -- merged oldest first, fetching one
@@ -39,16 +40,17 @@ static int history_sql(char *buf, size_t len, int64_t uid, const struct chat_his
     if (w != 0)
         return snprintf(
             buf, len,
-            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
-            "LIMIT %lld) UNION ALL "
-            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id "
-            "LIMIT %lld) ORDER BY 7, 1 LIMIT %lld",
+            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld AND group_id IS NULL "
+            "ORDER BY created_ms, id LIMIT %lld) UNION ALL "
+            "(%s WHERE from_uid = %lld AND to_uid = %lld AND created_ms > %lld AND group_id IS NULL "
+            "ORDER BY created_ms, id LIMIT %lld) ORDER BY 7, 1 LIMIT %lld",
             history_cols, u, w, s, n, history_cols, w, u, s, n, n);
     return snprintf(
         buf, len,
-        "(%s WHERE from_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) UNION ALL "
-        "(%s WHERE to_uid = %lld AND created_ms > %lld ORDER BY created_ms, id LIMIT %lld) "
-        "ORDER BY 7, 1 LIMIT %lld",
+        "(%s WHERE from_uid = %lld AND created_ms > %lld AND group_id IS NULL ORDER BY created_ms, id "
+        "LIMIT %lld) UNION ALL "
+        "(%s WHERE to_uid = %lld AND created_ms > %lld AND group_id IS NULL ORDER BY created_ms, id "
+        "LIMIT %lld) ORDER BY 7, 1 LIMIT %lld",
         history_cols, u, s, n, history_cols, u, s, n, n);
 }
 

@@ -8,7 +8,7 @@ push_libpersist_a_SOURCES = \
 	push/persist_entry.h push/persist_entry.c \
 	push/persist_store.h push/persist_store.c \
 	push/persist_stream.h push/persist_stream.c \
-	push/persist_seq.h push/persist_seq.c \
+	push/persist_seq.h push/persist_seq.c push/timeline_chunks.h \
 	push/persist_worker.h push/persist_worker.c
 push_libpersist_a_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS)
 

@@ -1,6 +1,8 @@
 /* persist_store.c -- see persist_store.h. */
 #include "persist_store.h"
 #include "magpie.h"
+#include "stream.h"
+#include "timeline_chunks.h"
 
 #include <inttypes.h>
 #include <mysqld_error.h>
@@ -93,7 +95,16 @@ static void sql_add_row(struct sql *s, MYSQL *m, const struct persist_msg *msg)
     else
         sql_add(s, "NULL,");
     if (msg->to_seq > 0)
-        sql_add(s, "%" PRId64 ")", msg->to_seq);
+        sql_add(s, "%" PRId64 ",", msg->to_seq);
+    else
+        sql_add(s, "NULL,");
+    /* a group entry: its group, and a g's number in it */
+    if (msg->group > 0)
+        sql_add(s, "%" PRId64 ",", msg->group);
+    else
+        sql_add(s, "NULL,");
+    if (msg->group_n > 0)
+        sql_add(s, "%" PRId64 ")", msg->group_n);
     else
         sql_add(s, "NULL)");
 }
@@ -103,8 +114,8 @@ static void sql_insert_head(struct sql *s, const char *table)
     s->len = 0;
     s->failed = 0;
     sql_add(s,
-            "INSERT INTO `%s` (id, client_id, from_uid, to_uid, type, body, created_ms, from_seq, to_seq) "
-            "VALUES ",
+            "INSERT INTO `%s` (id, client_id, from_uid, to_uid, type, body, created_ms, from_seq, to_seq, "
+            "group_id, group_seq) VALUES ",
             table);
 }
 
@@ -225,7 +236,8 @@ static int insert_one_by_one(MYSQL *m, struct sql *s, const char *table, struct 
 }
 
 /* Rows that were not inserted must be stored already under their (from_uid, client_id); a row skipped
- * because its id belongs to a different message is marked rejected. Checks rows[from..to). */
+ * because its id belongs to a different message is marked rejected. A row found sets its stored_mid to the
+ * stored row's id (another mid when a client's retry came back under a new one). Checks rows[from..to). */
 static int check_stored(MYSQL *m, struct sql *s, const char *table, struct persist_row **rows, size_t from,
                         size_t to, struct persist_store_result *res)
 {
@@ -239,7 +251,7 @@ static int check_stored(MYSQL *m, struct sql *s, const char *table, struct persi
         return MP_ENOMEM;
     s->len = 0;
     s->failed = 0;
-    sql_add(s, "SELECT from_uid, client_id FROM `%s` WHERE ", table);
+    sql_add(s, "SELECT from_uid, client_id, id FROM `%s` WHERE ", table);
     for (size_t i = from; i < to; i++) {
         if (rows[i]->rejected)
             continue;
@@ -266,8 +278,10 @@ static int check_stored(MYSQL *m, struct sql *s, const char *table, struct persi
         for (size_t i = from; i < to; i++) {
             const struct persist_msg *msg = &rows[i]->msg;
             if (!found[i - from] && msg->from == uid && dbrow[1] != NULL && lens[1] == msg->cid_len &&
-                memcmp(dbrow[1], msg->cid, msg->cid_len) == 0)
+                memcmp(dbrow[1], msg->cid, msg->cid_len) == 0) {
                 found[i - from] = 1;
+                rows[i]->stored_mid = dbrow[2] ? strtoll(dbrow[2], NULL, 10) : msg->mid;
+            }
         }
     }
     mysql_free_result(r);
@@ -298,12 +312,298 @@ static int fail_batch(struct db *d, MYSQL *m, int rc, struct persist_store_resul
     return MP_ERR;
 }
 
+/* ---- timeline_chunks: where the group entries sit in the members' timelines ---- */
+
+/* One position of a group entry: its seq in uid's timeline. */
+struct tl_pos {
+    int64_t uid, seq, mid;
+};
+
+static int cmp_pos(const void *a, const void *b)
+{
+    const struct tl_pos *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Items in a seqs list: its spaces plus one. */
+static size_t seqs_count(const struct persist_msg *msg)
+{
+    size_t n = 1;
+    if (msg->seqs == NULL || msg->seqs_len == 0)
+        return 0;
+    for (const char *p = msg->seqs, *end = msg->seqs + msg->seqs_len;
+         (p = memchr(p, ' ', (size_t)(end - p))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Every position the stored group entries of rows[0..n) took besides the sender's (messages.from_seq): the
+ * members' seqs lists, and the sender's own seq of a g stored earlier under another mid (a retry the dedup
+ * no longer knew: the stored row holds the first copy's from_seq). Malloc'd into *out (NULL when none). */
+static int collect_positions(struct persist_row **rows, size_t n, struct tl_pos **out, size_t *nout)
+{
+    size_t total = 0, k = 0;
+    struct tl_pos *p;
+
+    *out = NULL;
+    *nout = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!rows[i]->rejected && rows[i]->msg.group > 0)
+            total += seqs_count(&rows[i]->msg) + 1;
+    if (total == 0)
+        return MP_OK;
+    if ((p = malloc(total * sizeof(*p))) == NULL)
+        return MP_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct persist_msg *msg = &rows[i]->msg;
+        int64_t mid = rows[i]->stored_mid, uid, seq;
+        size_t at = 0;
+        if (rows[i]->rejected || msg->group == 0)
+            continue;
+        while (k < total && persist_seqs_next(msg->seqs, msg->seqs_len, &at, &uid, &seq))
+            p[k++] = (struct tl_pos){uid, seq, mid};
+        if (k < total && msg->type == 'g' && mid != msg->mid)
+            p[k++] = (struct tl_pos){msg->from, msg->from_seq, mid};
+    }
+    *out = p;
+    *nout = k;
+    return MP_OK;
+}
+
+static void chunk_insert_head(struct sql *s)
+{
+    s->len = 0;
+    s->failed = 0;
+    sql_add(s, "INSERT INTO `" TL_CHUNKS_TABLE "` (uid, first_seq, last_seq, entries) VALUES ");
+}
+
+/* A row with the same (uid, first_seq) is the same batch stored again (timeline_chunks.h): keep what it
+ * has, and append the new entries unless they are in it already. */
+static void chunk_insert_tail(struct sql *s)
+{
+    sql_add(s, " ON DUPLICATE KEY UPDATE entries = IF(LOCATE(CONCAT(' ', VALUES(entries), ' '), "
+               "CONCAT(' ', entries, ' ')) > 0, entries, CONCAT(entries, ' ', VALUES(entries))), ");
+    sql_add(s, "last_seq = GREATEST(last_seq, VALUES(last_seq))");
+}
+
+/* Write the positions as timeline_chunks rows: one per user, split at TL_CHUNK_SPAN, in multi-row INSERTs
+ * of about PERSIST_SQL_CHUNK_BYTES. A position listed twice (one entry twice in the batch) is written once.
+ */
+static int store_chunks(MYSQL *m, struct sql *s, struct persist_row **rows, size_t n,
+                        struct persist_store_result *res)
+{
+    struct tl_pos *p;
+    size_t np, i = 0, in_stmt = 0;
+    int rc = collect_positions(rows, n, &p, &np);
+
+    if (rc != MP_OK || np == 0)
+        return rc;
+    qsort(p, np, sizeof(*p), cmp_pos);
+    while (i < np && rc == MP_OK) {
+        size_t j = i, last = i;
+        if (in_stmt == 0)
+            chunk_insert_head(s);
+        /* the row: positions of p[i].uid from p[i].seq, within the span */
+        while (j < np && p[j].uid == p[i].uid && p[j].seq - p[i].seq < TL_CHUNK_SPAN)
+            last = j++;
+        sql_add(s, "%s(%" PRId64 ",%" PRId64 ",%" PRId64 ",'", in_stmt ? "," : "", p[i].uid, p[i].seq,
+                p[last].seq);
+        for (size_t k = i; k < j; k++)
+            if (k == i || p[k].seq != p[k - 1].seq)
+                sql_add(s, "%s%" PRId64 ":%" PRId64, k == i ? "" : " ", p[k].seq, p[k].mid);
+        sql_add(s, "')");
+        in_stmt++;
+        res->chunks++;
+        i = j;
+        if (i == np || s->len >= PERSIST_SQL_CHUNK_BYTES) {
+            chunk_insert_tail(s);
+            if (s->failed)
+                rc = MP_ENOMEM;
+            else if (run(m, s->p, s->len) != 0)
+                rc = MP_ERR;
+            in_stmt = 0;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+/* ---- chat_groups, group_members: the group state entries (G) ---- */
+
+/* Run a statement; on an error about a value go back to the savepoint, mark row rejected and return
+ * MP_EINVAL; on another error MP_ERR (mysql_errno(m) says). */
+static int state_run(MYSQL *m, struct sql *s, struct persist_row *row)
+{
+    unsigned err;
+    if (s->failed)
+        return MP_ENOMEM;
+    if (run(m, s->p, s->len) == 0)
+        return MP_OK;
+    err = mysql_errno(m);
+    if (!persist_store_is_row_error(err))
+        return MP_ERR;
+    reject(row, err, "mysql refused the group state: error %u: %s", err, mysql_error(m));
+    if (run(m, "ROLLBACK TO SAVEPOINT mp_state", 30) != 0)
+        return MP_ERR;
+    return MP_EINVAL;
+}
+
+/* The ver MySQL has for the group, locked until the commit: *ver = 0 when there is no row. */
+static int state_current(MYSQL *m, struct sql *s, int64_t group, int64_t *ver)
+{
+    MYSQL_RES *r;
+    MYSQL_ROW row;
+    s->len = 0;
+    s->failed = 0;
+    sql_add(s, "SELECT ver FROM chat_groups WHERE id = %" PRId64 " FOR UPDATE", group);
+    if (s->failed)
+        return MP_ENOMEM;
+    if (mysql_real_query(m, s->p, (unsigned long)s->len) != 0 || (r = mysql_store_result(m)) == NULL)
+        return MP_ERR;
+    row = mysql_fetch_row(r);
+    *ver = row != NULL && row[0] != NULL ? strtoll(row[0], NULL, 10) : 0;
+    mysql_free_result(r);
+    return MP_OK;
+}
+
+/* Write one G entry, newer than MySQL's row: the group row, then its members replaced (none when deleted). */
+static int state_write(MYSQL *m, struct sql *s, struct persist_row *row)
+{
+    const struct persist_msg *g = &row->msg;
+    size_t at = 0, in_stmt = 0;
+    int64_t uid, order, ms;
+    char role;
+    int rc;
+
+    s->len = 0;
+    s->failed = 0;
+    sql_add(s, "INSERT INTO chat_groups (id, name, owner, created_ms, ver, deleted_ms) VALUES (%" PRId64 ",",
+            g->group);
+    sql_add_string(s, m, g->name ? g->name : "", g->name_len);
+    if (g->deleted)
+        sql_add(s,
+                ",0,0,%" PRId64 ",%" PRId64 ") ON DUPLICATE KEY UPDATE ver = VALUES(ver), "
+                "deleted_ms = VALUES(deleted_ms)",
+                g->ver, g->ts);
+    else
+        sql_add(
+            s,
+            ",%" PRId64 ",%" PRId64 ",%" PRId64 ",NULL) ON DUPLICATE KEY UPDATE name = VALUES(name), "
+            "owner = VALUES(owner), created_ms = VALUES(created_ms), ver = VALUES(ver), deleted_ms = NULL",
+            g->owner, g->created, g->ver);
+    if ((rc = state_run(m, s, row)) != MP_OK)
+        return rc;
+    s->len = 0;
+    s->failed = 0;
+    sql_add(s, "DELETE FROM group_members WHERE group_id = %" PRId64, g->group);
+    if ((rc = state_run(m, s, row)) != MP_OK)
+        return rc;
+    for (;;) {
+        int more = persist_members_next(g->members, g->members_len, &at, &uid, &role, &order, &ms);
+        if (more) {
+            if (in_stmt == 0) {
+                s->len = 0;
+                s->failed = 0;
+                sql_add(s, "INSERT INTO group_members (group_id, uid, role, join_order, joined_ms) VALUES ");
+            }
+            /* a uid listed twice: the last item wins */
+            sql_add(s, "%s(%" PRId64 ",%" PRId64 ",'%c',%" PRId64 ",%" PRId64 ")", in_stmt ? "," : "",
+                    g->group, uid, role, order, ms);
+            in_stmt++;
+        }
+        if (in_stmt > 0 && (!more || s->len >= PERSIST_SQL_CHUNK_BYTES)) {
+            sql_add(s, " ON DUPLICATE KEY UPDATE role = VALUES(role), join_order = VALUES(join_order), "
+                       "joined_ms = VALUES(joined_ms)");
+            if ((rc = state_run(m, s, row)) != MP_OK)
+                return rc;
+            in_stmt = 0;
+        }
+        if (!more)
+            return MP_OK;
+    }
+}
+
+/* Apply the G entries states[0..n): of each group only the one with the highest ver in the batch, and only
+ * when that ver is above the row's (MySQL may have a newer one already, from a batch stored before; equal is
+ * the same change stored again). Each group is one savepoint: a group MySQL refuses is marked rejected and
+ * the rest of the transaction goes on. */
+static int store_states(MYSQL *m, struct sql *s, struct persist_row **states, size_t n,
+                        struct persist_store_result *res)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct persist_msg *g = &states[i]->msg;
+        int64_t cur;
+        int rc, newest = 1;
+        for (size_t k = 0; k < n && newest; k++) {
+            const struct persist_msg *o = &states[k]->msg;
+            if (k != i && o->group == g->group && (o->ver > g->ver || (o->ver == g->ver && k < i)))
+                newest = 0;
+        }
+        if (!newest) {
+            res->stale++;
+            continue;
+        }
+        if (run(m, "SAVEPOINT mp_state", 18) != 0)
+            return MP_ERR;
+        if ((rc = state_current(m, s, g->group, &cur)) != MP_OK)
+            return rc;
+        if (cur >= g->ver) {
+            res->stale++;
+            continue;
+        }
+        rc = state_write(m, s, states[i]);
+        if (rc == MP_EINVAL) {
+            res->rejected++;
+            continue;
+        }
+        if (rc != MP_OK)
+            return rc;
+        res->states++;
+    }
+    return MP_OK;
+}
+
+/* ---- the batch ---- */
+
+/* Insert the message rows msgs[0..n) (every type but G); *rejected counts those MySQL refused. */
+static int store_messages(MYSQL *m, struct sql *s, const char *table, struct persist_row **msgs, size_t n,
+                          struct persist_store_result *res)
+{
+    size_t i, j, before = res->rejected;
+    int rc;
+
+    for (i = 0; i < n; i = j) {
+        /* One statement takes rows until it is PERSIST_SQL_CHUNK_BYTES long; the bytes of a row are at
+         * most twice its strings plus a little. */
+        size_t bytes = 0;
+        for (j = i; j < n && (j == i || bytes < PERSIST_SQL_CHUNK_BYTES); j++)
+            bytes += 2 * (msgs[j]->msg.cid_len + msgs[j]->msg.body_len) + 100;
+        rc = insert_rows(m, s, table, msgs, i, j, &res->inserted);
+        if (rc == MP_ERR && persist_store_is_row_error(mysql_errno(m)))
+            rc = insert_one_by_one(m, s, table, msgs, i, j, res);
+        if (rc != MP_OK)
+            return rc;
+    }
+    if (res->inserted < n - (res->rejected - before)) {
+        for (i = 0; i < n; i += PERSIST_CHECK_ROWS) {
+            rc = check_stored(m, s, table, msgs, i, i + PERSIST_CHECK_ROWS < n ? i + PERSIST_CHECK_ROWS : n,
+                              res);
+            if (rc != MP_OK)
+                return rc;
+        }
+    }
+    return MP_OK;
+}
+
 int persist_store(struct db *d, const char *table, struct persist_row **rows, size_t n,
                   struct persist_store_result *res)
 {
     struct sql s = {0};
+    struct persist_row **msgs = NULL, **states;
     MYSQL *m;
-    size_t i, j, stored;
+    size_t i, nmsgs = 0, nstates = 0, msgs_rejected;
     int rc = MP_OK;
 
     memset(res, 0, sizeof(*res));
@@ -311,51 +611,51 @@ int persist_store(struct db *d, const char *table, struct persist_row **rows, si
         rows[i]->rejected = 0;
         rows[i]->err = 0;
         rows[i]->why[0] = '\0';
+        rows[i]->stored_mid = rows[i]->msg.mid;
     }
     m = db_conn(d);
     if (m == NULL) {
         set_why(res->why, "mysql unavailable");
         return MP_EAGAIN;
     }
+    /* the message rows first, the group states after them (in their stream order) */
+    if (n > 0 && (msgs = malloc(2 * n * sizeof(*msgs))) == NULL) {
+        set_why(res->why, "out of memory");
+        return MP_ENOMEM;
+    }
+    states = msgs != NULL ? msgs + n : NULL;
+    for (i = 0; i < n; i++) {
+        if (rows[i]->msg.type == MQ_TYPE_GROUP_STATE[0])
+            states[nstates++] = rows[i];
+        else
+            msgs[nmsgs++] = rows[i];
+    }
     if (run(m, "START TRANSACTION", 17) != 0) {
         rc = fail_batch(d, m, MP_ERR, res);
         goto done;
     }
-    for (i = 0; i < n; i = j) {
-        /* One statement takes rows until it is PERSIST_SQL_CHUNK_BYTES long; the bytes of a row are at
-         * most twice its strings plus a little. */
-        size_t bytes = 0;
-        for (j = i; j < n && (j == i || bytes < PERSIST_SQL_CHUNK_BYTES); j++)
-            bytes += 2 * (rows[j]->msg.cid_len + rows[j]->msg.body_len) + 100;
-        rc = insert_rows(m, &s, table, rows, i, j, &res->inserted);
-        if (rc == MP_ERR && persist_store_is_row_error(mysql_errno(m)))
-            rc = insert_one_by_one(m, &s, table, rows, i, j, res);
-        if (rc != MP_OK) {
-            rc = fail_batch(d, m, rc, res);
-            goto done;
-        }
-    }
-    if (res->inserted < n - res->rejected) {
-        for (i = 0; i < n; i += PERSIST_CHECK_ROWS) {
-            rc = check_stored(m, &s, table, rows, i, i + PERSIST_CHECK_ROWS < n ? i + PERSIST_CHECK_ROWS : n,
-                              res);
-            if (rc != MP_OK) {
-                rc = fail_batch(d, m, rc, res);
-                goto done;
-            }
-        }
-    }
-    if (run(m, "COMMIT", 6) != 0) {
-        rc = fail_batch(d, m, MP_ERR, res);
+    rc = store_messages(m, &s, table, msgs, nmsgs, res);
+    msgs_rejected = res->rejected;
+    if (rc == MP_OK)
+        rc = store_chunks(m, &s, msgs, nmsgs, res);
+    if (rc == MP_OK)
+        rc = store_states(m, &s, states, nstates, res);
+    if (rc == MP_OK && run(m, "COMMIT", 6) != 0)
+        rc = MP_ERR;
+    if (rc != MP_OK) {
+        rc = fail_batch(d, m, rc, res);
         goto done;
     }
-    stored = n - res->rejected;
-    res->duplicates = stored > res->inserted ? stored - res->inserted : 0;
+    res->duplicates = nmsgs - msgs_rejected > res->inserted ? nmsgs - msgs_rejected - res->inserted : 0;
 done:
     free(s.p);
+    free(msgs);
     if (rc != MP_OK) {
         res->inserted = 0;
         res->duplicates = 0;
+        res->chunks = 0;
+        res->states = 0;
+        res->stale = 0;
     }
     return rc;
 }

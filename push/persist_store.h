@@ -1,4 +1,5 @@
-/* persist_store.h -- write a batch of parsed stream entries to the messages table in one transaction.
+/* persist_store.h -- write a batch of parsed stream entries to MySQL in one transaction: the messages rows,
+ * then the timeline_chunks rows of the batch's group entries, then its group states.
  *
  * How (measured against a prepared statement executed per row: bench/results/persist-insert-variants.md):
  * multi-row INSERT statements of up to PERSIST_SQL_CHUNK_BYTES each, inside START TRANSACTION .. COMMIT.
@@ -12,6 +13,19 @@
  * rejected and the others are stored. When fewer rows were inserted than sent, one more query checks that
  * each skipped row really is stored under its (from_uid, client_id): a row skipped only because its id
  * (mid) belongs to another message is marked rejected instead of being lost silently.
+ *
+ * Groups (design: push/group.h; tables: sql/004_groups.sql). A g or s entry is one messages row like a 1:1
+ * message (to_uid = group_id = the group, from_seq = a g's sender's seq, group_seq = a g's number), so a
+ * re-delivered one is skipped the same way. Where it sits in the other members' timelines (its seqs list)
+ * goes to timeline_chunks: after the messages rows, the positions of every stored g and s of the batch are
+ * sorted by (uid, seq) and written as one row per member (split at TL_CHUNK_SPAN, timeline_chunks.h) in
+ * multi-row INSERTs, so 200 group messages a second to 500 members cost a few hundred rows per batch, not
+ * 100,000. A row refused or rejected leaves no positions (its entry is retried or dead-lettered whole). A
+ * group state entry (G) is applied last, one group at a time under a savepoint: only the batch's highest ver
+ * of each group, and only when it is above the ver of the group's chat_groups row (read FOR UPDATE), which it
+ * then replaces (name, owner, created, ver; deleted sets deleted_ms) together with all of the group's
+ * group_members rows (none when deleted). Entries of one group may so arrive in any order, twice, or from
+ * two workers at once, and MySQL ends at the newest state.
  *
  * The session runs with PERSIST_SQL_MODE (set on every new connection, see persist_store_prepare), so
  * MySQL refuses bad values instead of storing something else whatever the server's global sql_mode is.
@@ -33,14 +47,19 @@
 
 struct persist_row {
     struct persist_msg msg; /* in */
+    int64_t stored_mid;     /* out: the id of the messages row a message is stored as: msg.mid, or the first
+                             * copy's when (from, cid) was stored before under another mid */
     int rejected;           /* out: MySQL refused this row; why tells why */
     unsigned err;           /* out: the MySQL error number of a rejected row (0 when it is not MySQL's) */
     char why[PERSIST_WHY_MAX];
 };
 
 struct persist_store_result {
-    size_t inserted;           /* rows stored by this call */
-    size_t duplicates;         /* rows already stored before (same from_uid and client_id) */
+    size_t inserted;           /* messages rows stored by this call */
+    size_t duplicates;         /* messages rows already stored before (same from_uid and client_id) */
+    size_t chunks;             /* timeline_chunks rows written (new or added to) */
+    size_t states;             /* group states (G) applied */
+    size_t stale;              /* group states skipped: MySQL or the batch had a newer (or the same) ver */
     size_t rejected;           /* rows marked rejected */
     unsigned err;              /* MP_ERR: MySQL's error number */
     char why[PERSIST_WHY_MAX]; /* MP_EAGAIN, MP_ERR: what went wrong */
@@ -49,9 +68,11 @@ struct persist_store_result {
 /* Have every new connection of d set PERSIST_SQL_MODE. Call after db_init. */
 void persist_store_prepare(struct db *d);
 
-/* Store rows[0..n) into table (a trusted identifier such as "messages") in one transaction.
+/* Store rows[0..n) in one transaction: the messages rows into table (a trusted identifier such as
+ * "messages"), the rest into the group tables.
  * Returns:
- *   MP_OK      committed. Every row is stored (inserted now or before) except those marked rejected.
+ *   MP_OK      committed. Every row is stored (inserted now or before; a G applied or stale) except those
+ *              marked rejected.
  *   MP_EAGAIN  the connection failed or MySQL is unavailable (the connection is dropped, db.c logged it).
  *              Whether the commit happened is unknown: store the same rows again later (that is harmless).
  *   MP_ERR     MySQL refused the batch as a whole (no such table, no privilege, read-only, deadlock ...):

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-/* The table the worker writes (sql/001_init.sql). */
+/* The table the worker writes messages to (sql/001_init.sql); the group tables are persist_store.c's. */
 #define PERSIST_TABLE "messages"
 
 /* Waiting after a failure: 100 ms doubling to 2 s, like rds.c and db.c reconnect. */
@@ -31,7 +31,7 @@
 #define HEALTH_MYSQL_REFUSES 4
 
 struct persist_metrics {
-    struct metric *read, *inserted, *duplicates, *dead, *gone, *retries, *trimmed;
+    struct metric *read, *inserted, *duplicates, *chunks, *states, *dead, *gone, *retries, *trimmed;
     struct metric *batch_seconds, *lag, *length, *pending;
 };
 
@@ -241,6 +241,9 @@ static size_t process(struct persist_worker *w, const struct persist_read *rd, c
     }
     metric_add(w->m.inserted, NULL, (double)res.inserted);
     metric_add(w->m.duplicates, NULL, (double)res.duplicates);
+    metric_add(w->m.chunks, NULL, (double)res.chunks);
+    metric_add(w->m.states, "result=\"applied\"", (double)res.states);
+    metric_add(w->m.states, "result=\"stale\"", (double)res.stale);
     for (size_t i = 0; i < rd->n; i++)
         if (items[i].fields != NULL && !items[i].malformed && !items[i].row.rejected)
             acks[nacks++] = items[i].id;
@@ -264,8 +267,10 @@ static size_t process(struct persist_worker *w, const struct persist_read *rd, c
         }
     }
     metric_observe(w->m.batch_seconds, NULL, (double)(mp_mono_ms() - t0) / 1000.0);
-    log_debug("batch done source=%s entries=%zu inserted=%zu duplicates=%zu rejected=%zu ms=%lld", source,
-              rd->n, res.inserted, res.duplicates, res.rejected, (long long)(mp_mono_ms() - t0));
+    log_debug("batch done source=%s entries=%zu inserted=%zu duplicates=%zu chunks=%zu group_states=%zu "
+              "stale_group_states=%zu rejected=%zu ms=%lld",
+              source, rd->n, res.inserted, res.duplicates, res.chunks, res.states, res.stale, res.rejected,
+              (long long)(mp_mono_ms() - t0));
 out:
     free(items);
     free(rows);
@@ -460,6 +465,12 @@ static int metrics_init(struct persist_metrics *m)
         metrics_counter("magpie_persist_rows_inserted_total", "Rows inserted into the messages table.");
     m->duplicates = metrics_counter("magpie_persist_duplicates_total",
                                     "Entries skipped because their (from, cid) was already stored.");
+    m->chunks = metrics_counter("magpie_persist_timeline_chunks_total",
+                                "timeline_chunks rows written: where a batch's group entries sit in each "
+                                "member's timeline, one row per member per batch.");
+    m->states = metrics_counter("magpie_persist_group_states_total",
+                                "Group state entries (type G), by result (applied to chat_groups and "
+                                "group_members, stale = MySQL had that version or a newer one).");
     m->dead =
         metrics_counter("magpie_persist_dead_letters_total",
                         "Entries moved to the dead-letter stream, by reason (malformed, refused by MySQL).");
@@ -478,8 +489,8 @@ static int metrics_init(struct persist_metrics *m)
     m->length = metrics_gauge("magpie_persist_stream_length", "Entries in the stream.");
     m->pending =
         metrics_gauge("magpie_persist_pending_entries", "Entries read by a worker but not yet acked.");
-    return m->read && m->inserted && m->duplicates && m->dead && m->gone && m->retries && m->trimmed &&
-                   m->batch_seconds && m->lag && m->length && m->pending
+    return m->read && m->inserted && m->duplicates && m->chunks && m->states && m->dead && m->gone &&
+                   m->retries && m->trimmed && m->batch_seconds && m->lag && m->length && m->pending
                ? MP_OK
                : MP_ENOMEM;
 }

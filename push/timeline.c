@@ -3,9 +3,17 @@
  * sync_lua reads what Redis has: the user's latest seq, and KEY_TL's entries from after + 1 (at most limit)
  * with each message's packet from KEY_MSG (nil when it has expired). When that is a run starting at
  * after + 1 with every packet, the answer is built here on the loop thread. Otherwise a pool thread reads
- * the seqs Redis does not have (and the packets that expired) from MySQL's messages table and builds the
- * answer from both; either way the answer is one contiguous run of seqs from after + 1, stopped at the first
- * one neither store has (timeline.h says when that can happen).
+ * the seqs Redis does not have (and the packets that expired) from MySQL and builds the answer from both;
+ * either way the answer is one contiguous run of seqs from after + 1, stopped at the first one neither store
+ * has (timeline.h says when that can happen).
+ *
+ * Where MySQL has a user's seqs: a 1:1 message's row has both users' (from_seq, to_seq), a g message's row
+ * its sender's (from_seq), and the other members' positions of g messages and s events are in
+ * timeline_chunks (timeline_chunks.h; design: push/group.h). So the seqs in (after, Redis' first) are three
+ * index range reads -- messages by (from_uid, from_seq), by (to_uid, to_seq) and timeline_chunks by
+ * (uid, first_seq) -- then one read by id of the packets of the chunk entries and of the Redis entries whose
+ * KEY_MSG expired (packet_from_row builds t, i, g and s packets alike); all merged by seq, a seq that
+ * overlapping chunks give twice read once.
  */
 #include "timeline.h"
 #include "dbpool.h"
@@ -14,6 +22,7 @@
 #include "magpie.h"
 #include "push.h"
 #include "rdsa.h"
+#include "timeline_chunks.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -221,72 +230,181 @@ static int64_t num(const char *s)
     return s ? (int64_t)strtoll(s, NULL, 10) : 0;
 }
 
-/* Read rows into *out (appended, *n grows); seq is the user's. MP_OK or MP_EAGAIN. */
-static int read_rows(struct db *db, MYSQL *m, const char *sql, size_t len, int64_t uid, struct tl_entry **out,
-                     size_t *n, size_t cap)
+/* A growing list of entries. */
+struct tl_list {
+    struct tl_entry *e;
+    size_t n, cap;
+};
+
+static struct tl_entry *tl_list_add(struct tl_list *l)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct tl_entry *e = realloc(l->e, cap * sizeof(*e));
+        if (e == NULL)
+            return NULL;
+        l->e = e;
+        l->cap = cap;
+    }
+    memset(&l->e[l->n], 0, sizeof(l->e[0]));
+    return &l->e[l->n++];
+}
+
+/* Read messages rows into out (at most max more); an entry's seq is the user's from_seq or to_seq, which
+ * is 0 for a group entry the user did not send (its seq is in timeline_chunks). MP_OK or MP_EAGAIN. */
+static int read_rows(struct db *db, MYSQL *m, const char *sql, size_t len, int64_t uid, struct tl_list *out,
+                     size_t max)
 {
     MYSQL_RES *res;
     MYSQL_ROW row;
+    size_t got = 0;
+    int rc = MP_OK;
 
     if (mysql_real_query(m, sql, (unsigned long)len) != 0 || (res = mysql_store_result(m)) == NULL) {
         if (db_check_error(db) != MP_EAGAIN)
             log_error("sync query failed uid=%lld error=\"%s\"", (long long)uid, mysql_error(m));
         return MP_EAGAIN;
     }
-    while ((row = mysql_fetch_row(res)) != NULL && *n < cap) {
+    while (got < max && (row = mysql_fetch_row(res)) != NULL) {
         unsigned long *lens = mysql_fetch_lengths(res);
-        struct tl_entry *e = &(*out)[*n];
+        struct tl_entry *e = tl_list_add(out);
         int64_t from = num(row[2]);
+        if (e == NULL) {
+            rc = MP_EAGAIN;
+            break;
+        }
         e->mid = num(row[0]);
         e->seq = from == uid ? num(row[PACKET_NCOLS]) : num(row[PACKET_NCOLS + 1]);
         e->packet = packet_from_row(row, lens, &e->len);
         if (e->packet == NULL)
             log_error("sync row not usable (not UTF-8?) uid=%lld mid=%" PRId64, (long long)uid, e->mid);
-        (*n)++;
+        got++;
     }
     mysql_free_result(res);
-    return MP_OK;
+    return rc;
 }
 
-/* The highest seq MySQL has stored for uid (0 when none), or -1 when MySQL failed. */
-static int64_t stored_max(struct db *db, MYSQL *m, int64_t uid)
+/* The group entries of uid's timeline with a seq in (after, last] from timeline_chunks, without packets
+ * (timeline_chunks.h: the rows that can hold one have first_seq in (after - TL_CHUNK_SPAN, last]). Rows
+ * may overlap: a seq may come twice. MP_OK or MP_EAGAIN. */
+static int read_chunks(struct db *db, MYSQL *m, int64_t uid, int64_t after, int64_t last, struct tl_list *out)
 {
-    char sql[256];
+    char sql[320];
     MYSQL_RES *res;
     MYSQL_ROW row;
-    int64_t a, b;
+    long long lo = after >= TL_CHUNK_SPAN ? after - TL_CHUNK_SPAN + 1 : 0;
+    int rc = MP_OK,
+        n = snprintf(sql, sizeof(sql),
+                     "SELECT entries FROM " TL_CHUNKS_TABLE " WHERE uid = %lld AND first_seq >= %lld AND "
+                     "first_seq <= %lld AND last_seq > %lld",
+                     (long long)uid, lo, (long long)last, (long long)after);
+
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
+        if (db_check_error(db) != MP_EAGAIN)
+            log_error("sync chunk query failed uid=%lld error=\"%s\"", (long long)uid, mysql_error(m));
+        return MP_EAGAIN;
+    }
+    while (rc == MP_OK && (row = mysql_fetch_row(res)) != NULL) {
+        unsigned long *lens = mysql_fetch_lengths(res);
+        size_t at = 0;
+        int64_t seq, mid;
+        while (row[0] != NULL && tl_chunk_next(row[0], lens[0], &at, &seq, &mid)) {
+            struct tl_entry *e;
+            if (seq <= after || seq > last)
+                continue;
+            if ((e = tl_list_add(out)) == NULL) {
+                rc = MP_EAGAIN;
+                break;
+            }
+            e->seq = seq;
+            e->mid = mid;
+        }
+    }
+    mysql_free_result(res);
+    return rc;
+}
+
+/* The highest seq MySQL has stored for uid (0 when none), or -1 when MySQL failed: of its 1:1 messages
+ * and its own g messages (from_seq, to_seq), and of the other group entries (timeline_chunks). */
+static int64_t stored_max(struct db *db, MYSQL *m, int64_t uid)
+{
+    char sql[512];
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    int64_t max = -1;
     int n = snprintf(sql, sizeof(sql),
                      "SELECT (SELECT COALESCE(MAX(from_seq), 0) FROM messages WHERE from_uid = %lld), "
-                     "(SELECT COALESCE(MAX(to_seq), 0) FROM messages WHERE to_uid = %lld)",
-                     (long long)uid, (long long)uid);
+                     "(SELECT COALESCE(MAX(to_seq), 0) FROM messages WHERE to_uid = %lld), "
+                     "(SELECT COALESCE(MAX(last_seq), 0) FROM " TL_CHUNKS_TABLE " WHERE uid = %lld)",
+                     (long long)uid, (long long)uid, (long long)uid);
     if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
         if (db_check_error(db) != MP_EAGAIN)
             log_error("seq query failed uid=%lld error=\"%s\"", (long long)uid, mysql_error(m));
         return -1;
     }
-    row = mysql_fetch_row(res);
-    a = row != NULL ? num(row[0]) : -1;
-    b = row != NULL ? num(row[1]) : -1;
+    if ((row = mysql_fetch_row(res)) != NULL)
+        for (int i = 0; i < 3; i++)
+            if (num(row[i]) > max)
+                max = num(row[i]);
     mysql_free_result(res);
-    return a > b ? a : b;
+    return max;
 }
 
+/* By seq; of two entries with one seq (overlapping chunks), the one with a packet first, so join takes it
+ * and skips the other. */
 static int cmp_seq(const void *a, const void *b)
 {
     const struct tl_entry *x = a, *y = b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return (x->packet == NULL) - (y->packet == NULL);
 }
 
-/* Read the seqs after `after` below Redis' first one, and the packets Redis lost; then join. */
+/* Give each chunk entry a copy of the packet of the messages row with its mid (in rows), if any. */
+static void fill_packets(struct tl_list *chunks, const struct tl_list *rows)
+{
+    for (size_t i = 0; i < chunks->n; i++) {
+        struct tl_entry *e = &chunks->e[i];
+        for (size_t j = 0; e->packet == NULL && j < rows->n; j++) {
+            const struct tl_entry *r = &rows->e[j];
+            if (r->mid == e->mid && r->packet != NULL && (e->packet = malloc(r->len + 1)) != NULL) {
+                memcpy(e->packet, r->packet, r->len + 1);
+                e->len = r->len;
+            }
+        }
+    }
+}
+
+/* Add ", <mid>" (or the first "<mid>") of every entry without a packet to the IN list in b. */
+static void add_mids(struct buf *b, const struct tl_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        if (e[i].packet != NULL)
+            continue;
+        if (b->len == 0) {
+            buf_str(b, sync_cols);
+            buf_str(b, " WHERE id IN (");
+        } else {
+            buf_add(b, ",", 1);
+        }
+        snprintf(id, sizeof(id), "%" PRId64, e[i].mid);
+        buf_str(b, id);
+    }
+}
+
+/* Read the seqs after `after` below Redis' first one -- 1:1 and own g messages by from_seq / to_seq, the
+ * other group entries from timeline_chunks -- and the packets Redis and the chunks lack, by mid; then
+ * join. */
 static int sync_query(struct db *db, struct sync_req *q)
 {
     MYSQL *m = db ? db_conn(db) : NULL;
     long long u = q->uid, a = q->y.after, lim = q->y.limit;
     int64_t below = q->nredis > 0 ? q->redis[0].seq : q->max + 1;
-    size_t cap = (size_t)q->y.limit * 2 + q->nredis, n = 0, len;
-    struct tl_entry *rows;
-    const struct tl_entry **run;
+    struct tl_list rows = {0}, chunks = {0};
+    const struct tl_entry **run = NULL;
     struct buf b = {0};
+    size_t len;
     int rc = MP_OK;
 
     if (m == NULL)
@@ -296,44 +414,43 @@ static int sync_query(struct db *db, struct sync_req *q)
             return MP_EAGAIN;
         below = q->max + 1;
     }
-    rows = calloc(cap, sizeof(*rows));
-    run = calloc((size_t)q->y.limit, sizeof(*run));
-    if (rows == NULL || run == NULL) {
-        free(rows);
-        free(run);
+    if ((run = calloc((size_t)q->y.limit, sizeof(*run))) == NULL)
         return MP_EAGAIN;
-    }
     if (below > q->y.after + 1) {
         char sql[1024];
+        int64_t last = below - 1 < q->y.after + lim ? below - 1 : q->y.after + lim;
         len = (size_t)snprintf(
             sql, sizeof(sql),
             "(%s WHERE from_uid = %lld AND from_seq > %lld AND from_seq < %lld ORDER BY from_seq LIMIT %lld) "
             "UNION ALL "
             "(%s WHERE to_uid = %lld AND to_seq > %lld AND to_seq < %lld ORDER BY to_seq LIMIT %lld)",
             sync_cols, u, a, (long long)below, lim, sync_cols, u, a, (long long)below, lim);
-        rc = read_rows(db, m, sql, len, q->uid, &rows, &n, (size_t)q->y.limit * 2);
+        rc = read_rows(db, m, sql, len, q->uid, &rows, (size_t)q->y.limit * 2);
+        if (rc == MP_OK)
+            rc = read_chunks(db, m, q->uid, q->y.after, last, &chunks);
     }
-    for (size_t i = 0; rc == MP_OK && i < q->nredis; i++) {
-        char id[32];
-        if (q->redis[i].packet != NULL)
-            continue;
-        if (b.len == 0) {
-            buf_str(&b, sync_cols);
-            buf_str(&b, " WHERE id IN (");
-        } else {
-            buf_add(&b, ",", 1);
-        }
-        snprintf(id, sizeof(id), "%" PRId64, q->redis[i].mid);
-        buf_str(&b, id);
-    }
+    add_mids(&b, q->redis, q->nredis);
+    add_mids(&b, chunks.e, chunks.n);
     if (rc == MP_OK && b.len > 0) {
         buf_add(&b, ")", 1);
-        rc = b.failed ? MP_EAGAIN : read_rows(db, m, b.p, b.len, q->uid, &rows, &n, cap);
+        rc = b.failed ? MP_EAGAIN : read_rows(db, m, b.p, b.len, q->uid, &rows, SIZE_MAX);
     }
     free(b.p);
     if (rc == MP_OK) {
-        qsort(rows, n, sizeof(*rows), cmp_seq);
-        size_t k = join(q, rows, n, run);
+        fill_packets(&chunks, &rows);
+        for (size_t i = 0; rc == MP_OK && i < chunks.n; i++) {
+            struct tl_entry *e = tl_list_add(&rows);
+            if (e == NULL) {
+                rc = MP_EAGAIN;
+                break;
+            }
+            *e = chunks.e[i];
+            chunks.e[i].packet = NULL; /* moved */
+        }
+    }
+    if (rc == MP_OK) {
+        qsort(rows.e, rows.n, sizeof(*rows.e), cmp_seq);
+        size_t k = join(q, rows.e, rows.n, run);
         if (k > 0 || q->y.after >= q->max)
             build_answer(q, run, k);
         else
@@ -341,7 +458,8 @@ static int sync_query(struct db *db, struct sync_req *q)
                      " (the next entry is neither in Redis nor in MySQL: is magpie-persist running?)",
                      u, a, q->max);
     }
-    entries_free(rows, n);
+    entries_free(rows.e, rows.n);
+    entries_free(chunks.e, chunks.n);
     free(run);
     return rc;
 }

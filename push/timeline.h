@@ -25,7 +25,8 @@
  *     them; the whole key goes after timeline.keep_s without a write), KEY_MSG each message's packet for
  *     timeline.keep_s. Y for a device that was away a little is one Redis script.
  *   - MySQL, everything: magpie-persist writes each message with from_seq and to_seq (sql/003), normally
- *     within milliseconds; the part of a timeline that left Redis is read from there.
+ *     within milliseconds, and each group entry's place in the other members' timelines as timeline_chunks
+ *     rows (sql/004, push/group.h); the part of a timeline that left Redis is read from there.
  * Y {after, limit} answers the entries after `after`, oldest first, as one contiguous run: the Redis
  * script returns the user's latest seq and KEY_TL's entries after `after` with their packets. When Redis
  * has the run from after + 1 with every packet, that is the answer (no MySQL). Otherwise a pool thread
@@ -40,9 +41,9 @@
  *   - magpie-persist down: Y is served from Redis; entries wait in the stream (never trimmed unstored).
  *   - MySQL down: Y of recent entries works; Y that needs MySQL gets E "temporarily unavailable, retry".
  *
- * Groups (next) write one message into every member's timeline the same way: one INCR and one KEY_TL entry
- * per member in the group send script, one stored message; STOMP and MQTT sessions resume from a seq with
- * the same Y.
+ * Groups write one message into every member's timeline the same way (push/group.h): one INCR and one KEY_TL
+ * entry per member in the group send script, one stored message; STOMP and MQTT sessions resume from a seq
+ * with the same Y.
  */
 #ifndef PUSH_TIMELINE_H
 #define PUSH_TIMELINE_H

@@ -140,6 +140,7 @@ struct magpie_config {
     } mqtt;
     struct {
         char *webhook_url;
+        char *ca_file;
         char *secret;
         long long preview_chars;
         long long queue_maxlen;

@@ -315,8 +315,12 @@ const struct config_key config_keys[] = {
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",
         "Offline notifications (SPEC §6): a message stored for a user with no open connection, or a\n"
         "POST /msg {to} to one, becomes an event that magpie-notify POSTs here (a JSON array of events,\n"
-        "signed with secret). Empty = off: nothing is queued. https uses the system's CA certificates.",
+        "signed with secret). Empty = off: nothing is queued. https checks the receiver's certificate\n"
+        "against the system's CA certificates, or against ca_file.",
         check_http_url),
+    STR("notify", "ca_file", notify.ca_file, 1, 4096, "",
+        "A PEM file of the CA certificates an https webhook_url must chain to, instead of the system's\n"
+        "(e.g. a private CA). Empty = the system's. The receiver's name is always checked.", NULL),
     STR("notify", "secret", notify.secret, 16, 512, "",
         "The HMAC-SHA256 key of the X-Magpie-Signature header (sha256=<hex of the body's HMAC>); the\n"
         "receiver checks it. Required when webhook_url is set (magpie-notify refuses to start without).",

@@ -34,9 +34,10 @@ ALTER TABLE messages
     ADD KEY idx_messages_group (group_id, group_seq);
 
 -- Where a group entry sits in each member's timeline (all but the sender's, which is messages.from_seq):
--- one row per member per magpie-persist batch, entries = "<seq>:<mid> <seq>:<mid> ..." in seq order, all
--- between first_seq and last_seq. Y reads a timeline's old group entries from here (push/timeline.c); a
--- batch stored twice (a re-delivered stream entry) leaves overlapping rows, which Y reads as one.
+-- one row per member per magpie-persist batch, entries = "<seq>:<mid> <seq>:<mid> ...", all between
+-- first_seq and last_seq (push/timeline_chunks.h: a re-delivered batch is appended to the row, so a row may
+-- hold a seq twice or out of order; readers sort and keep one). Y reads a timeline's old group entries from
+-- here (push/timeline.c).
 CREATE TABLE IF NOT EXISTS timeline_chunks (
     uid       BIGINT UNSIGNED NOT NULL,
     first_seq BIGINT UNSIGNED NOT NULL,

@@ -3,7 +3,7 @@
 # two files the pages load when they are present, and says so when they are not.
 
 nobase_dist_pkgdata_DATA = web/index.html web/phone.html web/chat.html web/room.html web/css/app.css \
-	web/js/api.js web/js/backoff.js web/js/batch.js web/js/chat-client.js web/js/chat.js web/js/login.js \
+	web/js/api.js web/js/backoff.js web/js/batch.js web/js/chat-client.js web/js/chat.js web/js/groups.js web/js/login.js \
 	web/js/phone.js web/js/room-client.js web/js/room.js web/js/timeline.js web/room.proto web/package.json web/package-lock.json
 
 WEB_VENDOR = node_modules/protobufjs/dist/protobuf.min.js node_modules/jsqr/dist/jsQR.js

@@ -258,6 +258,13 @@ appendonly yes
 appendfsync everysec
 save ""
 maxclients 10000
+# Timelines' memory (README "Redis settings for timelines"; bench/README "Timelines: cost per message"):
+# a message's mp:msg hash holds its packet (~250 B for a 100-byte text), which at the default 64 makes the
+# hash a hashtable (672 B per message instead of 392); a stream allocates a whole node of
+# stream-node-max-bytes up front, so the default 4096 costs a user with 10 timeline entries ~475 B per entry
+# (1024: ~170).
+hash-max-listpack-value 1024
+stream-node-max-bytes 1024
 EOF
     redis-server "$dir/redis.conf"
     wait_for redis 120 redis_ready # a big AOF takes a while to load

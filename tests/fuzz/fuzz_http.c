@@ -59,36 +59,64 @@ static void check_resp(const struct http_resp *r)
         FUZZ_CHECK(strpbrk(r->headers[i].value, "\r\n") == NULL);
 }
 
-/* The handlers behind a login token, by route. */
+/* The handlers behind a login token, by route ("*" = one path segment, the route's parameter). */
 static const struct {
-    const char *method, *path; /* path ending in '/': a prefix, the rest is the route's parameter */
+    const char *method, *pattern;
     void (*fn)(struct call *c);
     int seed004;
 } user_routes[] = {
-    {"POST", "/logout", user_logout, 0},     {"GET", "/me", user_me, 0},
-    {"GET", "/friends", user_friends, 0},    {"POST", "/scan_pc/", qr_scan, 0},
-    {"POST", "/confirm_pc", qr_confirm, 0},  {"POST", "/cancel_pc", qr_cancel, 0},
-    {"POST", "/IM/token", user_im_token, 0}, {"POST", "/route", user_route, 0},
+    {"POST", "/logout", user_logout, 0},
+    {"GET", "/me", user_me, 0},
+    {"GET", "/friends", user_friends, 0},
+    {"POST", "/scan_pc/*", qr_scan, 0},
+    {"POST", "/confirm_pc", qr_confirm, 0},
+    {"POST", "/cancel_pc", qr_cancel, 0},
+    {"POST", "/IM/token", user_im_token, 0},
+    {"POST", "/route", user_route, 0},
     {"POST", "/msg", msg_post, 1},
+    {"GET", "/conversations", conv_list, 0},
+    {"POST", "/groups", groups_create, 0},
+    {"GET", "/groups", groups_list, 0},
+    {"GET", "/groups/*", groups_get, 0},
+    {"POST", "/groups/*", groups_update, 0},
+    {"DELETE", "/groups/*", groups_delete, 0},
+    {"POST", "/groups/*/members", groups_members, 0},
+    {"POST", "/groups/*/leave", groups_leave, 0},
 };
+
+/* Does path match pattern (as the router matches)? The "*" segment goes to param (size n). */
+static int pattern_match(const char *p, const char *s, char *param, size_t n)
+{
+    while (*p != '\0' && *s != '\0') {
+        if (*p == '*') {
+            size_t len = strcspn(s, "/");
+            if (len == 0 || len >= n)
+                return 0;
+            memcpy(param, s, len);
+            param[len] = '\0';
+            s += len;
+            p++;
+            continue;
+        }
+        if (*p++ != *s++)
+            return 0;
+    }
+    return *p == '\0' && *s == '\0';
+}
 
 static void as_user(const struct http_req *req)
 {
     struct http_resp resp;
     struct call c;
-    size_t i, n;
+    size_t i;
 
-    for (i = 0; i < MP_ARRAY_LEN(user_routes); i++) {
-        n = strlen(user_routes[i].path);
-        if (strcmp(req->method, user_routes[i].method) != 0)
-            continue;
-        if (user_routes[i].path[n - 1] == '/' ? strncmp(req->path, user_routes[i].path, n) == 0
-                                              : strcmp(req->path, user_routes[i].path) == 0)
+    memset(&c, 0, sizeof(c));
+    for (i = 0; i < MP_ARRAY_LEN(user_routes); i++)
+        if (strcmp(req->method, user_routes[i].method) == 0 &&
+            pattern_match(user_routes[i].pattern, req->path, c.param, sizeof(c.param)))
             break;
-    }
     if (i == MP_ARRAY_LEN(user_routes))
         return;
-    memset(&c, 0, sizeof(c));
     memset(&resp, 0, sizeof(resp));
     if (req->body != NULL) {
         c.body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
@@ -97,18 +125,10 @@ static void as_user(const struct http_req *req)
             return;
         }
     }
-    if (user_routes[i].path[n - 1] == '/') {
-        const char *param = req->path + n;
-        if (*param == '\0' || strchr(param, '/') != NULL || strlen(param) >= sizeof(c.param)) {
-            json_decref(c.body);
-            return;
-        }
-        strcpy(c.param, param);
-    }
     c.w = w;
     c.req = req;
     c.resp = &resp;
-    c.endpoint = user_routes[i].path;
+    c.endpoint = user_routes[i].pattern;
     c.seed004 = user_routes[i].seed004;
     c.uid = 42;
     c.claims.uid = 42;

@@ -143,6 +143,21 @@ def persist_entry():
         "long-body": enc("1-1", *good[:13], "\u4f60" * 1365, "ts", "1"),
         "twice": enc("0-0", *good, "to", "35"),
         "dead-letter": enc("5-0", "reason", "missing field 'v'", "orig_id", "1-0", *good[2:]),
+        # group entries (push/group.h): a g message, an s event, a group state and a deletion
+        "group-message": enc("1700000000124-0", "v", "1", "mid", "7000000000000000002", "from", "12", "to", "5",
+                             "cid", "g-1", "type", "g", "body", "hello group", "ts", "1700000000124",
+                             "fseq", "8", "group", "5", "gn", "3", "seqs", "34:2 35:17 36:1"),
+        "group-message-alone": enc("1-0", "v", "1", "mid", "9", "from", "5", "to", "5", "cid", "x", "type", "g",
+                                   "body", "", "ts", "1", "fseq", "1", "group", "5", "gn", "1", "seqs", ""),
+        "group-event": enc("1700000000125-0", "v", "1", "mid", "7000000000000000003", "from", "0", "to", "5",
+                           "cid", "7000000000000000003", "type", "s",
+                           "body", '{"event":"member_added","group":5,"by":12,"members":[36]}',
+                           "ts", "1700000000125", "group", "5", "seqs", "12:9 34:3 35:18 36:2"),
+        "group-state": enc("1700000000126-0", "v", "1", "type", "G", "group", "5", "ts", "1700000000126",
+                           "ver", "4", "name", "\u4f60\u597d friends", "owner", "12", "created", "1700000000000",
+                           "members", "12:o:1:1700000000000 34:a:2:1700000000000 36:m:4:1700000000125"),
+        "group-deleted": enc("1700000000127-0", "v", "1", "type", "G", "group", "5", "ts", "1700000000127",
+                             "ver", "5", "deleted", "1"),
     }
 
 
@@ -223,6 +238,20 @@ def http():
         "wrong-method": req("GET /login"),
         "bad-json": req("POST /login", [], '{"mobile":'),
         "not-object": req("POST /send_code", [], "[1,2]"),
+        "conversations": req("GET /conversations?limit=5&cursor=17", [bearer]),
+        "group-create": req("POST /groups", [bearer], {"name": "\u7fa4 friends", "members": [43, "44"]}),
+        "group-create-dup": req("POST /groups", [bearer], {"name": "g", "members": [43, 43]}),
+        "group-create-long": req("POST /groups", [bearer], {"name": "\u7fa4" * 65, "members": []}),
+        "group-list": req("GET /groups", [bearer]),
+        "group-get": req("GET /groups/7", [bearer]),
+        "group-get-bad-id": req("GET /groups/x7", [bearer]),
+        "group-update": req("POST /groups/7", [bearer], {"name": "renamed", "admins_add": [43],
+                                                         "admins_remove": ["44"]}),
+        "group-members": req("POST /groups/7/members", [bearer], {"add": [45, 46], "remove": [44]}),
+        "group-members-overlap": req("POST /groups/7/members", [bearer], {"add": [45], "remove": [45]}),
+        "group-leave": req("POST /groups/7/leave", [bearer]),
+        "group-delete": req("DELETE /groups/7", [bearer]),
+        "group-wrong-method": req("PUT /groups/7", [bearer]),
     }
 
 

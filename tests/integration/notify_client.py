@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -31,7 +32,8 @@ class Receiver:
     `delay` s), "redirect" (302 to itself), "big" (status `big_status` with a 10 MiB body), "loris" (status
     line, then one header byte every 0.2 s, forever), "down" (the listening socket is closed)."""
 
-    def __init__(self, port=None, mode="ok", delay=0.0):
+    def __init__(self, port=None, mode="ok", delay=0.0, tls=None):
+        self.tls = tls  # (certificate file, key file): an https receiver
         self.port = port or free_port()
         self.mode = mode
         self.delay = delay
@@ -44,7 +46,7 @@ class Receiver:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     def up(self):
         receiver = self
@@ -102,6 +104,10 @@ class Receiver:
                     self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -212,3 +218,12 @@ def queued(stack, to):
 
 def stack_notify_running(stack):
     return stack.daemon_pid("notify") is not None and _alive(stack.daemon_pid("notify"))
+
+
+def self_signed_cert(directory):
+    """A certificate for 127.0.0.1 (IP SAN) and its key, made with openssl: (cert file, key file)."""
+    cert, key = os.path.join(directory, "hook.crt"), os.path.join(directory, "hook.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key

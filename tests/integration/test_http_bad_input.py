@@ -10,6 +10,7 @@ import pytest
 from http_client import Client, front, new_mobile, test_token, unique_uid  # noqa: F401
 
 T32 = "0" * 32
+NO_GROUP = 999999999999  # a group id no test reaches
 
 
 class EP:
@@ -59,6 +60,11 @@ ENDPOINTS = [
     EP("POST", "/admin/orders", "key", _order, {"order_id": 0}),
     EP("POST", "/admin/kick", "key", lambda: {"uid": unique_uid()}),
     EP("GET", "/healthz", None),
+    EP("POST", "/groups", "user", lambda: {"name": "bad input"}, {"name": 0}),
+    EP("GET", "/groups", "user"),
+    EP("GET", f"/groups/{NO_GROUP}", "user"),
+    EP("POST", f"/groups/{NO_GROUP}", "user", lambda: {"name": "renamed"}, {"name": 15}),
+    EP("POST", f"/groups/{NO_GROUP}/leave", "user"),
 ]
 POST_WITH_FIELDS = [e for e in ENDPOINTS if e.method == "POST" and e._body]
 POSTS = [e for e in ENDPOINTS if e.method == "POST"]

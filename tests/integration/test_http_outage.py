@@ -102,9 +102,14 @@ def test_mysql_down_and_back(stack):
             assert r.status == 503 and r.code == 20, r
             r = c.post("/admin/friends", {"a": unique_uid(), "b": unique_uid()}, key=stack.api_key)
             assert r.status == 503 and r.code == 20, r
+            # adding members checks MySQL's users table: refused, nothing created
+            r = c.post("/groups", {"name": "g", "members": [unique_uid()]}, token=token)
+            assert r.status == 503 and r.code == 20 and "mysql" in r.json["message"], r
+            assert c.get("/groups", token=token).result == {"groups": []}
             # What needs only Redis keeps working.
             assert c.post("/IM/token", token=token).code == 0
             assert c.post("/pc_session").code == 0
+            assert c.post("/groups", {"name": "only me"}, token=token).code == 0
     finally:
         start_mariadb(stack)
 

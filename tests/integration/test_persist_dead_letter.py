@@ -29,7 +29,7 @@ def _malformed(b):
         ("NUL inside", with_("cid", b"a\x00b"), "malformed: field 'cid': not UTF-8 text"),
         ("client id too long", with_("cid", b"x" * 65), "malformed: field 'cid': length 65 not in 1..64 bytes"),
         ("body too long", with_("body", b"x" * 4097), "malformed: field 'body': length 4097 not in 0..4096 bytes"),
-        ("unknown type", with_("type", b"x"), "malformed: field 'type': must be t or i"),
+        ("unknown type", with_("type", b"x"), "malformed: field 'type': must be t, i, g, s or G"),
         ("other version", with_("v", b"2"), "malformed: field 'v': unsupported format version"),
         ("to self", to_self(), "malformed: field 'to' equals field 'from'"),
         ("field twice", list(b.entry().items()) + [("body", b"again")], "malformed: field 'body' given twice"),

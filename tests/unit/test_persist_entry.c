@@ -405,6 +405,264 @@ static void test_random_entries(void **state)
     assert_true(ok > 0 && bad > 0);
 }
 
+/* ---- group entries (push/group.h) ---- */
+
+/* A good entry of type type (g, s or G); `skip` leaves a field out, `over` replaces one's value (NUL-free).
+ */
+static void good_group(struct entry *e, char type, const char *skip, const char *over, const char *value)
+{
+    static const char *g[][2] = {{MQ_F_VERSION, "1"},   {MQ_F_MID, "7000000000000000001"},
+                                 {MQ_F_FROM, "42"},     {MQ_F_TO, "9"},
+                                 {MQ_F_CID, "c-1"},     {MQ_F_TYPE, "g"},
+                                 {MQ_F_BODY, "hi all"}, {MQ_F_TS, "1790000000000"},
+                                 {MQ_F_FROM_SEQ, "17"}, {MQ_F_GROUP, "9"},
+                                 {MQ_F_GROUP_N, "3"},   {MQ_F_SEQS, "43:5 44:1 1000000:99"}};
+    static const char *s[][2] = {
+        {MQ_F_VERSION, "1"},
+        {MQ_F_MID, "7000000000000000002"},
+        {MQ_F_FROM, "0"},
+        {MQ_F_TO, "9"},
+        {MQ_F_CID, "7000000000000000002"},
+        {MQ_F_TYPE, "s"},
+        {MQ_F_BODY, "{\"event\":\"member_added\",\"group\":9,\"by\":42,\"members\":[44]}"},
+        {MQ_F_TS, "1790000000001"},
+        {MQ_F_GROUP, "9"},
+        {MQ_F_SEQS, "42:18 43:6 44:2"}};
+    static const char *st[][2] = {
+        {MQ_F_VERSION, "1"},
+        {MQ_F_TYPE, "G"},
+        {MQ_F_GROUP, "9"},
+        {MQ_F_TS, "1790000000001"},
+        {MQ_F_VER, "4"},
+        {MQ_F_NAME, "friends \xE4\xBD\xA0"},
+        {MQ_F_OWNER, "42"},
+        {MQ_F_CREATED, "1790000000000"},
+        {MQ_F_MEMBERS, "42:o:1:1790000000000 43:a:2:1790000000000 44:m:5:1790000000001"}};
+    const char *(*f)[2] = type == 'g' ? g : type == 's' ? s : st;
+    size_t n = type == 'g' ? MP_ARRAY_LEN(g) : type == 's' ? MP_ARRAY_LEN(s) : MP_ARRAY_LEN(st);
+    memset(e, 0, sizeof(*e));
+    for (size_t i = 0; i < n; i++) {
+        if (skip != NULL && strcmp(skip, f[i][0]) == 0)
+            continue;
+        puts_(e, f[i][0], over != NULL && strcmp(over, f[i][0]) == 0 ? value : f[i][1]);
+    }
+}
+
+/* Parse it; expect MP_OK when want is NULL, else MP_EINVAL with a reason that contains want. */
+static void expect(struct entry *e, const char *want, const char *what)
+{
+    struct persist_msg m;
+    char why[PERSIST_WHY_MAX];
+    int rc = parse(e, &m, why);
+    if (want == NULL && rc != MP_OK)
+        fail_msg("%s: refused: %s", what, why);
+    if (want != NULL && (rc != MP_EINVAL || strstr(why, want) == NULL))
+        fail_msg("%s: expected a reason with \"%s\", got %d \"%s\"", what, want, rc, why);
+}
+
+static void test_group_message(void **state)
+{
+    struct entry e;
+    struct persist_msg m;
+    char why[PERSIST_WHY_MAX];
+    size_t at = 0;
+    int64_t uid, seq;
+    good_group(&e, 'g', NULL, NULL, NULL);
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_int_equal(m.type, 'g');
+    assert_true(m.from == 42 && m.to == 9 && m.group == 9 && m.group_n == 3 && m.from_seq == 17);
+    assert_true(m.to_seq == 0 && m.ver == 0 && m.members == NULL);
+    assert_true(persist_seqs_next(m.seqs, m.seqs_len, &at, &uid, &seq) && uid == 43 && seq == 5);
+    assert_true(persist_seqs_next(m.seqs, m.seqs_len, &at, &uid, &seq) && uid == 44 && seq == 1);
+    assert_true(persist_seqs_next(m.seqs, m.seqs_len, &at, &uid, &seq) && uid == 1000000 && seq == 99);
+    assert_false(persist_seqs_next(m.seqs, m.seqs_len, &at, &uid, &seq));
+    /* the group id may equal the sender's uid: ids of different things */
+    good_group(&e, 'g', NULL, MQ_F_FROM, "9");
+    expect(&e, NULL, "group id equal to the sender's uid");
+    /* a group whose only member sent: nobody else's seq */
+    good_group(&e, 'g', NULL, MQ_F_SEQS, "");
+    expect(&e, NULL, "empty seqs");
+    /* a tseq is not used by a group entry */
+    good_group(&e, 'g', NULL, NULL, NULL);
+    puts_(&e, MQ_F_TO_SEQ, "5");
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_true(m.to_seq == 0);
+
+    static const char *needed[] = {MQ_F_FROM_SEQ, MQ_F_GROUP, MQ_F_GROUP_N, MQ_F_SEQS, MQ_F_BODY, MQ_F_CID};
+    for (size_t i = 0; i < MP_ARRAY_LEN(needed); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "missing field '%s'", needed[i]);
+        good_group(&e, 'g', needed[i], NULL, NULL);
+        expect(&e, want, needed[i]);
+    }
+    good_group(&e, 'g', NULL, MQ_F_GROUP, "10");
+    expect(&e, "field 'to' differs from field 'group'", "to != group");
+    good_group(&e, 'g', NULL, MQ_F_FROM, "0");
+    expect(&e, "field 'from': not a decimal number", "from 0");
+    good_group(&e, 'g', NULL, MQ_F_SEQS, "43:5 42:18");
+    expect(&e, "field 'seqs' lists the sender", "sender in seqs");
+    good_group(&e, 'g', NULL, MQ_F_GROUP_N, "0");
+    expect(&e, "field 'gn': not a decimal number", "gn 0");
+}
+
+static void test_seqs_lists(void **state)
+{
+    static const char *ok[] = {"", "1:1", "43:5 44:1", "9223372036854775807:9223372036854775807 1:2"};
+    static const char *bad[] = {" ",
+                                "43:5 ",
+                                " 43:5",
+                                "43:5  44:1",
+                                "43:",
+                                ":5",
+                                "43",
+                                "43:5:6",
+                                "43:05",
+                                "0:5",
+                                "43:0",
+                                "43:-5",
+                                "a:b",
+                                "43;5",
+                                "43:5\t44:1",
+                                "43:5,44:1",
+                                "43:9223372036854775808",
+                                "43:5\n"};
+    struct entry e;
+    for (size_t i = 0; i < MP_ARRAY_LEN(ok); i++) {
+        good_group(&e, 's', NULL, MQ_F_SEQS, ok[i]);
+        expect(&e, NULL, ok[i]);
+    }
+    for (size_t i = 0; i < MP_ARRAY_LEN(bad); i++) {
+        good_group(&e, 's', NULL, MQ_F_SEQS, bad[i]);
+        expect(&e, "field 'seqs': not a list of <uid>:<seq>", bad[i]);
+    }
+    /* the length bound: more than PERSIST_MAX_LIST bytes is refused before it is read */
+    size_t n = PERSIST_MAX_LIST + 4;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    for (size_t i = 0; i + 4 <= n; i += 4)
+        memcpy(big + i, "1:1 ", 4);
+    big[n - 1] = '1';
+    big[n] = '\0';
+    good_group(&e, 'g', NULL, MQ_F_SEQS, big);
+    expect(&e, "field 'seqs': longer than", "too long");
+    free(big);
+}
+
+static void test_group_event(void **state)
+{
+    struct entry e;
+    struct persist_msg m;
+    char why[PERSIST_WHY_MAX];
+    good_group(&e, 's', NULL, NULL, NULL);
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_true(m.type == 's' && m.from == 0 && m.group == 9 && m.group_n == 0 && m.from_seq == 0);
+    /* an fseq or gn given to an event is not used */
+    puts_(&e, MQ_F_FROM_SEQ, "4");
+    puts_(&e, MQ_F_GROUP_N, "4");
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_true(m.from_seq == 0 && m.group_n == 0);
+
+    good_group(&e, 's', NULL, MQ_F_FROM, "42");
+    expect(&e, "field 'from': must be 0 in a group event", "from not 0");
+    good_group(&e, 's', NULL, MQ_F_FROM, "00");
+    expect(&e, "field 'from': not a decimal number", "from 00");
+    good_group(&e, 's', NULL, MQ_F_CID, "7000000000000000003");
+    expect(&e, "field 'cid': must be field 'mid' in decimal", "cid not the mid");
+    good_group(&e, 's', NULL, MQ_F_TO, "10");
+    expect(&e, "field 'to' differs from field 'group'", "to != group");
+    good_group(&e, 's', MQ_F_SEQS, NULL, NULL);
+    expect(&e, "missing field 'seqs'", "no seqs");
+    static const char *bodies[] = {"", "[]", "\"x\"", "{", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "null"};
+    for (size_t i = 0; i < MP_ARRAY_LEN(bodies); i++) {
+        good_group(&e, 's', NULL, MQ_F_BODY, bodies[i]);
+        expect(&e, "field 'body': not a JSON object", bodies[i]);
+    }
+    good_group(&e, 's', NULL, MQ_F_BODY, "{}");
+    expect(&e, NULL, "an empty object");
+}
+
+static void test_group_state(void **state)
+{
+    struct entry e;
+    struct persist_msg m;
+    char why[PERSIST_WHY_MAX], role;
+    size_t at = 0;
+    int64_t uid, order, ms;
+    good_group(&e, 'G', NULL, NULL, NULL);
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_true(m.type == 'G' && m.group == 9 && m.ver == 4 && m.owner == 42 && !m.deleted);
+    assert_true(m.created == 1790000000000LL && m.mid == 0 && m.from == 0);
+    assert_int_equal(m.name_len, 11);
+    assert_true(persist_members_next(m.members, m.members_len, &at, &uid, &role, &order, &ms));
+    assert_true(uid == 42 && role == 'o' && order == 1 && ms == 1790000000000LL);
+    assert_true(persist_members_next(m.members, m.members_len, &at, &uid, &role, &order, &ms));
+    assert_true(persist_members_next(m.members, m.members_len, &at, &uid, &role, &order, &ms));
+    assert_true(uid == 44 && role == 'm' && order == 5 && ms == 1790000000001LL);
+    assert_false(persist_members_next(m.members, m.members_len, &at, &uid, &role, &order, &ms));
+
+    static const char *needed[] = {MQ_F_GROUP, MQ_F_TS,      MQ_F_VER,    MQ_F_NAME,
+                                   MQ_F_OWNER, MQ_F_CREATED, MQ_F_MEMBERS};
+    for (size_t i = 0; i < MP_ARRAY_LEN(needed); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "missing field '%s'", needed[i]);
+        good_group(&e, 'G', needed[i], NULL, NULL);
+        expect(&e, want, needed[i]);
+    }
+    /* deleted: the rest may be missing */
+    memset(&e, 0, sizeof(e));
+    puts_(&e, MQ_F_VERSION, "1");
+    puts_(&e, MQ_F_TYPE, "G");
+    puts_(&e, MQ_F_GROUP, "9");
+    puts_(&e, MQ_F_TS, "5");
+    puts_(&e, MQ_F_VER, "7");
+    puts_(&e, MQ_F_DELETED, "1");
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_true(m.deleted && m.ver == 7 && m.members == NULL && m.name == NULL);
+    good_group(&e, 'G', NULL, NULL, NULL);
+    puts_(&e, MQ_F_DELETED, "0");
+    expect(&e, "field 'deleted': must be 1", "deleted 0");
+
+    char name[4 * 65 + 1] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(name, "\xF0\x9F\x98\x80");
+    good_group(&e, 'G', NULL, MQ_F_NAME, name);
+    expect(&e, NULL, "64 four-byte characters");
+    strcat(name, "a");
+    good_group(&e, 'G', NULL, MQ_F_NAME, name);
+    expect(&e, "field 'name': not 1..64 characters", "65 characters");
+    good_group(&e, 'G', NULL, MQ_F_NAME, "");
+    expect(&e, "field 'name': not 1..64 characters", "empty name");
+    good_group(&e, 'G', NULL, MQ_F_NAME, "caf\xE9");
+    expect(&e, "field 'name': not 1..64 characters", "not UTF-8");
+
+    static const char *bad_members[] = {
+        "",         "42:o:1",     "42:x:1:1", "42:oo:1:1", "42:o:1:1 ", "42:o:1:1  43:m:2:1",
+        "42:o:0:1", "42:o:1:1:1", "42:O:1:1", "42:o:1:-1"};
+    for (size_t i = 0; i < MP_ARRAY_LEN(bad_members); i++) {
+        good_group(&e, 'G', NULL, MQ_F_MEMBERS, bad_members[i]);
+        expect(&e, "field 'members': not a list of", bad_members[i]);
+    }
+    good_group(&e, 'G', NULL, MQ_F_MEMBERS, "43:a:2:1 44:m:5:1");
+    expect(&e, "the owner (field 'owner') must be the one member with role o", "owner not a member");
+    good_group(&e, 'G', NULL, MQ_F_MEMBERS, "42:o:1:1 43:o:2:1");
+    expect(&e, "the owner (field 'owner') must be the one member with role o", "two owners");
+    good_group(&e, 'G', NULL, MQ_F_MEMBERS, "42:a:1:1 43:o:2:1");
+    expect(&e, "the owner (field 'owner') must be the one member with role o", "the owner an admin");
+}
+
+static void test_a_1to1_entry_with_a_group_field_is_refused(void **state)
+{
+    struct entry e;
+    good(&e, NULL, NULL, NULL, 0);
+    puts_(&e, MQ_F_GROUP, "9");
+    expect(&e, "field 'group': only in group entries", "t with group");
+    /* the other group fields are not used by a t: ignored like unknown ones */
+    good(&e, NULL, NULL, NULL, 0);
+    puts_(&e, MQ_F_GROUP_N, "3");
+    puts_(&e, MQ_F_SEQS, "1:2");
+    expect(&e, NULL, "t with gn and seqs");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +681,11 @@ int main(void)
         cmocka_unit_test(test_reason_never_quotes_the_value),
         cmocka_unit_test(test_many_unknown_fields),
         cmocka_unit_test(test_random_entries),
+        cmocka_unit_test(test_group_message),
+        cmocka_unit_test(test_seqs_lists),
+        cmocka_unit_test(test_group_event),
+        cmocka_unit_test(test_group_state),
+        cmocka_unit_test(test_a_1to1_entry_with_a_group_field_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -286,6 +286,148 @@ test("the chat list shows unread badges; a reconnect and a lost delivery miss no
   await Promise.all([a.close(), b.close(), c.close()]);
 });
 
+/** The open conversation's chat messages (not the system lines), top to bottom. */
+const shownMessages = (page) => page.$$eval("#messages li.msg .text", (els) => els.map((e) => e.textContent));
+/** The open group's member list: uids, sorted. */
+const memberUids = (page) =>
+  page.$$eval("#group-members li", (els) => els.map((li) => Number(li.dataset.uid)).sort((x, y) => x - y));
+const online = (page) => page.locator("#conn[data-state=online]").waitFor({ timeout: T });
+
+test("group chat: create a group, add a member, three chat in one order, the member list, events, badges", async () => {
+  const a = await webUser(DESKTOP);
+  const b = await webUser(PHONE, (uid) => admin("/admin/friends", { a: a.uid, b: uid }));
+  const c = await webUser(DESKTOP, (uid) => admin("/admin/friends", { a: a.uid, b: uid }));
+  await a.page.reload(); // A's friends list was loaded before the friendships existed
+  await online(a.page);
+
+  // A makes a group with B. A name the server refuses (a control character) shows the server's reason.
+  await a.page.click("#new-group");
+  await a.page.click("#create-group");
+  await a.page.locator("#new-group-error", { hasText: "name" }).waitFor({ timeout: T });
+  await a.page.fill("#group-name", "bad\tname");
+  await a.page.check(`#group-pick input[value="${b.uid}"]`);
+  await a.page.click("#create-group");
+  await a.page.locator("#new-group-error", { hasText: "Could not create the group:" }).waitFor({ timeout: T });
+  // the browser itself logs the refused request (HTTP 400); that one is expected
+  const refused = consoleErrors.findIndex((e) => e.includes("status of 400"));
+  assert.ok(refused >= 0, "the browser logged the refused POST /groups");
+  consoleErrors.splice(refused, 1);
+  await a.page.fill("#group-name", "Trio");
+  await a.page.click("#create-group");
+  const active = a.page.locator("#chats li.group.active");
+  await active.waitFor({ timeout: T });
+  const gid = Number(await active.getAttribute("data-group"));
+  assert.ok(gid > 0);
+  assert.equal(await a.page.textContent("#peer"), "Trio");
+  await a.page.locator('#group-members[data-count="2"]').waitFor({ timeout: T });
+  assert.deepEqual(await memberUids(a.page), [a.uid, b.uid].sort((x, y) => x - y));
+  await a.page.locator('#messages li.sys[data-event="group_created"]', { hasText: "You created the group “Trio”" }).waitFor({ timeout: T });
+
+  // B's chat list shows the group (from the group_created event, live); B opens it.
+  const item = `#chats li[data-group="${gid}"]`;
+  await b.page.locator(`${item} .name`, { hasText: "Trio" }).waitFor({ timeout: T });
+  await b.page.click(`${item} button`);
+  await b.page.locator('#group-members[data-count="2"]').waitFor({ timeout: T });
+  assert.equal(await b.page.locator("#add-member-form").isHidden(), true); // a member may not add
+
+  // A adds C: A's member list has three; C's page gets the group, with the event that added C.
+  await a.page.selectOption("#add-member", String(c.uid));
+  await a.page.click("#add-member-button");
+  await a.page.locator('#group-members[data-count="3"]').waitFor({ timeout: T });
+  await c.page.locator(`${item} .name`, { hasText: "Trio" }).waitFor({ timeout: T });
+  await c.page.click(`${item} button`);
+  await c.page.locator('#messages li.sys[data-event="member_added"]', { hasText: `User ${a.uid} added you` }).waitFor({ timeout: T });
+  await b.page.locator('#messages li.sys[data-event="member_added"]', { hasText: `User ${a.uid} added User ${c.uid}` }).waitFor({ timeout: T });
+  const three = [a.uid, b.uid, c.uid].sort((x, y) => x - y);
+  for (const x of [a, b, c]) {
+    await x.page.locator('#group-members[data-count="3"]').waitFor({ timeout: T });
+    assert.deepEqual(await memberUids(x.page), three);
+  }
+
+  // The three chat, all at once: every page shows every message once, and all in the same order.
+  const sent = [];
+  for (const round of [1, 2, 3]) {
+    const texts = [a, b, c].map((x, i) => `${"abc"[i]}${round}`);
+    sent.push(...texts);
+    await Promise.all([a, b, c].map((x, i) => send(x.page, texts[i])));
+  }
+  for (const x of [a, b, c]) {
+    for (const text of sent) await x.page.locator("#messages li.msg", { hasText: text }).waitFor({ timeout: T });
+  }
+  await a.page.waitForTimeout(1500); // a duplicate would arrive now
+  const orders = await Promise.all([a, b, c].map((x) => shownMessages(x.page)));
+  assert.equal(orders[0].length, sent.length);
+  assert.deepEqual(new Set(orders[0]), new Set(sent));
+  assert.deepEqual(orders[1], orders[0]);
+  assert.deepEqual(orders[2], orders[0]);
+  // who sent it, on the others' pages
+  assert.equal(await b.page.textContent('#messages li.msg.in:has-text("c1") .from'), `User ${c.uid}`);
+  await a.page.screenshot({ path: join(ARTIFACTS, "group-desktop.png") });
+  await b.page.screenshot({ path: join(ARTIFACTS, "group-phone.png") });
+
+  // A renames it: the others' lists and conversations say so.
+  assert.equal(await b.page.locator("#rename-group").isHidden(), true);
+  await a.page.click("#rename-group");
+  await a.page.fill("#rename-name", "Trio+");
+  await a.page.click("#rename-save");
+  await c.page.locator('#messages li.sys[data-event="group_renamed"]', { hasText: `User ${a.uid} renamed the group to “Trio+”` }).waitFor({ timeout: T });
+  await b.page.locator(`${item} .name`, { hasText: "Trio+" }).waitFor({ timeout: T });
+  assert.equal(await c.page.textContent("#peer"), "Trio+");
+
+  // B's badges across devices: B's first tab looks at A's 1:1; C writes; a second tab of B reads the
+  // group, and the first tab's badge goes (r {group, mid} from B's other device).
+  await b.page.click(`#chats li[data-uid="${a.uid}"] button`);
+  const b2 = await b.ctx.newPage();
+  await b2.goto("/chat.html");
+  await online(b2);
+  await b2.locator(`${item}[data-unread="0"]`).waitFor({ timeout: T });
+  await send(c.page, "c4");
+  await b.page.locator(`${item}[data-unread="1"]`).waitFor({ timeout: T });
+  await b2.locator(`${item}[data-unread="1"]`).waitFor({ timeout: T });
+  assert.equal(await b.page.textContent(`${item} .preview`), `User ${c.uid}: c4`);
+  await b2.click(`${item} button`);
+  await b2.locator(`${item}[data-unread="0"]`).waitFor({ timeout: T });
+  await b.page.locator(`${item}[data-unread="0"]`).waitFor({ timeout: T });
+  await b2.close();
+
+  // C leaves: the others see it and the member list shrinks; C's page can no longer send, and gets nothing
+  // sent after it left.
+  await c.page.click("#leave-group");
+  await c.page.locator("#group-status", { hasText: "not a member" }).waitFor({ timeout: T });
+  assert.equal(await c.page.isDisabled("#text"), true);
+  await a.page.locator('#messages li.sys[data-event="member_removed"]', { hasText: `User ${c.uid} left` }).waitFor({ timeout: T });
+  await a.page.locator('#group-members[data-count="2"]').waitFor({ timeout: T });
+  await send(a.page, "after C left");
+  await b.page.click(`${item} button`);
+  await b.page.locator("#messages li.msg", { hasText: "after C left" }).waitFor({ timeout: T });
+  await c.page.waitForTimeout(1500);
+  assert.equal(await c.page.locator("#messages li", { hasText: "after C left" }).count(), 0);
+  assert.deepEqual(await shownMessages(c.page), [...orders[0], "c4"]);
+
+  // Reloaded, the pages show the group's history again, read back from the timeline: all of it for A; for
+  // C what it got while a member, its group still named in the list.
+  for (const x of [a, c]) {
+    await x.page.reload();
+    await online(x.page);
+    await x.page.click(`${item} button`);
+  }
+  await a.page.locator("#messages li.msg", { hasText: "after C left" }).waitFor({ timeout: T });
+  assert.deepEqual(await shownMessages(a.page), [...orders[0], "c4", "after C left"]);
+  await c.page.locator('#messages li.sys[data-event="member_removed"]', { hasText: "You left" }).waitFor({ timeout: T });
+  assert.deepEqual(await shownMessages(c.page), [...orders[0], "c4"]);
+  assert.equal(await c.page.textContent(`${item} .name`), "Trio+");
+  assert.equal(await c.page.isDisabled("#text"), true);
+
+  // A removes B: B's page says so and can no longer send.
+  await a.page.click(`#group-members li[data-uid="${b.uid}"] button.remove`);
+  await a.page.locator('#group-members[data-count="1"]').waitFor({ timeout: T });
+  await b.page.locator('#messages li.sys[data-event="member_removed"]', { hasText: `User ${a.uid} removed you` }).waitFor({ timeout: T });
+  await b.page.locator("#text:disabled").waitFor({ timeout: T });
+  assert.equal(await b.page.textContent("#group-status"), "You are not a member of this group.");
+
+  await Promise.all([a.close(), b.close(), c.close()]);
+});
+
 test("two people in one room see each other's messages and the member count", async () => {
   const aWeb = await person(DESKTOP);
   const bWeb = await person(PHONE);

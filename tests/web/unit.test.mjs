@@ -6,9 +6,12 @@ import { packBatch, unpackBatch } from "../../web/js/batch.js";
 import { Backoff } from "../../web/js/backoff.js";
 import { ChatClient } from "../../web/js/chat-client.js";
 import {
-  SeqTracker, loadSeq, saveSeq, compareMessages, compareChats, newChat, applyMessage, mergeConversation,
-  applyReadMark, applyReceipt,
+  SeqTracker, loadSeq, saveSeq, compareMessages, compareChats, newChat, newGroupChat, applyMessage,
+  mergeConversation, applyReadMark, applyReceipt, noteHistory,
 } from "../../web/js/timeline.js";
+import {
+  convKey, isGroupEvent, eventText, joinNames, applyGroupEvent, memberLines, canManage, canRemove, historyPage,
+} from "../../web/js/groups.js";
 
 test("unpackBatch reads seed 004's layout", () => {
   // The seed's own example: |5 0 0 0|pack1|10 0 0 0|i am pack2|
@@ -179,6 +182,130 @@ test("applyReceipt moves the peer's read position forward by our seq of that mes
   assert.equal(c.peerReadSeq, 2);
 });
 
+// Groups (SPEC §4.2). ME is user 1; group 2 has the same number as user 2 on purpose.
+const g = (seq, from, mid = `g${seq}`) => ({ id: `gi${seq}`, from, to: 2, type: "g", msg: "x", seq, mid });
+const ev = (seq, msg) => ({ id: `e${seq}`, from: 0, to: msg.group, type: "s", msg, seq, mid: `e${seq}` });
+
+test("convKey keeps a group apart from the user with the same number", () => {
+  assert.equal(convKey(pkt(1, 2), ME), "u2");
+  assert.equal(convKey(pkt(1, ME), ME), "u2"); // our own message: the other side
+  assert.equal(convKey(g(1, 5), ME), "g2");
+  assert.equal(convKey(g(1, ME), ME), "g2");
+  assert.equal(convKey(ev(1, { event: "member_added", group: 7, by: 3, members: [1] }), ME), "g7");
+  assert.equal(convKey({ from: 0, type: "s", msg: { event: "order_taken", order: "o1", courier: 3 } }, ME), null);
+  assert.equal(convKey({ from: 0, type: "s", msg: "hello" }, ME), null);
+  assert.equal(convKey({ from: 3, to: 0, type: "g", msg: "x" }, ME), null);
+  assert.equal(convKey(null, ME), null);
+});
+
+test("eventText: each group event as the user reads it", () => {
+  const e = (event, by, more = {}) => ({ event, group: 2, by, ...more });
+  assert.equal(eventText(e("group_created", 5, { name: "Trio", members: [5, 1, 7] }), ME), "User 5 created the group “Trio”");
+  assert.equal(eventText(e("group_created", ME, { members: [1] }), ME), "You created the group");
+  assert.equal(eventText(e("member_added", 5, { members: [7] }), ME), "User 5 added User 7");
+  assert.equal(eventText(e("member_added", 5, { members: [7, ME, 9] }), ME), "User 5 added User 7, you and User 9");
+  assert.equal(eventText(e("member_added", ME, { members: [7, 8] }), ME), "You added User 7 and User 8");
+  assert.equal(eventText(e("member_removed", 5, { members: [7] }), ME), "User 5 removed User 7");
+  assert.equal(eventText(e("member_removed", 7, { members: [7] }), ME), "User 7 left");
+  assert.equal(eventText(e("member_removed", ME, { members: [ME] }), ME), "You left");
+  assert.equal(eventText(e("member_removed", 5, { members: [ME] }), ME), "User 5 removed you");
+  assert.equal(eventText(e("group_renamed", 5, { name: "Quartet" }), ME), "User 5 renamed the group to “Quartet”");
+  assert.equal(eventText(e("group_renamed", 5), ME), "User 5 renamed the group");
+  assert.equal(eventText(e("group_deleted", 5), ME), "User 5 deleted the group");
+  // names are text, never markup (the page sets textContent); junk is no event
+  assert.equal(eventText(e("group_renamed", 5, { name: "<b>x</b>" }), ME), "User 5 renamed the group to “<b>x</b>”");
+  for (const bad of [null, "x", {}, { event: "member_added" }, { event: "nope", group: 2 }, { event: "group_deleted", group: "2" }]) {
+    assert.equal(isGroupEvent(bad), false);
+    assert.equal(eventText(bad, ME), "");
+  }
+  assert.equal(joinNames([]), "");
+  assert.equal(joinNames(["a"]), "a");
+});
+
+test("applyGroupEvent follows the user's own membership and the name", () => {
+  const st = { name: null, member: null, deleted: false };
+  assert.equal(applyGroupEvent(st, { event: "group_created", group: 2, by: 5, name: "Trio", members: [5, 1] }, ME), true);
+  assert.deepEqual(st, { name: "Trio", member: true, deleted: false });
+  assert.equal(applyGroupEvent(st, { event: "group_renamed", group: 2, by: 5, name: "Duo" }, ME), false);
+  assert.equal(st.name, "Duo");
+  assert.equal(applyGroupEvent(st, { event: "member_removed", group: 2, by: 5, members: [7] }, ME), true);
+  assert.equal(st.member, true); // someone else
+  applyGroupEvent(st, { event: "member_removed", group: 2, by: 5, members: [ME] }, ME);
+  assert.equal(st.member, false);
+  applyGroupEvent(st, { event: "member_added", group: 2, by: 5, members: [ME] }, ME);
+  assert.equal(st.member, true);
+  applyGroupEvent(st, { event: "group_deleted", group: 2, by: 5 }, ME);
+  assert.deepEqual(st, { name: "Duo", member: false, deleted: true });
+  assert.equal(applyGroupEvent(st, { event: "group_deleted" }, ME), false);
+});
+
+test("memberLines: owner, admins, then members in join order; canManage", () => {
+  const lines = memberLines([{ uid: 7, role: "member" }, { uid: ME, role: "admin" }, { uid: 5, role: "owner" }, { uid: 3, role: "member" }, { role: "x" }], ME);
+  assert.deepEqual(lines.map((l) => [l.uid, l.role, l.text]), [
+    [5, "owner", "User 5 · owner"], [ME, "admin", "User 1 (you) · admin"], [7, "member", "User 7"], [3, "member", "User 3"],
+  ]);
+  assert.deepEqual(memberLines(null, ME), []);
+  assert.deepEqual(["owner", "admin", "member", null].map(canManage), [true, true, false, false]);
+  // only a higher role removes: the owner admins and members, an admin members
+  const roles = ["owner", "admin", "member"];
+  assert.deepEqual(roles.map((r) => roles.map((t) => canRemove(r, t))), [[false, true, true], [false, false, true], [false, false, false]]);
+});
+
+test("historyPage reads the timeline back in pages that end just below the floor", () => {
+  assert.deepEqual(historyPage(1201, 500), { after: 700, limit: 500 }); // seqs 701..1200
+  assert.deepEqual(historyPage(701, 500), { after: 200, limit: 500 });
+  assert.deepEqual(historyPage(201, 500), { after: 0, limit: 200 }); // seqs 1..200
+  assert.equal(historyPage(1, 500), null);
+  assert.equal(historyPage(null, 500), null);
+});
+
+test("a group conversation: s events are its latest entry but neither unread nor what R marks", () => {
+  const c = newGroupChat(2);
+  assert.equal(c.key, "g2");
+  assert.equal(newChat(2).key, "u2");
+  applyMessage(c, ev(1, { event: "group_created", group: 2, by: 5, members: [5, ME] }), ME);
+  assert.deepEqual([c.unread, c.lastMsg], [0, null]);
+  applyMessage(c, g(2, 5), ME);
+  applyMessage(c, g(3, 7), ME);
+  applyMessage(c, ev(4, { event: "member_added", group: 2, by: 5, members: [9] }), ME);
+  assert.equal(c.unread, 2);
+  assert.equal(c.last.type, "s");
+  assert.deepEqual(c.lastMsg, { mid: "g3", seq: 3 });
+  assert.equal(applyReadMark(c, "g3"), true); // r {group, mid} from another device: the latest message
+  assert.equal(c.unread, 0);
+  applyMessage(c, g(5, 7), ME);
+  applyMessage(c, g(6, 9), ME);
+  assert.equal(c.unread, 2);
+  applyMessage(c, g(7, ME), ME); // our own g moves our mark to it, as the server does
+  assert.deepEqual([c.unread, c.readMid], [0, "g7"]);
+});
+
+test("mergeConversation for a group: the server's count, then what came after it, our own g resetting it", () => {
+  const c = newGroupChat(2);
+  mergeConversation(c, { group: 2, last: ev(4, { event: "member_added", group: 2, by: 5, members: [9] }), unread: 2, read_mid: null }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.lastMsg], [4, 2, null]);
+  // the group's history read back from the timeline: the newest message held is the latest message
+  noteHistory(c, g(2, 5));
+  noteHistory(c, g(3, 7));
+  noteHistory(c, ev(4, { event: "member_added", group: 2, by: 5, members: [9] }));
+  assert.deepEqual(c.lastMsg, { mid: "g3", seq: 3 });
+  noteHistory(c, g(9, 7)); // past the latest entry: not history, left to the live path
+  assert.deepEqual(c.lastMsg, { mid: "g3", seq: 3 });
+  for (const p of [g(5, 7), g(6, ME), g(7, 9), ev(8, { event: "group_renamed", group: 2, by: 5, name: "n" })]) {
+    c.messages.set(p.id, p);
+    applyMessage(c, p, ME);
+  }
+  mergeConversation(c, { group: 2, last: ev(4, { event: "member_added", group: 2, by: 5, members: [9] }), unread: 2, read_mid: null }, ME);
+  assert.equal(c.unread, 1); // 2, +1 (g5), reset by our g6, +1 (g7); the s event counts nothing
+  mergeConversation(c, { group: 2, last: g(10, 5), unread: 4, read_mid: "g6" }, ME);
+  assert.deepEqual([c.lastSeq, c.unread, c.lastMsg.mid], [10, 4, "g10"]);
+});
+
+test("compareChats: groups not talked to before friends not talked to", () => {
+  const list = [{ uid: 3, lastSeq: 0 }, { gid: 9, lastSeq: 0 }, { uid: 2, lastSeq: 5 }, { gid: 4, lastSeq: 0 }, { gid: 1, lastSeq: 7 }];
+  assert.deepEqual(list.sort(compareChats).map((c) => c.gid ? `g${c.gid}` : `u${c.uid}`), ["g1", "u2", "g4", "g9", "u3"]);
+});
+
 globalThis.window ??= new EventTarget(); // ChatClient.stop() unhooks the browser's online/offline events
 
 /** A ChatClient logged in over a stand-in socket: what it sends, and the seqs it passes on as messages. */
@@ -263,5 +390,27 @@ test("ChatClient: E 'temporarily unavailable, retry' is retried; the A of our ow
   assert.equal(stored(), "5");
   assert.deepEqual(got, []);
   assert.equal(sent.filter((p) => p.type === "Y").length, 2); // no gap: no Y
+  client.stop();
+});
+
+test("ChatClient: g is sent and acked like t; a delivered g and a group event come out as messages", async () => {
+  const { client, sent, got, deliver, stored } = loggedIn(4);
+  const own = client.sendGroup(2, "hello group");
+  assert.deepEqual(sent[0], { id: own.id, to: 2, type: "g", msg: "hello group" });
+  deliver({ id: own.id, from: 0, type: "A", msg: "success", mid: "900", seq: 5 });
+  deliver({ id: "x", from: 7, to: 2, type: "g", msg: "hi", ts: 1, mid: "901", seq: 6 });
+  deliver({ id: "902", from: 0, to: 2, type: "s", msg: { event: "member_added", group: 2, by: 7, members: [9] }, ts: 2, mid: "902", seq: 7 });
+  assert.deepEqual(got, [6, 7]);
+  assert.equal(stored(), "7");
+  const read = client.readGroup(2, "901");
+  assert.deepEqual([sent[1].type, sent[1].msg], ["R", { group: 2, mid: "901" }]);
+  deliver({ id: sent[1].id, from: 0, type: "A", msg: "success" });
+  assert.equal(await read, "success");
+  const back = client.timeline(1, 2);
+  assert.deepEqual([sent[2].type, sent[2].msg], ["Y", { after: 1, limit: 2 }]);
+  deliver({ id: sent[2].id, from: 0, type: "Y", msg: { messages: [t(2), t(3)], more: true, max: 7 } });
+  assert.deepEqual((await back).messages.map((p) => p.seq), [2, 3]);
+  assert.deepEqual(got, [6, 7]); // history, not sync: no message events,
+  assert.equal(client.seq.last, 7); // and our place in the timeline stays
   client.stop();
 });

@@ -7,11 +7,12 @@
 // stored per user in localStorage so a reload resumes). After every login, and whenever a delivered seq is
 // more than one past it, it sends Y {after: last} and repeats while "more"; each packet of the answer it has
 // not handled yet becomes a "message" event. A browser with no stored seq starts at the timeline's end
-// (the page shows older messages from H and GET /conversations).
+// (the page shows older messages from H, GET /conversations, and for groups the timeline read back).
 //
-// Events (EventTarget): "state" {state: connecting|online|offline|loggedout}, "message" {packet, synced},
-// "ack" {id, mid, seq}, "failed" {id, reason}, "read" {packet} (an r packet), "synced" {last} (caught up),
-// "servererror" {reason}, "closed" {reason} (the server closed us on purpose: C packet).
+// Events (EventTarget): "state" {state: connecting|online|offline|loggedout}, "message" {packet, synced}
+// (t, i, g and s packets), "ack" {id, mid, seq}, "failed" {id, reason}, "read" {packet} (an r packet),
+// "synced" {last} (caught up), "servererror" {reason}, "closed" {reason} (the server closed us on purpose:
+// C packet).
 
 import { api } from "./api.js";
 import { Backoff } from "./backoff.js";
@@ -181,6 +182,7 @@ export class ChatClient extends EventTarget {
         break;
       case "t":
       case "i":
+      case "g":
       case "s":
         // A packet without a seq (a system event outside the timeline) is passed on as it is.
         if (!Number.isSafeInteger(p.seq) || this.live(p.seq)) {
@@ -334,10 +336,31 @@ export class ChatClient extends EventTarget {
     return p.msg;
   }
 
+  /** R for a group (SPEC §4.1): read up to `mid`, which must be a g of that group. */
+  async readGroup(gid, mid) {
+    const p = await this.request("R", { group: gid, mid });
+    return p.msg;
+  }
+
+  /** One page of the timeline as it is (Y {after, limit}), outside the sync: what it answers is history and
+   * does not move this client's place. */
+  async timeline(after, limit) {
+    const p = await this.request("Y", { after, limit });
+    return p.msg ?? {};
+  }
+
   /** Queue a text message; it is sent now if connected, else after the next login, with the same id until
    * acked. Returns the packet. */
   sendText(to, text) {
-    const pkt = { id: packetId(), to, type: "t", msg: text };
+    return this.queue({ id: packetId(), to, type: "t", msg: text });
+  }
+
+  /** Queue a message to group `gid` (SPEC §4.2: g), like sendText. */
+  sendGroup(gid, text) {
+    return this.queue({ id: packetId(), to: gid, type: "g", msg: text });
+  }
+
+  queue(pkt) {
     this.pending.set(pkt.id, pkt);
     if (this.ws && this.state === "online") this.ws.send(JSON.stringify(pkt));
     return pkt;

@@ -87,29 +87,60 @@ export function compareMessages(a, b) {
   return ra === 1 ? a.seq - b.seq : (a.ts ?? 0) - (b.ts ?? 0);
 }
 
-/** The chat list: most recent conversation first (by the user's seq of its latest message), then friends
- * never talked to, by uid. */
+/** The chat list: most recent conversation first (by the user's seq of its latest entry), then groups and
+ * friends never talked to, groups first, each by id. */
 export function compareChats(a, b) {
   const sa = a.lastSeq ?? 0;
   const sb = b.lastSeq ?? 0;
   if (sa !== sb) return sb - sa;
-  return a.uid - b.uid;
+  if (Boolean(a.gid) !== Boolean(b.gid)) return a.gid ? -1 : 1;
+  return (a.gid ?? a.uid) - (b.gid ?? b.uid);
 }
 
-/** A conversation as the page keeps it. */
+/** A 1:1 conversation as the page keeps it. `last` is its latest timeline entry; `lastMsg` {mid, seq} its
+ * latest message (what R can mark: in a group the latest entry may be an s event, which R refuses). */
 export function newChat(uid) {
-  return { uid, lastSeq: 0, last: null, unread: 0, readMid: null, peerReadSeq: 0, messages: new Map() };
+  return { key: `u${uid}`, uid, lastSeq: 0, last: null, lastMsg: null, unread: 0, readMid: null, peerReadSeq: 0, messages: new Map() };
 }
 
-/** A stored message (packet with seq) of conversation `c` reached this client live or by Y. Updates the
- * latest message and, when `me` did not send it and the count does not include it yet, unread. Returns
- * whether it is the conversation's newest. */
+/** A group conversation (SPEC §4.2): the same, keyed apart from users (group ids and uids may be equal). */
+export function newGroupChat(gid) {
+  return { ...newChat(0), key: `g${gid}`, uid: undefined, gid };
+}
+
+/** Whether a packet (or a stored message) is a message: counted as unread and markable with R. A group's s
+ * events are timeline entries, but the server counts only its g messages. */
+export function isMessage(p) {
+  return p.type === "t" || p.type === "i" || p.type === "g";
+}
+
+/** A stored entry (packet with seq) of conversation `c` reached this client live or by Y. Updates the
+ * latest entry and, for a message `me` did not send that the count does not include yet, unread; `me`'s own
+ * g moves the read mark to it (the server does the same, push/group.h). Returns whether it is the
+ * conversation's newest. */
 export function applyMessage(c, p, me) {
   if (!Number.isSafeInteger(p.seq) || p.seq <= c.lastSeq) return false;
   c.lastSeq = p.seq;
   c.last = p;
-  if (p.from !== me) c.unread += 1;
+  if (isMessage(p)) {
+    c.lastMsg = { mid: p.mid, seq: p.seq };
+    if (p.from !== me) {
+      c.unread += 1;
+    } else if (p.type === "g") {
+      c.unread = 0;
+      c.readMid = p.mid;
+    }
+  }
   return true;
+}
+
+/** A message of `c` that came as history (H, or the timeline paged back for a group), not counted: it is
+ * the latest message when it is newer than the one known and not past the latest entry (a group's latest
+ * entry may be an s event after it; the history of a group is a contiguous part of the timeline, so the
+ * newest message held is the newest there is). */
+export function noteHistory(c, p) {
+  if (!isMessage(p) || !Number.isSafeInteger(p.seq) || p.seq > c.lastSeq) return;
+  if (!c.lastMsg || p.seq > c.lastMsg.seq) c.lastMsg = { mid: p.mid, seq: p.seq };
 }
 
 /** Merge one entry of GET /conversations into conversation `c`. The server's count is exact for what it
@@ -121,11 +152,18 @@ export function mergeConversation(c, entry, me) {
     c.lastSeq = seq;
     c.last = entry.last;
     c.unread = entry.unread;
+    if (entry.last && isMessage(entry.last) && (!c.lastMsg || seq >= c.lastMsg.seq)) {
+      c.lastMsg = { mid: entry.last.mid, seq };
+    }
     return;
   }
-  let newer = 0;
-  for (const m of c.messages.values()) if (m.seq > seq && m.from !== me) newer += 1;
-  c.unread = entry.unread + newer;
+  let unread = entry.unread;
+  const newer = [...c.messages.values()].filter((m) => m.seq > seq && isMessage(m)).sort((a, b) => a.seq - b.seq);
+  for (const m of newer) {
+    if (m.from !== me) unread += 1;
+    else if (m.type === "g") unread = 0;
+  }
+  c.unread = unread;
 }
 
 /** A read mark for conversation `c` (R from this page, or r from the user's other device). Returns false
@@ -133,7 +171,7 @@ export function mergeConversation(c, entry, me) {
  * it this client holds is not knowable (a conversation's seqs are not contiguous); the server knows. */
 export function applyReadMark(c, mid) {
   c.readMid = mid;
-  if (!c.last || c.last.mid !== mid) return false;
+  if (!c.lastMsg || c.lastMsg.mid !== mid) return false;
   c.unread = 0;
   return true;
 }
