@@ -127,7 +127,7 @@ struct stomp {
     enum sub_state sub;
     enum ack_mode ack;
     char sub_id[STOMP_MAX_ID + 1];
-    int64_t sent_upto; /* -1: not known yet (starts at the first seq that comes) */
+    int64_t sent_upto; /* -1: not known yet (until the subscription's first Y answers) */
     int64_t seen_max;
     int64_t acked_upto, stored; /* -1: not known yet */
     int64_t ahead[STOMP_ACK_WINDOW];
@@ -333,11 +333,6 @@ static void catch_up(struct stomp *s);
  * starts a catch-up. Returns MP_OK when it was sent. */
 static int live_entry(struct stomp *s, json_t *pkt, const char *text, size_t len, int64_t seq)
 {
-    if (s->sent_upto < 0) { /* the first seq of an ack:auto (or new) subscription sets the start */
-        s->sent_upto = seq - 1;
-        if (s->ack != ACK_AUTO && s->acked_upto < 0)
-            s->acked_upto = s->stored = seq - 1;
-    }
     if (seq <= s->sent_upto)
         return MP_EAGAIN;
     if (seq > s->sent_upto + 1) {
@@ -812,11 +807,11 @@ static void do_subscribe(struct stomp *s, struct stompframe *f)
     s->seen_max = 0;
     s->nahead = 0;
     send_receipt(s, receipt);
-    if (s->ack == ACK_AUTO) {
-        s->sub = SUB_LIVE;
+    s->sub = SUB_LOADING;
+    if (s->ack == ACK_AUTO) { /* live from here: the timeline's end now is where it starts */
+        ask_y(s, STOMP_SEQ_ASK);
         return;
     }
-    s->sub = SUB_LOADING;
     snprintf(key, sizeof(key), KEY_STOMP_ACKED, (long long)s->c->uid);
     conn_hold(s->c);
     if (rdsa_cmd(on_acked_loaded, s->c, "HGET %s %s", key, s->client_id) != MP_OK) {
