@@ -39,7 +39,16 @@ void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t
         conn_abort(c, "out of memory");
         return;
     }
-    conn_send_str(c, s, len);
+    chat_reply_str(c, s, len);
+}
+
+void chat_reply_str(struct conn *c, char *packet, size_t len)
+{
+    if ((c->state != CONN_OPEN && c->state != CONN_OPENING) || c->proto->reply == NULL) {
+        free(packet);
+        return;
+    }
+    c->proto->reply(c, packet, len); /* proto.h: the JSON packet, or the protocol's form of it */
 }
 
 void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r)
@@ -54,7 +63,7 @@ void chat_deliver(int64_t uid, struct frame *f, const struct conn *except, int64
 {
     double latency = (double)(mp_now_ms() - ts) / 1000.0;
     for (struct conn *c = conn_user(uid); c != NULL; c = c->user_next)
-        if (c != except && c->proto == &chat_proto && conn_open(c) && conn_send(c, f) == MP_OK)
+        if (c != except && c->proto->deliver != NULL && conn_open(c) && c->proto->deliver(c, f) == MP_OK)
             stats_delivery(latency);
 }
 
@@ -105,11 +114,18 @@ static void chat_ping(struct conn *c, const struct chatpkt *p)
 
 /* Packet type -> handler. Types not here (including the server-only E L A C s) get E "unknown type". */
 static void (*const chat_table[128])(struct conn *c, const struct chatpkt *p) = {
-    ['P'] = chat_ping,   ['t'] = chat_send,     ['i'] = chat_send,
-    ['O'] = chat_online, ['H'] = chat_history,  ['T'] = chat_take_order,
-    ['S'] = chat_site,   ['Y'] = timeline_sync, ['R'] = chat_read,
-    ['g'] = group_send,
+    ['P'] = chat_ping,    ['t'] = chat_send,       ['i'] = chat_send, ['O'] = chat_online,
+    ['H'] = chat_history, ['T'] = chat_take_order, ['S'] = chat_site, ['Y'] = timeline_sync,
+    ['R'] = chat_read,    ['g'] = group_send,
 };
+
+void chat_handle(struct conn *c, const struct chatpkt *p)
+{
+    if (chat_table[(unsigned char)p->type] == NULL)
+        chat_error(c, p->id, p->id_len, CHAT_E_UNKNOWN_TYPE, STATS_E_UNKNOWN_TYPE);
+    else
+        chat_table[(unsigned char)p->type](c, p);
+}
 
 static void chat_message(struct conn *c, const char *buf, size_t len, int limited)
 {
@@ -128,10 +144,7 @@ static void chat_message(struct conn *c, const char *buf, size_t len, int limite
         chat_error(c, p.id, p.id_len, bad, STATS_E_MALFORMED);
     } else {
         stats_packet(chat_proto.name, p.type);
-        if (chat_table[(unsigned char)p.type] == NULL)
-            chat_error(c, p.id, p.id_len, CHAT_E_UNKNOWN_TYPE, STATS_E_UNKNOWN_TYPE);
-        else
-            chat_table[(unsigned char)p.type](c, &p);
+        chat_handle(c, &p);
     }
     chatpkt_free(&p);
 }
@@ -228,4 +241,6 @@ const struct proto chat_proto = {
     .message = chat_message,
     .goodbye = chat_goodbye,
     .closed = NULL,
+    .reply = conn_send_str,
+    .deliver = conn_send,
 };

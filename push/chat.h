@@ -31,9 +31,17 @@ void chat_req_done(struct chat_req *r);
  * Does nothing when c is no longer open. */
 void chat_reply(struct conn *c, const char *id, size_t id_len, char type, json_t *msg, json_t *extra);
 
+/* Send a server packet already built as JSON (malloc'd, adopted): through c->proto->reply like chat_reply,
+ * for answers that splice stored packets into their text (H, Y). Does nothing when c is not open. */
+void chat_reply_str(struct conn *c, char *packet, size_t len);
+
 /* Send E with the reason; counts it under r. Malformed packets and unknown types also use one of the
  * connection's bad-packet allowance. */
 void chat_error(struct conn *c, const char *id, size_t id_len, const char *reason, enum stats_reason r);
+
+/* Serve one parsed packet through the packet table (the core every protocol on /ws calls, proto.h): the
+ * answer comes through c->proto->reply. An unknown type gets E "unknown type". */
+void chat_handle(struct conn *c, const struct chatpkt *p);
 
 /* The packet handlers. */
 void chat_send(struct conn *c, const struct chatpkt *p);       /* t, i */

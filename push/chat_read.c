@@ -90,7 +90,8 @@ static struct rdsa_script gread_lua = {
     "if not member and tonumber(gn) > tonumber(frozen) then return {-1} end\n"
     "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN "') or '0')\n"
     "if tonumber(gn) <= cur then return {1, 0} end\n"
-    "redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ "', ARGV[3], ARGV[2] .. '" CONV_F_READ_IN "', gn)\n"
+    "redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ "', ARGV[3], ARGV[2] .. '" CONV_F_READ_IN
+    "', gn)\n"
     "local h = redis.call('HGETALL', KEYS[4])\n"
     "for j = 1, #h, 2 do\n"
     "  if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
@@ -105,8 +106,8 @@ static char chan_prefix[64], chan_suffix[64];
 struct read_req {
     struct chat_req r;
     int64_t reader, with, group, mid; /* with or group is 0 */
-    char known[48];      /* ARGV[4] */
-    char *mine, *theirs; /* the r packets (theirs NULL without receipts) */
+    char known[48];                   /* ARGV[4] */
+    char *mine, *theirs;              /* the r packets (theirs NULL without receipts) */
     size_t mine_len, theirs_len;
     int unknown; /* MySQL has no such message between the two */
 };
@@ -164,7 +165,8 @@ static void read_work_group(struct db *db, MYSQL *m, struct read_req *q)
     MYSQL_RES *res;
     MYSQL_ROW row;
     char sql[160];
-    int n = snprintf(sql, sizeof(sql), "SELECT group_id, group_seq FROM messages WHERE id = %" PRId64, q->mid);
+    int n =
+        snprintf(sql, sizeof(sql), "SELECT group_id, group_seq FROM messages WHERE id = %" PRId64, q->mid);
 
     if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
         db_check_error(db);
@@ -354,7 +356,7 @@ static char *read_packet(const struct read_req *q, int64_t with, size_t *len)
                       "type", "r", "msg", "group", (json_int_t)q->group, "mid", mid);
     else
         p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
-                  "type", "r", "msg", "with", (json_int_t)with, "mid", mid);
+                      "type", "r", "msg", "with", (json_int_t)with, "mid", mid);
     s = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
     if (s != NULL)

@@ -38,7 +38,7 @@ static struct {
 } K;
 
 #define CONN_IDLE_SWEEP_MS 1000 /* how often silent connections are pinged and closed */
-#define CONN_PING_PAYLOAD  "mp"  /* what a ping carries (and its pong brings back) */
+#define CONN_PING_PAYLOAD  "mp" /* what a ping carries (and its pong brings back) */
 
 /* ---- references ---- */
 
@@ -413,8 +413,7 @@ int conn_strike(struct conn *c)
     return 1;
 }
 
-/* Over the packet rate? Takes one token when there is one. */
-static int rate_limited(struct conn *c)
+int conn_rate_limited(struct conn *c)
 {
     refill(&c->tokens, &c->tokens_ms, push.cfg->push.rate, push.cfg->push.burst);
     if (c->tokens >= 1000) {
@@ -426,7 +425,7 @@ static int rate_limited(struct conn *c)
 
 static void deliver(struct conn *c, const char *buf, size_t len)
 {
-    int limited = rate_limited(c);
+    int limited = conn_rate_limited(c);
     if (limited)
         stats_error(STATS_E_RATE);
     c->proto->message(c, buf, len, limited);
@@ -460,7 +459,7 @@ static int on_receive(struct conn *c, const unsigned char *in, size_t len)
         close_politely(c); /* what is queued is dropped: this client broke the rules */
         return 0;
     }
-    if (c->state != CONN_OPEN) {
+    if (c->state != CONN_OPEN && !(c->state == CONN_OPENING && c->proto->early_rx)) {
         /* rx is paused while logging in; a message that was already buffered is refused. */
         c->proto->message(c, NULL, 0, 0);
         return 0;

@@ -105,6 +105,10 @@ void conn_abort(struct conn *c, const char *why);
  * Returns 1 if it is closing now. */
 int conn_strike(struct conn *c);
 
+/* Over push.rate / push.burst? Takes one token when there is one. The connection layer takes one per
+ * WebSocket message; a protocol whose messages may hold several requests (MQTT) takes one for each more. */
+int conn_rate_limited(struct conn *c);
+
 static inline int conn_open(const struct conn *c)
 {
     return c->state == CONN_OPEN;

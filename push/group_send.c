@@ -51,13 +51,15 @@ static struct rdsa_script gsend_lua = {
     "redis.call('HSET', KEYS[5], '" MSG_F_PACKET "', ARGV[9], '" MSG_F_GROUP "', ARGV[4], '" MSG_F_GROUP_N
     "', gn)\n"
     "redis.call('EXPIRE', KEYS[5], ARGV[10])\n"
-    "redis.call('HSET', KEYS[6], ARGV[13] .. '" CONV_F_READ "', ARGV[2], ARGV[13] .. '" CONV_F_READ_IN "', gn)\n"
-    "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID "', ARGV[2], '" MQ_F_FROM
-    "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE "', 'g', '" MQ_F_BODY
-    "', ARGV[6], '" MQ_F_TS "', ARGV[7], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_GROUP "', ARGV[4], '" MQ_F_GROUP_N
-    "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"
+    "redis.call('HSET', KEYS[6], ARGV[13] .. '" CONV_F_READ "', ARGV[2], ARGV[13] .. '" CONV_F_READ_IN
+    "', gn)\n"
+    "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
+    "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE
+    "', 'g', '" MQ_F_BODY "', ARGV[6], '" MQ_F_TS "', ARGV[7], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_GROUP
+    "', ARGV[4], '" MQ_F_GROUP_N "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"
-    "mp_publish('" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], ARGV[12])\n"
+    "mp_publish('" GROUP_DELIVERY_HEAD
+    "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], ARGV[12])\n"
     /* Offline notifications (notify/notify_worker.h): one event per member but the sender with no connection
      * on a live node, in the same script as the message. */
     "if ARGV[14] == '1' then\n"
@@ -75,10 +77,10 @@ static struct rdsa_script gsend_lua = {
     "      if not online then\n"
     "        local rn = tonumber(redis.call('HGET', '" KEY_CONV_PREFIX "' .. u, ARGV[13] .. '" CONV_F_READ_IN
     "') or '0')\n"
-    "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
-    "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV
-    "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ "', pr[j + 1], '" NT_F_TS "', ARGV[7], '" NT_F_PREVIEW
-    "', ARGV[15], '" NT_F_UNREAD "', gn - rn)\n"
+    "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION
+    "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO
+    "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
+    "', pr[j + 1], '" NT_F_TS "', ARGV[7], '" NT_F_PREVIEW "', ARGV[15], '" NT_F_UNREAD "', gn - rn)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -172,8 +174,9 @@ static void on_gsend_reply(redisReply *r, void *arg)
                       (long long)s->gid);
     } else {
         if (e[0]->integer == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
-            log_error("group send refused: a timeline is ahead of its counter uid=%lld group=%lld reason=\"%s\"",
-                      (long long)c->uid, (long long)s->gid, e[1]->str);
+            log_error(
+                "group send refused: a timeline is ahead of its counter uid=%lld group=%lld reason=\"%s\"",
+                (long long)c->uid, (long long)s->gid, e[1]->str);
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     }
     gsend_free(s);

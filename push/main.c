@@ -20,6 +20,8 @@
 #include "rdsa.h"
 #include "relay.h"
 #include "room.h"
+#include "stomp.h"
+#include "mqtt.h"
 #include "server.h"
 #include "stats.h"
 
@@ -51,6 +53,8 @@ static void finish(void)
     rdsa_stop();
     cluster_stop();
     room_stop();
+    stomp_stop();
+    mqtt_stop();
     conn_sweep_stop();
     stats_stop();
     uv_timer_stop(&M.stop_timer);
@@ -134,7 +138,8 @@ static int start(void)
     chat_online_init();
     chat_order_init();
     chat_site_init();
-    if (room_start() != MP_OK || relay_start() != MP_OK || rdsa_start(push.loop, push.cfg) != MP_OK)
+    if (room_start() != MP_OK || stomp_start() != MP_OK || mqtt_start() != MP_OK || relay_start() != MP_OK ||
+        rdsa_start(push.loop, push.cfg) != MP_OK)
         return MP_ERR;
     if (push.cfg->push.metrics_listen[0] != '\0' &&
         metrics_listen(push.cfg->push.metrics_listen, cluster_health, NULL) != MP_OK)

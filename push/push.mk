@@ -8,6 +8,8 @@ push_magpie_push_SOURCES = \
 	push/chat.h push/chat.c push/chatpkt.h push/chatpkt.c \
 	push/chat_send.c push/chat_online.c push/chat_history.c push/chat_order.c push/chat_site.c \
 	push/timeline.h push/timeline.c push/chat_read.c push/group.h push/group_send.c \
+	push/stomp.h push/stomp.c push/stompframe.h push/stompframe.c \
+	push/mqtt.h push/mqtt.c push/mqttpkt.h push/mqttpkt.c \
 	push/room.h push/room.c push/room_hub.c push/room_count.c push/roompkt.h push/roompkt.c \
 	push/relay.h push/relay.c push/cluster.h push/cluster.c \
 	push/rdsa.h push/rdsa.c push/dbpool.h push/dbpool.c \
@@ -15,8 +17,9 @@ push_magpie_push_SOURCES = \
 push_magpie_push_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS)
 push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
 
-# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches.
-check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt
+# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames.
+check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt \
+	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt
 tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
@@ -26,4 +29,11 @@ tests_unit_test_push_map_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 tests_unit_test_room_pkt_SOURCES = tests/unit/test_room_pkt.c push/roompkt.c push/roompkt.h
 tests_unit_test_room_pkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_room_pkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
-TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt
+tests_unit_test_push_stompframe_SOURCES = tests/unit/test_push_stompframe.c push/stompframe.c push/stompframe.h
+tests_unit_test_push_stompframe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_stompframe_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+tests_unit_test_push_mqttpkt_SOURCES = tests/unit/test_push_mqttpkt.c push/mqttpkt.c push/mqttpkt.h
+tests_unit_test_push_mqttpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_mqttpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe \
+	tests/unit/test_push_mqttpkt

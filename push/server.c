@@ -7,18 +7,21 @@
 #include "magpie.h"
 #include "push.h"
 #include "room.h"
+#include "stomp.h"
+#include "mqtt.h"
 
 #include <malloc.h>
 #include <string.h>
 #include <sys/resource.h>
 
 /* What this node serves: path (proto->path) and offered subprotocol -> protocol (see proto.h). SPEC §4.3:
- * on /ws none or magpie.v1 is the JSON chat protocol; /room takes none. */
+ * on /ws none or magpie.v1 is the JSON chat protocol, v12.stomp (v11.stomp, v10.stomp: what STOMP clients
+ * offer) STOMP 1.2, mqtt MQTT 3.1.1; /room takes none. */
 const struct proto_route push_routes[] = {
-    {&chat_proto, NULL},
-    {&chat_proto, "magpie.v1"},
-    {&room_proto, NULL},
-    {NULL, NULL},
+    {&chat_proto, NULL},         {&chat_proto, "magpie.v1"},
+    {&stomp_proto, "v12.stomp"}, {&stomp_proto, "v11.stomp"},
+    {&stomp_proto, "v10.stomp"}, {&mqtt_proto, "mqtt"},
+    {&room_proto, NULL},         {NULL, NULL},
 };
 
 #define SERVER_ROUTES (sizeof(push_routes) / sizeof(push_routes[0]))

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define STATS_MAX_PROTOS 4
+#define STATS_MAX_FRAMES 48 /* (protocol, command) pairs of magpie_push_frames_total */
 
 static const char *reason_names[STATS_E_COUNT] = {
     [STATS_E_MALFORMED] = "malformed",
@@ -36,6 +37,12 @@ static struct {
         double packets[128]; /* by type letter */
     } protos[STATS_MAX_PROTOS];
     int nprotos;
+    struct metric *frames_m;
+    struct {
+        const char *proto, *command; /* static strings */
+        double n;
+    } frames[STATS_MAX_FRAMES];
+    int nframes;
     double acks, errors[STATS_E_COUNT], drops[2];
     double buckets[32], sum; /* delivery latency, as metrics_latency_bounds */
     int redis_up;
@@ -65,6 +72,22 @@ void stats_conn(const char *proto, int delta)
 void stats_packet(const char *proto, char type)
 {
     S.protos[proto_index(proto)].packets[(unsigned char)type & 127] += 1;
+}
+
+void stats_frame(const char *proto, const char *command)
+{
+    int i;
+    for (i = 0; i < S.nframes; i++)
+        if (S.frames[i].proto == proto && S.frames[i].command == command)
+            break;
+    if (i == S.nframes) {
+        if (S.nframes == STATS_MAX_FRAMES)
+            return;
+        S.frames[i].proto = proto;
+        S.frames[i].command = command;
+        S.nframes++;
+    }
+    S.frames[i].n += 1;
 }
 
 void stats_ack(void)
@@ -170,6 +193,12 @@ static void flush(void)
                 S.protos[p].packets[t] = 0;
             }
     }
+    for (int i = 0; i < S.nframes; i++)
+        if (S.frames[i].n > 0) {
+            snprintf(labels, sizeof(labels), "protocol=\"%s\",command=\"%s\"", S.frames[i].proto,
+                     S.frames[i].command);
+            fold(S.frames_m, labels, &S.frames[i].n);
+        }
     if (S.acks > 0) {
         metric_add(S.acks_m, NULL, S.acks);
         S.acks = 0;
@@ -202,7 +231,12 @@ int stats_start(uv_loop_t *loop)
     S.conns = metrics_gauge("magpie_push_connections", "Open WebSocket connections by protocol.");
     S.packets =
         metrics_counter("magpie_push_packets_total", "Client packets received, by protocol and type.");
-    S.acks_m = metrics_counter("magpie_push_acks_total", "Messages accepted and acknowledged with A.");
+    S.frames_m =
+        metrics_counter("magpie_push_frames_total",
+                        "Frames of the standard protocols received (SPEC 4.3), by protocol and command; "
+                        "INVALID: a frame that did not parse.");
+    S.acks_m =
+        metrics_counter("magpie_push_acks_total", "Messages accepted and acknowledged (A, STOMP RECEIPT).");
     S.errors_m = metrics_counter("magpie_push_errors_total",
                                  "Errors answered to clients and refused connections, by reason.");
     S.drops_m = metrics_counter("magpie_push_queue_drops_total",
@@ -228,9 +262,9 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_room_drops_total",
                         "Room messages members missed, by level: normal ones dropped for a slow member, "
                         "important ones of a member disconnected because even they did not fit.");
-    if (!S.conns || !S.packets || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m ||
-        !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m ||
-        !S.room_batch_m || !S.room_drop_m)
+    if (!S.conns || !S.packets || !S.frames_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery ||
+        !S.redis_up_m || !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m ||
+        !S.room_out_m || !S.room_batch_m || !S.room_drop_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
     metric_add(S.room_pub_m, NULL, 0);

@@ -38,6 +38,8 @@ void stats_stop(void);
 void stats_conn(const char *proto, int delta);   /* a connection of proto opened (+1) or closed (-1) */
 void stats_packet(const char *proto, char type); /* a client packet of this type was received */
 void stats_ack(void);                            /* an A was sent for an accepted message */
+/* A frame of a standard protocol (STOMP, MQTT) was received; both strings static. */
+void stats_frame(const char *proto, const char *command);
 void stats_error(enum stats_reason r);
 void stats_queue_drop(int closed);   /* a frame dropped (0), or a connection closed (1), for a full queue */
 void stats_delivery(double seconds); /* from acceptance (ts) to a recipient's queue */

@@ -481,7 +481,7 @@ static void sync_done(void *arg)
     if (q->answer == NULL) {
         chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (conn_open(q->r.c)) {
-        conn_send_str(q->r.c, q->answer, q->answer_len);
+        chat_reply_str(q->r.c, q->answer, q->answer_len);
         q->answer = NULL;
     }
     sync_free(q);

@@ -128,6 +128,17 @@ struct magpie_config {
         long long max_per_user;
     } group;
     struct {
+        long long max_frame;
+        long long max_headers;
+        long long max_header_len;
+        long long heartbeat_ms;
+        long long session_ttl_s;
+    } stomp;
+    struct {
+        long long max_packet;
+        long long max_topic;
+    } mqtt;
+    struct {
         char *webhook_url;
         char *ca_file;
         char *secret;

@@ -286,6 +286,31 @@ const struct config_key config_keys[] = {
     INT("group", "max_per_user", group.max_per_user, 1, 100000, "500",
         "Groups a user may belong to at most; creating or being added to one more is refused."),
 
+    /* [stomp] (STOMP 1.2 on /ws, SPEC §4.3; design: push/stomp.c) */
+    INT("stomp", "max_frame", stomp.max_frame, 256, 16777216, "16384",
+        "Largest STOMP frame in bytes (one WebSocket message, so push.max_frame bounds it too); a larger\n"
+        "one gets ERROR \"frame too large\" and the connection is closed."),
+    INT("stomp", "max_headers", stomp.max_headers, 1, 128, "32",
+        "Header lines one STOMP frame may carry; more gets ERROR \"too many headers\" and a close."),
+    INT("stomp", "max_header_len", stomp.max_header_len, 64, 65536, "1024",
+        "Bytes of one STOMP header line (and of the command line); longer gets ERROR and a close."),
+    INT("stomp", "heartbeat_ms", stomp.heartbeat_ms, 0, 3600000, "10000",
+        "The heart-beat the server offers in CONNECTED (heart-beat:<this>,<this>): it sends an EOL at\n"
+        "the negotiated interval when the client asks for heart-beats, and closes a client that asked to\n"
+        "send them and is silent for twice its interval. 0 = no heart-beating (push.idle_timeout_s\n"
+        "still applies)."),
+    INT("stomp", "session_ttl_s", stomp.session_ttl_s, 3600, 31536000, "2592000",
+        "How long the position of an ack:client STOMP session (the last seq it ACKed, per user and\n"
+        "CONNECT client-id) is kept after its last ACK; a client back later starts at the timeline's end."),
+
+    /* [mqtt] (MQTT 3.1.1 on /ws, SPEC §4.3; design: push/mqtt.c) */
+    INT("mqtt", "max_packet", mqtt.max_packet, 256, 16777216, "16384",
+        "Largest MQTT packet (its remaining length) in bytes; a larger one, or a remaining length that\n"
+        "does not parse, closes the connection (MQTT answers a malformed packet by closing)."),
+    INT("mqtt", "max_topic", mqtt.max_topic, 16, 65535, "256",
+        "Bytes of a topic name or filter; a longer one in PUBLISH, SUBSCRIBE or UNSUBSCRIBE closes the\n"
+        "connection."),
+
     /* [notify] (design: notify/notify_worker.h) */
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",
         "Offline notifications (SPEC §6): a message stored for a user with no open connection, or a\n"

@@ -123,6 +123,13 @@
 #define CONV_F_READ_SEQ ":rs"
 #define CONV_F_READ_IN ":rn"
 
+/* ---- STOMP sessions (design: push/stomp.c) ---- */
+/* hash: a user's STOMP ack:client sessions: field = the CONNECT client-id ("" when the client named none),
+ * value = the seq in the user's timeline up to which that session has ACKed everything (or sent it itself).
+ * Only ever raised (STOMP_ACKED_LUA in stomp.c). On the next SUBSCRIBE with ack:client the entries after it
+ * are sent again from the timeline. TTL stomp.session_ttl_s, renewed by every write. */
+#define KEY_STOMP_ACKED "mp:stomp:%lld"
+
 /* ---- groups (design: push/group.h) ---- */
 /* counter: the last group id given; INCR by the create script. Restored from MySQL with the seq counters
  * (KEY_SEQ_RESTORED). No TTL. */

@@ -30,3 +30,6 @@ TESTS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/un
 TESTS_ENVIRONMENT = MAGPIE_CONFIG_BIN=$(abs_builddir)/shared/magpie-config$(EXEEXT) \
 	EXAMPLE=$(abs_srcdir)/magpie.conf.example
 EXTRA_DIST += tests/unit/example-drift.sh
+# the stock protocol clients test_stomp.py and test_mqtt.py drive (npm ci in tests/clients: scripts/dev test)
+EXTRA_DIST += tests/clients/package.json tests/clients/package-lock.json tests/clients/stomp_driver.mjs \
+	tests/clients/mqtt_driver.mjs

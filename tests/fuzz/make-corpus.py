@@ -286,6 +286,56 @@ def bench_stream():
     }
 
 
+def stompframe():
+    return {
+        "connect": b"CONNECT\naccept-version:1.2\nhost:magpie\npasscode:" + jwt(claims("websocket")).encode()
+        + b"\nheart-beat:10000,10000\n\n\0",
+        "stomp-bearer": b"STOMP\naccept-version:1.1,1.2\nAuthorization:Bearer x.y.z\nclient-id:phone\n\n\0",
+        "send": b"SEND\ndestination:/user/42\nreceipt:r-1\ncontent-type:text/plain\n\nhello\0\n",
+        "send-length": b"SEND\r\ndestination:/group/7\r\ncontent-length:5\r\n\r\nhe\0lo\0",
+        "subscribe": b"SUBSCRIBE\nid:sub-0\ndestination:/user/queue/messages\nack:client\n\n\0",
+        "ack-escaped": b"ACK\nid:17\nreceipt:a\\cb\\\\c\\n\n\n\0",
+        "nack": b"NACK\nid:n3\n\n\0",
+        "unsubscribe": b"UNSUBSCRIBE\nid:sub-0\n\n\0",
+        "begin": b"BEGIN\ntransaction:tx\n\n\0",
+        "disconnect": b"DISCONNECT\nreceipt:77\n\n\0\n\n",
+        "heartbeat": b"\n\r\n\n",
+        "no-nul": b"SEND\ndestination:/user/1\n\nno nul",
+        "bad-escape": b"SEND\ndestination:/us\\ter/1\n\nx\0",
+    }
+
+
+def mqttpkt():
+    def s(x):
+        b = x.encode() if isinstance(x, str) else x
+        return struct.pack(">H", len(b)) + b
+
+    def pkt(t, flags, body):
+        rl, enc = len(body), b""
+        while True:
+            d, rl = rl & 0x7F, rl >> 7
+            enc += bytes([d | (0x80 if rl else 0)])
+            if not rl:
+                return bytes([t << 4 | flags]) + enc + body
+
+    connect = pkt(1, 0, s("MQTT") + bytes([4, 0xC2]) + struct.pack(">H", 30) + s("") + s("magpie")
+                  + s(jwt(claims("websocket"))))
+    return {
+        "connect": connect,
+        "connect-will": pkt(1, 0, s("MQTT") + bytes([4, 0x2E]) + struct.pack(">H", 60) + s("phone") + s("w/t")
+                            + s(b"bye")),
+        "publish-qos1": pkt(3, 2, s("user/42") + struct.pack(">H", 7) + b"hello"),
+        "publish-qos0": pkt(3, 0, s("group/7") + b"hi"),
+        "publish-long": pkt(3, 2, s("user/42") + struct.pack(">H", 8) + b"x" * 300),
+        "subscribe": pkt(8, 2, struct.pack(">H", 3) + s("me/inbox") + b"\x01" + s("#") + b"\x00"),
+        "unsubscribe": pkt(10, 2, struct.pack(">H", 4) + s("me/inbox")),
+        "acks": pkt(4, 0, b"\x00\x01") + pkt(6, 2, b"\x00\x02") + pkt(5, 0, b"\x00\x03"),
+        "ping-disconnect": pkt(12, 0, b"") + pkt(14, 0, b""),
+        "stream": connect + pkt(8, 2, struct.pack(">H", 1) + s("me/inbox") + b"\x01") + pkt(12, 0, b""),
+        "bad-length": b"\x30\xff\xff\xff\xff\x01",
+    }
+
+
 def main():
     write("chatpkt", chatpkt())
     write("roompkt", roompkt())
@@ -296,6 +346,8 @@ def main():
     write("http", http())
     write("qr_token", qr_token())
     write("bench_stream", bench_stream())
+    write("stompframe", stompframe())
+    write("mqttpkt", mqttpkt())
 
 
 if __name__ == "__main__":

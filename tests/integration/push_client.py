@@ -393,9 +393,11 @@ class ExtraNode:
     """A magpie-push node started by the test, with config overrides, on its own ports, registered in the
     same cluster. Stopped with SIGTERM (so the sanitizer build checks it for leaks too)."""
 
-    def __init__(self, stack, node_id, **overrides):
+    def __init__(self, stack, node_id, env=None, **overrides):
+        """overrides: push.* keys (MAGPIE_PUSH_<KEY>); env: other MAGPIE_* variables as they are."""
         self.stack = stack
         self.node_id = node_id
+        self.extra_env = env or {}
         self.log = os.path.join(stack.run, "logs", f"push-extra{node_id}.log")
         # A port found free can be taken by someone else before the node binds it (any outgoing connection
         # may get it as its local port): try again on other ports, as an operator would.
@@ -411,6 +413,7 @@ class ExtraNode:
                     "MAGPIE_PUSH_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}", "MAGPIE_LOG_FILE": self.log})
         for k, v in overrides.items():
             env[f"MAGPIE_PUSH_{k.upper()}"] = str(v)
+        env.update({k: str(v) for k, v in self.extra_env.items()})
         out = open(os.path.join(self.stack.run, "logs", f"push-extra{self.node_id}.out"), "ab")
         log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         self.proc = subprocess.Popen([self.stack.bin("push/magpie-push"), "-c", self.stack.conf_path], env=env,

@@ -181,9 +181,10 @@ def test_a_bad_path_through_nginx_gets_404_and_others_connect_at_once(stack):
     run(go())
 
 
-def test_a_subprotocol_only_chat_speaks_is_refused_on_room(stack):
+@pytest.mark.parametrize("name", ["magpie.v1", "v12.stomp"])
+def test_a_subprotocol_only_chat_speaks_is_refused_on_room(stack, name):
     async def go():
-        answer = await _ask(stack.nginx_port, _request("/room", extra=["Sec-WebSocket-Protocol: magpie.v1"]))
+        answer = await _ask(stack.nginx_port, _request("/room", extra=[f"Sec-WebSocket-Protocol: {name}"]))
         assert (answer.status, answer.body) == (400, b"unsupported subprotocol\n")
     run(go())
 
