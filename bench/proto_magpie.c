@@ -154,7 +154,7 @@ static int chat_send(struct worker *w, struct conn *c, const struct payload *p, 
         return -1;
     /* text is the payload alphabet (payload.h): nothing to escape, so the packet is formatted directly. */
     int n = snprintf(pkt, sizeof(pkt), "{\"id\":\"%s\",\"to\":%lld,\"type\":\"t\",\"msg\":\"%.*s\"}", id,
-                     (long long)partner_uid(w, c), (int)len, text);
+                     (long long)bench_recipient(worker_opts(w), c->idx), (int)len, text);
     if (n < 0 || (size_t)n >= sizeof(pkt))
         return -1;
     return conn_ws_send(w, c, WSF_TEXT, pkt, (size_t)n);
