@@ -71,16 +71,16 @@ struct bench_opts {
     double connect_rate;  /* new connections/s, all workers together */
     int connect_inflight; /* per worker */
     double connect_timeout_s;
-    double heartbeat_s; /* room: HEARTBEAT interval */
-    double sync_rate;   /* chat: Y requests/s of all users together while a step runs (0 = none) */
-    int sync_limit;     /* chat: entries each Y asks for, `after` that many back from the user's latest */
-    double offline_frac; /* chat: this fraction of the pairs send to users with no connection (bench_offline) */
-    int src_ips;        /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
-    int64_t uid_base;   /* connection i is user uid_base + i */
-    char room[96];      /* room / channel / subject name (the run nonce is appended) */
-    uint32_t run;       /* nonce of this run */
-    int level;          /* room: msgLv of published messages */
-    struct auth auth;   /* Magpie: mints tickets and tokens */
+    double heartbeat_s;  /* room: HEARTBEAT interval */
+    double sync_rate;    /* chat: Y requests/s of all users together while a step runs (0 = none) */
+    int sync_limit;      /* chat: entries each Y asks for, `after` that many back from the user's latest */
+    double offline_frac; /* chat: fraction of the pairs sending to users never connected (bench_offline) */
+    int src_ips;         /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
+    int64_t uid_base;    /* connection i is user uid_base + i */
+    char room[96];       /* room / channel / subject name (the run nonce is appended) */
+    uint32_t run;        /* nonce of this run */
+    int level;           /* room: msgLv of published messages */
+    struct auth auth;    /* Magpie: mints tickets and tokens */
     int64_t ticket_ttl_s;
     struct memgroup mem[BENCH_MAX_MEM];
     int nmem;

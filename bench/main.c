@@ -869,8 +869,7 @@ static json_t *settings_json(const struct run *R)
                      o->step_s, "drain_s", o->drain_s, "p99_bound_ms", o->p99_bound_ms, "size",
                      (json_int_t)o->size, "level", o->level, "connect_rate", o->connect_rate, "src_ips",
                      o->src_ips, "settle_s", o->settle_s, "connect_inflight", o->connect_inflight,
-                     "sync_rate", o->sync_rate, "sync_limit", o->sync_limit, "offline_frac",
-                     o->offline_frac);
+                     "sync_rate", o->sync_rate, "sync_limit", o->sync_limit, "offline_frac", o->offline_frac);
 }
 
 /* One step of the rate ramp as JSON; *ok tells whether nothing was lost or duplicated. */
