@@ -73,11 +73,12 @@ struct bench_opts {
     double connect_rate;  /* new connections/s, all workers together */
     int connect_inflight; /* per worker */
     double connect_timeout_s;
-    double heartbeat_s; /* room: HEARTBEAT interval */
-    double sync_rate;   /* chat: Y requests/s of all users together while a step runs (0 = none) */
-    int sync_limit;     /* chat: entries each Y asks for, `after` that many back from the user's latest */
-    int src_ips;        /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
-    int64_t uid_base;   /* connection i is user uid_base + i */
+    double heartbeat_s;  /* room: HEARTBEAT interval */
+    double sync_rate;    /* chat: Y requests/s of all users together while a step runs (0 = none) */
+    int sync_limit;      /* chat: entries each Y asks for, `after` that many back from the user's latest */
+    double offline_frac; /* chat: fraction of the pairs sending to users never connected (bench_offline) */
+    int src_ips;         /* client addresses 127.0.0.2 .. 127.0.0.(1 + src_ips); 0 = kernel's */
+    int64_t uid_base;    /* connection i is user uid_base + i */
     /* group: connection i is member i % members of group_ids[i / members] (bench/run made the groups over
      * HTTP with exactly these uids); the first group_senders members of each group send. */
     int64_t group_ids[BENCH_MAX_GROUPS];
@@ -144,6 +145,7 @@ struct bench_report {
     uint64_t send_skipped;     /* scheduled but the sender was not ready / its buffer was full */
     uint64_t send_errors;      /* refused by the server (chat E, room Err, nats -ERR, nchan non-2xx) */
     uint64_t acked;            /* chat: A received for this step's messages */
+    uint64_t acked_offline;    /* chat: of those, messages to an offline user (no delivery expected) */
     uint64_t ack_dups;
     uint64_t delivered;    /* this step's messages received by receivers, each once */
     uint64_t gaps;         /* sequence numbers skipped (a message missing, or reordered) */
@@ -214,6 +216,25 @@ int conn_ws_send(struct worker *w, struct conn *c, int opcode, const void *data,
 /* A receiver got a bench message's text: check it is ours, track its sequence, time it. */
 void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size_t len, int64_t now);
 /* A chat sender got the ack of the message with this payload. */
+/* chat --offline-frac F: pair k (users 2k, 2k+1) is an offline pair when floor((k+1)F) > floor(kF), which
+ * spreads round(pairs x F) such pairs evenly. Both users of an offline pair stay connected and send, but
+ * each to a user of its own that never connects (uid_base + conns + idx, made its friend), so that message
+ * is stored and, with notify.webhook_url set, queued as a notification event (SPEC §6) instead of
+ * delivered. Acks are timed as for any message; no delivery is expected for it. */
+static inline int bench_offline(const struct bench_opts *o, uint32_t idx)
+{
+    double k = (double)(idx / 2u);
+    return o->offline_frac > 0 && (long)((k + 1) * o->offline_frac) > (long)(k * o->offline_frac);
+}
+
+/* The user idx sends its messages to. */
+static inline int64_t bench_recipient(const struct bench_opts *o, uint32_t idx)
+{
+    if (bench_offline(o, idx))
+        return o->uid_base + (int64_t)o->conns + (int64_t)idx;
+    return o->uid_base + (int64_t)(idx ^ 1u);
+}
+
 void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int64_t now);
 /* A Y answer (msg, NULL when it was E with the text err) came for c's Y in flight. */
 void bench_synced(struct worker *w, struct conn *c, const json_t *msg, const char *err, int64_t now);

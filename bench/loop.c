@@ -617,6 +617,8 @@ void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int6
         return;
     }
     w->rep->acked++;
+    if (bench_offline(w->o, c->idx))
+        w->rep->acked_offline++;
     hist_record(&w->rep->ack, now - p->sched_ns);
 }
 

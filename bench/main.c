@@ -85,6 +85,9 @@ static const char *usage_text =
     "                          that has seen --sync-limit entries, `after` that many back; answers timed "
     "and\n"
     "                          checked (SPEC 4.1) [0 = none]\n"
+    "      --offline-frac F    chat: this fraction of the pairs send each to a user of its own that never "
+    "connects\n"
+    "                          (stored, and queued for notification when notify.webhook_url is set) [0]\n"
     "      --sync-limit N      chat: entries each Y asks for [100]\n"
     "      --src-ips N         client addresses 127.0.0.2 .. 127.0.0.(N+1) [16; 0 = the kernel's choice]\n"
     "      --uid-base N        connection i is user N + i [900000000]\n"
@@ -118,6 +121,7 @@ enum {
     OPT_KIND,
     OPT_TTL,
     OPT_SYNC_RATE,
+    OPT_OFFLINE_FRAC,
     OPT_SYNC_LIMIT,
     OPT_GROUP_IDS,
     OPT_MEMBERS,
@@ -159,6 +163,7 @@ static const struct option long_opts[] = {
     {"kind", required_argument, NULL, OPT_KIND},
     {"ttl", required_argument, NULL, OPT_TTL},
     {"sync-rate", required_argument, NULL, OPT_SYNC_RATE},
+    {"offline-frac", required_argument, NULL, OPT_OFFLINE_FRAC},
     {"sync-limit", required_argument, NULL, OPT_SYNC_LIMIT},
     {"group-ids", required_argument, NULL, OPT_GROUP_IDS},
     {"members", required_argument, NULL, OPT_MEMBERS},
@@ -466,6 +471,10 @@ static int parse_args(struct run *R, int argc, char **argv)
             if (num(optarg, 0.1, 3600, &o->heartbeat_s) != 0)
                 return die_usage("bad --heartbeat-s", optarg);
             break;
+        case OPT_OFFLINE_FRAC:
+            if (num(optarg, 0, 1, &o->offline_frac) != 0)
+                return die_usage("bad --offline-frac (0 to 1)", optarg);
+            break;
         case OPT_SYNC_RATE:
             if (num(optarg, 0, 1e6, &o->sync_rate) != 0)
                 return die_usage("bad --sync-rate", optarg);
@@ -558,6 +567,8 @@ static int parse_args(struct run *R, int argc, char **argv)
         return die_usage("nchan rooms need --pub-url", NULL);
     if (o->scenario == SC_CHAT && o->conns % 2 != 0)
         return die_usage("chat needs an even --conns (pairs of users)", NULL);
+    if (o->offline_frac > 0 && o->scenario != SC_CHAT)
+        return die_usage("--offline-frac is for the chat scenario", NULL);
     if (o->sync_rate > 0 && o->scenario != SC_CHAT)
         return die_usage("--sync-rate is for the chat scenario", NULL);
     if (o->scenario == SC_CHAT && o->size > 1023)
@@ -608,6 +619,20 @@ static int chat_friends(struct run *R, int add)
         else
             redisAppendCommand(ctx, "DEL %s", key);
         pending++;
+        if (bench_offline(&R->o, (uint32_t)i)) {
+            /* Its offline recipient (bench.h bench_recipient), a friend both ways. */
+            long long ghost = (long long)bench_recipient(&R->o, (uint32_t)i);
+            char gkey[64];
+            snprintf(gkey, sizeof(gkey), KEY_FRIENDS, ghost);
+            if (add) {
+                redisAppendCommand(ctx, "SADD %s %lld", key, ghost);
+                redisAppendCommand(ctx, "SADD %s %lld", gkey, me);
+                pending += 2;
+            } else {
+                redisAppendCommand(ctx, "DEL %s", gkey);
+                pending++;
+            }
+        }
         while (pending > 0 && (pending >= FRIENDS_PIPELINE || i == R->o.conns - 1)) {
             redisReply *reply = rds_reply(&r);
             if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
@@ -737,6 +762,7 @@ static void report_merge(struct bench_report *dst, const struct bench_report *sr
     dst->send_skipped += src->send_skipped;
     dst->send_errors += src->send_errors;
     dst->acked += src->acked;
+    dst->acked_offline += src->acked_offline;
     dst->ack_dups += src->ack_dups;
     dst->delivered += src->delivered;
     dst->gaps += src->gaps;
@@ -914,6 +940,7 @@ static json_t *settings_json(const struct run *R)
         json_object_set_new(j, "group_senders", json_integer(o->group_senders));
         json_object_set_new(j, "uid_base", json_integer((json_int_t)o->uid_base));
     }
+    json_object_set_new(j, "offline_frac", json_real(o->offline_frac));
     return j;
 }
 
@@ -925,7 +952,7 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
     uint64_t accepted = s->sent > s->send_errors ? s->sent - s->send_errors : 0;
     int acks = o->scenario == SC_CHAT || o->scenario == SC_GROUP; /* senders get A */
     /* group: every acked g reaches every other member (receivers = members - 1) */
-    uint64_t expected = o->scenario == SC_CHAT    ? s->acked
+    uint64_t expected = o->scenario == SC_CHAT    ? s->acked - s->acked_offline
                         : o->scenario == SC_GROUP ? s->acked * receivers
                                                   : accepted * receivers;
     int64_t lost = (int64_t)expected - (int64_t)s->delivered;
@@ -951,6 +978,7 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
                         json_real(round3((double)s->cpu_ns / 1e9 / (o->step_s + o->drain_s))));
     if (acks) {
         json_object_set_new(j, "acked", json_integer((json_int_t)s->acked));
+        json_object_set_new(j, "acked_offline", json_integer((json_int_t)s->acked_offline));
         json_object_set_new(j, "ack_duplicated", json_integer((json_int_t)s->ack_dups));
         json_object_set_new(j, "unanswered", json_integer((json_int_t)unanswered));
         json_object_set_new(j, "acks_per_s", json_real(round3((double)s->acked / o->step_s)));

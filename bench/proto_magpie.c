@@ -176,9 +176,9 @@ static int chat_send(struct worker *w, struct conn *c, const struct payload *p, 
         return -1;
     /* text is the payload alphabet (payload.h): nothing to escape, so the packet is formatted directly. */
     int group = worker_opts(w)->scenario == SC_GROUP;
-    int n =
-        snprintf(pkt, sizeof(pkt), "{\"id\":\"%s\",\"to\":%lld,\"type\":\"%c\",\"msg\":\"%.*s\"}", id,
-                 (long long)(group ? group_of(w, c) : partner_uid(w, c)), group ? 'g' : 't', (int)len, text);
+    int n = snprintf(pkt, sizeof(pkt), "{\"id\":\"%s\",\"to\":%lld,\"type\":\"%c\",\"msg\":\"%.*s\"}", id,
+                     (long long)(group ? group_of(w, c) : bench_recipient(worker_opts(w), c->idx)),
+                     group ? 'g' : 't', (int)len, text);
     if (n < 0 || (size_t)n >= sizeof(pkt))
         return -1;
     return conn_ws_send(w, c, WSF_TEXT, pkt, (size_t)n);
