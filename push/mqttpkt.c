@@ -1,5 +1,6 @@
 /* mqttpkt.c -- see mqttpkt.h. */
 #include "mqttpkt.h"
+#include "magpie.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,38 +59,7 @@ int mqttpkt_next(const uint8_t *buf, size_t len, size_t max_len, struct mqttpkt 
 /* UTF-8 as MQTT 3.1.1 §1.5.3 wants it: well-formed, no surrogates, no U+0000. */
 static int utf8_ok(const uint8_t *s, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        uint8_t b = s[i];
-        size_t n;
-        unsigned cp;
-        if (b == 0)
-            return 0;
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF)
-            n = 1, cp = b & 0x1F;
-        else if (b >= 0xE0 && b <= 0xEF)
-            n = 2, cp = b & 0x0F;
-        else if (b >= 0xF0 && b <= 0xF4)
-            n = 3, cp = b & 0x07;
-        else
-            return 0;
-        if (len - i <= n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
+    return memchr(s, 0, len) == NULL && mp_utf8_valid(s, len);
 }
 
 /* A reader over one packet's variable part. */

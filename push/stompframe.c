@@ -1,5 +1,6 @@
 /* stompframe.c -- see stompframe.h. */
 #include "stompframe.h"
+#include "magpie.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,41 +57,6 @@ static long unescape(char *s, size_t len)
     }
     s[w] = '\0';
     return (long)w;
-}
-
-/* Is s[0..len) UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF)? STOMP headers are. */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char b = s[i];
-        size_t n;
-        unsigned cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if (b >= 0xC2 && b <= 0xDF)
-            n = 1, cp = b & 0x1F;
-        else if (b >= 0xE0 && b <= 0xEF)
-            n = 2, cp = b & 0x0F;
-        else if (b >= 0xF0 && b <= 0xF4)
-            n = 3, cp = b & 0x07;
-        else
-            return 0;
-        if (len - i <= n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 /* One line of buf[pos..end): returns its length without the EOL and sets *next past the EOL; -1 when no
@@ -187,8 +153,8 @@ enum stompframe_result stompframe_parse(char *buf, size_t len, const struct stom
             h[nl] = '\0';
             colon[1 + vl] = '\0';
         }
-        if (!utf8_valid((const unsigned char *)h, (size_t)nl) ||
-            !utf8_valid((const unsigned char *)colon + 1, (size_t)vl)) {
+        if (!mp_utf8_valid((const unsigned char *)h, (size_t)nl) ||
+            !mp_utf8_valid((const unsigned char *)colon + 1, (size_t)vl)) {
             *why = STOMP_E_NOT_UTF8;
             return STOMPFRAME_BAD;
         }

@@ -31,4 +31,8 @@ int64_t mp_now_ms(void);
 /* Milliseconds from CLOCK_MONOTONIC, for measuring intervals. */
 int64_t mp_mono_ms(void);
 
+/* Is s (len bytes) well-formed UTF-8: shortest forms only, no surrogates, nothing past U+10FFFF? (U+0000 is
+ * allowed; a caller that refuses it checks for it.) */
+int mp_utf8_valid(const unsigned char *s, size_t len);
+
 #endif
