@@ -105,6 +105,15 @@ size_t chat_preview_len(const char *body, size_t len)
     return i;
 }
 
+json_t *chat_retry_extra(const char *first)
+{
+    const char *sp = strchr(first, ' ');
+    if (sp == NULL)
+        return json_pack("{s:s}", "mid", first);
+    return json_pack("{s:s%,s:I}", "mid", first, (size_t)(sp - first), "seq",
+                     (json_int_t)strtoll(sp + 1, NULL, 10));
+}
+
 /* ---- P ---- */
 
 static void chat_ping(struct conn *c, const struct chatpkt *p)

@@ -60,6 +60,10 @@ void chat_send_init(void);
  * 64 + CHAT_MAX_ID bytes. */
 size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len);
 
+/* The A fields of a retried t, i or g from its dedup key's "<mid> <seq>" (just "<mid>" when it was accepted
+ * before timelines): {"mid", "seq"?}. */
+json_t *chat_retry_extra(const char *first);
+
 /* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
 size_t chat_preview_len(const char *body, size_t len);
 

@@ -140,16 +140,6 @@ void chat_send_init(void)
     snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
 }
 
-/* The first "<mid> <seq>" of a retried message (just "<mid>" when it was accepted before timelines). */
-static json_t *retry_extra(const char *first)
-{
-    const char *sp = strchr(first, ' ');
-    if (sp == NULL)
-        return json_pack("{s:s}", "mid", first);
-    return json_pack("{s:s%,s:I}", "mid", first, (size_t)(sp - first), "seq",
-                     (json_int_t)strtoll(sp + 1, NULL, 10));
-}
-
 static void on_send_reply(redisReply *r, void *arg)
 {
     struct send_req *s = arg;
@@ -172,7 +162,7 @@ static void on_send_reply(redisReply *r, void *arg)
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), retry_extra(e[1]->str));
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(e[1]->str));
         stats_ack();
     } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
                e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_INTEGER) {

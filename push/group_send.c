@@ -158,11 +158,7 @@ static void on_gsend_reply(redisReply *r, void *arg)
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
-        const char *sp = strchr(e[1]->str, ' ');
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
-                   sp ? json_pack("{s:s%,s:I}", "mid", e[1]->str, (size_t)(sp - e[1]->str), "seq",
-                                  (json_int_t)strtoll(sp + 1, NULL, 10))
-                      : json_pack("{s:s}", "mid", e[1]->str));
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(e[1]->str));
         stats_ack();
     } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
                e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_STRING) {
