@@ -204,6 +204,13 @@ static const char *find_ticket(struct conn *c, char *buf, int len)
     return t && *t ? t : NULL;
 }
 
+const char *chat_ticket_refusal(enum auth_result r)
+{
+    return r == AUTH_EXPIRED      ? CHAT_E_EXPIRED_TICKET
+           : r == AUTH_WRONG_KIND ? CHAT_E_WRONG_KIND
+                                  : CHAT_E_BAD_TICKET;
+}
+
 static void chat_open(struct conn *c)
 {
     char buf[AUTH_MAX_TOKEN + 64];
@@ -218,20 +225,11 @@ static void chat_open(struct conn *c)
     }
     r = auth_verify(&push.auth, ticket, AUTH_KIND_WEBSOCKET, &claims);
     memset(buf, 0, sizeof(buf)); /* the ticket is a credential until it is claimed */
-    switch (r) {
-    case AUTH_OK:
+    if (r == AUTH_OK) {
         conn_login(c, claims.uid, claims.sid, claims.jti, on_login);
         return;
-    case AUTH_EXPIRED:
-        why = CHAT_E_EXPIRED_TICKET;
-        break;
-    case AUTH_WRONG_KIND:
-        why = CHAT_E_WRONG_KIND;
-        break;
-    default:
-        why = CHAT_E_BAD_TICKET;
-        break;
     }
+    why = chat_ticket_refusal(r);
 refused:
     log_info("chat refused conn=%llu reason=\"%s\" ip=%s", (unsigned long long)c->id, why, c->ip);
     refuse(c, why, STATS_E_TICKET, LWS_CLOSE_STATUS_POLICY_VIOLATION);

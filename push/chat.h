@@ -60,6 +60,9 @@ void chat_send_init(void);
  * 64 + CHAT_MAX_ID bytes. */
 size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len);
 
+/* The E reason for a ticket auth_verify refused (any protocol's login): expired, wrong kind, or bad. */
+const char *chat_ticket_refusal(enum auth_result r);
+
 /* The A fields of a retried t, i or g from its dedup key's "<mid> <seq>" (just "<mid>" when it was accepted
  * before timelines): {"mid", "seq"?}. */
 json_t *chat_retry_extra(const char *first);

@@ -250,9 +250,7 @@ static void do_connect(struct mqtt *m, const struct mqttpkt *p)
             conn_login(m->c, claims.uid, claims.sid, claims.jti, on_login);
             return;
         }
-        why = r == AUTH_EXPIRED      ? CHAT_E_EXPIRED_TICKET
-              : r == AUTH_WRONG_KIND ? CHAT_E_WRONG_KIND
-                                     : CHAT_E_BAD_TICKET;
+        why = chat_ticket_refusal(r);
     }
     log_info("mqtt refused conn=%llu reason=\"%s\" ip=%s", (unsigned long long)m->c->id, why, m->c->ip);
     stats_error(STATS_E_TICKET);

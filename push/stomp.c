@@ -649,21 +649,13 @@ static void do_connect(struct stomp *s, struct stompframe *f)
     if (ticket == NULL || ticket[0] == '\0') {
         why = CHAT_E_NO_TICKET;
     } else {
-        switch (auth_verify(&push.auth, ticket, AUTH_KIND_WEBSOCKET, &claims)) {
-        case AUTH_OK:
+        enum auth_result r = auth_verify(&push.auth, ticket, AUTH_KIND_WEBSOCKET, &claims);
+        if (r == AUTH_OK) {
             s->logging_in = 1;
             conn_login(s->c, claims.uid, claims.sid, claims.jti, on_login);
             return;
-        case AUTH_EXPIRED:
-            why = CHAT_E_EXPIRED_TICKET;
-            break;
-        case AUTH_WRONG_KIND:
-            why = CHAT_E_WRONG_KIND;
-            break;
-        default:
-            why = CHAT_E_BAD_TICKET;
-            break;
         }
+        why = chat_ticket_refusal(r);
     }
     log_info("stomp refused conn=%llu reason=\"%s\" ip=%s", (unsigned long long)s->c->id, why, s->c->ip);
     stats_error(STATS_E_TICKET);
