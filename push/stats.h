@@ -51,5 +51,6 @@ void stats_room_published(void);                    /* a member's MESSAGE publis
 void stats_room_in(void);                           /* a message arrived for a room with members here */
 void stats_room_batch(long deliveries);             /* a batch went out: deliveries = messages x members */
 void stats_room_drop(int important, long messages); /* messages a member missed (slow, or disconnected) */
+void stats_room_subscriptions(long stomp, long mqtt); /* room subscriptions of STOMP and MQTT connections here */
 
 #endif
