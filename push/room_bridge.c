@@ -164,13 +164,15 @@ static void mqtt_refusal(struct conn *c, unsigned packet_id, const char *topic, 
 {
     json_t *o = json_pack("{s:I,s:s,s:s}", "packet_id", (json_int_t)packet_id, "topic", topic, "reason", why);
     char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    uint8_t *pkt;
     size_t len = 0;
     json_decref(o);
     if (s == NULL) {
         conn_abort(c, "out of memory");
         return;
     }
-    mqtt_put(c, mqttpkt_publish_build(BRIDGE_TOPIC_ERRORS, s, strlen(s), 0, 0, &len), len);
+    pkt = mqttpkt_publish_build(BRIDGE_TOPIC_ERRORS, s, strlen(s), 0, 0, &len); /* sets len: not in the call */
+    mqtt_put(c, pkt, len);
     free(s);
 }
 
@@ -373,6 +375,7 @@ static void on_published(redisReply *r, void *arg)
 {
     struct pubreq *p = arg;
     struct conn *c = p->c;
+    uint8_t *pkt;
     size_t len = 0;
 
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
@@ -382,8 +385,10 @@ static void on_published(redisReply *r, void *arg)
             publish_failed(p);
         else if (p->kind == MEMBER_STOMP)
             stomp_receipt(c, p->receipt);
-        else if (p->qos > 0)
-            mqtt_put(c, mqttpkt_ack_build(p->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, p->packet_id, &len), len);
+        else if (p->qos > 0) {
+            pkt = mqttpkt_ack_build(p->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK, p->packet_id, &len);
+            mqtt_put(c, pkt, len);
+        }
     }
     conn_release(c);
     pubreq_free(p);
@@ -633,8 +638,10 @@ static struct frame *mqtt_frame(const struct room_bridge_batch *bb)
     int rc = MP_OK;
 
     snprintf(topic, sizeof(topic), ROOM_BRIDGE_MQTT_PREFIX "%s", bb->room);
-    while (rc == MP_OK && next_message(bb->b, &off, &msg, &len))
-        rc = obuf_take(&o, mqttpkt_publish_build(topic, msg, len, 0, 0, &n), n);
+    while (rc == MP_OK && next_message(bb->b, &off, &msg, &len)) {
+        uint8_t *pkt = mqttpkt_publish_build(topic, msg, len, 0, 0, &n);
+        rc = obuf_take(&o, pkt, n);
+    }
     if (rc == MP_OK)
         f = frame_new(o.p, o.len, 1);
     free(o.p);
@@ -659,7 +666,8 @@ static struct frame *stomp_frame(struct room_bridge_batch *bb, const char *sub_i
     while (rc == MP_OK && next_message(bb->b, &off, &msg, &len)) {
         snprintf(mid, sizeof(mid), "%lld.%d", (long long)bb->id, k++);
         text = text && mp_utf8_valid(msg, len);
-        rc = obuf_take(&o, stompframe_build("MESSAGE", h, (const char *)msg, len, &n), n);
+        char *one = stompframe_build("MESSAGE", h, (const char *)msg, len, &n);
+        rc = obuf_take(&o, one, n);
     }
     if (rc == MP_OK)
         f = frame_new(o.p, o.len, !text);
