@@ -303,8 +303,8 @@ static void do_publish(struct mqtt *m, const struct mqttpkt *p, int limited)
         return;
     }
     if (room) /* a room (room_bridge.h): answered there, or refused below */
-        why = room_bridge_mqtt_publish(m->c, pub.topic.s, pub.topic.len, pub.payload, pub.payload_len, pub.qos,
-                                       pub.packet_id);
+        why = room_bridge_mqtt_publish(m->c, pub.topic.s, pub.topic.len, pub.payload, pub.payload_len,
+                                       pub.qos, pub.packet_id);
     else if (limited || (type = parse_topic(pub.topic.s, pub.topic.len, &to)) == 0)
         why = limited ? CHAT_E_RATE : MQTT_E_BAD_TOPIC;
     if (why != NULL) {

@@ -74,7 +74,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BRIDGE_MAX_SUB_ID 64 /* bytes of a STOMP subscription id (stomp.c checks it before) */
+#define BRIDGE_MAX_SUB_ID   64 /* bytes of a STOMP subscription id (stomp.c checks it before) */
 #define BRIDGE_TOPIC_ERRORS "me/errors"
 
 /* An MQTT SUBACK waiting for the rooms its SUBSCRIBE joined to be ready. */
@@ -141,8 +141,8 @@ static void stomp_receipt(struct conn *c, const char *receipt)
 /* ERROR as stomp.c sends it: message:why, receipt-id, the body repeats why. */
 static void stomp_error(struct conn *c, const char *why, const char *receipt)
 {
-    const char *h[] = {"message", why, "content-type", "text/plain", receipt ? "receipt-id" : NULL, receipt,
-                       NULL};
+    const char *h[] = {"message", why, "content-type", "text/plain", receipt ? "receipt-id" : NULL,
+                       receipt,   NULL};
     stomp_put(c, "ERROR", h, why, strlen(why));
 }
 
@@ -171,7 +171,8 @@ static void mqtt_refusal(struct conn *c, unsigned packet_id, const char *topic, 
         conn_abort(c, "out of memory");
         return;
     }
-    pkt = mqttpkt_publish_build(BRIDGE_TOPIC_ERRORS, s, strlen(s), 0, 0, &len); /* sets len: not in the call */
+    pkt =
+        mqttpkt_publish_build(BRIDGE_TOPIC_ERRORS, s, strlen(s), 0, 0, &len); /* sets len: not in the call */
     mqtt_put(c, pkt, len);
     free(s);
 }
@@ -262,7 +263,8 @@ static const char *join(struct bconn *bc, const char *room, const char *sub_id, 
     *out = NULL;
     if (bc->n >= push.cfg->push.rooms_per_conn)
         return ROOM_BRIDGE_E_TOO_MANY;
-    if ((bm = calloc(1, sizeof(*bm))) == NULL || (receipt != NULL && (bm->receipt = strdup(receipt)) == NULL)) {
+    if ((bm = calloc(1, sizeof(*bm))) == NULL ||
+        (receipt != NULL && (bm->receipt = strdup(receipt)) == NULL)) {
         free(bm);
         conn_abort(bc->c, "out of memory");
         return NULL;
@@ -483,8 +485,8 @@ int room_bridge_mqtt_topic(const char *topic, size_t len)
 static int mqtt_room(const char *topic, size_t len, char out[ROOM_MAX_ID + 1])
 {
     size_t n = strlen(ROOM_BRIDGE_MQTT_PREFIX);
-    if (len - n > ROOM_MAX_ID || memchr(topic + n, '+', len - n) != NULL || memchr(topic + n, '#', len - n) != NULL ||
-        memchr(topic + n, '\0', len - n) != NULL)
+    if (len - n > ROOM_MAX_ID || memchr(topic + n, '+', len - n) != NULL ||
+        memchr(topic + n, '#', len - n) != NULL || memchr(topic + n, '\0', len - n) != NULL)
         return 0;
     memcpy(out, topic + n, len - n);
     out[len - n] = '\0';

@@ -21,8 +21,8 @@
 #define ROOM_BRIDGE_MQTT_PREFIX  "room/"        /* topic room/<id> */
 
 /* Reasons of refusals (README names them; the room protocol's own where it has one, roompkt.h). */
-#define ROOM_BRIDGE_E_TOO_MANY  "too many rooms on this connection (push.rooms_per_conn)"
-#define ROOM_BRIDGE_E_ACK       "room messages are live: subscribe to a room with ack:auto"
+#define ROOM_BRIDGE_E_TOO_MANY   "too many rooms on this connection (push.rooms_per_conn)"
+#define ROOM_BRIDGE_E_ACK        "room messages are live: subscribe to a room with ack:auto"
 #define ROOM_BRIDGE_E_SUBSCRIBED "already subscribed"
 
 /* ---- STOMP (stomp.c) ---- */
@@ -101,14 +101,14 @@ struct room_bridge_batch {
         struct frame *f;
     } stomp[ROOM_BRIDGE_STOMP_FORMS];
     int nstomp;
-    int64_t id; /* message-id base of the batch's STOMP frames; 0 until the first is built */
+    int64_t id;          /* message-id base of the batch's STOMP frames; 0 until the first is built */
     struct frame *spare; /* the frame of a member past ROOM_BRIDGE_STOMP_FORMS, until the next */
 };
 
 void room_bridge_batch_init(struct room_bridge_batch *bb, const struct roombatch *b, const char *room);
 
-/* The frame for bridged member m (a borrowed reference, valid until room_bridge_batch_free), or NULL when
- * out of memory. */
+/* The frame for bridged member m: a borrowed reference, valid until the next call or room_bridge_batch_free
+ * (queue it at once: conn_send takes its own reference); NULL when out of memory. */
 struct frame *room_bridge_batch_frame(struct room_bridge_batch *bb, const struct member *m);
 
 void room_bridge_batch_free(struct room_bridge_batch *bb);

@@ -196,7 +196,8 @@ static void room_flush(struct room *r)
             cut++; /* important and over push.queue_cap: the member is being disconnected */
     }
     if (lost > 0) {
-        log_error("room batch lost: out of memory room=\"%s\" messages=%d members=%ld", r->id, b->count, lost);
+        log_error("room batch lost: out of memory room=\"%s\" messages=%d members=%ld", r->id, b->count,
+                  lost);
         stats_room_drop(b->important, lost * b->count);
     }
     stats_room_batch(delivered * b->count);

@@ -257,13 +257,15 @@ int stats_start(uv_loop_t *loop)
     S.members_m = metrics_gauge("magpie_push_room_members",
                                 "Room members on this node: /room connections signed in, and STOMP and MQTT "
                                 "room subscriptions.");
-    S.room_subs_m = metrics_gauge("magpie_push_room_subscriptions",
-                                  "Room subscriptions of STOMP and MQTT connections on this node, by protocol "
-                                  "(each one a member of its room).");
+    S.room_subs_m =
+        metrics_gauge("magpie_push_room_subscriptions",
+                      "Room subscriptions of STOMP and MQTT connections on this node, by protocol "
+                      "(each one a member of its room).");
     S.room_req_m = metrics_counter("magpie_push_room_requests_total", "Room requests received, by type.");
-    S.room_pub_m = metrics_counter("magpie_push_room_published_total",
-                                   "Messages of members here (room MESSAGE, STOMP SEND, MQTT PUBLISH), published "
-                                   "to their room.");
+    S.room_pub_m =
+        metrics_counter("magpie_push_room_published_total",
+                        "Messages of members here (room MESSAGE, STOMP SEND, MQTT PUBLISH), published "
+                        "to their room.");
     S.room_in_m =
         metrics_counter("magpie_push_room_messages_in_total",
                         "Room messages this node received for its members (members' and POST /msg).");
