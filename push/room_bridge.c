@@ -33,7 +33,7 @@
  *
  *                    <the message bytes>^@
  *                and the MESSAGE frames of one batch travel together in one WebSocket message (STOMP frames
- *                delimit themselves; stompjs, Spring and stomp.js parse several frames per message) -- a
+ *                delimit themselves; @stomp/stompjs, tested here, reads them as a stream) -- a
  *                text message when every body is UTF-8, else a binary one.
  *   MQTT join    SUBSCRIBE room/<id> at any QoS: granted QoS 0 (room messages are live, never resent); the
  *                SUBACK comes once this node's subscription to the room is confirmed (as STOMP's RECEIPT).

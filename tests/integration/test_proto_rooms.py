@@ -276,9 +276,10 @@ def test_a_batch_is_one_websocket_message_of_plain_frames(stack):
         node.stop()
 
 
-def test_receipt_of_a_room_subscribe_comes_before_its_messages(stack):
+def test_the_join_is_answered_once_the_room_is_ready_then_sends_and_messages_follow(stack):
     """A raw STOMP client's SUBSCRIBE receipt for a room nobody is in yet on its node, then a SEND with a
-    receipt: the RECEIPT of the SUBSCRIBE, the RECEIPT of the SEND (Redis took it), and the message itself."""
+    receipt: the RECEIPT of the SUBSCRIBE, the RECEIPT of the SEND (Redis took it), and the message itself.
+    MQTT likewise: the SUBACK, the PUBACK, the message."""
     async def go():
         room = new_room("order")
         st = await websockets.connect(f"ws://127.0.0.1:{stack.push_ports[1]}/ws", subprotocols=["v12.stomp"],
@@ -292,6 +293,15 @@ def test_receipt_of_a_room_subscribe_comes_before_its_messages(stack):
         (cmd, h, body), = stomp_frames(await asyncio.wait_for(st.recv(), 5))
         assert (cmd, h["subscription"], body) == ("MESSAGE", "a", b"hello")
         await st.close()
+        # the same for MQTT: the SUBACK, then the PUBACK of a QoS 1 PUBLISH, then the message (QoS 0)
+        room = new_room("order")
+        c = await RawMqtt.login(stack, ticket(stack, new_uid()), node=1)
+        await c.ws.send(subscribe_packet(5, (f"room/{room}", 1)))
+        assert await c.next() == (9, 0, b"\x00\x05\x00")
+        await c.ws.send(packet(3, 2, mstr(f"room/{room}") + b"\x00\x06" + b"hello"))
+        assert await c.next() == (4, 0, b"\x00\x06")
+        assert await c.next() == (3, 0, mstr(f"room/{room}") + b"hello")
+        await c.ws.close()
     run(go())
 
 
