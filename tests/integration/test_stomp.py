@@ -209,6 +209,28 @@ def test_ack_client_session_gets_what_it_did_not_ack_and_what_came_while_away_in
     stomp_run(go())
 
 
+def test_ack_client_new_session_gets_what_it_never_acked_again(stack):
+    """A session's first connection (nothing stored for client-id "fresh" yet) with ack:client gets two
+    messages and ACKs neither before the connection drops: the next connect of the session gets both again,
+    in order, and nothing else."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "fresh"})
+        s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
+        await asyncio.sleep(0.3)
+        await _sender_of(stack, a)(j, 2, "n")
+        assert [json.loads(m["body"])["msg"] for m in await s.messages(2)] == ["n0", "n1"]
+        s.do("drop")
+        await s.wait("close")
+        await asyncio.sleep(0.3)
+        s2 = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "fresh"})
+        s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
+        got = [json.loads(m["body"])["msg"] for m in await s2.quiet(1.5)]
+        assert got == ["n0", "n1"], got
+    stomp_run(go())
+
+
 def test_client_individual_nack_and_own_messages(stack):
     """client-individual: ACK of 1 and 3 but not 2, NACK of 4: the next connect gets 2 again (and what
     follows it), never 1; the session's own sends are not sent back to it on catch-up."""
