@@ -420,6 +420,47 @@ def test_qos1_window_holds_what_is_not_pubacked_and_sends_the_rest_as_pubacks_co
     run(go())
 
 
+def test_a_connect_with_a_connected_client_id_takes_the_session_over(stack):
+    """3.1.1 §3.1.4: a second CONNECT with the client id of a connected client of the same user (same node)
+    closes the first connection; the new one gets session present 1 and what the first had not PUBACKed."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        first, _ = await RawMqtt.session(stack, ticket(stack, a), "twin", node=2)
+        await first.ws.send(subscribe_packet(1, ("me/inbox", 1)))
+        assert (await first.next())[0] == 9
+        assert (await j.text(a, "t0"))["type"] == "A"
+        assert [p["payload"]["msg"] for p in await first.publishes(1)] == ["t0"]
+        second, present = await RawMqtt.session(stack, ticket(stack, a), "twin", node=2)
+        assert present == 1
+        assert (await first.closed())[1] == 1008
+        again = await second.publishes(1)
+        assert again[0]["payload"]["msg"] == "t0" and again[0]["dup"]
+    run(go())
+
+
+def test_a_qos0_session_keeps_its_subscription_but_not_the_messages(stack):
+    """QoS 0 is not tracked: a clean-session-0 session subscribed at QoS 0 comes back with session present 1
+    and its subscription (a live message arrives without a new SUBSCRIBE), but what came while it was away
+    is not sent."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        c, _ = await RawMqtt.session(stack, ticket(stack, a), "q0", node=1)
+        await c.ws.send(subscribe_packet(1, ("me/inbox", 0)))
+        assert await c.next() == (9, 0, b"\x00\x01\x00")
+        await c.ws.send(packet(14, 0, b""))
+        await c.closed()
+        assert (await j.text(a, "while away"))["type"] == "A"
+        c2, present = await RawMqtt.session(stack, ticket(stack, a), "q0", node=1)
+        assert present == 1
+        assert await c2.quiet(1.0) == []
+        assert (await j.text(a, "live"))["type"] == "A"
+        got = await c2.publishes(1)
+        assert (got[0]["payload"]["msg"], got[0]["qos"], got[0]["pid"]) == ("live", 0, None)
+    run(go())
+
+
 @pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
 def test_clean_session_1_after_a_session_0_starts_fresh(stack):
     """A clean-session-0 session (client id "paho-dev") leaves two messages un-PUBACKed; paho connects with
