@@ -116,6 +116,17 @@ void resume_ack_one(struct resume *r, int64_t seq)
     r->nahead++;
 }
 
+int resume_unacked(const struct resume *r, int64_t seq)
+{
+    if (r->state == RESUME_OFF || r->ack == RESUME_ACK_NONE || r->acked_upto < 0 || seq <= r->acked_upto ||
+        seq > r->sent_upto)
+        return 0;
+    for (int i = 0; i < r->nahead; i++)
+        if (r->ahead[i] == seq)
+            return 0;
+    return 1;
+}
+
 void resume_ack_upto(struct resume *r, int64_t seq)
 {
     if (r->ack == RESUME_ACK_NONE || r->acked_upto < 0 || seq <= r->acked_upto)

@@ -46,7 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RESUME_ACK_WINDOW 256 /* acks held past a gap; more are forgotten (sent again on the next connect)   \
+#define RESUME_ACK_WINDOW                                                                                    \
+    256                       /* acks held past a gap; more are forgotten (sent again on the next connect)   \
                                */
 #define RESUME_SYNC_LIMIT 100 /* entries per catch-up Y */
 #define RESUME_TAG_LEN    16  /* ".<8 hex>-" and its NUL */
@@ -135,6 +136,10 @@ void resume_own_sent(struct resume *r, int64_t seq);
 /* The client acknowledged seq alone, or everything up to seq (ignored when not tracking, or not sent). */
 void resume_ack_one(struct resume *r, int64_t seq);
 void resume_ack_upto(struct resume *r, int64_t seq);
+
+/* 1 when seq was sent on this connection and an acknowledgement of it would move the position (not
+ * acknowledged yet); 0 otherwise, and when not tracking. What a protocol's unmetered ack check asks. */
+int resume_unacked(const struct resume *r, int64_t seq);
 
 /* The protocol has room again (after ops->room said no): WAIT catches up. */
 void resume_room(struct resume *r);

@@ -20,7 +20,8 @@
  * limit (stomp.max_frame, stomp.max_headers, stomp.max_header_len), an unknown command, a frame before
  * CONNECT, a second CONNECT, a bad ticket, a silent client that asked for heart-beats. What only gets an
  * ERROR (and uses one of push.bad_packet_limit, like E): transactions (BEGIN/COMMIT/ABORT, a transaction
- * header), a destination that is not the client's own, an unknown ack id, rate limiting (push.rate).
+ * header), a destination that is not the client's own, an unknown ack id, rate limiting (push.rate; an ACK
+ * of a message sent on this connection and not ACKed yet is not counted: stomp_unmetered).
  *
  * Login: CONNECT/STOMP with the ticket of §4 in passcode (or Authorization: Bearer <ticket>); the ticket
  * rules are the JSON client's (conn_login: single use, push.max_conns_per_user). CONNECTED names version
@@ -699,6 +700,32 @@ static void stomp_message(struct conn *c, const char *buf, size_t len, int limit
     free(f);
 }
 
+/* proto->unmetered: one ACK frame (the whole message, as stomp.js writes it) whose id is a seq sent on this
+ * connection and not ACKed yet: an answer to the server, at most one per MESSAGE, so not counted against
+ * push.rate (a client-individual subscriber ACKs every message at the pace they come). */
+static int stomp_unmetered(struct conn *c, const char *buf, size_t len)
+{
+    struct stomp *s = c->pdata;
+    const char *end = buf + len;
+
+    if (s == NULL || !s->connected || len < 8 || len > 512 || memcmp(buf, "ACK", 3) != 0 ||
+        (buf[3] != '\n' && buf[3] != '\r'))
+        return 0;
+    for (const char *p = buf + 3; p + 4 < end; p++) {
+        if (p[0] == '\n' && p[1] == '\n')
+            return 0; /* the headers ended without an id */
+        if (p[0] == '\n' && memcmp(p + 1, "id:", 3) == 0) {
+            const char *q = p + 4;
+            int64_t seq = 0;
+            int digits = 0;
+            for (; q < end && *q >= '0' && *q <= '9' && digits < 18; q++, digits++)
+                seq = seq * 10 + (*q - '0');
+            return digits > 0 && q < end && (*q == '\n' || *q == '\r') && resume_unacked(&s->r, seq);
+        }
+    }
+    return 0;
+}
+
 /* ---- the connection ---- */
 
 static void stomp_open(struct conn *c)
@@ -810,4 +837,5 @@ const struct proto stomp_proto = {
     .closed = stomp_closed,
     .reply = stomp_reply,
     .deliver = stomp_deliver,
+    .unmetered = stomp_unmetered,
 };
