@@ -461,6 +461,31 @@ def test_a_qos0_session_keeps_its_subscription_but_not_the_messages(stack):
     run(go())
 
 
+def test_stored_sessions_expire_one_by_one_and_are_capped_per_user(stack):
+    """A session written longer than mqtt.session_ttl_s (30 days) ago is gone (session present 0) even while
+    the user's hash lives on; past mqtt.max_sessions_per_user (32) fields, an expired one goes first, then
+    the one written longest ago."""
+    async def go():
+        a = new_uid()
+        r, key, now = stack.redis(), f"mp:mqtt:{a}", int(time.time())
+        r.hset(key, mapping={"gone": "5 5 1 1", "stale": "7 7 1 1",
+                             **{f"s{i}": f"0 0 -1 {now - 100 + i}" for i in range(30)}})
+        c, present = await RawMqtt.session(stack, ticket(stack, a), "gone")
+        assert present == 0  # expired: a new session under the same client id
+        await wait_until(lambda: r.hget(key, "gone").startswith("0 0 -1 "), 5, "the new session written")
+        assert r.hlen(key) == 32
+        for cid in ["newest", "newer"]:
+            c2, present = await RawMqtt.session(stack, ticket(stack, a), cid)
+            assert present == 0
+            await wait_until(lambda: r.hexists(key, cid), 5, "the new session written")
+            assert r.hlen(key) == 32
+            if cid == "newest":  # the expired one went, not the oldest live one
+                assert not r.hexists(key, "stale") and r.hexists(key, "s0")
+        assert not r.hexists(key, "s0") and r.hexists(key, "s1") and r.hexists(key, "newest")
+        assert 0 < r.ttl(key) <= 2592000
+    run(go())
+
+
 @pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
 def test_clean_session_1_after_a_session_0_starts_fresh(stack):
     """A clean-session-0 session (client id "paho-dev") leaves two messages un-PUBACKed; paho connects with
