@@ -32,7 +32,10 @@
  * packet id (seq - 1) % 65535 + 1 -- the same on every connection, so a re-delivery carries its original
  * id -- kept in the in-flight table (packet id -> seq) until its PUBACK, which acknowledges that seq; the
  * acknowledged position moves over a contiguous prefix only. At most mqtt.max_inflight are in flight: the
- * next entries wait and are read from the timeline when PUBACKs make room. QoS 0 tracks nothing.
+ * next entries wait and are read from the timeline when PUBACKs make room; those PUBACKs are answers and do
+ * not count against push.rate (mqtt_unmetered). QoS 0 tracks nothing. A SUBSCRIBE that starts the
+ * subscription gets its SUBACK (and the answers behind it keep their order) once the subscription's place
+ * in the timeline is known, so nothing sent after the SUBACK is missed.
  *   clean session 0 (with a client id): the session is the hash field KEY_MQTT_SESSION (uid) / client id,
  *     holding the acknowledged seq, the highest seq sent, and the QoS of its me/inbox subscription (-1:
  *     none): the subscription is part of the session and persists with it, as 3.1.1 says. CONNACK says
