@@ -35,9 +35,10 @@ static struct {
         const char *name;
         long long open;
         double packets[128]; /* by type letter */
+        double resumed, redelivered;
     } protos[STATS_MAX_PROTOS];
     int nprotos;
-    struct metric *frames_m;
+    struct metric *frames_m, *resumed_m, *redelivered_m;
     struct {
         const char *proto, *command; /* static strings */
         double n;
@@ -72,6 +73,16 @@ void stats_conn(const char *proto, int delta)
 void stats_packet(const char *proto, char type)
 {
     S.protos[proto_index(proto)].packets[(unsigned char)type & 127] += 1;
+}
+
+void stats_resumed(const char *proto)
+{
+    S.protos[proto_index(proto)].resumed += 1;
+}
+
+void stats_redelivered(const char *proto)
+{
+    S.protos[proto_index(proto)].redelivered += 1;
 }
 
 void stats_frame(const char *proto, const char *command)
@@ -200,6 +211,9 @@ static void flush(void)
                 metric_add(S.packets, labels, S.protos[p].packets[t]);
                 S.protos[p].packets[t] = 0;
             }
+        snprintf(labels, sizeof(labels), "protocol=\"%s\"", S.protos[p].name);
+        fold(S.resumed_m, labels, &S.protos[p].resumed);
+        fold(S.redelivered_m, labels, &S.protos[p].redelivered);
     }
     for (int i = 0; i < S.nframes; i++)
         if (S.frames[i].n > 0) {
@@ -243,6 +257,14 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_frames_total",
                         "Frames of the standard protocols received (SPEC 4.3), by protocol and command; "
                         "INVALID: a frame that did not parse.");
+    S.resumed_m =
+        metrics_counter("magpie_push_sessions_resumed_total",
+                        "Subscriptions of the standard protocols that resumed from a stored session "
+                        "position (STOMP ack:client, MQTT clean session 0), by protocol.");
+    S.redelivered_m =
+        metrics_counter("magpie_push_redelivered_total",
+                        "Timeline entries sent again to a resumed session that had been sent "
+                        "them on an earlier connection without acknowledging them, by protocol.");
     S.acks_m =
         metrics_counter("magpie_push_acks_total", "Messages accepted and acknowledged (A, STOMP RECEIPT).");
     S.errors_m = metrics_counter("magpie_push_errors_total",
@@ -278,9 +300,10 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_room_drops_total",
                         "Room messages members missed, by level: normal ones dropped for a slow member, "
                         "important ones of a member disconnected because even they did not fit.");
-    if (!S.conns || !S.packets || !S.frames_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery ||
-        !S.redis_up_m || !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m ||
-        !S.room_out_m || !S.room_batch_m || !S.room_drop_m || !S.room_subs_m)
+    if (!S.conns || !S.packets || !S.frames_m || !S.resumed_m || !S.redelivered_m || !S.acks_m ||
+        !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m || !S.rooms_m || !S.members_m ||
+        !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m || !S.room_batch_m ||
+        !S.room_drop_m || !S.room_subs_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
     metric_add(S.room_pub_m, NULL, 0);

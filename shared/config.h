@@ -138,6 +138,9 @@ struct magpie_config {
     struct {
         long long max_packet;
         long long max_topic;
+        long long session_ttl_s;
+        long long max_sessions_per_user;
+        long long max_inflight;
     } mqtt;
     struct {
         char *webhook_url;

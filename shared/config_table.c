@@ -313,6 +313,17 @@ const struct config_key config_keys[] = {
     INT("mqtt", "max_topic", mqtt.max_topic, 16, 65535, "256",
         "Bytes of a topic name or filter; a longer one in PUBLISH, SUBSCRIBE or UNSUBSCRIBE closes the\n"
         "connection."),
+    INT("mqtt", "session_ttl_s", mqtt.session_ttl_s, 3600, 31536000, "2592000",
+        "How long a clean-session-0 MQTT session (its me/inbox subscription and the last seq it\n"
+        "PUBACKed, per user and client id) is kept after its last write; a client back later gets\n"
+        "session present 0 and starts at the timeline's end."),
+    INT("mqtt", "max_sessions_per_user", mqtt.max_sessions_per_user, 1, 10000, "32",
+        "Clean-session-0 MQTT sessions (client ids) kept per user; one more drops the one written\n"
+        "longest ago (a client that makes up a new id at every connect cannot grow the hash)."),
+    INT("mqtt", "max_inflight", mqtt.max_inflight, 1, 65535, "256",
+        "QoS 1 PUBLISHes on me/inbox sent and not PUBACKed yet, per connection, at most; the next ones\n"
+        "wait (they are read from the timeline when PUBACKs make room), so a client that does not\n"
+        "PUBACK holds at most this many in the server's memory."),
 
     /* [notify] (design: notify/notify_worker.h) */
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",
