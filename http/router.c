@@ -179,10 +179,12 @@ int http_metrics_init(void)
                         "Long polls answered at once because http.max_long_polls were waiting.");
     hm.revoked_tokens = metrics_gauge("magpie_http_revoked_tokens",
                                       "Revoked login tokens in this process's copy (http/revoked.h).");
-    hm.revoked_ready = metrics_gauge("magpie_http_revoked_copy_ready",
-                                     "1 while the copy of revoked tokens answers; 0 while requests ask Redis.");
-    hm.revoked_checks = metrics_counter("magpie_http_revocation_checks_total",
-                                        "Checks that a login token was not revoked, by source: copy or redis.");
+    hm.revoked_ready =
+        metrics_gauge("magpie_http_revoked_copy_ready",
+                      "1 while the copy of revoked tokens answers; 0 while requests ask Redis.");
+    hm.revoked_checks =
+        metrics_counter("magpie_http_revocation_checks_total",
+                        "Checks that a login token was not revoked, by source: copy or redis.");
     return hm.requests && hm.latency && hm.sms && hm.qr && hm.long_polls && hm.long_polls_refused &&
                    hm.revoked_tokens && hm.revoked_ready && hm.revoked_checks
                ? MP_OK

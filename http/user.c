@@ -90,7 +90,8 @@ void user_logout(struct call *c)
     rep = rds_cmd(&c->w->rds, "SET " KEY_REVOKED " 1 EX %lld", c->claims.jti, (long long)ttl);
     if (rep != NULL && rep->type != REDIS_REPLY_ERROR) {
         freeReplyObject(rep);
-        rep = rds_cmd(&c->w->rds, "ZADD %s %lld %s", KEY_REVOKED_INDEX, (long long)c->claims.exp, c->claims.jti);
+        rep = rds_cmd(&c->w->rds, "ZADD %s %lld %s", KEY_REVOKED_INDEX, (long long)c->claims.exp,
+                      c->claims.jti);
     }
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         freeReplyObject(rep);
