@@ -59,6 +59,8 @@ struct magpie_config {
         long long poll_threads;
         long long max_connections;
         long long client_timeout_s;
+        long long revoked_cache_max;
+        long long revoked_silence_ms;
     } http;
     struct {
         long long code_ttl_s;

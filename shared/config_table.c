@@ -137,6 +137,13 @@ const struct config_key config_keys[] = {
         "Connections the standalone front-end holds at once (waiting long polls included)."),
     INT("http", "client_timeout_s", http.client_timeout_s, 5, 3600, "60",
         "The standalone front-end closes a connection idle this long. Must exceed long_poll_s."),
+    INT("http", "revoked_cache_max", http.revoked_cache_max, 0, 100000000, "1000000",
+        "Tokens revoked by /logout that each magpie-http keeps in memory (~80 bytes each), kept right\n"
+        "through Redis pub/sub, so a request does not ask Redis whether its token was revoked. Past it\n"
+        "(or 0) every request asks Redis, as it does while the copy is being read (http/revoked.h)."),
+    INT("http", "revoked_silence_ms", http.revoked_silence_ms, 1500, 60000, "3000",
+        "The copy of revoked tokens is not used (requests ask Redis) once its subscription has heard\n"
+        "nothing from Redis this long; it is PINGed every second."),
 
     /* [sms] */
     INT("sms", "code_ttl_s", sms.code_ttl_s, 30, 3600, "300", "A login code is valid this long."),

@@ -21,6 +21,11 @@
 /* ---- tokens ---- */
 /* string "1": a login token revoked by /logout; TTL = the token's remaining lifetime (exp - now). */
 #define KEY_REVOKED "mp:revoked:%s" /* jti */
+/* sorted set jti -> exp (unix s): the same revoked tokens, read whole by each magpie-http's copy
+ * (http/revoked.h); written with KEY_REVOKED, entries past their exp removed by ZREMRANGEBYSCORE. No TTL. */
+#define KEY_REVOKED_INDEX "mp:revocations"
+/* string "1": KEY_REVOKED_INDEX holds every KEY_REVOKED (set after the one-time scan of an upgrade). */
+#define KEY_REVOKED_INDEXED "mp:revocations:complete"
 /* string: a WebSocket ticket already used; SET NX, TTL auth.ws_ticket_ttl_s + AUTH_CLOCK_SKEW_S. */
 #define KEY_WS_TICKET_USED "mp:wsused:%s" /* jti */
 
