@@ -84,7 +84,9 @@ void user_logout(struct call *c)
     if (ttl < 1)
         ttl = 1;
     rep = rds_cmd(&c->w->rds, "SET " KEY_REVOKED " 1 EX %lld", c->claims.jti, (long long)ttl);
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+    /* A revocation a failover takes back would let the token in again: with redis.min_replicas_acked it
+     * is confirmed only once replicas hold it (the client retries a 503; SET is idempotent). */
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR || rds_wait(&c->w->rds) != MP_OK) {
         freeReplyObject(rep);
         reply_unavailable(c, "redis");
         return;
