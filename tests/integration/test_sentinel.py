@@ -299,6 +299,52 @@ def test_every_daemon_found_the_new_master_through_the_sentinels(failover, stack
         assert f"master={stack.conf['redis.master_name']} host=127.0.0.1 port={port}" in log, name
 
 
+# ---- WAIT: no acknowledgement without a replica ----
+
+def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once(failover, stack):
+    """min_replicas_acked = 1 with the only replica frozen (SIGSTOP): t gets E "temporarily unavailable"
+    (never A) and /logout 503, though the master took both; once the replica is back, the retry of the same
+    id is acked with the mid and seq the first attempt took, and stored once."""
+    master = stack.redis_master_port()
+    replica = stack.redis_port if master != stack.redis_port else stack.redis_replica_port
+    replica_pid = _pid(os.path.join(_instance_dir(stack, replica), "redis.pid"))
+    client = Client(stack.nginx_url)
+    _, token = login(client, stack)
+
+    sender = new_uid()
+
+    async def go():
+        a = await Chat.connect(stack, sender)
+        b = await Chat.connect(stack)
+        make_friends(stack, a.uid, b.uid)
+        os.kill(replica_pid, signal.SIGSTOP)
+        try:
+            first = await a.text(b.uid, "while frozen", id="frozen-1")
+            assert first == {"id": "frozen-1", "from": 0, "type": "E", "msg": UNAVAILABLE}
+            r = client.post("/logout", token=token)
+            assert r.status == 503, r
+            assert (await b.collect(0.5)) == [], "nothing is delivered before it is acked"
+        finally:
+            os.kill(replica_pid, signal.SIGCONT)
+        await wait_until(lambda: _replica_in_sync(stack, master), 20, "the replica to catch up")
+        again = await a.text(b.uid, "while frozen", id="frozen-1")
+        assert again["type"] == "A", again
+        y = await a.request("Y", {"after": 0})
+        assert [(p["id"], p["mid"], p["seq"]) for p in y["msg"]["messages"]] == \
+            [("frozen-1", again["mid"], again["seq"])], "the first attempt's mid and seq, once"
+        # the revocation the master took while the replica was frozen holds
+        assert client.post("/IM/token", token=token).status == 401
+    run(go())
+    with stack.mysql() as db, db.cursor() as cur:
+        for _ in range(100):
+            cur.execute("SELECT COUNT(*) FROM messages WHERE from_uid = %s", (sender,))
+            n = cur.fetchone()[0]
+            if n:
+                break
+            time.sleep(0.1)
+    assert n == 1
+
+
 # ---- scripts/dev (last: it stops this stack) ----
 
 def test_zz_dev_status_names_the_master_and_down_stops_every_redis_and_sentinel(failover, stack):
