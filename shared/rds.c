@@ -155,8 +155,8 @@ int rds_wait(struct rds *r)
     else if (rep != NULL &&
              mp_mono_ms() - __atomic_load_n(&wait_warned_ms, __ATOMIC_RELAXED) >= RDS_WARN_EVERY_MS) {
         __atomic_store_n(&wait_warned_ms, mp_mono_ms(), __ATOMIC_RELAXED);
-        log_warn("redis WAIT: too few replicas hold the writes; answered \"unavailable\" acked=%lld "
-                 "wanted=%d timeout_ms=%d%s%s",
+        log_warn("redis WAIT: fewer replicas than redis.min_replicas_acked hold the writes, not confirmed "
+                 "acked=%lld wanted=%d timeout_ms=%d%s%s",
                  rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1LL, r->min_replicas, r->wait_timeout_ms,
                  rep->type == REDIS_REPLY_ERROR ? " error=" : "",
                  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
