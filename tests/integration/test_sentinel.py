@@ -27,6 +27,7 @@ import pytest
 import redis
 import websockets
 
+from group_client import create_group, make_users, timeline
 from http_client import Client, login
 from magpie_stack import RUN, read_env_file
 from push_client import Chat, Closed, Device, make_friends, new_uid, run, wait_until
@@ -273,6 +274,27 @@ def test_a_qr_long_poll_is_woken_after_the_failover(failover, stack):
         p = poll.result(timeout=10)
     assert time.time() - t0 < 3, "the scan did not wake the long poll"
     assert p.status == 200 and p.code == 9, p
+
+
+def test_group_chat_works_after_the_failover_on_both_nodes(failover, stack):
+    """A group made over HTTP (its events WAITed for), g acked and delivered to members on both nodes (the
+    deliveries to the other node published only after the WAIT), each once, in every member's timeline."""
+    owner, m1, m2 = make_users(stack, 3)
+    gid = create_group(stack, owner, [m1, m2], name="after failover")
+
+    async def go():
+        o = await Chat.connect_on(stack, 1, uid=owner)
+        a = await Chat.connect_on(stack, 1, uid=m1)
+        b = await Chat.connect_on(stack, 2, uid=m2)
+        r = await o.text(gid, "hello group", id="g-after", type="g")
+        assert r["type"] == "A", r
+        for member in (a, b):
+            got = [p for p in await member.collect(1.0) if p.get("type") == "g"]
+            assert [(p["mid"], p["msg"]) for p in got] == [(r["mid"], "hello group")]
+            entries = await timeline(member)
+            assert [p["seq"] for p in entries] == list(range(1, len(entries) + 1))
+            assert [p["mid"] for p in entries if p["type"] == "g"] == [r["mid"]]
+    run(go())
 
 
 def test_presence_works_after_the_failover(failover, stack):
