@@ -662,8 +662,14 @@ stack_status() {
         for f in 1 2 3; do
             show "sentinel-$f" "$RUN/sentinel-$f/sentinel.pid" redis-server "127.0.0.1:${SENTINEL_PORT_LIST[$((f - 1))]}"
         done
-        say "  master now: $(redis-cli -h 127.0.0.1 -p "${SENTINEL_PORT_LIST[0]}" sentinel get-master-addr-by-name \
-            "$SENTINEL_MASTER" 2>/dev/null | tr '\n' ':' | sed 's/:$//')"
+        local m p
+        for p in "${SENTINEL_PORT_LIST[@]}"; do
+            m=$(redis-cli -h 127.0.0.1 -p "$p" sentinel get-master-addr-by-name "$SENTINEL_MASTER" 2>/dev/null |
+                tr '\n' ':' | sed 's/:$//') || true
+            [[ "$m" == *:* ]] && break
+        done
+        [[ "$m" == *:* ]] || m="unknown (no sentinel answers)"
+        say "  master now: $m"
     fi
     show mariadb "$RUN/mariadb/mysqld.pid" mariadbd "127.0.0.1:$MYSQL_PORT"
     show nginx "$RUN/nginx/nginx.pid" nginx "http://127.0.0.1:$NGINX_PORT/"
