@@ -120,10 +120,10 @@ const struct config_key config_keys[] = {
     STR("redis", "master_name", redis.master_name, 1, 255, "mymaster",
         "The master's name in the sentinels' configuration (sentinel monitor <name> ...).", NULL),
     INT("redis", "min_replicas_acked", redis.min_replicas_acked, 0, 16, "0",
-        "Acknowledge a message (A, RECEIPT, PUBACK; /logout, group changes over HTTP) only once this many\n"
-        "replicas hold it (WAIT); when fewer confirm within redis.wait_timeout_ms the client gets\n"
-        "\"temporarily unavailable\" and retries (the retry is deduplicated). With Sentinel and 1, a\n"
-        "kill -9 of the master loses no acknowledged message as long as a replica that acked it is promoted\n"
+        "Acknowledge a message (A, RECEIPT, PUBACK; /logout, /admin/friends, /admin/orders, group changes\n"
+        "over HTTP) only once this many replicas hold it (WAIT); when fewer confirm within\n"
+        "redis.wait_timeout_ms the client gets \"temporarily unavailable\" and retries (the retry is\n"
+        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long as a replica that acked it is promoted\n"
         "(README, Redis Sentinel). 0 = no WAIT: an ack means the master has it (and its AOF setting)."),
     INT("redis", "wait_timeout_ms", redis.wait_timeout_ms, 1, 60000, "500",
         "How long WAIT waits for redis.min_replicas_acked replicas. Must be below\n"

@@ -23,24 +23,24 @@
  * client retries.
  *
  * What WAIT guarantees (redis.min_replicas_acked = N > 0). Before a durable acknowledgement -- A for t, i,
- * g (and so STOMP RECEIPT and MQTT PUBACK, which are the same A), /logout's revocation, HTTP group changes
- * -- the daemon sends WAIT N redis.wait_timeout_ms on the connection that made the write and acks only when
- * at least N replicas confirmed every write made on that connection so far. Fewer: the client gets E
- * "temporarily unavailable" (HTTP 503) although the write stays on the master; its retry of the same
- * (from, id) finds the dedup key (where the message survived) and is acked then, or is stored afresh
- * (where it did not), so an acked message is stored exactly once either way.
+ * g (and so STOMP RECEIPT and MQTT PUBACK, which are the same A), /logout's revocation, /admin/friends and
+ * /admin/orders, HTTP group changes -- the daemon sends WAIT N redis.wait_timeout_ms on the connection that
+ * made the write and acks only when at least N replicas confirmed every write made on that connection so
+ * far. Fewer: the client gets E "temporarily unavailable" (HTTP 503) although the write stays on the
+ * master; its retry of the same (from, id) finds the dedup key (where the message survived) and is acked
+ * then, or is stored afresh (where it did not), so an acked message is stored exactly once either way.
+ * magpie-persist WAITs too before it stores what it read (push/persist_stream.h, persist_stream_fence), so
+ * MySQL never gets a row from an attempt that a failover takes back (its retry would carry another mid).
  * What it does not guarantee: a message WAIT-acked by one replica survives a kill -9 of the master only if
- * the sentinels promote that replica (with one replica, they can only promote it; with several, Sentinel
- * prefers the replica with the largest replication offset, which holds every write another replica has,
- * but a replica that was cut off for longer than the failover's timing can be chosen by a manual
- * failover). WAIT does not make the write atomic across the cluster either: a message that was refused
- * (fewer replicas in time) may still be there after the failover (the retry then finds it). It says
- * nothing about the AOF fsync of the replica: a simultaneous power loss of master and replica is covered
- * only by appendfsync always on both. The deliveries of t, i and g wait for the same WAIT (the send
- * scripts return the nodes to publish to instead of publishing), so no device is shown a message -- or a
- * seq -- that a failover then takes back; the events of HTTP group changes are still published by their
- * scripts before the WAIT (a failover can take back one a device has seen; its Y then skips nothing, but
- * the event's seq is given again). Without Sentinel, min_replicas_acked works the same with plain replicas.
+ * the sentinels promote a replica that has it (with one replica, that one; with several, Sentinel prefers
+ * the largest replication offset unless replica-priority says otherwise). A refused write is not undone:
+ * it may still be there after the failover (the retry then finds it). And WAIT says nothing about the
+ * replica's fsync: a power loss of master and replica at once is covered only by appendfsync always on both.
+ * The deliveries of t, i and g wait for the same WAIT (the send scripts return the nodes to publish to
+ * instead of publishing), so no device is shown a message -- or a seq -- that a failover then takes back;
+ * the events of HTTP group changes are still published by their scripts before the WAIT (a failover can
+ * take back one a device has seen, and its seq is then given again). Without Sentinel, min_replicas_acked
+ * works the same with plain replicas.
  *
  * Operations: with N = min_replicas_acked, run N + 1 replicas or more. With exactly N, the failover leaves
  * N - 1 and every durable answer is "temporarily unavailable" until a replica comes back (scripts/dev's

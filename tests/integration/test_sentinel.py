@@ -325,7 +325,7 @@ def test_every_daemon_found_the_new_master_through_the_sentinels(failover, stack
 
 def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once(failover, stack):
     """min_replicas_acked = 1 with the only replica frozen (SIGSTOP): t gets E "temporarily unavailable"
-    (never A) and /logout 503, though the master took both; once the replica is back, the retry of the same
+    (never A), /logout and /admin/friends 503 (code 20), though the master took all three; once the replica is back, the retry of the same
     id is acked with the mid and seq the first attempt took, and stored once."""
     master = stack.redis_master_port()
     replica = stack.redis_port if master != stack.redis_port else stack.redis_replica_port
@@ -334,6 +334,7 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
     _, token = login(client, stack)
 
     sender = new_uid()
+    fx, fy = make_users(stack, 2)
 
     async def go():
         a = await Chat.connect(stack, sender)
@@ -345,6 +346,8 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
             assert first == {"id": "frozen-1", "from": 0, "type": "E", "msg": UNAVAILABLE}
             r = client.post("/logout", token=token)
             assert r.status == 503, r
+            r = client.post("/admin/friends", {"a": fx, "b": fy}, key=stack.api_key)
+            assert r.status == 503 and r.code == 20, r
             assert (await b.collect(0.5)) == [], "nothing is delivered before it is acked"
         finally:
             os.kill(replica_pid, signal.SIGCONT)
@@ -354,8 +357,12 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
         y = await a.request("Y", {"after": 0})
         assert [(p["id"], p["mid"], p["seq"]) for p in y["msg"]["messages"]] == \
             [("frozen-1", again["mid"], again["seq"])], "the first attempt's mid and seq, once"
-        # the revocation the master took while the replica was frozen holds
+        # the revocation the master took while the replica was frozen holds; the app server's retry of
+        # /admin/friends is acked now, and the two can chat
         assert client.post("/IM/token", token=token).status == 401
+        assert client.post("/admin/friends", {"a": fx, "b": fy}, key=stack.api_key).code == 0
+        cx = await Chat.connect(stack, fx)
+        assert (await cx.text(fy, "now friends"))["type"] == "A"
     run(go())
     with stack.mysql() as db, db.cursor() as cur:
         for _ in range(100):
