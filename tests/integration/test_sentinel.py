@@ -325,8 +325,9 @@ def test_every_daemon_found_the_new_master_through_the_sentinels(failover, stack
 
 def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once(failover, stack):
     """min_replicas_acked = 1 with the only replica frozen (SIGSTOP): t gets E "temporarily unavailable"
-    (never A), /logout and /admin/friends 503 (code 20), though the master took all three; once the replica is back, the retry of the same
-    id is acked with the mid and seq the first attempt took, and stored once."""
+    (never A), /logout and /admin/friends 503 (code 20), though the master took all three. Once the replica
+    is back their retries succeed, and the retry of the same id is acked with the mid and seq the first
+    attempt took, and stored once."""
     master = stack.redis_master_port()
     replica = stack.redis_port if master != stack.redis_port else stack.redis_replica_port
     replica_pid = _pid(os.path.join(_instance_dir(stack, replica), "redis.pid"))
@@ -357,8 +358,9 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
         y = await a.request("Y", {"after": 0})
         assert [(p["id"], p["mid"], p["seq"]) for p in y["msg"]["messages"]] == \
             [("frozen-1", again["mid"], again["seq"])], "the first attempt's mid and seq, once"
-        # the revocation the master took while the replica was frozen holds; the app server's retry of
-        # /admin/friends is acked now, and the two can chat
+        # the client's retry of /logout is confirmed now, and the token is refused; the app server's retry
+        # of /admin/friends is acked, and the two can chat
+        assert client.post("/logout", token=token).code == 0
         assert client.post("/IM/token", token=token).status == 401
         assert client.post("/admin/friends", {"a": fx, "b": fy}, key=stack.api_key).code == 0
         cx = await Chat.connect(stack, fx)
