@@ -8,7 +8,7 @@ noinst_LIBRARIES += http/libhttp.a
 http_libhttp_a_SOURCES = \
 	http/http.h http/call.h http/call.c http/router.c http/handlers.h http/hmetrics.h \
 	http/sql.h http/sql.c http/users.h http/sms.c http/user.c http/conv.c http/groups.c http/qr.h http/qr.c \
-	http/longpoll.h http/longpoll.c http/msg.c http/admin.c http/ops.c \
+	http/longpoll.h http/longpoll.c http/revoked.h http/revoked.c http/msg.c http/admin.c http/ops.c \
 	http/fronts.h http/fcgi_front.c http/mhd_front.c
 http_libhttp_a_CFLAGS = $(HTTP_CFLAGS)
 

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "longpoll.h"
 #include "magpie.h"
+#include "revoked.h"
 
 #include <mysql.h>
 #include <pthread.h>
@@ -60,7 +61,8 @@ int main(int argc, char **argv)
         log_error("cannot initialise the MySQL client library or the metrics");
         goto out;
     }
-    if (longpoll_start() != MP_OK || fcgi_front_start() != MP_OK || mhd_front_start() != MP_OK)
+    if (revoked_start() != MP_OK || longpoll_start() != MP_OK || fcgi_front_start() != MP_OK ||
+        mhd_front_start() != MP_OK)
         goto stop;
     if (!fcgi_front_active() && !mhd_front_active()) {
         log_error("nothing to serve: set http.listen and/or http.fcgi_socket (or start under spawn-fcgi)");
@@ -88,6 +90,7 @@ stop:
     fcgi_front_stop();
     longpoll_stop();
     mhd_front_stop();
+    revoked_stop();
     mysql_library_end();
     log_info("stopped");
 out:

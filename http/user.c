@@ -7,6 +7,7 @@
 #include "log.h"
 #include "magpie.h"
 #include "presence.h"
+#include "revoked.h"
 #include "sql.h"
 #include "users.h"
 
@@ -83,18 +84,28 @@ void user_logout(struct call *c)
 
     if (ttl < 1)
         ttl = 1;
+    /* The key (what magpie-push's ticket check and a request without the copy read), then the index the
+     * copies of every magpie-http read whole (revoked.h); a failure of either is a failed logout (the
+     * client retries; both writes are idempotent). */
     rep = rds_cmd(&c->w->rds, "SET " KEY_REVOKED " 1 EX %lld", c->claims.jti, (long long)ttl);
+    if (rep != NULL && rep->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(rep);
+        rep = rds_cmd(&c->w->rds, "ZADD %s %lld %s", KEY_REVOKED_INDEX, (long long)c->claims.exp,
+                      c->claims.jti);
+    }
     /* A revocation a failover takes back would let the token in again: with redis.min_replicas_acked it
-     * is confirmed only once replicas hold it (the client retries a 503; SET is idempotent). */
+     * is confirmed only once replicas hold both writes (the client retries a 503). */
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR || rds_wait(&c->w->rds) != MP_OK) {
         freeReplyObject(rep);
         reply_unavailable(c, "redis");
         return;
     }
     freeReplyObject(rep);
-    /* Close the WebSocket connections opened with tickets minted from this token (bus.h). */
-    obj =
-        json_pack("{s:s, s:I, s:s}", "cmd", BUS_CMD_LOGOUT, "uid", (json_int_t)c->uid, "sid", c->claims.jti);
+    revoked_add(c->claims.jti, c->claims.exp);
+    /* Close the WebSocket connections opened with tickets minted from this token, and tell the other
+     * magpie-http processes' copies (bus.h). */
+    obj = json_pack("{s:s, s:I, s:s, s:I}", "cmd", BUS_CMD_LOGOUT, "uid", (json_int_t)c->uid, "sid",
+                    c->claims.jti, "exp", (json_int_t)c->claims.exp);
     cmd = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
     if (cmd != NULL) {

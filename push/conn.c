@@ -425,7 +425,7 @@ int conn_rate_limited(struct conn *c)
 
 static void deliver(struct conn *c, const char *buf, size_t len)
 {
-    int limited = conn_rate_limited(c);
+    int limited = c->proto->unmetered != NULL && c->proto->unmetered(c, buf, len) ? 0 : conn_rate_limited(c);
     if (limited)
         stats_error(STATS_E_RATE);
     c->proto->message(c, buf, len, limited);

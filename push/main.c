@@ -9,6 +9,7 @@
 #include "chat.h"
 #include "group.h"
 #include "timeline.h"
+#include "resume.h"
 #include "cli.h"
 #include "cluster.h"
 #include "conn.h"
@@ -134,6 +135,7 @@ static int start(void)
     chat_send_init();
     group_send_init();
     timeline_init();
+    resume_init();
     chat_read_init();
     chat_online_init();
     chat_order_init();

@@ -41,6 +41,7 @@ const char *mqttpkt_type_name(int type);
 #define MQTT_RC_BAD_LOGIN      4
 #define MQTT_RC_NOT_AUTHORIZED 5
 #define MQTT_SUBACK_FAILURE    0x80
+#define MQTT_FLAG_DUP          0x08 /* PUBLISH fixed-header flag: a re-delivery (3.1.1 §3.3.1.1) */
 
 /* Why a packet is refused (the log line; MQTT itself answers a malformed packet by closing). */
 #define MQTT_E_REMAINING   "malformed remaining length"

@@ -58,6 +58,10 @@ struct proto {
     /* A chat delivery for this connection's user: f holds the JSON packet (text). Returns MP_OK when it was
      * queued for the client, another code when not (dropped, not subscribed). NULL: no chat deliveries. */
     int (*deliver)(struct conn *c, struct frame *f);
+    /* A whole message that only acknowledges what the server sent (MQTT: PUBACKs of deliveries in flight)
+     * is not counted against push.rate: a subscriber's acks follow the server's pace, not its own, and are
+     * bounded by what was sent. Returns 1 for such a message. NULL: every message counts. */
+    int (*unmetered)(struct conn *c, const char *buf, size_t len);
 };
 
 /* What this node serves (server.c): the request path picks the protocols whose `path` it matches, and the

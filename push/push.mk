@@ -8,9 +8,10 @@ push_magpie_push_SOURCES = \
 	push/chat.h push/chat.c push/chatpkt.h push/chatpkt.c \
 	push/chat_send.c push/chat_online.c push/chat_history.c push/chat_order.c push/chat_site.c \
 	push/timeline.h push/timeline.c push/chat_read.c push/group.h push/group_send.c \
-	push/stomp.h push/stomp.c push/stompframe.h push/stompframe.c \
+	push/resume.h push/resume.c push/stomp.h push/stomp.c push/stompframe.h push/stompframe.c \
 	push/mqtt.h push/mqtt.c push/mqttpkt.h push/mqttpkt.c \
 	push/room.h push/room.c push/room_hub.c push/room_count.c push/roompkt.h push/roompkt.c \
+	push/room_bridge.h push/room_bridge.c \
 	push/relay.h push/relay.c push/cluster.h push/cluster.c \
 	push/rdsa.h push/rdsa.c push/dbpool.h push/dbpool.c \
 	push/map.h push/map.c push/stats.h push/stats.c

@@ -40,6 +40,10 @@ void stats_packet(const char *proto, char type); /* a client packet of this type
 void stats_ack(void);                            /* an A was sent for an accepted message */
 /* A frame of a standard protocol (STOMP, MQTT) was received; both strings static. */
 void stats_frame(const char *proto, const char *command);
+/* A standard protocol's subscription resumed from a stored session position; one timeline entry was sent
+ * again to such a session (it had been sent on an earlier connection, not acknowledged). proto static. */
+void stats_resumed(const char *proto);
+void stats_redelivered(const char *proto);
 void stats_error(enum stats_reason r);
 void stats_queue_drop(int closed);   /* a frame dropped (0), or a connection closed (1), for a full queue */
 void stats_delivery(double seconds); /* from acceptance (ts) to a recipient's queue */
@@ -47,9 +51,11 @@ void stats_redis_up(int up);
 
 void stats_room_gauges(long rooms, long members);   /* rooms with members here, and those members */
 void stats_room_request(int type);                  /* a room request of this PackageType (-1: not a Req) */
-void stats_room_published(void);                    /* a member's MESSAGE published to its room */
+void stats_room_published(void);                    /* a member's message published to its room */
 void stats_room_in(void);                           /* a message arrived for a room with members here */
 void stats_room_batch(long deliveries);             /* a batch went out: deliveries = messages x members */
 void stats_room_drop(int important, long messages); /* messages a member missed (slow, or disconnected) */
+/* Room subscriptions of STOMP and MQTT connections here (room_bridge.c), each also a member. */
+void stats_room_subscriptions(long stomp, long mqtt);
 
 #endif

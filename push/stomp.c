@@ -20,33 +20,32 @@
  * limit (stomp.max_frame, stomp.max_headers, stomp.max_header_len), an unknown command, a frame before
  * CONNECT, a second CONNECT, a bad ticket, a silent client that asked for heart-beats. What only gets an
  * ERROR (and uses one of push.bad_packet_limit, like E): transactions (BEGIN/COMMIT/ABORT, a transaction
- * header), a destination that is not the client's own, an unknown ack id, rate limiting (push.rate).
+ * header), a destination that is not the client's own, an unknown ack id, rate limiting (push.rate; an ACK
+ * of a message sent on this connection and not ACKed yet is not counted: stomp_unmetered).
  *
  * Login: CONNECT/STOMP with the ticket of §4 in passcode (or Authorization: Bearer <ticket>); the ticket
  * rules are the JSON client's (conn_login: single use, push.max_conns_per_user). CONNECTED names version
  * 1.2 and heart-beat:<stomp.heartbeat_ms>,<stomp.heartbeat_ms>; the negotiated intervals (the larger of
  * each pair, 0 when either side says 0) are kept by one sweep over the sessions (stomp.heartbeat_ms / 4).
  *
- * Subscriptions: /user/queue/messages only (a client may subscribe only to what is its own; rooms,
- * /topic/room.<id>, are not served yet). One per connection.
+ * Subscriptions: /user/queue/messages (a client may subscribe only to what is its own), one per connection;
+ * and rooms, /topic/room.<id>: SUBSCRIBE, UNSUBSCRIBE and SEND on a room go to room_bridge.c (the wire format
+ * of room batches is there), which makes the subscription a member of the room hub, and the connection's
+ * end leaves its rooms.
  *
- * Order and catch-up, by seq (timeline.h). The subscription keeps sent_upto: every seq of the user's
- * timeline up to it has been sent on this connection (or is one this session sent itself, on this or an
- * earlier connection with the same client-id: own messages are not sent back, the RECEIPT told the client).
- * In LIVE a delivery with seq sent_upto + 1 goes out; an older one is a duplicate and dropped; a newer one
- * means one is missing (a delivery from another node not here yet, or an own SEND's seq) and the session
- * catches up: CATCHUP sends Y after sent_upto, drops live deliveries meanwhile (remembering the highest seq
- * seen), sends each entry of the answer, and asks again while the answer has more or a higher seq was seen;
- * then LIVE again. So every entry goes out once, in seq order. Deliveries without seq (a read mark r, an
- * order event s) go out as they come. ack:auto (the default) starts LIVE at the first seq that arrives.
- * ack:client and client-individual keep acked_upto: every seq up to it was ACKed (cumulatively for client,
- * one by one for client-individual, with the ACKs past a gap held in a small window; own messages count as
- * ACKed). It is stored in Redis as KEY_STOMP_ACKED, field = the CONNECT client-id header ("" when none: give
- * each device its own), only ever raised, written when it moves (and at the end). A later SUBSCRIBE with a
- * client mode reads it and starts in CATCHUP after it: what was not ACKed, and what arrived while away, comes
- * again in order. With nothing stored it starts LIVE like ack:auto. NACK leaves a message un-ACKed (it comes
- * again on the next connect). Delivery is at-least-once across connections: an ACK whose write did not reach
- * Redis is sent again.
+ * Order and catch-up, by seq: the subscription is a struct resume (resume.h has the rules, shared with
+ * MQTT): every entry of the user's timeline goes out once, in seq order, except the session's own messages
+ * (sent by a connection with this client-id: the RECEIPT told the client); deliveries without seq (a read
+ * mark r, an order event s) go out as they come. ack:auto (the default) starts at the timeline's end.
+ * ack:client and client-individual keep the ACKed position (cumulative for client: an ACK of seq n ACKs
+ * everything up to n; one by one for client-individual; own messages count as ACKed), stored in Redis as
+ * KEY_STOMP_ACKED, field = the CONNECT client-id header ("" when none: give each device its own), only ever
+ * raised, written at every ACK that moves it (and at the end). A later SUBSCRIBE with a client mode reads it
+ * and starts after it: what was not ACKed, and what arrived while away, comes again in order. With nothing
+ * stored it starts at the timeline's end, and that position is stored at once, so what comes after it is
+ * kept for the session even if nothing is ACKed. NACK leaves a message un-ACKed (it comes again on the next
+ * connect). Delivery is at-least-once across connections: an ACK whose write did not reach Redis is sent
+ * again.
  */
 #include "stomp.h"
 #include "chat.h"
@@ -56,9 +55,12 @@
 #include "magpie.h"
 #include "push.h"
 #include "rdsa.h"
+#include "resume.h"
+#include "room_bridge.h"
 #include "stats.h"
 #include "stompframe.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +69,6 @@
 #define STOMP_SWEEP_MIN_MS 50   /* heart-beats are sent and checked every stomp.heartbeat_ms / 4, within */
 #define STOMP_SWEEP_MAX_MS 1000 /* these bounds */
 #define STOMP_MAX_ID       64   /* bytes of a subscription id and a client-id */
-#define STOMP_ACK_WINDOW   256 /* ACKs held past a gap (client-individual); more are forgotten (sent again) */
-#define STOMP_SYNC_LIMIT   100 /* entries per catch-up Y */
-#define STOMP_SEQ_ASK      "4000000000000000000" /* Y after this: no entries, only the latest seq */
 #define STOMP_DEST_INBOX   "/user/queue/messages"
 
 /* ERROR reasons of this layer (the core's are chatpkt.h's CHAT_E_*). */
@@ -81,28 +80,14 @@
 #define STOMP_E_UNKNOWN_CMD   "unknown command"
 #define STOMP_E_TRANSACTION   "transactions are not supported"
 #define STOMP_E_NO_DEST       "missing destination header"
-#define STOMP_E_BAD_DEST      "unknown destination: /user/<uid> or /group/<gid>"
-#define STOMP_E_FORBIDDEN     "forbidden destination: subscribe to " STOMP_DEST_INBOX
-#define STOMP_E_ROOMS         "rooms are not served over STOMP yet"
+#define STOMP_E_BAD_DEST      "unknown destination: /user/<uid>, /group/<gid> or /topic/room.<id>"
+#define STOMP_E_FORBIDDEN     "forbidden destination: subscribe to " STOMP_DEST_INBOX " or /topic/room.<id>"
 #define STOMP_E_NO_ID         "missing or bad id header"
 #define STOMP_E_SUBSCRIBED    "already subscribed"
 #define STOMP_E_NO_SUB        "no such subscription"
 #define STOMP_E_ACK_MODE      "bad ack header: auto, client or client-individual"
 #define STOMP_E_ACK_ID        "unknown ack id"
 #define STOMP_E_HEARTBEAT_TO  "heart-beat timeout"
-
-/* Raise a session's ACKed seq (never lower it) and renew the key's TTL. KEYS: KEY_STOMP_ACKED. ARGV: field,
- * seq, stomp.session_ttl_s. */
-static struct rdsa_script acked_lua = {
-    "stomp_acked",
-    "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')\n"
-    "if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
-    "return 0\n",
-    ""};
-
-enum ack_mode { ACK_AUTO, ACK_CLIENT, ACK_INDIVIDUAL };
-enum sub_state { SUB_NONE, SUB_LOADING, SUB_CATCHUP, SUB_LIVE };
 
 /* A SEND waiting for the core's answer. */
 struct pending {
@@ -118,20 +103,13 @@ struct stomp {
     int logging_in;
     char prefix[48]; /* "st<session>.<tag>-": the ids of this session's requests to the core */
     size_t prefix_len;
-    char tag[16]; /* ".<8 hex of the client-id's hash>-": what every connection of the session puts in ids */
     char client_id[STOMP_MAX_ID + 1];
-    uint64_t next_n, y_n;
+    uint64_t next_n;
     struct pending *pending, *pending_tail;
     uint64_t send_every_ms, expect_every_ms, sent_ms;
-    /* the subscription */
-    enum sub_state sub;
-    enum ack_mode ack;
+    /* the subscription: its place in the timeline (r.state RESUME_OFF: none) */
+    struct resume r;
     char sub_id[STOMP_MAX_ID + 1];
-    int64_t sent_upto; /* -1: not known yet (until the subscription's first Y answers) */
-    int64_t seen_max;
-    int64_t acked_upto, stored; /* -1: not known yet */
-    int64_t ahead[STOMP_ACK_WINDOW];
-    int nahead;
     uint64_t extra_n; /* ack ids of deliveries without seq */
 };
 
@@ -195,78 +173,7 @@ static void send_receipt(struct stomp *s, const char *receipt)
         send_frame(s, "RECEIPT", h, NULL, 0);
 }
 
-/* ---- the ACKed position ---- */
-
-static void store_acked(struct stomp *s)
-{
-    char key[64], seq[24], ttl[24];
-    const char *argv[4];
-    size_t argvlen[4];
-
-    if (s->acked_upto <= s->stored || s->c->uid == 0)
-        return;
-    snprintf(key, sizeof(key), KEY_STOMP_ACKED, (long long)s->c->uid);
-    snprintf(seq, sizeof(seq), "%lld", (long long)s->acked_upto);
-    snprintf(ttl, sizeof(ttl), "%lld", push.cfg->stomp.session_ttl_s);
-    argv[0] = key;
-    argv[1] = s->client_id;
-    argv[2] = seq;
-    argv[3] = ttl;
-    for (int i = 0; i < 4; i++)
-        argvlen[i] = strlen(argv[i]);
-    /* Not waited for: a write that is lost leaves the older position, so those messages come again. */
-    if (rdsa_eval(&acked_lua, NULL, NULL, 1, 4, argv, argvlen) == MP_OK)
-        s->stored = s->acked_upto;
-}
-
-/* Move acked_upto over the ACKs held past it. */
-static void absorb_ahead(struct stomp *s)
-{
-    int k = 0;
-    while (k < s->nahead && s->ahead[k] <= s->acked_upto + 1) {
-        if (s->ahead[k] == s->acked_upto + 1)
-            s->acked_upto++;
-        k++;
-    }
-    memmove(s->ahead, s->ahead + k, (size_t)(s->nahead - k) * sizeof(s->ahead[0]));
-    s->nahead -= k;
-}
-
-/* seq was ACKed on its own (client-individual, or the session's own message). */
-static void ack_one(struct stomp *s, int64_t seq)
-{
-    int i;
-    if (s->ack == ACK_AUTO || s->acked_upto < 0 || seq <= s->acked_upto)
-        return;
-    if (seq == s->acked_upto + 1) {
-        s->acked_upto = seq;
-        absorb_ahead(s);
-        return;
-    }
-    for (i = 0; i < s->nahead && s->ahead[i] < seq; i++)
-        ;
-    if (i < s->nahead && s->ahead[i] == seq)
-        return;
-    if (s->nahead == STOMP_ACK_WINDOW) {
-        if (i == s->nahead)
-            return; /* forgotten: it comes again on the next connect */
-        s->nahead--;
-    }
-    memmove(s->ahead + i + 1, s->ahead + i, (size_t)(s->nahead - i) * sizeof(s->ahead[0]));
-    s->ahead[i] = seq;
-    s->nahead++;
-}
-
-/* Everything up to seq was ACKed (ack:client). */
-static void ack_upto(struct stomp *s, int64_t seq)
-{
-    if (s->acked_upto < 0 || seq <= s->acked_upto)
-        return;
-    s->acked_upto = seq;
-    absorb_ahead(s);
-}
-
-/* ---- deliveries ---- */
+/* ---- deliveries (the order and the ACKed position: resume.h) ---- */
 
 static int64_t json_int(json_t *o, const char *name, int64_t def)
 {
@@ -278,27 +185,17 @@ static int64_t json_int(json_t *o, const char *name, int64_t def)
     return def;
 }
 
-/* The session's own message: sent by a connection of this user with this client-id ("st<digits><tag>..."),
- * whose RECEIPT told the client. */
-static int own(const struct stomp *s, json_t *pkt)
+/* resume ops->send: MESSAGE for one packet: body = text (the packet's JSON), headers from pkt. */
+static int send_message(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq, int again)
 {
-    const char *id = json_string_value(json_object_get(pkt, "id"));
-    if (json_int(pkt, "from", 0) != s->c->uid || id == NULL || strncmp(id, "st", 2) != 0)
-        return 0;
-    id += 2 + strspn(id + 2, "0123456789");
-    return strncmp(id, s->tag, strlen(s->tag)) == 0;
-}
-
-/* MESSAGE for one packet: body = text (the packet's JSON), headers from pkt. */
-static void send_message(struct stomp *s, json_t *pkt, const char *text, size_t len)
-{
+    struct stomp *s = (struct stomp *)((char *)r - offsetof(struct stomp, r));
     char seq_s[24], from_s[24], ts_s[24], ack_s[32], type_s[8];
     const char *mid = json_string_value(json_object_get(pkt, "mid"));
     const char *type = json_string_value(json_object_get(pkt, "type"));
-    int64_t seq = json_int(pkt, "seq", -1);
     const char *h[32];
     int n = 0;
 
+    (void)again; /* STOMP 1.2 has no redelivered header */
     if (seq >= 0)
         snprintf(ack_s, sizeof(ack_s), "%lld", (long long)seq);
     else
@@ -311,7 +208,7 @@ static void send_message(struct stomp *s, json_t *pkt, const char *text, size_t 
     H("message-id", mid ? mid : ack_s);
     H("destination", STOMP_DEST_INBOX);
     H("content-type", "application/json");
-    if (s->ack != ACK_AUTO)
+    if (s->r.ack != RESUME_ACK_NONE)
         H("ack", ack_s);
     if (mid != NULL)
         H("mid", mid);
@@ -325,142 +222,35 @@ static void send_message(struct stomp *s, json_t *pkt, const char *text, size_t 
 #undef H
     h[n] = NULL;
     send_frame(s, "MESSAGE", h, text, len);
-}
-
-static void catch_up(struct stomp *s);
-
-/* A seq-carrying entry at the LIVE position: the next one goes out, an old one is dropped, a newer one
- * starts a catch-up. Returns MP_OK when it was sent. */
-static int live_entry(struct stomp *s, json_t *pkt, const char *text, size_t len, int64_t seq)
-{
-    if (seq <= s->sent_upto)
-        return MP_EAGAIN;
-    if (seq > s->sent_upto + 1) {
-        s->seen_max = seq;
-        catch_up(s);
-        return MP_EAGAIN;
-    }
-    s->sent_upto = seq;
-    if (pkt == NULL || own(s, pkt)) { /* the session's own message (its A, or another connection's copy) */
-        ack_one(s, seq);
-        store_acked(s);
-        return MP_EAGAIN;
-    }
-    send_message(s, pkt, text, len);
     return MP_OK;
 }
+
+/* resume ops->failed: the catch-up cannot be served; the client reconnects later. */
+static void catch_up_failed(struct resume *r)
+{
+    struct stomp *s = (struct stomp *)((char *)r - offsetof(struct stomp, r));
+    send_error(s, CHAT_E_UNAVAILABLE, NULL);
+    conn_close(s->c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
+}
+
+static void session_key(char *buf, size_t size, int64_t uid)
+{
+    snprintf(buf, size, KEY_STOMP_ACKED, (long long)uid);
+}
+
+static const struct resume_ops stomp_resume = {
+    .proto = "stomp",
+    .key = session_key,
+    .send = send_message,
+    .room = NULL, /* the position is stored at every ACK */
+    .failed = catch_up_failed,
+};
 
 /* proto->deliver: a delivery for the user, as the JSON packet with the user's seq. */
 static int stomp_deliver(struct conn *c, struct frame *f)
 {
     struct stomp *s = c->pdata;
-    json_t *pkt;
-    int64_t seq;
-    int rc = MP_EAGAIN;
-
-    if (s == NULL || s->sub == SUB_NONE)
-        return MP_EAGAIN;
-    if ((pkt = json_loadb((const char *)frame_payload(f), f->len, 0, NULL)) == NULL)
-        return MP_EAGAIN;
-    seq = json_int(pkt, "seq", -1);
-    if (seq < 0) {
-        if (s->sub == SUB_LIVE || s->sub == SUB_CATCHUP) {
-            send_message(s, pkt, (const char *)frame_payload(f), f->len);
-            rc = MP_OK;
-        }
-    } else if (s->sub != SUB_LIVE) {
-        if (seq > s->seen_max) /* CATCHUP (or still loading): a later Y brings it */
-            s->seen_max = seq;
-    } else {
-        rc = live_entry(s, pkt, (const char *)frame_payload(f), f->len, seq);
-    }
-    json_decref(pkt);
-    return rc;
-}
-
-/* ---- catch-up (Y through the core) ---- */
-
-static void ask_y(struct stomp *s, const char *after)
-{
-    char id[64], body[96];
-    struct chatpkt p;
-
-    snprintf(id, sizeof(id), "%sy%llu", s->prefix, (unsigned long long)++s->y_n);
-    snprintf(body, sizeof(body), "{\"after\":%s,\"limit\":%d}", after, STOMP_SYNC_LIMIT);
-    memset(&p, 0, sizeof(p));
-    if ((p.root = json_pack("{s:s,s:i,s:s,s:o}", "id", id, "to", 0, "type", "Y", "msg",
-                            json_loads(body, 0, NULL))) == NULL) {
-        conn_abort(s->c, "out of memory");
-        return;
-    }
-    p.id = json_string_value(json_object_get(p.root, "id"));
-    p.id_len = strlen(p.id);
-    p.type = 'Y';
-    p.to = json_object_get(p.root, "to");
-    p.msg = json_object_get(p.root, "msg");
-    chat_handle(s->c, &p);
-    chatpkt_free(&p);
-}
-
-static void catch_up(struct stomp *s)
-{
-    char after[24];
-    s->sub = SUB_CATCHUP;
-    snprintf(after, sizeof(after), "%lld", (long long)s->sent_upto);
-    ask_y(s, after);
-}
-
-/* The answer to a catch-up Y: {"messages": [...], "more", "max"}, or E. */
-static void on_y(struct stomp *s, char type, json_t *msg)
-{
-    json_t *list = json_object_get(msg, "messages"), *pkt;
-    int64_t before = s->sent_upto;
-    size_t i;
-
-    if (type != 'Y' || !json_is_array(list)) {
-        log_info("stomp catch-up failed conn=%llu uid=%lld", (unsigned long long)s->c->id,
-                 (long long)s->c->uid);
-        send_error(s, CHAT_E_UNAVAILABLE, NULL);
-        conn_close(s->c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
-        return;
-    }
-    if (s->sub == SUB_LOADING) { /* asked for the position only: a client session with nothing stored */
-        s->sent_upto = s->acked_upto = s->stored = json_int(msg, "max", 0);
-        s->sub = SUB_LIVE;
-        if (s->seen_max > s->sent_upto)
-            catch_up(s);
-        return;
-    }
-    json_array_foreach(list, i, pkt)
-    {
-        int64_t seq = json_int(pkt, "seq", -1);
-        char *text;
-        if (seq <= s->sent_upto)
-            continue;
-        s->sent_upto = seq;
-        if (own(s, pkt)) {
-            ack_one(s, seq);
-            continue;
-        }
-        if ((text = json_dumps(pkt, JSON_COMPACT)) == NULL) {
-            conn_abort(s->c, "out of memory");
-            return;
-        }
-        send_message(s, pkt, text, strlen(text));
-        free(text);
-    }
-    store_acked(s);
-    if (json_is_true(json_object_get(msg, "more")) || s->seen_max > s->sent_upto) {
-        if (s->sent_upto == before) {
-            /* nothing served (timeline.h: an entry neither Redis nor MySQL has yet): the client retries */
-            send_error(s, CHAT_E_UNAVAILABLE, NULL);
-            conn_close(s->c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
-            return;
-        }
-        catch_up(s);
-        return;
-    }
-    s->sub = SUB_LIVE;
+    return s == NULL ? MP_EAGAIN : resume_deliver(&s->r, f);
 }
 
 /* ---- the core's answers ---- */
@@ -496,10 +286,7 @@ static int stomp_reply(struct conn *c, char *packet, size_t len)
     }
     if (strncmp(id, s->prefix, s->prefix_len) == 0 && id[s->prefix_len] != '\0') {
         const char *rest = id + s->prefix_len;
-        if (rest[0] == 'y') {
-            if (strtoull(rest + 1, NULL, 10) == s->y_n && s->sub != SUB_NONE)
-                on_y(s, type, msg);
-        } else {
+        if (!resume_reply(&s->r, rest, type, msg)) {
             struct pending *p = take_pending(s, strtoull(rest, NULL, 10));
             if (p != NULL && type == 'A') {
                 const char *mid = json_string_value(json_object_get(pkt, "mid"));
@@ -509,10 +296,7 @@ static int stomp_reply(struct conn *c, char *packet, size_t len)
                 snprintf(seq_s, sizeof(seq_s), "%lld", (long long)seq);
                 if (p->receipt != NULL)
                     send_frame(s, "RECEIPT", h, NULL, 0);
-                if (seq > 0 && s->sub == SUB_LIVE)
-                    live_entry(s, NULL, NULL, 0, seq);
-                else if (seq > s->seen_max && s->sub != SUB_NONE)
-                    s->seen_max = seq;
+                resume_own_sent(&s->r, seq);
             } else if (p != NULL) {
                 send_error(s, why, p->receipt);
             }
@@ -569,15 +353,6 @@ static void on_login(struct conn *c, enum conn_login_result r)
     stats_error(r == CONN_LOGIN_TOO_MANY ? STATS_E_TOO_MANY : STATS_E_TICKET);
     send_error(s, why, NULL);
     conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, why);
-}
-
-/* FNV-1a, 32 bits: the client-id's tag in the session's ids. */
-static unsigned fnv1a(const char *v)
-{
-    unsigned h = 2166136261u;
-    for (; *v; v++)
-        h = (h ^ (unsigned char)*v) * 16777619u;
-    return h;
 }
 
 /* "cx,cy" -> both, each 0..2^31 ms. */
@@ -639,9 +414,10 @@ static void do_connect(struct stomp *s, struct stompframe *f)
         return;
     }
     snprintf(s->client_id, sizeof(s->client_id), "%s", client_id ? client_id : "");
-    snprintf(s->tag, sizeof(s->tag), ".%08x-", fnv1a(s->client_id));
+    resume_tag(s->r.tag, s->client_id, strlen(s->client_id));
     s->prefix_len =
-        (size_t)snprintf(s->prefix, sizeof(s->prefix), "st%lld%s", (long long)id_next(&push.ids), s->tag);
+        (size_t)snprintf(s->prefix, sizeof(s->prefix), "st%lld%s", (long long)id_next(&push.ids), s->r.tag);
+    s->r.prefix_len = s->prefix_len;
     s->send_every_ms = sx > 0 && cy > 0 ? (uint64_t)(sx > cy ? sx : cy) : 0;
     s->expect_every_ms = sx > 0 && cx > 0 ? (uint64_t)(sx > cx ? sx : cx) : 0;
     if ((ticket == NULL || ticket[0] == '\0') && auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
@@ -702,9 +478,14 @@ static void do_send(struct stomp *s, struct stompframe *f)
         refuse(s, STOMP_E_NO_DEST, receipt, STATS_E_MALFORMED);
         return;
     }
+    if (room_bridge_stomp_dest(dest)) { /* a room (room_bridge.h): answered there, or refused here */
+        const char *why = room_bridge_stomp_send(s->c, dest, f->body, f->body_len, receipt);
+        if (why != NULL)
+            refuse(s, why, receipt, STATS_E_REJECTED);
+        return;
+    }
     if ((type = parse_dest(dest, &to)) == 0) {
-        refuse(s, strncmp(dest, "/topic/room.", 12) == 0 ? STOMP_E_ROOMS : STOMP_E_BAD_DEST, receipt,
-               STATS_E_REJECTED);
+        refuse(s, STOMP_E_BAD_DEST, receipt, STATS_E_REJECTED);
         return;
     }
     if ((pe = calloc(1, sizeof(*pe))) == NULL || (receipt && (pe->receipt = strdup(receipt)) == NULL)) {
@@ -740,30 +521,27 @@ static void do_send(struct stomp *s, struct stompframe *f)
     chatpkt_free(&p);
 }
 
-static void on_acked_loaded(redisReply *r, void *arg)
+/* resume_load's answer for a SUBSCRIBE with a client ack mode. */
+static void on_acked_loaded(struct conn *c, int found, int64_t acked, int64_t sent, int sub)
 {
-    struct conn *c = arg;
     struct stomp *s = c->pdata;
 
-    if (s != NULL && conn_open(c) && s->sub == SUB_LOADING) {
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            send_error(s, CHAT_E_UNAVAILABLE, NULL);
-            conn_close(c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
-        } else if (r->type == REDIS_REPLY_STRING) {
-            s->sent_upto = s->acked_upto = s->stored = strtoll(r->str, NULL, 10);
-            catch_up(s);
-        } else {
-            ask_y(s, STOMP_SEQ_ASK); /* nothing stored: start at the timeline's end */
-        }
-    }
-    conn_release(c);
+    (void)sub;
+    if (s == NULL || s->r.state != RESUME_LOADING)
+        return;
+    if (found < 0)
+        catch_up_failed(&s->r);
+    else if (found)
+        resume_from(&s->r, s->r.ack, acked, sent);
+    else
+        resume_begin(&s->r, s->r.ack); /* nothing stored: start at the timeline's end */
 }
 
 static void do_subscribe(struct stomp *s, struct stompframe *f)
 {
     const char *dest = stompframe_get(f, "destination"), *receipt = stompframe_get(f, "receipt");
     const char *id = stompframe_get(f, "id"), *ack = stompframe_get(f, "ack");
-    char key[64];
+    enum resume_ack mode;
 
     if (!valid_id(id)) {
         refuse(s, STOMP_E_NO_ID, receipt, STATS_E_MALFORMED);
@@ -773,55 +551,57 @@ static void do_subscribe(struct stomp *s, struct stompframe *f)
         refuse(s, STOMP_E_NO_DEST, receipt, STATS_E_MALFORMED);
         return;
     }
+    if (room_bridge_stomp_dest(dest)) { /* joining a room (room_bridge.h) */
+        const char *why = room_bridge_stomp_subscribe(s->c, dest, id, ack, receipt,
+                                                      s->r.state != RESUME_OFF ? s->sub_id : NULL);
+        if (why != NULL)
+            refuse(s, why, receipt, STATS_E_REJECTED);
+        return;
+    }
     if (strcmp(dest, STOMP_DEST_INBOX) != 0) {
         log_info("stomp subscribe refused conn=%llu uid=%lld ip=%s", (unsigned long long)s->c->id,
                  (long long)s->c->uid, s->c->ip);
-        refuse(s, strncmp(dest, "/topic/room.", 12) == 0 ? STOMP_E_ROOMS : STOMP_E_FORBIDDEN, receipt,
-               STATS_E_REJECTED);
+        refuse(s, STOMP_E_FORBIDDEN, receipt, STATS_E_REJECTED);
         return;
     }
-    if (s->sub != SUB_NONE) {
+    if (s->r.state != RESUME_OFF || room_bridge_stomp_has_id(s->c, id)) {
         refuse(s, STOMP_E_SUBSCRIBED, receipt, STATS_E_REJECTED);
         return;
     }
     if (ack == NULL || strcmp(ack, "auto") == 0)
-        s->ack = ACK_AUTO;
+        mode = RESUME_ACK_NONE;
     else if (strcmp(ack, "client") == 0)
-        s->ack = ACK_CLIENT;
+        mode = RESUME_ACK_CUMULATIVE;
     else if (strcmp(ack, "client-individual") == 0)
-        s->ack = ACK_INDIVIDUAL;
+        mode = RESUME_ACK_INDIVIDUAL;
     else {
         refuse(s, STOMP_E_ACK_MODE, receipt, STATS_E_MALFORMED);
         return;
     }
     snprintf(s->sub_id, sizeof(s->sub_id), "%s", id);
-    s->sent_upto = s->acked_upto = s->stored = -1;
-    s->seen_max = 0;
-    s->nahead = 0;
     send_receipt(s, receipt);
-    s->sub = SUB_LOADING;
-    if (s->ack == ACK_AUTO) { /* live from here: the timeline's end now is where it starts */
-        ask_y(s, STOMP_SEQ_ASK);
+    if (mode == RESUME_ACK_NONE) { /* live from here */
+        s->r.field = NULL;
+        resume_begin(&s->r, mode);
         return;
     }
-    snprintf(key, sizeof(key), KEY_STOMP_ACKED, (long long)s->c->uid);
-    conn_hold(s->c);
-    if (rdsa_cmd(on_acked_loaded, s->c, "HGET %s %s", key, s->client_id) != MP_OK) {
-        conn_release(s->c);
-        send_error(s, CHAT_E_UNAVAILABLE, NULL);
-        conn_close(s->c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
-    }
+    s->r.field = s->client_id;
+    resume_loading(&s->r, mode);
+    if (resume_load(s->c, &stomp_resume, s->client_id, s->r.ttl_s, on_acked_loaded) != MP_OK)
+        catch_up_failed(&s->r);
 }
 
 static void do_unsubscribe(struct stomp *s, struct stompframe *f)
 {
     const char *id = stompframe_get(f, "id"), *receipt = stompframe_get(f, "receipt");
-    if (s->sub == SUB_NONE || id == NULL || strcmp(id, s->sub_id) != 0) {
+    if (id != NULL && room_bridge_stomp_unsubscribe(s->c, id, receipt))
+        return; /* it was a room's */
+    if (s->r.state == RESUME_OFF || id == NULL || strcmp(id, s->sub_id) != 0) {
         refuse(s, STOMP_E_NO_SUB, receipt, STATS_E_REJECTED);
         return;
     }
-    store_acked(s);
-    s->sub = SUB_NONE;
+    resume_store(&s->r, 0);
+    resume_end(&s->r);
     send_receipt(s, receipt);
 }
 
@@ -844,17 +624,17 @@ static void do_ack(struct stomp *s, struct stompframe *f)
         return;
     }
     seq = strtoll(id, &end, 10);
-    if (end == id || *end != '\0' || seq <= 0 || s->sub == SUB_NONE || s->sent_upto < 0 ||
-        seq > s->sent_upto) {
+    if (end == id || *end != '\0' || seq <= 0 || s->r.state == RESUME_OFF || s->r.sent_upto < 0 ||
+        seq > s->r.sent_upto) {
         refuse(s, STOMP_E_ACK_ID, receipt, STATS_E_REJECTED);
         return;
     }
     if (f->cmd == STOMP_ACK) {
-        if (s->ack == ACK_CLIENT)
-            ack_upto(s, seq);
+        if (s->r.ack == RESUME_ACK_CUMULATIVE)
+            resume_ack_upto(&s->r, seq);
         else
-            ack_one(s, seq);
-        store_acked(s);
+            resume_ack_one(&s->r, seq);
+        resume_store(&s->r, 0);
     }
     /* NACK: it stays un-ACKed and comes again on the next connect */
     send_receipt(s, receipt);
@@ -867,7 +647,7 @@ static void do_transaction(struct stomp *s, struct stompframe *f)
 
 static void do_disconnect(struct stomp *s, struct stompframe *f)
 {
-    store_acked(s);
+    resume_store(&s->r, 0);
     send_receipt(s, stompframe_get(f, "receipt"));
     conn_close(s->c, LWS_CLOSE_STATUS_NORMAL, "disconnect");
 }
@@ -935,6 +715,32 @@ static void stomp_message(struct conn *c, const char *buf, size_t len, int limit
     free(f);
 }
 
+/* proto->unmetered: one ACK frame (the whole message, as stomp.js writes it) whose id is a seq sent on this
+ * connection and not ACKed yet: an answer to the server, at most one per MESSAGE, so not counted against
+ * push.rate (a client-individual subscriber ACKs every message at the pace they come). */
+static int stomp_unmetered(struct conn *c, const char *buf, size_t len)
+{
+    struct stomp *s = c->pdata;
+    const char *end = buf + len;
+
+    if (s == NULL || !s->connected || len < 8 || len > 512 || memcmp(buf, "ACK", 3) != 0 ||
+        (buf[3] != '\n' && buf[3] != '\r'))
+        return 0;
+    for (const char *p = buf + 3; p + 4 < end; p++) {
+        if (p[0] == '\n' && p[1] == '\n')
+            return 0; /* the headers ended without an id */
+        if (p[0] == '\n' && memcmp(p + 1, "id:", 3) == 0) {
+            const char *q = p + 4;
+            int64_t seq = 0;
+            int digits = 0;
+            for (; q < end && *q >= '0' && *q <= '9' && digits < 18; q++, digits++)
+                seq = seq * 10 + (*q - '0');
+            return digits > 0 && q < end && (*q == '\n' || *q == '\r') && resume_unacked(&s->r, seq);
+        }
+    }
+    return 0;
+}
+
 /* ---- the connection ---- */
 
 static void stomp_open(struct conn *c)
@@ -946,7 +752,8 @@ static void stomp_open(struct conn *c)
     }
     s->c = c;
     s->sent_ms = push_now();
-    s->sent_upto = s->acked_upto = s->stored = -1;
+    resume_setup(&s->r, &stomp_resume, c, s->prefix, 0);
+    s->r.ttl_s = push.cfg->stomp.session_ttl_s;
     c->pdata = s;
     s->next = S.all;
     if (S.all != NULL)
@@ -965,9 +772,11 @@ static void stomp_closed(struct conn *c)
 {
     struct stomp *s = c->pdata;
     struct pending *p, *next;
+    room_bridge_closed(c);
     if (s == NULL)
         return;
-    store_acked(s);
+    resume_store(&s->r, 1); /* with the position sent: what comes again is counted as redelivered */
+    resume_free(&s->r);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -1011,7 +820,6 @@ int stomp_start(void)
     S.lim.max_frame = (size_t)push.cfg->stomp.max_frame;
     S.lim.max_headers = (int)push.cfg->stomp.max_headers;
     S.lim.max_header_len = (size_t)push.cfg->stomp.max_header_len;
-    rdsa_script(&acked_lua);
     if (push.cfg->stomp.heartbeat_ms > 0) {
         /* A negotiated interval is at least stomp.heartbeat_ms: four sweeps in the shortest keep beats on
          * time */
@@ -1045,4 +853,5 @@ const struct proto stomp_proto = {
     .closed = stomp_closed,
     .reply = stomp_reply,
     .deliver = stomp_deliver,
+    .unmetered = stomp_unmetered,
 };

@@ -2,10 +2,14 @@
  * keys.h). Writers and readers use these names; a reader ignores unknown fields and logs (at debug) and
  * drops a payload it cannot parse.
  *
- * CHAN_CONTROL ("mp:ctl"), read by every push node. Payload: one JSON object whose "cmd" says what to do.
+ * CHAN_CONTROL ("mp:ctl"), read by every push node (and by every magpie-http for logout). Payload: one JSON
+ * object whose "cmd" says what to do.
  *   {"cmd":"kick",    "uid":N}                  every connection of uid gets C (msg "kicked"), then is closed
- *   {"cmd":"logout",  "uid":N, "sid":"<jti>"}   connections of uid opened with a ticket minted from the login
- *                                               token whose jti is sid get C (msg "logout"), then are closed
+ *   {"cmd":"logout",  "uid":N, "sid":"<jti>", "exp":S}
+ *                                               connections of uid opened with a ticket minted from the login
+ *                                               token whose jti is sid get C (msg "logout"), then are closed;
+ *                                               each magpie-http adds sid to its copy of the revoked tokens
+ *                                               until exp (unix s; http/revoked.h)
  *   {"cmd":"deliver", "uid":N, "packet":{...}}  the server packet (SPEC §4, e.g. an "s" system message) is sent
  *                                               to every connection of uid
  *

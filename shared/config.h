@@ -63,6 +63,8 @@ struct magpie_config {
         long long poll_threads;
         long long max_connections;
         long long client_timeout_s;
+        long long revoked_cache_max;
+        long long revoked_silence_ms;
     } http;
     struct {
         long long code_ttl_s;
@@ -102,6 +104,7 @@ struct magpie_config {
         long long room_batch_bytes;
         long long room_normal_queue;
         long long room_idle_s;
+        long long rooms_per_conn;
         char *metrics_listen;
         long long heartbeat_s;
         long long node_ttl_s;
@@ -141,6 +144,9 @@ struct magpie_config {
     struct {
         long long max_packet;
         long long max_topic;
+        long long session_ttl_s;
+        long long max_sessions_per_user;
+        long long max_inflight;
     } mqtt;
     struct {
         char *webhook_url;

@@ -170,6 +170,13 @@ const struct config_key config_keys[] = {
         "Connections the standalone front-end holds at once (waiting long polls included)."),
     INT("http", "client_timeout_s", http.client_timeout_s, 5, 3600, "60",
         "The standalone front-end closes a connection idle this long. Must exceed long_poll_s."),
+    INT("http", "revoked_cache_max", http.revoked_cache_max, 0, 100000000, "1000000",
+        "Tokens revoked by /logout that each magpie-http keeps in memory (~80 bytes each), kept right\n"
+        "through Redis pub/sub, so a request does not ask Redis whether its token was revoked. Past it\n"
+        "(or 0) every request asks Redis, as it does while the copy is being read (http/revoked.h)."),
+    INT("http", "revoked_silence_ms", http.revoked_silence_ms, 1500, 60000, "3000",
+        "The copy of revoked tokens is not used (requests ask Redis) once its subscription has heard\n"
+        "nothing from Redis this long; it is PINGed every second."),
 
     /* [sms] */
     INT("sms", "code_ttl_s", sms.code_ttl_s, 30, 3600, "300", "A login code is valid this long."),
@@ -248,6 +255,9 @@ const struct config_key config_keys[] = {
     INT("push", "room_idle_s", push.room_idle_s, 2, 3600, "60",
         "A room connection that sends no HEARTBEAT (or other request) for this long is closed;\n"
         "one that has not signed in by then too."),
+    INT("push", "rooms_per_conn", push.rooms_per_conn, 1, 1000, "10",
+        "Rooms one STOMP or MQTT connection on /ws may be in at once (SUBSCRIBE /topic/room.<id>,\n"
+        "room/<id>); one more is refused (STOMP ERROR, MQTT 0x80). A /room connection is in one room."),
     STR("push", "metrics_listen", push.metrics_listen, 3, 261, "127.0.0.1:9101",
         "Loopback HTTP listener for /metrics and /healthz of this node. Empty = off.", check_addr),
     INT("push", "heartbeat_s", push.heartbeat_s, 1, 60, "5", "How often the node renews its registration."),
@@ -343,6 +353,17 @@ const struct config_key config_keys[] = {
     INT("mqtt", "max_topic", mqtt.max_topic, 16, 65535, "256",
         "Bytes of a topic name or filter; a longer one in PUBLISH, SUBSCRIBE or UNSUBSCRIBE closes the\n"
         "connection."),
+    INT("mqtt", "session_ttl_s", mqtt.session_ttl_s, 3600, 31536000, "2592000",
+        "How long a clean-session-0 MQTT session (its me/inbox subscription and the last seq it\n"
+        "PUBACKed, per user and client id) is kept after its last write; a client back later gets\n"
+        "session present 0 and starts at the timeline's end."),
+    INT("mqtt", "max_sessions_per_user", mqtt.max_sessions_per_user, 1, 10000, "32",
+        "Clean-session-0 MQTT sessions (client ids) kept per user; one more drops the one written\n"
+        "longest ago (a client that makes up a new id at every connect cannot grow the hash)."),
+    INT("mqtt", "max_inflight", mqtt.max_inflight, 1, 65535, "256",
+        "QoS 1 PUBLISHes on me/inbox sent and not PUBACKed yet, per connection, at most; the next ones\n"
+        "wait (they are read from the timeline when PUBACKs make room), so a client that does not\n"
+        "PUBACK holds at most this many in the server's memory."),
 
     /* [notify] (design: notify/notify_worker.h) */
     STR("notify", "webhook_url", notify.webhook_url, 8, 2048, "",

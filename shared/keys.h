@@ -21,6 +21,11 @@
 /* ---- tokens ---- */
 /* string "1": a login token revoked by /logout; TTL = the token's remaining lifetime (exp - now). */
 #define KEY_REVOKED "mp:revoked:%s" /* jti */
+/* sorted set jti -> exp (unix s): the same revoked tokens, read whole by each magpie-http's copy
+ * (http/revoked.h); written with KEY_REVOKED, entries past their exp removed by ZREMRANGEBYSCORE. No TTL. */
+#define KEY_REVOKED_INDEX "mp:revocations"
+/* string "1": KEY_REVOKED_INDEX holds every KEY_REVOKED (set after the one-time scan of an upgrade). */
+#define KEY_REVOKED_INDEXED "mp:revocations:complete"
 /* string: a WebSocket ticket already used; SET NX, TTL auth.ws_ticket_ttl_s + AUTH_CLOCK_SKEW_S. */
 #define KEY_WS_TICKET_USED "mp:wsused:%s" /* jti */
 
@@ -123,12 +128,23 @@
 #define CONV_F_READ_SEQ ":rs"
 #define CONV_F_READ_IN ":rn"
 
-/* ---- STOMP sessions (design: push/stomp.c) ---- */
-/* hash: a user's STOMP ack:client sessions: field = the CONNECT client-id ("" when the client named none),
- * value = the seq in the user's timeline up to which that session has ACKed everything (or sent it itself).
- * Only ever raised (STOMP_ACKED_LUA in stomp.c). On the next SUBSCRIBE with ack:client the entries after it
- * are sent again from the timeline. TTL stomp.session_ttl_s, renewed by every write. */
+/* ---- STOMP and MQTT sessions (design: push/resume.h) ---- */
+/* Both hashes: field = the session's client id, value "<acked> <sent> <sub> <ts>": the seq in the user's
+ * timeline up to which the session acknowledged everything (or sent it itself), the highest seq sent to it,
+ * the protocol's subscription number, the unix time of the write (resume.c's store script: acked and sent
+ * only ever raised; a field older than the TTL counts as gone and is dropped when the hash is over its cap).
+ * A value "<acked>" written by an older node still loads. */
+/* hash: a user's STOMP ack:client / client-individual sessions (field = the CONNECT client-id, "" when the
+ * client named none; sub unused). The next SUBSCRIBE with a client mode sends the entries after acked again
+ * from the timeline. TTL stomp.session_ttl_s, renewed by every write; no cap on the fields. */
 #define KEY_STOMP_ACKED "mp:stomp:%lld"
+/* hash: a user's MQTT clean-session-0 sessions (field = the CONNECT client id; sub = the QoS of the
+ * session's me/inbox subscription, -1 none). Written when the session starts, subscribes, unsubscribes, at
+ * least every second while PUBACKs move it, and when the connection ends; a CONNECT with clean session 1
+ * and the same client id deletes the field (3.1.1 §3.1.2.4). TTL mqtt.session_ttl_s, renewed by every
+ * write, and each field expires on its own after that long without a write; at most
+ * mqtt.max_sessions_per_user fields (the one written longest ago goes). */
+#define KEY_MQTT_SESSION "mp:mqtt:%lld"
 
 /* ---- groups (design: push/group.h) ---- */
 /* counter: the last group id given; INCR by the create script. Restored from MySQL with the seq counters

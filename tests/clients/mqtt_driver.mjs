@@ -9,7 +9,7 @@
 //                                                                          (QoS 1: once the PUBACK came)
 //   {"op": "subscribe", "topics": {topic: qos}, "tag"}                  -> {"ev": "suback", "tag", "granted"}
 //   {"op": "end"}                                                       -> {"ev": "ended"}
-// Always: {"ev": "message", "topic", "payload", "qos"} for a PUBLISH from the server, {"ev": "close"} when
+// Always: {"ev": "message", "topic", "payload", "qos", "dup"} for a PUBLISH from the server, {"ev": "close"} when
 // the connection closes, {"ev": "error", "message"} for a client error. Automatic reconnect is off.
 import mqtt from 'mqtt';
 import readline from 'node:readline';
@@ -32,7 +32,7 @@ const ops = {
         });
         client.on('connect', (ack) => emit({ ev: 'connack', returnCode: ack.returnCode, sessionPresent: ack.sessionPresent }));
         client.on('message', (topic, payload, packet) =>
-            emit({ ev: 'message', topic, payload: payload.toString(), qos: packet.qos }));
+            emit({ ev: 'message', topic, payload: payload.toString(), qos: packet.qos, dup: packet.dup }));
         client.on('close', () => emit({ ev: 'close' }));
         client.on('error', (e) => emit({ ev: 'error', message: String(e.message || e), code: e.code ?? null }));
     },

@@ -124,9 +124,11 @@ def test_logout_revokes_the_token(stack, front):
         bus.close()
     assert msg is not None, "no logout command on the control channel"
     assert msg[0] == "mp:ctl"
-    assert json.loads(msg[1]) == {"cmd": "logout", "uid": uid, "sid": jti}
+    exp = jwt.decode(token, stack.secret, algorithms=["HS256"])["exp"]
+    assert json.loads(msg[1]) == {"cmd": "logout", "uid": uid, "sid": jti, "exp": exp}
     ttl = stack.redis().ttl(f"mp:revoked:{jti}")
     assert 604800 - 60 <= ttl <= 604800
+    assert stack.redis().zscore("mp:revocations", jti) == exp  # the index every magpie-http's copy reads
     for method, path, body in USER_ENDPOINTS:
         r = client.call(method, path, body, token=token)
         assert r.status == 401, (path, r)

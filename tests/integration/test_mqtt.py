@@ -1,7 +1,9 @@
 """MQTT 3.1.1 on /ws (SPEC §4.3; design push/mqtt.c): the stock clients mqtt.js (npm mqtt) and Debian's
 python3-paho-mqtt over its WebSocket transport log in with a ticket, chat with a JSON client, a STOMP client
 and each other, send to a group; PUBACK only once stored; refusals on me/errors; forbidden subscriptions get
-0x80; malformed packets close the connection while a JSON bystander keeps chatting."""
+0x80; malformed packets close the connection while a JSON bystander keeps chatting; clean session 0 resumes
+from the timeline (what was not PUBACKed comes again, DUP set, and what arrived while away), clean session 1
+starts fresh."""
 import asyncio
 import json
 import random
@@ -70,6 +72,20 @@ def subscribe_packet(pid, *filters):
     return packet(8, 2, struct.pack(">H", pid) + b"".join(mstr(f) + bytes([q]) for f, q in filters))
 
 
+def puback_packet(pid):
+    return packet(4, 0, struct.pack(">H", pid))
+
+
+def parse_publish(flags, body):
+    """A server PUBLISH: topic, qos, dup, packet id (None at QoS 0) and the payload's JSON."""
+    tl = struct.unpack(">H", body[:2])[0]
+    qos, off = (flags >> 1) & 3, 2 + tl
+    pid = struct.unpack(">H", body[off:off + 2])[0] if qos else None
+    off += 2 if qos else 0
+    return {"topic": body[2:2 + tl].decode(), "qos": qos, "dup": bool(flags & 8), "pid": pid,
+            "payload": json.loads(body[off:])}
+
+
 class RawMqtt:
     def __init__(self, ws):
         self.ws = ws
@@ -86,6 +102,33 @@ class RawMqtt:
         await c.ws.send(connect_packet(tk))
         assert await c.next() == (2, 0, b"\x00\x00")
         return c
+
+    @classmethod
+    async def session(cls, stack, tk, client_id, clean=False, node=None):
+        """CONNECTed with this client id and clean flag: (client, session present)."""
+        c = await cls.open(stack, node)
+        await c.ws.send(connect_packet(tk, client_id=client_id, clean=clean))
+        t, flags, body = await c.next()
+        assert (t, flags, body[1]) == (2, 0, 0), (t, flags, body)
+        return c, body[0] & 1
+
+    async def publishes(self, n, timeout=10):
+        """The next n packets, each a PUBLISH from the server, parsed."""
+        out = []
+        for _ in range(n):
+            t, flags, body = await self.next(timeout)
+            assert t == 3, (t, flags, body)
+            out.append(parse_publish(flags, body))
+        return out
+
+    async def quiet(self, seconds):
+        """Packets that come within seconds."""
+        seen = []
+        try:
+            while True:
+                seen.append(await self.next(seconds))
+        except asyncio.TimeoutError:
+            return seen
 
     async def next(self, timeout=5):
         """(type, flags, body) of the next packet from the server."""
@@ -160,8 +203,8 @@ def test_refused_publish_is_pubacked_and_explained_on_me_errors(stack):
                 (f"user/{new_uid()}", "x", "not friends"),
                 (f"user/{b}", "x" * 1024, "message too long"),
                 (f"user/{a}", "me", "cannot send to yourself"),
-                ("room/7", "x", "rooms are not served over MQTT yet"),
-                ("news/today", "x", "unknown topic: user/<uid> or group/<gid>")]):
+                ("room/7", "x", "not in that room"),  # rooms: test_proto_rooms.py
+                ("news/today", "x", "unknown topic: user/<uid>, group/<gid> or room/<id>")]):
             r = await m.publish(topic, payload, qos=1, tag=f"t{i}")
             assert r["error"] is None  # the PUBACK came: the packet is consumed
             e = await m.wait("message", pred=lambda e: e["topic"] == "me/errors")
@@ -192,58 +235,305 @@ def test_mqtt_group_send(stack):
     mqtt_run(go())
 
 
-@pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
-def test_paho_over_websocket_chats_with_mqttjs(stack):
-    """Debian's paho (1.6) over its WebSocket transport. Paho sends Origin: https://<host> by default, which
-    push.allowed_origins does not admit: the client drops the header (README)."""
-    a, b = pair(stack)
-    events, lock = [], threading.Lock()
+class Paho:
+    """Debian's paho (1.6) over its WebSocket transport through nginx, its callbacks kept as events (kind,
+    args). Paho sends Origin: https://<host> by default, which push.allowed_origins does not admit: the
+    client drops the header (README)."""
 
-    def on(kind):
+    def __init__(self, stack, tk, client_id="", clean=True):
+        self.events, self.lock = [], threading.Lock()
+        self.client = paho.Client(client_id=client_id, clean_session=clean, transport="websockets")
+        self.client.ws_set_options(path="/ws", headers=lambda h: {k: v for k, v in h.items() if k != "Origin"})
+        self.client.username_pw_set("magpie", tk)
+        self.client.on_connect = self.on("connack")
+        self.client.on_subscribe = self.on("suback")
+        self.client.on_message = lambda c, u, msg: self.on("message")(msg.topic, msg.payload.decode(), msg.qos)
+        self.client.on_publish = self.on("puback")
+        self.client.connect("127.0.0.1", stack.nginx_port, keepalive=30)
+        self.client.loop_start()
+
+    def on(self, kind):
         def cb(*args):
-            with lock:
-                events.append((kind, args))
+            with self.lock:
+                self.events.append((kind, args))
         return cb
 
-    client = paho.Client(client_id="", clean_session=True, transport="websockets")
-    client.ws_set_options(path="/ws", headers=lambda h: {k: v for k, v in h.items() if k != "Origin"})
-    client.username_pw_set("magpie", ticket(stack, a))
-    client.on_connect = on("connack")
-    client.on_subscribe = on("suback")
-    client.on_message = lambda c, u, msg: on("message")(msg.topic, msg.payload.decode(), msg.qos)
-    client.on_publish = on("puback")
-
-    def wait(kind, timeout=10):
+    def wait(self, kind, timeout=10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with lock:
-                for i, (k, args) in enumerate(events):
+            with self.lock:
+                for i, (k, args) in enumerate(self.events):
                     if k == kind:
-                        return events.pop(i)[1]
+                        return self.events.pop(i)[1]
             time.sleep(0.02)
-        raise AssertionError(f"no {kind}: {events}")
+        raise AssertionError(f"no {kind}: {self.events}")
 
-    client.connect("127.0.0.1", stack.nginx_port, keepalive=30)
-    client.loop_start()
+    def quiet(self, kind, seconds):
+        """The events of this kind within seconds."""
+        time.sleep(seconds)
+        with self.lock:
+            got = [args for k, args in self.events if k == kind]
+            self.events = [(k, args) for k, args in self.events if k != kind]
+        return got
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
+def test_paho_over_websocket_chats_with_mqttjs(stack):
+    """Debian's paho (1.6) over its WebSocket transport chats with mqtt.js."""
+    a, b = pair(stack)
+    p = Paho(stack, ticket(stack, a))
     try:
-        assert wait("connack")[3] == 0
-        client.subscribe([("me/inbox", 2), ("user/+", 0)])
-        assert tuple(wait("suback")[3]) == (1, 128)  # QoS 2 is granted as 1
+        assert p.wait("connack")[3] == 0
+        p.client.subscribe([("me/inbox", 2), ("user/+", 0)])
+        assert tuple(p.wait("suback")[3]) == (1, 128)  # QoS 2 is granted as 1
 
         async def go():
             m = await MqttJS.login(stack, ticket(stack, b))
             await m.subscribe({"me/inbox": 1})
-            info = client.publish(f"user/{b}", "from paho", qos=1)
+            info = p.client.publish(f"user/{b}", "from paho", qos=1)
             got = await m.wait("message")
             assert json.loads(got["payload"])["msg"] == "from paho"
-            assert wait("puback")[2] == info.mid
+            assert p.wait("puback")[2] == info.mid
             await m.publish(f"user/{a}", "from mqtt.js", qos=1, tag="x")
-            topic, payload, qos = wait("message")
+            topic, payload, qos = p.wait("message")
             assert topic == "me/inbox" and qos == 1 and json.loads(payload)["msg"] == "from mqtt.js"
         mqtt_run(go())
     finally:
-        client.loop_stop()
-        client.disconnect()
+        p.stop()
+
+
+# ---- sessions: clean session 0 resumes from the timeline (3.1.1 §3.1.2.4, §4.4) ----
+
+def test_clean_session_0_gets_all_that_arrived_while_away_once_in_order(stack):
+    """mqtt.js with client id "phone" and clean session 0 subscribes me/inbox at QoS 1 and disconnects; a
+    JSON client sends 100 messages; the session's next CONNECT gets session present 1 and, without subscribing
+    again (the subscription is part of the session), all 100 once, in seq order, at QoS 1 and DUP 0 (never
+    sent before); a SUBSCRIBE at the same QoS sends nothing twice; its own message is not sent back; after
+    all was PUBACKed the next connect of the session gets nothing again."""
+    async def go():
+        a, b = pair(stack)
+        m = await MqttJS.login(stack, ticket(stack, a), client_id="phone", clean=False)
+        assert m.connected["sessionPresent"] is False
+        assert (await m.subscribe({"me/inbox": 1}))["granted"] == [{"topic": "me/inbox", "qos": 1}]
+        m.do("end")
+        await m.wait("ended")
+
+        j = await Chat.connect(stack, b)
+        for i in range(100):
+            assert (await j.text(a, f"away{i}", timeout=10))["type"] == "A"
+        m2 = await MqttJS.login(stack, ticket(stack, a), client_id="phone", clean=False)
+        assert m2.connected["sessionPresent"] is True
+        got = [await m2.wait("message", timeout=20) for _ in range(100)]
+        bodies = [json.loads(e["payload"]) for e in got]
+        assert [p["msg"] for p in bodies] == [f"away{i}" for i in range(100)]
+        assert [p["seq"] for p in bodies] == list(range(bodies[0]["seq"], bodies[0]["seq"] + 100))
+        assert {(e["topic"], e["qos"], e["dup"]) for e in got} == {("me/inbox", 1, False)}
+        await m2.subscribe({"me/inbox": 1}, tag="again")
+        assert await m2.quiet(1.0) == [], "nothing twice"
+        j = await Chat.connect(stack, b)  # the first one used its burst of push.rate
+        assert (await j.text(a, "live"))["type"] == "A"
+        assert json.loads((await m2.wait("message"))["payload"])["msg"] == "live"
+        assert (await m2.publish(f"user/{b}", "mine", qos=1, tag="own"))["error"] is None
+        assert (await j.recv())["msg"] == "mine"
+        assert await m2.quiet(0.5) == [], "its own message is not sent back"
+        m2.do("end")
+        await m2.wait("ended")
+
+        m3 = await MqttJS.login(stack, ticket(stack, a), client_id="phone", clean=False)
+        assert m3.connected["sessionPresent"] is True
+        assert await m3.quiet(1.5) == []
+        assert (await j.text(a, "still subscribed"))["type"] == "A"
+        assert json.loads((await m3.wait("message"))["payload"])["msg"] == "still subscribed"
+    mqtt_run(go())
+
+
+def test_qos1_messages_not_pubacked_come_again_with_dup_after_a_dropped_connection(stack):
+    """A clean-session-0 session at QoS 1 gets three messages, PUBACKs the first only, and its connection
+    drops (no DISCONNECT); a fourth arrives while it is away. The session's next CONNECT (session present 1)
+    gets the second and third again -- DUP 1, their original packet ids -- then the fourth (DUP 0), in order;
+    once those are PUBACKed, its next connection gets nothing again."""
+    async def go():
+        a, b = pair(stack)
+        before = metrics(stack.push_metrics_ports[0]).get('magpie_push_redelivered_total{protocol="mqtt"}', 0)
+        j = await Chat.connect(stack, b)
+        c, present = await RawMqtt.session(stack, ticket(stack, a), "raw-phone", node=1)
+        assert present == 0
+        await c.ws.send(subscribe_packet(1, ("me/inbox", 1)))
+        assert await c.next() == (9, 0, b"\x00\x01\x01")  # sent once the subscription's place is known
+        for i in range(3):
+            assert (await j.text(a, f"m{i}"))["type"] == "A"
+        first = await c.publishes(3)
+        assert [p["payload"]["msg"] for p in first] == ["m0", "m1", "m2"]
+        assert all(p["qos"] == 1 and not p["dup"] and p["topic"] == "me/inbox" for p in first)
+        await c.ws.send(puback_packet(first[0]["pid"]))
+        await asyncio.sleep(0.2)
+        c.ws.transport.abort()  # the connection drops
+        await asyncio.sleep(0.3)
+        assert (await j.text(a, "m3"))["type"] == "A"
+
+        c2, present = await RawMqtt.session(stack, ticket(stack, a), "raw-phone", node=1)
+        assert present == 1
+        again = await c2.publishes(3)
+        assert [p["payload"]["msg"] for p in again] == ["m1", "m2", "m3"]
+        assert [(p["dup"], p["pid"]) for p in again[:2]] == [(True, first[1]["pid"]), (True, first[2]["pid"])]
+        assert (again[2]["dup"], again[2]["qos"]) == (False, 1)
+        seq1 = first[1]["payload"]["seq"]
+        assert [p["payload"]["seq"] for p in again] == [seq1, seq1 + 1, seq1 + 2]
+        for p in again:
+            await c2.ws.send(puback_packet(p["pid"]))
+        assert await c2.quiet(0.5) == []
+        await c2.ws.send(packet(14, 0, b""))  # DISCONNECT
+        assert (await c2.closed()) == ([], 1000)
+
+        c3, present = await RawMqtt.session(stack, ticket(stack, a), "raw-phone", node=1)
+        assert present == 1
+        assert await c3.quiet(1.0) == [], "everything was PUBACKed"
+        key = 'magpie_push_redelivered_total{protocol="mqtt"}'
+        await wait_until(lambda: metrics(stack.push_metrics_ports[0]).get(key, 0) >= before + 2, 5,
+                         "the redelivery counter")
+    run(go())
+
+
+def test_qos1_window_holds_what_is_not_pubacked_and_sends_the_rest_as_pubacks_come(stack):
+    """mqtt.max_inflight (256): a client that PUBACKs nothing gets 256 of 300 messages; each PUBACK lets the
+    next one out, in order, until all 300 came once."""
+    async def go():
+        a, b = pair(stack)
+        c, _ = await RawMqtt.session(stack, ticket(stack, a), "window", node=1)
+        await c.ws.send(subscribe_packet(1, ("me/inbox", 1)))
+        assert (await c.next())[0] == 9
+        for k in range(3):  # 100 from each connection: within push.burst
+            j = await Chat.connect(stack, b)
+            for i in range(100 * k, 100 * k + 100):
+                assert (await j.text(a, f"w{i}", timeout=10))["type"] == "A"
+        got = await c.publishes(256)
+        assert await c.quiet(0.5) == [], "the window is full"
+        for p in got[:44]:
+            await c.ws.send(puback_packet(p["pid"]))
+        got += await c.publishes(44)
+        assert [p["payload"]["msg"] for p in got] == [f"w{i}" for i in range(300)]
+        assert len({p["pid"] for p in got}) == 300 and not any(p["dup"] for p in got)
+    run(go())
+
+
+def test_a_connect_with_a_connected_client_id_takes_the_session_over(stack):
+    """3.1.1 §3.1.4: a second CONNECT with the client id of a connected client of the same user (same node)
+    closes the first connection; the new one gets session present 1 and what the first had not PUBACKed."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        first, _ = await RawMqtt.session(stack, ticket(stack, a), "twin", node=2)
+        await first.ws.send(subscribe_packet(1, ("me/inbox", 1)))
+        assert (await first.next())[0] == 9
+        assert (await j.text(a, "t0"))["type"] == "A"
+        assert [p["payload"]["msg"] for p in await first.publishes(1)] == ["t0"]
+        second, present = await RawMqtt.session(stack, ticket(stack, a), "twin", node=2)
+        assert present == 1
+        assert (await first.closed())[1] == 1008
+        again = await second.publishes(1)
+        assert again[0]["payload"]["msg"] == "t0" and again[0]["dup"]
+    run(go())
+
+
+def test_a_qos0_session_keeps_its_subscription_but_not_the_messages(stack):
+    """QoS 0 is not tracked: a clean-session-0 session subscribed at QoS 0 comes back with session present 1
+    and its subscription (a live message arrives without a new SUBSCRIBE), but what came while it was away
+    is not sent."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        c, _ = await RawMqtt.session(stack, ticket(stack, a), "q0", node=1)
+        await c.ws.send(subscribe_packet(1, ("me/inbox", 0)))
+        assert await c.next() == (9, 0, b"\x00\x01\x00")
+        await c.ws.send(packet(14, 0, b""))
+        await c.closed()
+        assert (await j.text(a, "while away"))["type"] == "A"
+        c2, present = await RawMqtt.session(stack, ticket(stack, a), "q0", node=1)
+        assert present == 1
+        assert await c2.quiet(1.0) == []
+        assert (await j.text(a, "live"))["type"] == "A"
+        got = await c2.publishes(1)
+        assert (got[0]["payload"]["msg"], got[0]["qos"], got[0]["pid"]) == ("live", 0, None)
+    run(go())
+
+
+def test_stored_sessions_expire_one_by_one_and_are_capped_per_user(stack):
+    """A session written longer than mqtt.session_ttl_s (30 days) ago is gone (session present 0) even while
+    the user's hash lives on; past mqtt.max_sessions_per_user (32) fields, an expired one goes first, then
+    the one written longest ago."""
+    async def go():
+        a = new_uid()
+        r, key, now = stack.redis(), f"mp:mqtt:{a}", int(time.time())
+        r.hset(key, mapping={"gone": "5 5 1 1", "stale": "7 7 1 1",
+                             **{f"s{i}": f"0 0 -1 {now - 100 + i}" for i in range(30)}})
+        c, present = await RawMqtt.session(stack, ticket(stack, a), "gone")
+        assert present == 0  # expired: a new session under the same client id
+        await wait_until(lambda: r.hget(key, "gone").startswith("0 0 -1 "), 5, "the new session written")
+        assert r.hlen(key) == 32
+        for cid in ["newest", "newer"]:
+            c2, present = await RawMqtt.session(stack, ticket(stack, a), cid)
+            assert present == 0
+            await wait_until(lambda: r.hexists(key, cid), 5, "the new session written")
+            assert r.hlen(key) == 32
+            if cid == "newest":  # the expired one went, not the oldest live one
+                assert not r.hexists(key, "stale") and r.hexists(key, "s0")
+        assert not r.hexists(key, "s0") and r.hexists(key, "s1") and r.hexists(key, "newest")
+        assert 0 < r.ttl(key) <= 2592000
+    run(go())
+
+
+@pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
+def test_clean_session_1_after_a_session_0_starts_fresh(stack):
+    """A clean-session-0 session (client id "paho-dev") leaves two messages un-PUBACKed; paho connects with
+    the same client id and clean session 1: session present 0, none of the old messages, only what comes
+    after its SUBSCRIBE; the stored session is gone, so the next clean-session-0 CONNECT starts a new one."""
+    a, b = pair(stack)
+
+    async def leave_unacked():
+        j = await Chat.connect(stack, b)
+        c, present = await RawMqtt.session(stack, ticket(stack, a), "paho-dev")
+        assert present == 0
+        await c.ws.send(subscribe_packet(1, ("me/inbox", 1)))
+        assert (await c.next())[0] == 9
+        for i in range(2):
+            assert (await j.text(a, f"old{i}"))["type"] == "A"
+        assert [p["payload"]["msg"] for p in await c.publishes(2)] == ["old0", "old1"]
+        await c.ws.close()  # no PUBACK, no DISCONNECT
+
+        def stored():  # "<acked> <sent> <sub> <ts>": two sent, none PUBACKed, subscribed at QoS 1
+            v = (stack.redis().hget(f"mp:mqtt:{a}", "paho-dev") or "").split()
+            return len(v) == 4 and int(v[1]) == int(v[0]) + 2 and v[2] == "1"
+        await wait_until(stored, 5, "the session stored when its connection ended")
+    run(leave_unacked())
+
+    p = Paho(stack, ticket(stack, a), client_id="paho-dev", clean=True)
+    try:
+        _, _, flags, rc = p.wait("connack")
+        assert rc == 0 and flags["session present"] == 0
+        p.client.subscribe("me/inbox", 1)
+        assert tuple(p.wait("suback")[3]) == (1,)
+
+        async def live():
+            j = await Chat.connect(stack, b)
+            assert (await j.text(a, "new"))["type"] == "A"
+        run(live())
+        topic, payload, qos = p.wait("message")
+        assert topic == "me/inbox" and json.loads(payload)["msg"] == "new"
+        assert p.quiet("message", 1.0) == [], "nothing of the old session"
+        assert not stack.redis().hexists(f"mp:mqtt:{a}", "paho-dev")
+    finally:
+        p.stop()
+
+    async def after():
+        await asyncio.sleep(0.3)
+        c, present = await RawMqtt.session(stack, ticket(stack, a), "paho-dev")
+        assert present == 0
+        assert await c.quiet(1.0) == []
+    run(after())
 
 
 # ---- bad input, a JSON bystander on the same node ----
@@ -300,11 +590,11 @@ def test_malformed_packets_close_the_connection(stack):
                 await c.ws.send(data)
                 seen, code = await c.closed()
                 assert code == 1002, (data, seen, code)
-            # per-topic return codes: QoS 2 granted as 1, what is not the client's own gets 0x80
+            # per-topic return codes: QoS 2 granted as 1, a room as 0, what is not the client's own gets 0x80
             c = await RawMqtt.login(stack, ticket(stack, a), node=1)
             await c.ws.send(subscribe_packet(4, ("me/inbox", 2), ("me/errors", 0), ("#", 0), (f"user/{b}", 1),
                                              ("room/1", 0), ("+/inbox", 1)))
-            assert await c.next() == (9, 0, b"\x00\x04\x01\x00\x80\x80\x80\x80")
+            assert await c.next() == (9, 0, b"\x00\x04\x01\x00\x80\x80\x00\x80")
             # a packet split over many WebSocket messages, and two in one, are served
             c = await RawMqtt.login(stack, ticket(stack, a), node=1)
             data = subscribe_packet(9, ("me/inbox", 1)) + packet(12, 0, b"")

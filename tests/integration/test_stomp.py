@@ -139,8 +139,8 @@ def test_refusals_get_error_with_the_reason_and_the_connection_stays(stack):
             (f"/user/{b}", "x" * 1024, "message too long"),
             (f"/user/{b}", "", "empty message"),
             (f"/user/{a}", "me", "cannot send to yourself"),
-            ("/queue/anything", "x", "unknown destination: /user/<uid> or /group/<gid>"),
-            ("/topic/room.7", "x", "rooms are not served over STOMP yet"),
+            ("/queue/anything", "x", "unknown destination: /user/<uid>, /group/<gid> or /topic/room.<id>"),
+            ("/topic/room.7", "x", "not in that room"),  # rooms: test_proto_rooms.py
         ]
         for i, (dest, body, reason) in enumerate(cases):
             await s.send(dest, body, receipt=f"bad{i}")
@@ -206,6 +206,52 @@ def test_ack_client_session_gets_what_it_did_not_ack_and_what_came_while_away_in
         other = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "tablet"})
         other.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
         assert await other.quiet(1.0) == []
+    stomp_run(go())
+
+
+def test_ack_client_new_session_gets_what_it_never_acked_again(stack):
+    """A session's first connection (nothing stored for client-id "fresh" yet) with ack:client gets two
+    messages and ACKs neither before the connection drops: the next connect of the session gets both again,
+    in order, and nothing else."""
+    async def go():
+        a, b = pair(stack)
+        j = await Chat.connect(stack, b)
+        s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "fresh"})
+        s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
+        await asyncio.sleep(0.3)
+        await _sender_of(stack, a)(j, 2, "n")
+        assert [json.loads(m["body"])["msg"] for m in await s.messages(2)] == ["n0", "n1"]
+        s.do("drop")
+        await s.wait("close")
+        await asyncio.sleep(0.3)
+        s2 = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "fresh"})
+        s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
+        got = [json.loads(m["body"])["msg"] for m in await s2.quiet(1.5)]
+        assert got == ["n0", "n1"], got
+    stomp_run(go())
+
+
+def test_acks_of_delivered_messages_do_not_count_against_push_rate(stack):
+    """A client-individual subscriber ACKs 150 messages one by one, at once (more than push.burst frames):
+    an ACK of a message it was sent is an answer, not counted against push.rate, so the connection stays,
+    and the session's next connect gets nothing again."""
+    async def go():
+        a, b = pair(stack)
+        s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "busy"})
+        s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
+        await asyncio.sleep(0.3)
+        for k in range(2):  # 75 from each connection: within push.burst
+            await _sender_of(stack, a)(await Chat.connect(stack, b), 75, f"b{k}-")
+        ms = await s.messages(150)
+        for m in ms:
+            s.do("ack", ack=m["headers"]["ack"])
+        await s.send(f"/user/{b}", "still here", receipt="r")
+        assert (await s.wait("receipt"))["receipt"] == "r"
+        s.do("disconnect")
+        await s.wait("close")
+        s2 = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "busy"})
+        s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
+        assert await s2.quiet(1.0) == []
     stomp_run(go())
 
 

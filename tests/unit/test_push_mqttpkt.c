@@ -219,6 +219,18 @@ static void test_builders(void **state)
         assert_null(mqttpkt_publish(&p, 256, &pub));
         assert_int_equal(pub.packet_id, 65535);
         assert_int_equal(pub.payload_len, sizeof(payload));
+        assert_int_equal(pub.dup, 0);
+    }
+    /* a re-delivery (mqtt.c sets MQTT_FLAG_DUP on a built QoS 1 PUBLISH) parses as DUP, nothing else moved */
+    b[0] |= MQTT_FLAG_DUP;
+    {
+        struct mqttpkt p = one(b, len);
+        struct mqtt_publish pub;
+        assert_int_equal(b[0], 0x3a);
+        assert_null(mqttpkt_publish(&p, 256, &pub));
+        assert_int_equal(pub.dup, 1);
+        assert_int_equal(pub.qos, 1);
+        assert_int_equal(pub.packet_id, 65535);
     }
     free(b);
 }
