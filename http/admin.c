@@ -27,6 +27,10 @@ static int redis_ok(struct call *c, redisReply *rep)
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
         log_error("admin redis command failed reason=\"%s\"", rep->str);
     freeReplyObject(rep);
+    /* With redis.min_replicas_acked: ok only once replicas hold the write (shared/sentinel.h), else code
+     * 20, and the caller's retry is harmless. */
+    if (ok && rds_wait(&c->w->rds) != MP_OK)
+        ok = 0;
     if (!ok)
         reply_unavailable(c, "redis");
     return ok;

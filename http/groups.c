@@ -818,6 +818,11 @@ static redisReply *group_run(struct call *c, struct gscript *s, const struct arg
         goto refused;
     }
     code = e[0]->integer;
+    if (code == 0 && s != &get_lua && rds_wait(&c->w->rds) != MP_OK) {
+        /* The change is made but too few replicas hold it (redis.min_replicas_acked): not promised. */
+        reply_unavailable(c, "redis replicas");
+        goto refused;
+    }
     if (code == 0)
         return r;
     if ((code == API_INVALID || code == API_FORBIDDEN || code == API_NOT_FOUND) && r->elements == 2 &&

@@ -93,7 +93,9 @@ void user_logout(struct call *c)
         rep = rds_cmd(&c->w->rds, "ZADD %s %lld %s", KEY_REVOKED_INDEX, (long long)c->claims.exp,
                       c->claims.jti);
     }
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+    /* A revocation a failover takes back would let the token in again: with redis.min_replicas_acked it
+     * is confirmed only once replicas hold both writes (the client retries a 503). */
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR || rds_wait(&c->w->rds) != MP_OK) {
         freeReplyObject(rep);
         reply_unavailable(c, "redis");
         return;

@@ -10,6 +10,8 @@
 
 #include "chatpkt.h"
 #include "conn.h"
+
+#include <hiredis/hiredis.h>
 #include "proto.h"
 #include "stats.h"
 
@@ -51,6 +53,23 @@ void timeline_sync(struct conn *c, const struct chatpkt *p);   /* Y (timeline.c)
 void chat_read(struct conn *c, const struct chatpkt *p);       /* R */
 void chat_take_order(struct conn *c, const struct chatpkt *p); /* T */
 void chat_site(struct conn *c, const struct chatpkt *p);       /* S */
+
+/* The deliveries a send script returned instead of PUBLISHing them, when the sender WAITs for replicas
+ * first (chat_send.c, group_send.c; shared/sentinel.h): a payload and the channels of the nodes it goes to.
+ */
+struct chat_pubs {
+    char *payload;
+    size_t len;
+    char **chans;
+    size_t n;
+};
+
+/* Copy them from elements first (the payload), first + 1, ... (the channels) of a script's array reply r;
+ * none when r ends before first. MP_OK or MP_ENOMEM (then chat_pubs_free what was kept). */
+int chat_pubs_keep(struct chat_pubs *p, const redisReply *r, size_t first);
+/* PUBLISH them (fire and forget, in order on the command connection). */
+void chat_pubs_send(const struct chat_pubs *p);
+void chat_pubs_free(struct chat_pubs *p);
 
 /* Register the Lua scripts of the handlers (before rdsa_start). */
 void chat_send_init(void);

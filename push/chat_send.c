@@ -8,6 +8,16 @@
  * (from, id) finds the dedup key (kept push.dedup_ttl_s) and is acked again with the first mid and seq,
  * without being stored or delivered twice. This node delivers to its own connections when the reply comes;
  * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
+ *
+ * With redis.min_replicas_acked (shared/sentinel.h: what WAIT guarantees) the A waits for rdsa_wait, and
+ * so does every delivery: the script then returns the channels instead of PUBLISHing to them, and this
+ * node publishes (and delivers to its own connections) only once enough replicas hold the message -- so no
+ * recipient sees a message, or a seq, that a failover takes back. A retry then refreshes the dedup key's
+ * TTL, a write, so that the WAIT after it also covers the first attempt, whichever connection made it.
+ * WAITs answer in the order they were asked, which keeps the order of the deliveries. A message whose WAIT
+ * fell short is acked on its retry but never pushed (its deliveries went with the refused attempt, and the
+ * dedup key cannot tell whether a retry's would be the second): its recipients get it by Y, as after any gap
+ * (SPEC §4.1: the next packet's seq skips ahead, or the next connect).
  */
 #include "chat.h"
 #include "cluster.h"
@@ -28,15 +38,20 @@
  * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY.
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
  * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
- * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen.
- * Returns {0, mid, from seq, to seq} accepted, {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
+ * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen,
+ * "1" when the caller WAITs (then the deliveries are returned, not published).
+ * Returns {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}),
+ * {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
  * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
  * when the message is refused, so a refused message takes no seq. */
 static struct rdsa_script send_lua = {
     "send",
     "local first = redis.call('GET', KEYS[1])\n"
-    "if first then return {1, first} end\n"
+    "if first then\n"
+    "  if ARGV[19] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[9]) end\n"
+    "  return {1, first}\n"
+    "end\n"
     "if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 0 then return {-1} end\n"
     /* One EXISTS of both counters (it counts a key named twice twice, so a message to oneself is 2 too). */
     "if redis.call('EXISTS', KEYS[6], KEYS[7]) < 2 and redis.call('EXISTS', KEYS[15]) == 0 then\n"
@@ -75,7 +90,7 @@ static struct rdsa_script send_lua = {
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[9])\n"
     /* The recipient's presence is read once, for the deliveries and for the notification below; the
      * delivery payload is built only when some other node needs it. */
-    "local sent, payload = {}, nil\n"
+    "local sent, payload, out = {}, nil, {0, ARGV[2], fs, ts}\n"
     "local hto = redis.call('HGETALL', KEYS[4])\n"
     "for _, h in ipairs({hto, redis.call('HGETALL', KEYS[5])}) do\n"
     "  for j = 1, #h, 2 do\n"
@@ -83,7 +98,12 @@ static struct rdsa_script send_lua = {
     "    if node ~= ARGV[1] and not sent[node] and tonumber(h[j + 1]) > 0 then\n"
     "      sent[node] = true\n"
     "      payload = payload or fs .. ' ' .. ts .. ' ' .. ARGV[10] .. ARGV[13]\n"
-    "      redis.call('PUBLISH', ARGV[11] .. node .. ARGV[12], payload)\n"
+    "      if ARGV[19] == '1' then\n"
+    "        out[5] = payload\n"
+    "        out[#out + 1] = ARGV[11] .. node .. ARGV[12]\n"
+    "      else\n"
+    "        redis.call('PUBLISH', ARGV[11] .. node .. ARGV[12], payload)\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -105,12 +125,12 @@ static struct rdsa_script send_lua = {
     "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
     "  end\n"
     "end\n"
-    "return {0, ARGV[2], fs, ts}\n",
+    "return out\n",
     ""};
 
 #define SEND_WARN_EVERY_MS 10000 /* a refusal that repeats for every message is logged this often */
 #define SEND_NKEYS         17
-#define SEND_ARGC          35
+#define SEND_ARGC          36
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -120,11 +140,18 @@ struct send_req {
     int64_t ts;
     char *json; /* the packet recipients get, without seq */
     size_t json_len;
+    /* What the script answered, kept until rdsa_wait answers. */
+    char *retry;  /* a retry: "<first mid> <its from seq>"; NULL = a new message */
+    char mid[24]; /* a new message: its mid and seqs */
+    int64_t fseq, tseq;
+    struct chat_pubs pubs; /* with WAIT: the deliveries to other nodes */
 };
 
 static void send_free(struct send_req *s)
 {
     free(s->json);
+    free(s->retry);
+    chat_pubs_free(&s->pubs);
     chat_req_done(&s->r);
     free(s);
 }
@@ -138,6 +165,62 @@ void chat_send_init(void)
     zero = strchr(buf, '0');
     snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
     snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
+}
+
+int chat_pubs_keep(struct chat_pubs *p, const redisReply *r, size_t first)
+{
+    if (r->elements <= first + 1)
+        return MP_OK;
+    if (r->element[first]->type != REDIS_REPLY_STRING ||
+        (p->payload = malloc(r->element[first]->len + 1)) == NULL ||
+        (p->chans = calloc(r->elements - first - 1, sizeof(*p->chans))) == NULL)
+        return MP_ENOMEM;
+    memcpy(p->payload, r->element[first]->str, r->element[first]->len + 1);
+    p->len = r->element[first]->len;
+    for (size_t i = first + 1; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            (p->chans[p->n] = strdup(r->element[i]->str)) == NULL)
+            return MP_ENOMEM;
+        p->n++;
+    }
+    return MP_OK;
+}
+
+void chat_pubs_send(const struct chat_pubs *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        rdsa_cmd(NULL, NULL, "PUBLISH %s %b", p->chans[i], p->payload, p->len);
+}
+
+void chat_pubs_free(struct chat_pubs *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->chans[i]);
+    free(p->chans);
+    free(p->payload);
+    memset(p, 0, sizeof(*p));
+}
+
+/* rdsa_wait answered (at once when no WAIT is configured): the A, then the deliveries. */
+static void on_send_durable(int ok, void *arg)
+{
+    struct send_req *s = arg;
+    struct conn *c = s->r.c;
+
+    if (!ok) {
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (s->retry != NULL) {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(s->retry));
+        stats_ack();
+    } else {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
+                   json_pack("{s:s,s:I}", "mid", s->mid, "seq", (json_int_t)s->fseq));
+        stats_ack();
+        chat_pubs_send(&s->pubs);
+        chat_deliver_seq(s->to, s->json, s->json_len, s->tseq, NULL, s->ts);
+        chat_deliver_seq(c->uid, s->json, s->json_len, s->fseq, c, s->ts);
+    }
+    send_free(s);
 }
 
 static void on_send_reply(redisReply *r, void *arg)
@@ -162,21 +245,29 @@ static void on_send_reply(redisReply *r, void *arg)
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(e[1]->str));
-        stats_ack();
-    } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
+        if ((s->retry = strdup(e[1]->str)) == NULL)
+            goto unavailable;
+        rdsa_wait(on_send_durable, s);
+        return;
+    } else if (e[0]->integer == 0 && r->elements >= 4 && e[1]->type == REDIS_REPLY_STRING &&
                e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_INTEGER) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
-                   json_pack("{s:s,s:I}", "mid", e[1]->str, "seq", (json_int_t)e[2]->integer));
-        stats_ack();
-        chat_deliver_seq(s->to, s->json, s->json_len, e[3]->integer, NULL, s->ts);
-        chat_deliver_seq(c->uid, s->json, s->json_len, e[2]->integer, c, s->ts);
+        snprintf(s->mid, sizeof(s->mid), "%s", e[1]->str);
+        s->fseq = e[2]->integer;
+        s->tseq = e[3]->integer;
+        if (chat_pubs_keep(&s->pubs, r, 4) != MP_OK)
+            goto unavailable;
+        rdsa_wait(on_send_durable, s);
+        return;
     } else {
         if (e[0]->integer == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
             log_error("send refused: a timeline is ahead of its counter uid=%lld to=%lld reason=\"%s\"",
                       (long long)c->uid, (long long)s->to, e[1]->str);
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     }
+    send_free(s);
+    return;
+unavailable:
+    chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     send_free(s);
 }
 
@@ -186,7 +277,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
         ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24] = "", qmax[24], type[2] = {p->type, '\0'},
                                                  *json = NULL, *head = NULL;
-    const char *argv[SEND_ARGC];
+    const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
     struct chat_msg m;
@@ -267,6 +358,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(32, oldest, strlen(oldest));
     ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
     ARG(34, qmax, strlen(qmax));
+    ARG(35, waits, strlen(waits));
 #undef ARG
     chat_req_init(&s->r, c, p);
     s->to = m.to;

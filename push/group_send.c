@@ -7,6 +7,10 @@
  * member's seq, from which this node delivers to its own connections, in the order Redis ran the scripts.
  * A non-member, or a group that does not exist, gets E "not a member" (one answer for both, so ids cannot
  * be probed), and the message takes no seq.
+ *
+ * With redis.min_replicas_acked the A, the deliveries to other nodes and this node's own deliveries wait
+ * for rdsa_wait, as in chat_send.c (which says why): the script then returns the nodes' channels instead
+ * of publishing, and a retry refreshes the dedup key's TTL so the WAIT covers the first attempt too.
  */
 #include "group.h"
 #include "cluster.h"
@@ -26,15 +30,21 @@
 /* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
  * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>", "1" when offline
- * notifications are on, the notification's preview, notify.queue_maxlen.
- * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member}, {1, "<first mid> <its seq>"} a
- * retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a member
- * without a counter while Redis has not got them all back from MySQL. Nothing stays written when refused. */
+ * notifications are on, the notification's preview, notify.queue_maxlen, "1" when the caller WAITs (then
+ * the deliveries are returned, not published).
+ * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery
+ * payload and the channels of the live nodes but this one, when there are any), {1, "<first mid> <its
+ * seq>"} a retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a
+ * member without a counter while Redis has not got them all back from MySQL. Nothing stays written when
+ * refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
     GROUP_LUA_LIB
     "local first = redis.call('GET', KEYS[1])\n"
-    "if first then return {1, first} end\n"
+    "if first then\n"
+    "  if ARGV[17] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end\n"
+    "  return {1, first}\n"
+    "end\n"
     "if not redis.call('HGET', KEYS[2], ARGV[3]) then return {-1} end\n"
     "local uids = redis.call('HKEYS', KEYS[2])\n"
     "if not mp_counters_ok(uids) then return {-3} end\n"
@@ -58,8 +68,18 @@ static struct rdsa_script gsend_lua = {
     "', 'g', '" MQ_F_BODY "', ARGV[6], '" MQ_F_TS "', ARGV[7], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_GROUP
     "', ARGV[4], '" MQ_F_GROUP_N "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"
-    "mp_publish('" GROUP_DELIVERY_HEAD
-    "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], ARGV[12])\n"
+    "local payload = '" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9]\n"
+    "local out = {0, ARGV[2], fs, flat}\n"
+    "if ARGV[17] == '1' then\n"
+    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES "', ARGV[12], '+inf')) do\n"
+    "    if n ~= ARGV[1] then\n"
+    "      out[5] = payload\n"
+    "      out[#out + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"
+    "    end\n"
+    "  end\n"
+    "else\n"
+    "  mp_publish(payload, ARGV[1], ARGV[12])\n"
+    "end\n"
     /* Offline notifications (notify/notify_worker.h): one event per member but the sender with no connection
      * on a live node, in the same script as the message. */
     "if ARGV[14] == '1' then\n"
@@ -85,11 +105,11 @@ static struct rdsa_script gsend_lua = {
     "    end\n"
     "  end\n"
     "end\n"
-    "return {0, ARGV[2], fs, flat}\n",
+    "return out\n",
     ""};
 
 #define GSEND_NKEYS         7
-#define GSEND_ARGC          23
+#define GSEND_ARGC          24
 #define GSEND_WARN_EVERY_MS 10000
 
 struct gsend_req {
@@ -98,11 +118,21 @@ struct gsend_req {
     int64_t ts;
     char *json; /* the packet members get, without seq */
     size_t json_len;
+    /* What the script answered, kept until rdsa_wait answers. */
+    char *retry;  /* a retry: "<first mid> <its seq>"; NULL = a new message */
+    char mid[24]; /* a new message: its mid, the sender's seq, every member's "<uid> <seq>" */
+    int64_t fseq;
+    char *pairs;
+    size_t pairs_len;
+    struct chat_pubs pubs; /* with WAIT: the deliveries to other nodes */
 };
 
 static void gsend_free(struct gsend_req *s)
 {
     free(s->json);
+    free(s->retry);
+    free(s->pairs);
+    chat_pubs_free(&s->pubs);
     chat_req_done(&s->r);
     free(s);
 }
@@ -136,6 +166,29 @@ int group_deliver_payload(const char *payload, size_t len)
     return deliver_pairs(d.pairs, d.pairs_len, d.packet, d.packet_len, NULL, d.ts);
 }
 
+/* rdsa_wait answered (at once when no WAIT is configured): the A, then the deliveries. */
+static void on_gsend_durable(int ok, void *arg)
+{
+    struct gsend_req *s = arg;
+    struct conn *c = s->r.c;
+
+    if (!ok) {
+        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (s->retry != NULL) {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(s->retry));
+        stats_ack();
+    } else {
+        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
+                   json_pack("{s:s,s:I}", "mid", s->mid, "seq", (json_int_t)s->fseq));
+        stats_ack();
+        chat_pubs_send(&s->pubs);
+        if (deliver_pairs(s->pairs, s->pairs_len, s->json, s->json_len, c, s->ts) != 0)
+            log_error("group send: a malformed member list in the script's reply group=%lld",
+                      (long long)s->gid);
+    }
+    gsend_free(s);
+}
+
 static void on_gsend_reply(redisReply *r, void *arg)
 {
     struct gsend_req *s = arg;
@@ -158,16 +211,20 @@ static void on_gsend_reply(redisReply *r, void *arg)
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(e[1]->str));
-        stats_ack();
-    } else if (e[0]->integer == 0 && r->elements == 4 && e[1]->type == REDIS_REPLY_STRING &&
+        if ((s->retry = strdup(e[1]->str)) == NULL)
+            goto unavailable;
+        rdsa_wait(on_gsend_durable, s);
+        return;
+    } else if (e[0]->integer == 0 && r->elements >= 4 && e[1]->type == REDIS_REPLY_STRING &&
                e[2]->type == REDIS_REPLY_INTEGER && e[3]->type == REDIS_REPLY_STRING) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
-                   json_pack("{s:s,s:I}", "mid", e[1]->str, "seq", (json_int_t)e[2]->integer));
-        stats_ack();
-        if (deliver_pairs(e[3]->str, e[3]->len, s->json, s->json_len, c, s->ts) != 0)
-            log_error("group send: a malformed member list in the script's reply group=%lld",
-                      (long long)s->gid);
+        snprintf(s->mid, sizeof(s->mid), "%s", e[1]->str);
+        s->fseq = e[2]->integer;
+        if ((s->pairs = malloc(e[3]->len + 1)) == NULL || chat_pubs_keep(&s->pubs, r, 4) != MP_OK)
+            goto unavailable;
+        memcpy(s->pairs, e[3]->str, e[3]->len + 1);
+        s->pairs_len = e[3]->len;
+        rdsa_wait(on_gsend_durable, s);
+        return;
     } else {
         if (e[0]->integer == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
             log_error(
@@ -175,6 +232,10 @@ static void on_gsend_reply(redisReply *r, void *arg)
                 (long long)c->uid, (long long)s->gid, e[1]->str);
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     }
+    gsend_free(s);
+    return;
+unavailable:
+    chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     gsend_free(s);
 }
 
@@ -245,6 +306,7 @@ void group_send(struct conn *c, const struct chatpkt *p)
     ARGS(20, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
     ARG(21, m.body, chat_preview_len(m.body, m.body_len));
     ARGS(22, qmax);
+    ARGS(23, push.cfg->redis.min_replicas_acked > 0 ? "1" : "");
 #undef ARGS
 #undef ARG
     chat_req_init(&s->r, c, p);

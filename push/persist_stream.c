@@ -202,6 +202,24 @@ int persist_stream_ack(struct rds *r, const char *const *ids, size_t n)
     return MP_OK;
 }
 
+int persist_stream_fence(struct rds *r, const char *consumer, const struct persist_read *rd)
+{
+    const char *id = NULL;
+    redisReply *reply;
+    int rc;
+
+    for (size_t i = rd->n; i-- > 0 && id == NULL;)
+        if (rd->entries[i]->element[1]->type == REDIS_REPLY_ARRAY)
+            id = rd->entries[i]->element[0]->str;
+    if (id == NULL)
+        return MP_OK; /* only deleted entries: nothing to store */
+    reply = rds_cmd(r, "XCLAIM %s %s %s 0 %s JUSTID", bound.key, bound.group, consumer, id);
+    if ((rc = check(reply, "XCLAIM")) != MP_OK)
+        return rc;
+    freeReplyObject(reply);
+    return MP_OK;
+}
+
 int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
 {
     redisReply *reply = rds_cmd(r, "XPENDING %s %s %s %s 1", bound.key, bound.group, id, id);

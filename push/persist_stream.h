@@ -53,6 +53,13 @@ int persist_stream_claim(struct rds *r, const char *consumer, long long min_idle
 /* XACK KEY_MQ MQ_GROUP ids... */
 int persist_stream_ack(struct rds *r, const char *const *ids, size_t n);
 
+/* XCLAIM KEY_MQ MQ_GROUP consumer 0 <the last entry of rd> JUSTID: take our own pending entry again, its
+ * delivery count unchanged. A write that Redis propagates after the read that delivered rd's entries, so a
+ * WAIT after it covers the entries themselves. WAIT counts the client's own writes, and a blocked
+ * XREADGROUP is served by another client's XADD: whether its propagation counts as the reader's is not
+ * documented (here, once, a WAIT right after one answered at once while the only replica was stopped). */
+int persist_stream_fence(struct rds *r, const char *consumer, const struct persist_read *rd);
+
 /* How many times entry id has been delivered (XPENDING), 0 when it is not pending. */
 int persist_stream_deliveries(struct rds *r, const char *id, long long *count);
 

@@ -407,6 +407,19 @@ static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *st
         return;
     }
     redis_ok(w);
+    if (rd.n > 0 && cfg->redis.min_replicas_acked > 0 &&
+        (persist_stream_fence(&w->rds, w->consumer, &rd) != MP_OK || rds_wait(&w->rds) != MP_OK)) {
+        /* With redis.min_replicas_acked: entries the replicas do not hold yet are not stored. A failover
+         * could take them back, and the retry of their message would then be stored under another mid and
+         * seq than the row written from them (the sender got no A for them yet, shared/sentinel.h). The
+         * fence is a write after them, so the WAIT covers them; they are read again from our pending
+         * list. */
+        persist_read_free(&rd);
+        w->read_pending = 1;
+        snprintf(w->pending_cursor, sizeof(w->pending_cursor), "0");
+        pause_backoff(w, stop);
+        return;
+    }
     if (pending) {
         if (rd.n == 0)
             w->read_pending = 0; /* all re-read; from now on new entries */

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "magpie.h"
 #include "map.h"
+#include "sentinel.h"
 
 #include <hiredis/async.h>
 #include <stdarg.h>
@@ -11,11 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RDSA_BACKOFF_MIN_MS 100
-#define RDSA_BACKOFF_MAX_MS 2000
-#define RDSA_WATCHDOG_MS    100 /* how often timeouts are checked; well under the smallest allowed timeout */
-#define RDSA_MAX_SCRIPTS    32
-#define RDSA_MAX_STATE_FNS  8
+#define RDSA_BACKOFF_MIN_MS     100
+#define RDSA_BACKOFF_MAX_MS     2000
+#define RDSA_WATCHDOG_MS        100 /* how often timeouts are checked; well under the smallest allowed timeout */
+#define RDSA_MAX_SCRIPTS        32
+#define RDSA_MAX_STATE_FNS      8
+#define RDSA_WAIT_WARN_EVERY_MS 10000 /* a WAIT that falls short repeats for every message: log this often   \
+                                       */
 
 /* ---- a libuv adapter for hiredis ----
  * hiredis 0.14's adapters/libuv.h drops every poll event that carries an error status (a socket reset by a
@@ -112,6 +115,9 @@ enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_READY };
 struct link {
     const char *name;
     int subscriber;
+    char host[256]; /* where it connects (with Sentinel: the master found last) */
+    int port;
+    int finding;           /* a sentinel_find_master job is running for it */
     redisAsyncContext *ac; /* NULL when down */
     enum link_state state;
     int64_t state_ms;    /* when the current state began (connect timeout) */
@@ -156,6 +162,23 @@ struct pending {
     void *arg;
 };
 
+/* A caller waiting for WAIT (rdsa_wait). */
+struct waiter {
+    rdsa_wait_fn fn;
+    void *arg;
+    struct waiter *next;
+};
+
+/* The WAITs of the command link: at most one in flight (it holds the connection while it waits, so one
+ * WAIT at a time covers as many writes as possible), the callers it answers, and the callers that came
+ * after it was sent and wait for the next. */
+static struct {
+    int in_flight;
+    struct waiter *sent;          /* answered by the WAIT in flight */
+    struct waiter *queue, **tail; /* answered by the next */
+    int64_t warned_ms;
+} W;
+
 static void link_connect(struct link *l);
 
 static int64_t now_ms(void)
@@ -198,8 +221,7 @@ static void link_lost(struct link *l, const char *why)
     l->pending = 0;
     l->setup_left = 0;
     if (!l->down_logged && !R.stopping) {
-        log_warn("redis down link=%s host=%s port=%lld reason=\"%s\"", l->name, R.cfg->redis.host,
-                 R.cfg->redis.port, why);
+        log_warn("redis down link=%s host=%s port=%d reason=\"%s\"", l->name, l->host, l->port, why);
         l->down_logged = 1;
     }
     if (!R.stopping) {
@@ -225,7 +247,7 @@ static void link_ready(struct link *l)
     l->state = LINK_READY;
     l->backoff_ms = RDSA_BACKOFF_MIN_MS;
     if (l->down_logged || l->subscriber == 0)
-        log_info("redis ready link=%s host=%s port=%lld", l->name, R.cfg->redis.host, R.cfg->redis.port);
+        log_info("redis ready link=%s host=%s port=%d", l->name, l->host, l->port);
     l->down_logged = 0;
     if (!l->subscriber)
         tell_state(1);
@@ -340,13 +362,81 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     link_lost(l, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
+/* ---- finding the master through the sentinels (sentinel.h) ----
+ * sentinel_find_master blocks (a connection to each sentinel asked, one to the master for ROLE), so it
+ * runs on libuv's thread pool; the link connects when it is done. */
+
+struct find_job {
+    uv_work_t req;
+    struct link *l;
+    char host[256];
+    int port;
+    int rc;
+    char why[512];
+};
+
+static void link_dial(struct link *l);
+
+static void find_work(uv_work_t *req)
+{
+    struct find_job *j = req->data;
+    j->rc = sentinel_find_master(R.cfg, j->host, sizeof(j->host), &j->port, j->why, sizeof(j->why));
+}
+
+static void find_done(uv_work_t *req, int status)
+{
+    struct find_job *j = req->data;
+    struct link *l = j->l;
+
+    l->finding = 0;
+    if (R.stopping || l->ac != NULL) {
+        free(j);
+        return;
+    }
+    if (status != 0 || j->rc != MP_OK) {
+        link_lost(l, status != 0 ? "sentinel lookup cancelled" : j->why);
+        free(j);
+        return;
+    }
+    if (strcmp(j->host, l->host) != 0 || j->port != l->port)
+        log_info("redis master found through the sentinels link=%s master=%s host=%s port=%d", l->name,
+                 R.cfg->redis.master_name, j->host, j->port);
+    snprintf(l->host, sizeof(l->host), "%s", j->host);
+    l->port = j->port;
+    free(j);
+    link_dial(l);
+}
+
 static void link_connect(struct link *l)
+{
+    struct find_job *j;
+
+    if (R.stopping || l->ac != NULL || l->finding)
+        return;
+    if (!sentinel_enabled(R.cfg)) {
+        link_dial(l);
+        return;
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        link_lost(l, "out of memory");
+        return;
+    }
+    j->req.data = j;
+    j->l = l;
+    if (uv_queue_work(R.loop, &j->req, find_work, find_done) != 0) {
+        free(j);
+        link_lost(l, "cannot queue the sentinel lookup");
+        return;
+    }
+    l->finding = 1;
+}
+
+/* Connect l to l->host:l->port. */
+static void link_dial(struct link *l)
 {
     redisAsyncContext *ac;
 
-    if (R.stopping || l->ac != NULL)
-        return;
-    ac = redisAsyncConnect(R.cfg->redis.host, (int)R.cfg->redis.port);
+    ac = redisAsyncConnect(l->host, l->port);
     if (ac == NULL) {
         link_lost(l, "out of memory");
         return;
@@ -403,6 +493,12 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
     R.stopping = 0;
     R.cmd.name = "command";
     R.sub.name = "subscriber";
+    W.tail = &W.queue;
+    if (!sentinel_enabled(cfg)) {
+        snprintf(R.cmd.host, sizeof(R.cmd.host), "%s", cfg->redis.host);
+        snprintf(R.sub.host, sizeof(R.sub.host), "%s", cfg->redis.host);
+        R.cmd.port = R.sub.port = (int)cfg->redis.port;
+    }
     R.sub.subscriber = 1;
     R.cmd.backoff_ms = R.sub.backoff_ms = RDSA_BACKOFF_MIN_MS;
     uv_timer_init(loop, &R.cmd.retry);
@@ -459,6 +555,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         if (l != NULL && l->ac == ac)
             link_drop(l, "script cache lost (NOSCRIPT)");
         r = NULL;
+    } else if (sentinel_readonly(r) && l != NULL && l->ac == ac) {
+        /* The server is a replica now (a failover): reconnecting asks the sentinels. The caller still
+         * gets the error reply, as for any refused command. */
+        link_drop(l, "the server is a replica now (READONLY)");
     }
     if (p->fn != NULL)
         p->fn(r, p->arg);
@@ -527,6 +627,84 @@ int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numk
         avlen[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
     }
     return rdsa_cmdargv(fn, arg, argc + 3, av, avlen);
+}
+
+/* ---- WAIT before a durable answer ---- */
+
+static void waiters_answer(struct waiter *w, int ok)
+{
+    while (w != NULL) {
+        struct waiter *next = w->next;
+        w->fn(ok, w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+static void wait_send(void);
+
+static void on_wait_reply(redisReply *r, void *arg)
+{
+    struct waiter *done = W.sent, *queued;
+    long long want = R.cfg->redis.min_replicas_acked;
+    int ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= want;
+
+    W.sent = NULL;
+    W.in_flight = 0;
+    if (r == NULL) {
+        /* The connection is gone, and with it the writes of the callers queued behind this WAIT. */
+        queued = W.queue;
+        W.queue = NULL;
+        W.tail = &W.queue;
+        waiters_answer(done, 0);
+        waiters_answer(queued, 0);
+        return;
+    }
+    if (!ok && now_ms() - W.warned_ms >= RDSA_WAIT_WARN_EVERY_MS) {
+        W.warned_ms = now_ms();
+        log_warn("redis WAIT: too few replicas hold the writes; their senders get E and retry acked=%lld "
+                 "wanted=%lld timeout_ms=%lld%s%s",
+                 r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL, want, R.cfg->redis.wait_timeout_ms,
+                 r->type == REDIS_REPLY_ERROR ? " error=" : "", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    }
+    wait_send();
+    waiters_answer(done, ok);
+}
+
+/* Send one WAIT for every queued caller. */
+static void wait_send(void)
+{
+    if (W.queue == NULL || W.in_flight)
+        return;
+    W.sent = W.queue;
+    W.queue = NULL;
+    W.tail = &W.queue;
+    if (rdsa_cmd(on_wait_reply, NULL, "WAIT %lld %lld", R.cfg->redis.min_replicas_acked,
+                 R.cfg->redis.wait_timeout_ms) != MP_OK) {
+        struct waiter *w = W.sent;
+        W.sent = NULL;
+        waiters_answer(w, 0);
+        return;
+    }
+    W.in_flight = 1;
+}
+
+void rdsa_wait(rdsa_wait_fn fn, void *arg)
+{
+    struct waiter *w;
+    if (R.cfg->redis.min_replicas_acked <= 0) {
+        fn(1, arg);
+        return;
+    }
+    if (!rdsa_ready() || (w = calloc(1, sizeof(*w))) == NULL) {
+        fn(0, arg);
+        return;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    *W.tail = w;
+    W.tail = &w->next;
+    wait_send();
 }
 
 /* ---- pub/sub ---- */

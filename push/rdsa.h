@@ -10,6 +10,10 @@
  * connection calls every outstanding callback with a NULL reply, so each waiting client gets its answer
  * (an E packet) instead of waiting forever.
  *
+ * With redis.sentinels set, each link asks the sentinels where the master is before every (re)connect
+ * (on libuv's thread pool: the lookup blocks), and a READONLY reply drops the link like a lost connection,
+ * so both links follow a failover by themselves (shared/sentinel.h has the design).
+ *
  * Scripts are registered before rdsa_start(); every fresh command connection loads them (SCRIPT LOAD)
  * before it is reported ready, so EVALSHA never meets an empty script cache after a Redis restart.
  * Everything here runs on the loop thread; nothing is thread-safe.
@@ -63,6 +67,17 @@ int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const
 /* EVALSHA s with numkeys keys; argv holds the keys and then the arguments (at most 256). As rdsa_cmdargv. */
 int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
               const char **argv, const size_t *argvlen);
+
+/* The answer to rdsa_wait: ok is 1 when redis.min_replicas_acked replicas hold the writes. */
+typedef void (*rdsa_wait_fn)(int ok, void *arg);
+
+/* The WAIT before a durable answer (shared/sentinel.h: what it guarantees). Call it from the reply callback
+ * of the write (so the write was made on the live command connection). fn is called exactly once: at once
+ * with ok = 1 when redis.min_replicas_acked is 0; otherwise when a WAIT sent after the write answers (ok =
+ * 1 when at least that many replicas hold every write made on the connection so far), or with ok = 0 when
+ * fewer did within redis.wait_timeout_ms or the connection was lost. One WAIT is in flight at a time and
+ * answers every caller that came before it was sent, so WAITs do not multiply with the message rate. */
+void rdsa_wait(rdsa_wait_fn fn, void *arg);
 
 /* Redis confirmed a subscription: messages published from now on reach its rdsa_message_fn. */
 typedef void (*rdsa_ready_fn)(const char *channel, void *arg);

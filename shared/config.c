@@ -29,7 +29,8 @@ const struct config_key *config_find(const char *dotted)
     size_t slen = (size_t)(dot - dotted);
     for (size_t i = 0; i < config_nkeys; i++) {
         const struct config_key *k = &config_keys[i];
-        if (strlen(k->section) == slen && strncmp(k->section, dotted, slen) == 0 && strcmp(k->name, dot + 1) == 0)
+        if (strlen(k->section) == slen && strncmp(k->section, dotted, slen) == 0 &&
+            strcmp(k->name, dot + 1) == 0)
             return k;
     }
     return NULL;
@@ -317,6 +318,17 @@ int config_load(struct magpie_config *cfg, const char *path, char *err, size_t e
         config_free(cfg);
         return -1;
     }
+    /* The one rule that spans two keys: a WAIT holds magpie-push's command connection, whose watchdog
+     * drops it after command_timeout_ms without a reply (push/rdsa.h). */
+    if (cfg->redis.min_replicas_acked > 0 && cfg->redis.wait_timeout_ms >= cfg->redis.command_timeout_ms) {
+        set_err(err, errlen,
+                "%s: redis.wait_timeout_ms (%lld) must be below redis.command_timeout_ms (%lld) when "
+                "redis.min_replicas_acked is set",
+                path != NULL ? path : "environment", cfg->redis.wait_timeout_ms,
+                cfg->redis.command_timeout_ms);
+        config_free(cfg);
+        return -1;
+    }
     return 0;
 }
 
@@ -343,14 +355,16 @@ int config_format(const struct magpie_config *cfg, const struct config_key *k, c
 void config_write_example(FILE *fp)
 {
     const char *section = "";
-    fputs("# magpie.conf -- configuration of every Magpie binary (magpie-http, magpie-push, magpie-persist,\n"
-          "# magpie-migrate). Generated from shared/config_table.c by `magpie-config example`; do not edit by\n"
-          "# hand, `make check` compares them.\n"
-          "#\n"
-          "# Syntax: [section], key = value, full-line comments with # or ;. Each key can be overridden by the\n"
-          "# environment as MAGPIE_<SECTION>_<KEY>, e.g. MAGPIE_REDIS_PORT=6390.\n"
-          "# Every value below is the default; a commented-out key keeps it.\n",
-          fp);
+    fputs(
+        "# magpie.conf -- configuration of every Magpie binary (magpie-http, magpie-push, magpie-persist,\n"
+        "# magpie-migrate). Generated from shared/config_table.c by `magpie-config example`; do not edit by\n"
+        "# hand, `make check` compares them.\n"
+        "#\n"
+        "# Syntax: [section], key = value, full-line comments with # or ;. Each key can be overridden by "
+        "the\n"
+        "# environment as MAGPIE_<SECTION>_<KEY>, e.g. MAGPIE_REDIS_PORT=6390.\n"
+        "# Every value below is the default; a commented-out key keeps it.\n",
+        fp);
     for (size_t i = 0; i < config_nkeys; i++) {
         const struct config_key *k = &config_keys[i];
         const char *d = k->doc;

@@ -35,6 +35,10 @@ struct magpie_config {
         long long db;
         long long connect_timeout_ms;
         long long command_timeout_ms;
+        char *sentinels;   /* "host:port, ..."; "" = no Sentinel, redis.host/port is the server */
+        char *master_name; /* the master's name in the sentinels' config */
+        long long min_replicas_acked; /* WAIT for this many replicas before a durable ack; 0 = no WAIT */
+        long long wait_timeout_ms;    /* WAIT's timeout; below command_timeout_ms (config_load checks) */
     } redis;
     struct {
         char *host;

@@ -66,6 +66,22 @@ static const char *check_http_url(const char *v)
     return "must start with http:// or https://";
 }
 
+static int bad_addr(const char *item, size_t len, void *arg)
+{
+    char buf[300], host[256];
+    int port;
+    if (len >= sizeof(buf))
+        return 1;
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    return config_split_addr(buf, host, sizeof(host), &port) != 0 || host[0] == '\0';
+}
+
+static const char *check_addr_list(const char *v)
+{
+    return config_list_each(v, bad_addr, NULL) ? "must be a comma-separated list of host:port" : NULL;
+}
+
 const struct config_key config_keys[] = {
     /* [log] */
     STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.", check_level),
@@ -95,6 +111,23 @@ const struct config_key config_keys[] = {
         "Give up connecting to Redis after this many milliseconds (then retry with backoff)."),
     INT("redis", "command_timeout_ms", redis.command_timeout_ms, 10, 60000, "2000",
         "Blocking clients (magpie-http, magpie-persist) treat Redis as down when a reply takes longer."),
+    STR("redis", "sentinels", redis.sentinels, 1, 4095, "",
+        "Redis Sentinel (SPEC §7): comma-separated host:port of the sentinels. When set, redis.host and\n"
+        "redis.port are ignored: every daemon asks the sentinels (in turn) where redis.master_name is,\n"
+        "checks with ROLE that it is a master, and asks again after a lost connection or a READONLY reply,\n"
+        "so it follows a failover by itself. Empty = one Redis at redis.host:redis.port.",
+        check_addr_list),
+    STR("redis", "master_name", redis.master_name, 1, 255, "mymaster",
+        "The master's name in the sentinels' configuration (sentinel monitor <name> ...).", NULL),
+    INT("redis", "min_replicas_acked", redis.min_replicas_acked, 0, 16, "0",
+        "Acknowledge a message (A, RECEIPT, PUBACK; /logout, /admin/friends, /admin/orders, group changes\n"
+        "over HTTP) only once this many replicas hold it (WAIT); when fewer confirm within\n"
+        "redis.wait_timeout_ms the client gets \"temporarily unavailable\" and retries (the retry is\n"
+        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long as a replica that acked it is promoted\n"
+        "(README, Redis Sentinel). 0 = no WAIT: an ack means the master has it (and its AOF setting)."),
+    INT("redis", "wait_timeout_ms", redis.wait_timeout_ms, 1, 60000, "500",
+        "How long WAIT waits for redis.min_replicas_acked replicas. Must be below\n"
+        "redis.command_timeout_ms: WAIT holds magpie-push's command connection meanwhile."),
 
     /* [mysql] */
     STR("mysql", "host", mysql.host, 1, 255, "127.0.0.1", "MySQL/MariaDB host (ignored when socket is set).",

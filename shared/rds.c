@@ -3,6 +3,7 @@
 #include "config.h"
 #include "log.h"
 #include "magpie.h"
+#include "sentinel.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,11 +11,19 @@
 
 #define RDS_BACKOFF_MIN_MS 100
 #define RDS_BACKOFF_MAX_MS 2000
+#define RDS_WARN_EVERY_MS  10000 /* a WAIT that falls short repeats for every request: logged this often */
+
+static int64_t wait_warned_ms; /* shared by every thread's struct rds (atomic access) */
 
 void rds_init(struct rds *r, const struct magpie_config *cfg)
 {
     memset(r, 0, sizeof(*r));
-    snprintf(r->host, sizeof(r->host), "%s", cfg->redis.host);
+    r->cfg = cfg;
+    r->sentinel = sentinel_enabled(cfg);
+    r->min_replicas = (int)cfg->redis.min_replicas_acked;
+    r->wait_timeout_ms = (int)cfg->redis.wait_timeout_ms;
+    if (!r->sentinel)
+        snprintf(r->host, sizeof(r->host), "%s", cfg->redis.host);
     snprintf(r->password, sizeof(r->password), "%s", cfg->redis.password);
     r->port = (int)cfg->redis.port;
     r->db = (int)cfg->redis.db;
@@ -71,12 +80,32 @@ static int rds_setup(struct rds *r, char *why, size_t len)
     return 0;
 }
 
+/* Point r at the master the sentinels name; 0, or -1 after counting it as a failure. */
+static int find_master(struct rds *r)
+{
+    char host[256], why[512];
+    int port;
+    if (sentinel_find_master(r->cfg, host, sizeof(host), &port, why, sizeof(why)) != MP_OK) {
+        rds_drop(r, why);
+        return -1;
+    }
+    if (strcmp(host, r->host) != 0 || port != r->port) {
+        log_info("redis master found through the sentinels master=%s host=%s port=%d",
+                 r->cfg->redis.master_name, host, port);
+        snprintf(r->host, sizeof(r->host), "%s", host);
+        r->port = port;
+    }
+    return 0;
+}
+
 redisContext *rds_conn(struct rds *r)
 {
     char why[256];
     if (r->c != NULL)
         return r->c;
     if (mp_mono_ms() < r->retry_at_ms)
+        return NULL;
+    if (r->sentinel && find_master(r) != 0)
         return NULL;
     r->c = redisConnectWithTimeout(r->host, r->port, ms_tv(r->connect_timeout_ms));
     if (r->c == NULL || r->c->err) {
@@ -101,12 +130,39 @@ redisContext *rds_conn(struct rds *r)
     return r->c;
 }
 
-/* A NULL reply means the context is in error and unusable. */
+/* A NULL reply means the context is in error and unusable. A READONLY error means the server is a
+ * replica now (a failover): the caller gets the error, the next call asks the sentinels again. */
 static redisReply *checked(struct rds *r, void *reply)
 {
     if (reply == NULL)
         rds_drop(r, r->c && r->c->errstr[0] ? r->c->errstr : "connection lost");
+    else if (sentinel_readonly(reply))
+        rds_drop(r, "the server is a replica now (READONLY)");
     return reply;
+}
+
+int rds_wait(struct rds *r)
+{
+    redisReply *rep;
+    int rc = MP_EAGAIN;
+    if (r->min_replicas <= 0)
+        return MP_OK;
+    if (r->c == NULL)
+        return MP_EAGAIN;
+    rep = checked(r, redisCommand(r->c, "WAIT %d %d", r->min_replicas, r->wait_timeout_ms));
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= r->min_replicas)
+        rc = MP_OK;
+    else if (rep != NULL &&
+             mp_mono_ms() - __atomic_load_n(&wait_warned_ms, __ATOMIC_RELAXED) >= RDS_WARN_EVERY_MS) {
+        __atomic_store_n(&wait_warned_ms, mp_mono_ms(), __ATOMIC_RELAXED);
+        log_warn("redis WAIT: fewer replicas than redis.min_replicas_acked hold the writes, not confirmed "
+                 "acked=%lld wanted=%d timeout_ms=%d%s%s",
+                 rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1LL, r->min_replicas, r->wait_timeout_ms,
+                 rep->type == REDIS_REPLY_ERROR ? " error=" : "",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+    }
+    freeReplyObject(rep);
+    return rc;
 }
 
 redisReply *rds_cmd(struct rds *r, const char *fmt, ...)

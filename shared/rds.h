@@ -6,6 +6,10 @@
  * timeout the connection is dropped and the next call reconnects, no sooner than a backoff (100 ms doubling
  * to 2 s) so a dead Redis is not hammered. State changes (down, back) are logged once each.
  * One struct rds per thread: a connection is not shared.
+ *
+ * With redis.sentinels set, each (re)connect first asks the sentinels where the master is (shared/
+ * sentinel.h has the design), and a READONLY reply drops the connection like an I/O error, so the next
+ * call finds the new master after a failover. rds_wait() is the WAIT before a durable answer.
  */
 #ifndef MAGPIE_RDS_H
 #define MAGPIE_RDS_H
@@ -16,8 +20,9 @@
 struct magpie_config;
 
 struct rds {
+    const struct magpie_config *cfg;
     redisContext *c;
-    char host[256];
+    char host[256]; /* the server (with Sentinel: the master found last; "" before the first) */
     int port;
     char password[512];
     int db;
@@ -25,7 +30,10 @@ struct rds {
     int command_timeout_ms;
     int64_t retry_at_ms; /* monotonic ms before which no reconnect is tried */
     int backoff_ms;
-    int down; /* 1 once a failure was logged, until a connection succeeds again */
+    int down;     /* 1 once a failure was logged, until a connection succeeds again */
+    int sentinel; /* find the master through the sentinels at each connect */
+    int min_replicas;
+    int wait_timeout_ms;
 };
 
 /* Take the settings from cfg's [redis]; connects lazily. */
@@ -41,6 +49,13 @@ redisReply *rds_cmdargv(struct rds *r, int argc, const char **argv, const size_t
 
 /* Read the next reply of commands queued with redisAppendCommand on rds_conn(r). NULL as rds_cmd. */
 redisReply *rds_reply(struct rds *r);
+
+/* After a write that a durable answer depends on, with no other command in between: MP_OK when
+ * redis.min_replicas_acked is 0, or when WAIT says that many replicas hold every write of this connection
+ * (within redis.wait_timeout_ms); MP_EAGAIN otherwise (fewer replicas -- logged --, or the connection that
+ * made the write is gone), and the caller answers "temporarily unavailable". Never reconnects: WAIT on a
+ * fresh connection would vouch for nothing. */
+int rds_wait(struct rds *r);
 
 /* Drop the connection after a failure seen by the caller (e.g. a pipelined command). */
 void rds_drop(struct rds *r, const char *why);

@@ -7,6 +7,8 @@
 #   secret             the generated auth.secret, API key and notify.secret
 #   magpie.conf        rendered from dev.env on every start (read by every magpie binary)
 #   redis/             redis.conf, data/, redis.pid, redis.log
+#   redis-replica/     the same for the replica, and sentinel-1..3/ sentinel.conf, sentinel.pid,
+#                      sentinel.log (only with 'up --redis sentinel': README, "Redis Sentinel")
 #   mariadb/           data/, mysqld.sock, mysqld.pid, error.log
 #   nginx/             nginx.conf, magpie-site.conf, nginx.pid, access.log, error.log, tmp/
 #   logs/              one log per magpie daemon, sms.txt (the SMS sink), sanitizer reports
@@ -153,11 +155,40 @@ add_notify_ports() {
     fi
 }
 
+# The Redis setup: MAGPIE_REDIS_MODE (from 'up --redis MODE') is recorded in dev.env, so 'down', 'status'
+# and a later 'up' without --redis see the same stack. single (default): one Redis at REDIS_PORT.
+# sentinel: a master (first at REDIS_PORT), a replica (REDIS_REPLICA_PORT) and three sentinels
+# (SENTINEL_PORTS); which of the two is master is the sentinels' business after a failover.
+add_redis_mode() {
+    if [ -n "${MAGPIE_REDIS_MODE:-}" ]; then
+        case "$MAGPIE_REDIS_MODE" in
+        single | sentinel) ;;
+        cluster) die "--redis cluster is not built yet (issue 20, second half)" ;;
+        *) die "--redis must be single or sentinel, not '$MAGPIE_REDIS_MODE'" ;;
+        esac
+        sed -i '/^REDIS_MODE=/d' "$RUN/dev.env"
+        echo "REDIS_MODE=$MAGPIE_REDIS_MODE" >>"$RUN/dev.env"
+    fi
+    grep -q '^REDIS_MODE=sentinel' "$RUN/dev.env" || return 0
+    grep -q '^SENTINEL_PORTS=' "$RUN/dev.env" && return 0
+    if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
+        printf 'REDIS_REPLICA_PORT=%s\nSENTINEL_PORTS="%s %s %s"\n' "$(free_port)" "$(free_port)" \
+            "$(free_port)" "$(free_port)" >>"$RUN/dev.env"
+        rm -f "$RUN/.ports"
+    else
+        printf 'REDIS_REPLICA_PORT=%s\nSENTINEL_PORTS="%s"\n' "${DEV_REDIS_REPLICA_PORT:-6391}" \
+            "${DEV_SENTINEL_PORTS:-26390 26391 26392}" >>"$RUN/dev.env"
+    fi
+}
+
 load_dev_env() {
     write_dev_env
     add_notify_ports
+    add_redis_mode
     # shellcheck disable=SC1091
     . "$RUN/dev.env"
+    REDIS_MODE=${REDIS_MODE:-single}
+    read -r -a SENTINEL_PORT_LIST <<<"${SENTINEL_PORTS:-}"
     read -r -a PUSH_PORT_LIST <<<"$PUSH_PORTS"
     read -r -a PUSH_METRICS_PORT_LIST <<<"$PUSH_METRICS_PORTS"
     [ "${#PUSH_PORT_LIST[@]}" -eq "${#PUSH_METRICS_PORT_LIST[@]}" ] ||
@@ -198,6 +229,7 @@ api_keys = $API_KEY
 [redis]
 host = 127.0.0.1
 port = $REDIS_PORT
+$(sentinel_conf_lines)
 
 [mysql]
 host = 127.0.0.1
@@ -233,22 +265,47 @@ EOF
 
 # ---- Redis ---------------------------------------------------------------------------------------------
 
+# The master's name in the dev sentinels' configuration.
+SENTINEL_MASTER=magpie
+
+# magpie.conf's [redis] lines for the Sentinel setup (none for one Redis). With one replica, a master that
+# died leaves none until it comes back as a replica: acks wait for it (README, "Redis Sentinel").
+sentinel_conf_lines() {
+    [ "$REDIS_MODE" = sentinel ] || return 0
+    local p list=""
+    for p in "${SENTINEL_PORT_LIST[@]}"; do list="${list:+$list, }127.0.0.1:$p"; done
+    printf 'sentinels = %s\nmaster_name = %s\nmin_replicas_acked = 1\n' "$list" "$SENTINEL_MASTER"
+}
+
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 # PONG only once Redis serves: while it loads its AOF it answers every command (PING too) with LOADING.
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 
 start_redis() {
     local dir=$RUN/redis
+    if [ "$REDIS_MODE" = sentinel ]; then
+        start_redis_sentinel
+        return 0
+    fi
     if pid_alive "$dir/redis.pid" redis-server; then
         say "  redis      already running (pid $(cat "$dir/redis.pid"))"
         return 0
     fi
     port_in_use "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT in $RUN/dev.env) is taken by another program"
     mkdir -p "$dir/data"
-    cat >"$dir/redis.conf" <<EOF
+    redis_conf "$dir" "$REDIS_PORT" >"$dir/redis.conf"
+    redis-server "$dir/redis.conf"
+    wait_for redis 120 redis_ready # a big AOF takes a while to load
+    say "  redis      127.0.0.1:$REDIS_PORT (pid $(cat "$dir/redis.pid"))"
+}
+
+# redis.conf of the instance in DIR on PORT.
+redis_conf() {
+    local dir=$1 port=$2
+    cat <<EOF
 # Redis of a Magpie dev stack (scripts/dev). AOF on, as SPEC §6 requires.
 bind 127.0.0.1
-port $REDIS_PORT
+port $port
 protected-mode yes
 daemonize yes
 pidfile $dir/redis.pid
@@ -266,9 +323,84 @@ maxclients 10000
 hash-max-listpack-value 1024
 stream-node-max-bytes 1024
 EOF
+}
+
+# ---- Redis Sentinel ('up --redis sentinel') ----
+# Each instance's config is written once: the sentinels rewrite theirs and the Redis ones (CONFIG REWRITE
+# on a failover), and a later 'up' must start what they decided, not the first layout.
+
+redis_port_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]; }
+
+# Does the sentinel on port $1 know the master, a replica and the two other sentinels?
+sentinel_ready() {
+    redis-cli -h 127.0.0.1 -p "$1" sentinel master "$SENTINEL_MASTER" 2>/dev/null |
+        awk 'NR % 2 == 1 { k = $0; next } k == "num-slaves" { r = $0 } k == "num-other-sentinels" { s = $0 }
+             END { exit !(r >= 1 && s >= 2) }'
+}
+
+# Is the instance on port $1 a replica in sync, or a master with a replica in sync?
+replication_up() {
+    local info
+    info=$(redis-cli -h 127.0.0.1 -p "$1" info replication 2>/dev/null | tr -d '\r')
+    grep -q '^master_link_status:up' <<<"$info" || grep -q '^slave0:.*state=online' <<<"$info"
+}
+
+# start_redis_instance NAME DIR PORT [EXTRA CONFIG LINE]
+start_redis_instance() {
+    local name=$1 dir=$2 port=$3 extra=${4:-}
+    if pid_alive "$dir/redis.pid" redis-server; then
+        say "  $name already running (pid $(cat "$dir/redis.pid"))"
+        return 0
+    fi
+    port_in_use "$port" && die "port $port ($name, $RUN/dev.env) is taken by another program"
+    mkdir -p "$dir/data"
+    if [ ! -f "$dir/redis.conf" ]; then
+        {
+            redis_conf "$dir" "$port"
+            # A replica that joins (again) syncs at once rather than after the default 5 s.
+            echo "repl-diskless-sync-delay 0"
+            [ -z "$extra" ] || echo "$extra"
+        } >"$dir/redis.conf"
+    fi
     redis-server "$dir/redis.conf"
-    wait_for redis 120 redis_ready # a big AOF takes a while to load
-    say "  redis      127.0.0.1:$REDIS_PORT (pid $(cat "$dir/redis.pid"))"
+    wait_for "$name" 120 redis_port_ready "$port"
+    say "  $name 127.0.0.1:$port (pid $(cat "$dir/redis.pid"))"
+}
+
+start_redis_sentinel() {
+    local i port dir
+    start_redis_instance "redis     " "$RUN/redis" "$REDIS_PORT"
+    start_redis_instance "replica   " "$RUN/redis-replica" "$REDIS_REPLICA_PORT" "replicaof 127.0.0.1 $REDIS_PORT"
+    for i in 1 2 3; do
+        port=${SENTINEL_PORT_LIST[$((i - 1))]}
+        dir=$RUN/sentinel-$i
+        if pid_alive "$dir/sentinel.pid" redis-server; then
+            say "  sentinel-$i already running (pid $(cat "$dir/sentinel.pid"))"
+            continue
+        fi
+        port_in_use "$port" && die "port $port (SENTINEL_PORTS in $RUN/dev.env) is taken by another program"
+        mkdir -p "$dir"
+        # Down after 1 s without a reply, quorum 2 of 3: a dead master is replaced within a few seconds.
+        [ -f "$dir/sentinel.conf" ] || cat >"$dir/sentinel.conf" <<EOF
+# Sentinel $i of a Magpie dev stack (scripts/dev up --redis sentinel). Rewritten by Sentinel itself.
+bind 127.0.0.1
+port $port
+daemonize yes
+pidfile $dir/sentinel.pid
+logfile $dir/sentinel.log
+dir $dir
+sentinel monitor $SENTINEL_MASTER 127.0.0.1 $REDIS_PORT 2
+sentinel down-after-milliseconds $SENTINEL_MASTER 1000
+sentinel failover-timeout $SENTINEL_MASTER 10000
+sentinel parallel-syncs $SENTINEL_MASTER 1
+EOF
+        redis-server "$dir/sentinel.conf" --sentinel
+        wait_for "sentinel-$i" 30 redis_port_ready "$port"
+        say "  sentinel-$i 127.0.0.1:$port (pid $(cat "$dir/sentinel.pid"))"
+    done
+    wait_for "the replica's sync" 60 replication_up "$REDIS_REPLICA_PORT"
+    # The sentinels find the replica and each other through the master (hello messages every 2 s).
+    for port in "${SENTINEL_PORT_LIST[@]}"; do wait_for "sentinel on $port" 60 sentinel_ready "$port"; done
 }
 
 # ---- MariaDB -------------------------------------------------------------------------------------------
@@ -470,6 +602,11 @@ stop_stack() {
         esac
     done
     [ -f "$RUN/mariadb/mysqld.pid" ] && stop_pidfile "$RUN/mariadb/mysqld.pid" mariadbd 60
+    # The sentinels first, so that stopping the master starts no failover.
+    for f in "$RUN"/sentinel-*/sentinel.pid; do
+        [ -e "$f" ] && stop_pidfile "$f" redis-server 10
+    done
+    [ -f "$RUN/redis-replica/redis.pid" ] && stop_pidfile "$RUN/redis-replica/redis.pid" redis-server 10
     [ -f "$RUN/redis/redis.pid" ] && stop_pidfile "$RUN/redis/redis.pid" redis-server 10
     rm -f "$RUN/http.sock"
     say "stopped"
@@ -520,6 +657,20 @@ stack_status() {
     }
     say "stack in $RUN"
     show redis "$RUN/redis/redis.pid" redis-server "127.0.0.1:$REDIS_PORT"
+    if [ "$REDIS_MODE" = sentinel ]; then
+        show replica "$RUN/redis-replica/redis.pid" redis-server "127.0.0.1:$REDIS_REPLICA_PORT"
+        for f in 1 2 3; do
+            show "sentinel-$f" "$RUN/sentinel-$f/sentinel.pid" redis-server "127.0.0.1:${SENTINEL_PORT_LIST[$((f - 1))]}"
+        done
+        local m p
+        for p in "${SENTINEL_PORT_LIST[@]}"; do
+            m=$(redis-cli -h 127.0.0.1 -p "$p" sentinel get-master-addr-by-name "$SENTINEL_MASTER" 2>/dev/null |
+                tr '\n' ':' | sed 's/:$//') || true
+            [[ "$m" == *:* ]] && break
+        done
+        [[ "$m" == *:* ]] || m="unknown (no sentinel answers)"
+        say "  master now: $m"
+    fi
     show mariadb "$RUN/mariadb/mysqld.pid" mariadbd "127.0.0.1:$MYSQL_PORT"
     show nginx "$RUN/nginx/nginx.pid" nginx "http://127.0.0.1:$NGINX_PORT/"
     for f in "$RUN"/pids/*.pid; do

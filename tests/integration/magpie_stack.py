@@ -71,6 +71,10 @@ class Stack:
         self.persist_metrics_port = int(self.env["PERSIST_METRICS_PORT"])
         self.secret = self.secrets["SECRET"]
         self.api_key = self.secrets["API_KEY"]
+        # 'scripts/dev up --redis sentinel': a master and a replica that may swap, and three sentinels.
+        self.sentinel = self.env.get("REDIS_MODE") == "sentinel"
+        self.sentinel_ports = [int(p) for p in self.env.get("SENTINEL_PORTS", "").split()] if self.sentinel else []
+        self.redis_replica_port = int(self.env["REDIS_REPLICA_PORT"]) if self.sentinel else None
 
     # ---- URLs ----
     @property
@@ -84,8 +88,21 @@ class Stack:
 
     # ---- clients ----
     def redis(self):
-        return redis.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True,
+        """A client of the Redis master (with Sentinel: the one the sentinels name now)."""
+        return redis.Redis(host="127.0.0.1", port=self.redis_master_port(), decode_responses=True,
                            socket_timeout=5)
+
+    def redis_master_port(self):
+        """REDIS_PORT, or with Sentinel the master's port as the first sentinel that answers names it."""
+        for port in self.sentinel_ports:
+            try:
+                addr = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True) \
+                    .execute_command("SENTINEL", "get-master-addr-by-name", self.conf["redis.master_name"])
+            except redis.exceptions.RedisError:
+                continue
+            if addr:
+                return int(addr[1])
+        return self.redis_port
 
     def mysql(self, **kw):
         return pymysql.connect(host="127.0.0.1", port=self.mysql_port, user="magpie",

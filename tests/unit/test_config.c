@@ -61,9 +61,10 @@ static void test_valid_file(void **state)
 {
     struct magpie_config cfg;
     char err[CONFIG_ERR_LEN] = "";
-    write_conf("# comment\n; another\n\n[redis]\n  port = 6390  \nhost=10.0.0.1\n[auth]\n"
-               "secret = abcdefghijklmnopqrstuvwxyz0123456789#not-a-comment\n"
-               "[http]\nenable_test_token = yes\nfcgi_socket_mode = 0666\n[push]\nallowed_origins = a, b\r\n");
+    write_conf(
+        "# comment\n; another\n\n[redis]\n  port = 6390  \nhost=10.0.0.1\n[auth]\n"
+        "secret = abcdefghijklmnopqrstuvwxyz0123456789#not-a-comment\n"
+        "[http]\nenable_test_token = yes\nfcgi_socket_mode = 0666\n[push]\nallowed_origins = a, b\r\n");
     assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
     assert_int_equal(cfg.redis.port, 6390);
     assert_string_equal(cfg.redis.host, "10.0.0.1");
@@ -205,6 +206,34 @@ static void test_short_api_key(void **state)
     expect_error("2: auth.api_keys: each key must be at least 16 characters");
 }
 
+static void test_bad_sentinels(void **state)
+{
+    write_conf("[redis]\nsentinels = 127.0.0.1:26379, 10.0.0.2\n");
+    expect_error("2: redis.sentinels: must be a comma-separated list of host:port");
+}
+
+static void test_sentinels_list_is_accepted(void **state)
+{
+    struct magpie_config cfg;
+    char err[CONFIG_ERR_LEN];
+    write_conf(
+        "[redis]\nsentinels = 127.0.0.1:26379, sentinel-2:26379,[::1]:26380\nmin_replicas_acked = 1\n");
+    assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
+    assert_string_equal(cfg.redis.master_name, "mymaster");
+    assert_int_equal(cfg.redis.min_replicas_acked, 1);
+    assert_int_equal(cfg.redis.wait_timeout_ms, 500);
+    config_free(&cfg);
+    unlink(path);
+}
+
+/* A WAIT holds magpie-push's command connection: its timeout must be below the watchdog's. */
+static void test_wait_timeout_below_command_timeout(void **state)
+{
+    write_conf("[redis]\nmin_replicas_acked = 1\nwait_timeout_ms = 2000\n");
+    expect_error(" redis.wait_timeout_ms (2000) must be below redis.command_timeout_ms (2000) when "
+                 "redis.min_replicas_acked is set");
+}
+
 static void test_bad_octal(void **state)
 {
     write_conf("[http]\nfcgi_socket_mode = 0999\n");
@@ -310,6 +339,9 @@ int main(void)
         cmocka_unit_test(test_bad_addr),
         cmocka_unit_test(test_bad_test_code),
         cmocka_unit_test(test_short_api_key),
+        cmocka_unit_test(test_bad_sentinels),
+        cmocka_unit_test(test_sentinels_list_is_accepted),
+        cmocka_unit_test(test_wait_timeout_below_command_timeout),
         cmocka_unit_test(test_bad_octal),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_missing_file),
