@@ -1,7 +1,8 @@
 """Shared pieces of bench/run, bench/compare and bench/smoke (standard library only; run with /usr/bin/python3).
 
-- Peers: nats-server (WebSocket listener) and nginx with nchan, started from the configs in bench/peers/ in a
-  run directory of their own, on free loopback ports, and stopped by their pid files (nothing else).
+- Peers: nats-server (WebSocket listener), nginx with nchan and mosquitto (plain MQTT over TCP), started from
+  the configs in bench/peers/ in a run directory of their own, on free loopback ports, and stopped by their pid
+  files (nothing else).
 - MagpieStack: what a Magpie stack started by scripts/dev offers (ports from dev.env, pid files, config).
 - run_bench: call magpie-bench and return its result as a dict.
 - machine(): the facts a result is recorded with.
@@ -90,13 +91,47 @@ def stop_pid(path, name, secs=10):
 
 
 class Peers:
-    """nats-server and nginx+nchan in run_dir, each on free ports."""
+    """nats-server, nginx+nchan and mosquitto in run_dir, each on free ports."""
 
     def __init__(self, run_dir):
         self.dir = run_dir
         self.nats = None
         self.nchan = None
+        self.mosquitto = None
         os.makedirs(run_dir, exist_ok=True)
+
+    @staticmethod
+    def missing_mosquitto():
+        """Why mosquitto cannot run here, or None."""
+        if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+            return "mosquitto is not installed (Debian package mosquitto)"
+        return None
+
+    def start_mosquitto(self):
+        """mosquitto in the foreground (it writes a pid file only when it daemonizes: the pid is recorded
+        here), plain MQTT over TCP on a free port."""
+        d = os.path.join(self.dir, "mosquitto")
+        os.makedirs(d, exist_ok=True)
+        pidfile = os.path.join(d, "mosquitto.pid")
+        stop_pid(pidfile, "mosquitto")
+        port = free_port()
+        conf = os.path.join(d, "mosquitto.conf")
+        # As root, mosquitto would switch to the user mosquitto, who cannot write this checkout's directories.
+        render(os.path.join(PEERS_DIR, "mosquitto.conf.in"), conf, PORT=port, RUN_DIR=d,
+               USER_LINE="user root" if os.getuid() == 0 else "")
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        proc = subprocess.Popen([binary, "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(d, "mosquitto.out"), "ab"), start_new_session=True)
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % proc.pid)
+        try:
+            wait_port(port, 10, "mosquitto")
+        except RuntimeError:
+            proc.kill()
+            raise
+        self.mosquitto = {"dir": d, "port": port, "url": "tcp://127.0.0.1:%d" % port, "pidfile": pidfile,
+                          "proc": proc}
+        return self.mosquitto
 
     def missing(self):
         """Why the peers cannot run here (a missing package), or None."""
@@ -145,6 +180,10 @@ class Peers:
         if self.nchan:
             stop_pid(self.nchan["pidfile"], "nginx")
             self.nchan = None
+        if self.mosquitto:
+            stop_pid(self.mosquitto["pidfile"], "mosquitto")
+            self.mosquitto["proc"].wait(timeout=10)  # reap it: no zombie left behind
+            self.mosquitto = None
 
 
 def read_env_file(path):
@@ -261,7 +300,7 @@ def machine():
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "magpie": git,
         # Debian package versions: what a reader installs to reproduce the run.
-        "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "libwebsockets17",
+        "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "mosquitto", "libwebsockets17",
                                                   "libuv1", "redis-server", "libhiredis0.14")},
     }
 
