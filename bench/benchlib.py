@@ -241,6 +241,63 @@ class MagpieStack:
         return args
 
 
+def restart_push(run_dir, node, env=()):
+    """Restart push node `node` of a scripts/dev stack as scripts/dev started it (pids/pushN.cmd), with env
+    ("NAME=value" strings) added; its pid goes to pids/pushN.pid, so `scripts/dev down` stops it. Returns once
+    its /healthz answers. A fresh process is what a memory-per-connection figure needs: a node that held
+    connections before keeps their freed memory (malloc's arenas), and the next run's connections reuse it."""
+    import urllib.request
+    pidfile = os.path.join(run_dir, "pids", "push%d.pid" % node)
+    with open(os.path.join(run_dir, "pids", "push%d.cmd" % node)) as f:
+        cmd = [line.rstrip("\n") for line in f if line.strip()]
+    if cmd[0] != "env":
+        raise RuntimeError("%s: not a command recorded by scripts/dev" % f.name)
+    metrics = int(read_env_file(os.path.join(run_dir, "dev.env"))["PUSH_METRICS_PORTS"].split()[node - 1])
+    pid = read_pid(pidfile)
+    if pid and pid_is(pid, "magpie-push"):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not pid_is(pid, "magpie-push"):
+                break
+            time.sleep(0.1)
+    cmd[1:1] = list(env)
+    out = open(os.path.join(run_dir, "logs", "push%d.out" % node), "a")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         cwd=os.path.join(run_dir, "cores", "push%d" % node), start_new_session=True)
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % p.pid)
+    url = "http://127.0.0.1:%d/healthz" % metrics
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return p
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("push node %d did not come back (%s)" % (node, url))
+
+
+def quiesce(stack, limit_s=120):
+    """Wait (at most limit_s) until what an earlier run left is done: every consumer group of the message
+    stream mp:mq (magpie-persist) has read everything and holds nothing pending, twice in a row a second
+    apart. A chat run leaves MySQL writes behind; the next run must not share the machine with them.
+    Returns the seconds waited."""
+    t0 = time.time()
+    calm = 0
+    while time.time() - t0 < limit_s and calm < 2:
+        try:
+            groups = resp_call(stack.redis_port, "XINFO", "GROUPS", "mp:mq")
+        except RuntimeError:
+            groups = []
+        busy = False
+        for g in groups if isinstance(groups, list) else []:
+            d = dict(zip(g[::2], g[1::2]))
+            if d.get("pending") or d.get("lag"):
+                busy = True
+        calm = 0 if busy else calm + 1
+        time.sleep(1)
+    return round(time.time() - t0, 1)
+
+
 def run_bench(binary, args, timeout=900):
     """Run magpie-bench with args; returns (result dict or None, its summary text on stderr)."""
     cmd = [binary] + [str(a) for a in args]
