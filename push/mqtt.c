@@ -16,8 +16,10 @@
  * Login: CONNECT with the ticket of §4 as password (the user name is ignored); a bad ticket gets CONNACK 4,
  * a used one or too many connections CONNACK 5, Redis down CONNACK 3, then close. Keep-alive: a client
  * silent for one and a half times its keep-alive is closed (3.1.1 §3.1.2.10). Subscriptions: me/inbox and
- * me/errors only (a client may subscribe only to what is its own); anything else -- '#', user/<other>,
- * room/<id> (rooms are not served over MQTT yet) -- gets 0x80 in SUBACK. A malformed packet (remaining
+ * me/errors (a client may subscribe only to what is its own), and rooms: SUBSCRIBE, UNSUBSCRIBE and PUBLISH
+ * on room/<id> go to room_bridge.c (the wire format of room batches is there), which makes the subscription
+ * a member of the room hub, holds the SUBACK until the room is ready, and leaves the rooms when the
+ * connection ends; anything else -- '#', user/<other> -- gets 0x80 in SUBACK. A malformed packet (remaining
  * length, flags, UTF-8, a wildcard in a PUBLISH topic, over mqtt.max_packet or mqtt.max_topic), a packet
  * before CONNECT, a second CONNECT, a packet type a client may not send: the connection is closed, as the
  * standard asks. Over push.rate: the packet is dropped (PUBACK + me/errors "rate limited" for QoS 1), and
@@ -34,6 +36,7 @@
 #include "magpie.h"
 #include "mqttpkt.h"
 #include "push.h"
+#include "room_bridge.h"
 #include "stats.h"
 
 #include <stdio.h>
@@ -43,8 +46,7 @@
 #define MQTT_SWEEP_MS     1000 /* how often keep-alives are checked */
 #define MQTT_TOPIC_INBOX  "me/inbox"
 #define MQTT_TOPIC_ERRORS "me/errors"
-#define MQTT_E_ROOMS      "rooms are not served over MQTT yet"
-#define MQTT_E_BAD_TOPIC  "unknown topic: user/<uid> or group/<gid>"
+#define MQTT_E_BAD_TOPIC  "unknown topic: user/<uid>, group/<gid> or room/<id>"
 
 /* A PUBLISH waiting for the core's answer. */
 struct mpending {
@@ -288,18 +290,24 @@ static void do_publish(struct mqtt *m, const struct mqttpkt *p, int limited)
     const char *why;
     char id[48], *topic;
     int64_t to;
-    char type;
+    char type = 0;
+    int room;
 
     if ((why = mqttpkt_publish(p, (size_t)push.cfg->mqtt.max_topic, &pub)) != NULL) {
         violation(m, why);
         return;
     }
+    room = !limited && room_bridge_mqtt_topic(pub.topic.s, pub.topic.len);
     if ((topic = strndup(pub.topic.s, pub.topic.len)) == NULL) {
         conn_abort(m->c, "out of memory");
         return;
     }
-    if (limited || (type = parse_topic(pub.topic.s, pub.topic.len, &to)) == 0) {
-        why = limited ? CHAT_E_RATE : strncmp(topic, "room/", 5) == 0 ? MQTT_E_ROOMS : MQTT_E_BAD_TOPIC;
+    if (room) /* a room (room_bridge.h): answered there, or refused below */
+        why = room_bridge_mqtt_publish(m->c, pub.topic.s, pub.topic.len, pub.payload, pub.payload_len,
+                                       pub.qos, pub.packet_id);
+    else if (limited || (type = parse_topic(pub.topic.s, pub.topic.len, &to)) == 0)
+        why = limited ? CHAT_E_RATE : MQTT_E_BAD_TOPIC;
+    if (why != NULL) {
         if (!limited)
             stats_error(STATS_E_REJECTED);
         send_ack(m, pub.qos, pub.packet_id);
@@ -307,6 +315,10 @@ static void do_publish(struct mqtt *m, const struct mqttpkt *p, int limited)
         free(topic);
         if (!limited)
             conn_strike(m->c);
+        return;
+    }
+    if (room) {
+        free(topic);
         return;
     }
     if ((pe = calloc(1, sizeof(*pe))) == NULL) {
@@ -357,6 +369,8 @@ static void on_filter(const char *filter, size_t len, int qos, void *arg)
     if (x->unsubscribe) {
         if (inbox)
             x->m->inbox_qos = -1;
+        else if (room_bridge_mqtt_topic(filter, len))
+            room_bridge_mqtt_unsubscribe(x->m->c, filter, len);
         return;
     }
     if (inbox) {
@@ -364,6 +378,8 @@ static void on_filter(const char *filter, size_t len, int qos, void *arg)
         code = (uint8_t)x->m->inbox_qos;
     } else if (errors) {
         code = 0; /* refusals go out at QoS 0 */
+    } else if (room_bridge_mqtt_topic(filter, len)) {
+        code = (uint8_t)room_bridge_mqtt_subscribe(x->m->c, filter, len); /* logs and counts a refusal */
     } else {
         log_info("mqtt subscribe refused conn=%llu uid=%lld filter=\"%.*s\"", (unsigned long long)x->m->c->id,
                  (long long)x->m->c->uid, (int)(len > 64 ? 64 : len), filter);
@@ -384,10 +400,13 @@ static void do_subscribe(struct mqtt *m, const struct mqttpkt *p, int unsubscrib
         violation(m, why);
         return;
     }
-    if (unsubscribe)
+    if (unsubscribe) {
         PUT(m, mqttpkt_ack_build(MQTT_UNSUBACK, pid, &len_));
-    else
-        PUT(m, mqttpkt_suback(pid, x.codes, x.n, &len_));
+    } else {
+        size_t len = 0;
+        uint8_t *pkt = mqttpkt_suback(pid, x.codes, x.n, &len);
+        room_bridge_mqtt_suback(m->c, pkt, len); /* now, or once the rooms it joined are ready */
+    }
 }
 
 /* One whole packet. Returns 0 to go on with the next, -1 when the connection is closing. */
@@ -534,6 +553,7 @@ static void mqtt_closed(struct conn *c)
 {
     struct mqtt *m = c->pdata;
     struct mpending *p, *next;
+    room_bridge_closed(c);
     if (m == NULL)
         return;
     if (m->prev != NULL)

@@ -11,6 +11,7 @@ push_magpie_push_SOURCES = \
 	push/stomp.h push/stomp.c push/stompframe.h push/stompframe.c \
 	push/mqtt.h push/mqtt.c push/mqttpkt.h push/mqttpkt.c \
 	push/room.h push/room.c push/room_hub.c push/room_count.c push/roompkt.h push/roompkt.c \
+	push/room_bridge.h push/room_bridge.c \
 	push/relay.h push/relay.c push/cluster.h push/cluster.c \
 	push/rdsa.h push/rdsa.c push/dbpool.h push/dbpool.c \
 	push/map.h push/map.c push/stats.h push/stats.c

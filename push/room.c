@@ -199,39 +199,21 @@ static void on_published(redisReply *r, void *arg)
     conn_release(c);
 }
 
-/* Publish to the room's channel; the member gets its own message back in a batch like everyone else. A
- * member's messages are of normal level whatever it asks: important messages (never dropped for a slow
- * member) come from the app's server through POST /msg, so one chatty client cannot make its chatter
- * undroppable for everyone. */
+/* Publish to the room's channel (room_publish: always of normal level, whatever msgLv says); the member gets
+ * its own message back in a batch like everyone else. */
 static void room_message(struct conn *c, struct member *m, const struct roompkt *p)
 {
     const char *room = room_name(m->room);
-    const char *argv[3];
-    size_t argvlen[3], len;
-    uint8_t *payload;
 
     if (p->msg->roomid[0] != '\0' && strcmp(p->msg->roomid, room) != 0) {
         refuse(c, ROOM_E_BAD_ROOM, ROOM_R_OTHER_ROOM, STATS_E_REJECTED, 0);
         return;
     }
-    if ((payload = roompkt_bus_pack(room, 0, p->msg->data.data, p->msg->data.len, &len)) == NULL) {
-        refuse(c, ROOM_E_UNAVAILABLE, ROOM_R_UNAVAILABLE, STATS_E_UNAVAILABLE, 0);
-        return;
-    }
-    argv[0] = "PUBLISH";
-    argvlen[0] = 7;
-    argv[1] = room_channel(m->room);
-    argvlen[1] = strlen(argv[1]);
-    argv[2] = (const char *)payload;
-    argvlen[2] = len;
     conn_hold(c);
-    if (rdsa_cmdargv(on_published, c, 3, argv, argvlen) != MP_OK) {
+    if (room_publish(m->room, p->msg->data.data, p->msg->data.len, on_published, c) != MP_OK) {
         conn_release(c);
         refuse(c, ROOM_E_UNAVAILABLE, ROOM_R_UNAVAILABLE, STATS_E_UNAVAILABLE, 0);
-    } else {
-        stats_room_published();
     }
-    free(payload);
 }
 
 /* ---- MEMBERS ---- */

@@ -7,6 +7,10 @@
  *              (CHAN_ROOM; a node subscribes only to rooms it has members in), merged batches and the
  *              fan-out of one shared frame per batch to every member.
  * room_count.c the cluster-wide member counts in Redis (KEY_ROOM_MEMBERS).
+ * room_bridge.c the second kind of member: a STOMP or MQTT connection on /ws subscribed to a room topic
+ *              (room_bridge.h; SPEC §4.3). The hub treats it like a /room connection -- the same join and
+ *              leave, counts, channel, batches, slow-member policy and send path (room_publish) -- and asks
+ *              the bridge only for the delivery frame of its protocol.
  *
  * Every message takes one path: a member's MESSAGE and magpie-http's POST /msg are both PUBLISHed to the
  * room's channel, and every node with members in the room (the sender's included) merges what it receives
@@ -22,6 +26,7 @@
 
 #include "conn.h"
 #include "proto.h"
+#include "rdsa.h"
 #include "roompkt.h"
 
 #include <stdint.h>
@@ -49,11 +54,20 @@ enum member_state {
     MEMBER_IN,      /* signed in: told so, receives the room's batches */
 };
 
+/* Who a member is: a /room connection (room.c), or one room subscription of a STOMP or MQTT connection on /ws
+ * (room_bridge.c; a connection may hold several, one per room). */
+enum member_kind {
+    MEMBER_ROOM,
+    MEMBER_STOMP,
+    MEMBER_MQTT,
+};
+
 struct room;
 
-/* A room connection (conn->pdata). */
+/* A member of a room here: a room connection (conn->pdata), or a bridged subscription (room_bridge.c). */
 struct member {
     struct conn *c;
+    enum member_kind kind; /* MEMBER_ROOM for calloc'd room connections */
     enum member_state state;
     struct room *room;                    /* JOINING and IN */
     struct member *prev, *next;           /* the room's members on this node */
@@ -81,8 +95,15 @@ int room_join(struct member *m, const char *id);
 /* Take m out of its room (if it is in one). */
 void room_leave(struct member *m);
 
-/* Called by the hub when m's room is ready to deliver to it (room.c tells the client it is in). */
+/* Called by the hub when m's room is ready to deliver to it (room.c tells the client it is in; for a bridged
+ * member the hub calls room_bridge_ready instead). */
 void room_member_ready(struct member *m);
+
+/* Publish a member's message (normal level) to r's channel: the one send path of every member, whatever its
+ * protocol; the message comes back to every member on every node in a batch, the sender's too. fn gets
+ * Redis's answer (an integer: taken) with arg. Returns MP_OK (fn will be called), MP_ENOMEM, or MP_EAGAIN
+ * (Redis is down; fn is not called). */
+int room_publish(const struct room *r, const void *msg, size_t len, rdsa_reply_fn fn, void *arg);
 
 const char *room_name(const struct room *r);
 const char *room_channel(const struct room *r);

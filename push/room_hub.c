@@ -7,6 +7,10 @@
  * push.room_flush_ms later. Every batch waits the same time, so the queue is in due order and one timer,
  * armed for its head, serves every room. A batch that fills up (push.room_batch messages or
  * push.room_batch_bytes) goes at once and leaves the queue.
+ *
+ * Fan-out: a batch is packed once per wire form, when the first member that needs it comes up -- the room
+ * protocol's Reply for /room connections, and the bridge's frames for STOMP and MQTT subscriptions
+ * (room_bridge.h) -- and that one frame is queued to every member of the form.
  */
 #include "keys.h"
 #include "log.h"
@@ -15,6 +19,7 @@
 #include "push.h"
 #include "rdsa.h"
 #include "room.h"
+#include "room_bridge.h"
 #include "stats.h"
 
 #include <stdio.h>
@@ -139,36 +144,50 @@ static void gauges(void)
 
 /* ---- batches and fan-out ---- */
 
-/* Send r's batch to every member here as one shared frame. */
+/* The room protocol's delivery frame of a batch (one reference), or NULL when out of memory. */
+static struct frame *room_frame(const struct roombatch *b, const char *room)
+{
+    size_t n = roombatch_packed_size(b, room);
+    struct frame *f = frame_alloc(n, 1);
+    if (f != NULL && roombatch_pack(b, room, frame_payload(f)) != n) {
+        frame_unref(f);
+        f = NULL;
+    }
+    return f;
+}
+
+/* Send r's batch to every member here: one shared frame per wire form. */
 static void room_flush(struct room *r)
 {
     struct roombatch *b = &r->batch;
-    size_t n, limit = (size_t)push.cfg->push.room_normal_queue;
+    size_t limit = (size_t)push.cfg->push.room_normal_queue;
+    struct room_bridge_batch bb;
+    struct frame *f = NULL;
+    long delivered = 0, dropped = 0, cut = 0, lost = 0;
 
     if (limit > (size_t)push.cfg->push.queue_cap)
         limit = (size_t)push.cfg->push.queue_cap; /* a small push.queue_cap lowers it */
-    struct frame *f = NULL;
-    long delivered = 0, dropped = 0, cut = 0;
-
     if (r->in_flush) {
         LIST_REMOVE(H.flush, r, flush_prev, flush_next);
         r->in_flush = 0;
     }
     if (b->count == 0)
         return;
-    n = roombatch_packed_size(b, r->id);
-    if ((f = frame_alloc(n, 1)) == NULL || roombatch_pack(b, r->id, frame_payload(f)) != n) {
-        log_error("room batch lost: out of memory room=\"%s\" messages=%d", r->id, b->count);
-        stats_room_drop(b->important, (long)b->count * r->count);
-        frame_unref(f);
-        roombatch_clear(b);
-        return;
-    }
+    room_bridge_batch_init(&bb, b, r->id);
     for (struct member *m = r->head; m != NULL; m = m->next) {
+        struct frame *mf;
         int rc;
         if (m->state != MEMBER_IN || !conn_open(m->c))
             continue;
-        rc = b->important ? conn_send(m->c, f) : conn_send_droppable(m->c, f, limit);
+        if (m->kind != MEMBER_ROOM)
+            mf = room_bridge_batch_frame(&bb, m);
+        else
+            mf = f != NULL ? f : (f = room_frame(b, r->id));
+        if (mf == NULL) {
+            lost++;
+            continue;
+        }
+        rc = b->important ? conn_send(m->c, mf) : conn_send_droppable(m->c, mf, limit);
         if (rc == MP_OK)
             delivered++;
         else if (rc == MP_EAGAIN)
@@ -176,12 +195,18 @@ static void room_flush(struct room *r)
         else
             cut++; /* important and over push.queue_cap: the member is being disconnected */
     }
+    if (lost > 0) {
+        log_error("room batch lost: out of memory room=\"%s\" messages=%d members=%ld", r->id, b->count,
+                  lost);
+        stats_room_drop(b->important, lost * b->count);
+    }
     stats_room_batch(delivered * b->count);
     if (dropped > 0)
         stats_room_drop(0, dropped * b->count);
     if (cut > 0)
         stats_room_drop(1, cut * b->count);
     frame_unref(f);
+    room_bridge_batch_free(&bb);
     roombatch_clear(b);
 }
 
@@ -234,6 +259,15 @@ static void on_room_message(const char *channel, const char *payload, size_t len
 
 /* ---- membership ---- */
 
+/* m's room is ready: its own protocol tells the client. */
+static void member_ready(struct member *m)
+{
+    if (m->kind == MEMBER_ROOM)
+        room_member_ready(m);
+    else
+        room_bridge_ready(m);
+}
+
 static void on_subscribed(const char *channel, void *arg)
 {
     struct room *r = arg;
@@ -244,7 +278,7 @@ static void on_subscribed(const char *channel, void *arg)
     for (m = r->head; m != NULL; m = next) {
         next = m->next;
         if (m->state == MEMBER_JOINING)
-            room_member_ready(m);
+            member_ready(m);
     }
 }
 
@@ -337,7 +371,7 @@ int room_join(struct member *m, const char *id)
     mark_dirty(r);
     gauges();
     if (r->subscribed)
-        room_member_ready(m);
+        member_ready(m);
     return MP_OK;
 }
 
@@ -369,6 +403,32 @@ void room_leave(struct member *m)
     r->empty_ms = push_now();
     LIST_APPEND(H.linger, r, linger_prev, linger_next);
     r->lingering = 1;
+}
+
+/* ---- sending ---- */
+
+/* A member's message is of normal level whatever its protocol asks: important messages (never dropped for a
+ * slow member) come from the app's server through POST /msg, so one chatty client cannot make its chatter
+ * undroppable for everyone. */
+int room_publish(const struct room *r, const void *msg, size_t len, rdsa_reply_fn fn, void *arg)
+{
+    const char *argv[3];
+    size_t argvlen[3], plen;
+    uint8_t *payload = roompkt_bus_pack(r->id, 0, msg, len, &plen);
+    int rc;
+
+    if (payload == NULL)
+        return MP_ENOMEM;
+    argv[0] = "PUBLISH";
+    argvlen[0] = 7;
+    argv[1] = r->channel;
+    argvlen[1] = strlen(r->channel);
+    argv[2] = (const char *)payload;
+    argvlen[2] = plen;
+    if ((rc = rdsa_cmdargv(fn, arg, 3, argv, argvlen)) == MP_OK)
+        stats_room_published();
+    free(payload);
+    return rc == MP_OK ? MP_OK : MP_EAGAIN;
 }
 
 /* ---- member counts ---- */
@@ -467,4 +527,5 @@ void room_hub_stop(void)
 void room_hub_free(void)
 {
     map_free(&H.rooms);
+    room_bridge_free();
 }

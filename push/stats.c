@@ -47,8 +47,8 @@ static struct {
     double buckets[32], sum; /* delivery latency, as metrics_latency_bounds */
     int redis_up;
     struct metric *rooms_m, *members_m, *room_req_m, *room_pub_m, *room_in_m, *room_out_m, *room_batch_m,
-        *room_drop_m;
-    long rooms, members;
+        *room_drop_m, *room_subs_m;
+    long rooms, members, room_subs[2];
     double room_req[STATS_ROOM_TYPES], room_pub, room_in, room_out, room_batches, room_drops[2];
     int started;
 } S;
@@ -126,6 +126,12 @@ void stats_room_gauges(long rooms, long members)
     S.members = members;
 }
 
+void stats_room_subscriptions(long stomp, long mqtt)
+{
+    S.room_subs[0] = stomp;
+    S.room_subs[1] = mqtt;
+}
+
 void stats_room_request(int type)
 {
     S.room_req[type > 0 && type < STATS_ROOM_TYPES ? type : 0] += 1;
@@ -166,6 +172,8 @@ static void flush_rooms(void)
     char labels[64];
     metric_set(S.rooms_m, NULL, (double)S.rooms);
     metric_set(S.members_m, NULL, (double)S.members);
+    metric_set(S.room_subs_m, "protocol=\"stomp\"", (double)S.room_subs[0]);
+    metric_set(S.room_subs_m, "protocol=\"mqtt\"", (double)S.room_subs[1]);
     for (int t = 0; t < STATS_ROOM_TYPES; t++) {
         snprintf(labels, sizeof(labels), "type=\"%s\"", room_types[t]);
         fold(S.room_req_m, labels, &S.room_req[t]);
@@ -246,10 +254,18 @@ int stats_start(uv_loop_t *loop)
                                    metrics_latency_bounds, metrics_latency_nbounds);
     S.redis_up_m = metrics_gauge("magpie_push_redis_up", "1 while the Redis command connection is ready.");
     S.rooms_m = metrics_gauge("magpie_push_rooms", "Rooms with members on this node.");
-    S.members_m = metrics_gauge("magpie_push_room_members", "Room connections signed in on this node.");
+    S.members_m = metrics_gauge("magpie_push_room_members",
+                                "Room members on this node: /room connections signed in, and STOMP and MQTT "
+                                "room subscriptions.");
+    S.room_subs_m =
+        metrics_gauge("magpie_push_room_subscriptions",
+                      "Room subscriptions of STOMP and MQTT connections on this node, by protocol "
+                      "(each one a member of its room).");
     S.room_req_m = metrics_counter("magpie_push_room_requests_total", "Room requests received, by type.");
-    S.room_pub_m = metrics_counter("magpie_push_room_published_total",
-                                   "MESSAGE requests of members here, published to their room.");
+    S.room_pub_m =
+        metrics_counter("magpie_push_room_published_total",
+                        "Messages of members here (room MESSAGE, STOMP SEND, MQTT PUBLISH), published "
+                        "to their room.");
     S.room_in_m =
         metrics_counter("magpie_push_room_messages_in_total",
                         "Room messages this node received for its members (members' and POST /msg).");
@@ -264,7 +280,7 @@ int stats_start(uv_loop_t *loop)
                         "important ones of a member disconnected because even they did not fit.");
     if (!S.conns || !S.packets || !S.frames_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery ||
         !S.redis_up_m || !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m ||
-        !S.room_out_m || !S.room_batch_m || !S.room_drop_m)
+        !S.room_out_m || !S.room_batch_m || !S.room_drop_m || !S.room_subs_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
     metric_add(S.room_pub_m, NULL, 0);

@@ -47,9 +47,11 @@ void stats_redis_up(int up);
 
 void stats_room_gauges(long rooms, long members);   /* rooms with members here, and those members */
 void stats_room_request(int type);                  /* a room request of this PackageType (-1: not a Req) */
-void stats_room_published(void);                    /* a member's MESSAGE published to its room */
+void stats_room_published(void);                    /* a member's message published to its room */
 void stats_room_in(void);                           /* a message arrived for a room with members here */
 void stats_room_batch(long deliveries);             /* a batch went out: deliveries = messages x members */
 void stats_room_drop(int important, long messages); /* messages a member missed (slow, or disconnected) */
+/* Room subscriptions of STOMP and MQTT connections here (room_bridge.c), each also a member. */
+void stats_room_subscriptions(long stomp, long mqtt);
 
 #endif

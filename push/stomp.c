@@ -27,8 +27,10 @@
  * 1.2 and heart-beat:<stomp.heartbeat_ms>,<stomp.heartbeat_ms>; the negotiated intervals (the larger of
  * each pair, 0 when either side says 0) are kept by one sweep over the sessions (stomp.heartbeat_ms / 4).
  *
- * Subscriptions: /user/queue/messages only (a client may subscribe only to what is its own; rooms,
- * /topic/room.<id>, are not served yet). One per connection.
+ * Subscriptions: /user/queue/messages (a client may subscribe only to what is its own), one per connection;
+ * and rooms, /topic/room.<id>: SUBSCRIBE, UNSUBSCRIBE and SEND on a room go to room_bridge.c (the wire format
+ * of room batches is there), which makes the subscription a member of the room hub, and the connection's
+ * end leaves its rooms.
  *
  * Order and catch-up, by seq (timeline.h). The subscription keeps sent_upto: every seq of the user's
  * timeline up to it has been sent on this connection (or is one this session sent itself, on this or an
@@ -56,6 +58,7 @@
 #include "magpie.h"
 #include "push.h"
 #include "rdsa.h"
+#include "room_bridge.h"
 #include "stats.h"
 #include "stompframe.h"
 
@@ -81,9 +84,8 @@
 #define STOMP_E_UNKNOWN_CMD   "unknown command"
 #define STOMP_E_TRANSACTION   "transactions are not supported"
 #define STOMP_E_NO_DEST       "missing destination header"
-#define STOMP_E_BAD_DEST      "unknown destination: /user/<uid> or /group/<gid>"
-#define STOMP_E_FORBIDDEN     "forbidden destination: subscribe to " STOMP_DEST_INBOX
-#define STOMP_E_ROOMS         "rooms are not served over STOMP yet"
+#define STOMP_E_BAD_DEST      "unknown destination: /user/<uid>, /group/<gid> or /topic/room.<id>"
+#define STOMP_E_FORBIDDEN     "forbidden destination: subscribe to " STOMP_DEST_INBOX " or /topic/room.<id>"
 #define STOMP_E_NO_ID         "missing or bad id header"
 #define STOMP_E_SUBSCRIBED    "already subscribed"
 #define STOMP_E_NO_SUB        "no such subscription"
@@ -702,9 +704,14 @@ static void do_send(struct stomp *s, struct stompframe *f)
         refuse(s, STOMP_E_NO_DEST, receipt, STATS_E_MALFORMED);
         return;
     }
+    if (room_bridge_stomp_dest(dest)) { /* a room (room_bridge.h): answered there, or refused here */
+        const char *why = room_bridge_stomp_send(s->c, dest, f->body, f->body_len, receipt);
+        if (why != NULL)
+            refuse(s, why, receipt, STATS_E_REJECTED);
+        return;
+    }
     if ((type = parse_dest(dest, &to)) == 0) {
-        refuse(s, strncmp(dest, "/topic/room.", 12) == 0 ? STOMP_E_ROOMS : STOMP_E_BAD_DEST, receipt,
-               STATS_E_REJECTED);
+        refuse(s, STOMP_E_BAD_DEST, receipt, STATS_E_REJECTED);
         return;
     }
     if ((pe = calloc(1, sizeof(*pe))) == NULL || (receipt && (pe->receipt = strdup(receipt)) == NULL)) {
@@ -773,14 +780,20 @@ static void do_subscribe(struct stomp *s, struct stompframe *f)
         refuse(s, STOMP_E_NO_DEST, receipt, STATS_E_MALFORMED);
         return;
     }
+    if (room_bridge_stomp_dest(dest)) { /* joining a room (room_bridge.h) */
+        const char *why =
+            room_bridge_stomp_subscribe(s->c, dest, id, ack, receipt, s->sub != SUB_NONE ? s->sub_id : NULL);
+        if (why != NULL)
+            refuse(s, why, receipt, STATS_E_REJECTED);
+        return;
+    }
     if (strcmp(dest, STOMP_DEST_INBOX) != 0) {
         log_info("stomp subscribe refused conn=%llu uid=%lld ip=%s", (unsigned long long)s->c->id,
                  (long long)s->c->uid, s->c->ip);
-        refuse(s, strncmp(dest, "/topic/room.", 12) == 0 ? STOMP_E_ROOMS : STOMP_E_FORBIDDEN, receipt,
-               STATS_E_REJECTED);
+        refuse(s, STOMP_E_FORBIDDEN, receipt, STATS_E_REJECTED);
         return;
     }
-    if (s->sub != SUB_NONE) {
+    if (s->sub != SUB_NONE || room_bridge_stomp_has_id(s->c, id)) {
         refuse(s, STOMP_E_SUBSCRIBED, receipt, STATS_E_REJECTED);
         return;
     }
@@ -816,6 +829,8 @@ static void do_subscribe(struct stomp *s, struct stompframe *f)
 static void do_unsubscribe(struct stomp *s, struct stompframe *f)
 {
     const char *id = stompframe_get(f, "id"), *receipt = stompframe_get(f, "receipt");
+    if (id != NULL && room_bridge_stomp_unsubscribe(s->c, id, receipt))
+        return; /* it was a room's */
     if (s->sub == SUB_NONE || id == NULL || strcmp(id, s->sub_id) != 0) {
         refuse(s, STOMP_E_NO_SUB, receipt, STATS_E_REJECTED);
         return;
@@ -965,6 +980,7 @@ static void stomp_closed(struct conn *c)
 {
     struct stomp *s = c->pdata;
     struct pending *p, *next;
+    room_bridge_closed(c);
     if (s == NULL)
         return;
     store_acked(s);

@@ -98,6 +98,7 @@ struct magpie_config {
         long long room_batch_bytes;
         long long room_normal_queue;
         long long room_idle_s;
+        long long rooms_per_conn;
         char *metrics_listen;
         long long heartbeat_s;
         long long node_ttl_s;

@@ -215,6 +215,9 @@ const struct config_key config_keys[] = {
     INT("push", "room_idle_s", push.room_idle_s, 2, 3600, "60",
         "A room connection that sends no HEARTBEAT (or other request) for this long is closed;\n"
         "one that has not signed in by then too."),
+    INT("push", "rooms_per_conn", push.rooms_per_conn, 1, 1000, "10",
+        "Rooms one STOMP or MQTT connection on /ws may be in at once (SUBSCRIBE /topic/room.<id>,\n"
+        "room/<id>); one more is refused (STOMP ERROR, MQTT 0x80). A /room connection is in one room."),
     STR("push", "metrics_listen", push.metrics_listen, 3, 261, "127.0.0.1:9101",
         "Loopback HTTP listener for /metrics and /healthz of this node. Empty = off.", check_addr),
     INT("push", "heartbeat_s", push.heartbeat_s, 1, 60, "5", "How often the node renews its registration."),

@@ -5,7 +5,8 @@
 // stdin: one JSON command per line; stdout: one JSON event per line. Commands:
 //   {"op": "connect", "headers": {...}, "heartbeat": [outgoing, incoming]}  -> {"ev": "connected", "headers"}
 //   {"op": "send", "destination", "body", "headers"?, "receipt"?}          -> {"ev": "receipt", "receipt", "headers"}
-//   {"op": "subscribe", "destination", "headers"?, "id"?}                  -> {"ev": "message", "headers", "body"}
+//   {"op": "subscribe", "destination", "headers"?, "id"?, "receipt"?}      -> {"ev": "message", "headers", "body"}
+//                                                       (and {"ev": "receipt", "receipt"} when one was asked)
 //   {"op": "unsubscribe", "id"}
 //   {"op": "ack", "ack"} / {"op": "nack", "ack"}   (the ack header of a message this client received)
 //   {"op": "disconnect"}                                                   -> {"ev": "disconnected"}
@@ -47,6 +48,10 @@ function connect(cmd) {
 function subscribe(cmd) {
     const headers = { ...(cmd.headers || {}) };
     if (cmd.id) headers.id = cmd.id;
+    if (cmd.receipt) {
+        headers.receipt = cmd.receipt;
+        client.watchForReceipt(cmd.receipt, (frame) => emit({ ev: 'receipt', receipt: cmd.receipt, headers: frame.headers }));
+    }
     const sub = client.subscribe(cmd.destination, (m) => {
         if (m.headers.ack) pending.set(m.headers.ack, m);
         emit({ ev: 'message', headers: m.headers, body: m.body });

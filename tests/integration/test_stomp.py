@@ -139,8 +139,8 @@ def test_refusals_get_error_with_the_reason_and_the_connection_stays(stack):
             (f"/user/{b}", "x" * 1024, "message too long"),
             (f"/user/{b}", "", "empty message"),
             (f"/user/{a}", "me", "cannot send to yourself"),
-            ("/queue/anything", "x", "unknown destination: /user/<uid> or /group/<gid>"),
-            ("/topic/room.7", "x", "rooms are not served over STOMP yet"),
+            ("/queue/anything", "x", "unknown destination: /user/<uid>, /group/<gid> or /topic/room.<id>"),
+            ("/topic/room.7", "x", "not in that room"),  # rooms: test_proto_rooms.py
         ]
         for i, (dest, body, reason) in enumerate(cases):
             await s.send(dest, body, receipt=f"bad{i}")
