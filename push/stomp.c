@@ -132,7 +132,10 @@ struct stomp {
     int64_t sent_upto; /* -1: not known yet (until the subscription's first Y answers) */
     int64_t seen_max;
     int64_t acked_upto, stored; /* -1: not known yet */
-    int64_t ahead[STOMP_ACK_WINDOW];
+    /* ACKs held past a gap (client-individual): STOMP_ACK_WINDOW of them, allocated at the first one -- most
+     * sessions never have one, and 2 KiB inline in every session was most of an idle STOMP connection's
+     * memory (bench/README.md, "STOMP and MQTT") */
+    int64_t *ahead;
     int nahead;
     uint64_t extra_n; /* ack ids of deliveries without seq */
 };
@@ -225,6 +228,8 @@ static void store_acked(struct stomp *s)
 static void absorb_ahead(struct stomp *s)
 {
     int k = 0;
+    if (s->nahead == 0)
+        return;
     while (k < s->nahead && s->ahead[k] <= s->acked_upto + 1) {
         if (s->ahead[k] == s->acked_upto + 1)
             s->acked_upto++;
@@ -249,6 +254,8 @@ static void ack_one(struct stomp *s, int64_t seq)
         ;
     if (i < s->nahead && s->ahead[i] == seq)
         return;
+    if (s->ahead == NULL && (s->ahead = malloc(STOMP_ACK_WINDOW * sizeof(*s->ahead))) == NULL)
+        return; /* out of memory: forgotten, as past the window: it comes again on the next connect */
     if (s->nahead == STOMP_ACK_WINDOW) {
         if (i == s->nahead)
             return; /* forgotten: it comes again on the next connect */
@@ -995,6 +1002,7 @@ static void stomp_closed(struct conn *c)
         free(p->receipt);
         free(p);
     }
+    free(s->ahead);
     free(s);
     c->pdata = NULL;
 }
