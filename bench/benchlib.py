@@ -278,20 +278,23 @@ def restart_push(run_dir, node, env=()):
 
 def quiesce(stack, limit_s=120):
     """Wait (at most limit_s) until what an earlier run left is done: every consumer group of the message
-    stream mp:mq (magpie-persist) has read everything and holds nothing pending, twice in a row a second
-    apart. A chat run leaves MySQL writes behind; the next run must not share the machine with them.
-    Returns the seconds waited."""
+    stream mp:mq (magpie-persist) has been delivered its last entry and holds nothing pending, twice in a row
+    a second apart. (Not XINFO's lag: it stays non-zero once entries were deleted from the stream.) A chat
+    run leaves MySQL writes behind; the next run must not share the machine with them. Returns the seconds
+    waited."""
     t0 = time.time()
     calm = 0
     while time.time() - t0 < limit_s and calm < 2:
         try:
-            groups = resp_call(stack.redis_port, "XINFO", "GROUPS", "mp:mq")
+            groups, stream = resp_pipeline(stack.redis_port, [("XINFO", "GROUPS", "mp:mq"),
+                                                              ("XINFO", "STREAM", "mp:mq")])
         except RuntimeError:
-            groups = []
+            groups, stream = [], []
+        last = dict(zip(stream[::2], stream[1::2])).get("last-generated-id") if isinstance(stream, list) else None
         busy = False
         for g in groups if isinstance(groups, list) else []:
             d = dict(zip(g[::2], g[1::2]))
-            if d.get("pending") or d.get("lag"):
+            if d.get("pending") or (last is not None and d.get("last-delivered-id") != last):
                 busy = True
         calm = 0 if busy else calm + 1
         time.sleep(1)
