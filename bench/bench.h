@@ -34,7 +34,15 @@ enum scenario { SC_IDLE, SC_CHAT, SC_ROOM, SC_GROUP };
 
 #define BENCH_MAX_GROUPS 1024
 
-enum proto_kind { PROTO_MAGPIE_CHAT, PROTO_MAGPIE_ROOM, PROTO_NATS, PROTO_NCHAN };
+enum proto_kind {
+    PROTO_MAGPIE_CHAT,
+    PROTO_MAGPIE_ROOM,
+    PROTO_NATS,
+    PROTO_NCHAN,
+    PROTO_MAGPIE_STOMP, /* STOMP 1.2 over WebSocket (SPEC §4.3) */
+    PROTO_MAGPIE_MQTT,  /* MQTT 3.1.1 over WebSocket (SPEC §4.3) */
+    PROTO_MOSQUITTO,    /* MQTT 3.1.1 over plain TCP (a broker: mosquitto) */
+};
 
 /* Why a connection never became ready. */
 enum fail_reason { FR_CONNECT, FR_HANDSHAKE, FR_LOGIN, FR_PROTOCOL, FR_CLOSED, FR_TIMEOUT, FR_COUNT };
@@ -43,6 +51,7 @@ struct endpoint {
     struct sockaddr_in addr;
     char hostport[80]; /* for the Host header */
     char path[256];    /* path prefix from the URL */
+    int tcp;           /* a tcp:// URL: plain TCP, no WebSocket (mosquitto) */
 };
 
 /* A group of server processes whose memory is measured (their children are included: nginx workers). */
@@ -88,6 +97,7 @@ struct bench_opts {
     char room[96];    /* room / channel / subject name (the run nonce is appended) */
     uint32_t run;     /* nonce of this run */
     int level;        /* room: msgLv of published messages */
+    int mqtt_qos;     /* mosquitto room: QoS of the members' subscription and of the publishes */
     struct auth auth; /* Magpie: mints tickets and tokens */
     int64_t ticket_ttl_s;
     struct memgroup mem[BENCH_MAX_MEM];
@@ -110,7 +120,7 @@ struct conn {
     uint32_t idx;  /* global index: uid = uid_base + idx */
     uint8_t state; /* enum conn_state */
     uint8_t publisher;
-    uint8_t raw;      /* plain HTTP (nchan publisher), no WebSocket */
+    uint8_t raw;      /* no WebSocket: plain HTTP (nchan publisher) or plain TCP (mosquitto) */
     uint8_t want_out; /* EPOLLOUT registered */
     struct resp_upgrade *hs;
     struct wsf_reader wr;
@@ -146,6 +156,8 @@ struct bench_report {
     uint64_t send_errors;      /* refused by the server (chat E, room Err, nats -ERR, nchan non-2xx) */
     uint64_t acked;            /* chat: A received for this step's messages */
     uint64_t acked_offline;    /* chat: of those, messages to an offline user (no delivery expected) */
+    uint64_t acked_refused;    /* chat over MQTT: PUBACKs of refused PUBLISHes (SPEC §4.3: PUBACK, then the
+                                * refusal on me/errors), in acked and in send_errors alike */
     uint64_t ack_dups;
     uint64_t delivered;    /* this step's messages received by receivers, each once */
     uint64_t gaps;         /* sequence numbers skipped (a message missing, or reordered) */
@@ -175,6 +187,8 @@ struct worker;
 /* One protocol: how a connection logs in, reads what the server sends and sends a bench message. */
 struct proto {
     const char *name;
+    /* The WebSocket subprotocol offered in the upgrade, which the server must name in its 101; NULL: none. */
+    const char *subprotocol;
     /* Path (and query) of the upgrade request for c; may mint a ticket. Returns 0, or -1 (c fails). */
     int (*path)(struct worker *w, struct conn *c, char *buf, size_t cap);
     /* The connection is open: log in / subscribe. conn_ready() once the server confirmed. */
@@ -194,6 +208,7 @@ struct proto {
 };
 
 extern const struct proto proto_magpie_chat, proto_magpie_room, proto_nats, proto_nchan;
+extern const struct proto proto_magpie_stomp, proto_magpie_mqtt, proto_mosquitto;
 
 /* ---- the worker side (loop.c), for the protocols ---- */
 

@@ -1,7 +1,8 @@
 """Shared pieces of bench/run, bench/compare and bench/smoke (standard library only; run with /usr/bin/python3).
 
-- Peers: nats-server (WebSocket listener) and nginx with nchan, started from the configs in bench/peers/ in a
-  run directory of their own, on free loopback ports, and stopped by their pid files (nothing else).
+- Peers: nats-server (WebSocket listener), nginx with nchan and mosquitto (plain MQTT over TCP), started from
+  the configs in bench/peers/ in a run directory of their own, on free loopback ports, and stopped by their pid
+  files (nothing else).
 - MagpieStack: what a Magpie stack started by scripts/dev offers (ports from dev.env, pid files, config).
 - run_bench: call magpie-bench and return its result as a dict.
 - machine(): the facts a result is recorded with.
@@ -90,13 +91,47 @@ def stop_pid(path, name, secs=10):
 
 
 class Peers:
-    """nats-server and nginx+nchan in run_dir, each on free ports."""
+    """nats-server, nginx+nchan and mosquitto in run_dir, each on free ports."""
 
     def __init__(self, run_dir):
         self.dir = run_dir
         self.nats = None
         self.nchan = None
+        self.mosquitto = None
         os.makedirs(run_dir, exist_ok=True)
+
+    @staticmethod
+    def missing_mosquitto():
+        """Why mosquitto cannot run here, or None."""
+        if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+            return "mosquitto is not installed (Debian package mosquitto)"
+        return None
+
+    def start_mosquitto(self):
+        """mosquitto in the foreground (it writes a pid file only when it daemonizes: the pid is recorded
+        here), plain MQTT over TCP on a free port."""
+        d = os.path.join(self.dir, "mosquitto")
+        os.makedirs(d, exist_ok=True)
+        pidfile = os.path.join(d, "mosquitto.pid")
+        stop_pid(pidfile, "mosquitto")
+        port = free_port()
+        conf = os.path.join(d, "mosquitto.conf")
+        # As root, mosquitto would switch to the user mosquitto, who cannot write this checkout's directories.
+        render(os.path.join(PEERS_DIR, "mosquitto.conf.in"), conf, PORT=port, RUN_DIR=d,
+               USER_LINE="user root" if os.getuid() == 0 else "")
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        proc = subprocess.Popen([binary, "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(d, "mosquitto.out"), "ab"), start_new_session=True)
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % proc.pid)
+        try:
+            wait_port(port, 10, "mosquitto")
+        except RuntimeError:
+            proc.kill()
+            raise
+        self.mosquitto = {"dir": d, "port": port, "url": "tcp://127.0.0.1:%d" % port, "pidfile": pidfile,
+                          "proc": proc}
+        return self.mosquitto
 
     def missing(self):
         """Why the peers cannot run here (a missing package), or None."""
@@ -145,6 +180,10 @@ class Peers:
         if self.nchan:
             stop_pid(self.nchan["pidfile"], "nginx")
             self.nchan = None
+        if self.mosquitto:
+            stop_pid(self.mosquitto["pidfile"], "mosquitto")
+            self.mosquitto["proc"].wait(timeout=10)  # reap it: no zombie left behind
+            self.mosquitto = None
 
 
 def read_env_file(path):
@@ -200,6 +239,66 @@ class MagpieStack:
         if read_pid(redis_pid):
             args += ["--mem", "redis=@" + redis_pid]
         return args
+
+
+def restart_push(run_dir, node, env=()):
+    """Restart push node `node` of a scripts/dev stack as scripts/dev started it (pids/pushN.cmd), with env
+    ("NAME=value" strings) added; its pid goes to pids/pushN.pid, so `scripts/dev down` stops it. Returns once
+    its /healthz answers. A fresh process is what a memory-per-connection figure needs: a node that held
+    connections before keeps their freed memory (malloc's arenas), and the next run's connections reuse it."""
+    import urllib.request
+    pidfile = os.path.join(run_dir, "pids", "push%d.pid" % node)
+    with open(os.path.join(run_dir, "pids", "push%d.cmd" % node)) as f:
+        cmd = [line.rstrip("\n") for line in f if line.strip()]
+    if cmd[0] != "env":
+        raise RuntimeError("%s: not a command recorded by scripts/dev" % f.name)
+    metrics = int(read_env_file(os.path.join(run_dir, "dev.env"))["PUSH_METRICS_PORTS"].split()[node - 1])
+    pid = read_pid(pidfile)
+    if pid and pid_is(pid, "magpie-push"):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not pid_is(pid, "magpie-push"):
+                break
+            time.sleep(0.1)
+    cmd[1:1] = list(env)
+    out = open(os.path.join(run_dir, "logs", "push%d.out" % node), "a")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         cwd=os.path.join(run_dir, "cores", "push%d" % node), start_new_session=True)
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % p.pid)
+    url = "http://127.0.0.1:%d/healthz" % metrics
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return p
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("push node %d did not come back (%s)" % (node, url))
+
+
+def quiesce(stack, limit_s=120):
+    """Wait (at most limit_s) until what an earlier run left is done: every consumer group of the message
+    stream mp:mq (magpie-persist) has been delivered its last entry and holds nothing pending, twice in a row
+    a second apart. (Not XINFO's lag: it stays non-zero once entries were deleted from the stream.) A chat
+    run leaves MySQL writes behind; the next run must not share the machine with them. Returns the seconds
+    waited."""
+    t0 = time.time()
+    calm = 0
+    while time.time() - t0 < limit_s and calm < 2:
+        try:
+            groups, stream = resp_pipeline(stack.redis_port, [("XINFO", "GROUPS", "mp:mq"),
+                                                              ("XINFO", "STREAM", "mp:mq")])
+        except RuntimeError:
+            groups, stream = [], []
+        last = dict(zip(stream[::2], stream[1::2])).get("last-generated-id") if isinstance(stream, list) else None
+        busy = False
+        for g in groups if isinstance(groups, list) else []:
+            d = dict(zip(g[::2], g[1::2]))
+            if d.get("pending") or (last is not None and d.get("last-delivered-id") != last):
+                busy = True
+        calm = 0 if busy else calm + 1
+        time.sleep(1)
+    return round(time.time() - t0, 1)
 
 
 def run_bench(binary, args, timeout=900):
@@ -261,7 +360,7 @@ def machine():
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "magpie": git,
         # Debian package versions: what a reader installs to reproduce the run.
-        "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "libwebsockets17",
+        "versions": {p: _deb_version(p) for p in ("nats-server", "nginx", "libnginx-mod-nchan", "mosquitto", "libwebsockets17",
                                                   "libuv1", "redis-server", "libhiredis0.14")},
     }
 

@@ -165,7 +165,7 @@ static void report_send(struct worker *w)
 
 static const struct endpoint *conn_endpoint(const struct worker *w, const struct conn *c)
 {
-    if (c->raw)
+    if (c->raw && w->o->proto == PROTO_NCHAN)
         return &w->o->pub_url;
     return &w->o->urls[c->idx % (uint32_t)w->o->nurls];
 }
@@ -408,7 +408,9 @@ static void conn_connected(struct worker *w, struct conn *c)
         return;
     }
     resp_upgrade_init(c->hs, key);
-    int n = resp_upgrade_request(req, sizeof(req), conn_endpoint(w, c)->hostport, path, key);
+    resp_upgrade_want(c->hs, w->proto->subprotocol);
+    int n = resp_upgrade_request_proto(req, sizeof(req), conn_endpoint(w, c)->hostport, path, key,
+                                       w->proto->subprotocol);
     if (n < 0) {
         conn_fail(w, c, FR_HANDSHAKE, "upgrade request too long");
         return;
@@ -888,6 +890,15 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
     case PROTO_NATS:
         w->proto = &proto_nats;
         break;
+    case PROTO_MAGPIE_STOMP:
+        w->proto = &proto_magpie_stomp;
+        break;
+    case PROTO_MAGPIE_MQTT:
+        w->proto = &proto_magpie_mqtt;
+        break;
+    case PROTO_MOSQUITTO:
+        w->proto = &proto_mosquitto;
+        break;
     default:
         w->proto = &proto_nchan;
         break;
@@ -914,7 +925,7 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
         c->fd = -1;
         c->idx = (uint32_t)(first + i);
         c->publisher = o->scenario == SC_ROOM && c->idx < (uint32_t)o->publishers;
-        c->raw = c->publisher && o->proto == PROTO_NCHAN;
+        c->raw = (c->publisher && o->proto == PROTO_NCHAN) || o->proto == PROTO_MOSQUITTO;
         wsf_reader_init(&c->wr, BENCH_MAX_MSG);
         if (o->scenario == SC_CHAT || c->publisher ||
             (o->scenario == SC_GROUP && c->idx % (uint32_t)o->members < (uint32_t)o->group_senders))

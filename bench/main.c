@@ -48,13 +48,16 @@ struct run {
 };
 
 static const char *usage_text =
-    "usage: magpie-bench -s idle|chat|room|group -p magpie-chat|magpie-room|nats|nchan -u URL [options]\n"
+    "usage: magpie-bench -s idle|chat|room|group -p PROTO -u URL [options]\n"
     "       magpie-bench token [-c FILE] --uid N [--kind login|websocket] [--ttl S]\n"
     "\n"
     "  -s, --scenario S        idle (hold connections), chat (pairs of users), room (one room, fan-out),\n"
     "                          group (members of existing groups send g: --group-ids)\n"
-    "  -p, --proto P           magpie-chat, magpie-room, nats (WebSocket listener), nchan\n"
-    "  -u, --url URL           ws://127.0.0.1:PORT/path (repeat: connections take the URLs in turn)\n"
+    "  -p, --proto P           magpie-chat, magpie-room, nats (WebSocket listener), nchan,\n"
+    "                          magpie-stomp, magpie-mqtt (SPEC 4.3 on /ws: idle, chat, room),\n"
+    "                          mosquitto (plain MQTT over TCP: idle, room)\n"
+    "  -u, --url URL           ws://127.0.0.1:PORT/path, tcp://127.0.0.1:PORT for mosquitto (repeat:\n"
+    "                          connections take the URLs in turn)\n"
     "      --pub-url URL       nchan: http://127.0.0.1:PORT/pub/ (publishers POST <url><channel>)\n"
     "  -c, --config FILE       magpie.conf (Magpie: the secret to mint tickets, Redis for friendships)\n"
     "  -n, --conns N           idle: connections; chat: users (pairs x 2); room: receiving members [100]\n"
@@ -74,6 +77,8 @@ static const char *usage_text =
     "      --p99-bound-ms MS   ramp stops after the first step whose p99 exceeds this [100]\n"
     "      --size B            message payload bytes [100]\n"
     "      --level L           room: msgLv of published messages (0 normal, 1 important) [0]\n"
+    "      --mqtt-qos Q        room over MQTT: QoS of the publishes (and of mosquitto's subscriptions;\n"
+    "                          Magpie grants 0) (0 or 1) [0]\n"
     "      --connect-rate R    new connections/s (all workers) [2000; 0 = unpaced]\n"
     "      --connect-inflight N  per worker [256]\n"
     "      --connect-timeout-s S [60]\n"
@@ -126,6 +131,7 @@ enum {
     OPT_GROUP_IDS,
     OPT_MEMBERS,
     OPT_GROUP_SENDERS,
+    OPT_MQTT_QOS,
 };
 
 static const struct option long_opts[] = {
@@ -168,6 +174,7 @@ static const struct option long_opts[] = {
     {"group-ids", required_argument, NULL, OPT_GROUP_IDS},
     {"members", required_argument, NULL, OPT_MEMBERS},
     {"group-senders", required_argument, NULL, OPT_GROUP_SENDERS},
+    {"mqtt-qos", required_argument, NULL, OPT_MQTT_QOS},
     {NULL, 0, NULL, 0},
 };
 
@@ -202,7 +209,8 @@ static int num(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
-/* "ws://A.B.C.D:PORT/path" or "http://...". Numeric IPv4 only: the benchmark runs on loopback. */
+/* "ws://A.B.C.D:PORT/path", "http://..." or "tcp://A.B.C.D:PORT". Numeric IPv4 only: the benchmark runs on
+ * loopback. */
 static int parse_url(const char *url, struct endpoint *ep)
 {
     const char *p;
@@ -214,6 +222,9 @@ static int parse_url(const char *url, struct endpoint *ep)
     } else if (strncmp(url, "http://", 7) == 0) {
         p = url + 7;
         default_port = 80;
+    } else if (strncmp(url, "tcp://", 6) == 0) {
+        p = url + 6;
+        default_port = 1883; /* MQTT's */
     } else {
         return -1;
     }
@@ -240,6 +251,7 @@ static int parse_url(const char *url, struct endpoint *ep)
         return -1;
     snprintf(ep->hostport, sizeof(ep->hostport), "%s:%d", host, port);
     snprintf(ep->path, sizeof(ep->path), "%s", slash ? slash : "/");
+    ep->tcp = strncmp(url, "tcp://", 6) == 0;
     return 0;
 }
 
@@ -373,6 +385,12 @@ static int parse_args(struct run *R, int argc, char **argv)
                 o->proto = PROTO_NATS;
             else if (strcmp(optarg, "nchan") == 0)
                 o->proto = PROTO_NCHAN;
+            else if (strcmp(optarg, "magpie-stomp") == 0)
+                o->proto = PROTO_MAGPIE_STOMP;
+            else if (strcmp(optarg, "magpie-mqtt") == 0)
+                o->proto = PROTO_MAGPIE_MQTT;
+            else if (strcmp(optarg, "mosquitto") == 0)
+                o->proto = PROTO_MOSQUITTO;
             else
                 return die_usage("unknown protocol", optarg);
             break;
@@ -445,6 +463,11 @@ static int parse_args(struct run *R, int argc, char **argv)
             if (num(optarg, 0, 1, &v) != 0)
                 return die_usage("bad --level", optarg);
             o->level = (int)v;
+            break;
+        case OPT_MQTT_QOS:
+            if (num(optarg, 0, 1, &v) != 0 || v != floor(v))
+                return die_usage("bad --mqtt-qos (0 or 1)", optarg);
+            o->mqtt_qos = (int)v;
             break;
         case OPT_CONNECT_RATE:
             if (num(optarg, 0, 1e9, &o->connect_rate) != 0)
@@ -550,8 +573,19 @@ static int parse_args(struct run *R, int argc, char **argv)
         return die_usage("unexpected argument", argv[optind]);
     if (!have_scenario || !have_proto || o->nurls == 0)
         return die_usage("--scenario, --proto and --url are required", NULL);
-    if ((o->scenario == SC_CHAT || o->scenario == SC_GROUP) && o->proto != PROTO_MAGPIE_CHAT)
-        return die_usage("the chat and group scenarios speak magpie-chat only", NULL);
+    int magpie_ws =
+        o->proto == PROTO_MAGPIE_CHAT || o->proto == PROTO_MAGPIE_STOMP || o->proto == PROTO_MAGPIE_MQTT;
+    if (o->scenario == SC_CHAT && !magpie_ws)
+        return die_usage("the chat scenario speaks magpie-chat, magpie-stomp or magpie-mqtt", NULL);
+    if (o->scenario == SC_GROUP && o->proto != PROTO_MAGPIE_CHAT)
+        return die_usage("the group scenario speaks magpie-chat only", NULL);
+    if (o->sync_rate > 0 && o->proto != PROTO_MAGPIE_CHAT)
+        return die_usage("--sync-rate is for magpie-chat (Y packets)", NULL);
+    for (int i = 0; i < o->nurls; i++)
+        if ((o->proto == PROTO_MOSQUITTO) != o->urls[i].tcp)
+            return die_usage(o->proto == PROTO_MOSQUITTO ? "mosquitto needs tcp:// URLs"
+                                                         : "tcp:// URLs are for mosquitto",
+                             NULL);
     if (o->scenario == SC_GROUP) {
         if (o->ngroups == 0)
             return die_usage("the group scenario needs --group-ids (bench/run makes the groups)", NULL);
@@ -562,7 +596,9 @@ static int parse_args(struct run *R, int argc, char **argv)
             return die_usage("group texts are at most 1023 characters (SPEC §4.2): --size", NULL);
     }
     if (o->scenario == SC_ROOM && o->proto == PROTO_MAGPIE_CHAT)
-        return die_usage("the room scenario speaks magpie-room, nats or nchan", NULL);
+        return die_usage(
+            "the room scenario speaks magpie-room, magpie-stomp, magpie-mqtt, nats, nchan or mosquitto",
+            NULL);
     if (o->scenario == SC_ROOM && o->proto == PROTO_NCHAN && o->pub_url.hostport[0] == '\0')
         return die_usage("nchan rooms need --pub-url", NULL);
     if (o->scenario == SC_CHAT && o->conns % 2 != 0)
@@ -763,6 +799,7 @@ static void report_merge(struct bench_report *dst, const struct bench_report *sr
     dst->send_errors += src->send_errors;
     dst->acked += src->acked;
     dst->acked_offline += src->acked_offline;
+    dst->acked_refused += src->acked_refused;
     dst->ack_dups += src->ack_dups;
     dst->delivered += src->delivered;
     dst->gaps += src->gaps;
@@ -905,7 +942,8 @@ static void sleep_s(double s)
 
 static const char *proto_name(enum proto_kind p)
 {
-    static const char *names[] = {"magpie-chat", "magpie-room", "nats", "nchan"};
+    static const char *names[] = {"magpie-chat",  "magpie-room", "nats",     "nchan",
+                                  "magpie-stomp", "magpie-mqtt", "mosquitto"};
     return names[p];
 }
 
@@ -952,11 +990,12 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
     uint64_t accepted = s->sent > s->send_errors ? s->sent - s->send_errors : 0;
     int acks = o->scenario == SC_CHAT || o->scenario == SC_GROUP; /* senders get A */
     /* group: every acked g reaches every other member (receivers = members - 1) */
-    uint64_t expected = o->scenario == SC_CHAT    ? s->acked - s->acked_offline
+    uint64_t expected = o->scenario == SC_CHAT    ? s->acked - s->acked_offline - s->acked_refused
                         : o->scenario == SC_GROUP ? s->acked * receivers
                                                   : accepted * receivers;
     int64_t lost = (int64_t)expected - (int64_t)s->delivered;
-    int64_t unanswered = acks ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors : 0;
+    int64_t unanswered =
+        acks ? (int64_t)s->sent - (int64_t)s->acked - (int64_t)s->send_errors + (int64_t)s->acked_refused : 0;
     int64_t sync_unanswered =
         (int64_t)s->syncs_sent - (int64_t)s->syncs_ok - (int64_t)s->sync_errors - (int64_t)s->sync_wrong;
     *ok = lost == 0 && s->dups == 0 && s->ack_dups == 0 && unanswered == 0 && s->dropped == 0 &&
@@ -979,6 +1018,7 @@ static json_t *step_json(const struct run *R, const struct bench_report *s, doub
     if (acks) {
         json_object_set_new(j, "acked", json_integer((json_int_t)s->acked));
         json_object_set_new(j, "acked_offline", json_integer((json_int_t)s->acked_offline));
+        json_object_set_new(j, "acked_refused", json_integer((json_int_t)s->acked_refused));
         json_object_set_new(j, "ack_duplicated", json_integer((json_int_t)s->ack_dups));
         json_object_set_new(j, "unanswered", json_integer((json_int_t)unanswered));
         json_object_set_new(j, "acks_per_s", json_real(round3((double)s->acked / o->step_s)));
@@ -1217,7 +1257,9 @@ int main(int argc, char **argv)
     rc = 1;
     if (RAND_bytes((unsigned char *)&R->o.run, sizeof(R->o.run)) != 1)
         goto out_free;
-    if ((R->o.proto == PROTO_MAGPIE_CHAT || R->o.proto == PROTO_MAGPIE_ROOM) && load_config(R) != 0)
+    if ((R->o.proto == PROTO_MAGPIE_CHAT || R->o.proto == PROTO_MAGPIE_ROOM ||
+         R->o.proto == PROTO_MAGPIE_STOMP || R->o.proto == PROTO_MAGPIE_MQTT) &&
+        load_config(R) != 0)
         goto out_free;
     if (R->have_cfg)
         warn_rate_limit(R);

@@ -10,7 +10,7 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 §1.3 */
 
-enum { H_NONE, H_UPGRADE, H_CONNECTION, H_ACCEPT };
+enum { H_NONE, H_UPGRADE, H_CONNECTION, H_ACCEPT, H_PROTOCOL };
 
 int resp_make_key(char *key)
 {
@@ -30,8 +30,10 @@ void resp_accept_for(const char *key, char *out)
     EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
 }
 
-int resp_upgrade_request(char *buf, size_t cap, const char *host, const char *path, const char *key)
+int resp_upgrade_request_proto(char *buf, size_t cap, const char *host, const char *path, const char *key,
+                               const char *protocol)
 {
+    int have = protocol != NULL && protocol[0] != '\0';
     int n = snprintf(buf, cap,
                      "GET %s HTTP/1.1\r\n"
                      "Host: %s\r\n"
@@ -39,10 +41,17 @@ int resp_upgrade_request(char *buf, size_t cap, const char *host, const char *pa
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
+                     "%s%s%s"
                      "User-Agent: magpie-bench\r\n"
                      "\r\n",
-                     path, host, key);
+                     path, host, key, have ? "Sec-WebSocket-Protocol: " : "", have ? protocol : "",
+                     have ? "\r\n" : "");
     return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int resp_upgrade_request(char *buf, size_t cap, const char *host, const char *path, const char *key)
+{
+    return resp_upgrade_request_proto(buf, cap, host, path, key, NULL);
 }
 
 /* Append to a bounded header buffer; an overlong value is kept cut (it will not match, which fails). */
@@ -73,10 +82,11 @@ static int on_value(http_parser *p, const char *at, size_t n)
     struct resp_upgrade *r = p->data;
     if (!r->in_value) {
         r->in_value = 1;
-        r->header = strcasecmp(r->field, "Upgrade") == 0                ? H_UPGRADE
-                    : strcasecmp(r->field, "Connection") == 0           ? H_CONNECTION
-                    : strcasecmp(r->field, "Sec-WebSocket-Accept") == 0 ? H_ACCEPT
-                                                                        : H_NONE;
+        r->header = strcasecmp(r->field, "Upgrade") == 0                  ? H_UPGRADE
+                    : strcasecmp(r->field, "Connection") == 0             ? H_CONNECTION
+                    : strcasecmp(r->field, "Sec-WebSocket-Accept") == 0   ? H_ACCEPT
+                    : strcasecmp(r->field, "Sec-WebSocket-Protocol") == 0 ? H_PROTOCOL
+                                                                          : H_NONE;
     }
     switch (r->header) {
     case H_UPGRADE:
@@ -87,6 +97,9 @@ static int on_value(http_parser *p, const char *at, size_t n)
         break;
     case H_ACCEPT:
         append(r->accept, sizeof(r->accept), &r->accept_len, at, n);
+        break;
+    case H_PROTOCOL:
+        append(r->protocol, sizeof(r->protocol), &r->protocol_len, at, n);
         break;
     default:
         break;
@@ -115,6 +128,11 @@ void resp_upgrade_init(struct resp_upgrade *r, const char *key)
     r->p.data = r;
     r->in_value = 1; /* so the first field starts a new name */
     resp_accept_for(key, r->expect);
+}
+
+void resp_upgrade_want(struct resp_upgrade *r, const char *protocol)
+{
+    snprintf(r->want, sizeof(r->want), "%s", protocol ? protocol : "");
 }
 
 /* Does the comma-separated header value contain token (case-insensitive)? */
@@ -152,6 +170,10 @@ int resp_upgrade_feed(struct resp_upgrade *r, const uint8_t *buf, size_t n, size
         return RESP_UP_HEADERS;
     if (strcmp(r->accept, r->expect) != 0)
         return RESP_UP_ACCEPT;
+    /* One subprotocol offered: the server must name it (a server that names none chose the default protocol,
+     * which is not what this connection speaks); none offered: it must name none (RFC 6455 §4.1). */
+    if (strcmp(r->protocol, r->want) != 0)
+        return RESP_UP_PROTOCOL;
     return RESP_UP_OK;
 }
 
@@ -166,6 +188,8 @@ const char *resp_upgrade_strerror(int rc)
         return "wrong Sec-WebSocket-Accept";
     case RESP_UP_PARSE:
         return "response is not HTTP";
+    case RESP_UP_PROTOCOL:
+        return "101 without the requested Sec-WebSocket-Protocol";
     default:
         return "ok";
     }

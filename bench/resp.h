@@ -14,12 +14,14 @@
 
 /* Outcomes of resp_upgrade_feed. */
 enum resp_upgrade_result {
-    RESP_UP_AGAIN = 0,    /* everything consumed; the response is not complete yet */
-    RESP_UP_OK = 1,       /* 101 with the right Upgrade, Connection and Sec-WebSocket-Accept */
-    RESP_UP_STATUS = -1,  /* another status (in .status): the server refused the upgrade */
-    RESP_UP_HEADERS = -2, /* 101 but Upgrade/Connection missing or wrong */
-    RESP_UP_ACCEPT = -3,  /* 101 but Sec-WebSocket-Accept does not match our key */
-    RESP_UP_PARSE = -4,   /* not HTTP */
+    RESP_UP_AGAIN = 0,     /* everything consumed; the response is not complete yet */
+    RESP_UP_OK = 1,        /* 101 with the right Upgrade, Connection and Sec-WebSocket-Accept */
+    RESP_UP_STATUS = -1,   /* another status (in .status): the server refused the upgrade */
+    RESP_UP_HEADERS = -2,  /* 101 but Upgrade/Connection missing or wrong */
+    RESP_UP_ACCEPT = -3,   /* 101 but Sec-WebSocket-Accept does not match our key */
+    RESP_UP_PARSE = -4,    /* not HTTP */
+    RESP_UP_PROTOCOL = -5, /* 101 but Sec-WebSocket-Protocol is not the subprotocol we asked for (or one we
+                            * did not ask for: RFC 6455 §4.1 requires the client to fail then) */
 };
 
 /* Reader of one upgrade response. */
@@ -38,6 +40,9 @@ struct resp_upgrade {
     size_t connection_len;
     char accept[64];
     size_t accept_len;
+    char want[32]; /* the subprotocol requested ("" = none), resp_upgrade_want */
+    char protocol[64];
+    size_t protocol_len;
 };
 
 /* Make a fresh Sec-WebSocket-Key (base64 of 16 bytes from RAND_bytes) into key (RESP_KEY_LEN + 1 bytes).
@@ -51,8 +56,15 @@ void resp_accept_for(const char *key, char *out /* RESP_ACCEPT_LEN + 1 */);
  * does not fit. */
 int resp_upgrade_request(char *buf, size_t cap, const char *host, const char *path, const char *key);
 
+/* The same with Sec-WebSocket-Protocol: protocol (NULL or "" = no such header). */
+int resp_upgrade_request_proto(char *buf, size_t cap, const char *host, const char *path, const char *key,
+                               const char *protocol);
+
 /* Start reading the answer to a request made with key. */
 void resp_upgrade_init(struct resp_upgrade *r, const char *key);
+
+/* After resp_upgrade_init: the request offered this one subprotocol, which the 101 must name. */
+void resp_upgrade_want(struct resp_upgrade *r, const char *protocol);
 
 /* Feed response bytes. On RESP_UP_OK, *consumed is the length of the HTTP response; bytes after it are the
  * first WebSocket bytes. */

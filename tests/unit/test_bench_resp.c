@@ -76,6 +76,33 @@ static void test_good_answer_byte_by_byte(void **state)
     assert_int_equal(resp_upgrade_feed(&r, (const uint8_t *)good + n - 1, 1, &used), RESP_UP_OK);
 }
 
+/* A subprotocol offered (SPEC §4.3: v12.stomp, mqtt) must be named in the 101; none offered, none named. */
+static void test_subprotocol(void **state)
+{
+    char buf[1024];
+    int n = resp_upgrade_request_proto(buf, sizeof(buf), "h:1", "/ws", RFC_KEY, "mqtt");
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\r\nSec-WebSocket-Protocol: mqtt\r\n"));
+    n = resp_upgrade_request_proto(buf, sizeof(buf), "h:1", "/ws", RFC_KEY, NULL);
+    assert_null(strstr(buf, "Sec-WebSocket-Protocol"));
+    static const char named[] =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n";
+    struct resp_upgrade r;
+    size_t used;
+    resp_upgrade_init(&r, RFC_KEY);
+    resp_upgrade_want(&r, "mqtt");
+    assert_int_equal(resp_upgrade_feed(&r, (const uint8_t *)named, strlen(named), &used), RESP_UP_OK);
+    resp_upgrade_init(&r, RFC_KEY);
+    resp_upgrade_want(&r, "v12.stomp"); /* another one named */
+    assert_int_equal(resp_upgrade_feed(&r, (const uint8_t *)named, strlen(named), &used), RESP_UP_PROTOCOL);
+    resp_upgrade_init(&r, RFC_KEY); /* none offered, one named */
+    assert_int_equal(resp_upgrade_feed(&r, (const uint8_t *)named, strlen(named), &used), RESP_UP_PROTOCOL);
+    resp_upgrade_init(&r, RFC_KEY); /* offered, none named: the server fell back to its default protocol */
+    resp_upgrade_want(&r, "mqtt");
+    assert_int_equal(resp_upgrade_feed(&r, (const uint8_t *)good, strlen(good), &used), RESP_UP_PROTOCOL);
+}
+
 static int answer(const char *text, const char *key, int *status)
 {
     struct resp_upgrade r;
@@ -163,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_good_answer_in_one_piece_with_frames_after_it),
         cmocka_unit_test(test_good_answer_byte_by_byte),
         cmocka_unit_test(test_refusals_and_bad_answers),
+        cmocka_unit_test(test_subprotocol),
         cmocka_unit_test(test_overlong_header_values_do_not_overflow),
         cmocka_unit_test(test_publish_answers_are_counted),
     };
