@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+RUN=$(cd "$RUN" && pwd) # nginx -p below needs an absolute path
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 [ -f "$RUN/dev.env" ] || { echo "no stack in $RUN (scripts/dev up)" >&2; exit 1; }
 # shellcheck disable=SC1091
