@@ -69,7 +69,7 @@ def test_tokens_revoked_before_a_start_are_in_the_copy(stack):
     a = Client(stack.http_url)
     token = test_token(a, unique_uid())
     assert a.post("/logout", token=token).code == 0
-    with ExtraHttp(stack, "http-revoked-start").start() as h:
+    with ExtraHttp(stack, "http-revoked-start") as h:
         wait_for(lambda: ready(h), "the copy")
         before = checks(h, "redis")
         assert refused(im_token(h.url, token))
@@ -86,7 +86,7 @@ def test_an_upgrade_indexes_the_old_per_token_keys_once(stack):
     r = stack.redis()
     r.delete("mp:revocations:complete")
     r.set(f"mp:revoked:{jti}", "1", ex=3600)  # what /logout wrote before, with no index and no publish
-    with ExtraHttp(stack, "http-revoked-upgrade").start() as h:
+    with ExtraHttp(stack, "http-revoked-upgrade") as h:
         wait_for(lambda: ready(h), "the copy")
         assert refused(im_token(h.url, token))
         assert r.zscore("mp:revocations", jti) is not None
@@ -129,7 +129,7 @@ def test_a_silent_redis_makes_the_copy_unused_until_it_answers(stack, other):
 def test_a_full_copy_is_not_used(stack):
     a = Client(stack.http_url)
     tokens = [test_token(a, unique_uid()) for _ in range(3)]
-    with ExtraHttp(stack, "http-revoked-full", {"MAGPIE_HTTP_REVOKED_CACHE_MAX": "2"}).start() as h:
+    with ExtraHttp(stack, "http-revoked-full", {"MAGPIE_HTTP_REVOKED_CACHE_MAX": "2"}) as h:
         wait_for(lambda: metrics(h.port).get("magpie_http_revoked_copy_ready") is not None, "metrics")
         for t in tokens:
             assert a.post("/logout", token=t).code == 0
