@@ -105,6 +105,19 @@ size_t chat_preview_len(const char *body, size_t len)
     return i;
 }
 
+int chat_durable_ack(const struct chat_req *r, int ok, const char *retry, const char *mid, int64_t seq)
+{
+    if (!ok) {
+        chat_error(r->c, r->id, r->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        return 0;
+    }
+    chat_reply(r->c, r->id, r->id_len, 'A', json_string("success"),
+               retry != NULL ? chat_retry_extra(retry)
+                             : json_pack("{s:s,s:I}", "mid", mid, "seq", (json_int_t)seq));
+    stats_ack();
+    return retry == NULL;
+}
+
 json_t *chat_retry_extra(const char *first)
 {
     const char *sp = strchr(first, ' ');

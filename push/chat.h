@@ -86,6 +86,11 @@ const char *chat_ticket_refusal(enum auth_result r);
  * before timelines): {"mid", "seq"?}. */
 json_t *chat_retry_extra(const char *first);
 
+/* The answer to a t, i or g once rdsa_wait said whether it is durable (ok): E "temporarily unavailable", the
+ * A of a retry (retry = its dedup key's "<mid> <seq>"), or the A of a new message (mid, seq). Returns 1 for
+ * a new message that was acked: the caller delivers it now; 0 otherwise. */
+int chat_durable_ack(const struct chat_req *r, int ok, const char *retry, const char *mid, int64_t seq);
+
 /* Bytes of the first notify.preview_chars characters of a valid UTF-8 body: a notification's preview. */
 size_t chat_preview_len(const char *body, size_t len);
 

@@ -207,15 +207,7 @@ static void on_send_durable(int ok, void *arg)
     struct send_req *s = arg;
     struct conn *c = s->r.c;
 
-    if (!ok) {
-        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    } else if (s->retry != NULL) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(s->retry));
-        stats_ack();
-    } else {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
-                   json_pack("{s:s,s:I}", "mid", s->mid, "seq", (json_int_t)s->fseq));
-        stats_ack();
+    if (chat_durable_ack(&s->r, ok, s->retry, s->mid, s->fseq)) {
         chat_pubs_send(&s->pubs);
         chat_deliver_seq(s->to, s->json, s->json_len, s->tseq, NULL, s->ts);
         chat_deliver_seq(c->uid, s->json, s->json_len, s->fseq, c, s->ts);

@@ -86,7 +86,8 @@ static struct rdsa_script gsend_lua = {
     /* The live nodes once per message, not a ZSCORE per member's node: a 500-member group's online
      * members cost a command each less (bench/README.md, Groups). */
     "  local live = {}\n"
-    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES "', ARGV[12], '+inf')) do live[n] = true end\n"
+    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES
+    "', ARGV[12], '+inf')) do live[n] = true end\n"
     "  for j = 1, #pr, 2 do\n"
     "    local u, online = pr[j], false\n"
     "    if u ~= ARGV[3] then\n"
@@ -172,15 +173,7 @@ static void on_gsend_durable(int ok, void *arg)
     struct gsend_req *s = arg;
     struct conn *c = s->r.c;
 
-    if (!ok) {
-        chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    } else if (s->retry != NULL) {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"), chat_retry_extra(s->retry));
-        stats_ack();
-    } else {
-        chat_reply(c, s->r.id, s->r.id_len, 'A', json_string("success"),
-                   json_pack("{s:s,s:I}", "mid", s->mid, "seq", (json_int_t)s->fseq));
-        stats_ack();
+    if (chat_durable_ack(&s->r, ok, s->retry, s->mid, s->fseq)) {
         chat_pubs_send(&s->pubs);
         if (deliver_pairs(s->pairs, s->pairs_len, s->json, s->json_len, c, s->ts) != 0)
             log_error("group send: a malformed member list in the script's reply group=%lld",
