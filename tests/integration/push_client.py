@@ -54,6 +54,13 @@ def make_friends(stack, a, b):
     r.sadd(f"mp:friends:{b}", a)
 
 
+def friend_pair(stack):
+    """Two new users who are friends: (a, b)."""
+    a, b = new_uid(), new_uid()
+    make_friends(stack, a, b)
+    return a, b
+
+
 def push_url(stack, node=None):
     """ws:// base of the cluster (nginx) or of one node (1-based, as scripts/dev numbers them)."""
     if node is None:

@@ -8,7 +8,7 @@ import shutil
 
 import websockets
 
-from push_client import _opened, push_url, recv_frame
+from push_client import _opened, push_url, recv_frame, run
 
 REPO = os.environ.get("MAGPIE_REPO", os.path.join(os.path.dirname(__file__), "..", ".."))
 CLIENTS = os.path.join(REPO, "tests", "clients")
@@ -141,6 +141,16 @@ async def stop_all():
             p.kill()
             await p.wait()
     _running.clear()
+
+
+def run_stock(coro):
+    """push_client.run for a test that starts stock clients: their Node processes are stopped afterwards."""
+    async def wrapper():
+        try:
+            return await coro
+        finally:
+            await stop_all()
+    return run(wrapper())
 
 
 # ---- raw frames ----

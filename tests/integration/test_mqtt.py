@@ -8,153 +8,20 @@ import asyncio
 import json
 import random
 import struct
-import threading
 import time
 
 import pytest
 import websockets
 
-from push_client import Bystander, Chat, make_friends, metrics, new_uid, push_url, run, ticket, wait_until
-from stomp_client import MqttJS, StompJS, redis_group, stock_clients_installed, stop_all
-
-try:
-    import paho.mqtt.client as paho
-except ImportError:  # scripts/dev installs python3-paho-mqtt
-    paho = None
+from mqtt_client import (Paho, RawMqtt, connect_packet, mstr, packet, paho, puback_packet, publish_packet,
+                         subscribe_packet)
+from push_client import Bystander, Chat, friend_pair, make_friends, metrics, new_uid, run, ticket, wait_until
+from stomp_client import MqttJS, StompJS, redis_group, run_stock, stock_clients_installed
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
 
 
-def mqtt_run(coro):
-    async def wrapper():
-        try:
-            return await coro
-        finally:
-            await stop_all()
-    return run(wrapper())
-
-
-def pair(stack):
-    a, b = new_uid(), new_uid()
-    make_friends(stack, a, b)
-    return a, b
-
-
-# ---- raw packets ----
-
-def mstr(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack(">H", len(b)) + b
-
-
-def packet(ptype, flags, body):
-    rl, enc = len(body), b""
-    while True:
-        d, rl = rl & 0x7F, rl >> 7
-        enc += bytes([d | (0x80 if rl else 0)])
-        if not rl:
-            break
-    return bytes([ptype << 4 | flags]) + enc + body
-
-
-def connect_packet(tk, client_id="", clean=True, keepalive=30, level=4):
-    flags = 0x80 | 0x40 | (0x02 if clean else 0)
-    return packet(1, 0, mstr("MQTT") + bytes([level, flags]) + struct.pack(">H", keepalive) + mstr(client_id)
-                  + mstr("magpie") + mstr(tk))
-
-
-def publish_packet(topic, payload, qos=1, pid=1):
-    return packet(3, qos << 1, mstr(topic) + (struct.pack(">H", pid) if qos else b"") + payload.encode())
-
-
-def subscribe_packet(pid, *filters):
-    return packet(8, 2, struct.pack(">H", pid) + b"".join(mstr(f) + bytes([q]) for f, q in filters))
-
-
-def puback_packet(pid):
-    return packet(4, 0, struct.pack(">H", pid))
-
-
-def parse_publish(flags, body):
-    """A server PUBLISH: topic, qos, dup, packet id (None at QoS 0) and the payload's JSON."""
-    tl = struct.unpack(">H", body[:2])[0]
-    qos, off = (flags >> 1) & 3, 2 + tl
-    pid = struct.unpack(">H", body[off:off + 2])[0] if qos else None
-    off += 2 if qos else 0
-    return {"topic": body[2:2 + tl].decode(), "qos": qos, "dup": bool(flags & 8), "pid": pid,
-            "payload": json.loads(body[off:])}
-
-
-class RawMqtt:
-    def __init__(self, ws):
-        self.ws = ws
-        self.buf = b""
-
-    @classmethod
-    async def open(cls, stack, node=None):
-        return cls(await websockets.connect(f"{push_url(stack, node)}/ws", subprotocols=["mqtt"], max_size=None,
-                                            ping_interval=None, compression=None, close_timeout=2))
-
-    @classmethod
-    async def login(cls, stack, tk, node=None):
-        c = await cls.open(stack, node)
-        await c.ws.send(connect_packet(tk))
-        assert await c.next() == (2, 0, b"\x00\x00")
-        return c
-
-    @classmethod
-    async def session(cls, stack, tk, client_id, clean=False, node=None):
-        """CONNECTed with this client id and clean flag: (client, session present)."""
-        c = await cls.open(stack, node)
-        await c.ws.send(connect_packet(tk, client_id=client_id, clean=clean))
-        t, flags, body = await c.next()
-        assert (t, flags, body[1]) == (2, 0, 0), (t, flags, body)
-        return c, body[0] & 1
-
-    async def publishes(self, n, timeout=10):
-        """The next n packets, each a PUBLISH from the server, parsed."""
-        out = []
-        for _ in range(n):
-            t, flags, body = await self.next(timeout)
-            assert t == 3, (t, flags, body)
-            out.append(parse_publish(flags, body))
-        return out
-
-    async def quiet(self, seconds):
-        """Packets that come within seconds."""
-        seen = []
-        try:
-            while True:
-                seen.append(await self.next(seconds))
-        except asyncio.TimeoutError:
-            return seen
-
-    async def next(self, timeout=5):
-        """(type, flags, body) of the next packet from the server."""
-        while True:
-            if len(self.buf) >= 2:
-                rl, mult, i = 0, 1, 1
-                while i < len(self.buf):
-                    rl += (self.buf[i] & 0x7F) * mult
-                    mult *= 128
-                    if not self.buf[i] & 0x80:
-                        break
-                    i += 1
-                if i < len(self.buf) and len(self.buf) >= i + 1 + rl:
-                    p = (self.buf[0] >> 4, self.buf[0] & 15, self.buf[i + 1:i + 1 + rl])
-                    self.buf = self.buf[i + 1 + rl:]
-                    return p
-            self.buf += await asyncio.wait_for(self.ws.recv(), timeout)
-
-    async def closed(self, timeout=5):
-        """Packets seen until the server closed, and the close code."""
-        seen = []
-        try:
-            while True:
-                seen.append(await self.next(timeout))
-        except websockets.ConnectionClosed:
-            return seen, self.ws.close_code
 
 
 # ---- stock clients ----
@@ -164,7 +31,7 @@ def test_mqttjs_chats_with_json_stomp_and_paho_clients(stack):
     gets 0x80), gets a JSON client's t as PUBLISH me/inbox with the §4 packet, and its own QoS 1 PUBLISHes
     are PUBACKed once stored and reach a JSON client and a STOMP client."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         c_uid = new_uid()
         make_friends(stack, a, c_uid)
         m = await MqttJS.login(stack, ticket(stack, a))
@@ -191,12 +58,12 @@ def test_mqttjs_chats_with_json_stomp_and_paho_clients(stack):
         await s.send(f"/user/{a}", "hi mqtt from stomp", receipt="r")
         got = await m.wait("message", pred=lambda e: e["topic"] == "me/inbox")
         assert json.loads(got["payload"])["msg"] == "hi mqtt from stomp"
-    mqtt_run(go())
+    run_stock(go())
 
 
 def test_refused_publish_is_pubacked_and_explained_on_me_errors(stack):
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         m = await MqttJS.login(stack, ticket(stack, a))
         await m.subscribe({"me/errors": 0})
         for i, (topic, payload, reason) in enumerate([
@@ -211,7 +78,7 @@ def test_refused_publish_is_pubacked_and_explained_on_me_errors(stack):
             err = json.loads(e["payload"])
             assert err["reason"] == reason and err["topic"] == topic and err["packet_id"] > 0
         assert (await m.publish(f"user/{b}", "still fine", qos=1, tag="ok"))["error"] is None
-    mqtt_run(go())
+    run_stock(go())
 
 
 def test_mqtt_group_send(stack):
@@ -232,59 +99,13 @@ def test_mqtt_group_send(stack):
         await o.publish(f"group/{gid}", "let me in", qos=1, tag="no")
         e = await o.wait("message", pred=lambda e: e["topic"] == "me/errors")
         assert json.loads(e["payload"])["reason"] == "not a member"
-    mqtt_run(go())
-
-
-class Paho:
-    """Debian's paho (1.6) over its WebSocket transport through nginx, its callbacks kept as events (kind,
-    args). Paho sends Origin: https://<host> by default, which push.allowed_origins does not admit: the
-    client drops the header (README)."""
-
-    def __init__(self, stack, tk, client_id="", clean=True):
-        self.events, self.lock = [], threading.Lock()
-        self.client = paho.Client(client_id=client_id, clean_session=clean, transport="websockets")
-        self.client.ws_set_options(path="/ws", headers=lambda h: {k: v for k, v in h.items() if k != "Origin"})
-        self.client.username_pw_set("magpie", tk)
-        self.client.on_connect = self.on("connack")
-        self.client.on_subscribe = self.on("suback")
-        self.client.on_message = lambda c, u, msg: self.on("message")(msg.topic, msg.payload.decode(), msg.qos)
-        self.client.on_publish = self.on("puback")
-        self.client.connect("127.0.0.1", stack.nginx_port, keepalive=30)
-        self.client.loop_start()
-
-    def on(self, kind):
-        def cb(*args):
-            with self.lock:
-                self.events.append((kind, args))
-        return cb
-
-    def wait(self, kind, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for i, (k, args) in enumerate(self.events):
-                    if k == kind:
-                        return self.events.pop(i)[1]
-            time.sleep(0.02)
-        raise AssertionError(f"no {kind}: {self.events}")
-
-    def quiet(self, kind, seconds):
-        """The events of this kind within seconds."""
-        time.sleep(seconds)
-        with self.lock:
-            got = [args for k, args in self.events if k == kind]
-            self.events = [(k, args) for k, args in self.events if k != kind]
-        return got
-
-    def stop(self):
-        self.client.loop_stop()
-        self.client.disconnect()
+    run_stock(go())
 
 
 @pytest.mark.skipif(paho is None, reason="python3-paho-mqtt is not installed")
 def test_paho_over_websocket_chats_with_mqttjs(stack):
     """Debian's paho (1.6) over its WebSocket transport chats with mqtt.js."""
-    a, b = pair(stack)
+    a, b = friend_pair(stack)
     p = Paho(stack, ticket(stack, a))
     try:
         assert p.wait("connack")[3] == 0
@@ -301,7 +122,7 @@ def test_paho_over_websocket_chats_with_mqttjs(stack):
             await m.publish(f"user/{a}", "from mqtt.js", qos=1, tag="x")
             topic, payload, qos = p.wait("message")
             assert topic == "me/inbox" and qos == 1 and json.loads(payload)["msg"] == "from mqtt.js"
-        mqtt_run(go())
+        run_stock(go())
     finally:
         p.stop()
 
@@ -315,7 +136,7 @@ def test_clean_session_0_gets_all_that_arrived_while_away_once_in_order(stack):
     sent before); a SUBSCRIBE at the same QoS sends nothing twice; its own message is not sent back; after
     all was PUBACKed the next connect of the session gets nothing again."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         m = await MqttJS.login(stack, ticket(stack, a), client_id="phone", clean=False)
         assert m.connected["sessionPresent"] is False
         assert (await m.subscribe({"me/inbox": 1}))["granted"] == [{"topic": "me/inbox", "qos": 1}]
@@ -348,7 +169,7 @@ def test_clean_session_0_gets_all_that_arrived_while_away_once_in_order(stack):
         assert await m3.quiet(1.5) == []
         assert (await j.text(a, "still subscribed"))["type"] == "A"
         assert json.loads((await m3.wait("message"))["payload"])["msg"] == "still subscribed"
-    mqtt_run(go())
+    run_stock(go())
 
 
 def test_qos1_messages_not_pubacked_come_again_with_dup_after_a_dropped_connection(stack):
@@ -357,7 +178,7 @@ def test_qos1_messages_not_pubacked_come_again_with_dup_after_a_dropped_connecti
     gets the second and third again -- DUP 1, their original packet ids -- then the fourth (DUP 0), in order;
     once those are PUBACKed, its next connection gets nothing again."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         before = metrics(stack.push_metrics_ports[0]).get('magpie_push_redelivered_total{protocol="mqtt"}', 0)
         j = await Chat.connect(stack, b)
         c, present = await RawMqtt.session(stack, ticket(stack, a), "raw-phone", node=1)
@@ -402,7 +223,7 @@ def test_qos1_window_holds_what_is_not_pubacked_and_sends_the_rest_as_pubacks_co
     """mqtt.max_inflight (256): a client that PUBACKs nothing gets 256 of 300 messages; each PUBACK lets the
     next one out, in order, until all 300 came once."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         c, _ = await RawMqtt.session(stack, ticket(stack, a), "window", node=1)
         await c.ws.send(subscribe_packet(1, ("me/inbox", 1)))
         assert (await c.next())[0] == 9
@@ -424,7 +245,7 @@ def test_a_connect_with_a_connected_client_id_takes_the_session_over(stack):
     """3.1.1 §3.1.4: a second CONNECT with the client id of a connected client of the same user (same node)
     closes the first connection; the new one gets session present 1 and what the first had not PUBACKed."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         j = await Chat.connect(stack, b)
         first, _ = await RawMqtt.session(stack, ticket(stack, a), "twin", node=2)
         await first.ws.send(subscribe_packet(1, ("me/inbox", 1)))
@@ -444,7 +265,7 @@ def test_a_qos0_session_keeps_its_subscription_but_not_the_messages(stack):
     and its subscription (a live message arrives without a new SUBSCRIBE), but what came while it was away
     is not sent."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         j = await Chat.connect(stack, b)
         c, _ = await RawMqtt.session(stack, ticket(stack, a), "q0", node=1)
         await c.ws.send(subscribe_packet(1, ("me/inbox", 0)))
@@ -491,7 +312,7 @@ def test_clean_session_1_after_a_session_0_starts_fresh(stack):
     """A clean-session-0 session (client id "paho-dev") leaves two messages un-PUBACKed; paho connects with
     the same client id and clean session 1: session present 0, none of the old messages, only what comes
     after its SUBSCRIBE; the stored session is gone, so the next clean-session-0 CONNECT starts a new one."""
-    a, b = pair(stack)
+    a, b = friend_pair(stack)
 
     async def leave_unacked():
         j = await Chat.connect(stack, b)
@@ -563,7 +384,7 @@ def test_bad_login_gets_connack_4_and_a_close(stack):
 def test_malformed_packets_close_the_connection(stack):
     async def go():
         async with Bystander(stack, node=1):
-            a, b = pair(stack)
+            a, b = friend_pair(stack)
             c = await RawMqtt.open(stack, node=1)
             await c.ws.send(publish_packet(f"user/{b}", "early"))
             assert (await c.closed()) == ([], 1002)
@@ -612,7 +433,7 @@ def test_malformed_packets_close_the_connection(stack):
 def test_flood_over_push_rate_is_refused_then_closed(stack):
     async def go():
         async with Bystander(stack, node=1):
-            a, b = pair(stack)
+            a, b = friend_pair(stack)
             c = await RawMqtt.login(stack, ticket(stack, a), node=1)
             await c.ws.send(subscribe_packet(1, ("me/errors", 0)))
             assert (await c.next())[0] == 9
@@ -652,7 +473,7 @@ def test_500_mutations_of_valid_packets_never_hurt_the_node(stack):
         return bytes(data)
 
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         valid = [publish_packet(f"user/{b}", "hello", qos=1, pid=7), publish_packet(f"group/1", "g", qos=0),
                  subscribe_packet(3, ("me/inbox", 1), ("me/errors", 0)),
                  packet(10, 2, struct.pack(">H", 4) + mstr("me/inbox")), packet(4, 0, b"\x00\x01"),
@@ -673,12 +494,12 @@ def test_500_mutations_of_valid_packets_never_hurt_the_node(stack):
                     c = None
         m = await MqttJS.login(stack, ticket(stack, a), node=2)
         assert (await m.publish(f"user/{b}", "after the storm", qos=1, tag="x"))["error"] is None
-    mqtt_run(go())
+    run_stock(go())
 
 
 def test_metrics_count_mqtt_packets(stack):
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         before = metrics(stack.push_metrics_ports[0])
         c = await RawMqtt.login(stack, ticket(stack, a), node=1)
         await c.ws.send(publish_packet(f"user/{b}", "count me", qos=1, pid=5))

@@ -5,8 +5,6 @@ every message in one order; POST /msg reaches them; leaving and disconnecting up
 input gets each protocol's answer while the room keeps being served."""
 import asyncio
 import json
-import threading
-import time
 
 import pytest
 import requests
@@ -14,67 +12,14 @@ import websockets
 
 from push_client import ExtraNode, metrics, new_uid, run, ticket, wait_until
 from room_client import Room, RoomBystander, new_room, node_url
-from stomp_client import MqttJS, StompJS, frame, stock_clients_installed, stop_all, unescape
-from test_mqtt import RawMqtt, connect_packet, mstr, packet, subscribe_packet
-
-try:
-    import paho.mqtt.client as paho
-except ImportError:  # scripts/dev installs python3-paho-mqtt
-    paho = None
+from stomp_client import MqttJS, StompJS, frame, run_stock, stock_clients_installed, unescape
+from mqtt_client import Paho, RawMqtt, connect_packet, mstr, packet, paho, subscribe_packet
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
 
 BAD_ROOM = "bad room id: expected 1-128 bytes of text"
 
-
-def rooms_run(coro):
-    async def wrapper():
-        try:
-            return await coro
-        finally:
-            await stop_all()
-    return run(wrapper())
-
-
-class Paho:
-    """Debian's paho (1.6) over its WebSocket transport, through nginx. Paho sends Origin: https://<host>,
-    which push.allowed_origins does not admit: the client drops the header (README). Its callbacks run on
-    paho's thread; events are kept in order and awaited without blocking the loop."""
-
-    def __init__(self, stack, uid):
-        self.events, self.lock = [], threading.Lock()
-        c = paho.Client(client_id="", clean_session=True, transport="websockets")
-        c.ws_set_options(path="/ws", headers=lambda h: {k: v for k, v in h.items() if k != "Origin"})
-        c.username_pw_set("magpie", ticket(stack, uid))
-        c.on_connect = lambda cl, u, flags, rc: self._add("connack", rc)
-        c.on_subscribe = lambda cl, u, mid, granted: self._add("suback", tuple(granted))
-        c.on_message = lambda cl, u, m: self._add("message", (m.topic, bytes(m.payload), m.qos))
-        c.on_publish = lambda cl, u, mid: self._add("puback", mid)
-        self.client = c
-        c.connect("127.0.0.1", stack.nginx_port, keepalive=30)
-        c.loop_start()
-
-    def _add(self, kind, value):
-        with self.lock:
-            self.events.append((kind, value))
-
-    async def wait(self, kind, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for i, (k, v) in enumerate(self.events):
-                    if k == kind:
-                        return self.events.pop(i)[1]
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"paho: no {kind} in {timeout}s: {self.events}")
-
-    async def messages(self, n, timeout=20):
-        return [await self.wait("message", timeout) for _ in range(n)]
-
-    def stop(self):
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 async def stomp_join(s, room, tag):
@@ -104,11 +49,11 @@ def test_stock_clients_chat_with_room_members_on_both_nodes_in_one_order(stack):
         for q in (q1, q2):
             ack = await q.subscribe({topic: 1})  # granted as QoS 0: room messages are live
             assert ack["error"] is None and ack["granted"] == [{"topic": topic, "qos": 0}], ack
-        p = Paho(stack, new_uid())
+        p = Paho(stack, ticket(stack, new_uid()))
         try:
-            assert await p.wait("connack") == 0
+            assert (await p.async_wait("connack"))[3] == 0
             p.client.subscribe(topic, 1)
-            assert await p.wait("suback") == (0,)
+            assert tuple((await p.async_wait("suback"))[3]) == (0,)
 
             expected = []
             for k in range(3):
@@ -125,7 +70,7 @@ def test_stock_clients_chat_with_room_members_on_both_nodes_in_one_order(stack):
                 for k in range(3):
                     await s.wait("receipt", pred=lambda e, r=f"{name}-{k}": e["receipt"] == r)
             for _ in range(3):
-                await p.wait("puback")
+                await p.async_wait("puback")
             n = len(expected)
 
             seen = {"room1": [m.decode() for m in await r1.wait_messages(n, timeout=20)],
@@ -157,7 +102,7 @@ def test_stock_clients_chat_with_room_members_on_both_nodes_in_one_order(stack):
             assert not await s1.quiet(0.2) and not await q2.quiet(0.2)
         finally:
             p.stop()
-    rooms_run(go())
+    run_stock(go())
 
 
 def test_post_msg_reaches_stomp_and_mqtt_members(stack):
@@ -181,7 +126,7 @@ def test_post_msg_reaches_stomp_and_mqtt_members(stack):
         assert [m.decode() for m in await r.wait_messages(2)] == want
         assert [e["body"] for e in await s.messages(2)] == want
         assert [e["payload"] for e in await q.messages(2)] == want
-    rooms_run(go())
+    run_stock(go())
 
 
 # ---- the wire format, byte for byte (what a client without a library reads) ----
@@ -340,7 +285,7 @@ def test_joining_leaving_and_disconnecting_update_the_member_count(stack):
         await wait_until(lambda: count_is(2), 3, "the STOMP member back")
         s.do("drop")  # the connection lost, no DISCONNECT
         await wait_until(lambda: count_is(1), 3, "the dropped STOMP member to leave")
-    rooms_run(go())
+    run_stock(go())
 
 
 # ---- bad input ----
@@ -382,7 +327,7 @@ def test_stomp_room_refusals_get_error_and_the_connection_stays(stack):
             await s.wait("receipt", pred=lambda e: e["receipt"] == "ok")
             got = await s.wait("message", pred=lambda e: e["body"] == "still here")
             assert got["headers"]["subscription"] == "in"
-    rooms_run(go())
+    run_stock(go())
 
 
 def test_mqtt_room_refusals_get_0x80_or_me_errors_and_the_connection_stays(stack):

@@ -9,9 +9,9 @@ import random
 import pytest
 import websockets
 
-from push_client import (Bystander, Chat, ExtraNode, make_friends, metrics, new_uid, run, ticket,
-                         unsigned_ticket, wait_until)
-from stomp_client import RawStomp, StompJS, frame, parse, redis_group, stock_clients_installed, stop_all
+from push_client import (Bystander, Chat, ExtraNode, friend_pair, metrics, new_uid, run, ticket, unsigned_ticket,
+                         wait_until)
+from stomp_client import RawStomp, StompJS, frame, parse, redis_group, run_stock, stock_clients_installed
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
@@ -19,19 +19,6 @@ pytestmark = pytest.mark.skipif(not stock_clients_installed(),
 INBOX = "/user/queue/messages"
 
 
-def stomp_run(coro):
-    async def wrapper():
-        try:
-            return await coro
-        finally:
-            await stop_all()
-    return run(wrapper())
-
-
-def pair(stack):
-    a, b = new_uid(), new_uid()
-    make_friends(stack, a, b)
-    return a, b
 
 
 # ---- the stock client ----
@@ -41,7 +28,7 @@ def test_stompjs_logs_in_with_a_ticket_and_chats_with_a_json_client(stack):
     MESSAGE (the §4 packet as JSON body, mid/seq/from/ts headers); the STOMP SEND gets its RECEIPT (mid, seq)
     only once stored, and the JSON client gets the t."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         s = await StompJS.login(stack, ticket(stack, a))
         assert (await s.wait("upgrade"))["protocol"] == "v12.stomp"
         assert s.connected["headers"]["version"] == "1.2"
@@ -70,7 +57,7 @@ def test_stompjs_logs_in_with_a_ticket_and_chats_with_a_json_client(stack):
         assert got["mid"] == r["headers"]["mid"]
         # the STOMP client's own message is not sent back to it
         assert await s.quiet(0.5) == []
-    stomp_run(go())
+    run_stock(go())
 
 
 @pytest.mark.parametrize("offered", [["v10.stomp"], ["v11.stomp"], ["bogus", "v12.stomp", "magpie.v1"]])
@@ -86,7 +73,7 @@ def test_each_stomp_subprotocol_name_is_answered_and_speaks_stomp_1_2(stack, off
 
 def test_two_stompjs_clients_chat_on_different_nodes(stack):
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         sa = await StompJS.login(stack, ticket(stack, a), node=1)
         sb = await StompJS.login(stack, ticket(stack, b), node=2)
         for s in (sa, sb):
@@ -100,7 +87,7 @@ def test_two_stompjs_clients_chat_on_different_nodes(stack):
         assert got_b == [f"a{i}" for i in range(5)] and got_a == [f"b{i}" for i in range(5)]
         for i in range(5):
             await sa.wait("receipt", pred=lambda e, i=i: e["receipt"] == f"ra{i}")
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_stompjs_sends_to_a_group_and_receives_its_messages(stack):
@@ -126,13 +113,13 @@ def test_stompjs_sends_to_a_group_and_receives_its_messages(stack):
         await o.send(f"/group/{gid}", "let me in", receipt="no")
         e = await o.wait("error")
         assert e["headers"]["message"] == "not a member" and e["headers"]["receipt-id"] == "no"
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_refusals_get_error_with_the_reason_and_the_connection_stays(stack):
     """The reasons of §4 as ERROR frames (receipt-id set); the connection stays open and still sends."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         s = await StompJS.login(stack, ticket(stack, a))
         cases = [
             (f"/user/{new_uid()}", "x", "not friends"),
@@ -152,7 +139,7 @@ def test_refusals_get_error_with_the_reason_and_the_connection_stays(stack):
             assert e["headers"]["message"].startswith("forbidden destination"), e
         await s.send(f"/user/{b}", "still here", receipt="ok")
         assert (await s.wait("receipt"))["receipt"] == "ok"
-    stomp_run(go())
+    run_stock(go())
 
 
 def _sender_of(stack, a):
@@ -168,7 +155,7 @@ def test_ack_client_session_gets_what_it_did_not_ack_and_what_came_while_away_in
     100 messages arrive while it is away; a new connection of the same session gets the third and the 100,
     in order, once each; a later reconnect after ACKing everything gets nothing again."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         j = await Chat.connect(stack, b)
         send = _sender_of(stack, a)
         s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "phone"})
@@ -206,7 +193,7 @@ def test_ack_client_session_gets_what_it_did_not_ack_and_what_came_while_away_in
         other = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "tablet"})
         other.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
         assert await other.quiet(1.0) == []
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_ack_client_new_session_gets_what_it_never_acked_again(stack):
@@ -214,7 +201,7 @@ def test_ack_client_new_session_gets_what_it_never_acked_again(stack):
     messages and ACKs neither before the connection drops: the next connect of the session gets both again,
     in order, and nothing else."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         j = await Chat.connect(stack, b)
         s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "fresh"})
         s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
@@ -228,7 +215,7 @@ def test_ack_client_new_session_gets_what_it_never_acked_again(stack):
         s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client"})
         got = [json.loads(m["body"])["msg"] for m in await s2.quiet(1.5)]
         assert got == ["n0", "n1"], got
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_acks_of_delivered_messages_do_not_count_against_push_rate(stack):
@@ -236,7 +223,7 @@ def test_acks_of_delivered_messages_do_not_count_against_push_rate(stack):
     an ACK of a message it was sent is an answer, not counted against push.rate, so the connection stays,
     and the session's next connect gets nothing again."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "busy"})
         s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
         await asyncio.sleep(0.3)
@@ -252,14 +239,14 @@ def test_acks_of_delivered_messages_do_not_count_against_push_rate(stack):
         s2 = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "busy"})
         s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
         assert await s2.quiet(1.0) == []
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_client_individual_nack_and_own_messages(stack):
     """client-individual: ACK of 1 and 3 but not 2, NACK of 4: the next connect gets 2 again (and what
     follows it), never 1; the session's own sends are not sent back to it on catch-up."""
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         j = await Chat.connect(stack, b)
         s = await StompJS.login(stack, ticket(stack, a), headers={"client-id": "ind"})
         s.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
@@ -278,12 +265,12 @@ def test_client_individual_nack_and_own_messages(stack):
         s2.do("subscribe", destination=INBOX, id="in", headers={"ack": "client-individual"})
         got = [json.loads(m["body"])["msg"] for m in await s2.quiet(1.5)]
         assert got[0] == "m1" and "m0" not in got and "m3" in got and "mine" not in got, got
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_disconnect_is_answered_with_its_receipt_then_a_normal_close(stack):
     async def go():
-        a, _ = pair(stack)
+        a, _ = friend_pair(stack)
         c = await RawStomp.login(stack, ticket(stack, a))
         await c.send(frame("DISCONNECT", {"receipt": "bye-77"}))
         cmd, h, _ = await c.recv()
@@ -295,7 +282,7 @@ def test_disconnect_is_answered_with_its_receipt_then_a_normal_close(stack):
         s.do("disconnect")
         await s.wait("disconnected")
         assert (await s.wait("close"))["code"] == 1000
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_heart_beats_are_sent_and_a_silent_client_is_closed(stack):
@@ -343,7 +330,7 @@ async def _expect_error_and_close(c, message, code=1002):
 def test_bad_frames_get_error_and_close_while_a_json_client_keeps_chatting(stack):
     async def go():
         async with Bystander(stack, node=1):
-            a, _ = pair(stack)
+            a, _ = friend_pair(stack)
             c = await RawStomp.open(stack, node=1)
             await c.send(frame("SEND", {"destination": "/user/1"}, "early"))
             await _expect_error_and_close(c, "not connected: send CONNECT first")
@@ -396,7 +383,7 @@ def test_bad_frames_get_error_and_close_while_a_json_client_keeps_chatting(stack
 def test_flood_over_push_rate_gets_rate_limited_then_closed(stack):
     async def go():
         async with Bystander(stack, node=1):
-            a, b = pair(stack)
+            a, b = friend_pair(stack)
             c = await RawStomp.login(stack, ticket(stack, a), node=1)
             for i in range(400):
                 await c.send(frame("SEND", {"destination": f"/user/{b}"}, f"flood {i}"))
@@ -431,7 +418,7 @@ def test_500_mutations_of_valid_frames_never_hurt_the_node(stack):
         return bytes(data)
 
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         valid = [
             frame("SEND", {"destination": f"/user/{b}", "receipt": "r", "content-type": "text/plain"}, "hello"),
             frame("SEND", {"destination": f"/group/1", "content-length": "2"}, "hi"),
@@ -466,12 +453,12 @@ def test_500_mutations_of_valid_frames_never_hurt_the_node(stack):
         s = await StompJS.login(stack, ticket(stack, a), node=2)
         await s.send(f"/user/{b}", "after the storm", receipt="fine")
         assert (await s.wait("receipt"))["receipt"] == "fine"
-    stomp_run(go())
+    run_stock(go())
 
 
 def test_metrics_count_stomp_frames_and_connections(stack):
     async def go():
-        a, b = pair(stack)
+        a, b = friend_pair(stack)
         before = metrics(stack.push_metrics_ports[0])
         c = await RawStomp.login(stack, ticket(stack, a), node=1)
         await c.send(frame("SEND", {"destination": f"/user/{b}", "receipt": "m"}, "count me"))
