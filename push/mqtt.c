@@ -396,16 +396,19 @@ static int mqtt_reply(struct conn *c, char *packet, size_t len)
         if (type != NULL && type[0] == 'A') {
             json_t *seq = json_object_get(pkt, "seq");
             send_ack(m, p->qos, p->packet_id);
-            if (json_is_integer(seq)) /* the session's own entry: not sent back to it */
-                resume_own_sent(&m->r, json_integer_value(seq));
-        } else if (strcmp(why, CHAT_E_UNAVAILABLE) == 0 && p->qos > 0) {
-            /* not stored: no PUBACK, so the client's session sends it again on its next connection */
-            log_info("mqtt closing: storage unavailable conn=%llu uid=%lld", (unsigned long long)c->id,
-                     (long long)c->uid);
-            conn_close(c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
+            /* the session's own entry: not sent back to it */
+            resume_own_sent(&m->r, json_is_integer(seq) ? json_integer_value(seq) : -1);
         } else {
-            send_ack(m, p->qos, p->packet_id);
-            send_refusal(m, p->packet_id, p->topic, why);
+            resume_own_refused(&m->r);
+            if (strcmp(why, CHAT_E_UNAVAILABLE) == 0 && p->qos > 0) {
+                /* not stored: no PUBACK, so the client's session sends it again on its next connection */
+                log_info("mqtt closing: storage unavailable conn=%llu uid=%lld", (unsigned long long)c->id,
+                         (long long)c->uid);
+                conn_close(c, CONN_CLOSE_TRY_AGAIN_LATER, CHAT_E_UNAVAILABLE);
+            } else {
+                send_ack(m, p->qos, p->packet_id);
+                send_refusal(m, p->packet_id, p->topic, why);
+            }
         }
         free(p->topic);
         free(p);
@@ -684,6 +687,7 @@ static void do_publish(struct mqtt *m, const struct mqttpkt *p, int limited)
     cp.to = json_object_get(cp.root, "to");
     cp.msg = json_object_get(cp.root, "msg");
     stats_packet(mqtt_proto.name, type);
+    resume_own_begin(&m->r);
     chat_handle(m->c, &cp);
     chatpkt_free(&cp);
 }

@@ -18,9 +18,10 @@ push_magpie_push_SOURCES = \
 push_magpie_push_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS)
 push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
 
-# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames.
+# Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames,
+# and resume.c's order rules (with the chat core, Redis and the connection layer stubbed in the test).
 check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt \
-	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt
+	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt tests/unit/test_push_resume
 tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
@@ -36,5 +37,10 @@ tests_unit_test_push_stompframe_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 tests_unit_test_push_mqttpkt_SOURCES = tests/unit/test_push_mqttpkt.c push/mqttpkt.c push/mqttpkt.h
 tests_unit_test_push_mqttpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_mqttpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
+tests_unit_test_push_resume_SOURCES = tests/unit/test_push_resume.c push/resume.c push/resume.h push/frame.c \
+	push/frame.h push/chatpkt.c push/chatpkt.h
+tests_unit_test_push_resume_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS) $(CMOCKA_CFLAGS) \
+	-I$(srcdir)/push
+tests_unit_test_push_resume_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe \
-	tests/unit/test_push_mqttpkt
+	tests/unit/test_push_mqttpkt tests/unit/test_push_resume

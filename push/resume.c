@@ -274,9 +274,12 @@ static void ask_y(struct resume *r, const char *after)
     chatpkt_free(&p);
 }
 
+static void held_clear(struct resume *r);
+
 static void catch_up(struct resume *r)
 {
     char after[24];
+    held_clear(r); /* the Y brings what was held */
     r->state = RESUME_CATCHUP;
     snprintf(after, sizeof(after), "%lld", (long long)r->sent_upto);
     ask_y(r, after);
@@ -293,15 +296,99 @@ static int send_entry(struct resume *r, json_t *pkt, const char *text, size_t le
     return r->ops->send(r, pkt, text, len, seq, again);
 }
 
-/* A seq-carrying entry at the LIVE position: the next one goes out, an old one is dropped, a newer one
- * starts a catch-up; no room moves to WAIT. pkt NULL: an own send's seq. Returns MP_OK when it was sent. */
+/* ---- entries held behind a gap an own send in flight will fill (resume.h) ---- */
+
+struct resume_held {
+    int64_t seq;
+    json_t *pkt; /* a reference; NULL: the session's own seq */
+    char *text;
+    size_t len;
+};
+
+static void held_clear(struct resume *r)
+{
+    for (int i = 0; i < r->nheld; i++) {
+        json_decref(r->held[i].pkt);
+        free(r->held[i].text);
+    }
+    r->nheld = 0;
+}
+
+/* The gap before seq may be own sends whose A has not come: 1 when seq was held (in order, once). pkt NULL:
+ * seq is the session's own (an A that came before an earlier one), held to be passed over in its turn. */
+static int hold(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq)
+{
+    int i;
+    if (r->own_pending == 0)
+        return 0;
+    for (i = 0; i < r->nheld && r->held[i].seq < seq; i++)
+        ;
+    if (i < r->nheld && r->held[i].seq == seq)
+        return 1; /* already held */
+    if ((uint64_t)(seq - r->sent_upto - 1 - i) > r->own_pending)
+        return 0; /* more missing before it than could be in flight: not (only) ours */
+    if (r->nheld == RESUME_HOLD_MAX)
+        return 0;
+    if (r->held == NULL && (r->held = malloc(RESUME_HOLD_MAX * sizeof(r->held[0]))) == NULL)
+        return 0;
+    char *copy = NULL;
+    if (pkt != NULL) {
+        if ((copy = malloc(len + 1)) == NULL)
+            return 0;
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    memmove(r->held + i + 1, r->held + i, (size_t)(r->nheld - i) * sizeof(r->held[0]));
+    r->held[i] = (struct resume_held){seq, pkt != NULL ? json_incref(pkt) : NULL, copy, len};
+    r->nheld++;
+    stats_held(r->ops->proto);
+    return 1;
+}
+
+static void catch_up_from_gap(struct resume *r, int64_t seq)
+{
+    stats_catchup(r->ops->proto);
+    if (seq > r->seen_max)
+        r->seen_max = seq;
+    if (r->nheld > 0 && r->held[r->nheld - 1].seq > r->seen_max)
+        r->seen_max = r->held[r->nheld - 1].seq;
+    held_clear(r);
+    catch_up(r);
+}
+
+static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq);
+
+/* Send what the gap held once it is filled; catch up when no send in flight can fill it any more. */
+static void held_drain(struct resume *r)
+{
+    while (r->nheld > 0 && r->state == RESUME_LIVE) {
+        struct resume_held h = r->held[0];
+        if (h.seq > r->sent_upto + 1) {
+            if ((uint64_t)(h.seq - r->sent_upto - 1) > r->own_pending) /* an E came: ours cannot fill it */
+                catch_up_from_gap(r, h.seq);
+            return;
+        }
+        memmove(r->held, r->held + 1, (size_t)(r->nheld - 1) * sizeof(r->held[0]));
+        r->nheld--;
+        if (h.seq == r->sent_upto + 1)
+            live_entry(r, h.pkt, h.text, h.len, h.seq);
+        json_decref(h.pkt);
+        free(h.text);
+    }
+}
+
+/* A seq-carrying entry at the LIVE position: the next one goes out, an old one is dropped, a newer one is
+ * held while own sends in flight may fill the gap, else starts a catch-up; no room moves to WAIT. pkt
+ * NULL: an own send's seq. Returns MP_OK when it was sent or held. */
 static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq)
 {
     if (seq <= r->sent_upto)
         return MP_EAGAIN;
     if (seq > r->sent_upto + 1) {
-        r->seen_max = seq;
-        catch_up(r);
+        int mine = pkt == NULL || own(r, pkt);
+        if (hold(r, mine ? NULL : pkt, text, len, seq))
+            return mine ? MP_EAGAIN : MP_OK;
+        catch_up_from_gap(r, seq);
         return MP_EAGAIN;
     }
     if (pkt == NULL || own(r, pkt)) { /* the session's own message (its ack, or another connection's copy) */
@@ -312,7 +399,11 @@ static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t le
         return MP_EAGAIN;
     }
     if (r->ops->room != NULL && !r->ops->room(r, seq)) {
-        r->seen_max = seq;
+        if (seq > r->seen_max)
+            r->seen_max = seq;
+        if (r->nheld > 0 && r->held[r->nheld - 1].seq > r->seen_max)
+            r->seen_max = r->held[r->nheld - 1].seq;
+        held_clear(r); /* resume_room() catches up from sent_upto: they come again */
         r->state = RESUME_WAIT;
         return MP_EAGAIN;
     }
@@ -341,21 +432,39 @@ int resume_deliver(struct resume *r, struct frame *f)
             r->seen_min = seq;
     } else {
         rc = live_entry(r, pkt, (const char *)frame_payload(f), f->len, seq);
+        held_drain(r);
     }
     json_decref(pkt);
     return rc;
 }
 
+void resume_own_begin(struct resume *r)
+{
+    r->own_pending++;
+}
+
 void resume_own_sent(struct resume *r, int64_t seq)
 {
-    if (seq <= 0 || r->state == RESUME_OFF)
+    if (r->own_pending > 0)
+        r->own_pending--;
+    if (seq <= 0 || r->state == RESUME_OFF) {
+        held_drain(r);
         return;
+    }
     if (r->state == RESUME_LIVE)
         live_entry(r, NULL, NULL, 0, seq);
     else if (seq > r->seen_max)
         r->seen_max = seq;
     if (r->state == RESUME_LOADING && (r->seen_min == 0 || seq < r->seen_min))
         r->seen_min = seq;
+    held_drain(r);
+}
+
+void resume_own_refused(struct resume *r)
+{
+    if (r->own_pending > 0)
+        r->own_pending--;
+    held_drain(r);
 }
 
 void resume_room(struct resume *r)
@@ -368,6 +477,7 @@ void resume_room(struct resume *r)
 
 void resume_begin(struct resume *r, enum resume_ack ack)
 {
+    held_clear(r);
     r->ack = ack;
     r->sent_upto = r->acked_upto = r->stored = -1;
     if (r->state != RESUME_LOADING) /* else what came during resume_loading() counts */
@@ -391,6 +501,7 @@ void resume_from(struct resume *r, enum resume_ack ack, int64_t acked, int64_t s
 
 void resume_loading(struct resume *r, enum resume_ack ack)
 {
+    held_clear(r);
     r->ack = ack;
     r->sent_upto = r->acked_upto = r->stored = -1;
     r->seen_max = r->seen_min = 0;
@@ -401,12 +512,16 @@ void resume_loading(struct resume *r, enum resume_ack ack)
 
 void resume_end(struct resume *r)
 {
+    held_clear(r);
     r->state = RESUME_OFF;
     r->ack = RESUME_ACK_NONE;
 }
 
 void resume_free(struct resume *r)
 {
+    held_clear(r);
+    free(r->held);
+    r->held = NULL;
     free(r->ahead);
     r->ahead = NULL;
     r->nahead = 0;

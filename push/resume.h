@@ -16,7 +16,15 @@
  * chat_handle (id <prefix>y<n>), drops live deliveries meanwhile (remembering the highest seq seen), sends
  * each entry of the answer, and asks again while the answer has more or a higher seq was seen; then LIVE
  * again. So every entry goes out once per connection, in seq order. Deliveries without seq (a read mark r,
- * an order event s) go out as they come, untracked. WAIT: the protocol has no room for another tracked
+ * an order event s) go out as they come, untracked. A gap that the session's own sends still in flight can
+explain (own_pending: sends handed to the core whose A or E has not come; an own send's seq is not delivered
+to the session, its A brings it) is waited for instead: the later entries are held, in seq order, at most
+RESUME_HOLD_MAX of them, and go out as the A fills the gap. Under load a partner's reply often overtakes the
+A of one's own message -- two paths, the A on the sender's Redis connection and the delivery on pub/sub --
+and a catch-up per overtaking costs a Y each (Redis work that grows with load, which made STOMP and MQTT
+chat collapse where JSON went on). Once no send in flight can explain the gap (an E came, or it is wider
+than what is in flight) or the hold is full, the subscription catches up as above, the held entries dropped
+(the Y brings them). WAIT: the protocol has no room for another tracked
  * entry (ops->room: MQTT's in-flight window); deliveries are dropped as in CATCHUP, and resume_room() catches
  * up from sent_upto when room is back.
  *
@@ -50,12 +58,14 @@
     256                       /* acks held past a gap; more are forgotten (sent again on the next connect)   \
                                */
 #define RESUME_SYNC_LIMIT 100 /* entries per catch-up Y */
+#define RESUME_HOLD_MAX   64  /* entries held behind a gap an own send in flight will fill */
 #define RESUME_TAG_LEN    16  /* ".<8 hex>-" and its NUL */
 
 enum resume_ack { RESUME_ACK_NONE, RESUME_ACK_CUMULATIVE, RESUME_ACK_INDIVIDUAL };
 enum resume_state { RESUME_OFF, RESUME_LOADING, RESUME_CATCHUP, RESUME_LIVE, RESUME_WAIT };
 
 struct resume;
+struct resume_held;
 
 struct resume_ops {
     const char *proto; /* "stomp", "mqtt": logs and metric labels; also the first two letters of the ids */
@@ -91,6 +101,9 @@ struct resume {
     int64_t sent_before;        /* seqs up to it went to the session on an earlier connection */
     int64_t *ahead; /* acks past a gap, ascending; allocated (RESUME_ACK_WINDOW) at the first one */
     int nahead;
+    unsigned own_pending;     /* sends of this connection handed to the core, not answered yet */
+    struct resume_held *held; /* entries past a gap, ascending seq; allocated (RESUME_HOLD_MAX) when needed */
+    int nheld;
     uint64_t y_n;
     uint64_t redelivered; /* entries sent again on this connection (logs) */
 };
@@ -130,8 +143,16 @@ int resume_deliver(struct resume *r, struct frame *f);
  * serves it), 0 when it is the protocol's. */
 int resume_reply(struct resume *r, const char *rest, char type, json_t *msg);
 
-/* The core accepted a send of this connection with this seq (its A): the session's own entry. */
+/* A send of this connection goes to the core (chat_handle): its A brings the session's own seq. Call
+ * resume_own_sent or resume_own_refused exactly once for each, when its answer comes. */
+void resume_own_begin(struct resume *r);
+
+/* The core accepted a send of this connection with this seq (its A; -1: the A carried none): the session's
+ * own entry. */
 void resume_own_sent(struct resume *r, int64_t seq);
+
+/* The core refused a send of this connection (E): no seq comes for it. */
+void resume_own_refused(struct resume *r);
 
 /* The client acknowledged seq alone, or everything up to seq (ignored when not tracking, or not sent). */
 void resume_ack_one(struct resume *r, int64_t seq);

@@ -35,10 +35,10 @@ static struct {
         const char *name;
         long long open;
         double packets[128]; /* by type letter */
-        double resumed, redelivered;
+        double resumed, redelivered, catchups, held;
     } protos[STATS_MAX_PROTOS];
     int nprotos;
-    struct metric *frames_m, *resumed_m, *redelivered_m;
+    struct metric *frames_m, *resumed_m, *redelivered_m, *catchups_m, *held_m;
     struct {
         const char *proto, *command; /* static strings */
         double n;
@@ -83,6 +83,16 @@ void stats_resumed(const char *proto)
 void stats_redelivered(const char *proto)
 {
     S.protos[proto_index(proto)].redelivered += 1;
+}
+
+void stats_catchup(const char *proto)
+{
+    S.protos[proto_index(proto)].catchups += 1;
+}
+
+void stats_held(const char *proto)
+{
+    S.protos[proto_index(proto)].held += 1;
 }
 
 void stats_frame(const char *proto, const char *command)
@@ -214,6 +224,8 @@ static void flush(void)
         snprintf(labels, sizeof(labels), "protocol=\"%s\"", S.protos[p].name);
         fold(S.resumed_m, labels, &S.protos[p].resumed);
         fold(S.redelivered_m, labels, &S.protos[p].redelivered);
+        fold(S.catchups_m, labels, &S.protos[p].catchups);
+        fold(S.held_m, labels, &S.protos[p].held);
     }
     for (int i = 0; i < S.nframes; i++)
         if (S.frames[i].n > 0) {
@@ -265,6 +277,15 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_redelivered_total",
                         "Timeline entries sent again to a resumed session that had been sent "
                         "them on an earlier connection without acknowledging them, by protocol.");
+    S.catchups_m =
+        metrics_counter("magpie_push_catchups_total",
+                        "Catch-ups of a standard protocol's subscription (a Y for entries after a gap "
+                        "in the seqs it was delivered), by protocol.");
+    S.held_m =
+        metrics_counter("magpie_push_held_total",
+                        "Entries of a standard protocol's subscription held behind a gap that the "
+                        "connection's own sends in flight filled or could fill, instead of a catch-up, "
+                        "by protocol.");
     S.acks_m =
         metrics_counter("magpie_push_acks_total", "Messages accepted and acknowledged (A, STOMP RECEIPT).");
     S.errors_m = metrics_counter("magpie_push_errors_total",
@@ -300,9 +321,9 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_room_drops_total",
                         "Room messages members missed, by level: normal ones dropped for a slow member, "
                         "important ones of a member disconnected because even they did not fit.");
-    if (!S.conns || !S.packets || !S.frames_m || !S.resumed_m || !S.redelivered_m || !S.acks_m ||
-        !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m || !S.rooms_m || !S.members_m ||
-        !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m || !S.room_batch_m ||
+    if (!S.conns || !S.packets || !S.frames_m || !S.resumed_m || !S.redelivered_m || !S.catchups_m ||
+        !S.held_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m || !S.rooms_m ||
+        !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m || !S.room_batch_m ||
         !S.room_drop_m || !S.room_subs_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);

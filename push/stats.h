@@ -44,6 +44,10 @@ void stats_frame(const char *proto, const char *command);
  * again to such a session (it had been sent on an earlier connection, not acknowledged). proto static. */
 void stats_resumed(const char *proto);
 void stats_redelivered(const char *proto);
+/* A standard protocol's subscription caught up after a gap (a Y), or held an entry behind a gap its own
+ * sends in flight may fill (push/resume.h). proto static. */
+void stats_catchup(const char *proto);
+void stats_held(const char *proto);
 void stats_error(enum stats_reason r);
 void stats_queue_drop(int closed);   /* a frame dropped (0), or a connection closed (1), for a full queue */
 void stats_delivery(double seconds); /* from acceptance (ts) to a recipient's queue */

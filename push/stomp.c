@@ -298,6 +298,7 @@ static int stomp_reply(struct conn *c, char *packet, size_t len)
                     send_frame(s, "RECEIPT", h, NULL, 0);
                 resume_own_sent(&s->r, seq);
             } else if (p != NULL) {
+                resume_own_refused(&s->r);
                 send_error(s, why, p->receipt);
             }
             if (p != NULL) {
@@ -517,6 +518,7 @@ static void do_send(struct stomp *s, struct stompframe *f)
     p.to = json_object_get(p.root, "to");
     p.msg = json_object_get(p.root, "msg");
     stats_packet(stomp_proto.name, type);
+    resume_own_begin(&s->r);
     chat_handle(s->c, &p); /* the answer comes through stomp_reply */
     chatpkt_free(&p);
 }
