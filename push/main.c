@@ -56,6 +56,7 @@ static void finish(void)
     room_stop();
     stomp_stop();
     mqtt_stop();
+    resume_stop();
     conn_sweep_stop();
     stats_stop();
     uv_timer_stop(&M.stop_timer);

@@ -41,6 +41,6 @@ tests_unit_test_push_resume_SOURCES = tests/unit/test_push_resume.c push/resume.
 	push/frame.h push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_resume_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS) $(CMOCKA_CFLAGS) \
 	-I$(srcdir)/push
-tests_unit_test_push_resume_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_push_resume_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe \
 	tests/unit/test_push_mqttpkt tests/unit/test_push_resume

@@ -305,6 +305,8 @@ struct resume_held {
     size_t len;
 };
 
+static void gap_unlink(struct resume *r);
+
 static void held_clear(struct resume *r)
 {
     for (int i = 0; i < r->nheld; i++) {
@@ -312,21 +314,76 @@ static void held_clear(struct resume *r)
         free(r->held[i].text);
     }
     r->nheld = 0;
+    gap_unlink(r);
 }
 
-/* The gap before seq may be own sends whose A has not come: 1 when seq was held (in order, once). pkt NULL:
- * seq is the session's own (an A that came before an earlier one), held to be passed over in its turn. */
+/* The node's subscriptions holding entries behind a gap, each due for a catch-up at gap_due unless the
+ * gap is filled first (resume.h); one timer for all of them. */
+static struct {
+    struct resume *head;
+    uv_timer_t timer;
+    int timer_ready, timer_on;
+} G;
+
+static void gap_unlink(struct resume *r)
+{
+    if (r->gap_due == 0)
+        return;
+    if (r->gap_prev != NULL)
+        r->gap_prev->gap_next = r->gap_next;
+    else
+        G.head = r->gap_next;
+    if (r->gap_next != NULL)
+        r->gap_next->gap_prev = r->gap_prev;
+    r->gap_prev = r->gap_next = NULL;
+    r->gap_due = 0;
+}
+
+static void on_gap_timer(uv_timer_t *t)
+{
+    (void)t;
+    G.timer_on = 0;
+    resume_gap_sweep(push_now());
+}
+
+static void gap_timer_arm(uint64_t in_ms)
+{
+    if (G.timer_on || push.loop == NULL)
+        return;
+    if (!G.timer_ready) {
+        uv_timer_init(push.loop, &G.timer);
+        G.timer_ready = 1;
+    }
+    uv_timer_start(&G.timer, on_gap_timer, in_ms, 0);
+    G.timer_on = 1;
+}
+
+static void gap_link(struct resume *r)
+{
+    uint64_t wait = (uint64_t)push.cfg->push.resume_gap_ms;
+    if (r->gap_due != 0 || wait == 0)
+        return; /* without grace, our sends' answers alone settle the gap (held_drain) */
+    r->gap_due = push_now() + wait;
+    r->gap_prev = NULL;
+    r->gap_next = G.head;
+    if (G.head != NULL)
+        G.head->gap_prev = r;
+    G.head = r;
+    gap_timer_arm(wait);
+}
+
+/* Hold seq behind the gap before it (in order, once): 1 when held. pkt NULL: seq is the session's own (an
+ * A that came before an entry it follows), held to be passed over in its turn. 0 when the gap is not
+ * waited for (push.resume_gap_ms 0 and no own send in flight could fill it) or there is no room. */
 static int hold(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq)
 {
     int i;
-    if (r->own_pending == 0)
-        return 0;
     for (i = 0; i < r->nheld && r->held[i].seq < seq; i++)
         ;
     if (i < r->nheld && r->held[i].seq == seq)
         return 1; /* already held */
-    if ((uint64_t)(seq - r->sent_upto - 1 - i) > r->own_pending)
-        return 0; /* more missing before it than could be in flight: not (only) ours */
+    if (push.cfg->push.resume_gap_ms == 0 && (uint64_t)(seq - r->sent_upto - 1 - i) > r->own_pending)
+        return 0; /* more missing before it than our sends in flight, and no grace */
     if (r->nheld == RESUME_HOLD_MAX)
         return 0;
     if (r->held == NULL && (r->held = malloc(RESUME_HOLD_MAX * sizeof(r->held[0]))) == NULL)
@@ -342,6 +399,7 @@ static int hold(struct resume *r, json_t *pkt, const char *text, size_t len, int
     r->held[i] = (struct resume_held){seq, pkt != NULL ? json_incref(pkt) : NULL, copy, len};
     r->nheld++;
     stats_held(r->ops->proto);
+    gap_link(r);
     return 1;
 }
 
@@ -358,13 +416,14 @@ static void catch_up_from_gap(struct resume *r, int64_t seq)
 
 static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq);
 
-/* Send what the gap held once it is filled; catch up when no send in flight can fill it any more. */
+/* Send what the gap held as far as it is filled. What is still missing is waited for until gap_due
+ * (resume_gap_sweep), or caught up at once when there is no grace and our sends cannot fill it any more. */
 static void held_drain(struct resume *r)
 {
     while (r->nheld > 0 && r->state == RESUME_LIVE) {
         struct resume_held h = r->held[0];
         if (h.seq > r->sent_upto + 1) {
-            if ((uint64_t)(h.seq - r->sent_upto - 1) > r->own_pending) /* an E came: ours cannot fill it */
+            if (push.cfg->push.resume_gap_ms == 0 && (uint64_t)(h.seq - r->sent_upto - 1) > r->own_pending)
                 catch_up_from_gap(r, h.seq);
             return;
         }
@@ -374,6 +433,45 @@ static void held_drain(struct resume *r)
             live_entry(r, h.pkt, h.text, h.len, h.seq);
         json_decref(h.pkt);
         free(h.text);
+    }
+    if (r->nheld == 0)
+        gap_unlink(r);
+}
+
+void resume_gap_sweep(uint64_t now)
+{
+    struct resume *r = G.head, *next;
+    uint64_t soonest = 0;
+    for (; r != NULL; r = next) {
+        next = r->gap_next;
+        if (r->nheld == 0) {
+            gap_unlink(r);
+            continue;
+        }
+        if (r->gap_due > now) {
+            if (soonest == 0 || r->gap_due < soonest)
+                soonest = r->gap_due;
+            continue;
+        }
+        if ((uint64_t)(r->held[0].seq - r->sent_upto - 1) <= r->own_pending) {
+            /* our own sends can still fill it: their A comes (or an E, and then the grace starts over) */
+            r->gap_due = now + (uint64_t)push.cfg->push.resume_gap_ms;
+            if (soonest == 0 || r->gap_due < soonest)
+                soonest = r->gap_due;
+            continue;
+        }
+        catch_up_from_gap(r, r->held[0].seq); /* unlinks */
+    }
+    if (soonest != 0)
+        gap_timer_arm(soonest > now ? soonest - now : 1);
+}
+
+void resume_stop(void)
+{
+    if (G.timer_ready) {
+        uv_timer_stop(&G.timer);
+        uv_close((uv_handle_t *)&G.timer, NULL);
+        G.timer_ready = G.timer_on = 0;
     }
 }
 

@@ -16,15 +16,16 @@
  * chat_handle (id <prefix>y<n>), drops live deliveries meanwhile (remembering the highest seq seen), sends
  * each entry of the answer, and asks again while the answer has more or a higher seq was seen; then LIVE
  * again. So every entry goes out once per connection, in seq order. Deliveries without seq (a read mark r,
- * an order event s) go out as they come, untracked. A gap that the session's own sends still in flight can
-explain (own_pending: sends handed to the core whose A or E has not come; an own send's seq is not delivered
-to the session, its A brings it) is waited for instead: the later entries are held, in seq order, at most
-RESUME_HOLD_MAX of them, and go out as the A fills the gap. Under load a partner's reply often overtakes the
-A of one's own message -- two paths, the A on the sender's Redis connection and the delivery on pub/sub --
-and a catch-up per overtaking costs a Y each (Redis work that grows with load, which made STOMP and MQTT
-chat collapse where JSON went on). Once no send in flight can explain the gap (an E came, or it is wider
-than what is in flight) or the hold is full, the subscription catches up as above, the held entries dropped
-(the Y brings them). WAIT: the protocol has no room for another tracked
+ * an order event s) go out as they come, untracked. Before a catch-up, a gap is waited for: the entries past
+it are held, in seq order, at most RESUME_HOLD_MAX of them, and go out as the gap fills. Two paths race
+into one timeline: an own send's seq comes with its A on this node's Redis connection (an own message is
+not delivered back to the session), a message from another node on pub/sub; either often overtakes the
+other by a moment, and a catch-up per overtaking costs a Y each, Redis work that grows with the load. So a
+gap is held while the connection's own sends in flight (own_pending: handed to the core, no A or E yet)
+can fill it, and otherwise for push.resume_gap_ms (gap_due; one node-wide timer, resume_gap_sweep); then,
+or when the hold is full, the subscription catches up as above and the held entries are dropped (the Y
+brings them). With push.resume_gap_ms 0 only own sends are waited for. WAIT: the protocol has no room for
+another tracked
  * entry (ops->room: MQTT's in-flight window); deliveries are dropped as in CATCHUP, and resume_room() catches
  * up from sent_upto when room is back.
  *
@@ -101,7 +102,9 @@ struct resume {
     int64_t sent_before;        /* seqs up to it went to the session on an earlier connection */
     int64_t *ahead; /* acks past a gap, ascending; allocated (RESUME_ACK_WINDOW) at the first one */
     int nahead;
-    unsigned own_pending;     /* sends of this connection handed to the core, not answered yet */
+    unsigned own_pending;               /* sends of this connection handed to the core, not answered yet */
+    uint64_t gap_due;                   /* loop ms: the held entries' gap is caught up then; 0: not waiting */
+    struct resume *gap_prev, *gap_next; /* the node's subscriptions holding entries (resume_gap_sweep) */
     struct resume_held *held; /* entries past a gap, ascending seq; allocated (RESUME_HOLD_MAX) when needed */
     int nheld;
     uint64_t y_n;
@@ -153,6 +156,13 @@ void resume_own_sent(struct resume *r, int64_t seq);
 
 /* The core refused a send of this connection (E): no seq comes for it. */
 void resume_own_refused(struct resume *r);
+
+/* What the node's gap timer does at loop time now: every subscription whose held entries' gap is due and
+ * that its own sends in flight cannot fill any more catches up. Exposed for the unit tests. */
+void resume_gap_sweep(uint64_t now);
+
+/* Shutdown: close the gap timer. */
+void resume_stop(void);
 
 /* The client acknowledged seq alone, or everything up to seq (ignored when not tracking, or not sent). */
 void resume_ack_one(struct resume *r, int64_t seq);

@@ -98,6 +98,7 @@ struct magpie_config {
         long long max_conns;
         long long idle_timeout_s;
         long long ping_interval_s;
+        long long resume_gap_ms;
         long long queue_cap;
         long long room_flush_ms;
         long long room_batch;

@@ -239,6 +239,12 @@ const struct config_key config_keys[] = {
         "Close a connection that sent nothing (not even a pong) for this long."),
     INT("push", "ping_interval_s", push.ping_interval_s, 1, 3600, "25",
         "Send a WebSocket ping after this much silence; keep it under nginx's proxy_read_timeout (60 s)."),
+    INT("push", "resume_gap_ms", push.resume_gap_ms, 0, 5000, "50",
+        "A STOMP or MQTT subscription that is delivered a seq past a gap in its user's timeline holds it\n"
+        "this long for the missing entries to arrive (a delivery from another node, on another Redis\n"
+        "connection, often comes a moment after a later one) before it asks for them with a Y. While the\n"
+        "connection's own sends are unanswered it waits for their A (which brings their seqs) instead.\n"
+        "0: ask at once."),
     INT("push", "queue_cap", push.queue_cap, 4096, 1073741824, "1048576",
         "Bytes waiting to be written to one connection; a reader that falls further behind is closed."),
     INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",

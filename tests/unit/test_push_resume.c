@@ -14,12 +14,17 @@
 #include <string.h>
 
 #include "chat.h"
+#include "config.h"
 #include "magpie.h"
+#include "push.h"
 #include "rdsa.h"
 #include "resume.h"
 #include "stats.h"
 
 /* ---- stubs of what resume.c calls ---- */
+
+struct push push;
+static struct magpie_config cfg;
 
 static long long y_after[16];
 static int ny;
@@ -122,9 +127,11 @@ static const struct resume_ops ops = {"st", key, send_one, NULL, NULL};
 static struct conn conn;
 static struct resume r;
 
-static int setup(void **state)
+static int setup_with_grace(long long gap_ms)
 {
-    (void)state;
+    cfg.push.resume_gap_ms = gap_ms;
+    push.cfg = &cfg;
+    push.loop = uv_default_loop();
     memset(&conn, 0, sizeof(conn));
     conn.uid = UID;
     conn.state = CONN_OPEN;
@@ -143,6 +150,20 @@ static int setup(void **state)
     assert_int_equal(r.sent_upto, 10);
     ny = 0;
     return 0;
+}
+
+/* push.resume_gap_ms 0: only own sends in flight are waited for. */
+static int setup(void **state)
+{
+    (void)state;
+    return setup_with_grace(0);
+}
+
+/* push.resume_gap_ms 50: any gap is waited for that long first. */
+static int setup_grace(void **state)
+{
+    (void)state;
+    return setup_with_grace(50);
 }
 
 static int teardown(void **state)
@@ -326,6 +347,71 @@ static void test_free_releases_what_is_held(void **state)
     assert_int_equal(r.nheld, 2); /* teardown's resume_free releases them (ASan: nothing leaks) */
 }
 
+static void test_own_ack_ahead_of_a_delivery_waits_for_it(void **state)
+{
+    (void)state;
+    resume_own_begin(&r);
+    resume_own_sent(&r, 12); /* ours is 12; the partner's 11 is still on its way from another node */
+    assert_int_equal(r.nheld, 1);
+    assert_int_equal(ny, 0);
+    deliver(11);
+    deliver(13);
+    int64_t want[] = {11, 13};
+    assert_sent(want, 2);
+    assert_int_equal(ny, 0);
+    assert_int_equal(r.nheld, 0);
+    assert_int_equal(r.gap_due, 0);
+    resume_gap_sweep(push_now() + 1000); /* nothing is due */
+    assert_int_equal(ny, 0);
+}
+
+static void test_a_gap_that_stays_is_caught_up_when_due(void **state)
+{
+    (void)state;
+    deliver(12); /* 11 missing, nothing of ours in flight: held for the grace */
+    deliver(13);
+    assert_int_equal(ny, 0);
+    assert_int_equal(r.nheld, 2);
+    uint64_t due = r.gap_due;
+    assert_true(due > 0);
+    resume_gap_sweep(due - 1); /* not yet */
+    assert_int_equal(ny, 0);
+    resume_gap_sweep(due);
+    assert_int_equal(ny, 1);
+    assert_int_equal(y_after[0], 10);
+    assert_int_equal(r.nheld, 0);
+    assert_int_equal(r.seen_max, 13);
+    assert_int_equal(r.gap_due, 0);
+    assert_int_equal(ncatchups, 1);
+}
+
+static void test_own_sends_in_flight_keep_the_gap_waiting(void **state)
+{
+    (void)state;
+    resume_own_begin(&r);
+    deliver(12); /* 11 may be ours */
+    uint64_t due = r.gap_due;
+    resume_gap_sweep(due); /* due, but our send is unanswered: its A may bring 11 */
+    assert_int_equal(ny, 0);
+    assert_true(r.gap_due > due);
+    resume_own_refused(&r); /* it was refused: the wait goes on until due */
+    assert_int_equal(ny, 0);
+    resume_gap_sweep(r.gap_due);
+    assert_int_equal(ny, 1);
+    assert_int_equal(r.nheld, 0);
+}
+
+static void test_free_while_waiting_leaves_the_node_list(void **state)
+{
+    (void)state;
+    deliver(12);
+    assert_true(r.gap_due > 0);
+    resume_free(&r);
+    assert_int_equal(r.gap_due, 0);
+    resume_gap_sweep(push_now() + 1000); /* must not touch the freed subscription */
+    assert_int_equal(ny, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +427,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_drops_what_is_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_releases_what_is_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_ack_ahead_of_a_delivery_waits_for_it, setup_grace, teardown),
+        cmocka_unit_test_setup_teardown(test_a_gap_that_stays_is_caught_up_when_due, setup_grace, teardown),
+        cmocka_unit_test_setup_teardown(test_own_sends_in_flight_keep_the_gap_waiting, setup_grace, teardown),
+        cmocka_unit_test_setup_teardown(test_free_while_waiting_leaves_the_node_list, setup_grace, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    resume_stop();
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* let the timer's close finish */
+    uv_loop_close(uv_default_loop());
+    return failed;
 }
