@@ -61,7 +61,11 @@
  *
  * Operations: with N = min_replicas_acked, run N + 1 replicas or more. With exactly N, the failover leaves
  * N - 1 and every durable answer is "temporarily unavailable" until a replica comes back (scripts/dev's
- * Sentinel stack has one replica; its test restarts the killed master as the new replica).
+ * Sentinel stack has one replica; its test restarts the killed master as the new replica). Keep the
+ * sentinels' down-after-milliseconds well above the master's longest stall (an AOF rewrite on a busy
+ * host): failing over a master that is still up opens Sentinel's split-brain window, in which writes that
+ * WAIT confirmed through a replica other than the promoted one are lost (measured with 1 s on a loaded
+ * 2-core box: bench/results/2026-11-26-sentinel-failover.md); Redis' min-replicas-to-write narrows it.
  */
 #ifndef MAGPIE_SENTINEL_H
 #define MAGPIE_SENTINEL_H
