@@ -103,6 +103,8 @@ struct bench_opts {
     struct memgroup mem[BENCH_MAX_MEM];
     int nmem;
     const char *json_path;
+    const char *ack_log; /* chat: each worker writes "<CLOCK_MONOTONIC ns> A|E <sender uid> <id>" of every
+                          * answer to its bench message to <ack_log>.<worker> (bench/failover reads them) */
     int quiet;
 };
 
@@ -251,6 +253,8 @@ static inline int64_t bench_recipient(const struct bench_opts *o, uint32_t idx)
 }
 
 void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int64_t now);
+/* The server refused bench message p (chat E): noted in --ack-log when there is one. */
+void bench_refused(struct worker *w, const struct payload *p, int64_t now);
 /* A Y answer (msg, NULL when it was E with the text err) came for c's Y in flight. */
 void bench_synced(struct worker *w, struct conn *c, const json_t *msg, const char *err, int64_t now);
 /* Record a server's error text (counted by the caller). */

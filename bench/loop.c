@@ -50,6 +50,7 @@ struct worker {
     struct bench_report *rep;
     char room[160];
     long nready;
+    FILE *ack_log; /* --ack-log: this worker's answers, NULL = none */
 
     struct conn **senders;
     long nsenders;      /* in this worker */
@@ -607,9 +608,25 @@ void bench_delivered(struct worker *w, struct conn *c, const uint8_t *text, size
     hist_record(&w->rep->lat, now - p.sched_ns);
 }
 
+/* One line of --ack-log: when, A or E, the sender's uid and the message's id (what the server stores as
+ * from_uid and client_id). */
+static void ack_log(struct worker *w, char kind, const struct payload *p, int64_t now)
+{
+    char id[PAYLOAD_ID_MAX + 1];
+    if (w->ack_log != NULL && payload_id_format(id, sizeof(id), p) >= 0)
+        fprintf(w->ack_log, "%lld %c %lld %s\n", (long long)now, kind, (long long)(w->o->uid_base + p->pub),
+                id);
+}
+
+void bench_refused(struct worker *w, const struct payload *p, int64_t now)
+{
+    ack_log(w, 'E', p, now);
+}
+
 void bench_acked(struct worker *w, struct conn *c, const struct payload *p, int64_t now)
 {
-    uint64_t skipped = 0; /* acks of refused (E) messages never come: not counted as anything here */
+    uint64_t skipped = 0;    /* acks of refused (E) messages never come: not counted as anything here */
+    ack_log(w, 'A', p, now); /* every A, late ones too: the log is the whole run's */
     if (!payload_seq_note(&c->ack_next, p->seq, &skipped)) {
         w->rep->ack_dups++;
         return;
@@ -863,6 +880,8 @@ static void worker_free(struct worker *w)
     free(w->rep);
     close(w->epfd);
     close(w->tfd);
+    if (w->ack_log != NULL && fclose(w->ack_log) != 0)
+        fprintf(stderr, "magpie-bench: worker %d: the --ack-log file could not be written\n", w->id);
 }
 
 void worker_main(const struct bench_opts *o, int id, long first, long count, int ctl_in, int rep_out)
@@ -878,6 +897,14 @@ void worker_main(const struct bench_opts *o, int id, long first, long count, int
     w->count = count;
     w->ctl_in = ctl_in;
     w->rep_out = rep_out;
+    if (o->ack_log != NULL) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s.%d", o->ack_log, id);
+        if ((w->ack_log = fopen(path, "w")) == NULL) {
+            fprintf(stderr, "magpie-bench: worker %d: cannot write %s: %s\n", id, path, strerror(errno));
+            _exit(3);
+        }
+    }
     w->step = -1;
     w->rnd_off = sizeof(w->rnd);
     switch (o->proto) {

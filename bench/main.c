@@ -99,6 +99,8 @@ static const char *usage_text =
     "      --room NAME         room/channel/subject prefix (the run's nonce is appended) [bench]\n"
     "      --mem LABEL=PID[,PID|@PIDFILE...]  measure this server group's memory (repeatable)\n"
     "      --json FILE         write the result there instead of standard output\n"
+    "      --ack-log PREFIX    chat, group: each worker writes one line per A or E for a bench message,\n"
+    "                          \"<CLOCK_MONOTONIC ns> A|E <sender uid> <id>\", to PREFIX.<worker>\n"
     "  -q, --quiet             no summary on standard error\n";
 
 enum {
@@ -132,6 +134,7 @@ enum {
     OPT_MEMBERS,
     OPT_GROUP_SENDERS,
     OPT_MQTT_QOS,
+    OPT_ACK_LOG,
 };
 
 static const struct option long_opts[] = {
@@ -175,6 +178,7 @@ static const struct option long_opts[] = {
     {"members", required_argument, NULL, OPT_MEMBERS},
     {"group-senders", required_argument, NULL, OPT_GROUP_SENDERS},
     {"mqtt-qos", required_argument, NULL, OPT_MQTT_QOS},
+    {"ack-log", required_argument, NULL, OPT_ACK_LOG},
     {NULL, 0, NULL, 0},
 };
 
@@ -558,6 +562,9 @@ static int parse_args(struct run *R, int argc, char **argv)
             break;
         case OPT_JSON:
             o->json_path = optarg;
+            break;
+        case OPT_ACK_LOG:
+            o->ack_log = optarg;
             break;
         case 'q':
             o->quiet = 1;

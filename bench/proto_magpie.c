@@ -115,6 +115,9 @@ static void chat_message(struct worker *w, struct conn *c, int opcode, const uin
         }
         rep->send_errors++;
         bench_note_error(w, "chat E: %s", packet_msg(pkt));
+        p.pub = c->idx;
+        if (id != NULL && payload_id_parse(id, strlen(id), &p) == 0 && p.run == worker_opts(w)->run)
+            bench_refused(w, &p, now);
         break;
     case 'Y':
         if (!is_sync_id(w, id)) {

@@ -13,7 +13,8 @@
  * Then the change script (GROUP_LUA_LIB + change_lib + its own body), whose ARGV are:
  *   1 gid, 2 the caller, 3 timeline.keep_s, 4 timeline.max_entries, 5 the oldest live heartbeat ms,
  *   6 group.max_members, 7 group.max_per_user, 8..11 event slot 0 (mid, ts, packet, event JSON),
- *   12..15 event slot 1 (the same; mid "" = no event), 16.. the operation's own (CHANGE_ARGV_OP).
+ *   12..15 event slot 1 (the same; mid "" = no event), 16 "1" when the caller WAITs (below), 17.. the
+ *   operation's own (CHANGE_ARGV_OP).
  * The script first checks: the group exists (15), the caller is a member (14) with the right role (14:
  * name by owner/admin, admins by the owner, members by owner/admin, who may remove only lower roles: owner
  * > admin > member; delete by the owner), every uid named is (or for add: is not) a member (15 / 2), the
@@ -23,8 +24,9 @@
  *   - the s event: mp_fanout puts its mid in the timeline of every member after the change and of every
  *     removed member (member_removed, group_deleted), KEY_MSG (MSG_F_PACKET, MSG_F_GROUP; TTL
  *     timeline.keep_s), GROUP_F_LAST = its mid, one KEY_MQ entry (type "s", from 0, to = group = gid,
- *     cid = the mid, body = the event JSON, seqs = mp_seqs(pairs, 0)), and mp_publish of
- *     GROUP_DELIVERY_HEAD ts "\n" "<uid> <seq> ..." "\n" packet to every live node, which deliver it;
+ *     cid = the mid, body = the event JSON, seqs = mp_seqs(pairs, 0)), and the delivery
+ *     GROUP_DELIVERY_HEAD ts "\n" "<uid> <seq> ..." "\n" packet to every live node, which deliver it
+ *     (mp_publish; with WAIT, returned for magpie-http to publish, see below);
  *   - membership: KEY_GROUP_MEMBERS uid -> "<role> <join order> <joined ms>" (join order from HINCRBY
  *     GROUP_F_JOINS), KEY_USER_GROUPS; a joining user's read mark CONV_F_READ_IN is set to the group's
  *     GROUP_F_COUNT, so messages from before the join never count as unread; a leaving one gets the
@@ -42,6 +44,14 @@
  * which order conversations and nothing else), so a refused change takes no seq. Reads (GET) are scripts
  * too, so a group is never seen half-read. Scripts go by EVALSHA (the sha computed here once), falling
  * back to EVAL when Redis lost its script cache.
+ *
+ * With redis.min_replicas_acked (shared/sentinel.h: what WAIT guarantees) a change is answered only after
+ * rds_wait, and its events reach the nodes only then too: the change script returns {result, {channel,
+ * payload, ...}} instead of publishing, and group_run publishes once enough replicas hold the change, so
+ * no device is shown an event -- or a seq -- that a failover takes back (as for g, push/group_send.c).
+ * Fewer replicas: code 20, the change stays on the master and its events are never pushed (members get
+ * them by Y, as after any gap); the client's retry finds the change made (code 2 or 15 for a member
+ * already added or removed, or the same result for a rename).
  */
 #include "call.h"
 #include "group_lua.h"
@@ -64,7 +74,8 @@
 #define GROUP_NAME_MAX_BYTES (GROUP_NAME_MAX_CHARS * 4) /* UTF-8: at most 4 bytes a character */
 #define GROUP_MAX_ID         ((1LL << 53) - 1)          /* uids and gids are Lua numbers in the scripts */
 #define GROUP_EVENTS         2                          /* event slots of a change script */
-#define CHANGE_ARGV_OP       16                         /* the first ARGV of the operation's own */
+#define CHANGE_ARGV_WAIT     16                         /* "1": return the deliveries, do not publish */
+#define CHANGE_ARGV_OP       17                         /* the first ARGV of the operation's own */
 #define GROUP_WARN_EVERY_MS  10000 /* a refusal that repeats on every change is logged this often */
 
 /* ---- the scripts ---- */
@@ -108,7 +119,15 @@
     "local keep, maxlen, oldest = ARGV[3], ARGV[4], ARGV[5]\n"                                               \
     "local max_members, max_per_user = tonumber(ARGV[6]), tonumber(ARGV[7])\n"                               \
     "local RANK = {o = 3, a = 2, m = 1}\n"                                                                   \
-    "local X = 16\n"                                                                                         \
+    "local X = 17\n"                                                                                         \
+    "local pubs, waits = {}, ARGV[16] == '1'\n"                                                              \
+    "local function publish(payload)\n"                                                                      \
+    "  if not waits then return mp_publish(payload, '', oldest) end\n"                                       \
+    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES "', oldest, '+inf')) do\n"                \
+    "    pubs[#pubs + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"                          \
+    "    pubs[#pubs + 1] = payload\n"                                                                        \
+    "  end\n"                                                                                                \
+    "end\n"                                                                                                  \
     "local function ev(k, i) return ARGV[8 + 4 * k + i] end\n"                                               \
     "local function list(from, to)\n"                                                                        \
     "  local t = {}\n"                                                                                       \
@@ -132,9 +151,7 @@
     "', mid, '" MQ_F_FROM "', '0', '" MQ_F_TO "', gid, '" MQ_F_CID "', mid, '" MQ_F_TYPE                     \
     "', 's', '" MQ_F_BODY "', body, '" MQ_F_TS "', ts, '" MQ_F_GROUP "', gid, '" MQ_F_SEQS                   \
     "', mp_seqs(pr, 0))\n"                                                                                   \
-    "  mp_publish('" GROUP_DELIVERY_HEAD                                                                     \
-    "' .. ts .. '\\n' .. table.concat(pr, ' ') .. '\\n' .. packet, '', "                                     \
-    "oldest)\n"                                                                                              \
+    "  publish('" GROUP_DELIVERY_HEAD "' .. ts .. '\\n' .. table.concat(pr, ' ') .. '\\n' .. packet)\n"      \
     "end\n"                                                                                                  \
     "local function freeze(u)\n"                                                                             \
     "  local f = redis.call('HMGET', gkey, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"                       \
@@ -180,7 +197,15 @@
     "  return {14, 'a group has at most ' .. max_members .. ' members (group.max_members)'}\n"               \
     "end\n"
 
-#define CHANGE_LUA(body) GROUP_LUA_LIB GROUP_HEAD_LUA GROUP_CHANGE_LUA body
+_Static_assert(CHANGE_ARGV_OP == 17 && CHANGE_ARGV_WAIT == 16, "GROUP_CHANGE_LUA names these ARGV");
+
+/* A change script: body runs as a function, so that with WAIT every success ({0, ...}) comes back as
+ * {result, pubs} (group_run publishes pubs after the WAIT). */
+#define CHANGE_LUA(body)                                                                                     \
+    GROUP_LUA_LIB GROUP_HEAD_LUA GROUP_CHANGE_LUA "local function change()\n" body "end\n"                   \
+                                                  "local out = change()\n"                                   \
+                                                  "if waits and out[1] == 0 then return {out, pubs} end\n"   \
+                                                  "return out\n"
 
 struct gscript {
     const char *name; /* for logs */
@@ -793,7 +818,9 @@ static int args_change(struct args *a, int64_t gid, int64_t uid, const struct ge
         rc |= args_int(a, ev[k].mid) | args_int(a, ev[k].ts) | args_add(a, ev[k].packet, ev[k].packet_len) |
               args_str(a, ev[k].body);
     }
-    return rc == 0 ? 0 : -1;
+    if (rc != 0 || a->n != CHANGE_ARGV_WAIT - 1)
+        return -1;
+    return args_str(a, cfg->redis.min_replicas_acked > 0 ? "1" : "");
 }
 
 static int args_uids(struct args *a, const struct uids *u)
@@ -802,6 +829,23 @@ static int args_uids(struct args *a, const struct uids *u)
     for (size_t i = 0; i < u->n; i++)
         rc |= args_int(a, u->v[i]);
     return rc;
+}
+
+/* A change script's success with WAIT: {result, {channel, payload, ...}}. After the WAIT (MP_OK) the
+ * deliveries are published (one that fails is left to Y, as any lost delivery); r becomes the result. */
+static int group_durable(struct call *c, redisReply **r)
+{
+    redisReply *outer = *r, *pubs = outer->element[1];
+    if (rds_wait(&c->w->rds) != MP_OK)
+        return MP_EAGAIN;
+    for (size_t i = 0; pubs->type == REDIS_REPLY_ARRAY && i + 1 < pubs->elements; i += 2)
+        if (pubs->element[i]->type == REDIS_REPLY_STRING && pubs->element[i + 1]->type == REDIS_REPLY_STRING)
+            freeReplyObject(rds_cmd(&c->w->rds, "PUBLISH %b %b", pubs->element[i]->str, pubs->element[i]->len,
+                                    pubs->element[i + 1]->str, pubs->element[i + 1]->len));
+    *r = outer->element[0];
+    outer->element[0] = NULL; /* freeReplyObject skips it */
+    freeReplyObject(outer);
+    return MP_OK;
 }
 
 /* Run a script about group gid and answer its refusal. Returns its reply when it succeeded ({0, ...};
@@ -813,6 +857,14 @@ static redisReply *group_run(struct call *c, struct gscript *s, const struct arg
     redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 ? r->element : NULL;
     long long code;
 
+    if (e != NULL && r->elements == 2 && e[0]->type == REDIS_REPLY_ARRAY && e[0]->elements >= 1 &&
+        e[0]->element[0]->type == REDIS_REPLY_INTEGER && e[0]->element[0]->integer == 0) {
+        if (group_durable(c, &r) == MP_OK)
+            return r;
+        /* The change is made but too few replicas hold it (redis.min_replicas_acked): not promised. */
+        reply_unavailable(c, "redis replicas");
+        goto refused;
+    }
     if (e == NULL || e[0]->type != REDIS_REPLY_INTEGER) {
         reply_unavailable(c, "redis");
         goto refused;

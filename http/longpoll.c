@@ -399,6 +399,12 @@ static void *hub_main(void *arg)
         }
         if (nfd == 2 && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP)))
             read_messages();
+        if (lp.subscribed && rds_stale(&lp.sub)) {
+            /* Resubscribe on the new master at once (rds_follow: no backoff); that wakes every waiter. */
+            sub_lost("the sentinels moved the master (+switch-master)");
+            rds_follow(&lp.sub);
+        }
+        rds_follow(&lp.check);
         expire_due();
     }
     /* Stopping: everything still waiting goes to the answer threads, which answer code 10. */

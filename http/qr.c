@@ -9,6 +9,11 @@
  * random browser id (kept across sessions), and only a poll carrying it may redeem the session (else 14).
  * Every transition bumps the hash's "ver" and publishes it on the session's CHAN_QR channel, which wakes
  * the browser's long poll (longpoll.h). A consumed session stays until its TTL so a second redeem gets 8.
+ *
+ * With redis.min_replicas_acked (shared/sentinel.h) the answers that tell a client a step was taken --
+ * create, scan, confirm, cancel -- wait for rds_wait (code 20 when too few replicas hold it; each step
+ * answers its own retry the same). The browser's redeem does not: its answer is the login itself, and a
+ * failover that takes back "consumed" lets only the same browser (its cookie) redeem once more.
  */
 #include "qr.h"
 #include "handlers.h"
@@ -198,6 +203,10 @@ void qr_create(struct call *c)
     if ((rep = run(c, "create", rep, REDIS_REPLY_INTEGER)) == NULL)
         return;
     freeReplyObject(rep);
+    if (rds_wait(&c->w->rds) != MP_OK) {
+        reply_unavailable(c, "redis replicas");
+        return;
+    }
 
     /* The cookie that alone may redeem the session. Secure when the site is served over https. */
     snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict%s", app.cfg.qr.cookie, browser,
@@ -421,7 +430,10 @@ void qr_scan(struct call *c)
     if ((rep = run(c, "scan", rep, REDIS_REPLY_ARRAY)) == NULL)
         return;
     code = int_el(rep, 0);
-    if (code == 1) {
+    if (code == 1 && rds_wait(&c->w->rds) != MP_OK) {
+        /* the phone scans again: a second scan by the same user is answered the same */
+        reply_unavailable(c, "redis replicas");
+    } else if (code == 1) {
         count("scanned");
         reply(c, API_OK,
               json_pack("{s:i, s:s, s:s, s:s, s:I}", "status", 1, "ip", str_el(rep, 1), "user_agent",
@@ -455,7 +467,9 @@ static void decide(struct call *c, const char *to, int status, const char *event
         return;
     code = rep->integer;
     freeReplyObject(rep);
-    if (code == 0) {
+    if (code == 0 && rds_wait(&c->w->rds) != MP_OK) {
+        reply_unavailable(c, "redis replicas"); /* the retry of a decision made is answered 0 */
+    } else if (code == 0) {
         count(event);
         reply(c, API_OK, json_pack("{s:i}", "status", status));
     } else {

@@ -367,6 +367,12 @@ static void *revoked_main(void *arg)
         }
         if (wait_for(rv.sub.c->fd, REVOKED_PING_MS / 4, &readable))
             break;
+        if (rds_stale(&rv.sub)) {
+            lost("the sentinels moved the master (+switch-master)");
+            rds_follow(&rv.sub); /* subscribe on the new master at once, without a backoff */
+            continue;
+        }
+        rds_follow(&rv.cmd);
         now = mp_now_ms();
         if (readable) {
             if (read_sub() != MP_OK) {

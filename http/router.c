@@ -95,6 +95,7 @@ static int idle_socket_closed(int fd)
 
 void worker_refresh(struct worker *w)
 {
+    rds_follow(&w->rds); /* a new master announced by the sentinels: go there before this request */
     if (w->rds.c != NULL && idle_socket_closed(w->rds.c->fd)) {
         log_debug("redis closed an idle connection; reconnecting");
         redisFree(w->rds.c);

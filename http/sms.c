@@ -191,6 +191,7 @@ void sms_send_code(struct call *c)
     char a_ip_limit[24], a_ip_window[24], a_resend[24], a_daily[24], a_window[24], a_ttl[24];
     redisReply *rep;
     long long outcome;
+    int replicated;
 
     if (get_mobile(c, &mobile) != 0)
         return;
@@ -232,13 +233,16 @@ void sms_send_code(struct call *c)
         reply_msg(c, API_TOO_FREQUENT, why[outcome > 0 && outcome < 4 ? outcome : 0], NULL);
         return;
     }
-    if (deliver(mobile, code) != 0) {
+    /* The code must outlive a failover of the Redis master (redis.min_replicas_acked): else the user is
+     * told it was sent and then that it is wrong. Too few replicas: undone like a failed delivery. */
+    replicated = rds_wait(&c->w->rds) == MP_OK;
+    if (!replicated || deliver(mobile, code) != 0) {
         /* Undo, so the user can ask again at once. */
         freeReplyObject(rds_cmd(&c->w->rds, "DEL %s %s", k_code, k_resend));
         freeReplyObject(rds_cmd(&c->w->rds, "DECR %s", k_daily));
         explicit_bzero(code, sizeof(code));
         count("failed");
-        reply_unavailable(c, "sms gateway");
+        reply_unavailable(c, replicated ? "sms gateway" : "redis replicas");
         return;
     }
     explicit_bzero(code, sizeof(code));

@@ -754,6 +754,7 @@ int notify_worker_run(struct notify_worker *w, volatile sig_atomic_t *stop)
         if (stop_at != 0 && (w->inflight == 0 || now >= stop_at))
             break;
         if (stop_at == 0 && now >= w->redis_at) {
+            rds_follow(&w->rds); /* between rounds: a master the sentinels announced is used from now on */
             if (!w->group_ready) {
                 int rc = persist_stream_create_group(&w->rds, &created);
                 if (rc != MP_OK) {

@@ -8,6 +8,11 @@
  *
  * If MySQL fails, the courier gets E and retries; Redis remembers that this courier holds the order, so the
  * retry skips straight to the MySQL part, and the customer hears of it once, when MySQL first records it.
+ *
+ * With redis.min_replicas_acked (shared/sentinel.h) the MySQL part waits for rdsa_wait after the script: a
+ * failover must not take back a courier MySQL already names, nor the friendship t's check reads. Fewer
+ * replicas: E "temporarily unavailable" and the retry goes on from there (a retry of a T already taken
+ * writes the courier again, so that its WAIT covers the first attempt whichever connection made it).
  */
 #include "bus.h"
 #include "chat.h"
@@ -27,23 +32,25 @@
     150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
             */
 
-/* KEYS: the order. ARGV: courier, friends key prefix.
+/* KEYS: the order. ARGV: courier, friends key prefix, "1" when the caller WAITs.
  * Returns {0, customer} taken now, {1, customer} this courier took it before, {-1} no such order,
  * {-2} another courier has it, {-3} the courier is the customer. */
-static struct rdsa_script order_lua = {"order",
-                                       "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
-                                       "if not customer then return {-1} end\n"
-                                       "if customer == ARGV[1] then return {-3} end\n"
-                                       "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
-                                       "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
-                                       "    return {-2}\n"
-                                       "  end\n"
-                                       "  return {1, customer}\n"
-                                       "end\n"
-                                       "redis.call('SADD', ARGV[2] .. ARGV[1], customer)\n"
-                                       "redis.call('SADD', ARGV[2] .. customer, ARGV[1])\n"
-                                       "return {0, customer}\n",
-                                       ""};
+static struct rdsa_script order_lua = {
+    "order",
+    "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
+    "if not customer then return {-1} end\n"
+    "if customer == ARGV[1] then return {-3} end\n"
+    "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
+    "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
+    "    return {-2}\n"
+    "  end\n"
+    "  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
+    "  return {1, customer}\n"
+    "end\n"
+    "redis.call('SADD', ARGV[2] .. ARGV[1], customer)\n"
+    "redis.call('SADD', ARGV[2] .. customer, ARGV[1])\n"
+    "return {0, customer}\n",
+    ""};
 
 static char friends_prefix[64];
 
@@ -145,6 +152,17 @@ static void order_done(void *arg)
     free(q);
 }
 
+/* rdsa_wait answered (at once when no WAIT is configured): on to MySQL. */
+static void on_order_durable(int ok, void *arg)
+{
+    struct order_req *q = arg;
+    if (ok && dbpool_submit(order_work, order_done, q) == MP_OK)
+        return;
+    chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    chat_req_done(&q->r);
+    free(q);
+}
+
 static void on_order_reply(redisReply *r, void *arg)
 {
     struct order_req *q = arg;
@@ -172,9 +190,8 @@ static void on_order_reply(redisReply *r, void *arg)
         chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_NO_ORDER, STATS_E_REJECTED);
         goto done;
     }
-    if (dbpool_submit(order_work, order_done, q) == MP_OK)
-        return;
-    chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    rdsa_wait(on_order_durable, q);
+    return;
 done:
     chat_req_done(&q->r);
     free(q);
@@ -183,8 +200,8 @@ done:
 void chat_take_order(struct conn *c, const struct chatpkt *p)
 {
     char key[128], courier[24];
-    const char *argv[3];
-    size_t argvlen[3];
+    const char *argv[4];
+    size_t argvlen[4];
     struct order_req *q = calloc(1, sizeof(*q));
     const char *bad;
 
@@ -203,10 +220,11 @@ void chat_take_order(struct conn *c, const struct chatpkt *p)
     argv[0] = key;
     argv[1] = courier;
     argv[2] = friends_prefix;
-    for (int i = 0; i < 3; i++)
+    argv[3] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+    for (int i = 0; i < 4; i++)
         argvlen[i] = strlen(argv[i]);
     chat_req_init(&q->r, c, p);
-    if (rdsa_eval(&order_lua, on_order_reply, q, 1, 3, argv, argvlen) != MP_OK) {
+    if (rdsa_eval(&order_lua, on_order_reply, q, 1, 4, argv, argvlen) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         chat_req_done(&q->r);
         free(q);

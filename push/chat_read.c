@@ -17,6 +17,15 @@
  * R {group, mid}: gread_lua, the same steps for a group conversation (push/group.h): the reader a member, or
  * a former one (frozen counts) reading what it got while it was; the mark is the message's number in the
  * group (MSG_F_GROUP_N, or messages.group_seq from MySQL); no receipts in groups.
+ *
+ * With redis.min_replicas_acked (shared/sentinel.h: what WAIT guarantees) the A and the r packets wait for
+ * rdsa_wait, as t does (chat_send.c): the scripts return the channels instead of publishing, and this node
+ * publishes and delivers only once enough replicas hold the mark, so no device is shown a read position
+ * that a failover takes back. Fewer: E "temporarily unavailable", the mark stays on the master, and the
+ * retry either finds it there (no move: A, but the r packets of the refused attempt are never sent; the
+ * other devices see the mark in GET /conversations) or, after a failover that lost it, moves it afresh.
+ * An R whose mark does not move writes it again, so that its WAIT covers an earlier attempt that moved it
+ * on another connection.
  */
 #include "chat.h"
 #include "dbpool.h"
@@ -33,9 +42,12 @@
 
 /* KEYS: KEY_CONV of the reader, KEY_MSG of mid, presence of the reader, of the other user.
  * ARGV: reader, other user, mid, "" or "<reader's seq of mid> <received up to it>" (known from MySQL), node,
- * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt).
- * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1} the mark moved, {1, 0} it did not.
- */
+ * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt), "1" when the caller
+ * WAITs (then the r deliveries are returned, not published, and a mark that does not move is written again
+ * so that the WAIT covers it: an earlier attempt may have moved it and been refused).
+ * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1, k, channel...} the mark moved (with
+ * "1": the first k channels are for the reader's payload, the rest for the other user's; without, none),
+ * {1, 0} it did not. */
 static struct rdsa_script read_lua = {
     "read",
     "local seq, n\n"
@@ -52,29 +64,41 @@ static struct rdsa_script read_lua = {
     "  seq, n = string.match(ARGV[4], '^(%d+) (%d+)$')\n"
     "end\n"
     "local conv = 'u' .. ARGV[2]\n"
-    "local cur = tonumber(redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ_SEQ "') or '0')\n"
-    "if tonumber(seq) <= cur then return {1, 0} end\n"
+    "local cur = redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ_SEQ "')\n"
+    "if tonumber(seq) <= tonumber(cur or '0') then\n"
+    "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ_SEQ "', cur) end\n"
+    "  return {1, 0}\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
     "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
+    "local out = {1, 1, 0}\n"
     "for k = 3, 4 do\n"
     "  local payload = ARGV[5 + k]\n"
     "  if payload ~= '' then\n"
     "    local h = redis.call('HGETALL', KEYS[k])\n"
     "    for j = 1, #h, 2 do\n"
     "      if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
-    "        redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], payload)\n"
+    "        local ch = ARGV[6] .. h[j] .. ARGV[7]\n"
+    "        if ARGV[10] == '1' then\n"
+    "          out[#out + 1] = ch\n"
+    "          if k == 3 then out[3] = out[3] + 1 end\n"
+    "        else\n"
+    "          redis.call('PUBLISH', ch, payload)\n"
+    "        end\n"
     "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return {1, 1}\n",
+    "return out\n",
     ""};
 
 /* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS, presence of
  * the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the group (known
- * from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid.
+ * from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid, "1" when the caller WAITs (as
+ * in read_lua).
  * Returns {0} mid unknown to Redis, {-5} the reader is not and never was a member, {-1} mid is not a g of
- * this group (or one sent after the reader left), {1, 1} the mark moved, {1, 0} it did not. */
+ * this group (or one sent after the reader left), {1, 1, k, channel...} the mark moved (as read_lua's; no
+ * receipts, so every channel is for the reader's payload), {1, 0} it did not. */
 static struct rdsa_script gread_lua = {
     "gread",
     "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
@@ -88,17 +112,27 @@ static struct rdsa_script gread_lua = {
     "  gn = m[3]\n"
     "end\n"
     "if not member and tonumber(gn) > tonumber(frozen) then return {-1} end\n"
-    "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN "') or '0')\n"
-    "if tonumber(gn) <= cur then return {1, 0} end\n"
+    "local cur = redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN "')\n"
+    "if tonumber(gn) <= tonumber(cur or '0') then\n"
+    "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN
+    "', cur) end\n"
+    "  return {1, 0}\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ "', ARGV[3], ARGV[2] .. '" CONV_F_READ_IN
     "', gn)\n"
+    "local out = {1, 1, 0}\n"
     "local h = redis.call('HGETALL', KEYS[4])\n"
     "for j = 1, #h, 2 do\n"
     "  if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
-    "    redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
+    "    if ARGV[10] == '1' then\n"
+    "      out[#out + 1] = ARGV[6] .. h[j] .. ARGV[7]\n"
+    "      out[3] = out[3] + 1\n"
+    "    else\n"
+    "      redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return {1, 1}\n",
+    "return out\n",
     ""};
 
 static char chan_prefix[64], chan_suffix[64];
@@ -110,6 +144,11 @@ struct read_req {
     char *mine, *theirs;              /* the r packets (theirs NULL without receipts) */
     size_t mine_len, theirs_len;
     int unknown; /* MySQL has no such message between the two */
+    /* What the script answered, kept until rdsa_wait answers. */
+    int moved;                 /* the mark moved: the r packets go out */
+    struct chat_pubs pubs[2];  /* with WAIT: the reader's r, the other user's, to other nodes */
+    char *pl_mine, *pl_theirs; /* the CHAN_NODE payloads (user_payload), until pubs take them */
+    size_t pl_mine_len, pl_theirs_len;
 };
 
 void chat_read_init(void)
@@ -128,6 +167,10 @@ static void read_free(struct read_req *q)
 {
     free(q->mine);
     free(q->theirs);
+    free(q->pl_mine);
+    free(q->pl_theirs);
+    chat_pubs_free(&q->pubs[0]);
+    chat_pubs_free(&q->pubs[1]);
     chat_req_done(&q->r);
     free(q);
 }
@@ -240,6 +283,47 @@ static void read_done(void *arg)
     read_free(q);
 }
 
+/* The channels of a script's {1, 1, k, channel...} from element `from` on (n of them) for payload *pl, which
+ * p takes over. MP_OK or MP_ENOMEM. */
+static int keep_pubs(struct chat_pubs *p, const redisReply *r, size_t from, size_t n, char **pl, size_t len)
+{
+    if (n == 0)
+        return MP_OK;
+    if ((p->chans = calloc(n, sizeof(*p->chans))) == NULL)
+        return MP_ENOMEM;
+    p->payload = *pl;
+    p->len = len;
+    *pl = NULL;
+    for (size_t i = from; i < from + n; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            (p->chans[p->n] = strdup(r->element[i]->str)) == NULL)
+            return MP_ENOMEM;
+        p->n++;
+    }
+    return MP_OK;
+}
+
+/* rdsa_wait answered (at once when no WAIT is configured): the A, then the r packets. */
+static void on_read_durable(int ok, void *arg)
+{
+    struct read_req *q = arg;
+    struct conn *c = q->r.c;
+
+    if (!ok) {
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else {
+        chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
+        if (q->moved) {
+            chat_pubs_send(&q->pubs[0]);
+            chat_pubs_send(&q->pubs[1]);
+            deliver_local(q->reader, q->mine, q->mine_len, c);
+            if (q->theirs != NULL)
+                deliver_local(q->with, q->theirs, q->theirs_len, NULL);
+        }
+    }
+    read_free(q);
+}
+
 static void on_read_reply(redisReply *r, void *arg)
 {
     struct read_req *q = arg;
@@ -260,23 +344,34 @@ static void on_read_reply(redisReply *r, void *arg)
     } else if (e[0]->integer != 1) {
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_IN_CONV, STATS_E_REJECTED);
     } else {
-        chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
-        if (r->elements > 1 && e[1]->type == REDIS_REPLY_INTEGER && e[1]->integer == 1) {
-            deliver_local(q->reader, q->mine, q->mine_len, c);
-            if (q->theirs != NULL)
-                deliver_local(q->with, q->theirs, q->theirs_len, NULL);
+        q->moved = r->elements > 1 && e[1]->type == REDIS_REPLY_INTEGER && e[1]->integer == 1;
+        if (q->moved && r->elements > 2 && e[2]->type == REDIS_REPLY_INTEGER && e[2]->integer >= 0 &&
+            (size_t)e[2]->integer <= r->elements - 3) {
+            size_t k = (size_t)e[2]->integer;
+            if (keep_pubs(&q->pubs[0], r, 3, k, &q->pl_mine, q->pl_mine_len) != MP_OK ||
+                keep_pubs(&q->pubs[1], r, 3 + k, r->elements - 3 - k, &q->pl_theirs, q->pl_theirs_len) !=
+                    MP_OK) {
+                chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+                read_free(q);
+                return;
+            }
         }
+        rdsa_wait(on_read_durable, q);
+        return;
     }
     read_free(q);
 }
 
 static int read_eval_group(struct read_req *q)
 {
-    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24], *pl;
-    size_t pl_len, argvlen[13];
-    int rc;
+    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24];
+    const char *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+    size_t argvlen[14];
 
-    if (!rdsa_ready() || (pl = user_payload(q->reader, q->mine, q->mine_len, &pl_len)) == NULL)
+    if (!rdsa_ready())
+        return MP_ERR;
+    if (q->pl_mine == NULL &&
+        (q->pl_mine = user_payload(q->reader, q->mine, q->mine_len, &q->pl_mine_len)) == NULL)
         return MP_ERR;
     snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
     snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
@@ -287,32 +382,30 @@ static int read_eval_group(struct read_req *q)
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     snprintf(node, sizeof(node), "%d", push.node);
     snprintf(gid, sizeof(gid), "%lld", (long long)q->group);
-    const char *argv[13] = {conv,     msg,  members,     pme,         reader, conv_id, mid,
-                            q->known, node, chan_prefix, chan_suffix, pl,     gid};
-    for (int i = 0; i < 13; i++)
+    const char *argv[14] = {conv,     msg,  members,     pme,         reader,     conv_id, mid,
+                            q->known, node, chan_prefix, chan_suffix, q->pl_mine, gid,     waits};
+    for (int i = 0; i < 14; i++)
         argvlen[i] = strlen(argv[i]);
-    argvlen[11] = pl_len;
-    rc = rdsa_eval(&gread_lua, on_read_reply, q, 4, 13, argv, argvlen);
-    free(pl);
-    return rc;
+    argvlen[11] = q->pl_mine_len;
+    return rdsa_eval(&gread_lua, on_read_reply, q, 4, 14, argv, argvlen);
 }
 
 static int read_eval(struct read_req *q)
 {
     if (q->group != 0)
         return read_eval_group(q);
-    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], *pl_me,
-        *pl_them = NULL;
-    const char *argv[13];
-    size_t argvlen[13], me_len, them_len = 0;
-    int rc;
+    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16];
+    const char *argv[14];
+    size_t argvlen[14];
 
-    if (!rdsa_ready() || (pl_me = user_payload(q->reader, q->mine, q->mine_len, &me_len)) == NULL)
+    if (!rdsa_ready())
         return MP_ERR;
-    if (q->theirs != NULL && (pl_them = user_payload(q->with, q->theirs, q->theirs_len, &them_len)) == NULL) {
-        free(pl_me);
+    if (q->pl_mine == NULL &&
+        (q->pl_mine = user_payload(q->reader, q->mine, q->mine_len, &q->pl_mine_len)) == NULL)
         return MP_ERR;
-    }
+    if (q->theirs != NULL && q->pl_theirs == NULL &&
+        (q->pl_theirs = user_payload(q->with, q->theirs, q->theirs_len, &q->pl_theirs_len)) == NULL)
+        return MP_ERR;
     snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
     snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
     snprintf(pme, sizeof(pme), KEY_PRESENCE, (long long)q->reader);
@@ -332,16 +425,14 @@ static int read_eval(struct read_req *q)
     argv[8] = node;
     argv[9] = chan_prefix;
     argv[10] = chan_suffix;
-    argv[11] = pl_me;
-    argv[12] = pl_them ? pl_them : "";
-    for (int i = 0; i < 13; i++)
+    argv[11] = q->pl_mine;
+    argv[12] = q->pl_theirs ? q->pl_theirs : "";
+    argv[13] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+    for (int i = 0; i < 14; i++)
         argvlen[i] = strlen(argv[i]);
-    argvlen[11] = me_len;
-    argvlen[12] = them_len;
-    rc = rdsa_eval(&read_lua, on_read_reply, q, 4, 13, argv, argvlen);
-    free(pl_me);
-    free(pl_them);
-    return rc;
+    argvlen[11] = q->pl_mine_len;
+    argvlen[12] = q->pl_theirs ? q->pl_theirs_len : 0;
+    return rdsa_eval(&read_lua, on_read_reply, q, 4, 14, argv, argvlen);
 }
 
 /* An r packet from the reader: {"id", "from": reader, "type": "r", "msg": {"with": with, "mid": "<mid>"}}, or

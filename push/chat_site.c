@@ -1,9 +1,11 @@
 /* chat_site.c -- S: a courier's position (seed 001), stored in Redis GEO (KEY_GEO) with its time
- * (KEY_GEO_TIME), then acknowledged with A. */
+ * (KEY_GEO_TIME), then acknowledged with A -- with redis.min_replicas_acked, once rdsa_wait says enough
+ * replicas hold it (shared/sentinel.h), else E "temporarily unavailable" and the courier sends it again. */
 #include "chat.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
+#include "push.h"
 #include "rdsa.h"
 
 #include <stdio.h>
@@ -21,18 +23,28 @@ void chat_site_init(void)
     rdsa_script(&site_lua);
 }
 
+/* rdsa_wait answered (at once when no WAIT is configured). */
+static void on_site_durable(int ok, void *arg)
+{
+    struct chat_req *q = arg;
+    if (ok)
+        chat_reply(q->c, q->id, q->id_len, 'A', json_string("success"), NULL);
+    else
+        chat_error(q->c, q->id, q->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    chat_req_done(q);
+    free(q);
+}
+
 static void on_site_reply(redisReply *r, void *arg)
 {
     struct chat_req *q = arg;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         if (r != NULL)
             log_warn("site script failed reason=\"%s\"", r->str);
-        chat_error(q->c, q->id, q->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-    } else {
-        chat_reply(q->c, q->id, q->id_len, 'A', json_string("success"), NULL);
+        on_site_durable(0, q);
+        return;
     }
-    chat_req_done(q);
-    free(q);
+    rdsa_wait(on_site_durable, q);
 }
 
 void chat_site(struct conn *c, const struct chatpkt *p)

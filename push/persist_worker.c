@@ -445,6 +445,7 @@ int persist_worker_run(struct persist_worker *w, volatile sig_atomic_t *stop)
     log_info("started consumer=%s stream=%s group=%s batch=%lld", w->consumer, KEY_MQ, MQ_GROUP,
              w->cfg->persist.batch);
     while (!*stop) {
+        rds_follow(&w->rds); /* between batches: a master the sentinels announced is used from now on */
         if (!w->group_ready) {
             int created = 0, rc = persist_stream_create_group(&w->rds, &created);
             if (rc != MP_OK) {

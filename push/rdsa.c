@@ -7,6 +7,7 @@
 #include "sentinel.h"
 
 #include <hiredis/async.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,7 +156,17 @@ static struct {
     int nstate_fns;
     struct channel *channels;
     struct map by_hash; /* hash of the name -> first channel with it */
+    uv_async_t moved;   /* the sentinels announced a new master (sentinel_watch's thread wakes the loop) */
 } R;
+
+/* What the watcher thread hands to the loop (on_switch -> on_moved). */
+static struct {
+    pthread_mutex_t mu;
+    int live; /* R.moved may be sent to */
+    int registered;
+    char host[256]; /* the master announced last */
+    int port;
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 struct pending {
     rdsa_reply_fn fn;
@@ -268,6 +279,9 @@ static int link_send(struct link *l, redisCallbackFn *cb, void *priv, int argc, 
     return MP_OK;
 }
 
+/* The setup reply of CLIENT SETNAME: an error (a server that renamed CLIENT away) only costs the name. */
+static struct rdsa_script setname_step = {"CLIENT SETNAME", "", ""};
+
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct link *l = ac->data;
@@ -281,12 +295,12 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
     l->progress_ms = now_ms();
     if (r == NULL)
         return; /* the connection is going; link_lost runs from the disconnect path */
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR && s != &setname_step) {
         snprintf(why, sizeof(why), "%s failed: %s", s ? s->name : "AUTH/SELECT", r->str);
         link_drop(l, why);
         return;
     }
-    if (s != NULL) {
+    if (s != NULL && s != &setname_step) {
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
             link_drop(l, "SCRIPT LOAD gave no sha");
             return;
@@ -309,7 +323,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     struct link *l = ac->data;
     const char *argv[3];
-    char db[24];
+    char db[24], name[64];
 
     if (l == NULL || l->ac != ac)
         return;
@@ -327,6 +341,13 @@ static void on_connect(const redisAsyncContext *cac, int status)
         l->setup_left++;
         link_send(l, on_setup_reply, NULL, 2, argv, NULL);
     }
+    /* CLIENT LIST on the master shows whose connection this is: magpie-push-<node>-<link>. */
+    snprintf(name, sizeof(name), "magpie-push-%lld-%s", R.cfg->push.node_id, l->name);
+    argv[0] = "CLIENT";
+    argv[1] = "SETNAME";
+    argv[2] = name;
+    l->setup_left++;
+    link_send(l, on_setup_reply, &setname_step, 3, argv, NULL);
     if (l->subscriber) {
         /* Channels are the same in every database: no SELECT, no scripts. */
         for (struct channel *c = R.channels; c != NULL; c = c->next)
@@ -486,6 +507,46 @@ static void on_watchdog(uv_timer_t *t)
     }
 }
 
+/* ---- following the sentinels' +switch-master (sentinel.h) ---- */
+
+/* On the watcher's thread: note the address and wake the loop, unless rdsa is stopped. */
+static void on_switch(const char *host, int port, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&M.mu);
+    snprintf(M.host, sizeof(M.host), "%s", host);
+    M.port = port;
+    if (M.live)
+        uv_async_send(&R.moved);
+    pthread_mutex_unlock(&M.mu);
+}
+
+/* On the loop: every link that is not on the new master goes there now. A live one elsewhere is dropped
+ * (its outstanding callbacks get NULL: those clients get E and retry, as on a lost connection); one down
+ * and waiting out its backoff stops waiting and asks the sentinels, which name the new master already.
+ * One whose sentinel lookup is under way finds it by itself. */
+static void on_moved(uv_async_t *h)
+{
+    struct link *links[2] = {&R.cmd, &R.sub};
+    char host[256];
+    int port;
+    (void)h;
+    pthread_mutex_lock(&M.mu);
+    snprintf(host, sizeof(host), "%s", M.host);
+    port = M.port;
+    pthread_mutex_unlock(&M.mu);
+    for (int i = 0; i < 2; i++) {
+        struct link *l = links[i];
+        if (l->ac != NULL && (strcmp(l->host, host) != 0 || l->port != port))
+            link_drop(l, "the sentinels moved the master (+switch-master)");
+        if (l->ac == NULL && !l->finding && !R.stopping) {
+            uv_timer_stop(&l->retry);
+            l->backoff_ms = RDSA_BACKOFF_MIN_MS;
+            link_connect(l);
+        }
+    }
+}
+
 int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
 {
     R.loop = loop;
@@ -508,6 +569,14 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
     uv_timer_init(loop, &R.watchdog);
     R.watchdog_ms = now_ms();
     uv_timer_start(&R.watchdog, on_watchdog, RDSA_WATCHDOG_MS, RDSA_WATCHDOG_MS);
+    if (sentinel_enabled(cfg)) {
+        uv_async_init(loop, &R.moved, on_moved);
+        pthread_mutex_lock(&M.mu);
+        M.live = 1;
+        pthread_mutex_unlock(&M.mu);
+        if (!M.registered && sentinel_watch(cfg, on_switch, NULL) == MP_OK)
+            M.registered = 1;
+    }
     link_connect(&R.cmd);
     link_connect(&R.sub);
     return MP_OK;
@@ -525,6 +594,11 @@ void rdsa_stop(void)
     uv_close((uv_handle_t *)&R.watchdog, NULL);
     uv_close((uv_handle_t *)&R.cmd.retry, NULL);
     uv_close((uv_handle_t *)&R.sub.retry, NULL);
+    pthread_mutex_lock(&M.mu);
+    if (M.live)
+        uv_close((uv_handle_t *)&R.moved, NULL);
+    M.live = 0;
+    pthread_mutex_unlock(&M.mu);
     R.loop = NULL;
     for (c = R.channels; c != NULL; c = next) {
         next = c->next;

@@ -12,7 +12,11 @@
  *
  * With redis.sentinels set, each link asks the sentinels where the master is before every (re)connect
  * (on libuv's thread pool: the lookup blocks), and a READONLY reply drops the link like a lost connection,
- * so both links follow a failover by themselves (shared/sentinel.h has the design).
+ * so both links follow a failover by themselves (shared/sentinel.h has the design). On top of that,
+ * rdsa_start registers with the process' +switch-master watcher (sentinel_watch): when the sentinels
+ * announce a new master, a uv_async wakes the loop and every link not on it goes there at once -- a live
+ * one is dropped, one waiting out its backoff reconnects now. Each link names itself
+ * magpie-push-<node_id>-command / -subscriber (CLIENT SETNAME), as CLIENT LIST on the master shows.
  *
  * Scripts are registered before rdsa_start(); every fresh command connection loads them (SCRIPT LOAD)
  * before it is reported ready, so EVALSHA never meets an empty script cache after a Redis restart.

@@ -5,6 +5,8 @@
 #include "magpie.h"
 #include "sentinel.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,13 @@
 #define RDS_WARN_EVERY_MS  10000 /* a WAIT that falls short repeats for every request: logged this often */
 
 static int64_t wait_warned_ms; /* shared by every thread's struct rds (atomic access) */
+static const struct magpie_config *watch_cfg;
+static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
+
+static void watch_start(void)
+{
+    sentinel_watch(watch_cfg, NULL, NULL); /* rds needs no callback: sentinel_switches() tells */
+}
 
 void rds_init(struct rds *r, const struct magpie_config *cfg)
 {
@@ -30,6 +39,10 @@ void rds_init(struct rds *r, const struct magpie_config *cfg)
     r->connect_timeout_ms = (int)cfg->redis.connect_timeout_ms;
     r->command_timeout_ms = (int)cfg->redis.command_timeout_ms;
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
+    if (r->sentinel) {
+        watch_cfg = cfg;
+        pthread_once(&watch_once, watch_start);
+    }
 }
 
 static struct timeval ms_tv(int ms)
@@ -55,7 +68,7 @@ void rds_drop(struct rds *r, const char *why)
     r->backoff_ms = r->backoff_ms * 2 > RDS_BACKOFF_MAX_MS ? RDS_BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
-/* AUTH and SELECT on a fresh connection; 0 or -1 with why filled. */
+/* AUTH, CLIENT SETNAME and SELECT on a fresh connection; 0 or -1 with why filled. */
 static int rds_setup(struct rds *r, char *why, size_t len)
 {
     redisReply *rep;
@@ -68,6 +81,12 @@ static int rds_setup(struct rds *r, char *why, size_t len)
         }
         freeReplyObject(rep);
     }
+    rep = redisCommand(r->c, "CLIENT SETNAME %s", program_invocation_short_name);
+    if (rep == NULL) {
+        snprintf(why, len, "CLIENT SETNAME failed: %s", r->c->errstr);
+        return -1;
+    }
+    freeReplyObject(rep); /* an error (a proxy without CLIENT) costs only the name */
     if (r->db != 0) {
         rep = redisCommand(r->c, "SELECT %d", r->db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
@@ -98,6 +117,25 @@ static int find_master(struct rds *r)
     return 0;
 }
 
+int rds_stale(const struct rds *r)
+{
+    return r->sentinel && r->c != NULL && r->switches != sentinel_switches();
+}
+
+void rds_follow(struct rds *r)
+{
+    if (!r->sentinel || r->switches == sentinel_switches())
+        return;
+    /* The watcher logged the switch; this connection just goes. */
+    r->switches = sentinel_switches();
+    if (r->c != NULL) {
+        redisFree(r->c);
+        r->c = NULL;
+    }
+    r->retry_at_ms = 0;
+    r->backoff_ms = RDS_BACKOFF_MIN_MS;
+}
+
 redisContext *rds_conn(struct rds *r)
 {
     char why[256];
@@ -105,6 +143,7 @@ redisContext *rds_conn(struct rds *r)
         return r->c;
     if (mp_mono_ms() < r->retry_at_ms)
         return NULL;
+    r->switches = sentinel_switches(); /* before the lookup: a switch announced after it counts */
     if (r->sentinel && find_master(r) != 0)
         return NULL;
     r->c = redisConnectWithTimeout(r->host, r->port, ms_tv(r->connect_timeout_ms));

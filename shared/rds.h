@@ -9,7 +9,12 @@
  *
  * With redis.sentinels set, each (re)connect first asks the sentinels where the master is (shared/
  * sentinel.h has the design), and a READONLY reply drops the connection like an I/O error, so the next
- * call finds the new master after a failover. rds_wait() is the WAIT before a durable answer.
+ * call finds the new master after a failover. The first rds_init starts the process' +switch-master
+ * watcher (sentinel_watch); a connection made before the latest switch it followed is replaced between
+ * two requests (rds_follow; rds_stale for subscriptions), at once and without a backoff, instead of
+ * meeting the old master first.
+ * rds_wait() is the WAIT before a durable answer. Every connection names itself after the program
+ * (CLIENT SETNAME), so CLIENT LIST shows which daemon holds it.
  */
 #ifndef MAGPIE_RDS_H
 #define MAGPIE_RDS_H
@@ -34,6 +39,7 @@ struct rds {
     int sentinel; /* find the master through the sentinels at each connect */
     int min_replicas;
     int wait_timeout_ms;
+    unsigned switches; /* sentinel_switches() when c was made */
 };
 
 /* Take the settings from cfg's [redis]; connects lazily. */
@@ -56,6 +62,15 @@ redisReply *rds_reply(struct rds *r);
  * made the write is gone), and the caller answers "temporarily unavailable". Never reconnects: WAIT on a
  * fresh connection would vouch for nothing. */
 int rds_wait(struct rds *r);
+
+/* Between requests (never between a write and its rds_wait: WAIT on another connection would vouch for
+ * nothing): when the sentinels announced a new master since r's connection was made (sentinel.h), close
+ * it, so that the next command connects to the new master at once, without a backoff. */
+void rds_follow(struct rds *r);
+
+/* Does r hold a connection made before the latest master switch the sentinels announced? For a caller
+ * that keeps a subscription open: drop it then (rds_drop) and subscribe again. */
+int rds_stale(const struct rds *r);
 
 /* Drop the connection after a failure seen by the caller (e.g. a pipelined command). */
 void rds_drop(struct rds *r, const char *why);

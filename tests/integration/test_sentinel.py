@@ -12,7 +12,10 @@ starts the killed Redis again once the sentinels have promoted the replica, as a
 with one replica and min_replicas_acked = 1, acks need it back (README, "Redis Sentinel"). Traffic goes on
 for AFTER_S; then every device syncs and the tests below look at what the clients saw, at MySQL and at the
 timelines. The failover gap (the longest time without any A) is printed and written to
-$MAGPIE_RUN/sentinel-failover.json (bench/results/2026-11-25-sentinel.md records it).
+$MAGPIE_RUN/sentinel-failover.json (bench/results/2026-11-25-sentinel.md records it; bench/failover measures
+it at 2,000 msg/s with magpie-bench). Later tests freeze the replica (nothing is confirmed, nor shown to other
+devices, without it), order a failover from a sentinel (every daemon follows the +switch-master
+announcement), and kill the master once more.
 """
 import asyncio
 import concurrent.futures
@@ -21,15 +24,16 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import jwt
 import pytest
 import redis
 import websockets
 
-from group_client import create_group, make_users, timeline
-from http_client import Client, login
-from magpie_stack import RUN, read_env_file
+from group_client import api, create_group, make_users, timeline
+from http_client import Client, login, new_mobile, sms_lines
+from magpie_stack import RUN, metrics, read_env_file
 from push_client import Chat, Closed, Device, make_friends, new_uid, run, wait_until
 
 UNAVAILABLE = "temporarily unavailable, retry"
@@ -374,6 +378,123 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
                 break
             time.sleep(0.1)
     assert n == 1
+
+
+def _replica_of(stack, master):
+    return stack.redis_port if master != stack.redis_port else stack.redis_replica_port
+
+
+def test_read_marks_positions_orders_group_changes_and_qr_steps_wait_for_a_replica_too(failover, stack):
+    """min_replicas_acked = 1 with the only replica frozen: R, S and T get E "temporarily unavailable"
+    (never A or T), a group rename, POST /pc_session and /send_code 503 (code 20; no SMS goes out), and no
+    device is shown the read
+    mark (r) or the group event (s) meanwhile: those deliveries wait for the WAIT too. With the replica
+    back each retry succeeds, and the replica holds what was confirmed; the rename's event, never pushed,
+    is in the member's timeline, which has no gap."""
+    master = stack.redis_master_port()
+    replica = _replica_of(stack, master)
+    replica_pid = _pid(os.path.join(_instance_dir(stack, replica), "redis.pid"))
+    owner, member = make_users(stack, 2)
+    gid = create_group(stack, owner, [member], name="before freezing")
+    customer = new_uid()
+    order = "ord-" + uuid.uuid4().hex[:12]
+    stack.redis().hset(f"mp:order:{order}", "customer", customer)
+    with stack.mysql() as db, db.cursor() as cur:
+        cur.execute("INSERT INTO orders (id, customer) VALUES (%s, %s)", (order, customer))
+    web = Client(stack.nginx_url)
+    site = {"longitude": 116.397128, "latitude": 39.916527}
+    mobile = new_mobile()
+    unavailable = {"from": 0, "type": "E", "msg": UNAVAILABLE}
+
+    async def go():
+        reader = await Chat.connect(stack)
+        reader_phone = await Chat.connect(stack, reader.uid)
+        writer = await Chat.connect(stack)
+        make_friends(stack, reader.uid, writer.uid)
+        sent = await writer.text(reader.uid, "read me")
+        assert sent["type"] == "A", sent
+        await reader.messages(1)
+        await reader_phone.messages(1)
+        courier = await Chat.connect(stack)
+        m = await Chat.connect(stack, member)
+        await m.collect(0.3)
+        mark = {"with": writer.uid, "mid": sent["mid"]}
+        os.kill(replica_pid, signal.SIGSTOP)
+        try:
+            assert await reader.request("R", mark, id="r-frozen") == dict(unavailable, id="r-frozen")
+            assert await courier.request("S", site, id="s-frozen") == dict(unavailable, id="s-frozen")
+            assert await courier.request("T", order, id="t-frozen") == dict(unavailable, id="t-frozen")
+            r = api(stack, owner, "POST", f"/groups/{gid}", {"name": "while frozen"})
+            assert r.status == 503 and r.code == 20, r
+            r = web.post("/pc_session", {"device_name": "while frozen"})
+            assert r.status == 503 and r.code == 20, r
+            r = web.post("/send_code", {"mobile": mobile})
+            assert r.status == 503 and r.code == 20, r
+            assert sms_lines(stack, mobile) == [], "no code is sent that a failover could take back"
+            shown = await reader_phone.collect(0.5) + await writer.collect(0) + await m.collect(0)
+            assert [p for p in shown if p.get("type") in ("r", "s")] == [], shown
+        finally:
+            os.kill(replica_pid, signal.SIGCONT)
+        await wait_until(lambda: _replica_in_sync(stack, master), 20, "the replica to catch up")
+        # the retries (the master kept each write: the scripts find them, and WAIT covers them now)
+        assert (await reader.request("R", mark, id="r-frozen"))["type"] == "A"
+        assert (await courier.request("S", site, id="s-frozen"))["type"] == "A"
+        taken = await courier.request("T", order, id="t-frozen")
+        assert taken["type"] == "T" and taken["msg"] == {"order": order, "customer": customer}, taken
+        r = api(stack, owner, "POST", f"/groups/{gid}", {"name": "while frozen"})
+        assert r.status == 200 and r.code == 0 and r.result["name"] == "while frozen", r
+        entries = await timeline(m)
+        assert [p["seq"] for p in entries] == list(range(1, len(entries) + 1))
+        assert [p["msg"]["event"] for p in entries if p["type"] == "s"] == ["group_created", "group_renamed"]
+        login(web, stack, mobile)  # the refused /send_code was undone: asking again works at once
+        return reader.uid, writer.uid, courier.uid
+    reader, writer, courier = run(go())
+    held = redis.Redis(port=replica, decode_responses=True)
+    assert held.hget(f"mp:conv:{reader}", f"u{writer}:r") is not None, "the read mark is on the replica"
+    assert held.hget("mp:geo:time", str(courier)) is not None, "the position is on the replica"
+    assert held.hget(f"mp:order:{order}", "courier") == str(courier)
+    web.close()
+
+
+def test_every_daemon_follows_the_switch_the_sentinels_announce(failover, stack):
+    """A failover ordered from a sentinel (SENTINEL FAILOVER: nothing dies): every daemon logs the switch
+    it heard on +switch-master and counts it, and within moments each one's standing connections --
+    magpie-push's two links per node (named by CLIENT SETNAME), magpie-persist's reader, magpie-http's
+    long-poll and revocation subscriptions -- are on the new master without any client having asked."""
+    old = stack.redis_master_port()
+    new = _replica_of(stack, old)
+    run(wait_until(lambda: _replica_in_sync(stack, old), 20, "the replica to be in sync before the failover"))
+    before = [metrics(p).get("magpie_redis_master_switches_total", 0) for p in stack.push_metrics_ports]
+    sentinel = redis.Redis(port=stack.sentinel_ports[0], decode_responses=True)
+    assert sentinel.execute_command("SENTINEL", "FAILOVER", stack.conf["redis.master_name"]) in (True, "OK")
+    run(wait_until(lambda: stack.redis_master_port() == new, 30, "the sentinels to name the replica",
+                   interval=0.1))
+    t0 = time.time()
+    want = {f"magpie-push-{n}-{link}" for n in (1, 2) for link in ("command", "subscriber")} | \
+        {"magpie-persist", "magpie-http"}
+
+    def names():
+        return {c.get("name") for c in redis.Redis(port=new, decode_responses=True).client_list()}
+    run(wait_until(lambda: want <= names(), 10, "every daemon on the new master", interval=0.1))
+    print(f"\nevery daemon on the new master {time.time() - t0:.2f} s after the sentinels named it")
+    line = f"redis master moved from 127.0.0.1:{old} to 127.0.0.1:{new} (sentinel +switch-master)"
+    for name in ("push1", "push2", "http", "persist"):
+        with open(os.path.join(stack.run, "logs", f"{name}.log")) as f:
+            log = f.read()
+        assert log.count(line) == 1, (name, line)
+    after = [metrics(p).get("magpie_redis_master_switches_total", 0) for p in stack.push_metrics_ports]
+    assert [a - b for a, b in zip(after, before)] == [1, 1], (before, after)
+    assert metrics(stack.persist_metrics_port).get("magpie_redis_master_switches_total", 0) >= 1
+    # and chat goes on, acked (the old master is the new replica once it synced)
+    run(wait_until(lambda: _replica_in_sync(stack, new), 30, "the old master to sync as a replica", 0.2))
+
+    async def chat():
+        a, b = new_uid(), new_uid()
+        make_friends(stack, a, b)
+        sender = Sender(stack, a, b)
+        await sender.send_one("after-switch", "after the announced switch")
+        assert sender.dev.acks["after-switch"]
+    run(chat())
 
 
 # ---- a second failover, back to the first master ----

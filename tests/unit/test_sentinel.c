@@ -1,6 +1,6 @@
-/* Unit tests of shared/sentinel.c that need no server: which replies mean "this is a replica now", and what a
- * search through sentinels that are all down answers. (The failover itself is tests/integration/
- * test_sentinel.py, against real sentinels.) */
+/* Unit tests of shared/sentinel.c that need no server: which replies mean "this is a replica now", which are
+ * a +switch-master announcement of our master, and what a search through sentinels that are all down answers.
+ * (The failover itself is tests/integration/test_sentinel.py, against real sentinels.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,6 +58,53 @@ static void test_readonly_replies(void **state)
     assert_false(sentinel_readonly(NULL));
 }
 
+/* A pub/sub message reply as hiredis gives it: {kind, channel, payload}. */
+struct message {
+    redisReply top, parts[3];
+    redisReply *elements[3];
+};
+
+static void message(struct message *m, const char *kind, const char *channel, const char *payload)
+{
+    const char *s[3] = {kind, channel, payload};
+    for (int i = 0; i < 3; i++) {
+        m->parts[i] = reply(REDIS_REPLY_STRING, s[i]);
+        m->elements[i] = &m->parts[i];
+    }
+    m->top = reply(REDIS_REPLY_ARRAY, NULL);
+    m->top.elements = 3;
+    m->top.element = m->elements;
+}
+
+static void test_switch_master_announcements(void **state)
+{
+    struct sentinel_switch s;
+    struct message m;
+
+    /* what a Redis 7.0 sentinel publishes when it has switched the master (recorded) */
+    message(&m, "message", "+switch-master", "mymaster 127.0.0.1 6390 127.0.0.1 6391");
+    assert_true(sentinel_parse_switch(&m.top, "mymaster", &s));
+    assert_string_equal(s.old_host, "127.0.0.1");
+    assert_int_equal(s.old_port, 6390);
+    assert_string_equal(s.host, "127.0.0.1");
+    assert_int_equal(s.port, 6391);
+
+    /* another master the same sentinels watch */
+    assert_false(sentinel_parse_switch(&m.top, "cache-a", &s));
+    /* the subscription's confirmation, another channel, garbage */
+    message(&m, "subscribe", "+switch-master", "1");
+    assert_false(sentinel_parse_switch(&m.top, "mymaster", &s));
+    message(&m, "message", "+sdown", "master mymaster 127.0.0.1 6390");
+    assert_false(sentinel_parse_switch(&m.top, "mymaster", &s));
+    message(&m, "message", "+switch-master", "mymaster 127.0.0.1 6390 127.0.0.1");
+    assert_false(sentinel_parse_switch(&m.top, "mymaster", &s));
+    message(&m, "message", "+switch-master", "mymaster 127.0.0.1 6390 127.0.0.1 70000");
+    assert_false(sentinel_parse_switch(&m.top, "mymaster", &s));
+    message(&m, "message", "+switch-master", "");
+    assert_false(sentinel_parse_switch(&m.top, "mymaster", &s));
+    assert_false(sentinel_parse_switch(NULL, "mymaster", &s));
+}
+
 /* A loopback port with nothing listening (bound, then closed). */
 static int closed_port(void)
 {
@@ -105,6 +152,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readonly_replies),
+        cmocka_unit_test(test_switch_master_announcements),
         cmocka_unit_test(test_enabled_only_with_sentinels),
         cmocka_unit_test(test_no_sentinel_answers),
     };
