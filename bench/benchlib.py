@@ -301,6 +301,63 @@ def quiesce(stack, limit_s=120):
     return round(time.time() - t0, 1)
 
 
+def redis_info_fields(stack, section, names):
+    """{name: value} of INFO <section> fields (numbers as int when they are)."""
+    text = resp_call(stack.redis_port, "INFO", section)
+    out = {}
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(":")
+        if k in names:
+            out[k] = int(v) if v.strip().lstrip("-").isdigit() else v.strip()
+    return out
+
+
+def fresh_aof(stack, limit_s=300):
+    """Rewrite Redis's AOF now and wait until it is done, so that no automatic rewrite (a fork and a rewrite
+    of every key, which stalls acks for up to a second on this 2-core box once the stack holds a few hundred
+    MB) falls into the next run: the rewrite is triggered when the AOF has grown auto-aof-rewrite-percentage
+    over its size after the last one, and a run of a few hundred thousand messages can do that. A cost every
+    protocol pays alike; a comparison between them must not depend on which run it fell into. Returns the
+    seconds waited (0 when AOF is off)."""
+    t0 = time.time()
+    if redis_info_fields(stack, "persistence", ("aof_enabled",)).get("aof_enabled") != 1:
+        return 0.0
+    resp_call(stack.redis_port, "BGREWRITEAOF")
+    while time.time() - t0 < limit_s:
+        f = redis_info_fields(stack, "persistence", ("aof_rewrite_in_progress", "aof_rewrite_scheduled"))
+        if not f.get("aof_rewrite_in_progress") and not f.get("aof_rewrite_scheduled"):
+            break
+        time.sleep(0.5)
+    return round(time.time() - t0, 1)
+
+
+class AofRewriteHeld:
+    """Within the block Redis makes no automatic AOF rewrite (auto-aof-rewrite-percentage 0), and afterwards
+    the setting it had comes back. For a comparison in which the rewrite is noise: its cost is Redis's, paid
+    alike whatever the clients speak, but a fork and a rewrite of a GB on 2 cores stall everything for a
+    second or more, in whichever run they happen to fall. Pair with fresh_aof between runs so the AOF does
+    not grow without bound."""
+
+    def __init__(self, stack):
+        self.stack, self.saved = stack, None
+
+    def __enter__(self):
+        reply = resp_call(self.stack.redis_port, "CONFIG", "GET", "auto-aof-rewrite-percentage")
+        self.saved = reply[1] if isinstance(reply, list) and len(reply) == 2 else None
+        resp_call(self.stack.redis_port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            resp_call(self.stack.redis_port, "CONFIG", "SET", "auto-aof-rewrite-percentage", self.saved)
+        return False
+
+
+def redis_forks(stack):
+    """Redis's total_forks (INFO stats): a run whose count moved had an AOF rewrite or a save in it."""
+    return redis_info_fields(stack, "stats", ("total_forks",)).get("total_forks")
+
+
 def run_bench(binary, args, timeout=900):
     """Run magpie-bench with args; returns (result dict or None, its summary text on stderr)."""
     cmd = [binary] + [str(a) for a in args]
