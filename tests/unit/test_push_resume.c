@@ -112,7 +112,7 @@ static int send_one(struct resume *r, json_t *pkt, const char *text, size_t len,
     (void)r, (void)again;
     assert_non_null(pkt);
     assert_non_null(text);
-    assert_true(len > 0 && strlen(text) == len);
+    assert_true(len > 0 && text[0] == '{' && text[len - 1] == '}'); /* the packet, not NUL-terminated */
     assert_true(nsent < 256);
     sent[nsent++] = seq;
     return MP_OK;
