@@ -506,6 +506,31 @@ cluster-node-timeout 1000"
     say "  cluster    cluster_state:ok, 3 masters + 3 replicas on 127.0.0.1:${CLUSTER_PORT_LIST[*]}"
 }
 
+# Stop every cluster node at once (SIGTERM to all, then wait for all; SIGKILL after 10 s): one by one, the
+# first master gone would be failed over to its replica while the others are still up. Redis removes its
+# own pid file as it exits, so the pids are read before.
+stop_cluster() {
+    local f pid pids=() i
+    for f in "$RUN"/cluster-*/redis.pid; do
+        pid_alive "$f" redis-server || continue
+        pid=$(cat "$f" 2>/dev/null) || continue
+        pids+=("$pid")
+    done
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            [ -d "/proc/$pid" ] || break
+            sleep 0.1
+        done
+        if [ -d "/proc/$pid" ]; then
+            say "  cluster node (pid $pid) did not stop in 10s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$RUN"/cluster-*/redis.pid
+}
+
 # ---- MariaDB -------------------------------------------------------------------------------------------
 
 mysql_root() { mariadb --no-defaults -S "$RUN/mariadb/mysqld.sock" -u root "$@"; }
@@ -715,14 +740,7 @@ stop_stack() {
         [ -e "$f" ] && stop_pidfile "$f" redis-server 10
     done
     [ -f "$RUN/redis-replica/redis.pid" ] && stop_pidfile "$RUN/redis-replica/redis.pid" redis-server 10
-    # Every cluster node at once (SIGTERM to all, then wait for each): one by one, the first master gone
-    # would be failed over to its replica while the others are still up.
-    for f in "$RUN"/cluster-*/redis.pid; do
-        pid_alive "$f" redis-server && kill -TERM "$(cat "$f")" 2>/dev/null || true
-    done
-    for f in "$RUN"/cluster-*/redis.pid; do
-        [ -e "$f" ] && stop_pidfile "$f" redis-server 10
-    done
+    stop_cluster
     [ -f "$RUN/redis/redis.pid" ] && stop_pidfile "$RUN/redis/redis.pid" redis-server 10
     rm -f "$RUN/http.sock"
     say "stopped"
