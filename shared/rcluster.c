@@ -322,7 +322,7 @@ int rcl_map_parse_slots(struct rcl_map *m, const redisReply *r, const char *aske
         return fail(m, why, whylen, "CLUSTER SLOTS answered an error: %.200s", r->str);
     if (r->type != REDIS_REPLY_ARRAY)
         return fail(m, why, whylen, "CLUSTER SLOTS answered type %d, not an array", r->type);
-    for (size_t k = 0; k < r->elements; k++) {
+    for (size_t k = 0, covered = 0; k < r->elements; k++) {
         const redisReply *e = r->element[k], *n;
         const char *host;
         long long lo, hi;
@@ -336,6 +336,9 @@ int rcl_map_parse_slots(struct rcl_map *m, const redisReply *r, const char *aske
         if (lo < 0 || hi >= RCL_SLOTS || lo > hi)
             return fail(m, why, whylen, "CLUSTER SLOTS range %zu is %lld-%lld (slots are 0-16383)", k, lo,
                         hi);
+        /* Each slot is in one range: more in all means overlapping ranges (and bounds the work below). */
+        if ((covered += (size_t)(hi - lo + 1)) > RCL_SLOTS)
+            return fail(m, why, whylen, "CLUSTER SLOTS ranges overlap (range %zu)", k);
         n = e->element[2];
         if (n->elements < 2 ||
             (n->element[0]->type != REDIS_REPLY_STRING && n->element[0]->type != REDIS_REPLY_NIL) ||

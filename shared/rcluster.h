@@ -96,7 +96,7 @@ void rcl_map_clear(struct rcl_map *m);
 /* Fill m from a CLUSTER SLOTS reply r, received from asked_host (used for an endpoint that is NULL or "").
  * MP_OK, or MP_EINVAL with why filled when r is not a CLUSTER SLOTS answer (an error reply, wrong types,
  * a slot out of 0..16383 or a range that ends before it starts, a port out of 1..65535, a host too long,
- * more than RCL_MAX_MASTERS masters); m is then empty. Ranges that overlap: the later one wins. */
+ * more than RCL_MAX_MASTERS masters, ranges that overlap); m is then empty. */
 int rcl_map_parse_slots(struct rcl_map *m, const redisReply *r, const char *asked_host, char *why,
                         size_t whylen);
 

@@ -323,6 +323,9 @@ static void test_parse_hostile_cluster_slots(void **state)
         {B("*1\r\n*3\r\n:0\r\n:5\r\n*0\r\n"), "an empty node"},
         {B("*1\r\n$-1\r\n"), "a nil range"},
         {B("*1\r\n*-1\r\n"), "a nil array as a range"},
+        {B("*2\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n"
+           "*3\r\n:5\r\n:5\r\n*2\r\n$9\r\n127.0.0.1\r\n:7001\r\n"),
+         "overlapping ranges"},
     };
     struct rcl_map *m = new_map();
     for (size_t i = 0; i < MP_ARRAY_LEN(bad); i++) {
