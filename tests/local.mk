@@ -42,8 +42,9 @@ EXTRA_DIST += tests/clients/package.json tests/clients/package-lock.json tests/c
 	tests/clients/mqtt_driver.mjs
 
 # The Redis Cluster client driven line by line by tests/integration/test_rcluster.py against a real cluster
-# (built by make so that 'scripts/dev test' has it in both builds; not installed).
-noinst_PROGRAMS += tests/integration/rcluster-probe
-tests_integration_rcluster_probe_SOURCES = tests/integration/rcluster_probe.c
-tests_integration_rcluster_probe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS)
-tests_integration_rcluster_probe_LDADD = $(LIBMAGPIE)
+# (built by make so that 'scripts/dev test' has it in both builds; not installed). Not in tests/integration,
+# which EXTRA_DIST takes whole: a build there would put objects into the tarball.
+noinst_PROGRAMS += tests/probes/rcluster-probe
+tests_probes_rcluster_probe_SOURCES = tests/probes/rcluster_probe.c
+tests_probes_rcluster_probe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS)
+tests_probes_rcluster_probe_LDADD = $(LIBMAGPIE)

@@ -5,7 +5,7 @@ each, cluster-node-timeout 1000 ms, and nothing else yet (the Magpie daemons do 
 their keys carry hash tags: issue 20). `scripts/dev test` runs this file on such a stack of its own (the step
 "redis cluster client"); on any other stack it is skipped.
 
-What is tested is the real C client, shared/rcluster.c, through tests/integration/rcluster_probe.c (built by
+What is tested is the real C client, shared/rcluster.c, through tests/probes/rcluster_probe.c (built by
 make; the sanitizer build under `scripts/dev test`): this file writes Redis commands to it line by line and
 reads what it answers, while it moves a slot and kills a master around it with redis-cli, as an operator
 would. The probe's counters (.stats) say which redirects and failures the client met on the way.
@@ -23,7 +23,7 @@ import pytest
 from magpie_stack import BUILD, RUN, read_env_file
 
 RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
-PROBE = os.path.join(BUILD, "tests", "integration", "rcluster-probe")
+PROBE = os.path.join(BUILD, "tests", "probes", "rcluster-probe")
 
 
 def _env():
