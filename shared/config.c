@@ -318,8 +318,17 @@ int config_load(struct magpie_config *cfg, const char *path, char *err, size_t e
         config_free(cfg);
         return -1;
     }
-    /* The one rule that spans two keys: a WAIT holds magpie-push's command connection, whose watchdog
-     * drops it after command_timeout_ms without a reply (push/rdsa.h). */
+    /* A Redis Cluster has only database 0 (SELECT is refused), and finds its masters itself. */
+    if (cfg->redis.cluster[0] != '\0' && (cfg->redis.sentinels[0] != '\0' || cfg->redis.db != 0)) {
+        set_err(err, errlen, "%s: redis.cluster cannot be combined with %s",
+                path != NULL ? path : "environment",
+                cfg->redis.sentinels[0] != '\0' ? "redis.sentinels (use one or the other)"
+                                                : "redis.db other than 0 (a cluster has only database 0)");
+        config_free(cfg);
+        return -1;
+    }
+    /* A WAIT holds magpie-push's command connection, whose watchdog drops it after command_timeout_ms
+     * without a reply (push/rdsa.h). */
     if (cfg->redis.min_replicas_acked > 0 && cfg->redis.wait_timeout_ms >= cfg->redis.command_timeout_ms) {
         set_err(err, errlen,
                 "%s: redis.wait_timeout_ms (%lld) must be below redis.command_timeout_ms (%lld) when "

@@ -128,6 +128,17 @@ const struct config_key config_keys[] = {
     INT("redis", "wait_timeout_ms", redis.wait_timeout_ms, 1, 60000, "500",
         "How long WAIT waits for redis.min_replicas_acked replicas. Must be below\n"
         "redis.command_timeout_ms: WAIT holds magpie-push's command connection meanwhile."),
+    STR("redis", "cluster", redis.cluster, 1, 4095, "",
+        "Redis Cluster (SPEC §7): comma-separated host:port of some of its nodes (seeds); the slot map\n"
+        "is asked of them and followed from there (MOVED, ASK, failovers). Not with redis.sentinels, and\n"
+        "redis.db must be 0. NOT YET USABLE by the daemons (their keys carry no hash tags yet, issue 20):\n"
+        "magpie-http, magpie-push, magpie-persist and magpie-notify refuse to start when it is set.\n"
+        "Empty = no cluster.",
+        check_addr_list),
+    INT("redis", "cluster_retry_ms", redis.cluster_retry_ms, 0, 60000, "1000",
+        "Redis Cluster: how long one command is retried (backoff, slot map refreshed between tries) through\n"
+        "CLUSTERDOWN, TRYAGAIN and lost connections before the caller answers \"temporarily unavailable\"\n"
+        "(the client retries then). A failover takes about cluster-node-timeout plus 1-2 s. 0 = one try."),
 
     /* [mysql] */
     STR("mysql", "host", mysql.host, 1, 255, "127.0.0.1", "MySQL/MariaDB host (ignored when socket is set).",

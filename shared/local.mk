@@ -10,7 +10,7 @@ shared_libmagpie_a_SOURCES = \
 	shared/id.h shared/id.c \
 	shared/envelope.h shared/envelope.c \
 	shared/packet.h shared/packet.c \
-	shared/rds.h shared/rds.c shared/sentinel.h shared/sentinel.c \
+	shared/rds.h shared/rds.c shared/sentinel.h shared/sentinel.c shared/rcluster.h shared/rcluster.c \
 	shared/db.h shared/db.c \
 	shared/metrics.h shared/metrics.c \
 	shared/keys.h shared/stream.h shared/group_lua.h shared/bus.h shared/presence.h shared/notify_event.h

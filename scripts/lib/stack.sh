@@ -9,6 +9,8 @@
 #   redis/             redis.conf, data/, redis.pid, redis.log
 #   redis-replica/     the same for the replica, and sentinel-1..3/ sentinel.conf, sentinel.pid,
 #                      sentinel.log (only with 'up --redis sentinel': README, "Redis Sentinel")
+#   cluster-1..6/      redis.conf, data/ (with the cluster's nodes.conf), redis.pid, redis.log of each
+#                      node (only with 'up --redis cluster': README, "Redis Cluster"; then no redis/)
 #   mariadb/           data/, mysqld.sock, mysqld.pid, error.log
 #   nginx/             nginx.conf, magpie-site.conf, nginx.pid, access.log, error.log, tmp/
 #   logs/              one log per magpie daemon, sms.txt (the SMS sink), sanitizer reports
@@ -159,16 +161,18 @@ add_notify_ports() {
 # and a later 'up' without --redis see the same stack. single (default): one Redis at REDIS_PORT.
 # sentinel: a master (first at REDIS_PORT), a replica (REDIS_REPLICA_PORT) and three sentinels
 # (SENTINEL_PORTS); which of the two is master is the sentinels' business after a failover.
+# cluster: six nodes of a Redis Cluster (CLUSTER_PORTS, their cluster bus on CLUSTER_BUS_PORTS), three
+# masters and a replica each; which is master is the cluster's business after a failover.
 add_redis_mode() {
     if [ -n "${MAGPIE_REDIS_MODE:-}" ]; then
         case "$MAGPIE_REDIS_MODE" in
-        single | sentinel) ;;
-        cluster) die "--redis cluster is not built yet (issue 20, second half)" ;;
-        *) die "--redis must be single or sentinel, not '$MAGPIE_REDIS_MODE'" ;;
+        single | sentinel | cluster) ;;
+        *) die "--redis must be single, sentinel or cluster, not '$MAGPIE_REDIS_MODE'" ;;
         esac
         sed -i '/^REDIS_MODE=/d' "$RUN/dev.env"
         echo "REDIS_MODE=$MAGPIE_REDIS_MODE" >>"$RUN/dev.env"
     fi
+    add_cluster_ports
     grep -q '^REDIS_MODE=sentinel' "$RUN/dev.env" || return 0
     grep -q '^SENTINEL_PORTS=' "$RUN/dev.env" && return 0
     if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
@@ -181,6 +185,21 @@ add_redis_mode() {
     fi
 }
 
+add_cluster_ports() {
+    grep -q '^REDIS_MODE=cluster' "$RUN/dev.env" || return 0
+    grep -q '^CLUSTER_PORTS=' "$RUN/dev.env" && return 0
+    if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
+        printf 'CLUSTER_PORTS="%s %s %s %s %s %s"\nCLUSTER_BUS_PORTS="%s %s %s %s %s %s"\n' \
+            "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" \
+            "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" \
+            >>"$RUN/dev.env"
+        rm -f "$RUN/.ports"
+    else
+        printf 'CLUSTER_PORTS="%s"\nCLUSTER_BUS_PORTS="%s"\n' "${DEV_CLUSTER_PORTS:-6400 6401 6402 6403 6404 6405}" \
+            "${DEV_CLUSTER_BUS_PORTS:-16400 16401 16402 16403 16404 16405}" >>"$RUN/dev.env"
+    fi
+}
+
 load_dev_env() {
     write_dev_env
     add_notify_ports
@@ -189,6 +208,8 @@ load_dev_env() {
     . "$RUN/dev.env"
     REDIS_MODE=${REDIS_MODE:-single}
     read -r -a SENTINEL_PORT_LIST <<<"${SENTINEL_PORTS:-}"
+    read -r -a CLUSTER_PORT_LIST <<<"${CLUSTER_PORTS:-}"
+    read -r -a CLUSTER_BUS_PORT_LIST <<<"${CLUSTER_BUS_PORTS:-}"
     read -r -a PUSH_PORT_LIST <<<"$PUSH_PORTS"
     read -r -a PUSH_METRICS_PORT_LIST <<<"$PUSH_METRICS_PORTS"
     [ "${#PUSH_PORT_LIST[@]}" -eq "${#PUSH_METRICS_PORT_LIST[@]}" ] ||
@@ -230,6 +251,7 @@ api_keys = $API_KEY
 host = 127.0.0.1
 port = $REDIS_PORT
 $(sentinel_conf_lines)
+$(cluster_conf_lines)
 
 [mysql]
 host = 127.0.0.1
@@ -277,6 +299,14 @@ sentinel_conf_lines() {
     printf 'sentinels = %s\nmaster_name = %s\nmin_replicas_acked = 1\n' "$list" "$SENTINEL_MASTER"
 }
 
+# magpie.conf's [redis] lines for the cluster (none otherwise): every node as a seed.
+cluster_conf_lines() {
+    [ "$REDIS_MODE" = cluster ] || return 0
+    local p list=""
+    for p in "${CLUSTER_PORT_LIST[@]}"; do list="${list:+$list, }127.0.0.1:$p"; done
+    printf 'cluster = %s\n' "$list"
+}
+
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 # PONG only once Redis serves: while it loads its AOF it answers every command (PING too) with LOADING.
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
@@ -285,6 +315,10 @@ start_redis() {
     local dir=$RUN/redis
     if [ "$REDIS_MODE" = sentinel ]; then
         start_redis_sentinel
+        return 0
+    fi
+    if [ "$REDIS_MODE" = cluster ]; then
+        start_redis_cluster
         return 0
     fi
     if pid_alive "$dir/redis.pid" redis-server; then
@@ -364,6 +398,7 @@ start_redis_instance() {
     fi
     redis-server "$dir/redis.conf"
     wait_for "$name" 120 redis_port_ready "$port"
+    wait_for "$name pid file" 10 test -s "$dir/redis.pid" # written a moment after the port opens
     say "  $name 127.0.0.1:$port (pid $(cat "$dir/redis.pid"))"
 }
 
@@ -401,6 +436,99 @@ EOF
     wait_for "the replica's sync" 60 replication_up "$REDIS_REPLICA_PORT"
     # The sentinels find the replica and each other through the master (hello messages every 2 s).
     for port in "${SENTINEL_PORT_LIST[@]}"; do wait_for "sentinel on $port" 60 sentinel_ready "$port"; done
+}
+
+# ---- Redis Cluster ('up --redis cluster') ----
+# Six nodes, each with its own folder; 'redis-cli --cluster create' makes three of them masters with a
+# replica each, the first time only: each node keeps the cluster's layout in its data/nodes.conf, and a
+# later 'up' starts what the cluster decided (after a failover, another node is master). A node that is
+# down for cluster-node-timeout (1 s, like the sentinels' down-after) is failed over to its replica.
+
+# Redis 7 or later: the cluster bus on a port of our choosing (cluster-port), and redis-cli --cluster.
+# Prints why not and returns 1 otherwise (test_rcluster is skipped then, with that reason).
+cluster_supported() {
+    local v
+    v=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+    if [ -z "$v" ] || [ "$v" -lt 7 ]; then
+        echo "redis-server ${v:-?} has no Redis Cluster support this stack can use (needs Redis 7: cluster-port)"
+        return 1
+    fi
+    # (redis-cli --cluster help exits 1 even where it has the commands: read what it prints)
+    if ! grep -q '^ *create ' <<<"$(redis-cli --cluster help 2>&1 || true)"; then
+        echo "redis-cli has no --cluster (needs Redis 7's redis-tools)"
+        return 1
+    fi
+}
+
+# Does the node on port $1 say cluster_state:ok and know all six nodes?
+cluster_node_ok() {
+    local info
+    info=$(redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r')
+    grep -q '^cluster_state:ok' <<<"$info" && grep -q '^cluster_known_nodes:6' <<<"$info"
+}
+
+# Is every master's replica in sync (a failover has a replica to promote)?
+cluster_replicas_up() {
+    local p n=0
+    for p in "${CLUSTER_PORT_LIST[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null | tr -d '\r' |
+            grep -q '^master_link_status:up' && n=$((n + 1))
+    done
+    [ "$n" -ge 3 ]
+}
+
+start_redis_cluster() {
+    local i port bus dir why nodes=()
+    why=$(cluster_supported) || die "$why"
+    [ "${#CLUSTER_PORT_LIST[@]}" = 6 ] && [ "${#CLUSTER_BUS_PORT_LIST[@]}" = 6 ] ||
+        die "$RUN/dev.env: CLUSTER_PORTS and CLUSTER_BUS_PORTS must list 6 ports each"
+    for i in 1 2 3 4 5 6; do
+        port=${CLUSTER_PORT_LIST[$((i - 1))]}
+        bus=${CLUSTER_BUS_PORT_LIST[$((i - 1))]}
+        port_in_use "$bus" && ! pid_alive "$RUN/cluster-$i/redis.pid" redis-server &&
+            die "port $bus (CLUSTER_BUS_PORTS in $RUN/dev.env) is taken by another program"
+        # cluster-require-full-coverage stays yes (Redis' default): while a master is down and not yet
+        # replaced, every node answers CLUSTERDOWN, which the clients must ride out (shared/rcluster.h).
+        start_redis_instance "cluster-$i " "$RUN/cluster-$i" "$port" "cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-port $bus
+cluster-node-timeout 1000"
+        nodes+=("127.0.0.1:$port")
+    done
+    if redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[0]}" cluster info 2>/dev/null | tr -d '\r' |
+        grep -q '^cluster_slots_assigned:0$'; then
+        say "  creating the cluster (3 masters, 1 replica each)"
+        redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$RUN/cluster-create.log" 2>&1 ||
+            die "redis-cli --cluster create failed; see $RUN/cluster-create.log"
+    fi
+    for port in "${CLUSTER_PORT_LIST[@]}"; do wait_for "cluster node on $port" 60 cluster_node_ok "$port"; done
+    wait_for "the cluster's replicas" 60 cluster_replicas_up
+    say "  cluster    cluster_state:ok, 3 masters + 3 replicas on 127.0.0.1:${CLUSTER_PORT_LIST[*]}"
+}
+
+# Stop every cluster node at once (SIGTERM to all, then wait for all; SIGKILL after 10 s): one by one, the
+# first master gone would be failed over to its replica while the others are still up. Redis removes its
+# own pid file as it exits, so the pids are read before.
+stop_cluster() {
+    local f pid pids=() i
+    for f in "$RUN"/cluster-*/redis.pid; do
+        pid_alive "$f" redis-server || continue
+        pid=$(cat "$f" 2>/dev/null) || continue
+        pids+=("$pid")
+    done
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            [ -d "/proc/$pid" ] || break
+            sleep 0.1
+        done
+        if [ -d "/proc/$pid" ]; then
+            say "  cluster node (pid $pid) did not stop in 10s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$RUN"/cluster-*/redis.pid
 }
 
 # ---- MariaDB -------------------------------------------------------------------------------------------
@@ -578,6 +706,11 @@ start_stack() {
     write_magpie_conf
     say "starting the stack in $RUN"
     start_redis
+    if [ "$REDIS_MODE" = cluster ]; then
+        # The daemons refuse redis.cluster until their keys carry hash tags (issue 20): only Redis runs.
+        say "  (Redis Cluster: only the cluster is started; the Magpie daemons do not run on it yet)"
+        return 0
+    fi
     start_mariadb
     migrate
     start_daemons
@@ -607,6 +740,7 @@ stop_stack() {
         [ -e "$f" ] && stop_pidfile "$f" redis-server 10
     done
     [ -f "$RUN/redis-replica/redis.pid" ] && stop_pidfile "$RUN/redis-replica/redis.pid" redis-server 10
+    stop_cluster
     [ -f "$RUN/redis/redis.pid" ] && stop_pidfile "$RUN/redis/redis.pid" redis-server 10
     rm -f "$RUN/http.sock"
     say "stopped"
@@ -656,7 +790,17 @@ stack_status() {
         fi
     }
     say "stack in $RUN"
-    show redis "$RUN/redis/redis.pid" redis-server "127.0.0.1:$REDIS_PORT"
+    if [ "$REDIS_MODE" = cluster ]; then
+        local role
+        for f in 1 2 3 4 5 6; do
+            role=$(redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[$((f - 1))]}" role 2>/dev/null | head -1) || true
+            show "cluster-$f" "$RUN/cluster-$f/redis.pid" redis-server "127.0.0.1:${CLUSTER_PORT_LIST[$((f - 1))]} ${role:-}"
+        done
+        say "  cluster:   $(redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[0]}" cluster info 2>/dev/null | tr -d '\r' |
+            grep '^cluster_state:' || echo 'no answer')"
+    else
+        show redis "$RUN/redis/redis.pid" redis-server "127.0.0.1:$REDIS_PORT"
+    fi
     if [ "$REDIS_MODE" = sentinel ]; then
         show replica "$RUN/redis-replica/redis.pid" redis-server "127.0.0.1:$REDIS_REPLICA_PORT"
         for f in 1 2 3; do

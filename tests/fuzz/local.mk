@@ -5,9 +5,9 @@
 #  - tests/fuzz/replay_<name>: with replay.c instead, in every build; `make check` runs it on the target's
 #    corpus (tests/fuzz/corpus/<name>), so the seeds and every crash input found so far are regression tests.
 
-FUZZ_NAMES = chatpkt roompkt bus persist_entry jwt config http qr_token bench_stream stompframe mqttpkt
-FUZZ_TARGETS = tests/fuzz/mqttpkt tests/fuzz/stompframe tests/fuzz/bench_stream tests/fuzz/chatpkt tests/fuzz/roompkt tests/fuzz/bus tests/fuzz/persist_entry tests/fuzz/jwt tests/fuzz/config tests/fuzz/http tests/fuzz/qr_token
-FUZZ_REPLAYS = tests/fuzz/replay_mqttpkt tests/fuzz/replay_stompframe tests/fuzz/replay_bench_stream tests/fuzz/replay_chatpkt tests/fuzz/replay_roompkt tests/fuzz/replay_bus tests/fuzz/replay_persist_entry tests/fuzz/replay_jwt tests/fuzz/replay_config tests/fuzz/replay_http tests/fuzz/replay_qr_token
+FUZZ_NAMES = chatpkt roompkt bus persist_entry jwt config http qr_token bench_stream stompframe mqttpkt rcluster
+FUZZ_TARGETS = tests/fuzz/rcluster tests/fuzz/mqttpkt tests/fuzz/stompframe tests/fuzz/bench_stream tests/fuzz/chatpkt tests/fuzz/roompkt tests/fuzz/bus tests/fuzz/persist_entry tests/fuzz/jwt tests/fuzz/config tests/fuzz/http tests/fuzz/qr_token
+FUZZ_REPLAYS = tests/fuzz/replay_rcluster tests/fuzz/replay_mqttpkt tests/fuzz/replay_stompframe tests/fuzz/replay_bench_stream tests/fuzz/replay_chatpkt tests/fuzz/replay_roompkt tests/fuzz/replay_bus tests/fuzz/replay_persist_entry tests/fuzz/replay_jwt tests/fuzz/replay_config tests/fuzz/replay_http tests/fuzz/replay_qr_token
 
 # The sources of push/ a target needs, compiled into the target (as the unit tests do).
 FUZZ_PUSH_SOURCES = push/chatpkt.c push/chatpkt.h push/roompkt.c push/roompkt.h
@@ -111,6 +111,14 @@ tests_fuzz_mqttpkt_LDADD = $(LIBMAGPIE)
 tests_fuzz_replay_mqttpkt_SOURCES = tests/fuzz/fuzz_mqttpkt.c push/mqttpkt.c push/mqttpkt.h
 tests_fuzz_replay_mqttpkt_CFLAGS = $(FUZZ_CFLAGS)
 tests_fuzz_replay_mqttpkt_LDADD = $(FUZZ_REPLAY_LDADD) $(LIBMAGPIE)
+
+tests_fuzz_rcluster_SOURCES = tests/fuzz/fuzz_rcluster.c
+tests_fuzz_rcluster_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_rcluster_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LINK)
+tests_fuzz_rcluster_LDADD = $(LIBMAGPIE)
+tests_fuzz_replay_rcluster_SOURCES = tests/fuzz/fuzz_rcluster.c
+tests_fuzz_replay_rcluster_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_replay_rcluster_LDADD = $(FUZZ_REPLAY_LDADD) $(LIBMAGPIE)
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/dict tests/fuzz/make-corpus.py
 

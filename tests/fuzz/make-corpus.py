@@ -336,6 +336,27 @@ def mqttpkt():
     }
 
 
+def rcluster():
+    # byte 0 even: RESP replies (recorded from Redis 7.0.15's cluster, and a few broken ones);
+    # odd: a command, its arguments separated by newlines
+    node = lambda port: f"*4\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{'a' * 40}\r\n*0\r\n"
+    slots = (f"*3\r\n*4\r\n:0\r\n:5460\r\n{node(7000)}{node(7004)}*4\r\n:5461\r\n:10922\r\n"
+             f"{node(7001)}{node(7005)}*4\r\n:10923\r\n:16383\r\n{node(7002)}{node(7003)}")
+    return {
+        "slots": "\0" + slots,
+        "slots-null-host": "\0*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$-1\r\n:7000\r\n",
+        "moved": "\0-MOVED 3999 127.0.0.1:7001\r\n",
+        "ask": "\0-ASK 3999 127.0.0.1:7001\r\n",
+        "moved-no-host": "\0-MOVED 3999 :7001\r\n",
+        "moved-bad": "\0-MOVED 99999 127.0.0.1:0\r\n",
+        "down": "\0-CLUSTERDOWN The cluster is down\r\n-TRYAGAIN Multiple keys request\r\n",
+        "cmd-get": "\1GET\n{u:1}:a",
+        "cmd-evalsha": "\1EVALSHA\nabc\n2\n{u:1}:a\n{u:1}:b\nx",
+        "cmd-xreadgroup": "\1XREADGROUP\nGROUP\ng\nc\nCOUNT\n10\nSTREAMS\n{s}1\n{s}2\n>\n>",
+        "cmd-cross": "\1MGET\na\nb",
+    }
+
+
 def main():
     write("chatpkt", chatpkt())
     write("roompkt", roompkt())
@@ -348,6 +369,7 @@ def main():
     write("bench_stream", bench_stream())
     write("stompframe", stompframe())
     write("mqttpkt", mqttpkt())
+    write("rcluster", rcluster())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,369 @@
+"""Redis Cluster client (SPEC §7; the design is the top of shared/rcluster.h) against a real cluster.
+
+The stack is `scripts/dev up --redis cluster`: six Redis 7 nodes on loopback, three masters with a replica
+each, cluster-node-timeout 1000 ms, and nothing else yet (the Magpie daemons do not run on a cluster until
+their keys carry hash tags: issue 20). `scripts/dev test` runs this file on such a stack of its own (the step
+"redis cluster client"); on any other stack it is skipped.
+
+What is tested is the real C client, shared/rcluster.c, through tests/probes/rcluster_probe.c (built by
+make; the sanitizer build under `scripts/dev test`): this file writes Redis commands to it line by line and
+reads what it answers, while it moves a slot and kills a master around it with redis-cli, as an operator
+would. The probe's counters (.stats) say which redirects and failures the client met on the way.
+"""
+import concurrent.futures
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from magpie_stack import BUILD, RUN, read_env_file
+
+RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
+PROBE = os.path.join(BUILD, "tests", "probes", "rcluster-probe")
+
+
+def _env():
+    try:
+        return read_env_file(os.path.join(RUN, "dev.env"))
+    except OSError:
+        return {}
+
+
+ENV = _env()
+pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
+                                reason="needs a stack from 'scripts/dev up --redis cluster' "
+                                       "(scripts/dev test runs this file on one)")
+PORTS = [int(p) for p in ENV.get("CLUSTER_PORTS", "").split()]
+
+
+# ---- the cluster, as an operator sees it (redis-cli) ----
+
+def cli(port, *args, stdin=None, check=True):
+    r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *[str(a) for a in args]],
+                       input=stdin, capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise AssertionError(f"redis-cli -p {port} {' '.join(map(str, args))}: {r.stderr}")
+    return r.stdout.strip()
+
+
+def alive(port):
+    try:
+        return cli(port, "PING", check=False) == "PONG"
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def nodes():
+    """CLUSTER NODES from a live node: {port: {"id", "port", "master" (bool), "of" (master id), "slots"}}."""
+    for p in PORTS:
+        if not alive(p):
+            continue
+        out = {}
+        for line in cli(p, "CLUSTER", "NODES").splitlines():
+            f = line.split()
+            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
+            flags = f[2].split(",")
+            out[port] = {"id": f[0], "port": port, "master": "master" in flags, "of": f[3],
+                         "failed": "fail" in flags or "fail?" in flags, "slots": f[8:]}
+        return out
+    raise AssertionError("no cluster node answers")
+
+
+def serves(slot, rng):
+    lo, _, hi = rng.partition("-")
+    return not rng.startswith("[") and int(lo) <= slot <= int(hi or lo)
+
+
+def owner(slot, view=None):
+    """The master that serves slot, per the cluster (or per view, an earlier nodes())."""
+    for n in (view or nodes()).values():
+        if n["master"] and not n["failed"] and any(serves(slot, r) for r in n["slots"]):
+            return n
+    raise AssertionError(f"no master serves slot {slot}")
+
+
+def masters():
+    return sorted(p for p, n in nodes().items() if n["master"] and not n["failed"] and n["slots"])
+
+
+def node_ok(port):
+    info = cli(port, "CLUSTER", "INFO", check=False)
+    return "cluster_state:ok" in info and "cluster_known_nodes:6" in info
+
+
+def settled():
+    """Every node up and agreeing, three masters each with a replica in sync."""
+    if not all(alive(p) and node_ok(p) for p in PORTS):
+        return False
+    synced = sum("master_link_status:up" in cli(p, "INFO", "replication", check=False) for p in PORTS)
+    return synced == 3 and len(masters()) == 3
+
+
+def wait_until(what, pred, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def node_dir(port):
+    return os.path.join(RUN, f"cluster-{PORTS.index(port) + 1}")
+
+
+# ---- the client under test ----
+
+class Probe:
+    """rcluster-probe: one request line in, one answer line out (its protocol is at the top of
+    rcluster_probe.c). Its log and any sanitizer report go to logs/rcluster-probe-N.log."""
+    count = 0
+
+    def __init__(self):
+        if not os.access(PROBE, os.X_OK):
+            pytest.fail(f"{PROBE} is not built (make builds it with everything else)")
+        Probe.count += 1
+        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
+        self.log_path = os.path.join(RUN, "logs", f"rcluster-probe-{Probe.count}.log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen([PROBE, "-c", os.path.join(RUN, "magpie.conf")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def ask(self, line, timeout=30):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        try:
+            out = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
+        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
+        return out
+
+    def cmd(self, *words):
+        """(port that answered or None, kind, value): (7001, 'STR', 'v') or (None, 'FAIL', 'EAGAIN why')."""
+        out = self.ask(" ".join(str(w) for w in words))
+        if out.startswith("FAIL "):
+            return None, "FAIL", out[5:]
+        node, kind, value = (out.split(" ", 2) + [""])[:3]
+        return int(node.rsplit(":", 1)[1]), kind, value
+
+    def slot(self, key):
+        out = self.ask(f".slot {key}")
+        assert out.startswith("INT "), out
+        return int(out[4:])
+
+    def map_owner(self, slot):
+        out = self.ask(f".owner {slot}")
+        return None if out == "NONE" else int(out.rsplit(":", 1)[1])
+
+    def stats(self):
+        out = self.ask(".stats")
+        assert out.startswith("STATS "), out
+        return {k: int(v) for k, v in (kv.split("=") for kv in out[6:].split())}
+
+    def close(self):
+        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
+        self.p.stdin.close()
+        rc = self.p.wait(timeout=30)
+        self.log.close()
+        with open(self.log_path) as f:
+            log = f.read()
+        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
+        assert rc == 0, f"rcluster-probe exited {rc} (see {self.log_path})"
+
+
+@pytest.fixture
+def probe():
+    wait_until("a settled cluster", settled, 60)
+    p = Probe()
+    yield p
+    p.close()
+
+
+# ---- the tests ----
+
+KEYS = ["foo", "bar", "a", "b", "123456789", "user:1000", "{user1000}.following", "{user1000}.followers",
+        "a{b}c{d}", "{}", "{a", "{{x}}", "x{}{y}", "mp:msg:42", "{u:17}:tl", "é", "k" * 300]
+
+
+def test_keyslot_matches_cluster_keyslot(probe):
+    """The client's slot of a key is the cluster's, hash tags included."""
+    for key in KEYS:
+        assert probe.slot(key) == int(cli(PORTS[0], "CLUSTER", "KEYSLOT", key)), key
+
+
+def test_set_get_across_all_masters(probe):
+    """Keys spread over every master; each command lands on the master the cluster says serves its slot,
+    and what was written is read back, there and through the client."""
+    want = {}
+    seen = set()
+    view = nodes()
+    for i in range(300):
+        key, value = f"spread:{i}", f"v{i}"
+        port, kind, _ = probe.cmd("SET", key, value)
+        assert kind == "STATUS", (key, kind)
+        assert port == owner(probe.slot(key), view)["port"], key
+        want[key] = (value, port)
+        seen.add(port)
+    assert seen == set(masters()), f"keys landed on {sorted(seen)}, masters are {masters()}"
+    for key, (value, port) in want.items():
+        assert probe.cmd("GET", key) == (port, "STR", value)
+    for key in ("spread:0", "spread:1", "spread:2"):
+        value, port = want[key]
+        assert cli(port, "GET", key) == value  # really stored on that master
+    assert probe.stats()["moved"] == 0  # the map was right from the start
+
+
+def test_multi_key_in_one_slot_or_refused(probe):
+    """Keys sharing a hash tag go together; keys in different slots are refused before anything is sent,
+    with a clear reason (Redis would say CROSSSLOT)."""
+    port, kind, _ = probe.cmd("MSET", "{t1}a", "1", "{t1}b", "2")
+    assert kind == "STATUS"
+    assert probe.cmd("MGET", "{t1}a", "{t1}b") == (port, "ARRAY", "2")
+    before = probe.stats()
+    node, kind, why = probe.cmd("MGET", "a", "b")
+    assert (node, kind) == (None, "FAIL")
+    assert why.startswith("EINVAL keys in different slots")
+    after = probe.stats()
+    assert after["refused"] == before["refused"] + 1
+    assert after["commands"] == before["commands"]  # nothing went to the cluster
+
+
+def test_slot_migration_ask_then_moved(probe):
+    """A slot migrates as `redis-cli --cluster reshard` does it: while it is MIGRATING, a moved key is
+    answered through ASK (the map is not changed); once it is assigned, MOVED updates the map."""
+    key, fresh = "mig:{m1}", "mig:{m1}:new"
+    slot = probe.slot(key)
+    src = owner(slot)
+    dst = next(nodes()[p] for p in masters() if p != src["port"])
+    assert probe.cmd("DEL", key, fresh)[1] == "INT"  # (a second run on the same cluster starts afresh)
+    assert probe.cmd("SET", key, "v1") == (src["port"], "STATUS", "OK")
+    assert probe.map_owner(slot) == src["port"]
+
+    done = False
+    try:
+        cli(dst["port"], "CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
+        cli(src["port"], "CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
+        assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], key, 0, 5000) == "OK"
+        s0 = probe.stats()
+        assert probe.cmd("GET", key) == (dst["port"], "STR", "v1")  # src says ASK: ASKING + GET on dst
+        assert probe.cmd("GET", key) == (dst["port"], "STR", "v1")  # again: the map still says src
+        assert probe.map_owner(slot) == src["port"]
+        assert probe.cmd("SET", fresh, "n1") == (dst["port"], "STATUS", "OK")  # a new key goes to dst too
+        s1 = probe.stats()
+        assert s1["ask"] - s0["ask"] == 3 and s1["moved"] == s0["moved"]
+
+        for n in [dst, src] + [nodes()[p] for p in masters() if p not in (src["port"], dst["port"])]:
+            cli(n["port"], "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
+        done = True
+    finally:
+        if not done:  # leave no slot half-migrated: a node importing a slot ignores the cluster's word on it
+            for n in (src, dst):
+                cli(n["port"], "CLUSTER", "SETSLOT", slot, "STABLE", check=False)
+    assert probe.cmd("GET", key) == (dst["port"], "STR", "v1")  # src says MOVED now
+    s2 = probe.stats()
+    assert s2["moved"] - s1["moved"] == 1 and s2["ask"] == s1["ask"]
+    assert probe.map_owner(slot) == dst["port"]
+    assert probe.cmd("GET", fresh) == (dst["port"], "STR", "n1")
+    assert probe.stats()["moved"] == s2["moved"]  # the map was right this time
+    assert cli(dst["port"], "GET", key) == "v1"  # the key really lives on dst now
+
+
+def _watch_other_shards(keys, stop, seen):
+    """A second client (its own probe) reading keys of the masters that stay up, until stop is set: with
+    Redis' default cluster-require-full-coverage, they answer CLUSTERDOWN from when the dead master is
+    marked failed until its replica is promoted. Appends (kind, value) of every answer to seen; returns
+    the probe's counters."""
+    p = Probe()
+    try:
+        while not stop.is_set():
+            for k in keys:
+                _, kind, value = p.cmd("GET", k)
+                seen.append((kind, value[:120]))
+            time.sleep(0.02)
+        return p.stats()
+    finally:
+        p.close()
+
+
+def test_master_killed_replica_promoted(probe):
+    """kill -9 of a master: the client rides out the refused connections and CLUSTERDOWN answers, finds the
+    promoted replica by itself and answers right again within RESUME_LIMIT_S; meanwhile it answers a
+    value that was written or "unavailable", never a wrong one."""
+    key = "fo:{f1}"
+    slot = probe.slot(key)
+    victim = owner(slot)
+    replica = next(n for n in nodes().values() if n["of"] == victim["id"])
+    others = [p for p in masters() if p != victim["port"]]
+    # a value its replica holds (WAIT on the connection that wrote it), read once through the client
+    assert cli(victim["port"], stdin=f"SET {key} before\nWAIT 1 5000\n").split() == ["OK", "1"]
+    assert probe.cmd("GET", key) == (victim["port"], "STR", "before")
+    other_keys = {}
+    for i in range(200):  # a key on each other master, to watch through the failover
+        k = f"fo:other:{i}"
+        p = owner(probe.slot(k))["port"]
+        if p in others and p not in other_keys.values():
+            other_keys[k] = p
+            assert probe.cmd("SET", k, "o")[1] == "STATUS"
+    s0 = probe.stats()
+    stop, seen = threading.Event(), []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(_watch_other_shards, list(other_keys), stop, seen)
+        time.sleep(0.5)  # the watcher has its map and its connections
+        pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.time()
+        try:
+            answers = []
+            back = None
+            while time.time() - t0 < 30:
+                port, kind, value = probe.cmd("GET", key)
+                answers.append((round(time.time() - t0, 2), port, kind, value[:80]))
+                assert kind in ("STR", "FAIL"), answers[-1]
+                if kind == "STR":
+                    assert value == "before", answers[-1]
+                    if port != victim["port"]:
+                        back = time.time() - t0
+                        assert port == replica["port"]
+                        break
+                else:
+                    assert value.startswith("EAGAIN"), answers[-1]
+            time.sleep(0.5)  # the watcher reads the other shards again after the promotion
+            stop.set()
+            w = watcher.result(timeout=60)
+            s1 = probe.stats()
+            gap = f"{back:.1f} s" if back is not None else "never (30 s)"
+            print(f"\ncluster failover: the client answered again {gap} after kill -9 of a master; "
+                  f"{len(answers)} tries; conn_errors +{s1['conn_errors'] - s0['conn_errors']} "
+                  f"refreshes +{s1['refreshes'] - s0['refreshes']}; the other shards: {len(seen)} reads, "
+                  f"{sum(k == 'FAIL' for k, _ in seen)} unavailable, CLUSTERDOWN met {w['clusterdown']} times")
+            assert back is not None, answers[-5:]
+            assert back <= RESUME_LIMIT_S, answers
+            assert s1["conn_errors"] > s0["conn_errors"]  # it did meet the dead master
+            assert probe.map_owner(slot) == replica["port"]
+            assert probe.cmd("SET", key, "after") == (replica["port"], "STATUS", "OK")
+            assert probe.cmd("GET", key) == (replica["port"], "STR", "after")
+            # the other shards: the value, or unavailable while the cluster was down, nothing else
+            for kind, value in seen:
+                assert (kind, value) == ("STR", "o") or (kind == "FAIL" and value.startswith("EAGAIN")), value
+            assert w["clusterdown"] > 0  # they did say CLUSTERDOWN, and the client rode it out
+            assert seen[-len(other_keys):] == [("STR", "o")] * len(other_keys)
+            for k, p in other_keys.items():
+                assert probe.cmd("GET", k) == (p, "STR", "o")
+        finally:
+            stop.set()
+            # what a supervisor does: start the killed node again; it rejoins as the new master's replica
+            subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+            wait_until("the killed master back as its replica's replica, the cluster settled",
+                       lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
