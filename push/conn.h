@@ -114,6 +114,12 @@ static inline int conn_open(const struct conn *c)
     return c->state == CONN_OPEN;
 }
 
+/* Do frames wait in c's queue, not yet written to its socket (the client reads slower than it is sent to)? */
+static inline int conn_backlogged(const struct conn *c)
+{
+    return c->q_head != NULL;
+}
+
 void conn_hold(struct conn *c);
 void conn_release(struct conn *c);
 

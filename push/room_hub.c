@@ -3,10 +3,23 @@
  * Rooms are found by a hash of their id (map.h keys are 64-bit; ids that hash alike are chained). A room
  * exists while it has members here and for ROOM_LINGER_MS after the last one left.
  *
- * Batches: the first message of a batch puts its room at the tail of the flush queue, due
- * push.room_flush_ms later. Every batch waits the same time, so the queue is in due order and one timer,
- * armed for its head, serves every room. A batch that fills up (push.room_batch messages or
- * push.room_batch_bytes) goes at once and leaves the queue.
+ * Batches: merging saves frames (a frame costs about the same to send whatever it carries) but makes messages
+ * wait, so a room merges only while it has to: while a send is still in progress, or while messages come
+ * faster than frames can leave -- Nagle's algorithm, with push.room_flush_ms as the bound of the wait. When
+ * the first message of a batch arrives, the batch leaves
+ *   - at the end of this loop pass when the room is idle: most of its members have nothing waiting in their
+ *     outgoing queues, and its last batch began at least ROOM_CALM_FACTOR times that batch's fan-out time
+ *     ago. What else this pass reads for the room rides along (Redis hands over all it has in one read);
+ *   - when the room is calm again, if its last batch is more recent than that (messages come faster than
+ *     this node can send a frame for each: merging is what lets it keep up), and push.room_flush_ms after
+ *     the batch's first message at the latest;
+ *   - push.room_flush_ms after its first message when most members still have frames waiting in their
+ *     queues: a send is still in progress, a batch sent now would only queue behind it, and waiting merges
+ *     the messages into fewer frames;
+ *   - at once, whichever of these applies, when it fills up (push.room_batch messages, or the next message
+ *     would take it past push.room_batch_bytes).
+ * A waiting room sits in the flush heap (ordered by when its batch is due); one timer, armed for the head,
+ * serves every room.
  *
  * Fan-out: a batch is packed once per wire form, when the first member that needs it comes up -- the room
  * protocol's Reply for /room connections, and the bridge's frames for STOMP and MQTT subscriptions
@@ -26,6 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A room is calm again once its last batch began this many times the fan-out's duration ago: sending every
+ * message at once past that point would keep the loop on this room's fan-out more than half of the time,
+ * and the other rooms, the members' requests and the Redis replies wait behind it. */
+#define ROOM_CALM_FACTOR    2
+#define ROOM_FLUSH_HEAP_MIN 64 /* rooms the flush heap has room for when it first grows */
+
 struct room {
     char id[ROOM_MAX_ID + 1];
     char channel[ROOM_MAX_ID + 32]; /* CHAN_ROOM */
@@ -35,9 +54,10 @@ struct room {
     int count;
     int subscribed; /* Redis confirmed the channel subscription */
     struct roombatch batch;
-    uint64_t due_ms; /* in the flush queue: when its batch must go */
-    struct room *flush_prev, *flush_next;
+    uint64_t due_ms; /* in the flush heap: when its batch goes */
+    size_t flush_at; /* its place in the heap */
     int in_flush;
+    uint64_t calm_ms;  /* loop time from which a batch may leave at once (ROOM_CALM_FACTOR) */
     uint64_t empty_ms; /* lingering: when the last member left */
     struct room *linger_prev, *linger_next;
     int lingering;
@@ -76,9 +96,16 @@ struct room_list {
     struct room *head, *tail;
 };
 
+/* Rooms whose batch waits, ordered by due_ms (a binary min-heap; each room knows its place). */
+struct flush_heap {
+    struct room **v;
+    size_t n, cap;
+};
+
 static struct {
     struct map rooms; /* hash of the id -> first room with it */
-    struct room_list flush, linger;
+    struct flush_heap flush;
+    struct room_list linger;
     struct room *dirty;
     uv_timer_t flush_timer, tick_timer;
     int started;
@@ -142,6 +169,76 @@ static void gauges(void)
     stats_room_gauges(H.nrooms, H.nmembers);
 }
 
+/* ---- the flush heap ---- */
+
+static void heap_put(size_t i, struct room *r)
+{
+    H.flush.v[i] = r;
+    r->flush_at = i;
+}
+
+/* Move the room at i towards the root while it is due before its parent. */
+static void heap_up(size_t i)
+{
+    struct room *r = H.flush.v[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (H.flush.v[parent]->due_ms <= r->due_ms)
+            break;
+        heap_put(i, H.flush.v[parent]);
+        i = parent;
+    }
+    heap_put(i, r);
+}
+
+/* Move the room at i towards the leaves while a child is due before it. */
+static void heap_down(size_t i)
+{
+    struct room *r = H.flush.v[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= H.flush.n)
+            break;
+        if (child + 1 < H.flush.n && H.flush.v[child + 1]->due_ms < H.flush.v[child]->due_ms)
+            child++;
+        if (r->due_ms <= H.flush.v[child]->due_ms)
+            break;
+        heap_put(i, H.flush.v[child]);
+        i = child;
+    }
+    heap_put(i, r);
+}
+
+/* Put r (not in the heap) in it at r->due_ms. Returns MP_OK or MP_ENOMEM (r is left out). */
+static int flush_add(struct room *r)
+{
+    if (H.flush.n == H.flush.cap) {
+        size_t cap = H.flush.cap > 0 ? 2 * H.flush.cap : ROOM_FLUSH_HEAP_MIN;
+        struct room **v = realloc(H.flush.v, cap * sizeof(*v));
+        if (v == NULL)
+            return MP_ENOMEM;
+        H.flush.v = v;
+        H.flush.cap = cap;
+    }
+    heap_put(H.flush.n, r);
+    H.flush.n++;
+    heap_up(r->flush_at);
+    r->in_flush = 1;
+    return MP_OK;
+}
+
+static void flush_remove(struct room *r)
+{
+    size_t i = r->flush_at;
+    struct room *last = H.flush.v[--H.flush.n];
+    r->in_flush = 0;
+    if (last == r)
+        return;
+    heap_put(i, last);
+    heap_down(i);
+    heap_up(last->flush_at);
+}
+
 /* ---- batches and fan-out ---- */
 
 /* The room protocol's delivery frame of a batch (one reference), or NULL when out of memory. */
@@ -156,7 +253,8 @@ static struct frame *room_frame(const struct roombatch *b, const char *room)
     return f;
 }
 
-/* Send r's batch to every member here: one shared frame per wire form. */
+/* Send r's batch to every member here: one shared frame per wire form. Then note when the room is calm
+ * again, from how long the fan-out took (the top of this file). */
 static void room_flush(struct room *r)
 {
     struct roombatch *b = &r->batch;
@@ -164,15 +262,15 @@ static void room_flush(struct room *r)
     struct room_bridge_batch bb;
     struct frame *f = NULL;
     long delivered = 0, dropped = 0, cut = 0, lost = 0;
+    uint64_t began_ns, took_ms;
 
     if (limit > (size_t)push.cfg->push.queue_cap)
         limit = (size_t)push.cfg->push.queue_cap; /* a small push.queue_cap lowers it */
-    if (r->in_flush) {
-        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
-        r->in_flush = 0;
-    }
+    if (r->in_flush)
+        flush_remove(r);
     if (b->count == 0)
         return;
+    began_ns = uv_hrtime();
     room_bridge_batch_init(&bb, b, r->id);
     for (struct member *m = r->head; m != NULL; m = m->next) {
         struct frame *mf;
@@ -208,15 +306,55 @@ static void room_flush(struct room *r)
     frame_unref(f);
     room_bridge_batch_free(&bb);
     roombatch_clear(b);
+    /* In whole milliseconds, the loop clock's unit: even a room of a few members is calm only a tick or two
+     * after a batch, so a message that follows it at once waits that long to merge with the next ones.
+     * push_now() is this loop pass's time, at or before the fan-out began. */
+    took_ms = (uv_hrtime() - began_ns + 999999) / 1000000;
+    r->calm_ms = push_now() + ROOM_CALM_FACTOR * took_ms;
 }
 
 static void on_flush_timer(uv_timer_t *t)
 {
     uint64_t now = push_now();
-    while (H.flush.head != NULL && H.flush.head->due_ms <= now)
-        room_flush(H.flush.head);
-    if (H.flush.head != NULL)
-        uv_timer_start(&H.flush_timer, on_flush_timer, H.flush.head->due_ms - now, 0);
+    while (H.flush.n > 0 && H.flush.v[0]->due_ms <= now)
+        room_flush(H.flush.v[0]);
+    if (H.flush.n > 0)
+        uv_timer_start(&H.flush_timer, on_flush_timer, H.flush.v[0]->due_ms - now, 0);
+}
+
+/* Do most of r's members still have frames waiting in their queues, not yet written to their sockets? Then a
+ * send is in progress: a batch sent now would wait behind it anyway. A walk over the members, once per
+ * batch: a fraction of what the batch's fan-out costs. */
+static int room_sending(const struct room *r)
+{
+    long in = 0, waiting = 0;
+    for (const struct member *m = r->head; m != NULL; m = m->next) {
+        if (m->state != MEMBER_IN || !conn_open(m->c))
+            continue;
+        in++;
+        if (conn_backlogged(m->c))
+            waiting++;
+    }
+    return 2 * waiting > in;
+}
+
+/* r's batch got its first message: decide when it goes (the top of this file). */
+static void batch_schedule(struct room *r)
+{
+    uint64_t now = push_now(), bound = now + (uint64_t)push.cfg->push.room_flush_ms;
+
+    if (room_sending(r))
+        r->due_ms = bound;
+    else if (r->calm_ms > now)
+        r->due_ms = r->calm_ms < bound ? r->calm_ms : bound;
+    else
+        r->due_ms = now; /* idle: the timer runs once this loop pass has read what else came */
+    if (flush_add(r) != MP_OK) {
+        room_flush(r); /* no memory to wait in the heap: the message goes alone */
+        return;
+    }
+    if (H.flush.v[0] == r)
+        uv_timer_start(&H.flush_timer, on_flush_timer, r->due_ms - now, 0);
 }
 
 /* A broadcast on the room's channel (bus.h): one message for the batch. */
@@ -246,11 +384,7 @@ static void on_room_message(const char *channel, const char *payload, size_t len
                r->batch.len >= (size_t)push.cfg->push.room_batch_bytes) {
         room_flush(r);
     } else if (r->batch.count == 1 && H.started) {
-        r->due_ms = push_now() + (uint64_t)push.cfg->push.room_flush_ms;
-        LIST_APPEND(H.flush, r, flush_prev, flush_next);
-        r->in_flush = 1;
-        if (H.flush.head == r)
-            uv_timer_start(&H.flush_timer, on_flush_timer, (uint64_t)push.cfg->push.room_flush_ms, 0);
+        batch_schedule(r);
     } else if (!H.started) {
         room_flush(r);
     }
@@ -332,7 +466,7 @@ static void room_free(struct room *r)
         head->same_hash = r->same_hash;
     }
     if (r->in_flush)
-        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
+        flush_remove(r);
     if (r->lingering)
         LIST_REMOVE(H.linger, r, linger_prev, linger_next);
     if (r->dirty) {
@@ -502,11 +636,8 @@ void room_hub_stop(void)
     uv_timer_stop(&H.tick_timer);
     uv_close((uv_handle_t *)&H.flush_timer, NULL);
     uv_close((uv_handle_t *)&H.tick_timer, NULL);
-    while (H.flush.head != NULL) {
-        struct room *r = H.flush.head;
-        LIST_REMOVE(H.flush, r, flush_prev, flush_next);
-        r->in_flush = 0;
-    }
+    while (H.flush.n > 0)
+        flush_remove(H.flush.v[H.flush.n - 1]);
     /* Free the empty rooms (each free changes the map, so look again after one). */
     while (again) {
         again = 0;
@@ -527,5 +658,8 @@ void room_hub_stop(void)
 void room_hub_free(void)
 {
     map_free(&H.rooms);
+    free(H.flush.v);
+    H.flush.v = NULL;
+    H.flush.n = H.flush.cap = 0;
     room_bridge_free();
 }

@@ -259,9 +259,12 @@ const struct config_key config_keys[] = {
     INT("push", "queue_cap", push.queue_cap, 4096, 1073741824, "1048576",
         "Bytes waiting to be written to one connection; a reader that falls further behind is closed."),
     INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",
-        "A room's merged batch is sent when its oldest message has waited this long..."),
+        "The longest a room message waits on a node to be merged with the next ones. A batch leaves at\n"
+        "once when the room is idle; it waits (this long at most) only while most members' queues still\n"
+        "hold earlier frames or messages come faster than the node can send a frame for each. It also\n"
+        "leaves at once..."),
     INT("push", "room_batch", push.room_batch, 1, 10000, "32",
-        "...or when it holds this many messages, or when the next message would take its merged data\n"
+        "...when it holds this many messages, or when the next message would take its merged data\n"
         "past push.room_batch_bytes (a message larger than that travels alone)."),
     INT("push", "room_batch_bytes", push.room_batch_bytes, 1024, 16777216, "65536",
         "Bytes of merged messages in one room batch frame."),

@@ -10,7 +10,7 @@ import pytest
 import requests
 import websockets
 
-from push_client import ExtraNode, metrics, new_uid, run, ticket, wait_until
+from push_client import metrics, new_uid, run, ticket, wait_until
 from room_client import Room, RoomBystander, new_room, node_url
 from stomp_client import MqttJS, StompJS, frame, run_stock, stock_clients_installed, unescape
 from mqtt_client import Paho, RawMqtt, connect_packet, mstr, packet, paho, subscribe_packet
@@ -172,53 +172,51 @@ def mqtt_packets(data):
 
 
 def test_a_batch_is_one_websocket_message_of_plain_frames(stack):
-    """On a node whose batches wait 300 ms: three messages of a /room member (one not UTF-8) reach a raw
-    STOMP client as three MESSAGE frames in one binary WebSocket message and a raw MQTT client as three QoS 0
-    PUBLISH room/<id> in one message, each body the bytes as sent. The RECEIPT and the SUBACK of the join come
-    once the room is ready (the first member here: after Redis confirmed the subscription)."""
-    node = ExtraNode(stack, 961, room_flush_ms=300)
-    try:
-        async def go():
-            room = new_room("wire")
-            st = await websockets.connect(f"{node.url}/ws", subprotocols=["v12.stomp"], max_size=None,
-                                          ping_interval=None, close_timeout=2)
-            await st.send(frame("CONNECT", {"accept-version": "1.2", "passcode": ticket(stack, new_uid())}))
-            assert (await st.recv()).startswith("CONNECTED")
-            await st.send(frame("SUBSCRIBE", {"id": "lobby", "destination": f"/topic/room.{room}",
-                                              "receipt": "in"}))
-            assert await asyncio.wait_for(st.recv(), 5) == "RECEIPT\nreceipt-id:in\n\n\0"
-            mq = await websockets.connect(f"{node.url}/ws", subprotocols=["mqtt"], max_size=None,
-                                          ping_interval=None, close_timeout=2)
-            await mq.send(connect_packet(ticket(stack, new_uid())))
-            assert await asyncio.wait_for(mq.recv(), 5) == b"\x20\x02\x00\x00"
-            await mq.send(subscribe_packet(7, (f"room/{room}", 1)))
-            assert await asyncio.wait_for(mq.recv(), 5) == b"\x90\x03\x00\x07\x00"  # granted QoS 0
-            r = await Room.join(stack, node_url(stack, 1), room)
-            msgs = [b"one", "二".encode(), b"\xff\x00bin"]
-            for m in msgs:
-                await r.say(m)
+    """Three messages that reach a node together -- a raw MQTT member's three PUBLISHes in one WebSocket
+    message, one not UTF-8 -- reach a raw STOMP client as three MESSAGE frames in one binary WebSocket message
+    and the MQTT member as three QoS 0 PUBLISH room/<id> in one message, each body the bytes as sent; a /room
+    member on the other node gets them too. The RECEIPT and the SUBACK of the join come once the room is ready
+    (the first member here: after Redis confirmed the subscription)."""
+    async def go():
+        room = new_room("wire")
+        here = node_url(stack, 2)
+        st = await websockets.connect(f"{here}/ws", subprotocols=["v12.stomp"], max_size=None,
+                                      ping_interval=None, close_timeout=2)
+        await st.send(frame("CONNECT", {"accept-version": "1.2", "passcode": ticket(stack, new_uid())}))
+        assert (await st.recv()).startswith("CONNECTED")
+        await st.send(frame("SUBSCRIBE", {"id": "lobby", "destination": f"/topic/room.{room}",
+                                          "receipt": "in"}))
+        assert await asyncio.wait_for(st.recv(), 5) == "RECEIPT\nreceipt-id:in\n\n\0"
+        mq = await websockets.connect(f"{here}/ws", subprotocols=["mqtt"], max_size=None,
+                                      ping_interval=None, close_timeout=2)
+        await mq.send(connect_packet(ticket(stack, new_uid())))
+        assert await asyncio.wait_for(mq.recv(), 5) == b"\x20\x02\x00\x00"
+        await mq.send(subscribe_packet(7, (f"room/{room}", 1)))
+        assert await asyncio.wait_for(mq.recv(), 5) == b"\x90\x03\x00\x07\x00"  # granted QoS 0
+        r = await Room.join(stack, node_url(stack, 1), room)
+        msgs = [b"one", "二".encode(), b"\xff\x00bin"]
+        topic = f"room/{room}".encode()
+        # together: a batch leaves at once in an idle room, so only messages that arrive together share one
+        await mq.send(b"".join(packet(3, 0, mstr(topic) + m) for m in msgs))
 
-            data = await asyncio.wait_for(st.recv(), 5)
-            assert isinstance(data, bytes), "a batch with a non-UTF-8 body travels as a binary message"
-            frames = stomp_frames(data)
-            assert [f[2] for f in frames] == msgs
-            ids = set()
-            for cmd, h, _ in frames:
-                assert cmd == "MESSAGE" and h["destination"] == f"/topic/room.{room}" and h["subscription"] == "lobby"
-                ids.add(h["message-id"])
-            assert len(ids) == 3
-            pkts = mqtt_packets(await asyncio.wait_for(mq.recv(), 5))
-            topic = f"room/{room}".encode()
-            assert pkts == [(3, 0, mstr(topic) + m) for m in msgs]
-            assert await r.wait_messages(3) == msgs  # the /room member got the same batch
+        data = await asyncio.wait_for(st.recv(), 5)
+        assert isinstance(data, bytes), "a batch with a non-UTF-8 body travels as a binary message"
+        frames = stomp_frames(data)
+        assert [f[2] for f in frames] == msgs
+        ids = set()
+        for cmd, h, _ in frames:
+            assert cmd == "MESSAGE" and h["destination"] == f"/topic/room.{room}" and h["subscription"] == "lobby"
+            ids.add(h["message-id"])
+        assert len(ids) == 3
+        pkts = mqtt_packets(await asyncio.wait_for(mq.recv(), 5))
+        assert pkts == [(3, 0, mstr(topic) + m) for m in msgs]
+        assert await r.wait_messages(3) == msgs
 
-            # an all-UTF-8 batch is a text message
-            await r.say("text only")
-            data = await asyncio.wait_for(st.recv(), 5)
-            assert isinstance(data, str) and [f[2] for f in stomp_frames(data)] == [b"text only"]
-        run(go())
-    finally:
-        node.stop()
+        # an all-UTF-8 batch is a text message
+        await r.say("text only")
+        data = await asyncio.wait_for(st.recv(), 5)
+        assert isinstance(data, str) and [f[2] for f in stomp_frames(data)] == [b"text only"]
+    run(go())
 
 
 def test_the_join_is_answered_once_the_room_is_ready_then_sends_and_messages_follow(stack):

@@ -1,12 +1,15 @@
 """The room protocol on /room (SPEC §5, seed 004), on the stack's two push nodes: sign-in, heartbeat, member
 counts, messages both ways decoded from merged batches with the seed's unpacking, the same order on every
-node, merging of a burst, one room per connection, and the metrics."""
+node, merging of a burst and no wait in an idle room, one room per connection, and the metrics."""
 import asyncio
 import time
 
-from push_client import metrics, wait_until
+import websockets
+
+from push_client import ExtraNode, metrics, ticket, wait_until
 from room_client import (IMPORTANT, NORMAL, Room, login_token, members_in_redis, new_room, new_uid, node_url,
                          run)
+from test_mqtt import connect_packet, mstr, packet, subscribe_packet
 
 
 def test_sign_in_heartbeat_and_members(stack):
@@ -109,6 +112,49 @@ def test_a_lone_message_is_not_held_for_a_full_batch(stack):
         assert time.monotonic() - t0 < 0.5, "push.room_flush_ms (20 ms) sends a batch that is not full"
         assert b.batch_sizes == [1]
     run(go())
+
+
+def test_an_idle_room_sends_at_once_and_a_burst_still_arrives_merged(stack):
+    """On a node whose batches may wait 2 s (push.room_flush_ms 2000): in an idle room a lone message waits for
+    nothing -- three times over, each alone in its frame, long before the bound. Then 40 messages that reach
+    the node together (an MQTT member's PUBLISHes in one WebSocket message) arrive merged, in order, at most
+    push.room_batch (32) to a frame, and without waiting for the bound either."""
+    node = ExtraNode(stack, 962, room_flush_ms=2000)
+    try:
+        async def go():
+            room = new_room()
+            a = await Room.join(stack, node.url, room)
+            b = await Room.join(stack, node.url, room)
+            for i in range(3):
+                t0 = time.monotonic()
+                await a.say(f"alone {i}")
+                got = await b.wait_messages(i + 1)
+                took = time.monotonic() - t0
+                assert got[i] == f"alone {i}".encode()
+                assert took < 1.0, f"a lone message took {took:.3f} s: it waited for push.room_flush_ms (2 s)"
+                await asyncio.sleep(0.2)
+            assert b.batch_sizes == [1, 1, 1]
+
+            mq = await websockets.connect(f"{node.url}/ws", subprotocols=["mqtt"], max_size=None, max_queue=None,
+                                          ping_interval=None, compression=None, close_timeout=2)
+            await mq.send(connect_packet(ticket(stack, new_uid())))
+            assert await asyncio.wait_for(mq.recv(), 5) == b"\x20\x02\x00\x00"
+            await mq.send(subscribe_packet(1, (f"room/{room}", 0)))  # MQTT members send to rooms they are in
+            assert await asyncio.wait_for(mq.recv(), 5) == b"\x90\x03\x00\x01\x00"
+            burst = [f"burst {i:02d}".encode() for i in range(40)]
+            t0 = time.monotonic()
+            await mq.send(b"".join(packet(3, 0, mstr(f"room/{room}") + m) for m in burst))
+            for m in (a, b):
+                assert (await m.wait_messages(43))[3:] == burst
+                sizes = m.batch_sizes[3:]
+                assert max(sizes) > 1, f"a burst was not merged: batches of {sizes}"
+                assert max(sizes) <= 32, "push.room_batch (32) bounds a batch"
+            took = time.monotonic() - t0
+            assert took < 1.0, f"the burst took {took:.3f} s: its last batch waited for push.room_flush_ms"
+            await mq.close()
+        run(go())
+    finally:
+        assert node.stop() == 0
 
 
 def test_a_client_cannot_make_its_messages_important(stack):
