@@ -587,6 +587,67 @@ def proc_cpu_ticks(pid):
         return None
 
 
+def proc_children(pid):
+    """The pids whose parent is pid (nginx's workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class CpuSampler:
+    """The CPU each named server process used, its children included (nginx's workers; taken when the
+    sampler starts), sampled every `every` s while a run goes on and stamped with CLOCK_MONOTONIC -- the clock
+    of magpie-bench's steps (t0_ns, t_end_ns) -- so each step's cores can be cut out afterwards (cores())."""
+
+    def __init__(self, pids, every=0.25):
+        import threading
+        self.pids = {name: [p] + proc_children(p) for name, p in pids.items() if p}
+        self.every = every
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def sample(self):
+        ticks = {}
+        for name, pids in self.pids.items():
+            got = [proc_cpu_ticks(p) for p in pids]
+            ticks[name] = None if got[0] is None else sum(t for t in got if t is not None)
+        self.samples.append((time.monotonic_ns(), ticks))
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def cores(self, t0, t1):
+        """Cores each process used between CLOCK_MONOTONIC t0 and t1 (ns), from the first sample at or after
+        t0 to the last at or before t1; None when fewer than two samples fall inside."""
+        inside = [s for s in self.samples if t0 <= s[0] <= t1]
+        if len(inside) < 2:
+            return None
+        (ta, a), (tb, b) = inside[0], inside[-1]
+        secs = (tb - ta) / 1e9
+        hz = os.sysconf("SC_CLK_TCK")
+        return {k: round((b[k] - a[k]) / hz / secs, 3) for k in a
+                if a[k] is not None and b.get(k) is not None and secs > 0}
+
+
 class CostSampler:
     """Samples, every `every` s while a run goes on, the CPU each of the stack's server processes used
     (/proc/<pid>/stat: CPU used, not time waited -- the figure a busy machine distorts least), Redis's INFO
