@@ -350,7 +350,8 @@ static void batch_schedule(struct room *r)
     else
         r->due_ms = now; /* idle: the timer runs once this loop pass has read what else came */
     if (flush_add(r) != MP_OK) {
-        room_flush(r); /* no memory to wait in the heap: the message goes alone */
+        log_error("room message sent unmerged: out of memory room=\"%s\"", r->id);
+        room_flush(r); /* nowhere to wait: it goes now, alone */
         return;
     }
     if (H.flush.v[0] == r)
