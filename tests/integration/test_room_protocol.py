@@ -9,7 +9,7 @@ import websockets
 from push_client import ExtraNode, metrics, ticket, wait_until
 from room_client import (IMPORTANT, NORMAL, Room, login_token, members_in_redis, new_room, new_uid, node_url,
                          run)
-from test_mqtt import connect_packet, mstr, packet, subscribe_packet
+from mqtt_client import connect_packet, mstr, packet, subscribe_packet
 
 
 def test_sign_in_heartbeat_and_members(stack):
