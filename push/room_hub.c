@@ -10,12 +10,12 @@
  *   - at the end of this loop pass when the room is idle: most of its members have nothing waiting in their
  *     outgoing queues, and its last batch began at least ROOM_CALM_FACTOR times that batch's fan-out time
  *     ago. What else this pass reads for the room rides along (Redis hands over all it has in one read);
- *   - when the room is calm again, if its last batch is more recent than that (messages come faster than
- *     this node can send a frame for each: merging is what lets it keep up), and push.room_flush_ms after
- *     the batch's first message at the latest;
- *   - push.room_flush_ms after its first message when most members still have frames waiting in their
- *     queues: a send is still in progress, a batch sent now would only queue behind it, and waiting merges
- *     the messages into fewer frames;
+ *   - otherwise push.room_flush_ms after its first message, as every batch did before: either its last batch
+ *     is more recent than that (messages come faster than this node can send a frame for each: merging is
+ *     what lets it keep up), or most members still have frames waiting in their queues (a send is still in
+ *     progress: a batch sent now would only queue behind it). Not sooner once the room is calm: a fan-out
+ *     that only queued its frames was quick without any frame having left, and a busy room that sent more
+ *     often than before did worse at 800,000 deliveries/s (bench/results/2026-11-26-rooms-adaptive-flush.md);
  *   - at once, whichever of these applies, when it fills up (push.room_batch messages, or the next message
  *     would take it past push.room_batch_bytes).
  * A waiting room sits in the flush heap (ordered by when its batch is due); one timer, armed for the head,
@@ -343,10 +343,8 @@ static void batch_schedule(struct room *r)
 {
     uint64_t now = push_now(), bound = now + (uint64_t)push.cfg->push.room_flush_ms;
 
-    if (room_sending(r))
-        r->due_ms = bound;
-    else if (r->calm_ms > now)
-        r->due_ms = r->calm_ms < bound ? r->calm_ms : bound;
+    if (r->calm_ms > now || room_sending(r))
+        r->due_ms = bound; /* busy: as long as a batch always waited */
     else
         r->due_ms = now; /* idle: the timer runs once this loop pass has read what else came */
     if (flush_add(r) != MP_OK) {

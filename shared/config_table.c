@@ -260,7 +260,7 @@ const struct config_key config_keys[] = {
         "Bytes waiting to be written to one connection; a reader that falls further behind is closed."),
     INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",
         "The longest a room message waits on a node to be merged with the next ones. A batch leaves at\n"
-        "once when the room is idle; it waits (this long at most) only while most members' queues still\n"
+        "once when the room is idle; it waits this long only while most members' queues still\n"
         "hold earlier frames or messages come faster than the node can send a frame for each. It also\n"
         "leaves at once..."),
     INT("push", "room_batch", push.room_batch, 1, 10000, "32",
