@@ -348,6 +348,26 @@ test("ChatClient: a delivered seq past a gap sends Y; the answer fills the gap w
   client.stop();
 });
 
+test("ChatClient: going offline drops the socket at once, without waiting for its close to finish", async () => {
+  const { client, sent } = loggedIn(0);
+  const states = [];
+  client.addEventListener("state", (ev) => states.push(ev.detail.state));
+  const old = client.ws;
+  let closed = null;
+  old.close = (code, reason) => { closed = [code, reason]; }; // a dead network: onclose does not come
+  const pending = client.request("P", "ping");
+  client.onOffline();
+  assert.deepEqual(closed, [4001, "offline"]);
+  assert.deepEqual(states, ["offline"]);
+  assert.equal(client.ws, null);
+  await assert.rejects(pending, /connection closed/);
+  await assert.rejects(client.request("P", "ping"), /not connected/);
+  assert.equal(sent.length, 1); // the first ping only: nothing is sent on the dropped socket
+  client.onClose(old); // its onclose, late: changes nothing
+  assert.deepEqual(states, ["offline"]);
+  client.stop();
+});
+
 test("ChatClient: a sync pages while more; a fresh browser starts at the end", async () => {
   const old = loggedIn(0);
   old.client.sync();

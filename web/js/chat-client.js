@@ -54,7 +54,7 @@ export class ChatClient extends EventTarget {
     this.onOnline = () => this.nudge();
     // A socket that outlived a network change cannot be trusted (and a phone's usually dies anyway):
     // drop it; reconnect and catch-up run when the browser is back online.
-    this.onOffline = () => this.ws && this.ws.close(4001, "offline");
+    this.onOffline = () => this.drop(this.ws, 4001, "offline");
   }
 
   start() {
@@ -128,6 +128,20 @@ export class ChatClient extends EventTarget {
       this.ping().catch(() => {});
       this.sync();
     }
+  }
+
+  /** Stop using a socket at once: when the network is gone its close handshake may not finish for a long time,
+   * and neither the state nor the requests waiting on it should wait for that. Its onclose, when it comes,
+   * finds it replaced (onClose ignores it), and nothing it still receives is read. */
+  drop(ws, code, reason) {
+    if (!ws) return;
+    ws.onmessage = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // already closing
+    }
+    this.onClose(ws);
   }
 
   onClose(ws) {
@@ -240,7 +254,7 @@ export class ChatClient extends EventTarget {
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => {
       const ws = this.ws;
-      const timer = setTimeout(() => ws && ws.close(4000, "no pong"), this.pongTimeoutMs);
+      const timer = setTimeout(() => this.drop(ws, 4000, "no pong"), this.pongTimeoutMs);
       this.ping().then(() => clearTimeout(timer), () => {});
     }, this.pingMs);
   }
