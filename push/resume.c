@@ -296,7 +296,7 @@ static int send_entry(struct resume *r, json_t *pkt, const char *text, size_t le
     return r->ops->send(r, pkt, text, len, seq, again);
 }
 
-/* ---- entries held behind a gap an own send in flight will fill (resume.h) ---- */
+/* ---- entries held behind a gap until it fills or is caught up (resume.h) ---- */
 
 struct resume_held {
     int64_t seq;
@@ -306,6 +306,23 @@ struct resume_held {
 };
 
 static void gap_unlink(struct resume *r);
+
+/* 1 when the seqs missing before seq -- past sent_upto, less the below_held entries held below it -- are no
+ * more than this connection's sends in flight: their A may still bring them. */
+static int ours_can_fill(const struct resume *r, int64_t seq, int below_held)
+{
+    return (uint64_t)(seq - r->sent_upto - 1 - below_held) <= r->own_pending;
+}
+
+/* Remember how far the timeline is known to go (seq, and what is held) before the held entries are let go:
+ * the catch-up asks again until it has them. */
+static void remember_held(struct resume *r, int64_t seq)
+{
+    if (seq > r->seen_max)
+        r->seen_max = seq;
+    if (r->nheld > 0 && r->held[r->nheld - 1].seq > r->seen_max)
+        r->seen_max = r->held[r->nheld - 1].seq;
+}
 
 static void held_clear(struct resume *r)
 {
@@ -382,7 +399,7 @@ static int hold(struct resume *r, json_t *pkt, const char *text, size_t len, int
         ;
     if (i < r->nheld && r->held[i].seq == seq)
         return 1; /* already held */
-    if (push.cfg->push.resume_gap_ms == 0 && (uint64_t)(seq - r->sent_upto - 1 - i) > r->own_pending)
+    if (push.cfg->push.resume_gap_ms == 0 && !ours_can_fill(r, seq, i))
         return 0; /* more missing before it than our sends in flight, and no grace */
     if (r->nheld == RESUME_HOLD_MAX)
         return 0;
@@ -406,10 +423,7 @@ static int hold(struct resume *r, json_t *pkt, const char *text, size_t len, int
 static void catch_up_from_gap(struct resume *r, int64_t seq)
 {
     stats_catchup(r->ops->proto);
-    if (seq > r->seen_max)
-        r->seen_max = seq;
-    if (r->nheld > 0 && r->held[r->nheld - 1].seq > r->seen_max)
-        r->seen_max = r->held[r->nheld - 1].seq;
+    remember_held(r, seq);
     held_clear(r);
     catch_up(r);
 }
@@ -423,7 +437,7 @@ static void held_drain(struct resume *r)
     while (r->nheld > 0 && r->state == RESUME_LIVE) {
         struct resume_held h = r->held[0];
         if (h.seq > r->sent_upto + 1) {
-            if (push.cfg->push.resume_gap_ms == 0 && (uint64_t)(h.seq - r->sent_upto - 1) > r->own_pending)
+            if (push.cfg->push.resume_gap_ms == 0 && !ours_can_fill(r, h.seq, 0))
                 catch_up_from_gap(r, h.seq);
             return;
         }
@@ -453,7 +467,7 @@ void resume_gap_sweep(uint64_t now)
                 soonest = r->gap_due;
             continue;
         }
-        if ((uint64_t)(r->held[0].seq - r->sent_upto - 1) <= r->own_pending) {
+        if (ours_can_fill(r, r->held[0].seq, 0)) {
             /* our own sends can still fill it: their A comes (or an E, and then the grace starts over) */
             r->gap_due = now + (uint64_t)push.cfg->push.resume_gap_ms;
             if (soonest == 0 || r->gap_due < soonest)
@@ -476,8 +490,8 @@ void resume_stop(void)
 }
 
 /* A seq-carrying entry at the LIVE position: the next one goes out, an old one is dropped, a newer one is
- * held while own sends in flight may fill the gap, else starts a catch-up; no room moves to WAIT. pkt
- * NULL: an own send's seq. Returns MP_OK when it was sent or held. */
+ * held behind the gap (hold: while own sends may fill it, or push.resume_gap_ms), else starts a catch-up;
+ * no room moves to WAIT. pkt NULL: an own send's seq. Returns MP_OK when it was sent or held. */
 static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t len, int64_t seq)
 {
     if (seq <= r->sent_upto)
@@ -497,10 +511,7 @@ static int live_entry(struct resume *r, json_t *pkt, const char *text, size_t le
         return MP_EAGAIN;
     }
     if (r->ops->room != NULL && !r->ops->room(r, seq)) {
-        if (seq > r->seen_max)
-            r->seen_max = seq;
-        if (r->nheld > 0 && r->held[r->nheld - 1].seq > r->seen_max)
-            r->seen_max = r->held[r->nheld - 1].seq;
+        remember_held(r, seq);
         held_clear(r); /* resume_room() catches up from sent_upto: they come again */
         r->state = RESUME_WAIT;
         return MP_EAGAIN;
