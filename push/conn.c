@@ -2,6 +2,7 @@
 #include "conn.h"
 #include "cluster.h"
 #include "config.h"
+#include "dlist.h"
 #include "handshake.h"
 #include "log.h"
 #include "magpie.h"
@@ -98,11 +99,7 @@ static int user_add(struct conn *c)
             return MP_ENOMEM;
         }
     }
-    c->user_prev = NULL;
-    c->user_next = u->head;
-    if (u->head != NULL)
-        u->head->user_prev = c;
-    u->head = c;
+    DLIST_PUSH(u->head, c, user_prev, user_next);
     u->count++;
     return MP_OK;
 }
@@ -114,13 +111,7 @@ static int user_remove(struct conn *c)
     int left;
     if (u == NULL)
         return 0;
-    if (c->user_prev != NULL)
-        c->user_prev->user_next = c->user_next;
-    else
-        u->head = c->user_next;
-    if (c->user_next != NULL)
-        c->user_next->user_prev = c->user_prev;
-    c->user_prev = c->user_next = NULL;
+    DLIST_UNLINK(u->head, c, user_prev, user_next);
     left = --u->count;
     if (left == 0) {
         map_del(&K.users, (uint64_t)c->uid);
@@ -593,11 +584,7 @@ static void on_established(struct conn *c)
 {
     c->state = CONN_OPENING;
     c->heard_ms = push_now();
-    c->all_prev = NULL;
-    c->all_next = K.all;
-    if (K.all != NULL)
-        K.all->all_prev = c;
-    K.all = c;
+    DLIST_PUSH(K.all, c, all_prev, all_next);
     stats_conn(c->proto->name, 1);
     lws_rx_flow_control(c->wsi, 0);
     c->proto->open(c);
@@ -614,13 +601,7 @@ static void on_destroy(struct conn *c)
     c->wsi = NULL;
     if (was_established) {
         stats_conn(c->proto->name, -1);
-        if (c->all_prev != NULL)
-            c->all_prev->all_next = c->all_next;
-        else
-            K.all = c->all_next;
-        if (c->all_next != NULL)
-            c->all_next->all_prev = c->all_prev;
-        c->all_prev = c->all_next = NULL;
+        DLIST_UNLINK(K.all, c, all_prev, all_next);
     }
     if (c->uid != 0) {
         int left = user_remove(c);

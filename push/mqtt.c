@@ -62,6 +62,7 @@
 #include "mqtt.h"
 #include "chat.h"
 #include "conn.h"
+#include "dlist.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
@@ -896,10 +897,7 @@ static void mqtt_open(struct conn *c)
     m->r.ttl_s = push.cfg->mqtt.session_ttl_s;
     m->r.max_sessions = push.cfg->mqtt.max_sessions_per_user;
     c->pdata = m;
-    m->next = M.all;
-    if (M.all != NULL)
-        M.all->prev = m;
-    M.all = m;
+    DLIST_PUSH(M.all, m, prev, next);
     conn_accept(c); /* the ticket comes in CONNECT */
 }
 
@@ -917,12 +915,7 @@ static void mqtt_closed(struct conn *c)
     if (m == NULL)
         return;
     resume_store(&m->r, 1); /* a clean-session-0 session's last position, with what was sent */
-    if (m->prev != NULL)
-        m->prev->next = m->next;
-    else
-        M.all = m->next;
-    if (m->next != NULL)
-        m->next->prev = m->prev;
+    DLIST_UNLINK(M.all, m, prev, next);
     for (p = m->pending; p != NULL; p = next) {
         next = p->next;
         free(p->topic);

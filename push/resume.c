@@ -2,6 +2,7 @@
  * resume.h). */
 #include "resume.h"
 #include "chat.h"
+#include "dlist.h"
 #include "log.h"
 #include "magpie.h"
 #include "push.h"
@@ -346,13 +347,7 @@ static void gap_unlink(struct resume *r)
 {
     if (r->gap_due == 0)
         return;
-    if (r->gap_prev != NULL)
-        r->gap_prev->gap_next = r->gap_next;
-    else
-        G.head = r->gap_next;
-    if (r->gap_next != NULL)
-        r->gap_next->gap_prev = r->gap_prev;
-    r->gap_prev = r->gap_next = NULL;
+    DLIST_UNLINK(G.head, r, gap_prev, gap_next);
     r->gap_due = 0;
 }
 
@@ -381,11 +376,7 @@ static void gap_link(struct resume *r)
     if (r->gap_due != 0 || wait == 0)
         return; /* without grace, our sends' answers alone settle the gap (held_drain) */
     r->gap_due = push_now() + wait;
-    r->gap_prev = NULL;
-    r->gap_next = G.head;
-    if (G.head != NULL)
-        G.head->gap_prev = r;
-    G.head = r;
+    DLIST_PUSH(G.head, r, gap_prev, gap_next);
     gap_timer_arm(wait);
 }
 

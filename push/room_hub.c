@@ -25,6 +25,7 @@
  * protocol's Reply for /room connections, and the bridge's frames for STOMP and MQTT subscriptions
  * (room_bridge.h) -- and that one frame is queued to every member of the form.
  */
+#include "dlist.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
@@ -67,30 +68,6 @@ struct room {
     uint64_t others_ms;
     int others_read;
 };
-
-/* A doubly linked list of rooms through the given link fields. */
-#define LIST_APPEND(l, r, prev, next)                                                                        \
-    do {                                                                                                     \
-        (r)->prev = (l).tail;                                                                                \
-        (r)->next = NULL;                                                                                    \
-        if ((l).tail != NULL)                                                                                \
-            (l).tail->next = (r);                                                                            \
-        else                                                                                                 \
-            (l).head = (r);                                                                                  \
-        (l).tail = (r);                                                                                      \
-    } while (0)
-#define LIST_REMOVE(l, r, prev, next)                                                                        \
-    do {                                                                                                     \
-        if ((r)->prev != NULL)                                                                               \
-            (r)->prev->next = (r)->next;                                                                     \
-        else                                                                                                 \
-            (l).head = (r)->next;                                                                            \
-        if ((r)->next != NULL)                                                                               \
-            (r)->next->prev = (r)->prev;                                                                     \
-        else                                                                                                 \
-            (l).tail = (r)->prev;                                                                            \
-        (r)->prev = (r)->next = NULL;                                                                        \
-    } while (0)
 
 struct room_list {
     struct room *head, *tail;
@@ -467,7 +444,7 @@ static void room_free(struct room *r)
     if (r->in_flush)
         flush_remove(r);
     if (r->lingering)
-        LIST_REMOVE(H.linger, r, linger_prev, linger_next);
+        DLIST_REMOVE(H.linger, r, linger_prev, linger_next);
     if (r->dirty) {
         struct room **pp = &H.dirty;
         while (*pp != r)
@@ -490,15 +467,11 @@ int room_join(struct member *m, const char *id)
     if (r == NULL && (r = room_new(id, hash)) == NULL)
         return MP_ENOMEM;
     if (r->lingering) {
-        LIST_REMOVE(H.linger, r, linger_prev, linger_next);
+        DLIST_REMOVE(H.linger, r, linger_prev, linger_next);
         r->lingering = 0;
     }
     m->room = r;
-    m->prev = NULL;
-    m->next = r->head;
-    if (r->head != NULL)
-        r->head->prev = m;
-    r->head = m;
+    DLIST_PUSH(r->head, m, prev, next);
     r->count++;
     H.nmembers++;
     mark_dirty(r);
@@ -513,13 +486,7 @@ void room_leave(struct member *m)
     struct room *r = m->room;
     if (r == NULL)
         return;
-    if (m->prev != NULL)
-        m->prev->next = m->next;
-    else
-        r->head = m->next;
-    if (m->next != NULL)
-        m->next->prev = m->prev;
-    m->prev = m->next = NULL;
+    DLIST_UNLINK(r->head, m, prev, next);
     m->room = NULL;
     r->count--;
     H.nmembers--;
@@ -534,7 +501,7 @@ void room_leave(struct member *m)
     }
     mark_dirty(r);
     r->empty_ms = push_now();
-    LIST_APPEND(H.linger, r, linger_prev, linger_next);
+    DLIST_APPEND(H.linger, r, linger_prev, linger_next);
     r->lingering = 1;
 }
 

@@ -50,6 +50,7 @@
 #include "stomp.h"
 #include "chat.h"
 #include "conn.h"
+#include "dlist.h"
 #include "keys.h"
 #include "log.h"
 #include "magpie.h"
@@ -757,10 +758,7 @@ static void stomp_open(struct conn *c)
     resume_setup(&s->r, &stomp_resume, c, s->prefix, 0);
     s->r.ttl_s = push.cfg->stomp.session_ttl_s;
     c->pdata = s;
-    s->next = S.all;
-    if (S.all != NULL)
-        S.all->prev = s;
-    S.all = s;
+    DLIST_PUSH(S.all, s, prev, next);
     conn_accept(c); /* the ticket comes in CONNECT */
 }
 
@@ -779,12 +777,7 @@ static void stomp_closed(struct conn *c)
         return;
     resume_store(&s->r, 1); /* with the position sent: what comes again is counted as redelivered */
     resume_free(&s->r);
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        S.all = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    DLIST_UNLINK(S.all, s, prev, next);
     for (p = s->pending; p != NULL; p = next) {
         next = p->next;
         free(p->receipt);
