@@ -148,16 +148,18 @@ def test_a_member_that_cannot_take_even_important_messages_is_disconnected(stack
             fast = await Room.join(stack, node.url, room)
             slow = _raw_member(stack, node, room)
 
-            def flood():
+            def post(first, n):
                 with requests.Session() as s:
-                    big = "i" * 48000
-                    for i in range(200):  # ~9.6 MB of important messages: more than 1 MiB + kernel buffers
+                    for i in range(first, first + n):
                         post_msg(stack, http, room, f"{i:04d}{big}", level=1, session=s)
 
-            # in a thread, so the fast member reads meanwhile
-            posting = asyncio.get_running_loop().run_in_executor(None, flood)
-            got = await fast.wait_messages(200, timeout=60)
-            await posting
+            # ~9.6 MB of important messages, more than push.queue_cap (1 MiB) + kernel buffers, 8 at a time
+            # (384 KB): the fast member takes each 8 before the next are posted, so only the slow one, which
+            # reads nothing, can go over the cap -- however slowly this test process gets to read.
+            big = "i" * 48000
+            for first in range(0, 200, 8):
+                await asyncio.get_running_loop().run_in_executor(None, post, first, 8)
+                got = await fast.wait_messages(first + 8, timeout=60)
             assert [m[:4] for m in got] == [f"{i:04d}".encode() for i in range(200)]
             assert set(fast.levels) == {IMPORTANT}
 
