@@ -8,14 +8,18 @@
  * faster than frames can leave -- Nagle's algorithm, with push.room_flush_ms as the bound of the wait. When
  * the first message of a batch arrives, the batch leaves
  *   - at the end of this loop pass when the room is idle: most of its members have nothing waiting in their
- *     outgoing queues, and its last batch began at least ROOM_CALM_FACTOR times that batch's fan-out time
- *     ago. What else this pass reads for the room rides along (Redis hands over all it has in one read);
+ *     outgoing queues, and its last batch began at least push.room_flush_ms ago and at least
+ *     ROOM_CALM_FACTOR times that batch's fan-out time ago. What else this pass reads for the room rides
+ *     along (Redis hands over all it has in one read);
  *   - otherwise push.room_flush_ms after its first message, as every batch did before: either its last batch
- *     is more recent than that (messages come faster than this node can send a frame for each: merging is
- *     what lets it keep up), or most members still have frames waiting in their queues (a send is still in
- *     progress: a batch sent now would only queue behind it). Not sooner once the room is calm: a fan-out
- *     that only queued its frames was quick without any frame having left, and a busy room that sent more
- *     often than before did worse at 800,000 deliveries/s (bench/results/2026-11-26-rooms-adaptive-flush.md);
+ *     is more recent than that (messages come faster than one per push.room_flush_ms, or faster than this
+ *     node can send a frame for each: merging is what lets it keep up), or most members still have frames
+ *     waiting in their queues (a send is still in progress: a batch sent now would only queue behind it).
+ *     So a room never sends frames more often than the old rule did (one batch per push.room_flush_ms at
+ *     most): at high rates it merges exactly as before, and only a message that finds the room idle leaves
+ *     sooner. Not sooner once the room is calm: a fan-out that only queued its frames was quick without any
+ *     frame having left, and busy rooms that sent more often than before did worse at 800,000 deliveries/s
+ *     (bench/results/2026-11-26-rooms-adaptive-flush.md, 2026-11-26-rooms-quiet-ab.md);
  *   - at once, whichever of these applies, when it fills up (push.room_batch messages, or the next message
  *     would take it past push.room_batch_bytes).
  * A waiting room sits in the flush heap (ordered by when its batch is due); one timer, armed for the head,
@@ -58,7 +62,7 @@ struct room {
     uint64_t due_ms; /* in the flush heap: when its batch goes */
     size_t flush_at; /* its place in the heap */
     int in_flush;
-    uint64_t calm_ms;  /* loop time from which a batch may leave at once (ROOM_CALM_FACTOR) */
+    uint64_t calm_ms;  /* loop time from which a batch may leave at once (the top of this file) */
     uint64_t empty_ms; /* lingering: when the last member left */
     struct room *linger_prev, *linger_next;
     int lingering;
@@ -239,7 +243,7 @@ static void room_flush(struct room *r)
     struct room_bridge_batch bb;
     struct frame *f = NULL;
     long delivered = 0, dropped = 0, cut = 0, lost = 0;
-    uint64_t began_ns, took_ms;
+    uint64_t began_ns, calm_in_ms;
 
     if (limit > (size_t)push.cfg->push.queue_cap)
         limit = (size_t)push.cfg->push.queue_cap; /* a small push.queue_cap lowers it */
@@ -283,11 +287,13 @@ static void room_flush(struct room *r)
     frame_unref(f);
     room_bridge_batch_free(&bb);
     roombatch_clear(b);
-    /* In whole milliseconds, the loop clock's unit: even a room of a few members is calm only a tick or two
-     * after a batch, so a message that follows it at once waits that long to merge with the next ones.
-     * push_now() is this loop pass's time, at or before the fan-out began. */
-    took_ms = (uv_hrtime() - began_ns + 999999) / 1000000;
-    r->calm_ms = push_now() + ROOM_CALM_FACTOR * took_ms;
+    /* The fan-out's time in whole milliseconds, the loop clock's unit. push_now() is this loop pass's time,
+     * at or before the fan-out began. A message within push.room_flush_ms of this batch waits to merge with
+     * the next ones, as every message did before; a fan-out longer than half of that stretches the wait. */
+    calm_in_ms = ROOM_CALM_FACTOR * ((uv_hrtime() - began_ns + 999999) / 1000000);
+    if (calm_in_ms < (uint64_t)push.cfg->push.room_flush_ms)
+        calm_in_ms = (uint64_t)push.cfg->push.room_flush_ms;
+    r->calm_ms = push_now() + calm_in_ms;
 }
 
 static void on_flush_timer(uv_timer_t *t)

@@ -115,12 +115,13 @@ def test_a_lone_message_is_not_held_for_a_full_batch(stack):
 
 
 def test_an_idle_room_sends_at_once_and_a_burst_still_arrives_merged(stack):
-    """On a node whose batches may wait 2 s (push.room_flush_ms 2000): in an idle room a lone message waits for
-    nothing -- three times over, each alone in its frame, long before the bound. Then 40 messages that reach
-    the node together (an MQTT member's PUBLISHes in one WebSocket message) arrive merged, in order, at most
-    push.room_batch (32) to a frame (the first 32 at once, being full; the rest, in a room that has just sent,
-    waits for more as every batch did before)."""
-    node = ExtraNode(stack, 962, room_flush_ms=2000)
+    """On a node whose batches may wait 1 s (push.room_flush_ms 1000): in an idle room (its last batch more
+    than push.room_flush_ms ago) a lone message waits for nothing -- three times over, each alone in its frame,
+    long before the bound. A message soon after a batch waits for more, as every batch did before. Then 40
+    messages that reach the node together (an MQTT member's PUBLISHes in one WebSocket message) arrive merged,
+    in order, at most push.room_batch (32) to a frame (the first 32 at once, being full; the rest, in a room
+    that has just sent, waits for more)."""
+    node = ExtraNode(stack, 962, room_flush_ms=1000)
     try:
         async def go():
             room = new_room()
@@ -132,9 +133,26 @@ def test_an_idle_room_sends_at_once_and_a_burst_still_arrives_merged(stack):
                 got = await b.wait_messages(i + 1)
                 took = time.monotonic() - t0
                 assert got[i] == f"alone {i}".encode()
-                assert took < 1.0, f"a lone message took {took:.3f} s: it waited for push.room_flush_ms (2 s)"
-                await asyncio.sleep(0.2)
+                assert took < 0.5, f"a lone message took {took:.3f} s: it waited for push.room_flush_ms (1 s)"
+                await asyncio.sleep(1.2)
             assert b.batch_sizes == [1, 1, 1]
+
+            # A message 0.3 s after a batch (well past that batch's fan-out, within push.room_flush_ms) waits
+            # for the bound and takes the one that follows it along, so a room sends no more frames than it
+            # did before adaptive flushing.
+            await a.say("first")
+            await b.wait_messages(4)
+            await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            await a.say("second")
+            await asyncio.sleep(0.1)
+            await a.say("third")
+            got = await b.wait_messages(6)
+            took = time.monotonic() - t0
+            assert got[4:6] == [b"second", b"third"]
+            assert b.batch_sizes[3:] == [1, 2], f"batches {b.batch_sizes[3:]}: the second did not wait to merge"
+            assert 0.5 < took < 3.0, f"the merged batch took {took:.3f} s, not about push.room_flush_ms (1 s)"
+            await asyncio.sleep(1.2)
 
             mq = await websockets.connect(f"{node.url}/ws", subprotocols=["mqtt"], max_size=None, max_queue=None,
                                           ping_interval=None, compression=None, close_timeout=2)
@@ -145,8 +163,8 @@ def test_an_idle_room_sends_at_once_and_a_burst_still_arrives_merged(stack):
             burst = [f"burst {i:02d}".encode() for i in range(40)]
             await mq.send(b"".join(packet(3, 0, mstr(f"room/{room}") + m) for m in burst))
             for m in (a, b):
-                assert (await m.wait_messages(43))[3:] == burst
-                sizes = m.batch_sizes[3:]
+                assert (await m.wait_messages(46))[6:] == burst
+                sizes = m.batch_sizes[5:]
                 assert max(sizes) > 1, f"a burst was not merged: batches of {sizes}"
                 assert max(sizes) <= 32, "push.room_batch (32) bounds a batch"
             await mq.close()
