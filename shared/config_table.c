@@ -261,7 +261,8 @@ const struct config_key config_keys[] = {
     INT("push", "room_flush_ms", push.room_flush_ms, 1, 10000, "20",
         "The longest a room message waits on a node to be merged with the next ones. A batch leaves at\n"
         "once when the room is idle; it waits this long only while most members' queues still\n"
-        "hold earlier frames or messages come faster than the node can send a frame for each. It also\n"
+        "hold earlier frames or the room's last batch began less than this long ago (or less than\n"
+        "twice that batch's fan-out time ago). It also\n"
         "leaves at once..."),
     INT("push", "room_batch", push.room_batch, 1, 10000, "32",
         "...when it holds this many messages, or when the next message would take its merged data\n"
