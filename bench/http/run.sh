@@ -62,6 +62,7 @@ ticks() {
     echo $sum
 }
 HZ=$(getconf CLK_TCK)
+wrk_time=$(mktemp)
 nginx_workers() { pgrep -P "$(cat "$1")" | tr '\n' ' '; } # the workers of the nginx whose pid file is $1
 
 results=()
@@ -73,13 +74,15 @@ measure() {
     local -a labels=() pids=() before=()
     while [ $# -ge 2 ]; do labels+=("$1"); pids+=("$2"); shift 2; done
     for i in "${!pids[@]}"; do before[i]=$(ticks ${pids[i]}); done
-    line=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$HERE/imtoken.lua" "$url/IM/token" |
-        grep '^RESULT' || true)
+    line=$(/usr/bin/time -f "WRKCPU %U %S" -o "$wrk_time" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+        -s "$HERE/imtoken.lua" "$url/IM/token" | grep '^RESULT' || true)
     [ -n "$line" ] || { echo "wrk gave no result for $name" >&2; exit 1; }
     reqs=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$line")
+    ((reqs > 0)) || reqs=1
     for i in "${!pids[@]}"; do
-        cpu="$cpu ${labels[i]}_us=$(( ($(ticks ${pids[i]}) - before[i]) * 1000000 / HZ / (reqs > 0 ? reqs : 1) ))"
+        cpu="$cpu ${labels[i]}_us=$(( ($(ticks ${pids[i]}) - before[i]) * 1000000 / HZ / reqs ))"
     done
+    cpu="$cpu wrk_us=$(awk -v n="$reqs" '/^WRKCPU/ {printf "%d", ($2 + $3) * 1e6 / n}' "$wrk_time")"
     line="${line#RESULT }$cpu load=$(cut -d' ' -f1 /proc/loadavg)"
     results+=("$name $line")
     echo "$name $line"
@@ -118,7 +121,14 @@ trap stop_floor EXIT
 sleep 0.5
 
 # nginx -> magpie-http and the floor, alternated (A F, F A, ...): the machine's drift hits both alike.
-ratios=()
+# Besides requests/s, each round gives the ratio the two would have on a machine doing nothing else: the
+# floor's CPU per request (wrk, nginx, responder) over the app's (wrk, nginx, magpie-http, Redis), which
+# what else runs on a shared machine disturbs far less than it disturbs requests/s.
+ratios=() cpu_ratios=()
+cpu_sum() { # the sum of the *_us fields of a result line
+    tr ' ' '\n' <<<"$1" | awk -F= '$1 ~ /_us$/ {s += $2} END {print s + 0}'
+}
+cpu_ratio() { awk -v a="$(cpu_sum "$1")" -v f="$(cpu_sum "$2")" 'BEGIN {printf "%.2f", a ? f / a : 0}'; }
 app_run() {
     measure "nginx-fcgi" "$NGINX" http "$HTTP_PID" nginx "$(nginx_workers "$RUN/nginx/nginx.pid")" redis "$REDIS_PID"
     app_line=${results[-1]}
@@ -131,7 +141,8 @@ floor_run() {
 for ((round = 1; round <= ROUNDS; round++)); do
     if ((round % 2)); then app_run; floor_run; else floor_run; app_run; fi
     ratios+=("$(awk -v a="$(rps_of "$app_line")" -v f="$(rps_of "$floor_line")" 'BEGIN {printf "%.2f", f ? a / f : 0}')")
-    echo "round $round: nginx-fcgi / floor = ${ratios[-1]}"
+    cpu_ratios+=("$(cpu_ratio "$app_line" "$floor_line")")
+    echo "round $round: nginx-fcgi / floor = ${ratios[-1]} (from CPU per request: ${cpu_ratios[-1]})"
 done
 stop_floor
 trap - EXIT
@@ -163,6 +174,7 @@ measure "standalone+${POLLS}polls" "$STANDALONE" http "$HTTP_PID"
 kill "$holder2" 2>/dev/null; wait "$holder2" 2>/dev/null || true
 stop_holder
 
+rm -f "$wrk_time"
 [ $SMOKE = 1 ] && [ -z "$OUT" ] && exit 0
 OUT=${OUT:-$REPO/bench/results/http-$(hostname -s)-$(date -u +%Y%m%d-%H%M).md}
 mkdir -p "$(dirname "$OUT")"
@@ -191,12 +203,14 @@ mkdir -p "$(dirname "$OUT")"
     done
     echo
     echo "nginx -> magpie-http / floor, per round (the two alternated): ${ratios[*]}"
+    echo "the same from CPU per request (floor's wrk + nginx + responder over the app's wrk + nginx + magpie-http + Redis): ${cpu_ratios[*]}"
     echo
     echo "Targets: >= 15,000 req/s and p99 <= 10 ms through nginx; p99 <= 50 ms with 1,000 polls pending;"
     echo "nginx -> magpie-http >= 0.8 x the floor (issue 19)."
     echo "floor = the same load through an nginx with the stack's own configuration to a FastCGI responder that"
     echo "does no work and handles connections as magpie-http does (bench/http/fcgi_floor.c): the most the"
     echo "nginx -> FastCGI path gives on this machine. CPU: user + system time of each process (nginx: its"
-    echo "workers; magpie-http: all its threads) over the run, per request; load: the 1-minute load average after it."
+    echo "workers; magpie-http: all its threads; wrk: the generator) over the run, per request; load: the 1-minute"
+    echo "load average after it."
 } >"$OUT"
 echo "report: $OUT"
