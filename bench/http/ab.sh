@@ -7,7 +7,7 @@
 #   bench/http/ab.sh --run DIR --a BIN SITE_CONF --b BIN SITE_CONF [--pairs N] [--out DIR]
 #
 #   --run DIR        the stack (scripts/dev up); its magpie-http and nginx site conf are replaced for each
-#                    run and B's are left in place at the end
+#                    run and the last run's are left in place ('scripts/dev down' stops it; 'up' restores)
 #   --a / --b        a magpie-http binary and a rendered site conf (e.g. the stack's own, edited)
 #   --pairs N        how many A/B pairs (default 2: A B B A)
 #   --out DIR        where the run.sh reports go (default bench/results/ab-<date>/)
@@ -45,9 +45,13 @@ swap() { # BIN SITE
     fi
     cp "$2" "$RUN/nginx/magpie-site.conf"
     nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -s reload
+    # Named magpie-http, so that 'scripts/dev down' and status know it by its pid file.
+    mkdir -p "$RUN/ab-bin"
+    cp "$1" "$RUN/ab-bin/magpie-http"
     (
         cd "$RUN/cores/http" 2>/dev/null || cd "$RUN"
-        MAGPIE_LOG_FILE="$RUN/logs/http.log" setsid "$1" -c "$RUN/magpie.conf" </dev/null >>"$RUN/logs/http.out" 2>&1 &
+        MAGPIE_LOG_FILE="$RUN/logs/http.log" setsid "$RUN/ab-bin/magpie-http" -c "$RUN/magpie.conf" </dev/null \
+            >>"$RUN/logs/http.out" 2>&1 &
         echo $! >"$RUN/pids/http.pid"
     )
     for _ in $(seq 100); do
