@@ -40,14 +40,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FCGI_INHERITED_FD 0 /* spawn-fcgi and the FastCGI spec put the listening socket on fd 0 */
+#define FCGI_INHERITED_FD 0   /* spawn-fcgi and the FastCGI spec put the listening socket on fd 0 */
 #define ACCEPT_BACKOFF_MS 100 /* out of file descriptors: wait this long before accepting again */
 
 static struct {
     int fd;
     int created; /* we made the socket file (and remove it at exit) */
-    int local; /* the listener is a unix socket: a connection is closed at once, not lingering (finish) */
-    int ep;    /* epoll: the listener, the stop eventfd and every idle connection, each one-shot */
+    int local;   /* the listener is a unix socket: a connection is closed at once, not lingering (finish) */
+    int ep;      /* epoll: the listener, the stop eventfd and every idle connection, each one-shot */
     int stop_fd;
     atomic_int stopping;
     pthread_mutex_t ep_lock; /* long-poll threads hand connections back under it; stop closes ep under it */
@@ -153,7 +153,7 @@ static void finish(struct fconn *c, int from_longpoll)
     if (!c->synced)
         rq->keepConnection = 0;
     FCGX_Finish_r(rq); /* rq->detached was set when the connection was taken (fcgi_thread) */
-    fd = rq->ipcFd; /* still open: kept */
+    fd = rq->ipcFd;    /* still open: kept */
     rq->ipcFd = -1;
     if (fd < 0)
         return;
@@ -439,7 +439,8 @@ int fcgi_front_start(void)
         return MP_ERR;
     }
     if (!fc.local && getenv("FCGI_WEB_SERVER_ADDRS") != NULL)
-        log_warn("FCGI_WEB_SERVER_ADDRS is not honoured: restrict who can reach the FastCGI socket otherwise");
+        log_warn(
+            "FCGI_WEB_SERVER_ADDRS is not honoured: restrict who can reach the FastCGI socket otherwise");
     /* Nonblocking listener: a connection that went away between the wake-up and accept4 is EAGAIN, not a
      * thread stuck in accept. Connections themselves stay blocking (libfcgi reads and writes them). */
     fc.ep = epoll_create1(EPOLL_CLOEXEC);

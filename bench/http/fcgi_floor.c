@@ -28,7 +28,7 @@
 static int listen_fd, ep;
 
 /* POST /IM/token's answer is this long with the dev stack's tokens. */
-#define BODY_LEN 349
+#define BODY_LEN  349
 #define BODY_HEAD "{\"code\":0,\"message\":\"ok\",\"result\":{\"wstoken\":\""
 #define BODY_TAIL "\",\"expires_in\":120}}"
 
@@ -112,7 +112,8 @@ int main(int argc, char **argv)
     listen_fd = FCGX_OpenSocket(argv[1], 4096); /* exits the process when it cannot bind */
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (listen_fd < 0 || chmod(argv[1], 0666) != 0 || ep < 0 ||
-        fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK) != 0 || arm(listen_fd, EPOLL_CTL_ADD) != 0) {
+        fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        arm(listen_fd, EPOLL_CTL_ADD) != 0) {
         fprintf(stderr, "fcgi_floor: cannot listen on %s\n", argv[1]);
         return 1;
     }
