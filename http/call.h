@@ -27,7 +27,8 @@ struct call {
     struct auth_claims claims;
     int by_api_key; /* the caller presented a valid API key */
     int replied;
-    int parked; /* handed to the long poll; the front-end answers later */
+    int parked;    /* handed to the long poll; the front-end answers later */
+    int refreshed; /* worker_refresh ran for this request (router.c) */
     const struct lp_front *front;
     void *front_ctx;
     int64_t started_us;

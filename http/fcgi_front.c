@@ -1,4 +1,20 @@
-/* fcgi_front.c -- the FastCGI front-end (see fronts.h). */
+/* fcgi_front.c -- the FastCGI front-end (see fronts.h).
+ *
+ * Connections, not threads, wait. nginx with `fastcgi_keep_conn on` (the site conf) keeps a connection
+ * open after a request (FCGI_KEEP_CONN) and sends a later request on it. libfcgi alone would keep the
+ * handler thread in a blocking read on that connection until nginx closes it, so every idle kept
+ * connection held a thread and requests on other connections queued behind them (tried 2026-11: a p99 of
+ * ~1 s, bench/README.md). Here the listening socket and every connection between two requests sit in one
+ * epoll set, each armed one-shot, and whichever handler thread is free takes the next one that is ready:
+ * a connection is served by one thread at a time, and an idle one holds nothing but its fd. libfcgi still
+ * parses and writes every request (FCGX_Accept_r reads a request on the connection it is handed when the
+ * FCGX_Request has one open; its listening socket is -1 here, so it never accepts by itself).
+ *
+ * A web server that does not ask to keep the connection (no FCGI_KEEP_CONN) gets it closed after each
+ * answer, as before. An idle kept connection is closed by nginx only (its upstream keepalive_timeout):
+ * closing one ourselves could cross a request nginx is already sending on it, which nginx cannot retry
+ * (a POST) and would answer 502.
+ */
 #include "fronts.h"
 #include "http.h"
 #include "log.h"
@@ -7,24 +23,45 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#define FCGI_INHERITED_FD 0 /* spawn-fcgi and the FastCGI spec put the listening socket on fd 0 */
+#define FCGI_INHERITED_FD 0   /* spawn-fcgi and the FastCGI spec put the listening socket on fd 0 */
+#define ACCEPT_BACKOFF_MS 100 /* out of file descriptors: wait this long before accepting again */
 
 static struct {
     int fd;
     int created; /* we made the socket file (and remove it at exit) */
-    int local; /* the listener is a unix socket: a finished connection is closed at once (finish) */
+    int local;   /* the listener is a unix socket: a connection is closed at once, not lingering (finish) */
+    int ep;      /* epoll: the listener, the stop eventfd and every idle connection, each one-shot */
+    int stop_fd;
+    atomic_int stopping;
+    pthread_mutex_t ep_lock; /* long-poll threads hand connections back under it; stop closes ep under it */
     pthread_t *threads;
     int nthreads;
-} fc = {.fd = -1};
+} fc = {.fd = -1, .ep = -1, .stop_fd = -1, .ep_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* One request on one connection. A handler thread reuses its own; a parked /session_login takes it along
+ * to the long poll (and the thread makes a new one). */
+struct fconn {
+    FCGX_Request rq;
+    int in_set; /* the connection's fd is in fc.ep (disarmed while it is served) */
+    int synced; /* the request's input was read to its end: the next request may follow on this connection */
+};
 
 static void fcgi_deliver(void *ctx, struct http_resp *resp);
 static const struct lp_front fcgi_lp = {fcgi_deliver};
@@ -93,17 +130,44 @@ static int make_socket(const char *path, int mode)
     return fd;
 }
 
-/* End rq and close its connection. libfcgi's own close shuts the socket down for writing and then waits
- * for the web server to close its end first (a lingering close, which keeps a TCP peer from being reset
- * while it still sends). That costs a poll, a read and a wake-up per request. On a unix socket nothing
- * is reset -- the peer reads everything written before it sees the close -- so there the request is
- * detached first, which makes libfcgi close the connection outright. (A responder that does no work gets
- * about 25 % more requests/s through nginx this way on a 2-core machine; bench/http/fcgi_floor.c.) */
-static void finish(FCGX_Request *rq)
+/* Arm fd in the epoll set for its next request (one-shot: one thread gets it). 0, or -1 with errno. */
+static int arm(int fd, int in_set)
 {
-    if (fc.local)
-        FCGX_Detach(rq);
-    FCGX_Finish_r(rq);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd};
+    return epoll_ctl(fc.ep, in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* End the request. libfcgi writes FCGI_END_REQUEST, then closes the connection unless the web server asked
+ * to keep it (FCGI_KEEP_CONN) and the request's input was read to its end; a kept connection goes back to
+ * the epoll set. On a unix socket the request is detached (fcgi_thread), which makes libfcgi close
+ * outright: its own close shuts the socket down for writing and waits for the peer to close first (a
+ * lingering close, which keeps a TCP peer from being reset while it still sends), a poll, a read and a
+ * wake-up per connection, and on a unix socket nothing is reset -- the peer reads everything written
+ * before it sees the close. from_longpoll: called on a long-poll thread, which may run after the handler
+ * threads stopped. */
+static void finish(struct fconn *c, int from_longpoll)
+{
+    FCGX_Request *rq = &c->rq;
+    int fd;
+
+    if (!c->synced)
+        rq->keepConnection = 0;
+    FCGX_Finish_r(rq); /* rq->detached was set when the connection was taken (fcgi_thread) */
+    fd = rq->ipcFd;    /* still open: kept */
+    rq->ipcFd = -1;
+    if (fd < 0)
+        return;
+    if (from_longpoll)
+        pthread_mutex_lock(&fc.ep_lock);
+    if (atomic_load(&fc.stopping) || arm(fd, c->in_set) != 0) {
+        /* Stopping: the connection ends here (nginx sees it close before it sends on it again, or answers
+         * a request it sent meanwhile with 502 -> 503, retry later). */
+        if (!atomic_load(&fc.stopping))
+            log_error("cannot keep a FastCGI connection; closing it errno=%d", errno);
+        close(fd);
+    }
+    if (from_longpoll)
+        pthread_mutex_unlock(&fc.ep_lock);
 }
 
 static int is_unix_socket(int fd)
@@ -141,14 +205,14 @@ static void write_resp(FCGX_Request *rq, struct http_resp *resp)
         FCGX_PutStr(resp->body, (int)resp->body_len, rq->out);
 }
 
-/* A parked /session_login is answered: from a long-poll thread, which now owns rq. */
+/* A parked /session_login is answered: from a long-poll thread, which now owns the request. */
 static void fcgi_deliver(void *ctx, struct http_resp *resp)
 {
-    FCGX_Request *rq = ctx;
-    write_resp(rq, resp);
+    struct fconn *c = ctx;
+    write_resp(&c->rq, resp);
     http_resp_free(resp);
-    finish(rq);
-    free(rq);
+    finish(c, 1);
+    free(c);
 }
 
 /* Read the body into *body (malloc'd; NULL when empty). Bodies over http.max_body are not read. */
@@ -179,6 +243,25 @@ static void read_body(FCGX_Request *rq, struct http_req *req, char **body)
     req->body_len = got;
 }
 
+/* Read what is left of the request's input up to its end (the web server's empty FCGI_STDIN record), so
+ * that the next request on a kept connection starts at a record boundary: a body that was not read (over
+ * http.max_body, or a handler that takes none) and the end-of-input record. Usually already buffered by
+ * libfcgi, so no read. More than http.max_body bytes left, or an error: 0, and the connection is closed
+ * after the answer instead. */
+static int drain_input(FCGX_Request *rq)
+{
+    char buf[4096];
+    long long left = app.cfg.http.max_body;
+    int n;
+
+    while ((n = FCGX_GetStr(buf, sizeof(buf), rq->in)) > 0) {
+        left -= n;
+        if (left < 0)
+            return 0;
+    }
+    return FCGX_GetError(rq->in) == 0;
+}
+
 /* The path without its query: nginx passes it decoded as DOCUMENT_URI (site conf); other servers may give
  * only SCRIPT_NAME or REQUEST_URI. */
 static const char *request_path(FCGX_Request *rq, char *buf, size_t n)
@@ -198,9 +281,10 @@ static const char *request_path(FCGX_Request *rq, char *buf, size_t n)
     return p;
 }
 
-/* Serve one accepted request. Returns 1 when it was parked (rq now belongs to the long poll). */
-static int serve(struct worker *w, FCGX_Request *rq)
+/* Serve one accepted request. Returns 1 when it was parked (c now belongs to the long poll). */
+static int serve(struct worker *w, struct fconn *c)
 {
+    FCGX_Request *rq = &c->rq;
     struct http_req req;
     struct http_resp resp;
     char pathbuf[1024], *body = NULL;
@@ -222,8 +306,9 @@ static int serve(struct worker *w, FCGX_Request *rq)
         req.client_ip = param(rq, "REMOTE_ADDR");
     req.frontend = "fcgi";
     read_body(rq, &req, &body);
+    c->synced = rq->keepConnection && drain_input(rq);
 
-    if (http_dispatch(w, &req, &resp, &fcgi_lp, rq) == 1) {
+    if (http_dispatch(w, &req, &resp, &fcgi_lp, c) == 1) {
         free(body);
         return 1;
     }
@@ -233,42 +318,100 @@ static int serve(struct worker *w, FCGX_Request *rq)
     return 0;
 }
 
-static FCGX_Request *new_request(void)
+static struct fconn *new_conn(void)
 {
-    FCGX_Request *rq = calloc(1, sizeof(*rq));
-    if (rq != NULL && FCGX_InitRequest(rq, fc.fd, 0) != 0) {
-        free(rq);
-        rq = NULL;
+    struct fconn *c = calloc(1, sizeof(*c));
+    /* No listening socket: FCGX_Accept_r reads the connection it is given and never accepts by itself. */
+    if (c != NULL && FCGX_InitRequest(&c->rq, -1, 0) != 0) {
+        free(c);
+        c = NULL;
     }
-    return rq;
+    return c;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Wait for the next connection with a request to read: a new one (*in_set = 0) or a kept one that became
+ * readable (*in_set = 1; a request, or nginx closing it). -1 when we stop. */
+static int next_connection(int *in_set)
+{
+    struct epoll_event ev;
+    for (;;) {
+        int n = epoll_wait(fc.ep, &ev, 1, -1), fd, err;
+        if (n < 0 && errno != EINTR) {
+            log_error("FastCGI thread cannot wait for connections errno=%d", errno);
+            return -1;
+        }
+        if (n <= 0)
+            continue;
+        if (ev.data.fd == fc.stop_fd) {
+            arm(fc.stop_fd, 1); /* pass the news on: wakes the next thread still waiting */
+            return -1;
+        }
+        if (ev.data.fd != fc.fd) {
+            *in_set = 1;
+            return ev.data.fd;
+        }
+        fd = accept4(fc.fd, NULL, NULL, SOCK_CLOEXEC);
+        err = errno;
+        if (fd < 0 && (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)) {
+            /* The connection stays queued; accepting again at once would only spin. */
+            log_error("cannot accept a FastCGI connection (out of descriptors or memory) errno=%d", err);
+            sleep_ms(ACCEPT_BACKOFF_MS);
+        }
+        if (!atomic_load(&fc.stopping))
+            arm(fc.fd, 1); /* the next connection can be accepted by another thread meanwhile */
+        if (fd >= 0) {
+            int one = 1;
+            if (!fc.local) /* as libfcgi does: an answer goes out at once */
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            *in_set = 0;
+            return fd;
+        }
+        /* EAGAIN (another thread took it, or it went away), ECONNABORTED, EINTR: wait again. A listener
+         * that was shut down (stop) reports an error too; the stop event follows. */
+    }
 }
 
 static void *fcgi_thread(void *arg)
 {
     struct worker *w = worker_new();
-    FCGX_Request *rq = new_request();
+    struct fconn *c = new_conn();
+    int fd, in_set;
     (void)arg;
-    if (w == NULL || rq == NULL) {
+    if (w == NULL || c == NULL) {
         log_error("FastCGI thread out of memory");
         goto done;
     }
-    /* FCGX_Accept_r fails once the listening socket is shut down: that is how we stop. */
-    while (FCGX_Accept_r(rq) == 0) {
-        if (serve(w, rq) == 0) {
-            finish(rq);
+    while ((fd = next_connection(&in_set)) >= 0) {
+        FCGX_Request *rq = &c->rq;
+        rq->ipcFd = fd;
+        /* FCGX_Accept_r begins by finishing the previous request: keepConnection makes that leave fd open.
+         * Detached, a connection it drops (closed by nginx, or not FastCGI) is closed outright. */
+        rq->keepConnection = 1;
+        rq->detached = fc.local;
+        c->in_set = in_set;
+        if (FCGX_Accept_r(rq) != 0) {
+            rq->ipcFd = -1; /* libfcgi closed it */
             continue;
         }
-        rq = new_request();
-        if (rq == NULL) {
+        if (serve(w, c) == 0) {
+            finish(c, 0);
+            continue;
+        }
+        c = new_conn();
+        if (c == NULL) {
             log_error("FastCGI thread out of memory");
             break;
         }
     }
 done:
-    if (rq != NULL) {
-        FCGX_Finish_r(rq);
-        free(rq);
-    }
+    free(c);
     worker_free(w);
     return NULL;
 }
@@ -295,6 +438,18 @@ int fcgi_front_start(void)
         log_error("cannot initialise libfcgi");
         return MP_ERR;
     }
+    if (!fc.local && getenv("FCGI_WEB_SERVER_ADDRS") != NULL)
+        log_warn(
+            "FCGI_WEB_SERVER_ADDRS is not honoured: restrict who can reach the FastCGI socket otherwise");
+    /* Nonblocking listener: a connection that went away between the wake-up and accept4 is EAGAIN, not a
+     * thread stuck in accept. Connections themselves stay blocking (libfcgi reads and writes them). */
+    fc.ep = epoll_create1(EPOLL_CLOEXEC);
+    fc.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fc.ep < 0 || fc.stop_fd < 0 || fcntl(fc.fd, F_SETFL, fcntl(fc.fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        arm(fc.fd, 0) != 0 || arm(fc.stop_fd, 0) != 0) {
+        log_error("cannot set up the FastCGI connection set errno=%d", errno);
+        return MP_ERR;
+    }
     fc.threads = calloc((size_t)app.cfg.http.threads, sizeof(*fc.threads));
     if (fc.threads == NULL)
         return MP_ERR;
@@ -310,9 +465,16 @@ int fcgi_front_start(void)
 
 void fcgi_front_stop_accepting(void)
 {
-    /* Wakes every thread blocked in accept(); they see an error and leave their loop. */
-    if (fc.fd >= 0)
-        shutdown(fc.fd, SHUT_RDWR);
+    uint64_t one = 1;
+    if (fc.fd < 0)
+        return;
+    /* Every handler thread leaves its loop once it is done with the request it serves: the stop event
+     * wakes one waiting thread, which re-arms it for the next. Connections finished from now on are
+     * closed, not kept; idle kept ones close when we exit. */
+    atomic_store(&fc.stopping, 1);
+    if (fc.stop_fd >= 0 && write(fc.stop_fd, &one, sizeof(one)) < 0)
+        log_error("cannot wake the FastCGI threads errno=%d", errno);
+    shutdown(fc.fd, SHUT_RDWR); /* new connections are refused */
 }
 
 void fcgi_front_stop(void)
@@ -322,6 +484,14 @@ void fcgi_front_stop(void)
     free(fc.threads);
     fc.threads = NULL;
     fc.nthreads = 0;
+    pthread_mutex_lock(&fc.ep_lock); /* a long-poll thread may be handing a connection back */
+    if (fc.ep >= 0)
+        close(fc.ep);
+    fc.ep = -1;
+    pthread_mutex_unlock(&fc.ep_lock);
+    if (fc.stop_fd >= 0)
+        close(fc.stop_fd);
+    fc.stop_fd = -1;
     if (fc.fd >= 0)
         close(fc.fd);
     if (fc.created)

@@ -1,8 +1,10 @@
 /* fronts.h -- the two front-ends that carry requests to http_dispatch().
  *
- * FastCGI (fcgi_front.c, libfcgi): behind nginx, the production path. http.threads threads each loop on
- * FCGX_Accept_r over one unix socket: the one magpie-http creates at http.fcgi_socket (mode
- * http.fcgi_socket_mode), or a listening socket inherited on fd 0 the way spawn-fcgi passes it.
+ * FastCGI (fcgi_front.c, libfcgi): behind nginx, the production path, on one unix socket: the one
+ * magpie-http creates at http.fcgi_socket (mode http.fcgi_socket_mode), or a listening socket inherited on
+ * fd 0 the way spawn-fcgi passes it. http.threads threads take the next connection with a request ready
+ * from one epoll set; connections nginx keeps open (fastcgi_keep_conn) wait there between requests
+ * without holding a thread.
  *
  * Standalone (mhd_front.c, libmicrohttpd): the same handlers on http.listen, for running without nginx; a
  * pool of http.threads epoll threads. The client address is the peer's (no proxy is trusted here).

@@ -88,7 +88,7 @@ struct worker *worker_new(void);
 void worker_free(struct worker *w);
 
 /* Drop connections the server closed while they were idle (a Redis or MySQL restart), so the next command
- * reconnects instead of failing. Called before each request. */
+ * reconnects instead of failing. Called before a request's first Redis or MySQL command. */
 void worker_refresh(struct worker *w);
 
 /* Run one request: route it, check who is calling, run the handler. Fills *resp (which the caller

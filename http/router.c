@@ -33,37 +33,38 @@ struct route {
     int seed004;   /* answers in seed 004's envelope */
     int test_only; /* exists only when http.enable_test_token = yes */
     void (*fn)(struct call *c);
+    int no_store; /* the handler never asks Redis or MySQL: no worker_refresh for it (http_dispatch) */
 };
 
 static const struct route routes[] = {
-    {"POST", "/send_code", "/send_code", WHO_ANYONE, 0, 0, sms_send_code},
-    {"POST", "/login", "/login", WHO_ANYONE, 0, 0, sms_login},
-    {"POST", "/logout", "/logout", WHO_USER, 0, 0, user_logout},
-    {"GET", "/me", "/me", WHO_USER, 0, 0, user_me},
-    {"GET", "/friends", "/friends", WHO_USER, 0, 0, user_friends},
-    {"POST", "/pc_session", "/pc_session", WHO_ANYONE, 0, 0, qr_create},
-    {"GET", "/pc_session/*/qr.svg", "/pc_session/{token}/qr.svg", WHO_ANYONE, 0, 0, qr_svg},
-    {"POST", "/session_login/*", "/session_login/{token}", WHO_ANYONE, 0, 0, qr_session_login},
-    {"POST", "/scan_pc/*", "/scan_pc/{token}", WHO_USER, 0, 0, qr_scan},
-    {"POST", "/confirm_pc", "/confirm_pc", WHO_USER, 0, 0, qr_confirm},
-    {"POST", "/cancel_pc", "/cancel_pc", WHO_USER, 0, 0, qr_cancel},
-    {"POST", "/IM/token", "/IM/token", WHO_USER, 0, 0, user_im_token},
-    {"POST", "/route", "/route", WHO_USER, 0, 0, user_route},
-    {"GET", "/conversations", "/conversations", WHO_USER, 0, 0, conv_list},
-    {"POST", "/groups", "/groups", WHO_USER, 0, 0, groups_create},
-    {"GET", "/groups", "/groups", WHO_USER, 0, 0, groups_list},
-    {"GET", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_get},
-    {"POST", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_update},
-    {"DELETE", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_delete},
-    {"POST", "/groups/*/members", "/groups/{id}/members", WHO_USER, 0, 0, groups_members},
-    {"POST", "/groups/*/leave", "/groups/{id}/leave", WHO_USER, 0, 0, groups_leave},
-    {"POST", "/msg", "/msg", WHO_USER_OR_KEY, 1, 0, msg_post},
-    {"POST", "/tk", "/tk", WHO_ANYONE, 1, 1, msg_test_token},
-    {"POST", "/admin/friends", "/admin/friends", WHO_API_KEY, 0, 0, admin_friends},
-    {"POST", "/admin/orders", "/admin/orders", WHO_API_KEY, 0, 0, admin_orders},
-    {"POST", "/admin/kick", "/admin/kick", WHO_API_KEY, 0, 0, admin_kick},
-    {"GET", "/healthz", "/healthz", WHO_ANYONE, 0, 0, ops_healthz},
-    {"GET", "/metrics", "/metrics", WHO_ANYONE, 0, 0, ops_metrics},
+    {"POST", "/send_code", "/send_code", WHO_ANYONE, 0, 0, sms_send_code, 0},
+    {"POST", "/login", "/login", WHO_ANYONE, 0, 0, sms_login, 0},
+    {"POST", "/logout", "/logout", WHO_USER, 0, 0, user_logout, 0},
+    {"GET", "/me", "/me", WHO_USER, 0, 0, user_me, 0},
+    {"GET", "/friends", "/friends", WHO_USER, 0, 0, user_friends, 0},
+    {"POST", "/pc_session", "/pc_session", WHO_ANYONE, 0, 0, qr_create, 0},
+    {"GET", "/pc_session/*/qr.svg", "/pc_session/{token}/qr.svg", WHO_ANYONE, 0, 0, qr_svg, 0},
+    {"POST", "/session_login/*", "/session_login/{token}", WHO_ANYONE, 0, 0, qr_session_login, 0},
+    {"POST", "/scan_pc/*", "/scan_pc/{token}", WHO_USER, 0, 0, qr_scan, 0},
+    {"POST", "/confirm_pc", "/confirm_pc", WHO_USER, 0, 0, qr_confirm, 0},
+    {"POST", "/cancel_pc", "/cancel_pc", WHO_USER, 0, 0, qr_cancel, 0},
+    {"POST", "/IM/token", "/IM/token", WHO_USER, 0, 0, user_im_token, 1},
+    {"POST", "/route", "/route", WHO_USER, 0, 0, user_route, 0},
+    {"GET", "/conversations", "/conversations", WHO_USER, 0, 0, conv_list, 0},
+    {"POST", "/groups", "/groups", WHO_USER, 0, 0, groups_create, 0},
+    {"GET", "/groups", "/groups", WHO_USER, 0, 0, groups_list, 0},
+    {"GET", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_get, 0},
+    {"POST", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_update, 0},
+    {"DELETE", "/groups/*", "/groups/{id}", WHO_USER, 0, 0, groups_delete, 0},
+    {"POST", "/groups/*/members", "/groups/{id}/members", WHO_USER, 0, 0, groups_members, 0},
+    {"POST", "/groups/*/leave", "/groups/{id}/leave", WHO_USER, 0, 0, groups_leave, 0},
+    {"POST", "/msg", "/msg", WHO_USER_OR_KEY, 1, 0, msg_post, 0},
+    {"POST", "/tk", "/tk", WHO_ANYONE, 1, 1, msg_test_token, 0},
+    {"POST", "/admin/friends", "/admin/friends", WHO_API_KEY, 0, 0, admin_friends, 0},
+    {"POST", "/admin/orders", "/admin/orders", WHO_API_KEY, 0, 0, admin_orders, 0},
+    {"POST", "/admin/kick", "/admin/kick", WHO_API_KEY, 0, 0, admin_kick, 0},
+    {"GET", "/healthz", "/healthz", WHO_ANYONE, 0, 0, ops_healthz, 0},
+    {"GET", "/metrics", "/metrics", WHO_ANYONE, 0, 0, ops_metrics, 1},
 };
 
 /* ---- small shared pieces ---- */
@@ -330,6 +331,16 @@ static void credentials(const struct http_req *req, const char **token, const ch
         *token = req->auth_token;
 }
 
+/* worker_refresh before the request's first Redis or MySQL command, once: a poll per open connection, which
+ * a request that uses neither (POST /IM/token while the copy of revoked tokens answers) does not pay. */
+static void refresh_once(struct call *c)
+{
+    if (!c->refreshed) {
+        worker_refresh(c->w);
+        c->refreshed = 1;
+    }
+}
+
 /* Check the login token: signature, expiry, kind, then that /logout has not revoked it.
  * 0 with c->uid set, or -1 after answering. */
 static int check_login_token(struct call *c, const char *token)
@@ -357,6 +368,7 @@ static int check_login_token(struct call *c, const char *token)
         break;
     }
     metric_add(hm.revoked_checks, "source=\"redis\"", 1);
+    refresh_once(c);
     rep = rds_cmd(&c->w->rds, "EXISTS " KEY_REVOKED, c->claims.jti);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         freeReplyObject(rep);
@@ -438,7 +450,6 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
     c.front = front;
     c.front_ctx = front_ctx;
     c.started_us = http_clock_us();
-    worker_refresh(w);
 
     for (i = 0; i < MP_ARRAY_LEN(routes); i++) {
         if (!route_enabled(&routes[i]) ||
@@ -468,8 +479,11 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
         if (req->body_too_large)
             reply(&c, API_TOO_LARGE, NULL);
         else if (authenticate(&c, route->who) == 0 &&
-                 (strcmp(route->method, "GET") == 0 || parse_body(&c) == 0))
+                 (strcmp(route->method, "GET") == 0 || parse_body(&c) == 0)) {
+            if (!route->no_store)
+                refresh_once(&c);
             route->fn(&c);
+        }
     }
     json_decref(c.body);
     if (c.parked)
