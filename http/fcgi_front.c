@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -51,6 +52,7 @@ static struct {
     int stop_fd;
     atomic_int stopping;
     pthread_mutex_t ep_lock; /* long-poll threads hand connections back under it; stop closes ep under it */
+    const char *allowed;     /* FCGI_WEB_SERVER_ADDRS on a TCP listener: the web servers' IPv4 addresses */
     pthread_t *threads;
     int nthreads;
 } fc = {.fd = -1, .ep = -1, .stop_fd = -1, .ep_lock = PTHREAD_MUTEX_INITIALIZER};
@@ -168,6 +170,30 @@ static void finish(struct fconn *c, int from_longpoll)
     }
     if (from_longpoll)
         pthread_mutex_unlock(&fc.ep_lock);
+}
+
+/* libfcgi's FCGI_WEB_SERVER_ADDRS, kept now that we accept ourselves: with it set, a TCP connection is taken
+ * only from one of the comma-separated IPv4 addresses it lists (libfcgi's rule; without it, from anyone). */
+static int peer_allowed(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    char peer[INET_ADDRSTRLEN];
+    const char *p;
+    size_t n;
+
+    if (fc.allowed == NULL)
+        return 1;
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET ||
+        inet_ntop(AF_INET, &sa.sin_addr, peer, sizeof(peer)) == NULL)
+        return 0;
+    n = strlen(peer);
+    for (p = fc.allowed; *p != '\0'; p += strcspn(p, ",")) {
+        p += strspn(p, ", ");
+        if (strncmp(p, peer, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            return 1;
+    }
+    return 0;
 }
 
 static int is_unix_socket(int fd)
@@ -366,6 +392,11 @@ static int next_connection(int *in_set)
         }
         if (!atomic_load(&fc.stopping))
             arm(fc.fd, 1); /* the next connection can be accepted by another thread meanwhile */
+        if (fd >= 0 && !peer_allowed(fd)) {
+            log_warn("FastCGI connection refused: not from FCGI_WEB_SERVER_ADDRS");
+            close(fd);
+            continue;
+        }
         if (fd >= 0) {
             int one = 1;
             if (!fc.local) /* as libfcgi does: an answer goes out at once */
@@ -438,9 +469,8 @@ int fcgi_front_start(void)
         log_error("cannot initialise libfcgi");
         return MP_ERR;
     }
-    if (!fc.local && getenv("FCGI_WEB_SERVER_ADDRS") != NULL)
-        log_warn(
-            "FCGI_WEB_SERVER_ADDRS is not honoured: restrict who can reach the FastCGI socket otherwise");
+    if (!fc.local && (fc.allowed = getenv("FCGI_WEB_SERVER_ADDRS")) != NULL)
+        log_info("FastCGI connections only from FCGI_WEB_SERVER_ADDRS=%s", fc.allowed);
     /* Nonblocking listener: a connection that went away between the wake-up and accept4 is EAGAIN, not a
      * thread stuck in accept. Connections themselves stay blocking (libfcgi reads and writes them). */
     fc.ep = epoll_create1(EPOLL_CLOEXEC);

@@ -77,6 +77,28 @@ def test_inherited_socket_from_spawn_fcgi(stack):
             os.unlink(sock)
 
 
+@pytest.mark.parametrize("allowed,served", [("127.0.0.1", True), ("10.0.0.1, 127.0.0.2", False)])
+def test_fcgi_web_server_addrs_limits_who_may_connect_on_tcp(stack, allowed, served):
+    """spawn-fcgi on a TCP port with libfcgi's FCGI_WEB_SERVER_ADDRS: only the listed addresses are served
+    (magpie-http accepts connections itself, so it applies the list itself)."""
+    port = free_port()
+    h = ExtraHttp(stack, "http-tcp-addrs", {"FCGI_WEB_SERVER_ADDRS": allowed}, listen=False,
+                  argv_prefix=["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(port), "--"])
+    h.start(wait=False)
+    try:
+        wait_until(lambda: "fastcgi listening on the inherited socket fd=0" in h.log_text(), what="the listener")
+        status, body = fcgi_answer(cgi_fcgi(f"127.0.0.1:{port}", "GET", "/healthz"))
+        if served:
+            assert status == 200 and body["code"] == 0
+        else:
+            assert status == 0
+            wait_until(lambda: "not from FCGI_WEB_SERVER_ADDRS" in h.log_text(), what="the refusal logged")
+        rc, _ = h.stop()
+        assert rc == 0
+    finally:
+        h.stop(signal.SIGKILL)
+
+
 @pytest.mark.parametrize("env,message", [
     ({"MAGPIE_AUTH_SECRET": "short"}, "MAGPIE_AUTH_SECRET"),
     ({"MAGPIE_HTTP_LISTEN": "nonsense"}, "MAGPIE_HTTP_LISTEN"),
