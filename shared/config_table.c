@@ -131,10 +131,18 @@ const struct config_key config_keys[] = {
     STR("redis", "cluster", redis.cluster, 1, 4095, "",
         "Redis Cluster (SPEC §7): comma-separated host:port of some of its nodes (seeds); the slot map\n"
         "is asked of them and followed from there (MOVED, ASK, failovers). Not with redis.sentinels, and\n"
-        "redis.db must be 0. NOT YET USABLE by the daemons (their keys carry no hash tags yet, issue 20):\n"
-        "magpie-http, magpie-push, magpie-persist and magpie-notify refuse to start when it is set.\n"
-        "Empty = no cluster.",
+        "redis.db must be 0. NOT YET USABLE by the daemons (issue 20): the keys carry hash tags\n"
+        "(redis.stream_shards), but the send scripts of a message between two shards are not split per\n"
+        "shard yet, and magpie-push has no asynchronous cluster client yet: magpie-http, magpie-push,\n"
+        "magpie-persist and magpie-notify refuse to start when it is set. Empty = no cluster.",
         check_addr_list),
+    INT("redis", "stream_shards", redis.stream_shards, 1, 1024, "1",
+        "Users are split into this many shards (uid mod N; a group's is gid mod N): every per-user and\n"
+        "per-group Redis key carries its shard's hash tag (shared/keys.h), and the chat and notification\n"
+        "queues are one stream per shard, which magpie-persist and magpie-notify all read. It must never\n"
+        "change once data exists: Redis records it at the first start, and every daemon refuses to start\n"
+        "when this differs. More than 1 spreads the users over the masters of a Redis Cluster (a later\n"
+        "step of issue 20); on one Redis it works but gains nothing."),
     INT("redis", "cluster_retry_ms", redis.cluster_retry_ms, 0, 60000, "1000",
         "Redis Cluster: how long one command is retried (backoff, slot map refreshed between tries) through\n"
         "CLUSTERDOWN, TRYAGAIN and lost connections before the caller answers \"temporarily unavailable\"\n"
@@ -314,14 +322,15 @@ const struct config_key config_keys[] = {
     INT("persist", "max_failures", persist.max_failures, 1, 1000, "5",
         "A row MySQL refuses (a value it rejects, a constraint, a message id already taken) is retried\n"
         "until its entry has been delivered this many times, then goes to the dead-letter stream\n"
-        "mp:mq:dead with the reason and its original fields. A malformed entry goes there at once."),
+        "of its shard (mp:{<shard>}:mq:dead) with the reason and its original fields. A malformed entry\n"
+        "goes there at once."),
     INT("persist", "stream_maxlen", persist.stream_maxlen, 1000, 1000000000, "1000000",
-        "The stream keeps only what someone still needs: every housekeeping_ms the worker trims the\n"
-        "entries every consumer group on it has acked (XTRIM MINID). If other groups than magpie-persist\n"
-        "lag so much that the stream holds more than this many entries, the entries magpie-persist has\n"
-        "stored are trimmed even though those groups have not read them. Entries not yet stored in\n"
-        "MySQL are never trimmed, so while MySQL is down the stream grows past this (watch\n"
-        "magpie_persist_lag_seconds)."),
+        "Each shard's stream keeps only what someone still needs: every housekeeping_ms the worker\n"
+        "trims the entries every consumer group on it has acked (XTRIM MINID). If other groups than\n"
+        "magpie-persist lag so much that one stream holds more than this many entries, the entries\n"
+        "magpie-persist has stored are trimmed even though those groups have not read them. Entries\n"
+        "not yet stored in MySQL are never trimmed, so while MySQL is down the stream grows past this\n"
+        "(watch magpie_persist_lag_seconds)."),
     STR("persist", "metrics_listen", persist.metrics_listen, 3, 261, "127.0.0.1:9201",
         "Loopback HTTP listener for /metrics and /healthz of this worker. Empty = off.", check_addr),
     INT("persist", "housekeeping_ms", persist.housekeeping_ms, 100, 60000, "1000",
@@ -403,8 +412,9 @@ const struct config_key config_keys[] = {
         "An event carries the first this many characters of a text message as its preview; 0 = none\n"
         "(the receiver then knows only who wrote, not what)."),
     INT("notify", "queue_maxlen", notify.queue_maxlen, 1000, 1000000000, "1000000",
-        "The stream mp:notify holds at most about this many events (XADD MAXLEN ~): if magpie-notify is\n"
-        "down long enough for more to queue, the oldest are dropped (they would be past max_age_s soon)."),
+        "Each shard's stream mp:{<shard>}:notify holds at most about this many events (XADD MAXLEN\n"
+        "~): if magpie-notify is down long enough for more to queue, the oldest are dropped (they\n"
+        "would be past max_age_s soon)."),
     INT("notify", "max_batch", notify.max_batch, 1, 1000, "100", "Events in one POST at most."),
     INT("notify", "max_inflight", notify.max_inflight, 1, 64, "4",
         "POSTs in flight at once (libcurl's multi interface, one thread)."),
@@ -424,7 +434,7 @@ const struct config_key config_keys[] = {
         "The longest wait between two tries of an event."),
     INT("notify", "max_age_s", notify.max_age_s, 1, 2592000, "86400",
         "An event still not taken this long after it was queued goes to the dead-letter stream\n"
-        "mp:notify:dead with the last failure as its reason."),
+        "of its shard (mp:{<shard>}:notify:dead) with the last failure as its reason."),
     INT("notify", "block_ms", notify.block_ms, 1, 2000, "1000",
         "How long one read of the stream waits for new events when magpie-notify has nothing else to do."),
     INT("notify", "claim_idle_ms", notify.claim_idle_ms, 2000, 86400000, "30000",
