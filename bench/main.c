@@ -645,6 +645,7 @@ static int chat_friends(struct run *R, int add)
     struct rds r;
     int rc = 0;
     long pending = 0;
+    keys_set_shards((int)R->cfg.redis.stream_shards); /* the friend sets' shard tags (keys.h) */
     rds_init(&r, &R->cfg);
     redisContext *ctx = rds_conn(&r);
     if (ctx == NULL) {

@@ -314,8 +314,11 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
             shards[k] = shard;
         }
     }
-    if ((rc = relabel(rd, list, shards, total)) == MP_OK)
-        goto done;
+    if ((rc = relabel(rd, list, shards, total)) != MP_OK) {
+        log_error("cannot take the entries read entries=%zu rc=%d", total, rc);
+        persist_read_free(rd);
+    }
+    goto done;
 bad:
     log_error("unexpected XREADGROUP reply type=%d", reply->type);
     persist_read_free(rd);

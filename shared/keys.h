@@ -31,13 +31,16 @@
  *     node caches, passed in ARGV); it is a known remaining cross-slot read, listed here on purpose.
  *   - Keys never in a script or MULTI with others (SMS, QR, revocations, ws tickets, geo, orders, the node
  *     registry, rooms) keep one slot each and carry no tag.
- * Scripts. Every key a script touches for the caller's own shard comes in KEYS. Scripts that fan out to
- * keys of ids they find in Redis (group members, a user's groups, a node's users) build those names in
- * Lua with KEY_LUA_FN's mp_key(name, id), given S in ARGV. With S = 1 all of them are the one slot {0}
- * (a cluster with S = 1 then works, bar KEY_NODES above); S > 1 works on one Redis, where a script may
- * span tags. On a cluster with S > 1 a script must not build a key for another slot: the cluster split
- * (next step of issue 20: a per-sender and a per-recipient script, the group fan-out per shard) passes
- * them as KEYS, one shard per script. Until then the daemons refuse redis.cluster (shared/cli.c).
+ * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
+ * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
+ * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
+ * a node's users, a t's two users' KEY_FRIENDS in T) build those names in Lua with KEY_LUA_FN's
+ * mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 all of them are the one slot {0} (a cluster
+ * with S = 1 then works, bar KEY_NODES above); S > 1 works on one Redis, where a script may span tags. On a
+ * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
+ * 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per shard) must pass
+ * every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with
+ * S > 1, and (for want of magpie-push's cluster client) with S = 1 too (shared/cli.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
@@ -54,7 +57,8 @@
 /* Lua, for S = the Lua expression s_expr (a string or number, usually an ARGV): mp_shard(id) = key_shard;
  * mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...); mp_skey(name,
  * shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard) = the
- * KEY_SHARDED key (KEY_MQ_NAME...) of a shard. Ids stay strings (mids exceed 2^53). A script that is not
+ * KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
+ * string (mp_skey). A script that is not
  * given S in ARGV gets it from keys_lua's first line: KEY_LUA_FN(KEY_LUA_SHARDS). */
 #define KEY_LUA_FN(s_expr)                                                                                  \
     "local MP_S = tonumber(" s_expr ")\n"                                                                   \
