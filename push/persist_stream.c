@@ -249,7 +249,9 @@ static int key_shard_of(const redisReply *name)
     return (int)v;
 }
 
-/* New entries of every shard's stream in one XREADGROUP (COUNT is per stream), as one list. */
+/* New entries of every shard's stream in one XREADGROUP, as one list. COUNT is per stream in Redis: count
+ * is split over the streams, so a read returns at most count + shards - 1 entries (persist.batch and
+ * magpie-notify's room keep their meaning). */
 static int read_new_all(struct rds *r, const char *consumer, long long count, long long block_ms,
                         struct persist_read *rd)
 {
@@ -264,7 +266,7 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
         rc = MP_ENOMEM;
         goto done;
     }
-    snprintf(num[0], sizeof(num[0]), "%lld", count);
+    snprintf(num[0], sizeof(num[0]), "%lld", count > n ? (count + n - 1) / n : 1);
     snprintf(num[1], sizeof(num[1]), "%lld", block_ms);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";

@@ -29,7 +29,9 @@ def _downgrade(r, users, gid, mids):
             keys.append(rkeys.tagged(r, name, u))
         keys += list(r.scan_iter(match=f"mp:{{{rkeys.shard(r, u)}}}:dedup:{u}:*"))
     keys += [rkeys.tagged(r, "grp", gid), rkeys.tagged(r, "grp", gid) + ":m"]
-    keys += [rkeys.sharded(name, 0) for name in ("mq", "mq:dead", "notify", "notify:dead")]
+    # the chat streams (magpie-persist, their only reader, is stopped); not the notification streams, which
+    # the stack's magpie-notify would create again at once
+    keys += [rkeys.sharded(name, 0) for name in ("mq", "mq:dead")]
     moved = {}
     for k in keys:
         if r.exists(k):
