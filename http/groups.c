@@ -85,10 +85,10 @@
  * each member's uid and role (by join order) to out (default {0}). */
 #define GROUP_HEAD_LUA                                                                                       \
     "local gid, by = ARGV[1], ARGV[2]\n"                                                                     \
-    "local gshard = mp_shard(gid)\n"                                                                          \
-    "local mq = mp_sharded('" KEY_MQ_NAME "', gshard)\n"                                                      \
-    "local restored = mp_sharded('" KEY_SEQ_RESTORED_NAME "', gshard)\n"                                      \
-    "local gkey = mp_key('" KEY_GROUP_NAME "', gid)\n"                                                           \
+    "local gshard = mp_shard(gid)\n"                                                                         \
+    "local mq = mp_sharded('" KEY_MQ_NAME "', gshard)\n"                                                     \
+    "local restored = mp_sharded('" KEY_SEQ_RESTORED_NAME "', gshard)\n"                                     \
+    "local gkey = mp_key('" KEY_GROUP_NAME "', gid)\n"                                                       \
     "local mkey = gkey .. '" GROUP_MEMBERS_SUFFIX "'\n"                                                      \
     "local function roles()\n"                                                                               \
     "  local h = redis.call('HGETALL', mkey)\n"                                                              \
@@ -140,20 +140,20 @@
     "local function fan(k, uids) return mp_fanout(uids, ev(k, 0), conv, keep, maxlen) end\n"                 \
     "local function undo(pr)\n"                                                                              \
     "  for j = 1, #pr, 2 do\n"                                                                               \
-    "    redis.call('XDEL', mp_key('" KEY_TL_NAME "', pr[j]), pr[j + 1] .. '-0')\n"                              \
-    "    redis.call('DECR', mp_key('" KEY_SEQ_NAME "', pr[j]))\n"                                                \
+    "    redis.call('XDEL', mp_key('" KEY_TL_NAME "', pr[j]), pr[j + 1] .. '-0')\n"                          \
+    "    redis.call('DECR', mp_key('" KEY_SEQ_NAME "', pr[j]))\n"                                            \
     "  end\n"                                                                                                \
     "end\n"                                                                                                  \
     "local function emit(k, pr)\n"                                                                           \
     "  local mid, ts, packet, body = ev(k, 0), ev(k, 1), ev(k, 2), ev(k, 3)\n"                               \
-    "  local mk = mp_skey('" KEY_MSG_NAME "', gshard, mid)\n"                                                             \
+    "  local mk = mp_skey('" KEY_MSG_NAME "', gshard, mid)\n"                                                \
     "  redis.call('HSET', mk, '" MSG_F_PACKET "', packet, '" MSG_F_GROUP "', gid)\n"                         \
     "  redis.call('EXPIRE', mk, keep)\n"                                                                     \
-    "  local readers = {}\n"                                                                                  \
+    "  local readers = {}\n"                                                                                 \
     "  for j = 1, #pr, 2 do readers[#readers + 1] = pr[j] end\n"                                             \
     "  mp_msg_copies(mk, mid, readers, keep)\n"                                                              \
     "  redis.call('HSET', gkey, '" GROUP_F_LAST "', mid)\n"                                                  \
-    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID        \
+    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID                  \
     "', mid, '" MQ_F_FROM "', '0', '" MQ_F_TO "', gid, '" MQ_F_CID "', mid, '" MQ_F_TYPE                     \
     "', 's', '" MQ_F_BODY "', body, '" MQ_F_TS "', ts, '" MQ_F_GROUP "', gid, '" MQ_F_SEQS                   \
     "', mp_seqs(pr, 0))\n"                                                                                   \
@@ -161,22 +161,22 @@
     "end\n"                                                                                                  \
     "local function freeze(u)\n"                                                                             \
     "  local f = redis.call('HMGET', gkey, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"                       \
-    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_LAST                                 \
+    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_LAST                             \
     "', f[1] or '', conv .. '" CONV_F_IN "', f[2] or '0')\n"                                                 \
-    "  redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                         \
+    "  redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                     \
     "  redis.call('HDEL', mkey, u)\n"                                                                        \
     "end\n"                                                                                                  \
     "local function join(u, role, ts)\n"                                                                     \
     "  local o = redis.call('HINCRBY', gkey, '" GROUP_F_JOINS "', 1)\n"                                      \
     "  redis.call('HSET', mkey, u, role .. ' ' .. o .. ' ' .. ts)\n"                                         \
-    "  redis.call('SADD', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                         \
-    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_READ_IN "', "                        \
+    "  redis.call('SADD', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                     \
+    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_READ_IN "', "                    \
     "redis.call('HGET', gkey, '" GROUP_F_COUNT "') or '0')\n"                                                \
     "end\n"                                                                                                  \
     "local function state(ts, deleted)\n"                                                                    \
     "  local ver = redis.call('HINCRBY', gkey, '" GROUP_F_VER "', 1)\n"                                      \
     "  if deleted then\n"                                                                                    \
-    "    redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE     \
+    "    redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE               \
     "', '" MQ_TYPE_GROUP_STATE "', '" MQ_F_GROUP "', gid, '" MQ_F_TS "', ts, '" MQ_F_VER                     \
     "', ver, '" MQ_F_DELETED "', '1')\n"                                                                     \
     "    return\n"                                                                                           \
@@ -186,14 +186,14 @@
     "  local m, s = roles(), {}\n"                                                                           \
     "  for _, u in ipairs(sorted(m)) do s[#s + 1] = u .. ':' .. m[u][1] .. ':' .. m[u][2] .. ':' .. "        \
     "m[u][3] end\n"                                                                                          \
-    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE       \
+    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE                 \
     "', '" MQ_TYPE_GROUP_STATE "', '" MQ_F_GROUP "', gid, '" MQ_F_TS "', ts, '" MQ_F_NAME                    \
     "', g[1], '" MQ_F_OWNER "', g[2], '" MQ_F_CREATED "', g[3], '" MQ_F_VER "', ver, '" MQ_F_MEMBERS "', "   \
     "table.concat(s, ' '))\n"                                                                                \
     "end\n"                                                                                                  \
     "local function crowded(uids)\n"                                                                         \
     "  for _, u in ipairs(uids) do\n"                                                                        \
-    "    if redis.call('SCARD', mp_key('" KEY_USER_GROUPS_NAME "', u)) >= max_per_user then\n"                   \
+    "    if redis.call('SCARD', mp_key('" KEY_USER_GROUPS_NAME "', u)) >= max_per_user then\n"               \
     "      return {14, 'user ' .. u .. ' is in ' .. max_per_user .. ' groups already "                       \
     "(group.max_per_user)'}\n"                                                                               \
     "    end\n"                                                                                              \
@@ -208,7 +208,7 @@ _Static_assert(CHANGE_ARGV_OP == 17 && CHANGE_ARGV_WAIT == 16, "GROUP_CHANGE_LUA
 /* A change script: body runs as a function, so that with WAIT every success ({0, ...}) comes back as
  * {result, pubs} (group_run publishes pubs after the WAIT). */
 #define CHANGE_LUA(body)                                                                                     \
-    GROUP_LUA_LIB(KEY_LUA_SHARDS) GROUP_HEAD_LUA GROUP_CHANGE_LUA "local function change()\n" body "end\n"                   \
+    GROUP_LUA_LIB GROUP_HEAD_LUA GROUP_CHANGE_LUA "local function change()\n" body "end\n"                   \
                                                   "local out = change()\n"                                   \
                                                   "if waits and out[1] == 0 then return {out, pubs} end\n"   \
                                                   "return out\n"
@@ -246,31 +246,31 @@ static struct gscript create_lua = {
 /* GET /groups/<id>. ARGV: gid, caller. */
 static struct gscript get_lua = {
     "get",
-    KEY_LUA_FN(KEY_LUA_SHARDS) GROUP_HEAD_LUA "if redis.call('EXISTS', gkey) == 0 then return {15, 'no such group'} end\n"
-                   "if redis.call('HEXISTS', mkey, by) == 0 then return {14, 'not a member'} end\n"
-                   "return result()\n",
+    KEY_LUA_LIB GROUP_HEAD_LUA
+    "if redis.call('EXISTS', gkey) == 0 then return {15, 'no such group'} end\n"
+    "if redis.call('HEXISTS', mkey, by) == 0 then return {14, 'not a member'} end\n"
+    "return result()\n",
     ""};
 
 /* GET /groups. ARGV: the caller. Returns per group (by id): id, name, the caller's role, member count. */
-static struct gscript list_lua = {"list",
-                                  KEY_LUA_FN(KEY_LUA_SHARDS)
-                                  "local gs = redis.call('SMEMBERS', mp_key('" KEY_USER_GROUPS_NAME
-                                  "', ARGV[1]))\n"
-                                  "table.sort(gs, function(a, b) return tonumber(a) < tonumber(b) end)\n"
-                                  "local out = {}\n"
-                                  "for _, g in ipairs(gs) do\n"
-                                  "  local k = mp_key('" KEY_GROUP_NAME "', g)\n"
-                                  "  local v = redis.call('HGET', k .. '" GROUP_MEMBERS_SUFFIX "', ARGV[1])\n"
-                                  "  local name = redis.call('HGET', k, '" GROUP_F_NAME "')\n"
-                                  "  if v and name then\n"
-                                  "    out[#out + 1] = g\n"
-                                  "    out[#out + 1] = name\n"
-                                  "    out[#out + 1] = string.sub(v, 1, 1)\n"
-                                  "    out[#out + 1] = redis.call('HLEN', k .. '" GROUP_MEMBERS_SUFFIX "')\n"
-                                  "  end\n"
-                                  "end\n"
-                                  "return out\n",
-                                  ""};
+static struct gscript list_lua = {
+    "list",
+    KEY_LUA_LIB "local gs = redis.call('SMEMBERS', mp_key('" KEY_USER_GROUPS_NAME "', ARGV[1]))\n"
+                "table.sort(gs, function(a, b) return tonumber(a) < tonumber(b) end)\n"
+                "local out = {}\n"
+                "for _, g in ipairs(gs) do\n"
+                "  local k = mp_key('" KEY_GROUP_NAME "', g)\n"
+                "  local v = redis.call('HGET', k .. '" GROUP_MEMBERS_SUFFIX "', ARGV[1])\n"
+                "  local name = redis.call('HGET', k, '" GROUP_F_NAME "')\n"
+                "  if v and name then\n"
+                "    out[#out + 1] = g\n"
+                "    out[#out + 1] = name\n"
+                "    out[#out + 1] = string.sub(v, 1, 1)\n"
+                "    out[#out + 1] = redis.call('HLEN', k .. '" GROUP_MEMBERS_SUFFIX "')\n"
+                "  end\n"
+                "end\n"
+                "return out\n",
+    ""};
 
 /* The checks every change of an existing group starts with: it exists, the caller is a member (me). */
 #define EXISTING_LUA                                                                                         \

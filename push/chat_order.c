@@ -38,7 +38,7 @@
  * {-2} another courier has it, {-3} the courier is the customer. */
 static struct rdsa_script order_lua = {
     "order",
-    KEY_LUA_FN("ARGV[2]")
+    "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
     "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
     "if not customer then return {-1} end\n"
     "if customer == ARGV[1] then return {-3} end\n"

@@ -44,23 +44,23 @@ static struct rdsa_script login_lua = {"login",
 
 /* KEYS: node users. ARGV: node, redis.stream_shards, then uid, count pairs (count 0 = none here). The
  * users' presence keys are built here, in their shards (keys.h: the cluster needs one script per shard). */
-static struct rdsa_script presence_lua = {"presence",
-                                          KEY_LUA_FN("ARGV[2]")
-                                          "for i = 3, #ARGV, 2 do\n"
-                                          "  if tonumber(ARGV[i + 1]) > 0 then\n"
-                                          "    redis.call('HSET', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1], ARGV[i + 1])\n"
-                                          "    redis.call('SADD', KEYS[1], ARGV[i])\n"
-                                          "  else\n"
-                                          "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
-                                          "    redis.call('SREM', KEYS[1], ARGV[i])\n"
-                                          "  end\n"
-                                          "end\n"
-                                          "return 1\n",
-                                          ""};
+static struct rdsa_script presence_lua = {
+    "presence",
+    "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB "for i = 3, #ARGV, 2 do\n"
+    "  if tonumber(ARGV[i + 1]) > 0 then\n"
+    "    redis.call('HSET', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1], ARGV[i + 1])\n"
+    "    redis.call('SADD', KEYS[1], ARGV[i])\n"
+    "  else\n"
+    "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
+    "    redis.call('SREM', KEYS[1], ARGV[i])\n"
+    "  end\n"
+    "end\n"
+    "return 1\n",
+    ""};
 
 /* KEYS: node users. ARGV: node, redis.stream_shards. Forget every presence entry of this node. */
 static struct rdsa_script clear_lua = {"clear",
-                                       KEY_LUA_FN("ARGV[2]")
+                                       "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
                                        "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
                                        "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
                                        "end\n"
@@ -69,13 +69,12 @@ static struct rdsa_script clear_lua = {"clear",
                                        ""};
 
 /* KEYS: KEY_NODES, node hash. ARGV: node, now ms, ws_url, room_url, started ms, ttl s, prune before ms,
- * node users key prefix and suffix, redis.stream_shards (for the presence keys), node rooms key suffix (its prefix is the node
- * users one), room members key prefix and suffix. Renews this node; removes nodes dead since before
- * "prune before" with their presence and room member entries. */
+ * node users key prefix and suffix, redis.stream_shards (for the presence keys), node rooms key suffix (its
+ * prefix is the node users one), room members key prefix and suffix. Renews this node; removes nodes dead
+ * since before "prune before" with their presence and room member entries. */
 static struct rdsa_script heartbeat_lua = {
     "heartbeat",
-    KEY_LUA_FN("ARGV[10]")
-    "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+    "local " KEY_LUA_SHARDS " = ARGV[10]\n" KEY_LUA_LIB "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "redis.call('HSET', KEYS[2], 'ws_url', ARGV[3], 'room_url', ARGV[4], 'started', ARGV[5])\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
     "for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[7])) do\n"
@@ -97,7 +96,7 @@ static struct rdsa_script heartbeat_lua = {
 /* KEYS: KEY_NODES, node hash, node users, node rooms. ARGV: node, redis.stream_shards (for the presence
  * keys), room members key prefix and suffix. */
 static struct rdsa_script leave_lua = {"leave",
-                                       KEY_LUA_FN("ARGV[2]")
+                                       "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
                                        "redis.call('ZREM', KEYS[1], ARGV[1])\n"
                                        "redis.call('DEL', KEYS[2])\n"
                                        "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[3])) do\n"
@@ -356,8 +355,8 @@ static void on_leave_reply(redisReply *r, void *arg)
 
 void cluster_leave(void (*done)(void *arg), void *arg)
 {
-    const char *argv[8] = {KEY_NODES, C.node_key,        C.node_users,     C.node_rooms,
-                           C.node,    C.shards, C.members_prefix, C.members_suffix};
+    const char *argv[8] = {KEY_NODES, C.node_key, C.node_users,     C.node_rooms,
+                           C.node,    C.shards,   C.members_prefix, C.members_suffix};
     struct leave *l = malloc(sizeof(*l));
     C.leaving = 1;
     if (C.timer_started)

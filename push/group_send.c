@@ -43,8 +43,7 @@
  * refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
-    GROUP_LUA_LIB("ARGV[18]")
-    "local first = redis.call('GET', KEYS[1])\n"
+    "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[17] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end\n"
     "  return {1, first}\n"
@@ -101,8 +100,8 @@ static struct rdsa_script gsend_lua = {
     "        if tonumber(h[k + 1]) > 0 and live[h[k]] then online = true break end\n"
     "      end\n"
     "      if not online then\n"
-    "        local rn = tonumber(redis.call('HGET', mp_key('" KEY_CONV_NAME "', u), ARGV[13] .. '" CONV_F_READ_IN
-    "') or '0')\n"
+    "        local rn = tonumber(redis.call('HGET', mp_key('" KEY_CONV_NAME
+    "', u), ARGV[13] .. '" CONV_F_READ_IN "') or '0')\n"
     "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION
     "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO
     "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
@@ -203,8 +202,8 @@ static void on_gsend_reply(redisReply *r, void *arg)
         static int64_t warned_ms;
         if (mp_now_ms() - warned_ms >= GSEND_WARN_EVERY_MS) {
             warned_ms = mp_now_ms();
-            log_warn("group sends refused until magpie-persist has restored the seq counters from MySQL (" KEY_SEQ_RESTORED
-                     " is missing) uid=%lld group=%lld",
+            log_warn("group sends refused until magpie-persist has restored the seq counters from MySQL "
+                     "(" KEY_SEQ_RESTORED " is missing) uid=%lld group=%lld",
                      key_shard(s->gid), (long long)c->uid, (long long)s->gid);
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
@@ -239,9 +238,9 @@ unavailable:
 
 void group_send(struct conn *c, const struct chatpkt *p)
 {
-    char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], mq[32], notify[32], restored[48], shards[16], conv[64], node[16], mid_s[24],
-        from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24], conv_id[32], qmax[24],
-        *json = NULL;
+    char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], mq[32], notify[32], restored[48],
+        shards[16], conv[64], node[16], mid_s[24], from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24],
+        maxlen[24], oldest[24], conv_id[32], qmax[24], *json = NULL;
     const char *argv[GSEND_ARGC];
     size_t argvlen[GSEND_ARGC], json_len = 0, dedup_len;
     struct gsend_req *s = NULL;

@@ -39,8 +39,7 @@ static const char raise_lua[] =
  * = none), then uid and "<role> <join order> <joined ms>" of each member. Returns 1 when it wrote, 0 when
  * Redis has that ver or a newer one. The members' KEY_USER_GROUPS are built here, in their shards (keys.h):
  * run as keys_lua's source, which defines S (restore_src). */
-static const char restore_group_lua[] =
-    KEY_LUA_FN(KEY_LUA_SHARDS)
+static const char restore_group_lua[] = KEY_LUA_LIB
     "local cur = tonumber(redis.call('HGET', KEYS[1], '" GROUP_F_VER "') or '0')\n"
     "if cur >= tonumber(ARGV[2]) then return 0 end\n"
     "local old = redis.call('HKEYS', KEYS[2])\n"

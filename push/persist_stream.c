@@ -59,8 +59,8 @@ static int split_id(const char *id, char *raw, int *shard)
     char *end;
     long v = 0;
 
-    if (at != NULL && ((v = strtol(at + 1, &end, 10)) < 0 || v >= key_shards() || *end != '\0' ||
-                       end == at + 1))
+    if (at != NULL &&
+        ((v = strtol(at + 1, &end, 10)) < 0 || v >= key_shards() || *end != '\0' || end == at + 1))
         return MP_EINVAL;
     if (n >= PERSIST_SID_MAX)
         return MP_EINVAL;
@@ -354,11 +354,12 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
             return MP_ERR;
         }
         for (;;) {
-            reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", bound.group, consumer, count,
-                            stream_key(shard, key), raw);
+            reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", bound.group, consumer,
+                            count, stream_key(shard, key), raw);
             if (!multi() || shard + 1 >= key_shards() || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
                 reply->elements != 1 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
-                reply->element[0]->elements != 2 || reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY ||
+                reply->element[0]->elements != 2 ||
+                reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY ||
                 reply->element[0]->element[1]->elements > 0)
                 break;
             freeReplyObject(reply);

@@ -7,8 +7,8 @@
  * With several, the entry ids handed out are "<id>@<shard>" (the stream's own id and the shard whose
  * stream has it: ids of two streams may be equal), and every function taking an id or a cursor routes it
  * by that suffix (an id without one is shard 0's): a read of new entries is one XREADGROUP over every
- * stream (the count split over them); a read of pending entries goes through the streams one after the other, as
- * does a claim (its cursor is "0-0" only after the last stream's full pass); state sums the streams, trim
+ * stream (the count split over them); a read of pending entries goes through the streams one after the other,
+ * as does a claim (its cursor is "0-0" only after the last stream's full pass); state sums the streams, trim
  * and forgetting consumers work on each. A dead letter keeps the entry's own id (MQ_F_DEAD_ID) and goes to
  * its shard's dead-letter stream (one MULTI with the XACK).
  *

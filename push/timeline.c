@@ -60,7 +60,6 @@ static struct rdsa_script sync_lua = {
     "return out\n",
     ""};
 
-
 /* One timeline entry: its seq and message, and the packet without seq once some store gave it. */
 struct tl_entry {
     int64_t seq;

@@ -72,11 +72,12 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
      * message. magpie-migrate talks only to MySQL. */
     if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0') {
         if (cfg->redis.stream_shards > 1)
-            fprintf(stderr,
-                    "%s: %s: redis.cluster is set with redis.stream_shards = %lld, but the send scripts are not "
-                    "split per shard yet (a message between two shards would touch two slots: issue 20's next "
-                    "step); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
-                    component, config_path, cfg->redis.stream_shards);
+            fprintf(
+                stderr,
+                "%s: %s: redis.cluster is set with redis.stream_shards = %lld, but the send scripts are not "
+                "split per shard yet (a message between two shards would touch two slots: issue 20's next "
+                "step); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
+                component, config_path, cfg->redis.stream_shards);
         else
             fprintf(stderr,
                     "%s: %s: redis.cluster is set, but magpie-%s does not run on Redis Cluster yet (the keys "
@@ -112,8 +113,9 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
             return 1;
         }
         if (rc != MP_OK)
-            log_warn("cannot check redis.stream_shards against Redis now (unavailable); magpie-persist checks "
-                     "it before it stores anything");
+            log_warn(
+                "cannot check redis.stream_shards against Redis now (unavailable); magpie-persist checks "
+                "it before it stores anything");
     }
     return -1;
 }

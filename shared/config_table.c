@@ -84,7 +84,8 @@ static const char *check_addr_list(const char *v)
 
 const struct config_key config_keys[] = {
     /* [log] */
-    STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.", check_level),
+    STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.",
+        check_level),
     STR("log", "file", log.file, 1, 4095, "",
         "Log file (appended; reopened on SIGHUP for logrotate). Empty = standard error.", NULL),
 
@@ -123,7 +124,8 @@ const struct config_key config_keys[] = {
         "Acknowledge a message (A, RECEIPT, PUBACK; /logout, /admin/friends, /admin/orders, group changes\n"
         "over HTTP) only once this many replicas hold it (WAIT); when fewer confirm within\n"
         "redis.wait_timeout_ms the client gets \"temporarily unavailable\" and retries (the retry is\n"
-        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long as a replica that acked it is promoted\n"
+        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long "
+        "as a replica that acked it is promoted\n"
         "(README, Redis Sentinel). 0 = no WAIT: an ack means the master has it (and its AOF setting)."),
     INT("redis", "wait_timeout_ms", redis.wait_timeout_ms, 1, 60000, "500",
         "How long WAIT waits for redis.min_replicas_acked replicas. Must be below\n"
@@ -158,7 +160,8 @@ const struct config_key config_keys[] = {
     STR("mysql", "database", mysql.database, 1, 64, "magpie", "Database (schema) name.", NULL),
     INT("mysql", "connect_timeout_s", mysql.connect_timeout_s, 1, 60, "2", "Connect timeout in seconds."),
     INT("mysql", "rw_timeout_s", mysql.rw_timeout_s, 1, 600, "5",
-        "A query whose reply takes longer is abandoned and MySQL is treated as down (catches a hung server)."),
+        "A query whose reply takes longer is abandoned and MySQL is treated as down (catches a hung "
+        "server)."),
 
     /* [http] */
     STR("http", "listen", http.listen, 3, 261, "127.0.0.1:8081",
@@ -225,7 +228,8 @@ const struct config_key config_keys[] = {
         "Name of the HttpOnly cookie that binds a QR session to the browser that created it.", NULL),
 
     /* [push] */
-    STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.", check_addr),
+    STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.",
+        check_addr),
     INT("push", "node_id", push.node_id, 0, 1022, "1",
         "This node's id, unique in the cluster (part of every message id). 1023 is taken: group\n"
         "events' ids are minted in Redis as that node (push/group.h)."),
@@ -403,7 +407,8 @@ const struct config_key config_keys[] = {
         check_http_url),
     STR("notify", "ca_file", notify.ca_file, 1, 4096, "",
         "A PEM file of the CA certificates an https webhook_url must chain to, instead of the system's\n"
-        "(e.g. a private CA). Empty = the system's. The receiver's name is always checked.", NULL),
+        "(e.g. a private CA). Empty = the system's. The receiver's name is always checked.",
+        NULL),
     STR("notify", "secret", notify.secret, 16, 512, "",
         "The HMAC-SHA256 key of the X-Magpie-Signature header (sha256=<hex of the body's HMAC>); the\n"
         "receiver checks it. Required when webhook_url is set (magpie-notify refuses to start without).",

@@ -268,8 +268,9 @@ int keys_upgrade(struct rds *r, long long *renamed)
         rep = rds_cmd(r, "SCAN %s MATCH mp:* COUNT 1000", cursor);
         if (rep == NULL)
             return MP_EAGAIN;
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
-            rep->element[0]->len >= sizeof(cursor) || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor) ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
             log_error("key upgrade: unexpected SCAN reply type=%d", rep->type);
             freeReplyObject(rep);
             return MP_EAGAIN;

@@ -34,7 +34,7 @@
  * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
  * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
  * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
- * a node's users, a t's two users' KEY_FRIENDS in T) build those names in Lua with KEY_LUA_FN's
+ * a node's users, a t's two users' KEY_FRIENDS in T) build those names in Lua with KEY_LUA_LIB's
  * mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 all of them are the one slot {0} (a cluster
  * with S = 1 then works, bar KEY_NODES above); S > 1 works on one Redis, where a script may span tags. On a
  * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
@@ -54,19 +54,19 @@
 /* A per-shard or per-id key: "mp:{<shard>}:<name>", "mp:{<shard>}:<name>:<id>"; printf args shard, id. */
 #define KEY_SHARDED(name) "mp:{%d}:" name
 #define KEY_TAGGED(name)  KEY_SHARDED(name) ":%lld"
-/* Lua, for S = the Lua expression s_expr (a string or number, usually an ARGV): mp_shard(id) = key_shard;
- * mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...); mp_skey(name,
- * shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard) = the
- * KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
- * string (mp_skey). A script that is not
- * given S in ARGV gets it from keys_lua's first line: KEY_LUA_FN(KEY_LUA_SHARDS). */
-#define KEY_LUA_FN(s_expr)                                                                                  \
-    "local MP_S = tonumber(" s_expr ")\n"                                                                   \
-    "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"           \
-    "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"     \
-    "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                          \
+/* Lua: KEY_LUA_LIB defines, for S = the Lua value named KEY_LUA_SHARDS (a script defines it first: from
+ * an ARGV, "local " KEY_LUA_SHARDS " = ARGV[2]\n", or keys_lua's first line does): mp_shard(id) =
+ * key_shard; mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...);
+ * mp_skey(name, shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard)
+ * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
+ * string (mp_skey). */
+#define KEY_LUA_SHARDS "MP_S_IN"
+#define KEY_LUA_LIB                                                                                          \
+    "local MP_S = tonumber(" KEY_LUA_SHARDS ")\n"                                                            \
+    "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"            \
+    "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"      \
+    "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                           \
     "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n"
-#define KEY_LUA_SHARDS "MP_SHARDS" /* the Lua global keys_lua defines */
 /* string: the shard count S every key was written with (decimal). Set with SET NX at the first start of a
  * daemon that has Redis; no TTL. Global (read alone). */
 #define KEY_SHARDS "mp:shards"
@@ -144,7 +144,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* ---- users and friends ---- */
 /* set of uids: the friends of a user (seed 001's URS:<uid>). Written with MySQL's friends table; no TTL. */
 #define KEY_FRIENDS_NAME "friends"
-#define KEY_FRIENDS KEY_TAGGED(KEY_FRIENDS_NAME) /* shard, uid */
+#define KEY_FRIENDS      KEY_TAGGED(KEY_FRIENDS_NAME) /* shard, uid */
 /* hash {customer, courier}: an order a courier may take with T (seed 001). Written by /admin/orders (field
  * "customer"); T sets "courier" with HSETNX, so only the first courier gets it. No TTL; MySQL's orders table
  * has the record too. */
@@ -162,7 +162,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
  * presence check (presence.h) and removed when that node id starts again; no TTL. */
 #define KEY_PRESENCE_NAME "presence"
-#define KEY_PRESENCE KEY_TAGGED(KEY_PRESENCE_NAME) /* shard, uid */
+#define KEY_PRESENCE      KEY_TAGGED(KEY_PRESENCE_NAME) /* shard, uid */
 /* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
 #define KEY_NODE_USERS "mp:node:%d:users"
 
@@ -171,11 +171,11 @@ int keys_shards_reply(const redisReply *rep, int *missing);
  * trims it, and only entries every group has acked (see persist.stream_maxlen for what is kept): writers
  * XADD without MAXLEN, or they could drop messages not yet stored. */
 #define KEY_MQ_NAME "mq"
-#define KEY_MQ KEY_SHARDED(KEY_MQ_NAME) /* shard */
+#define KEY_MQ      KEY_SHARDED(KEY_MQ_NAME) /* shard */
 #define MQ_GROUP "persist"
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
-#define KEY_MQ_DEAD KEY_SHARDED("mq:dead") /* shard: next to its stream (one MULTI moves an entry) */
+#define KEY_MQ_DEAD    KEY_SHARDED("mq:dead") /* shard: next to its stream (one MULTI moves an entry) */
 #define MQ_DEAD_MAXLEN 100000
 /* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
  * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without
@@ -186,25 +186,25 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
  * is never given twice. */
 #define KEY_SEQ_NAME "seq"
-#define KEY_SEQ KEY_TAGGED(KEY_SEQ_NAME) /* shard, uid */
+#define KEY_SEQ      KEY_TAGGED(KEY_SEQ_NAME) /* shard, uid */
 /* string (the time it was set): every user with a seq in MySQL has its KEY_SEQ in this Redis, so a missing
  * counter is a new user's and starts at 0. Set by magpie-persist after it restored the counters from MySQL
  * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
  * it is missing, a message to or from a user without a counter is refused (E, retried). No TTL. */
 #define KEY_SEQ_RESTORED_NAME "seq:restored"
-#define KEY_SEQ_RESTORED KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, all set together */
+#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, all set together */
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
 #define KEY_TL_NAME "tl"
-#define KEY_TL KEY_TAGGED(KEY_TL_NAME) /* shard, uid */
+#define KEY_TL      KEY_TAGGED(KEY_TL_NAME) /* shard, uid */
 #define TL_F_MID "m"
 /* hash: one stored message as Y and R need it: MSG_F_PACKET = the packet JSON without seq; MSG_F_FROM_SEQ
  * and MSG_F_TO_SEQ = its seq in the sender's and in the recipient's timeline; MSG_F_FROM_IN and MSG_F_TO_IN =
  * how many messages each of the two had received in this conversation when it was stored (the recipient's
  * count includes it), which is what an R up to it leaves unread. TTL timeline.keep_s. */
-#define KEY_MSG_NAME "msg"
-#define KEY_MSG KEY_TAGGED(KEY_MSG_NAME) /* the reader's shard, mid */
+#define KEY_MSG_NAME   "msg"
+#define KEY_MSG        KEY_TAGGED(KEY_MSG_NAME) /* the reader's shard, mid */
 #define MSG_F_PACKET "p"
 #define MSG_F_FROM_SEQ "fs"
 #define MSG_F_TO_SEQ "ts"
@@ -218,12 +218,12 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* sorted set: conversation id -> the user's seq of the latest entry in it (GET /conversations pages by it,
  * newest first; seqs are unique per user, so the cursor is exact). No TTL. */
 #define KEY_CONVS_NAME "convs"
-#define KEY_CONVS KEY_TAGGED(KEY_CONVS_NAME) /* shard, uid */
+#define KEY_CONVS      KEY_TAGGED(KEY_CONVS_NAME) /* shard, uid */
 /* hash: per conversation of a user, fields "<conv id>" + CONV_F_*: the latest mid, how many messages the
  * user received in it, the read mark (mid and the user's seq of it) and how many the user had received up
  * to the read mark. unread = received - received at the read mark. No TTL. */
 #define KEY_CONV_NAME "conv"
-#define KEY_CONV KEY_TAGGED(KEY_CONV_NAME) /* shard, uid */
+#define KEY_CONV      KEY_TAGGED(KEY_CONV_NAME) /* shard, uid */
 /* A group conversation (push/group.h): while the user is a member, its latest mid and message count are
  * the group's (KEY_GROUP's GROUP_F_LAST, GROUP_F_COUNT), so a message costs no per-member write here; when
  * the user stops being a member (removed, left, group deleted) they are copied into :l and :n, frozen.
@@ -258,8 +258,8 @@ int keys_shards_reply(const redisReply *rep, int *missing);
  * (KEY_SEQ_RESTORED). No TTL. */
 #define KEY_GROUP_NEXT "mp:grp:next"
 /* hash: one group that exists: GROUP_F_* below. Gone when the group is deleted. No TTL. */
-#define KEY_GROUP_NAME "grp"
-#define KEY_GROUP KEY_TAGGED(KEY_GROUP_NAME) /* shard of the gid, gid */
+#define KEY_GROUP_NAME  "grp"
+#define KEY_GROUP       KEY_TAGGED(KEY_GROUP_NAME) /* shard of the gid, gid */
 #define GROUP_F_NAME    "name"    /* 1..64 characters */
 #define GROUP_F_OWNER   "owner"   /* uid */
 #define GROUP_F_CREATED "created" /* ms */
@@ -270,10 +270,10 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* hash uid -> "<role> <join order> <joined ms>", role o(wner) a(dmin) m(ember): the members of a group,
  * the authority for "is a member" (push/group.h: the order of sends and changes). Gone with the group. */
 #define GROUP_MEMBERS_SUFFIX ":m"
-#define KEY_GROUP_MEMBERS KEY_GROUP GROUP_MEMBERS_SUFFIX /* shard of the gid, gid */
+#define KEY_GROUP_MEMBERS    KEY_GROUP GROUP_MEMBERS_SUFFIX /* shard of the gid, gid */
 /* set of group ids: the groups a user belongs to (GET /groups, group.max_per_user). No TTL. */
 #define KEY_USER_GROUPS_NAME "ugrp"
-#define KEY_USER_GROUPS KEY_TAGGED(KEY_USER_GROUPS_NAME) /* shard, uid */
+#define KEY_USER_GROUPS      KEY_TAGGED(KEY_USER_GROUPS_NAME) /* shard, uid */
 /* hash {ms, seq}: the state of the id generator of group events' mids (shared/group_lua.h, GROUP_IDGEN_LUA),
  * which mints ids as node ID_MAX_NODE. No TTL. */
 #define KEY_IDGEN "mp:idgen"
@@ -284,7 +284,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
  * while notify.webhook_url is set; read by magpie-notify's group, which XDELs what it has delivered or
  * dead-lettered, so the stream holds what is still to do. */
 #define KEY_NOTIFY_NAME "notify"
-#define KEY_NOTIFY   KEY_SHARDED(KEY_NOTIFY_NAME) /* shard */
+#define KEY_NOTIFY      KEY_SHARDED(KEY_NOTIFY_NAME) /* shard */
 #define NOTIFY_GROUP "notify"
 /* stream: events magpie-notify gave up on (notify.max_age_s passed), with the reason and the original
  * fields (the layout of KEY_MQ_DEAD). Capped at NOTIFY_DEAD_MAXLEN entries (approximate trim). */

@@ -70,9 +70,9 @@ static void test_slots(void **state)
     char a[64], b[64], c[64], q[64], other[64];
     (void)state;
     keys_set_shards(4);
-    key_tagged(a, sizeof(a), KEY_SEQ, 42);         /* shard 2 */
-    key_tagged(b, sizeof(b), KEY_TL, 46);          /* shard 2 */
-    key_tagged(c, sizeof(c), KEY_GROUP, 10);       /* shard 2 */
+    key_tagged(a, sizeof(a), KEY_SEQ, 42);   /* shard 2 */
+    key_tagged(b, sizeof(b), KEY_TL, 46);    /* shard 2 */
+    key_tagged(c, sizeof(c), KEY_GROUP, 10); /* shard 2 */
     snprintf(q, sizeof(q), KEY_MQ, 2);
     key_tagged(other, sizeof(other), KEY_SEQ, 43); /* shard 3 */
     assert_int_equal(slot_of(a), slot_of(b));
@@ -113,16 +113,16 @@ static void test_lua_prelude(void **state)
     char *src;
     (void)state;
     keys_set_shards(16);
-    src = keys_lua("return MP_SHARDS\n");
+    src = keys_lua("return " KEY_LUA_SHARDS "\n");
     assert_non_null(src);
-    assert_string_equal(src, "local " KEY_LUA_SHARDS " = 16\nreturn MP_SHARDS\n");
+    assert_string_equal(src, "local " KEY_LUA_SHARDS " = 16\nreturn " KEY_LUA_SHARDS "\n");
     free(src);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shard),       cmocka_unit_test(test_names),        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_shard),        cmocka_unit_test(test_names),       cmocka_unit_test(test_slots),
         cmocka_unit_test(test_shards_reply), cmocka_unit_test(test_lua_prelude),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
