@@ -127,7 +127,7 @@ void conv_list(struct call *c)
         return;
     key_tagged(convs, sizeof(convs), KEY_CONVS, c->uid);
     key_tagged(conv, sizeof(conv), KEY_CONV, c->uid);
-    key_prefix(prefix, sizeof(prefix), KEY_MSG, key_shard(c->uid));
+    key_msg_prefix(prefix, sizeof(prefix), key_shard(c->uid));
     snprintf(shards, sizeof(shards), "%d", key_shards());
     if (rc == 0)
         snprintf(max, sizeof(max), "(%lld", cursor);

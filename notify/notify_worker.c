@@ -719,7 +719,7 @@ int notify_worker_run(struct notify_worker *w, volatile sig_atomic_t *stop)
     int64_t stop_at = 0, housekeeping = w->cfg->notify.claim_idle_ms / 3;
     int created;
 
-    persist_stream_bind(KEY_NOTIFY, NOTIFY_GROUP, KEY_NOTIFY_DEAD, NOTIFY_DEAD_MAXLEN);
+    persist_stream_bind(KEY_NOTIFY_NAME, NOTIFY_GROUP, KEY_NOTIFY_DEAD_NAME, NOTIFY_DEAD_MAXLEN);
     if ((w->multi = curl_multi_init()) == NULL) {
         log_error("cannot initialise libcurl's multi interface");
         return MP_ERR;

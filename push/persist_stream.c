@@ -13,10 +13,10 @@
 #define STR(x)  XSTR(x)
 
 /* The streams this process works on (persist_stream_bind): one per shard (keys.h), magpie-persist's chat
- * streams unless bound. key and dead are KEY_SHARDED formats taking the shard. */
+ * streams unless bound. key and dead are the KEY_SHARDED names (KEY_MQ_NAME...). */
 static struct {
     const char *key, *group, *dead, *dead_maxlen;
-} bound = {KEY_MQ, MQ_GROUP, KEY_MQ_DEAD, STR(MQ_DEAD_MAXLEN)};
+} bound = {KEY_MQ_NAME, MQ_GROUP, KEY_MQ_DEAD_NAME, STR(MQ_DEAD_MAXLEN)};
 
 void persist_stream_bind(const char *key, const char *group, const char *dead, const char *dead_maxlen)
 {
@@ -37,7 +37,7 @@ static int multi(void)
 
 static const char *stream_key(int shard, char *buf)
 {
-    snprintf(buf, KEY_BUF, bound.key, shard);
+    snprintf(buf, KEY_BUF, KEY_SHARDED("%s"), shard, bound.key);
     return buf;
 }
 
@@ -238,7 +238,7 @@ int persist_stream_create_group(struct rds *r, int *created)
     return MP_OK;
 }
 
-/* The shard of a stream key named in a reply (bound.key's format): -1 when it is none of ours. */
+/* The shard of a stream key named in a reply: -1 when it is none of ours. */
 static int key_shard_of(const redisReply *name)
 {
     char key[KEY_BUF];
@@ -532,7 +532,7 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
         free(lens);
         return argv == NULL || lens == NULL ? MP_ENOMEM : MP_ERR;
     }
-    snprintf(dead, sizeof(dead), bound.dead, shard); /* next to its stream: one MULTI */
+    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one MULTI */
     argv[argc++] = "XADD";
     argv[argc++] = dead;
     argv[argc++] = "MAXLEN";

@@ -40,7 +40,7 @@ struct persist_read {
 void persist_read_free(struct persist_read *rd);
 
 /* Work on other streams than KEY_MQ with the same rules: their key, consumer group, dead-letter stream
- * (key and dead are KEY_SHARDED formats taking the shard) and the dead-letter stream's cap (a decimal
+ * (key and dead are the KEY_SHARDED names, KEY_NOTIFY_NAME...) and the dead-letter stream's cap (a decimal
  * string). magpie-notify binds KEY_NOTIFY this way (notify/notify_worker.h);
  * call it once at start, before any other function here: it holds for the whole process. The strings
  * are borrowed and must live as long. */

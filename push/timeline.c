@@ -574,7 +574,7 @@ void timeline_sync(struct conn *c, const struct chatpkt *p)
     argv[0] = tl;
     argv[1] = seq;
     snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, key_shard(c->uid));
-    key_prefix(msg_prefix, sizeof(msg_prefix), KEY_MSG, key_shard(c->uid)); /* the user's copies */
+    key_msg_prefix(msg_prefix, sizeof(msg_prefix), key_shard(c->uid)); /* the user's copies */
     argv[2] = restored;
     argv[3] = first;
     argv[4] = limit;

@@ -26,14 +26,9 @@ int key_shard(long long id)
     return (int)(u % (unsigned long long)shards);
 }
 
-int key_tagged(char *buf, size_t len, const char *fmt, long long id)
+void key_msg_prefix(char *buf, size_t len, int shard)
 {
-    return snprintf(buf, len, fmt, key_shard(id), id);
-}
-
-void key_prefix(char *buf, size_t len, const char *fmt, int shard)
-{
-    int n = snprintf(buf, len, fmt, shard, 0LL);
+    int n = snprintf(buf, len, KEY_MSG, shard, 0LL);
     if (n > 0 && (size_t)n < len && buf[n - 1] == '0')
         buf[n - 1] = '\0'; /* the id 0 */
 }
@@ -121,26 +116,26 @@ enum old_kind {
 static const struct old_name {
     const char *old;
     enum old_kind kind;
-    const char *fmt;
+    const char *name; /* the new name's part after the tag: KEY_SEQ_NAME... */
 } old_names[] = {
-    {"mp:friends:", OLD_ID, KEY_FRIENDS},
-    {"mp:presence:", OLD_ID, KEY_PRESENCE},
-    {"mp:dedup:", OLD_DEDUP, KEY_DEDUP},
+    {"mp:friends:", OLD_ID, KEY_FRIENDS_NAME},
+    {"mp:presence:", OLD_ID, KEY_PRESENCE_NAME},
+    {"mp:dedup:", OLD_DEDUP, KEY_DEDUP_NAME},
     {"mp:seq:restored", OLD_DROP, NULL},
-    {"mp:seq:", OLD_ID, KEY_SEQ},
-    {"mp:tl:", OLD_ID, KEY_TL},
-    {"mp:msg:", OLD_MSG, KEY_MSG},
-    {"mp:convs:", OLD_ID, KEY_CONVS},
-    {"mp:conv:", OLD_ID, KEY_CONV},
-    {"mp:stomp:", OLD_ID, KEY_STOMP_ACKED},
-    {"mp:mqtt:", OLD_ID, KEY_MQTT_SESSION},
-    {"mp:ugrp:", OLD_ID, KEY_USER_GROUPS},
-    {"mp:grp:", OLD_ID_M, KEY_GROUP_MEMBERS},
-    {"mp:grp:", OLD_ID, KEY_GROUP},
-    {"mp:mq:dead", OLD_STREAM, KEY_MQ_DEAD},
-    {"mp:mq", OLD_STREAM, KEY_MQ},
-    {"mp:notify:dead", OLD_STREAM, KEY_NOTIFY_DEAD},
-    {"mp:notify", OLD_STREAM, KEY_NOTIFY},
+    {"mp:seq:", OLD_ID, KEY_SEQ_NAME},
+    {"mp:tl:", OLD_ID, KEY_TL_NAME},
+    {"mp:msg:", OLD_MSG, KEY_MSG_NAME},
+    {"mp:convs:", OLD_ID, KEY_CONVS_NAME},
+    {"mp:conv:", OLD_ID, KEY_CONV_NAME},
+    {"mp:stomp:", OLD_ID, KEY_STOMP_NAME},
+    {"mp:mqtt:", OLD_ID, KEY_MQTT_NAME},
+    {"mp:ugrp:", OLD_ID, KEY_USER_GROUPS_NAME},
+    {"mp:grp:", OLD_ID_M, KEY_GROUP_NAME},
+    {"mp:grp:", OLD_ID, KEY_GROUP_NAME},
+    {"mp:mq:dead", OLD_STREAM, KEY_MQ_DEAD_NAME},
+    {"mp:mq", OLD_STREAM, KEY_MQ_NAME},
+    {"mp:notify:dead", OLD_STREAM, KEY_NOTIFY_DEAD_NAME},
+    {"mp:notify", OLD_STREAM, KEY_NOTIFY_NAME},
 };
 
 /* The digits of an id at s (1..18 of them, so it fits a long long), and where they end. */
@@ -226,7 +221,7 @@ static int upgrade_key(struct rds *r, const char *key, int *moved)
         /* Every shard's copy (the readers' shards are not known here: a t's two users are in its packet,
          * a group's members are not): COPY keeps the TTL. */
         for (int s = 0; s < shards && rc == MP_OK; s++) {
-            snprintf(to, sizeof(to), o->fmt, s, id);
+            snprintf(to, sizeof(to), KEY_TAGGED("%s"), s, o->name, id);
             answer(rds_cmd(r, "COPY %s %s", key, to), &rc);
         }
         if (rc == MP_OK)
@@ -234,14 +229,16 @@ static int upgrade_key(struct rds *r, const char *key, int *moved)
         *moved = rc == MP_OK;
         return rc;
     case OLD_STREAM:
-        snprintf(to, sizeof(to), o->fmt, 0);
+        snprintf(to, sizeof(to), KEY_SHARDED("%s"), 0, o->name);
         break;
     case OLD_DEDUP:
-        snprintf(to, sizeof(to), o->fmt, key_shard(id), id, rest);
+        snprintf(to, sizeof(to), KEY_TAGGED("%s") ":%s", key_shard(id), o->name, id, rest);
         break;
     case OLD_ID:
+        snprintf(to, sizeof(to), KEY_TAGGED("%s"), key_shard(id), o->name, id);
+        break;
     case OLD_ID_M:
-        snprintf(to, sizeof(to), o->fmt, key_shard(id), id);
+        snprintf(to, sizeof(to), KEY_TAGGED("%s") GROUP_MEMBERS_SUFFIX, key_shard(id), o->name, id);
         break;
     }
     if (answer(rds_cmd(r, "RENAMENX %s %s", key, to), &rc) == 1)

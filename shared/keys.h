@@ -79,12 +79,12 @@ int key_shards(void);
 void keys_set_shards(int shards);
 /* The shard of a uid or gid: id mod S (ids are positive; a negative one is taken as its absolute value). */
 int key_shard(long long id);
-/* Format a KEY_TAGGED key of id into buf (size len); returns what snprintf returns. */
-int key_tagged(char *buf, size_t len, const char *fmt, long long id);
+/* Format the KEY_TAGGED key fmt (a literal: KEY_SEQ...) of id into buf (size len), in id's shard. */
+#define key_tagged(buf, len, fmt, id) snprintf((buf), (len), fmt, key_shard(id), (long long)(id))
 
-/* The KEY_TAGGED key fmt of shard's ids without the id ("mp:{3}:msg:"), for a script that appends ids of
- * that shard (the caller's own: a reader's KEY_MSG copies). */
-void key_prefix(char *buf, size_t len, const char *fmt, int shard);
+/* KEY_MSG of the ids of shard without the id ("mp:{3}:msg:"), for a script that appends mids of that shard
+ * (the caller's own: a reader's KEY_MSG copies). */
+void key_msg_prefix(char *buf, size_t len, int shard);
 
 /* A script's source with S defined first (KEY_LUA_SHARDS), for scripts given as source whose ARGV cannot
  * take S; malloc'd, kept for the process (S never changes). NULL when out of memory. */
@@ -175,12 +175,14 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 #define MQ_GROUP "persist"
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
-#define KEY_MQ_DEAD    KEY_SHARDED("mq:dead") /* shard: next to its stream (one MULTI moves an entry) */
+#define KEY_MQ_DEAD_NAME "mq:dead"
+#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one MULTI moves an entry) */
 #define MQ_DEAD_MAXLEN 100000
 /* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
  * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without
  * being stored or delivered twice. (Entries written before timelines hold only "<mid>".) */
-#define KEY_DEDUP KEY_TAGGED("dedup") ":%s" /* shard, uid, client id */
+#define KEY_DEDUP_NAME "dedup"
+#define KEY_DEDUP KEY_TAGGED(KEY_DEDUP_NAME) ":%s" /* shard, uid, client id */
 
 /* ---- timelines (design: push/timeline.h) ---- */
 /* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
@@ -244,14 +246,16 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* hash: a user's STOMP ack:client / client-individual sessions (field = the CONNECT client-id, "" when the
  * client named none; sub unused). The next SUBSCRIBE with a client mode sends the entries after acked again
  * from the timeline. TTL stomp.session_ttl_s, renewed by every write; no cap on the fields. */
-#define KEY_STOMP_ACKED KEY_TAGGED("stomp") /* shard, uid */
+#define KEY_STOMP_NAME "stomp"
+#define KEY_STOMP_ACKED KEY_TAGGED(KEY_STOMP_NAME) /* shard, uid */
 /* hash: a user's MQTT clean-session-0 sessions (field = the CONNECT client id; sub = the QoS of the
  * session's me/inbox subscription, -1 none). Written when the session starts, subscribes, unsubscribes, at
  * least every second while PUBACKs move it, and when the connection ends; a CONNECT with clean session 1
  * and the same client id deletes the field (3.1.1 §3.1.2.4). TTL mqtt.session_ttl_s, renewed by every
  * write, and each field expires on its own after that long without a write; at most
  * mqtt.max_sessions_per_user fields (the one written longest ago goes). */
-#define KEY_MQTT_SESSION KEY_TAGGED("mqtt") /* shard, uid */
+#define KEY_MQTT_NAME "mqtt"
+#define KEY_MQTT_SESSION KEY_TAGGED(KEY_MQTT_NAME) /* shard, uid */
 
 /* ---- groups (design: push/group.h) ---- */
 /* counter: the last group id given; INCR by the create script. Restored from MySQL with the seq counters
@@ -288,7 +292,8 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 #define NOTIFY_GROUP "notify"
 /* stream: events magpie-notify gave up on (notify.max_age_s passed), with the reason and the original
  * fields (the layout of KEY_MQ_DEAD). Capped at NOTIFY_DEAD_MAXLEN entries (approximate trim). */
-#define KEY_NOTIFY_DEAD    KEY_SHARDED("notify:dead") /* shard */
+#define KEY_NOTIFY_DEAD_NAME "notify:dead"
+#define KEY_NOTIFY_DEAD    KEY_SHARDED(KEY_NOTIFY_DEAD_NAME) /* shard */
 #define NOTIFY_DEAD_MAXLEN "100000"
 
 /* ---- pub/sub channels (payload formats in bus.h) ---- */

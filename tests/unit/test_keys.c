@@ -57,7 +57,7 @@ static void test_names(void **state)
     assert_string_equal(buf, "mp:{3}:mq");
     snprintf(buf, sizeof(buf), KEY_SEQ_RESTORED, 0);
     assert_string_equal(buf, "mp:{0}:seq:restored");
-    key_prefix(buf, sizeof(buf), KEY_MSG, 3);
+    key_msg_prefix(buf, sizeof(buf), 3);
     assert_string_equal(buf, "mp:{3}:msg:");
     keys_set_shards(1);
     key_tagged(buf, sizeof(buf), KEY_CONVS, 99);
