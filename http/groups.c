@@ -347,7 +347,7 @@ static struct gscript members_lua = {
         "local old, final = sorted(m), {}\n"
         "for _, u in ipairs(old) do if not gone[u] then final[#final + 1] = u end end\n"
         "for _, u in ipairs(adds) do final[#final + 1] = u end\n"
-        "if not mp_counters_ok(old) or not mp_counters_ok(adds) then return {-3} end\n"
+        "if not mp_counters_ok(old, restored) or not mp_counters_ok(adds, restored) then return {-3} end\n"
         "local pr0, pr1, err\n"
         "if #rems > 0 then\n"
         "  pr0, err = fan(0, old)\n"
@@ -379,7 +379,7 @@ static struct gscript leave_lua = {
     "leave",
     CHANGE_LUA(EXISTING_LUA
                "local old = sorted(m)\n"
-               "if not mp_counters_ok(old) then return {-3} end\n"
+               "if not mp_counters_ok(old, restored) then return {-3} end\n"
                "local pr, err = fan(0, old)\n"
                "if not pr then return {-2, err} end\n"
                "local ts = ev(0, 1)\n"
@@ -408,7 +408,7 @@ static struct gscript delete_lua = {
     "delete",
     CHANGE_LUA(EXISTING_LUA "if me[1] ~= 'o' then return {14, 'only the owner may delete the group'} end\n"
                             "local old = sorted(m)\n"
-                            "if not mp_counters_ok(old) then return {-3} end\n"
+                            "if not mp_counters_ok(old, restored) then return {-3} end\n"
                             "local pr, err = fan(0, old)\n"
                             "if not pr then return {-2, err} end\n"
                             "emit(0, pr)\n"
