@@ -6,6 +6,7 @@ The stack's Redis is turned back into an old one for this test's users: their ke
 0) are renamed to the names before the tags, the markers of the upgrade and of the counters' restore are
 removed, and magpie-persist is started again.
 """
+import asyncio
 import re
 
 from group_client import api, create_group, make_users
@@ -15,6 +16,17 @@ from persist_client import wait_for
 import rkeys
 
 TAGGED = re.compile(r"^mp:\{\d+\}:(.*)$")
+
+
+async def _connect(stack, uid):
+    """A chat connection, once the push nodes serve logins (an earlier test may have restarted Redis just
+    before: until the nodes are back, the login answers E "temporarily unavailable")."""
+    for _ in range(150):
+        try:
+            return await Chat.connect(stack, uid)
+        except AssertionError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the push nodes did not accept a login within 15 s")
 
 
 def _old_name(key):
@@ -56,7 +68,7 @@ def test_old_key_names_are_renamed_and_clients_find_everything(stack):
     gid = create_group(stack, a, [b, c], name="before the tags")
 
     async def before():
-        ca = await Chat.connect(stack, a)
+        ca = await _connect(stack, a)
         sent = [await ca.text(b, f"old {i}") for i in range(3)]
         y = await ca.request("Y", {"after": 0, "limit": 100})
         await ca.close()
@@ -87,7 +99,7 @@ def test_old_key_names_are_renamed_and_clients_find_everything(stack):
     assert r.xinfo_groups(rkeys.sharded("mq", 0))[0]["name"] == "persist"  # the stream kept its group
 
     async def after():
-        ca, cb = await Chat.connect(stack, a), await Chat.connect(stack, b)
+        ca, cb = await _connect(stack, a), await _connect(stack, b)
         y = await ca.request("Y", {"after": 0, "limit": 100})
         nxt = await ca.text(b, "after the upgrade")  # the counter went on where it was
         got = await cb.wait_for(lambda p: p["type"] == "t" and p["msg"] == "after the upgrade")
