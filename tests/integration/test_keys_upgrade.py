@@ -8,6 +8,7 @@ removed, and magpie-persist is started again.
 """
 import asyncio
 import re
+import subprocess
 
 from group_client import api, create_group, make_users
 from http_client import Client, test_token
@@ -133,3 +134,19 @@ def test_old_key_names_are_renamed_and_clients_find_everything(stack):
                 cur.execute("SELECT COUNT(*) FROM messages WHERE from_uid = %s AND to_uid = %s", (a, b))
                 return cur.fetchone()[0] == 4
         wait_for(stored, 20, "the messages in MySQL")
+
+
+def test_a_daemon_refuses_a_shard_count_other_than_the_one_redis_was_written_with(stack, tmp_path):
+    r = stack.redis()
+    have = rkeys.shards(r)
+    conf = open(stack.conf_path).read()
+    assert re.search(r"(?m)^stream_shards = \d+$", conf), "scripts/dev writes redis.stream_shards"
+    other = tmp_path / "magpie.conf"
+    other.write_text(re.sub(r"(?m)^stream_shards = \d+$", f"stream_shards = {have + 1}", conf))
+    for binary in ("push/magpie-persist", "http/magpie-http", "push/magpie-push"):
+        out = subprocess.run([stack.bin(binary), "-c", str(other)], capture_output=True, text=True, timeout=20)
+        assert out.returncode == 1, (binary, out.returncode, out.stderr[-500:])
+        assert f"redis.stream_shards = {have + 1}, but the data in Redis was written with another shard count" \
+            in out.stderr, (binary, out.stderr[-500:])
+        assert f"written with {have} shards" in out.stderr, out.stderr[-500:]  # the log line says both
+    assert rkeys.shards(r) == have
