@@ -150,3 +150,15 @@ def test_a_daemon_refuses_a_shard_count_other_than_the_one_redis_was_written_wit
             in out.stderr, (binary, out.stderr[-500:])
         assert f"written with {have} shards" in out.stderr, out.stderr[-500:]  # the log line says both
     assert rkeys.shards(r) == have
+
+
+def test_the_daemons_refuse_redis_cluster_saying_what_is_missing(stack, tmp_path):
+    conf = open(stack.conf_path).read()
+    for shards, why in ((1, "magpie-push has no asynchronous cluster client"),
+                        (4, "the send scripts are not split per shard yet")):
+        path = tmp_path / f"cluster-{shards}.conf"
+        path.write_text(re.sub(r"(?m)^stream_shards = \d+$", f"stream_shards = {shards}\ncluster = 127.0.0.1:1",
+                               conf))
+        for binary in ("push/magpie-persist", "http/magpie-http", "push/magpie-push", "notify/magpie-notify"):
+            out = subprocess.run([stack.bin(binary), "-c", str(path)], capture_output=True, text=True, timeout=20)
+            assert out.returncode == 1 and why in out.stderr, (binary, shards, out.returncode, out.stderr[-400:])
