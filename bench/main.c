@@ -645,6 +645,7 @@ static int chat_friends(struct run *R, int add)
     struct rds r;
     int rc = 0;
     long pending = 0;
+    keys_set_shards((int)R->cfg.redis.stream_shards); /* the friend sets' shard tags (keys.h) */
     rds_init(&r, &R->cfg);
     redisContext *ctx = rds_conn(&r);
     if (ctx == NULL) {
@@ -656,7 +657,7 @@ static int chat_friends(struct run *R, int add)
     for (long i = 0; i < R->o.conns && rc == 0; i++) {
         long long me = (long long)(R->o.uid_base + i), other = (long long)(R->o.uid_base + (i ^ 1));
         char key[64];
-        snprintf(key, sizeof(key), KEY_FRIENDS, me);
+        key_tagged(key, sizeof(key), KEY_FRIENDS, me);
         if (add)
             redisAppendCommand(ctx, "SADD %s %lld", key, other);
         else
@@ -666,7 +667,7 @@ static int chat_friends(struct run *R, int add)
             /* Its offline recipient (bench.h bench_recipient), a friend both ways. */
             long long ghost = (long long)bench_recipient(&R->o, (uint32_t)i);
             char gkey[64];
-            snprintf(gkey, sizeof(gkey), KEY_FRIENDS, ghost);
+            key_tagged(gkey, sizeof(gkey), KEY_FRIENDS, ghost);
             if (add) {
                 redisAppendCommand(ctx, "SADD %s %lld", key, ghost);
                 redisAppendCommand(ctx, "SADD %s %lld", gkey, me);

@@ -56,8 +56,8 @@ void admin_friends(struct call *c)
         reply_unavailable(c, "mysql");
         return;
     }
-    snprintf(ka, sizeof(ka), KEY_FRIENDS, (long long)a);
-    snprintf(kb, sizeof(kb), KEY_FRIENDS, (long long)b);
+    key_tagged(ka, sizeof(ka), KEY_FRIENDS, a);
+    key_tagged(kb, sizeof(kb), KEY_FRIENDS, b);
     snprintf(sa, sizeof(sa), "%lld", (long long)a);
     snprintf(sb, sizeof(sb), "%lld", (long long)b);
     if (!redis_ok(c, rds_cmd(&c->w->rds, "EVAL %s 2 %s %s %s %s", friends_lua, ka, kb, sb, sa)))

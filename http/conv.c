@@ -30,9 +30,12 @@
 #define CONV_FIELDS        7 /* per conversation in the script's answer */
 
 /* KEYS: KEY_CONVS, KEY_CONV of the caller. ARGV: the highest score ("+inf" or "(<cursor>"), how many,
- * KEY_MSG's prefix, the caller. Returns per conversation: id, seq of its latest entry, latest mid, received,
- * read mid, received at the read mark, the latest packet (nil when Redis no longer has it). */
+ * KEY_MSG's prefix in the caller's shard (its copies), the caller, redis.stream_shards (the groups' keys
+ * are built here, in their shards: the cluster split must read them per shard, keys.h). Returns per
+ * conversation: id, seq of its latest entry, latest mid, received, read mid, received at the read mark, the
+ * latest packet (nil when Redis no longer has it). */
 static const char conv_lua[] =
+    "local " KEY_LUA_SHARDS " = ARGV[5]\n" KEY_LUA_LIB
     "local z = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"
     "for i = 1, #z, 2 do\n"
@@ -40,7 +43,7 @@ static const char conv_lua[] =
     "  local f = redis.call('HMGET', KEYS[2], c .. '" CONV_F_LAST "', c .. '" CONV_F_IN
     "', c .. '" CONV_F_READ "', c .. '" CONV_F_READ_IN "')\n"
     "  if string.sub(c, 1, 1) == 'g' then\n"
-    "    local gk = '" KEY_GROUP_PREFIX "' .. string.sub(c, 2)\n"
+    "    local gk = mp_key('" KEY_GROUP_NAME "', string.sub(c, 2))\n"
     "    if redis.call('HEXISTS', gk .. '" GROUP_MEMBERS_SUFFIX "', ARGV[4]) == 1 then\n"
     "      local g = redis.call('HMGET', gk, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"
     "      f[1], f[2] = g[1], g[2]\n"
@@ -111,9 +114,9 @@ static json_t *last_packet(const char *packet, size_t len, long long seq)
 void conv_list(struct call *c)
 {
     long long limit = CONV_DEFAULT_LIMIT, cursor = 0, *missing = NULL;
-    char convs[64], conv[64], prefix[32], max[32], count[24];
-    char uid[24];
-    const char *argv[9];
+    char convs[64], conv[64], prefix[48], max[32], count[24];
+    char uid[24], shards[16];
+    const char *argv[10];
     redisReply *r = NULL;
     json_t *list = NULL, *fromdb = NULL;
     size_t n, nmissing = 0, i;
@@ -122,10 +125,10 @@ void conv_list(struct call *c)
     if (query_int(c, "limit", 1, CONV_MAX_LIMIT, &limit) < 0 ||
         (rc = query_int(c, "cursor", 1, INT64_MAX / 2, &cursor)) < 0)
         return;
-    snprintf(convs, sizeof(convs), KEY_CONVS, (long long)c->uid);
-    snprintf(conv, sizeof(conv), KEY_CONV, (long long)c->uid);
-    snprintf(prefix, sizeof(prefix), KEY_MSG, 0LL);
-    prefix[strlen(prefix) - 1] = '\0';
+    key_tagged(convs, sizeof(convs), KEY_CONVS, c->uid);
+    key_tagged(conv, sizeof(conv), KEY_CONV, c->uid);
+    key_msg_prefix(prefix, sizeof(prefix), key_shard(c->uid));
+    snprintf(shards, sizeof(shards), "%d", key_shards());
     if (rc == 0)
         snprintf(max, sizeof(max), "(%lld", cursor);
     else
@@ -140,8 +143,9 @@ void conv_list(struct call *c)
     argv[6] = count;
     argv[7] = prefix;
     argv[8] = uid;
+    argv[9] = shards;
     snprintf(uid, sizeof(uid), "%lld", (long long)c->uid);
-    r = rds_cmdargv(&c->w->rds, 9, argv, NULL);
+    r = rds_cmdargv(&c->w->rds, 10, argv, NULL);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % CONV_FIELDS != 0) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_error("conversations script failed reason=\"%s\"", r->str);

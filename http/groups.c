@@ -85,7 +85,10 @@
  * each member's uid and role (by join order) to out (default {0}). */
 #define GROUP_HEAD_LUA                                                                                       \
     "local gid, by = ARGV[1], ARGV[2]\n"                                                                     \
-    "local gkey = '" KEY_GROUP_PREFIX "' .. gid\n"                                                           \
+    "local gshard = mp_shard(gid)\n"                                                                         \
+    "local mq = mp_sharded('" KEY_MQ_NAME "', gshard)\n"                                                     \
+    "local restored = mp_sharded('" KEY_SEQ_RESTORED_NAME "', gshard)\n"                                     \
+    "local gkey = mp_key('" KEY_GROUP_NAME "', gid)\n"                                                       \
     "local mkey = gkey .. '" GROUP_MEMBERS_SUFFIX "'\n"                                                      \
     "local function roles()\n"                                                                               \
     "  local h = redis.call('HGETALL', mkey)\n"                                                              \
@@ -137,17 +140,20 @@
     "local function fan(k, uids) return mp_fanout(uids, ev(k, 0), conv, keep, maxlen) end\n"                 \
     "local function undo(pr)\n"                                                                              \
     "  for j = 1, #pr, 2 do\n"                                                                               \
-    "    redis.call('XDEL', '" KEY_TL_PREFIX "' .. pr[j], pr[j + 1] .. '-0')\n"                              \
-    "    redis.call('DECR', '" KEY_SEQ_PREFIX "' .. pr[j])\n"                                                \
+    "    redis.call('XDEL', mp_key('" KEY_TL_NAME "', pr[j]), pr[j + 1] .. '-0')\n"                          \
+    "    redis.call('DECR', mp_key('" KEY_SEQ_NAME "', pr[j]))\n"                                            \
     "  end\n"                                                                                                \
     "end\n"                                                                                                  \
     "local function emit(k, pr)\n"                                                                           \
     "  local mid, ts, packet, body = ev(k, 0), ev(k, 1), ev(k, 2), ev(k, 3)\n"                               \
-    "  local mk = '" KEY_MSG_PREFIX "' .. mid\n"                                                             \
+    "  local mk = mp_skey('" KEY_MSG_NAME "', gshard, mid)\n"                                                \
     "  redis.call('HSET', mk, '" MSG_F_PACKET "', packet, '" MSG_F_GROUP "', gid)\n"                         \
     "  redis.call('EXPIRE', mk, keep)\n"                                                                     \
+    "  local readers = {}\n"                                                                                 \
+    "  for j = 1, #pr, 2 do readers[#readers + 1] = pr[j] end\n"                                             \
+    "  mp_msg_copies(mk, mid, readers, keep)\n"                                                              \
     "  redis.call('HSET', gkey, '" GROUP_F_LAST "', mid)\n"                                                  \
-    "  redis.call('XADD', '" KEY_MQ "', '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID        \
+    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID                  \
     "', mid, '" MQ_F_FROM "', '0', '" MQ_F_TO "', gid, '" MQ_F_CID "', mid, '" MQ_F_TYPE                     \
     "', 's', '" MQ_F_BODY "', body, '" MQ_F_TS "', ts, '" MQ_F_GROUP "', gid, '" MQ_F_SEQS                   \
     "', mp_seqs(pr, 0))\n"                                                                                   \
@@ -155,22 +161,22 @@
     "end\n"                                                                                                  \
     "local function freeze(u)\n"                                                                             \
     "  local f = redis.call('HMGET', gkey, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"                       \
-    "  redis.call('HSET', '" KEY_CONV_PREFIX "' .. u, conv .. '" CONV_F_LAST                                 \
+    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_LAST                             \
     "', f[1] or '', conv .. '" CONV_F_IN "', f[2] or '0')\n"                                                 \
-    "  redis.call('SREM', '" KEY_USER_GROUPS_PREFIX "' .. u, gid)\n"                                         \
+    "  redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                     \
     "  redis.call('HDEL', mkey, u)\n"                                                                        \
     "end\n"                                                                                                  \
     "local function join(u, role, ts)\n"                                                                     \
     "  local o = redis.call('HINCRBY', gkey, '" GROUP_F_JOINS "', 1)\n"                                      \
     "  redis.call('HSET', mkey, u, role .. ' ' .. o .. ' ' .. ts)\n"                                         \
-    "  redis.call('SADD', '" KEY_USER_GROUPS_PREFIX "' .. u, gid)\n"                                         \
-    "  redis.call('HSET', '" KEY_CONV_PREFIX "' .. u, conv .. '" CONV_F_READ_IN "', "                        \
+    "  redis.call('SADD', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"                                     \
+    "  redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_READ_IN "', "                    \
     "redis.call('HGET', gkey, '" GROUP_F_COUNT "') or '0')\n"                                                \
     "end\n"                                                                                                  \
     "local function state(ts, deleted)\n"                                                                    \
     "  local ver = redis.call('HINCRBY', gkey, '" GROUP_F_VER "', 1)\n"                                      \
     "  if deleted then\n"                                                                                    \
-    "    redis.call('XADD', '" KEY_MQ "', '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE     \
+    "    redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE               \
     "', '" MQ_TYPE_GROUP_STATE "', '" MQ_F_GROUP "', gid, '" MQ_F_TS "', ts, '" MQ_F_VER                     \
     "', ver, '" MQ_F_DELETED "', '1')\n"                                                                     \
     "    return\n"                                                                                           \
@@ -180,14 +186,14 @@
     "  local m, s = roles(), {}\n"                                                                           \
     "  for _, u in ipairs(sorted(m)) do s[#s + 1] = u .. ':' .. m[u][1] .. ':' .. m[u][2] .. ':' .. "        \
     "m[u][3] end\n"                                                                                          \
-    "  redis.call('XADD', '" KEY_MQ "', '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE       \
+    "  redis.call('XADD', mq, '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_TYPE                 \
     "', '" MQ_TYPE_GROUP_STATE "', '" MQ_F_GROUP "', gid, '" MQ_F_TS "', ts, '" MQ_F_NAME                    \
     "', g[1], '" MQ_F_OWNER "', g[2], '" MQ_F_CREATED "', g[3], '" MQ_F_VER "', ver, '" MQ_F_MEMBERS "', "   \
     "table.concat(s, ' '))\n"                                                                                \
     "end\n"                                                                                                  \
     "local function crowded(uids)\n"                                                                         \
     "  for _, u in ipairs(uids) do\n"                                                                        \
-    "    if redis.call('SCARD', '" KEY_USER_GROUPS_PREFIX "' .. u) >= max_per_user then\n"                   \
+    "    if redis.call('SCARD', mp_key('" KEY_USER_GROUPS_NAME "', u)) >= max_per_user then\n"               \
     "      return {14, 'user ' .. u .. ' is in ' .. max_per_user .. ' groups already "                       \
     "(group.max_per_user)'}\n"                                                                               \
     "    end\n"                                                                                              \
@@ -225,7 +231,7 @@ static struct gscript create_lua = {
                "if #uids > max_members then return full() end\n"
                "local no = crowded(uids)\n"
                "if no then return no end\n"
-               "if not mp_counters_ok(uids) then return {-3} end\n"
+               "if not mp_counters_ok(uids, restored) then return {-3} end\n"
                "local pr, err = fan(0, uids)\n"
                "if not pr then return {-2, err} end\n"
                "local ts = ev(0, 1)\n"
@@ -240,30 +246,31 @@ static struct gscript create_lua = {
 /* GET /groups/<id>. ARGV: gid, caller. */
 static struct gscript get_lua = {
     "get",
-    GROUP_HEAD_LUA "if redis.call('EXISTS', gkey) == 0 then return {15, 'no such group'} end\n"
-                   "if redis.call('HEXISTS', mkey, by) == 0 then return {14, 'not a member'} end\n"
-                   "return result()\n",
+    KEY_LUA_LIB GROUP_HEAD_LUA
+    "if redis.call('EXISTS', gkey) == 0 then return {15, 'no such group'} end\n"
+    "if redis.call('HEXISTS', mkey, by) == 0 then return {14, 'not a member'} end\n"
+    "return result()\n",
     ""};
 
 /* GET /groups. ARGV: the caller. Returns per group (by id): id, name, the caller's role, member count. */
-static struct gscript list_lua = {"list",
-                                  "local gs = redis.call('SMEMBERS', '" KEY_USER_GROUPS_PREFIX
-                                  "' .. ARGV[1])\n"
-                                  "table.sort(gs, function(a, b) return tonumber(a) < tonumber(b) end)\n"
-                                  "local out = {}\n"
-                                  "for _, g in ipairs(gs) do\n"
-                                  "  local k = '" KEY_GROUP_PREFIX "' .. g\n"
-                                  "  local v = redis.call('HGET', k .. '" GROUP_MEMBERS_SUFFIX "', ARGV[1])\n"
-                                  "  local name = redis.call('HGET', k, '" GROUP_F_NAME "')\n"
-                                  "  if v and name then\n"
-                                  "    out[#out + 1] = g\n"
-                                  "    out[#out + 1] = name\n"
-                                  "    out[#out + 1] = string.sub(v, 1, 1)\n"
-                                  "    out[#out + 1] = redis.call('HLEN', k .. '" GROUP_MEMBERS_SUFFIX "')\n"
-                                  "  end\n"
-                                  "end\n"
-                                  "return out\n",
-                                  ""};
+static struct gscript list_lua = {
+    "list",
+    KEY_LUA_LIB "local gs = redis.call('SMEMBERS', mp_key('" KEY_USER_GROUPS_NAME "', ARGV[1]))\n"
+                "table.sort(gs, function(a, b) return tonumber(a) < tonumber(b) end)\n"
+                "local out = {}\n"
+                "for _, g in ipairs(gs) do\n"
+                "  local k = mp_key('" KEY_GROUP_NAME "', g)\n"
+                "  local v = redis.call('HGET', k .. '" GROUP_MEMBERS_SUFFIX "', ARGV[1])\n"
+                "  local name = redis.call('HGET', k, '" GROUP_F_NAME "')\n"
+                "  if v and name then\n"
+                "    out[#out + 1] = g\n"
+                "    out[#out + 1] = name\n"
+                "    out[#out + 1] = string.sub(v, 1, 1)\n"
+                "    out[#out + 1] = redis.call('HLEN', k .. '" GROUP_MEMBERS_SUFFIX "')\n"
+                "  end\n"
+                "end\n"
+                "return out\n",
+    ""};
 
 /* The checks every change of an existing group starts with: it exists, the caller is a member (me). */
 #define EXISTING_LUA                                                                                         \
@@ -300,7 +307,7 @@ static struct gscript update_lua = {
         "local pr\n"
         "if rename then\n"
         "  local all = sorted(m)\n"
-        "  if not mp_counters_ok(all) then return {-3} end\n"
+        "  if not mp_counters_ok(all, restored) then return {-3} end\n"
         "  local err\n"
         "  pr, err = fan(0, all)\n"
         "  if not pr then return {-2, err} end\n"
@@ -340,7 +347,7 @@ static struct gscript members_lua = {
         "local old, final = sorted(m), {}\n"
         "for _, u in ipairs(old) do if not gone[u] then final[#final + 1] = u end end\n"
         "for _, u in ipairs(adds) do final[#final + 1] = u end\n"
-        "if not mp_counters_ok(old) or not mp_counters_ok(adds) then return {-3} end\n"
+        "if not mp_counters_ok(old, restored) or not mp_counters_ok(adds, restored) then return {-3} end\n"
         "local pr0, pr1, err\n"
         "if #rems > 0 then\n"
         "  pr0, err = fan(0, old)\n"
@@ -372,7 +379,7 @@ static struct gscript leave_lua = {
     "leave",
     CHANGE_LUA(EXISTING_LUA
                "local old = sorted(m)\n"
-               "if not mp_counters_ok(old) then return {-3} end\n"
+               "if not mp_counters_ok(old, restored) then return {-3} end\n"
                "local pr, err = fan(0, old)\n"
                "if not pr then return {-2, err} end\n"
                "local ts = ev(0, 1)\n"
@@ -401,7 +408,7 @@ static struct gscript delete_lua = {
     "delete",
     CHANGE_LUA(EXISTING_LUA "if me[1] ~= 'o' then return {14, 'only the owner may delete the group'} end\n"
                             "local old = sorted(m)\n"
-                            "if not mp_counters_ok(old) then return {-3} end\n"
+                            "if not mp_counters_ok(old, restored) then return {-3} end\n"
                             "local pr, err = fan(0, old)\n"
                             "if not pr then return {-2, err} end\n"
                             "emit(0, pr)\n"
@@ -419,6 +426,11 @@ static void sha_init(void)
 {
     unsigned char md[SHA_DIGEST_LENGTH];
     for (size_t i = 0; i < MP_ARRAY_LEN(scripts); i++) {
+        /* S first (keys.h: the scripts build members' keys); kept for the process. Out of memory at the
+         * first request: the script keeps its source without S and fails loudly when run. */
+        char *src = keys_lua(scripts[i]->src);
+        if (src != NULL)
+            scripts[i]->src = src;
         SHA1((const unsigned char *)scripts[i]->src, strlen(scripts[i]->src), md);
         for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
             snprintf(scripts[i]->sha + 2 * j, 3, "%02x", md[j]);
@@ -887,8 +899,8 @@ static redisReply *group_run(struct call *c, struct gscript *s, const struct arg
         if (now - __atomic_load_n(&warned_ms, __ATOMIC_RELAXED) >= GROUP_WARN_EVERY_MS) {
             __atomic_store_n(&warned_ms, now, __ATOMIC_RELAXED);
             log_warn("group changes refused until magpie-persist has restored the seq counters from MySQL "
-                     "(Redis lost them, or was replaced; %s is missing) uid=%lld",
-                     KEY_SEQ_RESTORED, (long long)c->uid);
+                     "(Redis lost them, or was replaced; " KEY_SEQ_RESTORED " is missing) uid=%lld",
+                     key_shard(c->uid), (long long)c->uid);
         }
     } else if (code == -2 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
         log_error("group change refused: a timeline is ahead of its counter, or an id was reused script=%s "

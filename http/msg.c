@@ -36,7 +36,7 @@ static void publish(struct call *c, const char *channel, const void *payload, si
     freeReplyObject(rep);
 }
 
-/* KEYS: presence of the recipient, KEY_NODES, KEY_NOTIFY.
+/* KEYS: presence of the recipient, KEY_NODES, KEY_NOTIFY of the recipient's shard.
  * ARGV: CHAN_CONTROL, payload, oldest live heartbeat ms, to, packet id, ts, preview, notify.queue_maxlen.
  * Returns PUBLISH's receiver count. */
 static const char notify_lua[] =
@@ -71,13 +71,13 @@ static size_t preview_len(const json_t *msg)
 static void publish_notify(struct call *c, int64_t to, const char *id, int64_t ts, const json_t *msg,
                            const char *payload)
 {
-    char presence[64], oldest[24], to_s[24], ts_s[24], qmax[24];
+    char presence[64], notify[32], oldest[24], to_s[24], ts_s[24], qmax[24];
     const char *argv[] = {"EVAL",
                           notify_lua,
                           "3",
                           presence,
                           KEY_NODES,
-                          KEY_NOTIFY,
+                          notify,
                           CHAN_CONTROL,
                           payload,
                           oldest,
@@ -89,7 +89,8 @@ static void publish_notify(struct call *c, int64_t to, const char *id, int64_t t
     size_t lens[MP_ARRAY_LEN(argv)];
     redisReply *rep;
 
-    snprintf(presence, sizeof(presence), KEY_PRESENCE, (long long)to);
+    key_tagged(presence, sizeof(presence), KEY_PRESENCE, to);
+    snprintf(notify, sizeof(notify), KEY_NOTIFY, key_shard(to));
     snprintf(oldest, sizeof(oldest), "%lld", (long long)(mp_now_ms() - app.cfg.push.node_ttl_s * 1000));
     snprintf(to_s, sizeof(to_s), "%lld", (long long)to);
     snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);

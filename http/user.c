@@ -145,12 +145,12 @@ void user_friends(struct call *c)
     redisReply *set = NULL, *on = NULL;
     long long *uids = NULL;
     const char **argv = NULL;
-    char(*num)[24] = NULL;
-    char key[64], oldest[24];
+    char(*num)[64] = NULL;
+    char key[64], oldest[24], nkeys[24];
     size_t n = 0, i;
     json_t *list = NULL;
 
-    set = rds_cmd(&c->w->rds, "SMEMBERS " KEY_FRIENDS, (long long)c->uid);
+    set = rds_cmd(&c->w->rds, "SMEMBERS " KEY_FRIENDS, key_shard(c->uid), (long long)c->uid);
     if (set == NULL || set->type != REDIS_REPLY_ARRAY)
         goto unavailable;
     uids = calloc(set->elements + 1, sizeof(*uids));
@@ -172,15 +172,16 @@ void user_friends(struct call *c)
             goto unavailable;
         snprintf(key, sizeof(key), "%s", KEY_NODES);
         snprintf(oldest, sizeof(oldest), "%lld", (long long)(mp_now_ms() - app.cfg.push.node_ttl_s * 1000));
+        snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
         argv[0] = "EVAL";
         argv[1] = PRESENCE_LUA;
-        argv[2] = "1";
+        argv[2] = nkeys;
         argv[3] = key;
-        argv[4] = oldest;
         for (i = 0; i < n; i++) {
-            snprintf(num[i], sizeof(num[i]), "%lld", uids[i]);
-            argv[5 + i] = num[i];
+            key_tagged(num[i], sizeof(num[i]), KEY_PRESENCE, uids[i]);
+            argv[4 + i] = num[i];
         }
+        argv[4 + n] = oldest;
         on = rds_cmdargv(&c->w->rds, (int)(n + 5), argv, NULL);
         if (on == NULL || on->type != REDIS_REPLY_ARRAY || on->elements != n)
             goto unavailable;

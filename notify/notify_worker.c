@@ -180,7 +180,7 @@ static void redis_failed(struct notify_worker *w, int rc)
 {
     if (rc == MP_ENOENT) {
         if (w->group_ready)
-            log_warn("consumer group gone, creating it again stream=%s group=%s", KEY_NOTIFY, NOTIFY_GROUP);
+            log_warn("consumer group gone, creating it again group=%s", NOTIFY_GROUP);
         w->group_ready = 0;
     }
     if (rc == MP_EAGAIN)
@@ -197,24 +197,7 @@ static void redis_ok(struct notify_worker *w)
 
 static int xdel(struct notify_worker *w, const char *const *ids, size_t n)
 {
-    const char **argv = malloc((n + 2) * sizeof(*argv));
-    size_t *lens = malloc((n + 2) * sizeof(*lens));
-    redisReply *rep = NULL;
-    if (argv != NULL && lens != NULL) {
-        argv[0] = "XDEL";
-        argv[1] = KEY_NOTIFY;
-        for (size_t i = 0; i < n; i++)
-            argv[i + 2] = ids[i];
-        for (size_t i = 0; i < n + 2; i++)
-            lens[i] = strlen(argv[i]);
-        rep = rds_cmdargv(&w->rds, (int)(n + 2), argv, lens);
-    }
-    free(argv);
-    free(lens);
-    if (rep == NULL)
-        return MP_EAGAIN;
-    freeReplyObject(rep);
-    return MP_OK;
+    return persist_stream_del(&w->rds, ids, n); /* each shard's stream its ids (persist_stream.h) */
 }
 
 /* XACK then XDEL ids (an entry acked but not deleted is only a leftover that MAXLEN trims). Returns MP_OK
@@ -363,7 +346,9 @@ static void take_entry(struct notify_worker *w, const redisReply *entry)
     if ((e = calloc(1, sizeof(*e))) == NULL)
         goto oom;
     snprintf(e->id, sizeof(e->id), "%s", idr->str);
-    if (persist_sid_parse(&e->sid, idr->str, idr->len) != MP_OK)
+    /* With several shards the id is "<id>@<shard>" (persist_stream.h): the order is the id's, and two
+     * shards' streams may give the same id to two events: the same event is the same whole id. */
+    if (persist_sid_parse(&e->sid, idr->str, strcspn(idr->str, "@")) != MP_OK)
         goto oom; /* Redis' own ids always parse */
     e->queued_ms = (int64_t)e->sid.ms;
     e->nfields = f->elements;
@@ -389,7 +374,7 @@ static void take_entry(struct notify_worker *w, const redisReply *entry)
      * in hand (claimed back from ourselves) is not held twice. */
     pp = &r->head;
     for (int k = 0; k < r->inflight && *pp != NULL; k++) {
-        if (persist_sid_cmp(&(*pp)->sid, &e->sid) == 0) {
+        if (strcmp((*pp)->id, e->id) == 0) {
             event_free(e);
             return;
         }
@@ -397,7 +382,7 @@ static void take_entry(struct notify_worker *w, const redisReply *entry)
     }
     for (; *pp != NULL; pp = &(*pp)->next) {
         int c = persist_sid_cmp(&(*pp)->sid, &e->sid);
-        if (c == 0) {
+        if (c == 0 && strcmp((*pp)->id, e->id) == 0) {
             event_free(e);
             return;
         }
@@ -714,12 +699,12 @@ struct notify_worker *notify_worker_new(const struct magpie_config *cfg, const c
     snprintf(w->pending_cursor, sizeof(w->pending_cursor), "0");
     snprintf(w->claim_cursor, sizeof(w->claim_cursor), "0-0");
     w->m.queued = metrics_counter("magpie_notify_events_queued_total",
-                                  "Events taken from the stream mp:notify (read, resumed or claimed).");
+                                  "Events taken from the notification streams (read, resumed or claimed).");
     w->m.sent = metrics_counter("magpie_notify_events_sent_total", "Events the webhook took (2xx).");
     w->m.retried = metrics_counter("magpie_notify_events_retried_total",
                                    "Events in a POST that failed, to be tried again.");
     w->m.dead = metrics_counter("magpie_notify_events_dead_total",
-                                "Events moved to mp:notify:dead (too old, or not a valid event).");
+                                "Events moved to the dead-letter streams (too old, or not a valid event).");
     w->m.posts = metrics_counter("magpie_notify_posts_total", "Webhook POSTs by result.");
     w->m.latency =
         metrics_histogram("magpie_notify_webhook_seconds", "Time of one webhook POST, start to end.",
@@ -734,7 +719,7 @@ int notify_worker_run(struct notify_worker *w, volatile sig_atomic_t *stop)
     int64_t stop_at = 0, housekeeping = w->cfg->notify.claim_idle_ms / 3;
     int created;
 
-    persist_stream_bind(KEY_NOTIFY, NOTIFY_GROUP, KEY_NOTIFY_DEAD, NOTIFY_DEAD_MAXLEN);
+    persist_stream_bind(KEY_NOTIFY_NAME, NOTIFY_GROUP, KEY_NOTIFY_DEAD_NAME, NOTIFY_DEAD_MAXLEN);
     if ((w->multi = curl_multi_init()) == NULL) {
         log_error("cannot initialise libcurl's multi interface");
         return MP_ERR;
@@ -763,7 +748,7 @@ int notify_worker_run(struct notify_worker *w, volatile sig_atomic_t *stop)
                     continue;
                 }
                 if (created)
-                    log_info("consumer group created stream=%s group=%s", KEY_NOTIFY, NOTIFY_GROUP);
+                    log_info("consumer group created group=%s", NOTIFY_GROUP);
                 w->group_ready = 1;
             }
             flush_unacked(w);

@@ -87,7 +87,7 @@ void chat_deliver_seq(int64_t uid, const char *packet, size_t len, int64_t seq, 
 
 size_t chat_dedup_key(char *buf, size_t size, int64_t from, const char *id, size_t id_len)
 {
-    int n = snprintf(buf, size, KEY_DEDUP, (long long)from, "");
+    int n = snprintf(buf, size, KEY_DEDUP, key_shard(from), (long long)from, "");
     if (n < 0 || (size_t)n + id_len > size)
         return 0;
     memcpy(buf + n, id, id_len);

@@ -49,7 +49,7 @@ static void on_online_reply(redisReply *r, void *arg)
 
 void chat_online(struct conn *c, const struct chatpkt *p)
 {
-    char oldest[24], uid_s[24];
+    char oldest[24], presence[64];
     const char *argv[3];
     struct online_req *o;
     const char *bad;
@@ -65,17 +65,17 @@ void chat_online(struct conn *c, const struct chatpkt *p)
             return;
         }
     snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
-    snprintf(uid_s, sizeof(uid_s), "%lld", (long long)uid);
+    key_tagged(presence, sizeof(presence), KEY_PRESENCE, uid);
     argv[0] = KEY_NODES;
-    argv[1] = oldest;
-    argv[2] = uid_s;
+    argv[1] = presence;
+    argv[2] = oldest;
     if ((o = malloc(sizeof(*o))) == NULL) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         return;
     }
     chat_req_init(&o->r, c, p);
     o->uid = uid;
-    if (rdsa_eval(&online_lua, on_online_reply, o, 1, 3, argv, NULL) != MP_OK) {
+    if (rdsa_eval(&online_lua, on_online_reply, o, 2, 3, argv, NULL) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         chat_req_done(&o->r);
         free(o);

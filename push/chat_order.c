@@ -32,11 +32,13 @@
     150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
             */
 
-/* KEYS: the order. ARGV: courier, friends key prefix, "1" when the caller WAITs.
+/* KEYS: the order. ARGV: courier, redis.stream_shards (the two users' KEY_FRIENDS are built here, in their
+ * shards: keys.h), "1" when the caller WAITs.
  * Returns {0, customer} taken now, {1, customer} this courier took it before, {-1} no such order,
  * {-2} another courier has it, {-3} the courier is the customer. */
 static struct rdsa_script order_lua = {
     "order",
+    "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
     "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
     "if not customer then return {-1} end\n"
     "if customer == ARGV[1] then return {-3} end\n"
@@ -47,12 +49,12 @@ static struct rdsa_script order_lua = {
     "  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
     "  return {1, customer}\n"
     "end\n"
-    "redis.call('SADD', ARGV[2] .. ARGV[1], customer)\n"
-    "redis.call('SADD', ARGV[2] .. customer, ARGV[1])\n"
+    "redis.call('SADD', mp_key('" KEY_FRIENDS_NAME "', ARGV[1]), customer)\n"
+    "redis.call('SADD', mp_key('" KEY_FRIENDS_NAME "', customer), ARGV[1])\n"
     "return {0, customer}\n",
     ""};
 
-static char friends_prefix[64];
+static char shards[16];
 
 struct order_req {
     struct chat_req r;
@@ -64,10 +66,8 @@ struct order_req {
 
 void chat_order_init(void)
 {
-    char buf[64];
     rdsa_script(&order_lua);
-    snprintf(buf, sizeof(buf), KEY_FRIENDS, 0LL);
-    snprintf(friends_prefix, sizeof(friends_prefix), "%.*s", (int)(strlen(buf) - 1), buf);
+    snprintf(shards, sizeof(shards), "%d", key_shards());
 }
 
 /* MySQL: friends both ways, and the order's courier. MP_OK or MP_EAGAIN. */
@@ -219,7 +219,7 @@ void chat_take_order(struct conn *c, const struct chatpkt *p)
     snprintf(courier, sizeof(courier), "%lld", (long long)c->uid);
     argv[0] = key;
     argv[1] = courier;
-    argv[2] = friends_prefix;
+    argv[2] = shards;
     argv[3] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     for (int i = 0; i < 4; i++)
         argvlen[i] = strlen(argv[i]);

@@ -373,10 +373,10 @@ static int read_eval_group(struct read_req *q)
     if (q->pl_mine == NULL &&
         (q->pl_mine = user_payload(q->reader, q->mine, q->mine_len, &q->pl_mine_len)) == NULL)
         return MP_ERR;
-    snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
-    snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
-    snprintf(members, sizeof(members), KEY_GROUP_MEMBERS, (long long)q->group);
-    snprintf(pme, sizeof(pme), KEY_PRESENCE, (long long)q->reader);
+    key_tagged(conv, sizeof(conv), KEY_CONV, q->reader);
+    snprintf(msg, sizeof(msg), KEY_MSG, key_shard(q->reader), (long long)q->mid); /* the reader's copy */
+    key_tagged(members, sizeof(members), KEY_GROUP_MEMBERS, q->group);
+    key_tagged(pme, sizeof(pme), KEY_PRESENCE, q->reader);
     snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
     snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)q->group);
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
@@ -406,10 +406,10 @@ static int read_eval(struct read_req *q)
     if (q->theirs != NULL && q->pl_theirs == NULL &&
         (q->pl_theirs = user_payload(q->with, q->theirs, q->theirs_len, &q->pl_theirs_len)) == NULL)
         return MP_ERR;
-    snprintf(conv, sizeof(conv), KEY_CONV, (long long)q->reader);
-    snprintf(msg, sizeof(msg), KEY_MSG, (long long)q->mid);
-    snprintf(pme, sizeof(pme), KEY_PRESENCE, (long long)q->reader);
-    snprintf(pthem, sizeof(pthem), KEY_PRESENCE, (long long)q->with);
+    key_tagged(conv, sizeof(conv), KEY_CONV, q->reader);
+    snprintf(msg, sizeof(msg), KEY_MSG, key_shard(q->reader), (long long)q->mid); /* the reader's copy */
+    key_tagged(pme, sizeof(pme), KEY_PRESENCE, q->reader);
+    key_tagged(pthem, sizeof(pthem), KEY_PRESENCE, q->with);
     snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
     snprintf(with, sizeof(with), "%lld", (long long)q->with);
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);

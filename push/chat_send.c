@@ -35,7 +35,9 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY.
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY,
+ * KEY_MSG's copy in the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG,
+ * KEY_MQ, KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout).
  * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
  * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
  * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen,
@@ -87,6 +89,10 @@ static struct rdsa_script send_lua = {
     "redis.call('HSET', KEYS[10], '" MSG_F_PACKET "', ARGV[13], '" MSG_F_FROM_SEQ "', fs, '" MSG_F_TO_SEQ
     "', ts, '" MSG_F_FROM_IN "', fn, '" MSG_F_TO_IN "', tn)\n"
     "redis.call('EXPIRE', KEYS[10], ARGV[14])\n"
+    "if KEYS[18] ~= KEYS[10] then\n"
+    "  redis.call('COPY', KEYS[10], KEYS[18], 'REPLACE')\n"
+    "  redis.call('EXPIRE', KEYS[18], ARGV[14])\n"
+    "end\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[9])\n"
     /* The recipient's presence is read once, for the deliveries and for the notification below; the
      * delivery payload is built only when some other node needs it. */
@@ -129,8 +135,8 @@ static struct rdsa_script send_lua = {
     ""};
 
 #define SEND_WARN_EVERY_MS 10000 /* a refusal that repeats for every message is logged this often */
-#define SEND_NKEYS         17
-#define SEND_ARGC          36
+#define SEND_NKEYS         18
+#define SEND_ARGC          37
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -232,8 +238,8 @@ static void on_send_reply(redisReply *r, void *arg)
         if (mp_now_ms() - warned_ms >= SEND_WARN_EVERY_MS) {
             warned_ms = mp_now_ms();
             log_warn("sends refused until magpie-persist has restored the seq counters from MySQL (Redis "
-                     "lost them, or was replaced; %s is missing) uid=%lld",
-                     KEY_SEQ_RESTORED, (long long)c->uid);
+                     "lost them, or was replaced; " KEY_SEQ_RESTORED " is missing) uid=%lld",
+                     key_shard(c->uid), (long long)c->uid);
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
@@ -266,9 +272,9 @@ unavailable:
 void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
-        msgkey[64], csfrom[64], csto[64], cfrom[64], cto[64], node[16], mid_s[24], from_s[24], to_s[24],
-        ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24] = "", qmax[24], type[2] = {p->type, '\0'},
-                                                 *json = NULL, *head = NULL;
+        msgkey[64], msgto[64], mq[32], restored[48], notify[32], csfrom[64], csto[64], cfrom[64], cto[64],
+        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
+        oldest[24] = "", qmax[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
@@ -291,24 +297,28 @@ void chat_send(struct conn *c, const struct chatpkt *p)
         goto failed;
 
     dedup_len = chat_dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
-    snprintf(friends, sizeof(friends), KEY_FRIENDS, (long long)c->uid);
-    snprintf(pto, sizeof(pto), KEY_PRESENCE, (long long)m.to);
-    snprintf(pfrom, sizeof(pfrom), KEY_PRESENCE, (long long)c->uid);
+    key_tagged(friends, sizeof(friends), KEY_FRIENDS, c->uid);
+    key_tagged(pto, sizeof(pto), KEY_PRESENCE, m.to);
+    key_tagged(pfrom, sizeof(pfrom), KEY_PRESENCE, c->uid);
     snprintf(node, sizeof(node), "%d", push.node);
     snprintf(mid_s, sizeof(mid_s), "%lld", (long long)mid);
     snprintf(from_s, sizeof(from_s), "%lld", (long long)c->uid);
     snprintf(to_s, sizeof(to_s), "%lld", (long long)m.to);
     snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
     snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
-    snprintf(sfrom, sizeof(sfrom), KEY_SEQ, (long long)c->uid);
-    snprintf(sto, sizeof(sto), KEY_SEQ, (long long)m.to);
-    snprintf(tfrom, sizeof(tfrom), KEY_TL, (long long)c->uid);
-    snprintf(tto, sizeof(tto), KEY_TL, (long long)m.to);
-    snprintf(msgkey, sizeof(msgkey), KEY_MSG, (long long)mid);
-    snprintf(csfrom, sizeof(csfrom), KEY_CONVS, (long long)c->uid);
-    snprintf(csto, sizeof(csto), KEY_CONVS, (long long)m.to);
-    snprintf(cfrom, sizeof(cfrom), KEY_CONV, (long long)c->uid);
-    snprintf(cto, sizeof(cto), KEY_CONV, (long long)m.to);
+    key_tagged(sfrom, sizeof(sfrom), KEY_SEQ, c->uid);
+    key_tagged(sto, sizeof(sto), KEY_SEQ, m.to);
+    key_tagged(tfrom, sizeof(tfrom), KEY_TL, c->uid);
+    key_tagged(tto, sizeof(tto), KEY_TL, m.to);
+    snprintf(msgkey, sizeof(msgkey), KEY_MSG, key_shard(c->uid), (long long)mid);
+    snprintf(msgto, sizeof(msgto), KEY_MSG, key_shard(m.to), (long long)mid);
+    snprintf(mq, sizeof(mq), KEY_MQ, key_shard(c->uid));
+    snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, key_shard(c->uid));
+    snprintf(notify, sizeof(notify), KEY_NOTIFY, key_shard(c->uid));
+    key_tagged(csfrom, sizeof(csfrom), KEY_CONVS, c->uid);
+    key_tagged(csto, sizeof(csto), KEY_CONVS, m.to);
+    key_tagged(cfrom, sizeof(cfrom), KEY_CONV, c->uid);
+    key_tagged(cto, sizeof(cto), KEY_CONV, m.to);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     if (push.cfg->notify.webhook_url[0] != '\0')
@@ -317,7 +327,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
-    ARG(2, KEY_MQ, strlen(KEY_MQ));
+    ARG(2, mq, strlen(mq));
     ARG(3, pto, strlen(pto));
     ARG(4, pfrom, strlen(pfrom));
     ARG(5, sfrom, strlen(sfrom));
@@ -329,28 +339,29 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(11, csto, strlen(csto));
     ARG(12, cfrom, strlen(cfrom));
     ARG(13, cto, strlen(cto));
-    ARG(14, KEY_SEQ_RESTORED, strlen(KEY_SEQ_RESTORED));
+    ARG(14, restored, strlen(restored));
     ARG(15, KEY_NODES, strlen(KEY_NODES));
-    ARG(16, KEY_NOTIFY, strlen(KEY_NOTIFY));
-    ARG(17, node, strlen(node));
-    ARG(18, mid_s, strlen(mid_s));
-    ARG(19, from_s, strlen(from_s));
-    ARG(20, to_s, strlen(to_s));
-    ARG(21, p->id, p->id_len);
-    ARG(22, type, 1);
-    ARG(23, m.body, m.body_len);
-    ARG(24, ts_s, strlen(ts_s));
-    ARG(25, ttl, strlen(ttl));
-    ARG(26, head, head_len);
-    ARG(27, chan_prefix, strlen(chan_prefix));
-    ARG(28, chan_suffix, strlen(chan_suffix));
-    ARG(29, json, json_len);
-    ARG(30, keep, strlen(keep));
-    ARG(31, maxlen, strlen(maxlen));
-    ARG(32, oldest, strlen(oldest));
-    ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
-    ARG(34, qmax, strlen(qmax));
-    ARG(35, waits, strlen(waits));
+    ARG(16, notify, strlen(notify));
+    ARG(17, msgto, strlen(msgto));
+    ARG(18, node, strlen(node));
+    ARG(19, mid_s, strlen(mid_s));
+    ARG(20, from_s, strlen(from_s));
+    ARG(21, to_s, strlen(to_s));
+    ARG(22, p->id, p->id_len);
+    ARG(23, type, 1);
+    ARG(24, m.body, m.body_len);
+    ARG(25, ts_s, strlen(ts_s));
+    ARG(26, ttl, strlen(ttl));
+    ARG(27, head, head_len);
+    ARG(28, chan_prefix, strlen(chan_prefix));
+    ARG(29, chan_suffix, strlen(chan_suffix));
+    ARG(30, json, json_len);
+    ARG(31, keep, strlen(keep));
+    ARG(32, maxlen, strlen(maxlen));
+    ARG(33, oldest, strlen(oldest));
+    ARG(34, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
+    ARG(35, qmax, strlen(qmax));
+    ARG(36, waits, strlen(waits));
 #undef ARG
     chat_req_init(&s->r, c, p);
     s->to = m.to;

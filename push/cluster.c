@@ -42,42 +42,45 @@ static struct rdsa_script login_lua = {"login",
                                        "return total\n",
                                        ""};
 
-/* KEYS: node users. ARGV: node, presence key prefix, then uid, count pairs (count 0 = none here). */
-static struct rdsa_script presence_lua = {"presence",
-                                          "for i = 3, #ARGV, 2 do\n"
-                                          "  if tonumber(ARGV[i + 1]) > 0 then\n"
-                                          "    redis.call('HSET', ARGV[2] .. ARGV[i], ARGV[1], ARGV[i + 1])\n"
-                                          "    redis.call('SADD', KEYS[1], ARGV[i])\n"
-                                          "  else\n"
-                                          "    redis.call('HDEL', ARGV[2] .. ARGV[i], ARGV[1])\n"
-                                          "    redis.call('SREM', KEYS[1], ARGV[i])\n"
-                                          "  end\n"
-                                          "end\n"
-                                          "return 1\n",
-                                          ""};
+/* KEYS: node users. ARGV: node, redis.stream_shards, then uid, count pairs (count 0 = none here). The
+ * users' presence keys are built here, in their shards (keys.h: the cluster needs one script per shard). */
+static struct rdsa_script presence_lua = {
+    "presence",
+    "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB "for i = 3, #ARGV, 2 do\n"
+    "  if tonumber(ARGV[i + 1]) > 0 then\n"
+    "    redis.call('HSET', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1], ARGV[i + 1])\n"
+    "    redis.call('SADD', KEYS[1], ARGV[i])\n"
+    "  else\n"
+    "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
+    "    redis.call('SREM', KEYS[1], ARGV[i])\n"
+    "  end\n"
+    "end\n"
+    "return 1\n",
+    ""};
 
-/* KEYS: node users. ARGV: node, presence key prefix. Forget every presence entry of this node. */
+/* KEYS: node users. ARGV: node, redis.stream_shards. Forget every presence entry of this node. */
 static struct rdsa_script clear_lua = {"clear",
+                                       "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
                                        "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-                                       "  redis.call('HDEL', ARGV[2] .. uid, ARGV[1])\n"
+                                       "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
                                        "end\n"
                                        "redis.call('DEL', KEYS[1])\n"
                                        "return 1\n",
                                        ""};
 
 /* KEYS: KEY_NODES, node hash. ARGV: node, now ms, ws_url, room_url, started ms, ttl s, prune before ms,
- * node users key prefix and suffix, presence key prefix, node rooms key suffix (its prefix is the node
- * users one), room members key prefix and suffix. Renews this node; removes nodes dead since before
- * "prune before" with their presence and room member entries. */
+ * node users key prefix and suffix, redis.stream_shards (for the presence keys), node rooms key suffix (its
+ * prefix is the node users one), room members key prefix and suffix. Renews this node; removes nodes dead
+ * since before "prune before" with their presence and room member entries. */
 static struct rdsa_script heartbeat_lua = {
     "heartbeat",
-    "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+    "local " KEY_LUA_SHARDS " = ARGV[10]\n" KEY_LUA_LIB "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "redis.call('HSET', KEYS[2], 'ws_url', ARGV[3], 'room_url', ARGV[4], 'started', ARGV[5])\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
     "for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[7])) do\n"
     "  local users = ARGV[8] .. dead .. ARGV[9]\n"
     "  for _, uid in ipairs(redis.call('SMEMBERS', users)) do\n"
-    "    redis.call('HDEL', ARGV[10] .. uid, dead)\n"
+    "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), dead)\n"
     "  end\n"
     "  redis.call('DEL', users)\n"
     "  local rooms = ARGV[8] .. dead .. ARGV[11]\n"
@@ -90,13 +93,14 @@ static struct rdsa_script heartbeat_lua = {
     "return 1\n",
     ""};
 
-/* KEYS: KEY_NODES, node hash, node users, node rooms. ARGV: node, presence key prefix, room members key
- * prefix and suffix. */
+/* KEYS: KEY_NODES, node hash, node users, node rooms. ARGV: node, redis.stream_shards (for the presence
+ * keys), room members key prefix and suffix. */
 static struct rdsa_script leave_lua = {"leave",
+                                       "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
                                        "redis.call('ZREM', KEYS[1], ARGV[1])\n"
                                        "redis.call('DEL', KEYS[2])\n"
                                        "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[3])) do\n"
-                                       "  redis.call('HDEL', ARGV[2] .. uid, ARGV[1])\n"
+                                       "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
                                        "end\n"
                                        "redis.call('DEL', KEYS[3])\n"
                                        "for _, room in ipairs(redis.call('SMEMBERS', KEYS[4])) do\n"
@@ -113,7 +117,7 @@ static struct {
     char node_users[64];   /* KEY_NODE_USERS */
     char users_prefix[64]; /* KEY_NODE_USERS around the id: "mp:node:", ":users" */
     char users_suffix[64];
-    char presence_prefix[64]; /* KEY_PRESENCE without the id: "mp:presence:" */
+    char shards[16];          /* redis.stream_shards: the scripts build presence keys (keys.h) */
     char node_rooms[64];      /* KEY_NODE_ROOMS */
     char rooms_suffix[64];    /* KEY_NODE_ROOMS after the id: ":rooms" (its prefix is users_prefix) */
     char members_prefix[64];  /* KEY_ROOM_MEMBERS around the room id: "mp:room:", ":members" */
@@ -170,7 +174,7 @@ static void heartbeat(void)
     argv[8] = prune;
     argv[9] = C.users_prefix;
     argv[10] = C.users_suffix;
-    argv[11] = C.presence_prefix;
+    argv[11] = C.shards;
     argv[12] = C.rooms_suffix;
     argv[13] = C.members_prefix;
     argv[14] = C.members_suffix;
@@ -219,14 +223,14 @@ static void batch_init(struct batch *b)
 {
     b->argv[0] = C.node_users;
     b->argv[1] = C.node;
-    b->argv[2] = C.presence_prefix;
+    b->argv[2] = C.shards;
     b->n = 0;
 }
 
 void cluster_presence(int64_t uid, int count)
 {
     char uid_s[24], count_s[24];
-    const char *argv[5] = {C.node_users, C.node, C.presence_prefix, uid_s, count_s};
+    const char *argv[5] = {C.node_users, C.node, C.shards, uid_s, count_s};
 
     if (C.leaving || push.stopping)
         return;
@@ -239,7 +243,7 @@ void cluster_presence(int64_t uid, int count)
 /* Rewrite this node's presence from what it holds: clear everything, then write every user. */
 static void resync(void)
 {
-    const char *argv[3] = {C.node_users, C.node, C.presence_prefix};
+    const char *argv[3] = {C.node_users, C.node, C.shards};
     struct batch *b = malloc(sizeof(*b));
     if (b == NULL) {
         log_error("presence resync skipped: out of memory node=%d", push.node);
@@ -298,7 +302,7 @@ int cluster_login(int64_t uid, int count, const char *claim_jti, const char *rev
 
     if (C.leaving || push.stopping)
         return MP_EAGAIN;
-    snprintf(presence, sizeof(presence), KEY_PRESENCE, (long long)uid);
+    key_tagged(presence, sizeof(presence), KEY_PRESENCE, uid);
     snprintf(uids, sizeof(uids), "%lld", (long long)uid);
     snprintf(counts, sizeof(counts), "%d", count);
     snprintf(max, sizeof(max), "%lld", push.cfg->push.max_conns_per_user);
@@ -351,8 +355,8 @@ static void on_leave_reply(redisReply *r, void *arg)
 
 void cluster_leave(void (*done)(void *arg), void *arg)
 {
-    const char *argv[8] = {KEY_NODES, C.node_key,        C.node_users,     C.node_rooms,
-                           C.node,    C.presence_prefix, C.members_prefix, C.members_suffix};
+    const char *argv[8] = {KEY_NODES, C.node_key, C.node_users,     C.node_rooms,
+                           C.node,    C.shards,   C.members_prefix, C.members_suffix};
     struct leave *l = malloc(sizeof(*l));
     C.leaving = 1;
     if (C.timer_started)
@@ -385,8 +389,7 @@ int cluster_start(void)
     snprintf(C.node_users, sizeof(C.node_users), KEY_NODE_USERS, push.node);
     snprintf(buf, sizeof(buf), KEY_NODE_USERS, 0);
     key_split(buf, C.users_prefix, C.users_suffix, sizeof(C.users_prefix));
-    snprintf(buf, sizeof(buf), KEY_PRESENCE, 0LL);
-    key_split(buf, C.presence_prefix, NULL, sizeof(C.presence_prefix));
+    snprintf(C.shards, sizeof(C.shards), "%d", key_shards());
     snprintf(C.node_rooms, sizeof(C.node_rooms), KEY_NODE_ROOMS, push.node);
     snprintf(buf, sizeof(buf), KEY_NODE_ROOMS, 0);
     key_split(buf, NULL, C.rooms_suffix, sizeof(C.rooms_suffix));

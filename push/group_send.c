@@ -27,11 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY.
+/* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY,
+ * KEY_SEQ_RESTORED; KEY_MQ, KEY_MSG, KEY_NOTIFY and KEY_SEQ_RESTORED of the group's shard (keys.h). The
+ * members' keys (counters, timelines, presence, conversations, their KEY_MSG copies) are built here from
+ * their uids (group_lua.h): with redis.stream_shards > 1 that spans shards, which the cluster split must
+ * replace by a script per shard.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
  * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>", "1" when offline
  * notifications are on, the notification's preview, notify.queue_maxlen, "1" when the caller WAITs (then
- * the deliveries are returned, not published).
+ * the deliveries are returned, not published), redis.stream_shards.
  * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery
  * payload and the channels of the live nodes but this one, when there are any), {1, "<first mid> <its
  * seq>"} a retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a
@@ -39,15 +43,14 @@
  * refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
-    GROUP_LUA_LIB
-    "local first = redis.call('GET', KEYS[1])\n"
+    "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[17] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end\n"
     "  return {1, first}\n"
     "end\n"
     "if not redis.call('HGET', KEYS[2], ARGV[3]) then return {-1} end\n"
     "local uids = redis.call('HKEYS', KEYS[2])\n"
-    "if not mp_counters_ok(uids) then return {-3} end\n"
+    "if not mp_counters_ok(uids, KEYS[8]) then return {-3} end\n"
     "local pr, err = mp_fanout(uids, ARGV[2], ARGV[13], ARGV[10], ARGV[11])\n"
     "if not pr then return {-2, err} end\n"
     "local gn = redis.call('HINCRBY', KEYS[3], '" GROUP_F_COUNT "', 1)\n"
@@ -61,6 +64,7 @@ static struct rdsa_script gsend_lua = {
     "redis.call('HSET', KEYS[5], '" MSG_F_PACKET "', ARGV[9], '" MSG_F_GROUP "', ARGV[4], '" MSG_F_GROUP_N
     "', gn)\n"
     "redis.call('EXPIRE', KEYS[5], ARGV[10])\n"
+    "mp_msg_copies(KEYS[5], ARGV[2], uids, ARGV[10])\n"
     "redis.call('HSET', KEYS[6], ARGV[13] .. '" CONV_F_READ "', ARGV[2], ARGV[13] .. '" CONV_F_READ_IN
     "', gn)\n"
     "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
@@ -91,13 +95,13 @@ static struct rdsa_script gsend_lua = {
     "  for j = 1, #pr, 2 do\n"
     "    local u, online = pr[j], false\n"
     "    if u ~= ARGV[3] then\n"
-    "      local h = redis.call('HGETALL', '" KEY_PRESENCE_PREFIX "' .. u)\n"
+    "      local h = redis.call('HGETALL', mp_key('" KEY_PRESENCE_NAME "', u))\n"
     "      for k = 1, #h, 2 do\n"
     "        if tonumber(h[k + 1]) > 0 and live[h[k]] then online = true break end\n"
     "      end\n"
     "      if not online then\n"
-    "        local rn = tonumber(redis.call('HGET', '" KEY_CONV_PREFIX "' .. u, ARGV[13] .. '" CONV_F_READ_IN
-    "') or '0')\n"
+    "        local rn = tonumber(redis.call('HGET', mp_key('" KEY_CONV_NAME
+    "', u), ARGV[13] .. '" CONV_F_READ_IN "') or '0')\n"
     "        redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[16], '*', '" NT_F_VERSION
     "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO
     "', u, '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', ARGV[13], '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
@@ -109,8 +113,8 @@ static struct rdsa_script gsend_lua = {
     "return out\n",
     ""};
 
-#define GSEND_NKEYS         7
-#define GSEND_ARGC          24
+#define GSEND_NKEYS         8
+#define GSEND_ARGC          26
 #define GSEND_WARN_EVERY_MS 10000
 
 struct gsend_req {
@@ -198,9 +202,9 @@ static void on_gsend_reply(redisReply *r, void *arg)
         static int64_t warned_ms;
         if (mp_now_ms() - warned_ms >= GSEND_WARN_EVERY_MS) {
             warned_ms = mp_now_ms();
-            log_warn("group sends refused until magpie-persist has restored the seq counters from MySQL (%s "
-                     "is missing) uid=%lld group=%lld",
-                     KEY_SEQ_RESTORED, (long long)c->uid, (long long)s->gid);
+            log_warn("group sends refused until magpie-persist has restored the seq counters from MySQL "
+                     "(" KEY_SEQ_RESTORED " is missing) uid=%lld group=%lld",
+                     key_shard(s->gid), (long long)c->uid, (long long)s->gid);
         }
         chat_error(c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else if (e[0]->integer == 1 && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING) {
@@ -234,9 +238,9 @@ unavailable:
 
 void group_send(struct conn *c, const struct chatpkt *p)
 {
-    char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], conv[64], node[16], mid_s[24],
-        from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], oldest[24], conv_id[32], qmax[24],
-        *json = NULL;
+    char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], mq[32], notify[32], restored[48],
+        shards[16], conv[64], node[16], mid_s[24], from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24],
+        maxlen[24], oldest[24], conv_id[32], qmax[24], *json = NULL;
     const char *argv[GSEND_ARGC];
     size_t argvlen[GSEND_ARGC], json_len = 0, dedup_len;
     struct gsend_req *s = NULL;
@@ -259,10 +263,14 @@ void group_send(struct conn *c, const struct chatpkt *p)
         goto failed;
 
     dedup_len = chat_dedup_key(dedup, sizeof(dedup), c->uid, p->id, p->id_len);
-    snprintf(members, sizeof(members), KEY_GROUP_MEMBERS, (long long)m.to);
-    snprintf(group, sizeof(group), KEY_GROUP, (long long)m.to);
-    snprintf(msgkey, sizeof(msgkey), KEY_MSG, (long long)mid);
-    snprintf(conv, sizeof(conv), KEY_CONV, (long long)c->uid);
+    key_tagged(members, sizeof(members), KEY_GROUP_MEMBERS, m.to);
+    key_tagged(group, sizeof(group), KEY_GROUP, m.to);
+    snprintf(msgkey, sizeof(msgkey), KEY_MSG, key_shard(m.to), (long long)mid);
+    snprintf(mq, sizeof(mq), KEY_MQ, key_shard(m.to));
+    snprintf(notify, sizeof(notify), KEY_NOTIFY, key_shard(m.to));
+    snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, key_shard(m.to));
+    snprintf(shards, sizeof(shards), "%d", key_shards());
+    key_tagged(conv, sizeof(conv), KEY_CONV, c->uid);
     snprintf(node, sizeof(node), "%d", push.node);
     snprintf(mid_s, sizeof(mid_s), "%lld", (long long)mid);
     snprintf(from_s, sizeof(from_s), "%lld", (long long)c->uid);
@@ -279,27 +287,29 @@ void group_send(struct conn *c, const struct chatpkt *p)
     ARG(0, dedup, dedup_len);
     ARGS(1, members);
     ARGS(2, group);
-    ARGS(3, KEY_MQ);
+    ARGS(3, mq);
     ARGS(4, msgkey);
     ARGS(5, conv);
-    ARGS(6, KEY_NOTIFY);
-    ARGS(7, node);
-    ARGS(8, mid_s);
-    ARGS(9, from_s);
-    ARGS(10, gid_s);
-    ARG(11, p->id, p->id_len);
-    ARG(12, m.body, m.body_len);
-    ARGS(13, ts_s);
-    ARGS(14, ttl);
-    ARG(15, json, json_len);
-    ARGS(16, keep);
-    ARGS(17, maxlen);
-    ARGS(18, oldest);
-    ARGS(19, conv_id);
-    ARGS(20, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
-    ARG(21, m.body, chat_preview_len(m.body, m.body_len));
-    ARGS(22, qmax);
-    ARGS(23, push.cfg->redis.min_replicas_acked > 0 ? "1" : "");
+    ARGS(6, notify);
+    ARGS(7, restored);
+    ARGS(8, node);
+    ARGS(9, mid_s);
+    ARGS(10, from_s);
+    ARGS(11, gid_s);
+    ARG(12, p->id, p->id_len);
+    ARG(13, m.body, m.body_len);
+    ARGS(14, ts_s);
+    ARGS(15, ttl);
+    ARG(16, json, json_len);
+    ARGS(17, keep);
+    ARGS(18, maxlen);
+    ARGS(19, oldest);
+    ARGS(20, conv_id);
+    ARGS(21, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
+    ARG(22, m.body, chat_preview_len(m.body, m.body_len));
+    ARGS(23, qmax);
+    ARGS(24, push.cfg->redis.min_replicas_acked > 0 ? "1" : "");
+    ARGS(25, shards);
 #undef ARGS
 #undef ARG
     chat_req_init(&s->r, c, p);

@@ -285,7 +285,7 @@ static void inbox_failed(struct resume *r)
 
 static void session_key(char *buf, size_t size, int64_t uid)
 {
-    snprintf(buf, size, KEY_MQTT_SESSION, (long long)uid);
+    key_tagged(buf, size, KEY_MQTT_SESSION, uid);
 }
 
 static const struct resume_ops mqtt_resume = {

@@ -9,10 +9,12 @@
  */
 #include "cli.h"
 #include "db.h"
+#include "keys.h"
 #include "log.h"
 #include "magpie.h"
 #include "metrics.h"
 #include "persist_worker.h"
+#include "rds.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -91,6 +93,18 @@ static int check_config(const struct magpie_config *cfg)
     return 0;
 }
 
+/* keys_upgrade on a connection of its own. */
+static int upgrade_keys(const struct magpie_config *cfg)
+{
+    struct rds r;
+    long long renamed;
+    int rc;
+    rds_init(&r, cfg);
+    rc = keys_upgrade(&r, &renamed);
+    rds_close(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct magpie_config cfg;
@@ -125,6 +139,15 @@ int main(int argc, char **argv)
                                        : MP_OK;
     if (rc != MP_OK)
         goto done;
+    /* The shard count against Redis' (keys.h) before any stream is read (cli_start could not ask if Redis
+     * was down), then the one-time renaming of a Redis written before the shard tags. */
+    while (!stop && (rc = keys_startup_check(&cfg)) != MP_OK) {
+        if (rc == MP_ERR)
+            goto done;
+        sleep(1);
+    }
+    while (!stop && (rc = upgrade_keys(&cfg)) != MP_OK)
+        sleep(1);
     persist_worker_run(w, &stop);
     status = 0;
 done:

@@ -37,12 +37,13 @@ static const char raise_lua[] =
 
 /* KEYS: KEY_GROUP, KEY_GROUP_MEMBERS. ARGV: gid, ver, deleted (1 or 0), name, owner, created, j, n, l (""
  * = none), then uid and "<role> <join order> <joined ms>" of each member. Returns 1 when it wrote, 0 when
- * Redis has that ver or a newer one. */
-static const char restore_group_lua[] =
+ * Redis has that ver or a newer one. The members' KEY_USER_GROUPS are built here, in their shards (keys.h):
+ * run as keys_lua's source, which defines S (restore_src). */
+static const char restore_group_lua[] = KEY_LUA_LIB
     "local cur = tonumber(redis.call('HGET', KEYS[1], '" GROUP_F_VER "') or '0')\n"
     "if cur >= tonumber(ARGV[2]) then return 0 end\n"
     "local old = redis.call('HKEYS', KEYS[2])\n"
-    "for i = 1, #old do redis.call('SREM', '" KEY_USER_GROUPS_PREFIX "' .. old[i], ARGV[1]) end\n"
+    "for i = 1, #old do redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', old[i]), ARGV[1]) end\n"
     "redis.call('DEL', KEYS[2])\n"
     "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return 1 end\n"
     "local function atleast(f, v)\n"
@@ -60,9 +61,11 @@ static const char restore_group_lua[] =
     "end\n"
     "for i = 10, #ARGV, 2 do\n"
     "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
-    "  redis.call('SADD', '" KEY_USER_GROUPS_PREFIX "' .. ARGV[i], ARGV[1])\n"
+    "  redis.call('SADD', mp_key('" KEY_USER_GROUPS_NAME "', ARGV[i]), ARGV[1])\n"
     "end\n"
     "return 1\n";
+
+static char *restore_src; /* restore_group_lua with S (keys_lua), made at the first restore */
 
 /* Read the replies of n queued commands; MP_OK when none was an error. */
 static int drain(struct rds *r, int n)
@@ -160,7 +163,7 @@ static int restore_counters(struct pipe *p, struct db *d, MYSQL *m, long long *u
         char key[64];
         if (row[0] == NULL || row[1] == NULL)
             continue;
-        snprintf(key, sizeof(key), KEY_SEQ, strtoll(row[0], NULL, 10));
+        key_tagged(key, sizeof(key), KEY_SEQ, strtoll(row[0], NULL, 10));
         rc = raise_counter(p, key, row[1]);
         (*users)++;
     }
@@ -272,10 +275,10 @@ static int cmd_start(struct group_cmd *c, MYSQL_ROW row, const struct group_coun
 {
     int rc = MP_OK;
     c->id = strtoll(row[0], NULL, 10);
-    snprintf(c->key, sizeof(c->key), KEY_GROUP, c->id);
-    snprintf(c->members_key, sizeof(c->members_key), KEY_GROUP_MEMBERS, c->id);
+    key_tagged(c->key, sizeof(c->key), KEY_GROUP, c->id);
+    key_tagged(c->members_key, sizeof(c->members_key), KEY_GROUP_MEMBERS, c->id);
     snprintf(c->gid, sizeof(c->gid), "%lld", c->id);
-    const char *head[] = {"EVAL", restore_group_lua, "2", c->key, c->members_key, c->gid};
+    const char *head[] = {"EVAL", restore_src, "2", c->key, c->members_key, c->gid};
     for (size_t i = 0; i < MP_ARRAY_LEN(head) && rc == MP_OK; i++)
         rc = cmd_push(c, head[i], 0);
     if (rc == MP_OK)
@@ -372,28 +375,59 @@ out:
     return rc;
 }
 
+/* EXISTS (what == 0) or MSET to the time now (what == 1) of every shard's KEY_SEQ_RESTORED: one command,
+ * so the shards' markers are set together. NULL when Redis is unavailable or out of memory. */
+static redisReply *restored_keys(struct rds *r, int what)
+{
+    int n = key_shards(), argc = 0;
+    const char **argv = calloc((size_t)(2 * n + 1), sizeof(*argv));
+    char(*keys)[48] = calloc((size_t)n, sizeof(*keys));
+    char now[24];
+    redisReply *rep = NULL;
+
+    if (argv == NULL || keys == NULL)
+        goto done;
+    snprintf(now, sizeof(now), "%lld", (long long)mp_now_ms());
+    argv[argc++] = what == 0 ? "EXISTS" : "MSET";
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof(keys[i]), KEY_SEQ_RESTORED, i);
+        argv[argc++] = keys[i];
+        if (what == 1)
+            argv[argc++] = now;
+    }
+    rep = rds_cmdargv(r, argc, argv, NULL);
+done:
+    free(argv);
+    free(keys);
+    return rep;
+}
+
 int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
 {
-    redisReply *rep = rds_cmd(r, "EXISTS %s", KEY_SEQ_RESTORED);
+    redisReply *rep;
     struct pipe p = {r, 0};
     MYSQL *m;
     int rc;
     long long users = 0, groups = 0;
 
     *restored = -1;
+    if (restore_src == NULL && (restore_src = keys_lua(restore_group_lua)) == NULL)
+        return MP_EAGAIN;
+    rep = restored_keys(r, 0);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         if (rep != NULL)
             freeReplyObject(rep);
         return MP_EAGAIN;
     }
-    if (rep->integer == 1) {
+    if (rep->integer == key_shards()) {
         freeReplyObject(rep);
         return MP_OK;
     }
     freeReplyObject(rep);
-    log_warn("seq counters: %s is missing (a new Redis, or one that lost its data): restoring every user's "
-             "counter and every group from MySQL; until then messages of users without a counter are refused",
-             KEY_SEQ_RESTORED);
+    log_warn("seq counters: " KEY_SEQ_RESTORED " is missing (a new Redis, or one that lost its data): "
+             "restoring every user's counter and every group from MySQL; until then messages of users "
+             "without a counter are refused",
+             0);
     if ((m = db_conn(d)) == NULL)
         return MP_EAGAIN;
     rc = restore_counters(&p, d, m, &users);
@@ -408,7 +442,7 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
             rds_drop(r, "seq restore failed"); /* replies may be left unread on it */
         return rc == MP_ENOMEM ? MP_EAGAIN : rc;
     }
-    rep = rds_cmd(r, "SET %s %lld", KEY_SEQ_RESTORED, (long long)mp_now_ms());
+    rep = restored_keys(r, 1);
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         if (rep != NULL)
             freeReplyObject(rep);

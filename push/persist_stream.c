@@ -12,10 +12,11 @@
 #define XSTR(x) #x
 #define STR(x)  XSTR(x)
 
-/* The stream this process works on (persist_stream_bind); magpie-persist's chat stream unless bound. */
+/* The streams this process works on (persist_stream_bind): one per shard (keys.h), magpie-persist's chat
+ * streams unless bound. key and dead are the KEY_SHARDED names (KEY_MQ_NAME...). */
 static struct {
     const char *key, *group, *dead, *dead_maxlen;
-} bound = {KEY_MQ, MQ_GROUP, KEY_MQ_DEAD, STR(MQ_DEAD_MAXLEN)};
+} bound = {KEY_MQ_NAME, MQ_GROUP, KEY_MQ_DEAD_NAME, STR(MQ_DEAD_MAXLEN)};
 
 void persist_stream_bind(const char *key, const char *group, const char *dead, const char *dead_maxlen)
 {
@@ -23,6 +24,50 @@ void persist_stream_bind(const char *key, const char *group, const char *dead, c
     bound.group = group;
     bound.dead = dead;
     bound.dead_maxlen = dead_maxlen;
+}
+
+/* ---- shards (persist_stream.h: entry ids "<id>@<shard>" when there are several) ---- */
+
+#define KEY_BUF 64
+
+static int multi(void)
+{
+    return key_shards() > 1;
+}
+
+static const char *stream_key(int shard, char *buf)
+{
+    snprintf(buf, KEY_BUF, KEY_SHARDED("%s"), shard, bound.key);
+    return buf;
+}
+
+void persist_stream_describe(char *buf, size_t len)
+{
+    char first[KEY_BUF];
+    if (multi())
+        snprintf(buf, len, "%s (and the other %d shards' streams)", stream_key(0, first), key_shards() - 1);
+    else
+        snprintf(buf, len, "%s", stream_key(0, first));
+}
+
+/* Split an id as handed out into the stream's own id (raw, PERSIST_SID_MAX bytes) and its shard. An id
+ * without "@" is shard 0's. MP_EINVAL when the shard is not one of ours or the id is too long. */
+static int split_id(const char *id, char *raw, int *shard)
+{
+    const char *at = strchr(id, '@');
+    size_t n = at ? (size_t)(at - id) : strlen(id);
+    char *end;
+    long v = 0;
+
+    if (at != NULL &&
+        ((v = strtol(at + 1, &end, 10)) < 0 || v >= key_shards() || *end != '\0' || end == at + 1))
+        return MP_EINVAL;
+    if (n >= PERSIST_SID_MAX)
+        return MP_EINVAL;
+    memcpy(raw, id, n);
+    raw[n] = '\0';
+    *shard = (int)v;
+    return MP_OK;
 }
 
 /* MP_OK when reply is usable; otherwise frees it and says what went wrong. */
@@ -76,11 +121,12 @@ void persist_read_free(struct persist_read *rd)
 {
     if (rd->reply != NULL)
         freeReplyObject(rd->reply);
+    free(rd->own);
     memset(rd, 0, sizeof(*rd));
 }
 
-/* Check that entries is an array of [id, fields-or-nil] and point rd at it. */
-static int take_entries(struct persist_read *rd, redisReply *entries)
+/* Check that entries is an array of [id, fields-or-nil]. */
+static int check_entries(const redisReply *entries)
 {
     if (entries == NULL || entries->type != REDIS_REPLY_ARRAY)
         return MP_ERR;
@@ -95,41 +141,232 @@ static int take_entries(struct persist_read *rd, redisReply *entries)
                 if (!is_str(e->element[1]->element[k]))
                     return MP_ERR;
     }
+    return MP_OK;
+}
+
+/* Check entries and point rd at them. */
+static int take_entries(struct persist_read *rd, redisReply *entries)
+{
+    if (check_entries(entries) != MP_OK)
+        return MP_ERR;
     rd->entries = entries->element;
     rd->n = entries->elements;
     return MP_OK;
 }
 
+/* One entry handed out with the id "<its id>@<shard>": its own [id, fields] reply pointing at the fields
+ * of the read's reply (which rd keeps). */
+struct relabeled {
+    redisReply entry, id;
+    redisReply *pair[2];
+    char str[PERSIST_SID_MAX];
+};
+
+/* Entries of several shards' streams, as one list in rd: n entries, entry i of list[i] in shard[i].
+ * MP_ERR when an id with its shard does not fit PERSIST_SID_MAX. */
+static int relabel(struct persist_read *rd, redisReply *const *list, const int *shard, size_t n)
+{
+    struct relabeled *own;
+    redisReply **entries;
+
+    if (n == 0)
+        return MP_OK;
+    if ((own = calloc(1, n * (sizeof(*own) + sizeof(*entries)))) == NULL)
+        return MP_ENOMEM;
+    entries = (redisReply **)(own + n);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *orig = list[i];
+        int len = snprintf(own[i].str, sizeof(own[i].str), "%s@%d", orig->element[0]->str, shard[i]);
+        if (len < 0 || (size_t)len >= sizeof(own[i].str)) {
+            free(own);
+            return MP_ERR;
+        }
+        own[i].id.type = REDIS_REPLY_STRING;
+        own[i].id.str = own[i].str;
+        own[i].id.len = (size_t)len;
+        own[i].pair[0] = &own[i].id;
+        own[i].pair[1] = orig->element[1];
+        own[i].entry.type = REDIS_REPLY_ARRAY;
+        own[i].entry.elements = 2;
+        own[i].entry.element = own[i].pair;
+        entries[i] = &own[i].entry;
+    }
+    rd->own = own;
+    rd->entries = entries;
+    rd->n = n;
+    return MP_OK;
+}
+
+/* The entries of one stream's array in rd, relabeled with shard when there are several shards. */
+static int take_shard(struct persist_read *rd, redisReply *entries, int shard)
+{
+    int *shards;
+    int rc;
+
+    if (!multi())
+        return take_entries(rd, entries);
+    if (check_entries(entries) != MP_OK)
+        return MP_ERR;
+    if (entries->elements == 0)
+        return MP_OK;
+    if ((shards = malloc(entries->elements * sizeof(*shards))) == NULL)
+        return MP_ENOMEM;
+    for (size_t i = 0; i < entries->elements; i++)
+        shards[i] = shard;
+    rc = relabel(rd, entries->element, shards, entries->elements);
+    free(shards);
+    return rc;
+}
+
 int persist_stream_create_group(struct rds *r, int *created)
 {
-    redisReply *reply = rds_cmd(r, "XGROUP CREATE %s %s 0 MKSTREAM", bound.key, bound.group);
+    char key[KEY_BUF];
     *created = 0;
-    if (reply == NULL)
-        return MP_EAGAIN;
-    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) == 0) {
+    for (int i = 0; i < key_shards(); i++) {
+        redisReply *reply = rds_cmd(r, "XGROUP CREATE %s %s 0 MKSTREAM", stream_key(i, key), bound.group);
+        if (reply == NULL)
+            return MP_EAGAIN;
+        if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) == 0) {
+            freeReplyObject(reply);
+            continue;
+        }
+        if (check(reply, "XGROUP CREATE") != MP_OK)
+            return MP_ERR;
+        *created = 1;
         freeReplyObject(reply);
-        return MP_OK;
     }
-    if (check(reply, "XGROUP CREATE") != MP_OK)
-        return MP_ERR;
-    *created = 1;
-    freeReplyObject(reply);
     return MP_OK;
+}
+
+/* The shard of a stream key named in a reply: -1 when it is none of ours. */
+static int key_shard_of(const redisReply *name)
+{
+    char key[KEY_BUF];
+    const char *brace = is_str(name) ? strchr(name->str, '{') : NULL;
+    long v = brace ? strtol(brace + 1, NULL, 10) : -1;
+    if (v < 0 || v >= key_shards() || strcmp(stream_key((int)v, key), name->str) != 0)
+        return -1;
+    return (int)v;
+}
+
+/* New entries of every shard's stream in one XREADGROUP, as one list. COUNT is per stream in Redis: count
+ * is split over the streams, so a read returns at most count + shards - 1 entries (persist.batch and
+ * magpie-notify's room keep their meaning). */
+static int read_new_all(struct rds *r, const char *consumer, long long count, long long block_ms,
+                        struct persist_read *rd)
+{
+    int n = key_shards(), argc = 0, rc = MP_OK;
+    char num[2][24], (*keys)[KEY_BUF] = calloc((size_t)n, sizeof(*keys));
+    const char **argv = calloc((size_t)(2 * n + 10), sizeof(*argv));
+    redisReply *reply = NULL, **list = NULL;
+    int *shards = NULL;
+    size_t total = 0, k = 0;
+
+    if (keys == NULL || argv == NULL) {
+        rc = MP_ENOMEM;
+        goto done;
+    }
+    snprintf(num[0], sizeof(num[0]), "%lld", count > n ? (count + n - 1) / n : 1);
+    snprintf(num[1], sizeof(num[1]), "%lld", block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = bound.group;
+    argv[argc++] = consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = num[0];
+    argv[argc++] = "BLOCK";
+    argv[argc++] = num[1];
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < n; i++)
+        argv[argc++] = stream_key(i, keys[i]);
+    for (int i = 0; i < n; i++)
+        argv[argc++] = ">";
+    reply = rds_cmdargv(r, argc, argv, NULL);
+    if ((rc = check(reply, "XREADGROUP")) != MP_OK)
+        goto done;
+    rd->reply = reply;
+    if (reply->type == REDIS_REPLY_NIL)
+        goto done; /* BLOCK timed out: nothing new */
+    rc = MP_ERR;
+    if (reply->type != REDIS_REPLY_ARRAY)
+        goto bad;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 || key_shard_of(st->element[0]) < 0 ||
+            check_entries(st->element[1]) != MP_OK)
+            goto bad;
+        total += st->element[1]->elements;
+    }
+    if (total == 0) {
+        rc = MP_OK;
+        goto done;
+    }
+    list = malloc(total * sizeof(*list));
+    shards = malloc(total * sizeof(*shards));
+    if (list == NULL || shards == NULL) {
+        rc = MP_ENOMEM;
+        persist_read_free(rd);
+        goto done;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        int shard = key_shard_of(st->element[0]);
+        for (size_t j = 0; j < st->element[1]->elements; j++, k++) {
+            list[k] = st->element[1]->element[j];
+            shards[k] = shard;
+        }
+    }
+    if ((rc = relabel(rd, list, shards, total)) != MP_OK) {
+        log_error("cannot take the entries read entries=%zu rc=%d", total, rc);
+        persist_read_free(rd);
+    }
+    goto done;
+bad:
+    log_error("unexpected XREADGROUP reply type=%d", reply->type);
+    persist_read_free(rd);
+done:
+    free(list);
+    free(shards);
+    free(keys);
+    free(argv);
+    return rc;
 }
 
 int persist_stream_read(struct rds *r, const char *consumer, const char *id, long long count,
                         long long block_ms, struct persist_read *rd)
 {
+    char key[KEY_BUF], raw[PERSIST_SID_MAX];
     redisReply *reply;
-    int rc;
+    int rc, shard;
 
     memset(rd, 0, sizeof(*rd));
-    if (strcmp(id, ">") == 0)
+    if (strcmp(id, ">") == 0 && multi())
+        return read_new_all(r, consumer, count, block_ms, rd);
+    if (strcmp(id, ">") == 0) {
         reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >", bound.group, consumer,
-                        count, block_ms, bound.key);
-    else
-        reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", bound.group, consumer, count,
-                        bound.key, id);
+                        count, block_ms, stream_key(0, key));
+        shard = 0;
+    } else {
+        /* Our pending entries after id, shard after shard: the next shard's from its start once one has
+         * no more. */
+        if (split_id(id, raw, &shard) != MP_OK) {
+            log_error("not a stream entry id of ours id=%s", id);
+            return MP_ERR;
+        }
+        for (;;) {
+            reply = rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s", bound.group, consumer,
+                            count, stream_key(shard, key), raw);
+            if (!multi() || shard + 1 >= key_shards() || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+                reply->elements != 1 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
+                reply->element[0]->elements != 2 ||
+                reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY ||
+                reply->element[0]->element[1]->elements > 0)
+                break;
+            freeReplyObject(reply);
+            shard++;
+            snprintf(raw, sizeof(raw), "0");
+        }
+    }
     if ((rc = check(reply, "XREADGROUP")) != MP_OK)
         return rc;
     rd->reply = reply;
@@ -137,7 +374,7 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
         return MP_OK; /* BLOCK timed out: nothing new */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
         reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
-        take_entries(rd, reply->element[0]->element[1]) != MP_OK) {
+        take_shard(rd, reply->element[0]->element[1], shard) != MP_OK) {
         log_error("unexpected XREADGROUP reply type=%d", reply->type);
         persist_read_free(rd);
         return MP_ERR;
@@ -148,72 +385,111 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
 int persist_stream_claim(struct rds *r, const char *consumer, long long min_idle_ms, const char *cursor,
                          long long count, struct persist_read *rd)
 {
+    char key[KEY_BUF], raw[PERSIST_SID_MAX];
     redisReply *reply;
-    int rc;
+    int rc, shard;
 
     memset(rd, 0, sizeof(*rd));
-    reply = rds_cmd(r, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", bound.key, bound.group, consumer,
-                    min_idle_ms, cursor, count);
+    /* Several shards: the cursor "<cursor>@<shard>" goes through one shard's stream after the other, and
+     * is "0-0" only after the last one's full pass. */
+    if (split_id(cursor, raw, &shard) != MP_OK) {
+        log_error("not a claim cursor of ours cursor=%s", cursor);
+        return MP_ERR;
+    }
+    reply = rds_cmd(r, "XAUTOCLAIM %s %s %s %lld %s COUNT %lld", stream_key(shard, key), bound.group,
+                    consumer, min_idle_ms, raw, count);
     if ((rc = check(reply, "XAUTOCLAIM")) != MP_OK)
         return rc;
     rd->reply = reply;
     /* Redis 7: [next cursor, entries, ids of deleted entries] */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || !is_str(reply->element[0]) ||
-        reply->element[0]->len >= PERSIST_SID_MAX || take_entries(rd, reply->element[1]) != MP_OK) {
+        reply->element[0]->len >= PERSIST_SID_MAX || take_shard(rd, reply->element[1], shard) != MP_OK) {
         log_error("unexpected XAUTOCLAIM reply type=%d", reply->type);
         persist_read_free(rd);
         return MP_ERR;
     }
-    memcpy(rd->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+    if (!multi())
+        memcpy(rd->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+    else if (strcmp(reply->element[0]->str, "0-0") != 0)
+        snprintf(rd->cursor, sizeof(rd->cursor), "%s@%d", reply->element[0]->str, shard);
+    else if (shard + 1 < key_shards())
+        snprintf(rd->cursor, sizeof(rd->cursor), "0-0@%d", shard + 1);
+    else
+        snprintf(rd->cursor, sizeof(rd->cursor), "0-0");
     if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_ARRAY)
         rd->deleted = reply->element[2]->elements;
     return MP_OK;
 }
 
+/* cmd (XACK with the group, or XDEL) of ids on their shards' streams: one command per shard that has any.
+ * An id that is not ours is logged and skipped. */
+static int by_shard(struct rds *r, const char *cmd, const char *const *ids, size_t n)
+{
+    const char **argv = malloc((n + 3) * sizeof(*argv));
+    char(*raw)[PERSIST_SID_MAX] = malloc(n * sizeof(*raw)), key[KEY_BUF];
+    int *shard = malloc(n * sizeof(*shard)), rc = MP_OK, head = strcmp(cmd, "XACK") == 0 ? 3 : 2;
+    size_t done = 0;
+
+    if (argv == NULL || raw == NULL || shard == NULL) {
+        rc = MP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (split_id(ids[i], raw[i], &shard[i]) != MP_OK) {
+            log_error("not a stream entry id of ours cmd=%s id=%s", cmd, ids[i]);
+            shard[i] = -1;
+            done++;
+        }
+    for (int s = 0; done < n && s < key_shards(); s++) {
+        int argc = head;
+        redisReply *reply;
+        argv[0] = cmd;
+        argv[1] = stream_key(s, key);
+        argv[2] = bound.group; /* XACK's; an XDEL's first id overwrites it */
+        for (size_t i = 0; i < n; i++)
+            if (shard[i] == s)
+                argv[argc++] = raw[i];
+        if (argc == head)
+            continue;
+        done += (size_t)(argc - head);
+        reply = rds_cmdargv(r, argc, argv, NULL);
+        if ((rc = check(reply, cmd)) != MP_OK)
+            goto out;
+        freeReplyObject(reply);
+    }
+out:
+    free(argv);
+    free(raw);
+    free(shard);
+    return rc;
+}
+
 int persist_stream_ack(struct rds *r, const char *const *ids, size_t n)
 {
-    const char **argv;
-    size_t *lens;
-    redisReply *reply;
-    int rc;
+    return n == 0 ? MP_OK : by_shard(r, "XACK", ids, n);
+}
 
-    if (n == 0)
-        return MP_OK;
-    argv = malloc((n + 3) * sizeof(*argv));
-    lens = malloc((n + 3) * sizeof(*lens));
-    if (argv == NULL || lens == NULL) {
-        free(argv);
-        free(lens);
-        return MP_ENOMEM;
-    }
-    argv[0] = "XACK";
-    argv[1] = bound.key;
-    argv[2] = bound.group;
-    for (size_t i = 0; i < n; i++)
-        argv[i + 3] = ids[i];
-    for (size_t i = 0; i < n + 3; i++)
-        lens[i] = strlen(argv[i]);
-    reply = rds_cmdargv(r, (int)(n + 3), argv, lens);
-    free(argv);
-    free(lens);
-    if ((rc = check(reply, "XACK")) != MP_OK)
-        return rc;
-    freeReplyObject(reply);
-    return MP_OK;
+int persist_stream_del(struct rds *r, const char *const *ids, size_t n)
+{
+    return n == 0 ? MP_OK : by_shard(r, "XDEL", ids, n);
 }
 
 int persist_stream_fence(struct rds *r, const char *consumer, const struct persist_read *rd)
 {
     const char *id = NULL;
+    char key[KEY_BUF], raw[PERSIST_SID_MAX];
     redisReply *reply;
-    int rc;
+    int rc, shard;
 
     for (size_t i = rd->n; i-- > 0 && id == NULL;)
         if (rd->entries[i]->element[1]->type == REDIS_REPLY_ARRAY)
             id = rd->entries[i]->element[0]->str;
     if (id == NULL)
         return MP_OK; /* only deleted entries: nothing to store */
-    reply = rds_cmd(r, "XCLAIM %s %s %s 0 %s JUSTID", bound.key, bound.group, consumer, id);
+    if (split_id(id, raw, &shard) != MP_OK)
+        return MP_ERR;
+    /* One write after the read covers the entries of every shard's stream it returned. */
+    reply = rds_cmd(r, "XCLAIM %s %s %s 0 %s JUSTID", stream_key(shard, key), bound.group, consumer, raw);
     if ((rc = check(reply, "XCLAIM")) != MP_OK)
         return rc;
     freeReplyObject(reply);
@@ -222,9 +498,13 @@ int persist_stream_fence(struct rds *r, const char *consumer, const struct persi
 
 int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
 {
-    redisReply *reply = rds_cmd(r, "XPENDING %s %s %s %s 1", bound.key, bound.group, id, id);
-    int rc;
+    char key[KEY_BUF], raw[PERSIST_SID_MAX];
+    redisReply *reply;
+    int rc, shard;
     *count = 0;
+    if (split_id(id, raw, &shard) != MP_OK)
+        return MP_ERR;
+    reply = rds_cmd(r, "XPENDING %s %s %s %s 1", stream_key(shard, key), bound.group, raw, raw);
     if ((rc = check(reply, "XPENDING")) != MP_OK)
         return rc;
     /* [[id, consumer, idle ms, deliveries]] or [] */
@@ -244,15 +524,17 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
     size_t *lens = malloc((HEAD + nf) * sizeof(*lens));
     redisContext *c;
     redisReply *replies[4] = {NULL, NULL, NULL, NULL};
-    int rc = MP_OK, argc = 0;
+    char key[KEY_BUF], dead[KEY_BUF], raw[PERSIST_SID_MAX];
+    int rc = MP_OK, argc = 0, shard;
 
-    if (argv == NULL || lens == NULL) {
+    if (argv == NULL || lens == NULL || split_id(id, raw, &shard) != MP_OK) {
         free(argv);
         free(lens);
-        return MP_ENOMEM;
+        return argv == NULL || lens == NULL ? MP_ENOMEM : MP_ERR;
     }
+    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one MULTI */
     argv[argc++] = "XADD";
-    argv[argc++] = bound.dead;
+    argv[argc++] = dead;
     argv[argc++] = "MAXLEN";
     argv[argc++] = "~";
     argv[argc++] = bound.dead_maxlen;
@@ -260,7 +542,7 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
     argv[argc++] = MQ_F_DEAD_REASON;
     argv[argc++] = reason;
     argv[argc++] = MQ_F_DEAD_ID;
-    argv[argc++] = id;
+    argv[argc++] = raw; /* the entry's id in its shard's stream */
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     for (size_t i = 0; i < nf; i++, argc++) {
@@ -275,7 +557,7 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
     }
     redisAppendCommand(c, "MULTI");
     redisAppendCommandArgv(c, argc, argv, lens);
-    redisAppendCommand(c, "XACK %s %s %s", bound.key, bound.group, id);
+    redisAppendCommand(c, "XACK %s %s %s", stream_key(shard, key), bound.group, raw);
     redisAppendCommand(c, "EXEC");
     free(argv);
     free(lens);
@@ -299,12 +581,24 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
     return rc;
 }
 
+static int forget_in(struct rds *r, int shard, const char *self, long long idle_ms, int *removed);
+
 int persist_stream_forget_consumers(struct rds *r, const char *self, long long idle_ms, int *removed)
 {
-    redisReply *reply = rds_cmd(r, "XINFO CONSUMERS %s %s", bound.key, bound.group);
+    int rc = MP_OK;
+    *removed = 0;
+    for (int i = 0; i < key_shards() && rc == MP_OK; i++)
+        rc = forget_in(r, i, self, idle_ms, removed);
+    return rc;
+}
+
+/* persist_stream_forget_consumers on one shard's stream; *removed is added to. */
+static int forget_in(struct rds *r, int shard, const char *self, long long idle_ms, int *removed)
+{
+    char key[KEY_BUF];
+    redisReply *reply = rds_cmd(r, "XINFO CONSUMERS %s %s", stream_key(shard, key), bound.group);
     int rc;
 
-    *removed = 0;
     if ((rc = check(reply, "XINFO CONSUMERS")) != MP_OK)
         return rc;
     if (reply->type != REDIS_REPLY_ARRAY) {
@@ -318,7 +612,7 @@ int persist_stream_forget_consumers(struct rds *r, const char *self, long long i
         redisReply *del;
         if (!is_str(name) || strcmp(name->str, self) == 0 || pending != 0 || idle <= idle_ms)
             continue;
-        del = rds_cmd(r, "XGROUP DELCONSUMER %s %s %s", bound.key, bound.group, name->str);
+        del = rds_cmd(r, "XGROUP DELCONSUMER %s %s %s", key, bound.group, name->str);
         if ((rc = check(del, "XGROUP DELCONSUMER")) != MP_OK) {
             freeReplyObject(reply);
             return rc;
@@ -336,7 +630,8 @@ int persist_stream_forget_consumers(struct rds *r, const char *self, long long i
 }
 
 /* The floor of one group: its oldest pending entry, else the id after the last one it was given. */
-static int group_floor(struct rds *r, const redisReply *group, struct persist_sid *floor, long long *pending)
+static int group_floor(struct rds *r, const char *key, const redisReply *group, struct persist_sid *floor,
+                       long long *pending)
 {
     const redisReply *name = map_get(group, "name"), *last = map_get(group, "last-delivered-id");
     redisReply *reply;
@@ -349,7 +644,7 @@ static int group_floor(struct rds *r, const redisReply *group, struct persist_si
         persist_sid_next(floor);
         return MP_OK;
     }
-    reply = rds_cmd(r, "XPENDING %s %s", bound.key, name->str);
+    reply = rds_cmd(r, "XPENDING %s %s", key, name->str);
     if ((rc = check(reply, "XPENDING")) != MP_OK)
         return rc;
     /* [count, smallest id, greatest id, [[consumer, count] ...]]; the smallest is nil when all were acked
@@ -363,7 +658,7 @@ static int group_floor(struct rds *r, const redisReply *group, struct persist_si
 }
 
 /* Age in ms of the first entry at or after floor (0 when there is none). */
-static int floor_age(struct rds *r, const struct persist_sid *floor, int64_t *age)
+static int floor_age(struct rds *r, const char *key, const struct persist_sid *floor, int64_t *age)
 {
     char id[PERSIST_SID_MAX];
     redisReply *reply;
@@ -373,7 +668,7 @@ static int floor_age(struct rds *r, const struct persist_sid *floor, int64_t *ag
 
     *age = 0;
     persist_sid_format(floor, id, sizeof(id));
-    reply = rds_cmd(r, "XRANGE %s %s + COUNT 1", bound.key, id);
+    reply = rds_cmd(r, "XRANGE %s %s + COUNT 1", key, id);
     if ((rc = check(reply, "XRANGE")) != MP_OK)
         return rc;
     rc = MP_OK;
@@ -397,13 +692,14 @@ static int floor_age(struct rds *r, const struct persist_sid *floor, int64_t *ag
     return rc;
 }
 
-int persist_stream_state(struct rds *r, struct persist_stream_state *st)
+/* persist_stream_state of one stream. */
+static int state_of(struct rds *r, const char *key, struct persist_stream_state *st)
 {
     redisReply *groups, *len;
     int rc;
 
     memset(st, 0, sizeof(*st));
-    groups = rds_cmd(r, "XINFO GROUPS %s", bound.key);
+    groups = rds_cmd(r, "XINFO GROUPS %s", key);
     rc = check(groups, "XINFO GROUPS");
     if (rc == MP_ENOENT)
         return MP_OK; /* no stream: nothing to trim, no lag */
@@ -418,7 +714,7 @@ int persist_stream_state(struct rds *r, struct persist_stream_state *st)
         const redisReply *name = map_get(groups->element[i], "name");
         struct persist_sid floor;
         long long pending;
-        if ((rc = group_floor(r, groups->element[i], &floor, &pending)) != MP_OK) {
+        if ((rc = group_floor(r, key, groups->element[i], &floor, &pending)) != MP_OK) {
             freeReplyObject(groups);
             return rc == MP_ENOENT ? MP_OK : rc; /* a group deleted meanwhile: try again next time */
         }
@@ -432,24 +728,48 @@ int persist_stream_state(struct rds *r, struct persist_stream_state *st)
         }
     }
     freeReplyObject(groups);
-    len = rds_cmd(r, "XLEN %s", bound.key);
+    len = rds_cmd(r, "XLEN %s", key);
     if ((rc = check(len, "XLEN")) != MP_OK)
         return rc;
     st->length = len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
     freeReplyObject(len);
     if (st->have_own_floor)
-        return floor_age(r, &st->own_floor, &st->lag_ms);
+        return floor_age(r, key, &st->own_floor, &st->lag_ms);
     return MP_OK;
 }
 
-static int trim_to(struct rds *r, const struct persist_sid *floor, long long *trimmed)
+int persist_stream_state(struct rds *r, struct persist_stream_state *st)
+{
+    char key[KEY_BUF];
+    int rc;
+
+    if (!multi())
+        return state_of(r, stream_key(0, key), st);
+    /* Several shards: the sums (length, pending) and the largest lag, for the gauges. The floors are each
+     * stream's own: persist_stream_trim reads them again per stream. */
+    memset(st, 0, sizeof(*st));
+    for (int i = 0; i < key_shards(); i++) {
+        struct persist_stream_state one;
+        if ((rc = state_of(r, stream_key(i, key), &one)) != MP_OK)
+            return rc;
+        st->length += one.length;
+        st->pending += one.pending;
+        if (one.groups > st->groups)
+            st->groups = one.groups;
+        if (one.lag_ms > st->lag_ms)
+            st->lag_ms = one.lag_ms;
+    }
+    return MP_OK;
+}
+
+static int trim_to(struct rds *r, const char *key, const struct persist_sid *floor, long long *trimmed)
 {
     char id[PERSIST_SID_MAX];
     redisReply *reply;
     int rc;
 
     persist_sid_format(floor, id, sizeof(id));
-    reply = rds_cmd(r, "XTRIM %s MINID %s", bound.key, id);
+    reply = rds_cmd(r, "XTRIM %s MINID %s", key, id);
     if ((rc = check(reply, "XTRIM")) != MP_OK)
         return rc;
     if (reply->type == REDIS_REPLY_INTEGER)
@@ -458,17 +778,36 @@ static int trim_to(struct rds *r, const struct persist_sid *floor, long long *tr
     return MP_OK;
 }
 
+/* Trim one stream by its state st; *trimmed is added to. */
+static int trim_one(struct rds *r, const char *key, const struct persist_stream_state *st, long long maxlen,
+                    long long *trimmed)
+{
+    long long before = *trimmed;
+    int rc;
+    if (!st->have_all_floor)
+        return MP_OK;
+    if ((rc = trim_to(r, key, &st->all_floor, trimmed)) != MP_OK)
+        return rc;
+    if (st->have_own_floor && st->length - (*trimmed - before) > maxlen &&
+        persist_sid_cmp(&st->own_floor, &st->all_floor) > 0)
+        return trim_to(r, key, &st->own_floor, trimmed);
+    return MP_OK;
+}
+
 int persist_stream_trim(struct rds *r, const struct persist_stream_state *st, long long maxlen,
                         long long *trimmed)
 {
-    int rc;
+    char key[KEY_BUF];
+    int rc = MP_OK;
+
     *trimmed = 0;
-    if (!st->have_all_floor)
-        return MP_OK;
-    if ((rc = trim_to(r, &st->all_floor, trimmed)) != MP_OK)
-        return rc;
-    if (st->have_own_floor && st->length - *trimmed > maxlen &&
-        persist_sid_cmp(&st->own_floor, &st->all_floor) > 0)
-        return trim_to(r, &st->own_floor, trimmed);
-    return MP_OK;
+    if (!multi())
+        return trim_one(r, stream_key(0, key), st, maxlen, trimmed);
+    /* Several shards: each stream by its own floors, read again here (st holds only the sums). */
+    for (int i = 0; i < key_shards() && rc == MP_OK; i++) {
+        struct persist_stream_state one;
+        if ((rc = state_of(r, stream_key(i, key), &one)) == MP_OK)
+            rc = trim_one(r, key, &one, maxlen, trimmed);
+    }
+    return rc;
 }

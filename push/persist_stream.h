@@ -2,6 +2,16 @@
  * MQ_GROUP, reading (new entries, its own pending ones, entries claimed from dead consumers), XACK, the
  * dead-letter stream, and keeping the stream short.
  *
+ * Shards (shared/keys.h): there is one stream per shard (redis.stream_shards), each with its own group
+ * and dead-letter stream, and every function here works on all of them. With one shard nothing differs.
+ * With several, the entry ids handed out are "<id>@<shard>" (the stream's own id and the shard whose
+ * stream has it: ids of two streams may be equal), and every function taking an id or a cursor routes it
+ * by that suffix (an id without one is shard 0's): a read of new entries is one XREADGROUP over every
+ * stream (the count split over them); a read of pending entries goes through the streams one after the other,
+ * as does a claim (its cursor is "0-0" only after the last stream's full pass); state sums the streams, trim
+ * and forgetting consumers work on each. A dead letter keeps the entry's own id (MQ_F_DEAD_ID) and goes to
+ * its shard's dead-letter stream (one MULTI with the XACK).
+ *
  * Every function returns MP_OK, MP_EAGAIN when Redis is unavailable (rds.c dropped the connection and
  * logged it) or still loading its data after a restart, MP_ENOENT when the stream or the group is gone
  * (create the group again), or MP_ERR for an error reply (logged here). Replies are checked for their shape:
@@ -24,12 +34,14 @@ struct persist_read {
     size_t n;
     char cursor[PERSIST_SID_MAX]; /* claim: where the next claim continues; "0-0" after a full pass */
     size_t deleted;               /* claim: pending entries Redis found deleted (and dropped from the PEL) */
+    void *own;                    /* several shards: the relabeled entries (ids with "@<shard>") */
 };
 
 void persist_read_free(struct persist_read *rd);
 
-/* Work on another stream than KEY_MQ with the same rules: its key, consumer group, dead-letter stream and
- * that stream's cap (a decimal string). magpie-notify binds KEY_NOTIFY this way (notify/notify_worker.h);
+/* Work on other streams than KEY_MQ with the same rules: their key, consumer group, dead-letter stream
+ * (key and dead are the KEY_SHARDED names, KEY_NOTIFY_NAME...) and the dead-letter stream's cap (a decimal
+ * string). magpie-notify binds KEY_NOTIFY this way (notify/notify_worker.h);
  * call it once at start, before any other function here: it holds for the whole process. The strings
  * are borrowed and must live as long. */
 void persist_stream_bind(const char *key, const char *group, const char *dead, const char *dead_maxlen);
@@ -50,8 +62,14 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
 int persist_stream_claim(struct rds *r, const char *consumer, long long min_idle_ms, const char *cursor,
                          long long count, struct persist_read *rd);
 
-/* XACK KEY_MQ MQ_GROUP ids... */
+/* XACK KEY_MQ MQ_GROUP ids... (one XACK per shard that has any) */
 int persist_stream_ack(struct rds *r, const char *const *ids, size_t n);
+
+/* XDEL KEY_MQ ids... (likewise) */
+int persist_stream_del(struct rds *r, const char *const *ids, size_t n);
+
+/* The streams' names for a log line. */
+void persist_stream_describe(char *buf, size_t len);
 
 /* XCLAIM KEY_MQ MQ_GROUP consumer 0 <the last entry of rd> JUSTID: take our own pending entry again, its
  * delivery count unchanged. A write that Redis propagates after the read that delivered rd's entries, so a

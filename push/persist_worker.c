@@ -107,7 +107,7 @@ static void redis_failed(struct persist_worker *w, int rc)
 {
     if (rc == MP_ENOENT) {
         if (w->group_ready)
-            log_warn("consumer group gone, creating it again stream=%s group=%s", KEY_MQ, MQ_GROUP);
+            log_warn("consumer group gone, creating it again group=%s", MQ_GROUP);
         w->group_ready = 0;
     }
     if (rc == MP_EAGAIN)
@@ -442,7 +442,9 @@ static void read_and_process(struct persist_worker *w, volatile sig_atomic_t *st
 
 int persist_worker_run(struct persist_worker *w, volatile sig_atomic_t *stop)
 {
-    log_info("started consumer=%s stream=%s group=%s batch=%lld", w->consumer, KEY_MQ, MQ_GROUP,
+    char streams[128];
+    persist_stream_describe(streams, sizeof(streams));
+    log_info("started consumer=%s stream=\"%s\" group=%s batch=%lld", w->consumer, streams, MQ_GROUP,
              w->cfg->persist.batch);
     while (!*stop) {
         rds_follow(&w->rds); /* between batches: a master the sentinels announced is used from now on */
@@ -454,7 +456,7 @@ int persist_worker_run(struct persist_worker *w, volatile sig_atomic_t *stop)
                 continue;
             }
             if (created)
-                log_info("created the consumer group stream=%s group=%s", KEY_MQ, MQ_GROUP);
+                log_info("created the consumer group stream=\"%s\" group=%s", streams, MQ_GROUP);
             w->group_ready = 1;
             redis_ok(w);
         }

@@ -236,7 +236,7 @@ static void catch_up_failed(struct resume *r)
 
 static void session_key(char *buf, size_t size, int64_t uid)
 {
-    snprintf(buf, size, KEY_STOMP_ACKED, (long long)uid);
+    key_tagged(buf, size, KEY_STOMP_ACKED, uid);
 }
 
 static const struct resume_ops stomp_resume = {

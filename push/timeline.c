@@ -35,7 +35,9 @@
     150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
             */
 
-/* KEYS: KEY_TL, KEY_SEQ of the user, KEY_SEQ_RESTORED. ARGV: the first seq wanted, limit, KEY_MSG's prefix.
+/* KEYS: KEY_TL, KEY_SEQ of the user, KEY_SEQ_RESTORED of their shard. ARGV: the first seq wanted, limit,
+ * KEY_MSG's prefix in the user's shard (the copies of the messages the user reads; the cluster split must
+ * pass them as KEYS).
  * Returns {latest seq, seq, mid, packet or nil, seq, mid, packet or nil, ...}, or {-1} when Redis has no
  * counter for the user and may have lost it (then MySQL says what the latest seq is). Reads only. */
 static struct rdsa_script sync_lua = {
@@ -57,8 +59,6 @@ static struct rdsa_script sync_lua = {
     "end\n"
     "return out\n",
     ""};
-
-static char msg_prefix[32];
 
 /* One timeline entry: its seq and message, and the packet without seq once some store gave it. */
 struct tl_entry {
@@ -82,10 +82,7 @@ struct sync_req {
 
 void timeline_init(void)
 {
-    char buf[64];
     rdsa_script(&sync_lua);
-    snprintf(buf, sizeof(buf), KEY_MSG, 0LL);
-    snprintf(msg_prefix, sizeof(msg_prefix), "%.*s", (int)(strlen(buf) - 1), buf);
 }
 
 static void entries_free(struct tl_entry *e, size_t n)
@@ -544,7 +541,7 @@ unavailable:
 
 void timeline_sync(struct conn *c, const struct chatpkt *p)
 {
-    char tl[64], seq[64], first[24], limit[16];
+    char tl[64], seq[64], restored[64], msg_prefix[64], first[24], limit[16];
     const char *argv[6];
     size_t argvlen[6];
     struct sync_req *q;
@@ -570,13 +567,15 @@ void timeline_sync(struct conn *c, const struct chatpkt *p)
         sync_done(q);
         return;
     }
-    snprintf(tl, sizeof(tl), KEY_TL, (long long)c->uid);
-    snprintf(seq, sizeof(seq), KEY_SEQ, (long long)c->uid);
+    key_tagged(tl, sizeof(tl), KEY_TL, c->uid);
+    key_tagged(seq, sizeof(seq), KEY_SEQ, c->uid);
     snprintf(first, sizeof(first), "%llu", (unsigned long long)q->y.after + 1);
     snprintf(limit, sizeof(limit), "%d", q->y.limit);
     argv[0] = tl;
     argv[1] = seq;
-    argv[2] = KEY_SEQ_RESTORED;
+    snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, key_shard(c->uid));
+    key_msg_prefix(msg_prefix, sizeof(msg_prefix), key_shard(c->uid)); /* the user's copies */
+    argv[2] = restored;
     argv[3] = first;
     argv[4] = limit;
     argv[5] = msg_prefix;

@@ -13,12 +13,13 @@
  * seq MySQL holds for its user (persist_seq.c) before it sets that key again, and until then a message to or
  * from a user without a counter gets E "temporarily unavailable, retry" -- so no seq is given twice, and no
  * message overtakes another by a detour. (A Redis restored from an old backup keeps the key with older
- * counters: after such a restore, DEL mp:seq:restored and magpie-persist repairs them the same way.) What
- * can refuse a message in the script (the friend check, a missing counter) does so before the first write,
- * and a failed timeline write undoes the writes before it, so a refused message (E) takes no seq. A retry of
- * the same (from, id) finds the dedup key and gets the first mid and seq back. A delivery carries both seqs
- * to the other nodes ("<fseq> <tseq> " ahead of chatpkt_delivery's payload); each connection gets the packet
- * with its own user's seq spliced in (packet_with_seq, shared/packet.h).
+ * counters: after such a restore, DEL every shard's KEY_SEQ_RESTORED (mp:{<shard>}:seq:restored) and
+ * magpie-persist repairs them the same way.) What can refuse a message in the script (the friend check, a
+ * missing counter) does so before the first write, and a failed timeline write undoes the writes before it,
+ * so a refused message (E) takes no seq. A retry of the same (from, id) finds the dedup key and gets the
+ * first mid and seq back. A delivery carries both seqs to the other nodes ("<fseq> <tseq> " ahead of
+ * chatpkt_delivery's payload); each connection gets the packet with its own user's seq spliced in
+ * (packet_with_seq, shared/packet.h).
  *
  * Where each entry lives.
  *   - Redis, recent: KEY_TL holds a contiguous run of a user's latest seqs (about timeline.max_entries of

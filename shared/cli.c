@@ -1,6 +1,8 @@
 /* cli.c -- see cli.h. */
 #include "cli.h"
+#include "keys.h"
 #include "log.h"
+#include "magpie.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,15 +64,27 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         fprintf(stderr, "%s: %s\n", component ? component : argv[0], err);
         return 1;
     }
-    /* Redis Cluster is half built (issue 20): the client layer exists (shared/rcluster.h), but the daemons'
-     * keys carry no hash tags yet, so their scripts would fail with CROSSSLOT. Say so at start rather than
-     * fail on the first message. magpie-migrate talks only to MySQL. */
+    keys_set_shards((int)cfg->redis.stream_shards);
+    /* Redis Cluster is half built (issue 20): the client layer exists (shared/rcluster.h) and every key
+     * carries its shard's hash tag (shared/keys.h), but a message between users of two shards is still one
+     * script over both shards' keys (CROSSSLOT on a cluster: the per-shard split is the next step), and
+     * magpie-push has no asynchronous cluster client yet. Say so at start rather than fail on the first
+     * message. magpie-migrate talks only to MySQL. */
     if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0') {
-        fprintf(
-            stderr,
-            "%s: %s: redis.cluster is set, but magpie-%s does not run on Redis Cluster yet (its Redis keys "
-            "carry no hash tags: issue 20); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
-            component, config_path, component);
+        if (cfg->redis.stream_shards > 1)
+            fprintf(
+                stderr,
+                "%s: %s: redis.cluster is set with redis.stream_shards = %lld, but the send scripts are not "
+                "split per shard yet (a message between two shards would touch two slots: issue 20's next "
+                "step); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
+                component, config_path, cfg->redis.stream_shards);
+        else
+            fprintf(stderr,
+                    "%s: %s: redis.cluster is set, but magpie-%s does not run on Redis Cluster yet (the keys "
+                    "carry hash tags, but magpie-push has no asynchronous cluster client and the daemons do "
+                    "not use shared/rcluster.h yet: issue 20); use one Redis (redis.host) or Sentinel "
+                    "(redis.sentinels)\n",
+                    component, config_path, component);
         config_free(cfg);
         return 1;
     }
@@ -86,5 +100,22 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
     }
     if (component != NULL)
         log_fatal_signals();
+    /* redis.stream_shards must be what the data in Redis was written with (keys.h). Redis down now: the
+     * daemon starts (it waits for Redis like at any outage), and magpie-persist checks before it works. */
+    if (component != NULL && strcmp(component, "migrate") != 0) {
+        int rc = keys_startup_check(cfg);
+        if (rc == MP_ERR) {
+            fprintf(stderr,
+                    "%s: %s: redis.stream_shards = %lld, but the data in Redis was written with another "
+                    "shard count (" KEY_SHARDS "; see the log); it cannot change once data exists\n",
+                    component, config_path, cfg->redis.stream_shards);
+            config_free(cfg);
+            return 1;
+        }
+        if (rc != MP_OK)
+            log_warn(
+                "cannot check redis.stream_shards against Redis now (unavailable); magpie-persist checks "
+                "it before it stores anything");
+    }
     return -1;
 }

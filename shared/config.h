@@ -40,6 +40,7 @@ struct magpie_config {
         long long min_replicas_acked; /* WAIT for this many replicas before a durable ack; 0 = no WAIT */
         long long wait_timeout_ms;    /* WAIT's timeout; below command_timeout_ms (config_load checks) */
         char *cluster;                /* "host:port, ..." seeds of a Redis Cluster; "" = no cluster */
+        long long stream_shards;      /* users' shards: keys' hash tags and streams (shared/keys.h) */
         long long cluster_retry_ms;   /* how long one command retries through a failover (rcluster.h) */
     } redis;
     struct {

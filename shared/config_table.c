@@ -84,7 +84,8 @@ static const char *check_addr_list(const char *v)
 
 const struct config_key config_keys[] = {
     /* [log] */
-    STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.", check_level),
+    STR("log", "level", log.level, 1, 5, "info", "Lowest level written: debug, info, warn or error.",
+        check_level),
     STR("log", "file", log.file, 1, 4095, "",
         "Log file (appended; reopened on SIGHUP for logrotate). Empty = standard error.", NULL),
 
@@ -123,7 +124,8 @@ const struct config_key config_keys[] = {
         "Acknowledge a message (A, RECEIPT, PUBACK; /logout, /admin/friends, /admin/orders, group changes\n"
         "over HTTP) only once this many replicas hold it (WAIT); when fewer confirm within\n"
         "redis.wait_timeout_ms the client gets \"temporarily unavailable\" and retries (the retry is\n"
-        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long as a replica that acked it is promoted\n"
+        "deduplicated). With Sentinel and 1, a kill -9 of the master loses no acknowledged message as long "
+        "as a replica that acked it is promoted\n"
         "(README, Redis Sentinel). 0 = no WAIT: an ack means the master has it (and its AOF setting)."),
     INT("redis", "wait_timeout_ms", redis.wait_timeout_ms, 1, 60000, "500",
         "How long WAIT waits for redis.min_replicas_acked replicas. Must be below\n"
@@ -131,10 +133,18 @@ const struct config_key config_keys[] = {
     STR("redis", "cluster", redis.cluster, 1, 4095, "",
         "Redis Cluster (SPEC §7): comma-separated host:port of some of its nodes (seeds); the slot map\n"
         "is asked of them and followed from there (MOVED, ASK, failovers). Not with redis.sentinels, and\n"
-        "redis.db must be 0. NOT YET USABLE by the daemons (their keys carry no hash tags yet, issue 20):\n"
-        "magpie-http, magpie-push, magpie-persist and magpie-notify refuse to start when it is set.\n"
-        "Empty = no cluster.",
+        "redis.db must be 0. NOT YET USABLE by the daemons (issue 20): the keys carry hash tags\n"
+        "(redis.stream_shards), but the send scripts of a message between two shards are not split per\n"
+        "shard yet, and magpie-push has no asynchronous cluster client yet: magpie-http, magpie-push,\n"
+        "magpie-persist and magpie-notify refuse to start when it is set. Empty = no cluster.",
         check_addr_list),
+    INT("redis", "stream_shards", redis.stream_shards, 1, 1024, "1",
+        "Users are split into this many shards (uid mod N; a group's is gid mod N): every per-user and\n"
+        "per-group Redis key carries its shard's hash tag (shared/keys.h), and the chat and notification\n"
+        "queues are one stream per shard, which magpie-persist and magpie-notify all read. It must never\n"
+        "change once data exists: Redis records it at the first start, and every daemon refuses to start\n"
+        "when this differs. More than 1 spreads the users over the masters of a Redis Cluster (a later\n"
+        "step of issue 20); on one Redis it works but gains nothing."),
     INT("redis", "cluster_retry_ms", redis.cluster_retry_ms, 0, 60000, "1000",
         "Redis Cluster: how long one command is retried (backoff, slot map refreshed between tries) through\n"
         "CLUSTERDOWN, TRYAGAIN and lost connections before the caller answers \"temporarily unavailable\"\n"
@@ -150,7 +160,8 @@ const struct config_key config_keys[] = {
     STR("mysql", "database", mysql.database, 1, 64, "magpie", "Database (schema) name.", NULL),
     INT("mysql", "connect_timeout_s", mysql.connect_timeout_s, 1, 60, "2", "Connect timeout in seconds."),
     INT("mysql", "rw_timeout_s", mysql.rw_timeout_s, 1, 600, "5",
-        "A query whose reply takes longer is abandoned and MySQL is treated as down (catches a hung server)."),
+        "A query whose reply takes longer is abandoned and MySQL is treated as down (catches a hung "
+        "server)."),
 
     /* [http] */
     STR("http", "listen", http.listen, 3, 261, "127.0.0.1:8081",
@@ -217,7 +228,8 @@ const struct config_key config_keys[] = {
         "Name of the HttpOnly cookie that binds a QR session to the browser that created it.", NULL),
 
     /* [push] */
-    STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.", check_addr),
+    STR("push", "listen", push.listen, 3, 261, "127.0.0.1:9001", "WebSocket listener of this node.",
+        check_addr),
     INT("push", "node_id", push.node_id, 0, 1022, "1",
         "This node's id, unique in the cluster (part of every message id). 1023 is taken: group\n"
         "events' ids are minted in Redis as that node (push/group.h)."),
@@ -315,14 +327,15 @@ const struct config_key config_keys[] = {
     INT("persist", "max_failures", persist.max_failures, 1, 1000, "5",
         "A row MySQL refuses (a value it rejects, a constraint, a message id already taken) is retried\n"
         "until its entry has been delivered this many times, then goes to the dead-letter stream\n"
-        "mp:mq:dead with the reason and its original fields. A malformed entry goes there at once."),
+        "of its shard (mp:{<shard>}:mq:dead) with the reason and its original fields. A malformed entry\n"
+        "goes there at once."),
     INT("persist", "stream_maxlen", persist.stream_maxlen, 1000, 1000000000, "1000000",
-        "The stream keeps only what someone still needs: every housekeeping_ms the worker trims the\n"
-        "entries every consumer group on it has acked (XTRIM MINID). If other groups than magpie-persist\n"
-        "lag so much that the stream holds more than this many entries, the entries magpie-persist has\n"
-        "stored are trimmed even though those groups have not read them. Entries not yet stored in\n"
-        "MySQL are never trimmed, so while MySQL is down the stream grows past this (watch\n"
-        "magpie_persist_lag_seconds)."),
+        "Each shard's stream keeps only what someone still needs: every housekeeping_ms the worker\n"
+        "trims the entries every consumer group on it has acked (XTRIM MINID). If other groups than\n"
+        "magpie-persist lag so much that one stream holds more than this many entries, the entries\n"
+        "magpie-persist has stored are trimmed even though those groups have not read them. Entries\n"
+        "not yet stored in MySQL are never trimmed, so while MySQL is down the stream grows past this\n"
+        "(watch magpie_persist_lag_seconds)."),
     STR("persist", "metrics_listen", persist.metrics_listen, 3, 261, "127.0.0.1:9201",
         "Loopback HTTP listener for /metrics and /healthz of this worker. Empty = off.", check_addr),
     INT("persist", "housekeeping_ms", persist.housekeeping_ms, 100, 60000, "1000",
@@ -395,7 +408,8 @@ const struct config_key config_keys[] = {
         check_http_url),
     STR("notify", "ca_file", notify.ca_file, 1, 4096, "",
         "A PEM file of the CA certificates an https webhook_url must chain to, instead of the system's\n"
-        "(e.g. a private CA). Empty = the system's. The receiver's name is always checked.", NULL),
+        "(e.g. a private CA). Empty = the system's. The receiver's name is always checked.",
+        NULL),
     STR("notify", "secret", notify.secret, 16, 512, "",
         "The HMAC-SHA256 key of the X-Magpie-Signature header (sha256=<hex of the body's HMAC>); the\n"
         "receiver checks it. Required when webhook_url is set (magpie-notify refuses to start without).",
@@ -404,8 +418,9 @@ const struct config_key config_keys[] = {
         "An event carries the first this many characters of a text message as its preview; 0 = none\n"
         "(the receiver then knows only who wrote, not what)."),
     INT("notify", "queue_maxlen", notify.queue_maxlen, 1000, 1000000000, "1000000",
-        "The stream mp:notify holds at most about this many events (XADD MAXLEN ~): if magpie-notify is\n"
-        "down long enough for more to queue, the oldest are dropped (they would be past max_age_s soon)."),
+        "Each shard's stream mp:{<shard>}:notify holds at most about this many events (XADD MAXLEN\n"
+        "~): if magpie-notify is down long enough for more to queue, the oldest are dropped (they\n"
+        "would be past max_age_s soon)."),
     INT("notify", "max_batch", notify.max_batch, 1, 1000, "100", "Events in one POST at most."),
     INT("notify", "max_inflight", notify.max_inflight, 1, 64, "4",
         "POSTs in flight at once (libcurl's multi interface, one thread)."),
@@ -425,7 +440,7 @@ const struct config_key config_keys[] = {
         "The longest wait between two tries of an event."),
     INT("notify", "max_age_s", notify.max_age_s, 1, 2592000, "86400",
         "An event still not taken this long after it was queued goes to the dead-letter stream\n"
-        "mp:notify:dead with the last failure as its reason."),
+        "of its shard (mp:{<shard>}:notify:dead) with the last failure as its reason."),
     INT("notify", "block_ms", notify.block_ms, 1, 2000, "1000",
         "How long one read of the stream waits for new events when magpie-notify has nothing else to do."),
     INT("notify", "claim_idle_ms", notify.claim_idle_ms, 2000, 86400000, "30000",

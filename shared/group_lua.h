@@ -11,21 +11,28 @@
 #include "keys.h"
 #include "stream.h"
 
-/* mp_counters_ok(uids): false when Redis may have lost seq counters (KEY_SEQ_RESTORED missing) and one of
- *   these users has none -- the script must then refuse (timeline.h: -3, "temporarily unavailable").
- * mp_fanout(uids, mid, conv, keep, maxlen): give mid the next seq in every user's timeline (INCR KEY_SEQ,
- *   XADD "<seq>-0" {m: mid} to KEY_TL with MAXLEN ~ maxlen), then renew each KEY_TL's TTL (keep) and put
- *   conv ("g<gid>") at that seq in the user's KEY_CONVS. Returns the flat list {uid, seq, uid, seq, ...};
- *   or nil and the error when a timeline refused its entry (a timeline ahead of its counter: someone edited
- *   the keys), after undoing every seq and entry this call wrote -- so a refused entry takes no seq.
- * mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS.
- * mp_publish(payload, self, oldest): PUBLISH payload on CHAN_NODE of every live node (heartbeat in KEY_NODES
- *   at or after oldest ms) but self ("" = none). */
+/* GROUP_LUA_LIB: keys.h's KEY_LUA_LIB (S = redis.stream_shards, which the script defines first: the scripts
+ * build the keys of members in their shards; see keys.h for why the cluster split must pass them as KEYS
+ * instead), then:
+ * mp_counters_ok(uids, restored): false when Redis may have lost seq counters (KEY_SEQ_RESTORED, whose key of
+ *   the script's shard is restored: all shards' are set together, missing) and one of these users has none --
+ * the script must then refuse (timeline.h: -3, "temporarily unavailable"). mp_fanout(uids, mid, conv, keep,
+ * maxlen): give mid the next seq in every user's timeline (INCR KEY_SEQ, XADD "<seq>-0" {m: mid} to KEY_TL
+ * with MAXLEN ~ maxlen), then renew each KEY_TL's TTL (keep) and put conv ("g<gid>") at that seq in the
+ * user's KEY_CONVS. Returns the flat list {uid, seq, uid, seq, ...}; or nil and the error when a timeline
+ * refused its entry (a timeline ahead of its counter: someone edited the keys), after undoing every seq and
+ * entry this call wrote -- so a refused entry takes no seq. mp_msg_copies(src, mid, uids, keep): COPY the
+ * message hash src (KEY_MSG of mid in the script's shard) to the KEY_MSG of mid in the shard of every user of
+ * uids (keys.h: a message is read in its reader's shard), each with TTL keep; with S = 1 there is no other
+ * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
+ * self, oldest): PUBLISH payload on CHAN_NODE of every live node (heartbeat in KEY_NODES at or after oldest
+ * ms) but self ("" = none). */
 #define GROUP_LUA_LIB                                                                                        \
-    "local function mp_counters_ok(uids)\n"                                                                  \
-    "  if redis.call('EXISTS', '" KEY_SEQ_RESTORED "') == 1 then return true end\n"                          \
+    KEY_LUA_LIB                                                                                              \
+    "local function mp_counters_ok(uids, restored)\n"                                                        \
+    "  if redis.call('EXISTS', restored) == 1 then return true end\n"                                        \
     "  for i = 1, #uids do\n"                                                                                \
-    "    if redis.call('EXISTS', '" KEY_SEQ_PREFIX "' .. uids[i]) == 0 then return false end\n"              \
+    "    if redis.call('EXISTS', mp_key('" KEY_SEQ_NAME "', uids[i])) == 0 then return false end\n"          \
     "  end\n"                                                                                                \
     "  return true\n"                                                                                        \
     "end\n"                                                                                                  \
@@ -33,14 +40,14 @@
     "  local out = {}\n"                                                                                     \
     "  for i = 1, #uids do\n"                                                                                \
     "    local u = uids[i]\n"                                                                                \
-    "    local s = redis.call('INCR', '" KEY_SEQ_PREFIX "' .. u)\n"                                          \
-    "    local ok = redis.pcall('XADD', '" KEY_TL_PREFIX "' .. u, 'MAXLEN', '~', maxlen, s .. '-0', '"       \
-    TL_F_MID "', mid)\n"                                                                                     \
+    "    local s = redis.call('INCR', mp_key('" KEY_SEQ_NAME "', u))\n"                                      \
+    "    local ok = redis.pcall('XADD', mp_key('" KEY_TL_NAME                                                \
+    "', u), 'MAXLEN', '~', maxlen, s .. '-0', '" TL_F_MID "', mid)\n"                                        \
     "    if type(ok) == 'table' and ok.err then\n"                                                           \
-    "      redis.call('DECR', '" KEY_SEQ_PREFIX "' .. u)\n"                                                  \
+    "      redis.call('DECR', mp_key('" KEY_SEQ_NAME "', u))\n"                                              \
     "      for j = 1, #out, 2 do\n"                                                                          \
-    "        redis.call('XDEL', '" KEY_TL_PREFIX "' .. out[j], out[j + 1] .. '-0')\n"                        \
-    "        redis.call('DECR', '" KEY_SEQ_PREFIX "' .. out[j])\n"                                           \
+    "        redis.call('XDEL', mp_key('" KEY_TL_NAME "', out[j]), out[j + 1] .. '-0')\n"                    \
+    "        redis.call('DECR', mp_key('" KEY_SEQ_NAME "', out[j]))\n"                                       \
     "      end\n"                                                                                            \
     "      return nil, ok.err\n"                                                                             \
     "    end\n"                                                                                              \
@@ -48,10 +55,21 @@
     "    out[#out + 1] = s\n"                                                                                \
     "  end\n"                                                                                                \
     "  for j = 1, #out, 2 do\n"                                                                              \
-    "    redis.call('EXPIRE', '" KEY_TL_PREFIX "' .. out[j], keep)\n"                                        \
-    "    redis.call('ZADD', '" KEY_CONVS_PREFIX "' .. out[j], out[j + 1], conv)\n"                           \
+    "    redis.call('EXPIRE', mp_key('" KEY_TL_NAME "', out[j]), keep)\n"                                    \
+    "    redis.call('ZADD', mp_key('" KEY_CONVS_NAME "', out[j]), out[j + 1], conv)\n"                       \
     "  end\n"                                                                                                \
     "  return out\n"                                                                                         \
+    "end\n"                                                                                                  \
+    "local function mp_msg_copies(src, mid, uids, keep)\n"                                                   \
+    "  local done = {[src] = true}\n"                                                                        \
+    "  for i = 1, #uids do\n"                                                                                \
+    "    local k = mp_skey('" KEY_MSG_NAME "', mp_shard(uids[i]), mid)\n"                                    \
+    "    if not done[k] then\n"                                                                              \
+    "      done[k] = true\n"                                                                                 \
+    "      redis.call('COPY', src, k, 'REPLACE')\n"                                                          \
+    "      redis.call('EXPIRE', k, keep)\n"                                                                  \
+    "    end\n"                                                                                              \
+    "  end\n"                                                                                                \
     "end\n"                                                                                                  \
     "local function mp_seqs(pairs, skip)\n"                                                                  \
     "  local s = {}\n"                                                                                       \

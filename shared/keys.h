@@ -3,9 +3,114 @@
  * All names start with "mp:" so Magpie can share a Redis with other applications. Formats take printf
  * arguments as shown (uid and node ids as %lld / %d, tokens and mobiles as %s). A TTL written as a config
  * key means the key is set with EXPIRE of that config value.
+ *
+ * The layout: shards and hash tags (SPEC §7, issue 20). This comment owns it.
+ *   - Users are split into S = redis.stream_shards shards: shard(uid) = uid mod S, and a group's shard is
+ *     gid mod S (key_shard below). S never changes once data exists (every key below would move):
+ *     KEY_SHARDS records it at the first start and every daemon refuses to start when its config says
+ *     another S (keys_check_shards).
+ *   - Every per-user and per-group key carries the hash tag of its shard, spelled exactly "{<shard>}" in
+ *     decimal right after "mp:" (KEY_TAGGED: "mp:{3}:seq:42"), so everything of the users of one shard,
+ *     plus that shard's streams, hashes to one Redis Cluster slot. Per user: KEY_FRIENDS, KEY_PRESENCE,
+ *     KEY_DEDUP, KEY_SEQ, KEY_TL, KEY_CONVS, KEY_CONV, KEY_STOMP_ACKED, KEY_MQTT_SESSION, KEY_USER_GROUPS;
+ *     per group: KEY_GROUP, KEY_GROUP_MEMBERS.
+ *   - Keys read by message id (KEY_MSG) live in the reader's shard: a message is written once into every
+ *     shard that reads it (the sender's and the recipient's for t/i; each member's shard for a group
+ *     entry); with S = 1 that is one copy, as before.
+ *   - Per shard (tag of the shard): the chat stream KEY_MQ and its dead letters (a message goes to the
+ *     stream of the sender's shard, a group entry to its group's: the slot of the script that writes it;
+ *     magpie-persist reads every shard's stream, several instances sharing them through MQ_GROUP); the
+ *     notification stream KEY_NOTIFY and its dead letters (written by the send scripts, so the same rule;
+ *     magpie-notify reads every shard's); KEY_SEQ_RESTORED (read inside the send scripts next to the
+ *     users' counters, so each shard has its own, all set by magpie-persist's restore).
+ *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
+ *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone). KEY_NODES is
+ *     still read inside the send scripts (the recipient's live nodes for the offline notification, the
+ *     group presence check), PRESENCE_LUA and the node registry scripts: on a cluster that is a second
+ *     slot, so the cluster step must take it out of the user scripts (the live-node list, which every
+ *     node caches, passed in ARGV); it is a known remaining cross-slot read, listed here on purpose.
+ *   - Keys never in a script or MULTI with others (SMS, QR, revocations, ws tickets, geo, orders, the node
+ *     registry, rooms) keep one slot each and carry no tag.
+ * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
+ * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
+ * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
+ * a node's users, a t's two users' KEY_FRIENDS in T) build those names in Lua with KEY_LUA_LIB's
+ * mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 all of them are the one slot {0} (a cluster
+ * with S = 1 then works, bar KEY_NODES above); S > 1 works on one Redis, where a script may span tags. On a
+ * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
+ * 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per shard) must pass
+ * every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with
+ * S > 1, and (for want of magpie-push's cluster client) with S = 1 too (shared/cli.c).
+ * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
+ * (keys_upgrade), before any daemon uses the new names; see the README.
  */
 #ifndef MAGPIE_KEYS_H
 #define MAGPIE_KEYS_H
+
+#include <hiredis/hiredis.h>
+
+/* ---- shards (the layout above) ---- */
+#define KEY_SHARDS_MAX 1024 /* the top of redis.stream_shards */
+/* A per-shard or per-id key: "mp:{<shard>}:<name>", "mp:{<shard>}:<name>:<id>"; printf args shard, id. */
+#define KEY_SHARDED(name) "mp:{%d}:" name
+#define KEY_TAGGED(name)  KEY_SHARDED(name) ":%lld"
+/* Lua: KEY_LUA_LIB defines, for S = the Lua value named KEY_LUA_SHARDS (a script defines it first: from
+ * an ARGV, "local " KEY_LUA_SHARDS " = ARGV[2]\n", or keys_lua's first line does): mp_shard(id) =
+ * key_shard; mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...);
+ * mp_skey(name, shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard)
+ * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
+ * string (mp_skey). */
+#define KEY_LUA_SHARDS "MP_S_IN"
+#define KEY_LUA_LIB                                                                                          \
+    "local MP_S = tonumber(" KEY_LUA_SHARDS ")\n"                                                            \
+    "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"            \
+    "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"      \
+    "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                           \
+    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n"
+/* string: the shard count S every key was written with (decimal). Set with SET NX at the first start of a
+ * daemon that has Redis; no TTL. Global (read alone). */
+#define KEY_SHARDS "mp:shards"
+/* string "1": the keys of a deployment from before the tags have been renamed (keys_upgrade). No TTL. */
+#define KEY_TAGGED_MARK "mp:keys:tagged"
+
+/* S, as set by keys_set_shards (1 until then). */
+int key_shards(void);
+/* Set S (redis.stream_shards); called by cli_start once the config is read. */
+void keys_set_shards(int shards);
+/* The shard of a uid or gid: id mod S (ids are positive; a negative one is taken as its absolute value). */
+int key_shard(long long id);
+/* Format the KEY_TAGGED key fmt (a literal: KEY_SEQ...) of id into buf (size len), in id's shard. */
+#define key_tagged(buf, len, fmt, id) snprintf((buf), (len), fmt, key_shard(id), (long long)(id))
+
+/* KEY_MSG of the ids of shard without the id ("mp:{3}:msg:"), for a script that appends mids of that shard
+ * (the caller's own: a reader's KEY_MSG copies). */
+void key_msg_prefix(char *buf, size_t len, int shard);
+
+/* A script's source with S defined first (KEY_LUA_SHARDS), for scripts given as source whose ARGV cannot
+ * take S; malloc'd, kept for the process (S never changes). NULL when out of memory. */
+char *keys_lua(const char *src);
+
+/* Check S against KEY_SHARDS (set it when missing) on a synchronous connection: MP_OK, MP_EAGAIN when
+ * Redis did not answer, MP_ERR when Redis holds another S (logged: the daemon must not start). */
+struct rds;
+int keys_check_shards(struct rds *r);
+/* The one-time upgrade of a Redis written before the tags (the names without "{<shard>}"): unless
+ * KEY_TAGGED_MARK is set, SCAN every "mp:" key and RENAMENX each per-user, per-group and per-message key
+ * and each stream to its name in this layout (KEY_MSG: COPY into every shard, then DEL; the old
+ * KEY_SEQ_RESTORED: DEL, so that magpie-persist restores the counters from MySQL once more), then set
+ * KEY_TAGGED_MARK. Idempotent: a key already renamed is not found again; a new name that exists already
+ * (written since) keeps its value and the old key is left and logged. Run by magpie-persist before its
+ * worker starts; the send scripts refuse messages (E, retried) until the counters are restored after it.
+ * MP_OK, MP_EAGAIN (Redis unavailable: call again). *renamed gets the number of keys moved. */
+int keys_upgrade(struct rds *r, long long *renamed);
+
+/* keys_check_shards on a connection of its own made from cfg, closed after: for a daemon's start (one
+ * connect attempt). */
+struct magpie_config;
+int keys_startup_check(const struct magpie_config *cfg);
+/* The same check on a reply to "GET " KEY_SHARDS (NULL reply = not answered): MP_OK when it is nil (then
+ * set it) or S, MP_ERR when it is another S (logged). *missing is set when it is nil. */
+int keys_shards_reply(const redisReply *rep, int *missing);
 
 /* ---- SMS login (magpie-http) ---- */
 /* hash {code, tries}: the code sent to a mobile; TTL sms.code_ttl_s. Deleted when used or burnt. */
@@ -38,7 +143,8 @@
 
 /* ---- users and friends ---- */
 /* set of uids: the friends of a user (seed 001's URS:<uid>). Written with MySQL's friends table; no TTL. */
-#define KEY_FRIENDS "mp:friends:%lld"
+#define KEY_FRIENDS_NAME "friends"
+#define KEY_FRIENDS      KEY_TAGGED(KEY_FRIENDS_NAME) /* shard, uid */
 /* hash {customer, courier}: an order a courier may take with T (seed 001). Written by /admin/orders (field
  * "customer"); T sets "courier" with HSETNX, so only the first courier gets it. No TTL; MySQL's orders table
  * has the record too. */
@@ -54,10 +160,9 @@
 /* hash {ws_url, room_url, started}: a node's advertised URLs; TTL push.node_ttl_s, renewed by heartbeat. */
 #define KEY_NODE "mp:node:%d"
 /* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
- * presence check (presence.h) and removed when that node id starts again; no TTL. The prefix is also
- * spelled in PRESENCE_LUA. */
-#define KEY_PRESENCE_PREFIX "mp:presence:"
-#define KEY_PRESENCE KEY_PRESENCE_PREFIX "%lld"
+ * presence check (presence.h) and removed when that node id starts again; no TTL. */
+#define KEY_PRESENCE_NAME "presence"
+#define KEY_PRESENCE      KEY_TAGGED(KEY_PRESENCE_NAME) /* shard, uid */
 /* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
 #define KEY_NODE_USERS "mp:node:%d:users"
 
@@ -65,39 +170,43 @@
 /* stream: accepted chat messages waiting for magpie-persist; entry fields in stream.h. Only magpie-persist
  * trims it, and only entries every group has acked (see persist.stream_maxlen for what is kept): writers
  * XADD without MAXLEN, or they could drop messages not yet stored. */
-#define KEY_MQ "mp:mq"
+#define KEY_MQ_NAME "mq"
+#define KEY_MQ      KEY_SHARDED(KEY_MQ_NAME) /* shard */
 #define MQ_GROUP "persist"
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
-#define KEY_MQ_DEAD "mp:mq:dead"
+#define KEY_MQ_DEAD_NAME "mq:dead"
+#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one MULTI moves an entry) */
 #define MQ_DEAD_MAXLEN 100000
 /* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
  * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without
  * being stored or delivered twice. (Entries written before timelines hold only "<mid>".) */
-#define KEY_DEDUP "mp:dedup:%lld:%s"
+#define KEY_DEDUP_NAME "dedup"
+#define KEY_DEDUP KEY_TAGGED(KEY_DEDUP_NAME) ":%s" /* shard, uid, client id */
 
 /* ---- timelines (design: push/timeline.h) ---- */
 /* counter: the last seq given to an entry of a user's timeline; INCR by the send script only. No TTL: a seq
  * is never given twice. */
-#define KEY_SEQ_PREFIX "mp:seq:" /* + uid: spelled so in the group Lua (shared/group_lua.h) */
-#define KEY_SEQ KEY_SEQ_PREFIX "%lld"
+#define KEY_SEQ_NAME "seq"
+#define KEY_SEQ      KEY_TAGGED(KEY_SEQ_NAME) /* shard, uid */
 /* string (the time it was set): every user with a seq in MySQL has its KEY_SEQ in this Redis, so a missing
  * counter is a new user's and starts at 0. Set by magpie-persist after it restored the counters from MySQL
  * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
  * it is missing, a message to or from a user without a counter is refused (E, retried). No TTL. */
-#define KEY_SEQ_RESTORED "mp:seq:restored"
+#define KEY_SEQ_RESTORED_NAME "seq:restored"
+#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, all set together */
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
-#define KEY_TL_PREFIX "mp:tl:"
-#define KEY_TL KEY_TL_PREFIX "%lld"
+#define KEY_TL_NAME "tl"
+#define KEY_TL      KEY_TAGGED(KEY_TL_NAME) /* shard, uid */
 #define TL_F_MID "m"
 /* hash: one stored message as Y and R need it: MSG_F_PACKET = the packet JSON without seq; MSG_F_FROM_SEQ
  * and MSG_F_TO_SEQ = its seq in the sender's and in the recipient's timeline; MSG_F_FROM_IN and MSG_F_TO_IN =
  * how many messages each of the two had received in this conversation when it was stored (the recipient's
  * count includes it), which is what an R up to it leaves unread. TTL timeline.keep_s. */
-#define KEY_MSG_PREFIX "mp:msg:"
-#define KEY_MSG KEY_MSG_PREFIX "%lld"
+#define KEY_MSG_NAME   "msg"
+#define KEY_MSG        KEY_TAGGED(KEY_MSG_NAME) /* the reader's shard, mid */
 #define MSG_F_PACKET "p"
 #define MSG_F_FROM_SEQ "fs"
 #define MSG_F_TO_SEQ "ts"
@@ -110,13 +219,13 @@
 /* A conversation's id in these keys: "u<uid>" (1:1 with that user) or "g<gid>" (a group). */
 /* sorted set: conversation id -> the user's seq of the latest entry in it (GET /conversations pages by it,
  * newest first; seqs are unique per user, so the cursor is exact). No TTL. */
-#define KEY_CONVS_PREFIX "mp:convs:"
-#define KEY_CONVS KEY_CONVS_PREFIX "%lld"
+#define KEY_CONVS_NAME "convs"
+#define KEY_CONVS      KEY_TAGGED(KEY_CONVS_NAME) /* shard, uid */
 /* hash: per conversation of a user, fields "<conv id>" + CONV_F_*: the latest mid, how many messages the
  * user received in it, the read mark (mid and the user's seq of it) and how many the user had received up
  * to the read mark. unread = received - received at the read mark. No TTL. */
-#define KEY_CONV_PREFIX "mp:conv:"
-#define KEY_CONV KEY_CONV_PREFIX "%lld"
+#define KEY_CONV_NAME "conv"
+#define KEY_CONV      KEY_TAGGED(KEY_CONV_NAME) /* shard, uid */
 /* A group conversation (push/group.h): while the user is a member, its latest mid and message count are
  * the group's (KEY_GROUP's GROUP_F_LAST, GROUP_F_COUNT), so a message costs no per-member write here; when
  * the user stops being a member (removed, left, group deleted) they are copied into :l and :n, frozen.
@@ -137,22 +246,24 @@
 /* hash: a user's STOMP ack:client / client-individual sessions (field = the CONNECT client-id, "" when the
  * client named none; sub unused). The next SUBSCRIBE with a client mode sends the entries after acked again
  * from the timeline. TTL stomp.session_ttl_s, renewed by every write; no cap on the fields. */
-#define KEY_STOMP_ACKED "mp:stomp:%lld"
+#define KEY_STOMP_NAME "stomp"
+#define KEY_STOMP_ACKED KEY_TAGGED(KEY_STOMP_NAME) /* shard, uid */
 /* hash: a user's MQTT clean-session-0 sessions (field = the CONNECT client id; sub = the QoS of the
  * session's me/inbox subscription, -1 none). Written when the session starts, subscribes, unsubscribes, at
  * least every second while PUBACKs move it, and when the connection ends; a CONNECT with clean session 1
  * and the same client id deletes the field (3.1.1 §3.1.2.4). TTL mqtt.session_ttl_s, renewed by every
  * write, and each field expires on its own after that long without a write; at most
  * mqtt.max_sessions_per_user fields (the one written longest ago goes). */
-#define KEY_MQTT_SESSION "mp:mqtt:%lld"
+#define KEY_MQTT_NAME "mqtt"
+#define KEY_MQTT_SESSION KEY_TAGGED(KEY_MQTT_NAME) /* shard, uid */
 
 /* ---- groups (design: push/group.h) ---- */
 /* counter: the last group id given; INCR by the create script. Restored from MySQL with the seq counters
  * (KEY_SEQ_RESTORED). No TTL. */
 #define KEY_GROUP_NEXT "mp:grp:next"
 /* hash: one group that exists: GROUP_F_* below. Gone when the group is deleted. No TTL. */
-#define KEY_GROUP_PREFIX "mp:grp:"
-#define KEY_GROUP KEY_GROUP_PREFIX "%lld"
+#define KEY_GROUP_NAME  "grp"
+#define KEY_GROUP       KEY_TAGGED(KEY_GROUP_NAME) /* shard of the gid, gid */
 #define GROUP_F_NAME    "name"    /* 1..64 characters */
 #define GROUP_F_OWNER   "owner"   /* uid */
 #define GROUP_F_CREATED "created" /* ms */
@@ -162,11 +273,11 @@
 #define GROUP_F_LAST    "l"       /* mid of the latest entry (g or s): the conversation's last packet */
 /* hash uid -> "<role> <join order> <joined ms>", role o(wner) a(dmin) m(ember): the members of a group,
  * the authority for "is a member" (push/group.h: the order of sends and changes). Gone with the group. */
-#define KEY_GROUP_MEMBERS KEY_GROUP_PREFIX "%lld:m"
 #define GROUP_MEMBERS_SUFFIX ":m"
+#define KEY_GROUP_MEMBERS    KEY_GROUP GROUP_MEMBERS_SUFFIX /* shard of the gid, gid */
 /* set of group ids: the groups a user belongs to (GET /groups, group.max_per_user). No TTL. */
-#define KEY_USER_GROUPS_PREFIX "mp:ugrp:"
-#define KEY_USER_GROUPS KEY_USER_GROUPS_PREFIX "%lld"
+#define KEY_USER_GROUPS_NAME "ugrp"
+#define KEY_USER_GROUPS      KEY_TAGGED(KEY_USER_GROUPS_NAME) /* shard, uid */
 /* hash {ms, seq}: the state of the id generator of group events' mids (shared/group_lua.h, GROUP_IDGEN_LUA),
  * which mints ids as node ID_MAX_NODE. No TTL. */
 #define KEY_IDGEN "mp:idgen"
@@ -176,11 +287,13 @@
  * notify_event.h. Written (XADD MAXLEN ~ notify.queue_maxlen) by the send script and POST /msg {to} only
  * while notify.webhook_url is set; read by magpie-notify's group, which XDELs what it has delivered or
  * dead-lettered, so the stream holds what is still to do. */
-#define KEY_NOTIFY   "mp:notify"
+#define KEY_NOTIFY_NAME "notify"
+#define KEY_NOTIFY      KEY_SHARDED(KEY_NOTIFY_NAME) /* shard */
 #define NOTIFY_GROUP "notify"
 /* stream: events magpie-notify gave up on (notify.max_age_s passed), with the reason and the original
  * fields (the layout of KEY_MQ_DEAD). Capped at NOTIFY_DEAD_MAXLEN entries (approximate trim). */
-#define KEY_NOTIFY_DEAD    "mp:notify:dead"
+#define KEY_NOTIFY_DEAD_NAME "notify:dead"
+#define KEY_NOTIFY_DEAD    KEY_SHARDED(KEY_NOTIFY_DEAD_NAME) /* shard */
 #define NOTIFY_DEAD_MAXLEN "100000"
 
 /* ---- pub/sub channels (payload formats in bus.h) ---- */

@@ -13,7 +13,7 @@ shared_libmagpie_a_SOURCES = \
 	shared/rds.h shared/rds.c shared/sentinel.h shared/sentinel.c shared/rcluster.h shared/rcluster.c \
 	shared/db.h shared/db.c \
 	shared/metrics.h shared/metrics.c \
-	shared/dlist.h shared/keys.h shared/stream.h shared/group_lua.h shared/bus.h shared/presence.h shared/notify_event.h
+	shared/dlist.h shared/keys.h shared/keys.c shared/stream.h shared/group_lua.h shared/bus.h shared/presence.h shared/notify_event.h
 nodist_shared_libmagpie_a_SOURCES = shared/room.pb-c.c shared/room.pb-c.h
 shared_libmagpie_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(JWT_CFLAGS) $(HIREDIS_CFLAGS) $(MARIADB_CFLAGS) \
 	$(MHD_CFLAGS) $(PROTOBUFC_CFLAGS)

@@ -5,7 +5,11 @@ UNIT_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS)
 UNIT_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 
 check_PROGRAMS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/unit/test_envelope \
-	tests/unit/test_metrics tests/unit/test_log tests/unit/test_sentinel tests/unit/test_rcluster
+	tests/unit/test_metrics tests/unit/test_log tests/unit/test_sentinel tests/unit/test_rcluster \
+	tests/unit/test_keys
+tests_unit_test_keys_SOURCES = tests/unit/test_keys.c
+tests_unit_test_keys_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_keys_LDADD = $(UNIT_LDADD)
 tests_unit_test_rcluster_SOURCES = tests/unit/test_rcluster.c
 tests_unit_test_rcluster_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_rcluster_LDADD = $(UNIT_LDADD)
@@ -33,7 +37,7 @@ tests_unit_test_log_LDADD = $(UNIT_LDADD)
 
 TESTS += tests/unit/test_config tests/unit/test_auth tests/unit/test_id tests/unit/test_envelope \
 	tests/unit/test_metrics tests/unit/test_log tests/unit/test_sentinel tests/unit/test_rcluster \
-	tests/unit/example-drift.sh
+	tests/unit/test_keys tests/unit/example-drift.sh
 TESTS_ENVIRONMENT = MAGPIE_CONFIG_BIN=$(abs_builddir)/shared/magpie-config$(EXEEXT) \
 	EXAMPLE=$(abs_srcdir)/magpie.conf.example
 EXTRA_DIST += tests/unit/example-drift.sh

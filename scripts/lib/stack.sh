@@ -250,6 +250,7 @@ api_keys = $API_KEY
 [redis]
 host = 127.0.0.1
 port = $REDIS_PORT
+stream_shards = ${MAGPIE_STREAM_SHARDS:-1}
 $(sentinel_conf_lines)
 $(cluster_conf_lines)
 

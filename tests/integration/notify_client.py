@@ -14,9 +14,10 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from magpie_stack import _alive, free_port, metrics, stop_process
+import rkeys
 
-KEY_NOTIFY = "mp:notify"
-KEY_NOTIFY_DEAD = "mp:notify:dead"
+KEY_NOTIFY = "notify"            # per shard: rkeys.every(r, KEY_NOTIFY), rkeys.xrange_all
+KEY_NOTIFY_DEAD = "notify:dead"
 
 
 def notify_secret(stack):
@@ -211,9 +212,9 @@ def wait_for(cond, timeout, what, step=0.05):
 
 
 def queued(stack, to):
-    """Entries of mp:notify (not yet delivered) for recipient to."""
+    """Entries of the notification streams (not yet delivered) for recipient to."""
     r = stack.redis()
-    return [f for _, f in r.xrange(KEY_NOTIFY) if f.get("to") == str(to)]
+    return [f for _, f in rkeys.xrange_all(r, KEY_NOTIFY) if f.get("to") == str(to)]
 
 
 def stack_notify_running(stack):

@@ -16,9 +16,9 @@ import urllib.request
 
 from magpie_stack import free_port, metrics, stop_process
 
-KEY_MQ = "mp:mq"            # shared/keys.h
+KEY_MQ = "mp:{0}:mq"        # shared/keys.h: shard 0's stream (magpie-persist reads every shard's)
 GROUP = "persist"
-KEY_DEAD = "mp:mq:dead"
+KEY_DEAD = "mp:{0}:mq:dead"  # its dead letters (an entry's go to its own shard's)
 STACK_WORKER = "persist"    # the daemon scripts/dev starts (pids/persist.pid)
 
 

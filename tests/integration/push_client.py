@@ -18,6 +18,7 @@ import jwt
 import websockets
 
 from magpie_stack import Stack, _alive, free_port, metrics, stop_process
+import rkeys
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -50,8 +51,8 @@ def unsigned_ticket(uid):
 def make_friends(stack, a, b):
     """What magpie-http's POST /admin/friends leaves in Redis (the friend check reads only Redis)."""
     r = stack.redis()
-    r.sadd(f"mp:friends:{a}", b)
-    r.sadd(f"mp:friends:{b}", a)
+    r.sadd(rkeys.tagged(r, "friends", a), b)
+    r.sadd(rkeys.tagged(r, "friends", b), a)
 
 
 def friend_pair(stack):
@@ -70,7 +71,7 @@ def push_url(stack, node=None):
 
 def node_of(stack, uid):
     """{node id: connections} of uid's presence in Redis."""
-    return {int(k): int(v) for k, v in stack.redis().hgetall(f"mp:presence:{uid}").items()}
+    return {int(k): int(v) for k, v in stack.redis().hgetall(rkeys.tagged(stack.redis(), "presence", uid)).items()}
 
 
 class Closed(Exception):
@@ -366,9 +367,9 @@ class Bystander:
 # ---- the stack's Redis stream and MySQL, as the tests check them ----
 
 def stream_entries(stack, from_uid):
-    """Entries of the chat stream (mp:mq) sent by from_uid, as dicts."""
+    """Entries of the chat streams (every shard's) sent by from_uid, as dicts."""
     out = []
-    for _id, fields in stack.redis().xrange("mp:mq", "-", "+"):
+    for _id, fields in rkeys.xrange_all(stack.redis(), "mq"):
         if fields.get("from") == str(from_uid):
             out.append(fields)
     return out

@@ -9,6 +9,7 @@ import shutil
 import websockets
 
 from push_client import _opened, push_url, recv_frame, run
+import rkeys
 
 REPO = os.environ.get("MAGPIE_REPO", os.path.join(os.path.dirname(__file__), "..", ".."))
 CLIENTS = os.path.join(REPO, "tests", "clients")
@@ -128,10 +129,10 @@ def redis_group(stack, owner, members):
     make_friends, so this test does not depend on the HTTP group endpoints."""
     r = stack.redis()
     gid = r.incr("mp:grp:next")
-    r.hset(f"mp:grp:{gid}", mapping={"name": "stomp", "owner": owner, "created": 1, "j": 0, "ver": 1, "n": 0})
+    r.hset(rkeys.tagged(r, "grp", gid), mapping={"name": "stomp", "owner": owner, "created": 1, "j": 0, "ver": 1, "n": 0})
     for i, u in enumerate([owner] + members):
-        r.hset(f"mp:grp:{gid}:m", u, f"{'o' if i == 0 else 'm'} {i + 1} 1")
-        r.sadd(f"mp:ugrp:{u}", gid)
+        r.hset(rkeys.tagged(r, "grp", gid) + ":m", u, f"{'o' if i == 0 else 'm'} {i + 1} 1")
+        r.sadd(rkeys.tagged(r, "ugrp", u), gid)
     return gid
 
 

@@ -9,6 +9,7 @@ import signal
 from group_client import api, change_members, create_group, make_users, timeline, token
 from http_client import Client, ExtraHttp, front  # noqa: F401 (the fixture)
 from push_client import Chat, run, wait_until
+import rkeys
 
 NAME64 = "群" * 63 + "é"  # 64 characters, 191 bytes
 
@@ -39,7 +40,7 @@ def events(stack, uid):
 
 def seqs_now(stack, uids):
     r = stack.redis()
-    return {u: int(r.get(f"mp:seq:{u}") or 0) for u in uids}
+    return {u: int(r.get(rkeys.tagged(r, "seq", u)) or 0) for u in uids}
 
 
 # ---- create, read, list -------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ def test_conversations_list_groups_with_the_latest_entry_and_freeze_for_those_wh
 
 
 def test_changes_wait_while_redis_has_not_got_the_seq_counters_back(stack):
-    """Redis lost its counters (mp:seq:restored gone) and magpie-persist has not restored them yet: a change
+    """Redis lost its counters (every shard's mp:{<shard>}:seq:restored gone) and magpie-persist has not restored them yet: a change
     that would give an entry to a user without a counter is code 20 and writes nothing; afterwards it works."""
     owner, a, fresh = make_users(stack, 3)
     gid = create_group(stack, owner, [a])
@@ -426,19 +427,19 @@ def test_changes_wait_while_redis_has_not_got_the_seq_counters_back(stack):
     r = stack.redis()
     os.kill(stack.daemon_pid("persist"), signal.SIGSTOP)  # hold the restore until the test has looked
     try:
-        r.delete("mp:seq:restored")
+        r.delete(*rkeys.every(r, "seq:restored"))
         for method, path, body in (("POST", "/groups", {"name": "new", "members": [fresh]}),
                                    ("POST", f"/groups/{gid}/members", {"add": [fresh]})):
             resp = api(stack, owner, method, path, body)
             assert (resp.status, resp.code) == (503, 20), (path, resp)
         assert members_of(stack, owner, gid) == before
         assert [g["group_id"] for g in api(stack, owner, "GET", "/groups").result["groups"]] == [gid]
-        assert not r.exists(f"mp:seq:{fresh}") and not r.exists(f"mp:ugrp:{fresh}")
+        assert not r.exists(rkeys.tagged(r, "seq", fresh)) and not r.exists(rkeys.tagged(r, "ugrp", fresh))
         # everyone involved has a counter: fine
         assert api(stack, owner, "POST", f"/groups/{gid}", {"name": "still works"}).code == 0
     finally:
         os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
-    run(wait_until(lambda: r.exists("mp:seq:restored"), 15, "persist to restore the counters"))
+    run(wait_until(lambda: r.exists(*rkeys.every(r, "seq:restored")) == rkeys.shards(r), 15, "persist to restore the counters"))
     assert change_members(stack, owner, gid, add=[fresh])["members"][-1] == {"uid": fresh, "role": "member"}
 
 

@@ -9,6 +9,7 @@ import requests
 
 from http_client import (BusListener, Client, ExtraHttp, broadcast_room_req, front, login,  # noqa: F401
                          new_mobile, test_token, unique_uid)
+import rkeys
 
 MASK64 = (1 << 64) - 1
 
@@ -78,17 +79,17 @@ def test_friends_with_presence(stack, front, fake_nodes):
     r = stack.redis()
     fake_nodes(901)                                  # alive
     fake_nodes(902, beat_ms=now_ms() - 120_000)      # dead: no heartbeat for two minutes
-    r.hset(f"mp:presence:{a}", "901", 1)
-    r.hset(f"mp:presence:{b}", "902", 2)
+    r.hset(rkeys.tagged(r, "presence", a), "901", 1)
+    r.hset(rkeys.tagged(r, "presence", b), "902", 2)
     try:
         got = client.get("/friends", token=token)
         assert got.status == 200
         assert got.result == {"friends": sorted([{"uid": a, "online": True}, {"uid": b, "online": False}],
                                                 key=lambda f: f["uid"])}
-        r.hset(f"mp:presence:{a}", "901", 0)        # a's last connection closed
+        r.hset(rkeys.tagged(r, "presence", a), "901", 0)        # a's last connection closed
         assert all(not f["online"] for f in client.get("/friends", token=token).result["friends"])
     finally:
-        r.delete(f"mp:presence:{a}", f"mp:presence:{b}")
+        r.delete(rkeys.tagged(r, "presence", a), rkeys.tagged(r, "presence", b))
 
 
 def test_route_hashes_users_onto_live_nodes(stack, front, fake_nodes):
@@ -247,8 +248,8 @@ def test_admin_friends(stack, front):
         cur.execute("SELECT uid, friend_uid FROM friends WHERE uid IN (%s, %s) ORDER BY uid", (a, b))
         assert sorted(cur.fetchall()) == sorted([(a, b), (b, a)])
     rd = stack.redis()
-    assert rd.smembers(f"mp:friends:{a}") == {str(b)}
-    assert rd.smembers(f"mp:friends:{b}") == {str(a)}
+    assert rd.smembers(rkeys.tagged(rd, "friends", a)) == {str(b)}
+    assert rd.smembers(rkeys.tagged(rd, "friends", b)) == {str(a)}
     for bad in ({"a": a, "b": a}, {"a": a}, {"a": "x", "b": b}, {"a": a, "b": 0}):
         r = client.post("/admin/friends", bad, key=stack.api_key)
         assert r.status == 400 and r.code == 2, (bad, r)

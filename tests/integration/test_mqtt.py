@@ -17,6 +17,7 @@ from mqtt_client import (Paho, RawMqtt, connect_packet, mstr, packet, paho, puba
                          subscribe_packet)
 from push_client import Bystander, Chat, friend_pair, make_friends, metrics, new_uid, run, ticket, wait_until
 from stomp_client import MqttJS, StompJS, redis_group, run_stock, stock_clients_installed
+import rkeys
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
@@ -48,7 +49,7 @@ def test_mqttjs_chats_with_json_stomp_and_paho_clients(stack):
         assert r["error"] is None
         seen = await j.recv()
         assert seen["msg"] == "hi json" and seen["from"] == a and seen["type"] == "t"
-        assert stack.redis().exists(f"mp:msg:{seen['mid']}")
+        assert stack.redis().exists(rkeys.msg(stack.redis(), b, seen['mid']))
 
         s = await StompJS.login(stack, ticket(stack, c_uid))
         s.do("subscribe", destination="/user/queue/messages", id="in")
@@ -288,7 +289,8 @@ def test_stored_sessions_expire_one_by_one_and_are_capped_per_user(stack):
     the one written longest ago."""
     async def go():
         a = new_uid()
-        r, key, now = stack.redis(), f"mp:mqtt:{a}", int(time.time())
+        r, now = stack.redis(), int(time.time())
+        key = rkeys.tagged(r, "mqtt", a)
         r.hset(key, mapping={"gone": "5 5 1 1", "stale": "7 7 1 1",
                              **{f"s{i}": f"0 0 -1 {now - 100 + i}" for i in range(30)}})
         c, present = await RawMqtt.session(stack, ticket(stack, a), "gone")
@@ -326,7 +328,7 @@ def test_clean_session_1_after_a_session_0_starts_fresh(stack):
         await c.ws.close()  # no PUBACK, no DISCONNECT
 
         def stored():  # "<acked> <sent> <sub> <ts>": two sent, none PUBACKed, subscribed at QoS 1
-            v = (stack.redis().hget(f"mp:mqtt:{a}", "paho-dev") or "").split()
+            v = (stack.redis().hget(rkeys.tagged(stack.redis(), "mqtt", a), "paho-dev") or "").split()
             return len(v) == 4 and int(v[1]) == int(v[0]) + 2 and v[2] == "1"
         await wait_until(stored, 5, "the session stored when its connection ended")
     run(leave_unacked())
@@ -345,7 +347,7 @@ def test_clean_session_1_after_a_session_0_starts_fresh(stack):
         topic, payload, qos = p.wait("message")
         assert topic == "me/inbox" and json.loads(payload)["msg"] == "new"
         assert p.quiet("message", 1.0) == [], "nothing of the old session"
-        assert not stack.redis().hexists(f"mp:mqtt:{a}", "paho-dev")
+        assert not stack.redis().hexists(rkeys.tagged(stack.redis(), "mqtt", a), "paho-dev")
     finally:
         p.stop()
 

@@ -16,6 +16,7 @@ from http_client import Client
 from notify_client import (KEY_NOTIFY, KEY_NOTIFY_DEAD, NotifyDaemon, Receiver, closed_port, notify_secret, queued,
                            signature, wait_for)
 from push_client import Chat, ExtraNode, make_friends, new_uid, node_of, run, wait_until
+import rkeys
 
 DOWN_S = float(os.environ.get("MAGPIE_TEST_NOTIFY_DOWN_S", "5"))
 
@@ -152,8 +153,8 @@ def test_webhook_url_unset_queues_nothing(stack, monkeypatch):
     finally:
         node.stop()
     r = stack.redis()
-    assert [f for _, f in r.xrange("mp:notify") if f.get("to") == str(b)] == []
-    assert [f for _, f in r.xrange(KEY_NOTIFY_DEAD) if f.get("to") == str(b)] == []
+    assert [f for _, f in rkeys.xrange_all(r, KEY_NOTIFY) if f.get("to") == str(b)] == []
+    assert [f for _, f in rkeys.xrange_all(r, KEY_NOTIFY_DEAD) if f.get("to") == str(b)] == []
 
 
 def test_receiver_500_then_timeouts_then_down_every_event_arrives_once_in_order(stack, receiver):
@@ -217,9 +218,9 @@ def test_receiver_never_recovering_dead_letters_after_max_age(stack, receiver):
             return [x["mid"] for x in await send_all(ca, b, ["lost 1", "lost 2"])]
         mids = run(go())
         r = stack.redis()
-        wait_for(lambda: len([f for _, f in r.xrange(KEY_NOTIFY_DEAD) if f.get("mid") in mids]) == 2, 15,
+        wait_for(lambda: len([f for _, f in rkeys.xrange_all(r, KEY_NOTIFY_DEAD) if f.get("mid") in mids]) == 2, 15,
                  "two dead letters")
-        letters = [f for _, f in r.xrange(KEY_NOTIFY_DEAD) if f.get("mid") in mids]
+        letters = [f for _, f in rkeys.xrange_all(r, KEY_NOTIFY_DEAD) if f.get("mid") in mids]
         assert all("max_age_s" in f["reason"] and "http 500" in f["reason"] for f in letters)
         assert [f["mid"] for f in letters] == mids
         assert all(f["orig_id"] for f in letters)
@@ -387,7 +388,10 @@ def test_https_receiver_with_a_private_ca_gets_the_events_and_an_untrusted_one_g
                     assert "certificate" in open(d.log).read().lower()
                     # what it could not deliver must not reach the next test's receiver
                     r = stack.redis()
-                    r.xdel(KEY_NOTIFY, *[i for i, f in r.xrange(KEY_NOTIFY) if f.get("to") == str(b)])
+                    for key in rkeys.every(r, KEY_NOTIFY):
+                        gone = [i for i, f in r.xrange(key) if f.get("to") == str(b)]
+                        if gone:
+                            r.xdel(key, *gone)
             run(go())
         finally:
             d.stop()

@@ -5,7 +5,7 @@ group entries that left Redis from MySQL, contiguous with the 1:1 ones; a Redis 
 counters and groups back from MySQL.
 
 The stream entries are written here exactly as the group scripts write them (shared/stream.h is the contract),
-with the seqs taken from the users' real counters (INCR mp:seq:<uid>, as mp_fanout does), so they mix with 1:1
+with the seqs taken from the users' real counters (INCR mp:{<shard>}:seq:<uid>, as mp_fanout does), so they mix with 1:1
 messages sent through magpie-push."""
 import asyncio
 import json
@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import rkeys
 from persist_client import (KEY_MQ, STACK_WORKER, dead_letter_pairs, group_pending, metric, metrics, raw_redis,
                             restart_stack_worker, wait_for, xadd_all)
 from push_client import Chat, make_friends, new_uid, run
@@ -42,12 +43,12 @@ class Group:
         """Every uid's next seq, with the timeline entry in Redis (KEY_TL), as mp_fanout writes them."""
         p = self.r.pipeline(transaction=True)
         for u in uids:
-            p.incr(f"mp:seq:{u}")
+            p.incr(rkeys.tagged(self.r, "seq", u))
         seqs = dict(zip(uids, (int(s) for s in p.execute())))
         p = self.r.pipeline(transaction=False)
         for u, s in seqs.items():
-            p.xadd(f"mp:tl:{u}", {"m": str(mid)}, id=f"{s}-0")
-            p.expire(f"mp:tl:{u}", 3600)
+            p.xadd(rkeys.tagged(self.r, "tl", u), {"m": str(mid)}, id=f"{s}-0")
+            p.expire(rkeys.tagged(self.r, "tl", u), 3600)
         p.execute()
         return seqs
 
@@ -161,12 +162,17 @@ def test_a_group_message_is_one_row_and_one_chunk_row_per_member_per_batch(stack
                 assert (frm, gseq, fseq) == (0, None, None)
             else:
                 assert type_ == "g" and (frm, fseq, gseq) == sender_seqs[mid]
+        # with several shards the worker reads persist.batch split over the streams (persist_stream.h), so
+        # one stream's 201 entries take that many batches
+        per_read = -(-500 // rkeys.shards(r))
+        batches = -(-len(entries) // per_read)
         for u in members:
             chunks = _chunks(db, u)
-            assert len(chunks) == 1, (u, chunks)          # one row per member for the batch
-            first, last, entries_ = chunks[0]
-            assert entries_ == sorted(want[u])               # in seq order, the sender's own seq not in it
-            assert (first, last) == (entries_[0][0], entries_[-1][0])
+            assert len(chunks) == batches, (u, chunks)    # one row per member per batch
+            got = [e for _, _, part in chunks for e in part]
+            assert got == sorted(want[u])                    # in seq order, the sender's own seq not in it
+            for first, last, part in chunks:
+                assert (first, last) == (part[0][0], part[-1][0])
 
 
 def test_a_redelivered_group_entry_is_stored_once(stack):
@@ -414,7 +420,7 @@ def test_Y_serves_group_entries_from_mysql_contiguous_with_1to1_ones(stack):
             assert view(msgs) == want[u] and top == want[u][-1][0], u
         # 2. the timelines gone from Redis too: everything from MySQL, in pages
         for u in conns:
-            rr.delete(f"mp:tl:{u}")
+            rr.delete(rkeys.tagged(rr, "tl", u))
         for u, conn in conns.items():
             for limit in (500, 2):
                 msgs, top = await _sync_all(conn, limit=limit)
@@ -461,7 +467,7 @@ def test_a_redis_that_lost_its_groups_gets_them_back_from_mysql(stack, stack_wor
         fields, seqs, mid = live.message(members[i], f"m{i}")
         entries.append(fields)
         mids.append(mid)
-    tops = {u: int(r.get(f"mp:seq:{u}")) for u in members[:5]}
+    tops = {u: int(r.get(rkeys.tagged(r, "seq", u))) for u in members[:5]}
     gone = Group(r, members[3:])
     entries += [gone.state(), gone.state(ver=2, deleted=True)]
     newer = Group(r, members[:2], name="newer in redis")
@@ -476,28 +482,28 @@ def test_a_redis_that_lost_its_groups_gets_them_back_from_mysql(stack, stack_wor
     # Redis loses the counters and the groups (mp:grp:next, the group keys, the users' group sets) -- all
     # but one group, which Redis holds at a newer version than MySQL (a change magpie-persist has not
     # stored yet): that one must be left as it is.
-    keys = ["mp:seq:restored", "mp:grp:next", f"mp:grp:{live.gid}", f"mp:grp:{live.gid}:m",
-            f"mp:grp:{gone.gid}", f"mp:grp:{gone.gid}:m"] + \
-        [f"mp:seq:{u}" for u in members] + [f"mp:ugrp:{u}" for u in members]
+    keys = rkeys.every(r, "seq:restored") + ["mp:grp:next", rkeys.tagged(r, "grp", live.gid), rkeys.tagged(r, "grp", live.gid) + ":m",
+            rkeys.tagged(r, "grp", gone.gid), rkeys.tagged(r, "grp", gone.gid) + ":m"] + \
+        [rkeys.tagged(r, "seq", u) for u in members] + [rkeys.tagged(r, "ugrp", u) for u in members]
     r.delete(*keys)
-    r.hset(f"mp:grp:{newer.gid}", mapping={"name": "kept", "owner": str(newer.owner), "ver": "9"})
+    r.hset(rkeys.tagged(r, "grp", newer.gid), mapping={"name": "kept", "owner": str(newer.owner), "ver": "9"})
     # and one, deleted since, that it holds at an older version (a Redis restored from an old backup)
-    r.hset(f"mp:grp:{gone.gid}", mapping={"name": "old", "owner": str(gone.owner), "ver": "1"})
-    r.hset(f"mp:grp:{gone.gid}:m", str(members[5]), "m 3 1")
-    r.sadd(f"mp:ugrp:{members[5]}", gone.gid)
+    r.hset(rkeys.tagged(r, "grp", gone.gid), mapping={"name": "old", "owner": str(gone.owner), "ver": "1"})
+    r.hset(rkeys.tagged(r, "grp", gone.gid) + ":m", str(members[5]), "m 3 1")
+    r.sadd(rkeys.tagged(r, "ugrp", members[5]), gone.gid)
     stack.start_daemon(STACK_WORKER)
-    wait_for(lambda: r.exists("mp:seq:restored"), 20, "the restore")
+    wait_for(lambda: r.exists(*rkeys.every(r, "seq:restored")) == rkeys.shards(r), 20, "the restore")
 
     for u in members[:5]:
-        assert int(r.get(f"mp:seq:{u}")) == tops[u], u
+        assert int(r.get(rkeys.tagged(r, "seq", u))) == tops[u], u
     assert int(r.get("mp:grp:next")) >= newer.gid
-    h = {k.decode(): v.decode() for k, v in r.hgetall(f"mp:grp:{live.gid}").items()}
+    h = {k.decode(): v.decode() for k, v in r.hgetall(rkeys.tagged(r, "grp", live.gid)).items()}
     assert h == {"name": "live one", "owner": str(live.owner), "created": str(live.created), "ver": "3",
                  "j": "5", "n": "4", "l": str(max(mids))}, h
-    m = {k.decode(): v.decode() for k, v in r.hgetall(f"mp:grp:{live.gid}:m").items()}
+    m = {k.decode(): v.decode() for k, v in r.hgetall(rkeys.tagged(r, "grp", live.gid) + ":m").items()}
     assert m == {str(u): f"{role} {order} {ms}" for u, (role, order, ms) in live.members.items()}
     for u in members[:5]:
-        assert str(live.gid).encode() in r.smembers(f"mp:ugrp:{u}")
-    assert not r.exists(f"mp:grp:{gone.gid}") and not r.exists(f"mp:grp:{gone.gid}:m")
-    assert str(gone.gid).encode() not in r.smembers(f"mp:ugrp:{members[5]}")
-    assert r.hget(f"mp:grp:{newer.gid}", "name") == b"kept"
+        assert str(live.gid).encode() in r.smembers(rkeys.tagged(r, "ugrp", u))
+    assert not r.exists(rkeys.tagged(r, "grp", gone.gid)) and not r.exists(rkeys.tagged(r, "grp", gone.gid) + ":m")
+    assert str(gone.gid).encode() not in r.smembers(rkeys.tagged(r, "ugrp", members[5]))
+    assert r.hget(rkeys.tagged(r, "grp", newer.gid), "name") == b"kept"

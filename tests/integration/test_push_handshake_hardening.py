@@ -15,6 +15,7 @@ import websockets
 from push_client import (Bystander, Chat, ExtraNode, ensure_nodes_up, make_friends, new_uid, push_url,
                          restart_node, run, ticket, wait_until)
 from room_client import Room, login_token, new_room
+import rkeys
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example key: 16 bytes in base64
 REPEAT = 20  # each bad handshake, in a row (issue 13's acceptance)
@@ -322,7 +323,7 @@ def test_a_node_killed_with_sigkill_costs_new_clients_nothing(stack):
         for _ in range(40):
             uid = new_uid()
             c = await Chat.connect(stack, uid=uid)
-            seen.update(int(n) for n in stack.redis().hgetall(f"mp:presence:{uid}"))
+            seen.update(int(n) for n in stack.redis().hgetall(rkeys.tagged(stack.redis(), "presence", uid)))
             await c.close()
             if seen == {1, 2}:
                 return

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from push_client import Chat, make_friends, new_uid, run, stream_entries, ticket
+import rkeys
 
 
 def test_good_ticket_gets_L_login_in(stack):
@@ -229,8 +230,8 @@ def test_T_takes_an_order_makes_friends_and_tells_the_customer_wherever_they_are
             assert s["msg"] == {"event": "order_taken", "order": order, "courier": courier.uid}
         # friends in Redis (what t/i checks) and in MySQL; the order is the courier's
         r = stack.redis()
-        assert r.sismember(f"mp:friends:{courier.uid}", customer.uid)
-        assert r.sismember(f"mp:friends:{customer.uid}", courier.uid)
+        assert r.sismember(rkeys.tagged(r, "friends", courier.uid), customer.uid)
+        assert r.sismember(rkeys.tagged(r, "friends", customer.uid), courier.uid)
         assert r.hget(f"mp:order:{order}", "courier") == str(courier.uid)
         with stack.mysql() as db, db.cursor() as cur:
             cur.execute("SELECT uid, friend_uid FROM friends WHERE uid IN (%s, %s)", (courier.uid, customer.uid))
@@ -253,7 +254,7 @@ def test_T_unknown_already_taken_or_own_order_is_E(stack):
         assert (await courier.request("T", order))["type"] == "T"
         reply = await rival.request("T", order)
         assert reply["type"] == "E" and reply["msg"] == "order already taken"
-        assert not stack.redis().sismember(f"mp:friends:{rival.uid}", customer.uid)
+        assert not stack.redis().sismember(rkeys.tagged(stack.redis(), "friends", rival.uid), customer.uid)
         # the same courier asking again (a lost answer) is answered again, and the customer told only once
         assert (await courier.request("T", order))["msg"]["customer"] == customer.uid
         told = [p for p in await customer.collect(0.5) if p["type"] == "s"]

@@ -5,6 +5,7 @@ import asyncio
 
 from http_client import Client, test_token
 from push_client import Chat, make_friends, new_uid, run, wait_until
+import rkeys
 
 READ_REASON = "bad msg: expected {with: uid, mid} or {group: gid, mid}"
 
@@ -118,13 +119,13 @@ def test_R_of_a_message_redis_no_longer_has_reads_it_from_mysql(stack):
                 cur.execute("SELECT COUNT(*) FROM messages WHERE from_uid = %s", (b,))
                 return cur.fetchone()[0] == 4
         await wait_until(stored, 10, "persist to store the 4 messages")
-        stack.redis().delete(f"mp:msg:{sent[1]['mid']}")
+        stack.redis().delete(*rkeys.msg_copies(stack.redis(), sent[1]['mid']))
         r = await ca.request("R", {"with": b, "mid": sent[1]["mid"]})
         assert r["type"] == "A", r
         conv = conversations(stack, a).result["conversations"]
         assert conv[0]["unread"] == 2 and conv[0]["read_mid"] == sent[1]["mid"]
         # and the last packet comes from MySQL when Redis no longer has it
-        stack.redis().delete(f"mp:msg:{sent[3]['mid']}")
+        stack.redis().delete(*rkeys.msg_copies(stack.redis(), sent[3]['mid']))
         conv = conversations(stack, a).result["conversations"]
         assert conv[0]["last"]["mid"] == sent[3]["mid"] and conv[0]["last"]["msg"] == "m3"
         assert conv[0]["last"]["seq"] == 4

@@ -35,6 +35,7 @@ from group_client import api, create_group, make_users, timeline
 from http_client import Client, login, new_mobile, sms_lines
 from magpie_stack import RUN, metrics, read_env_file
 from push_client import Chat, Closed, Device, make_friends, new_uid, run, wait_until
+import rkeys
 
 UNAVAILABLE = "temporarily unavailable, retry"
 PAIRS = int(os.environ.get("MAGPIE_SENTINEL_PAIRS", "5"))
@@ -450,7 +451,7 @@ def test_read_marks_positions_orders_group_changes_and_qr_steps_wait_for_a_repli
         return reader.uid, writer.uid, courier.uid
     reader, writer, courier = run(go())
     held = redis.Redis(port=replica, decode_responses=True)
-    assert held.hget(f"mp:conv:{reader}", f"u{writer}:r") is not None, "the read mark is on the replica"
+    assert held.hget(rkeys.tagged(held, "conv", reader), f"u{writer}:r") is not None, "the read mark is on the replica"
     assert held.hget("mp:geo:time", str(courier)) is not None, "the position is on the replica"
     assert held.hget(f"mp:order:{order}", "courier") == str(courier)
     web.close()

@@ -12,6 +12,7 @@ import websockets
 from push_client import (Bystander, Chat, ExtraNode, friend_pair, metrics, new_uid, run, ticket, unsigned_ticket,
                          wait_until)
 from stomp_client import RawStomp, StompJS, frame, parse, redis_group, run_stock, stock_clients_installed
+import rkeys
 
 pytestmark = pytest.mark.skipif(not stock_clients_installed(),
                                 reason="tests/clients/node_modules missing: scripts/dev test runs npm ci there")
@@ -50,7 +51,7 @@ def test_stompjs_logs_in_with_a_ticket_and_chats_with_a_json_client(stack):
         await s.send(f"/user/{b}", "hello from stomp", receipt="r-1")
         r = await s.wait("receipt")
         # stored when the RECEIPT came: in the stream (or already in MySQL) and in the recipient's timeline
-        assert stack.redis().exists(f"mp:msg:{r['headers']['mid']}")
+        assert stack.redis().exists(rkeys.msg(stack.redis(), b, r['headers']['mid']))
         assert int(r["headers"]["seq"]) == body["seq"] + 1
         got = await j.recv()
         assert got["type"] == "t" and got["msg"] == "hello from stomp" and got["from"] == a

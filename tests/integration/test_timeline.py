@@ -7,6 +7,7 @@ import random
 import signal
 
 from push_client import Chat, Device, make_friends, new_uid, run, wait_until
+import rkeys
 
 
 def test_A_and_every_delivery_carry_their_users_seq(stack):
@@ -118,13 +119,13 @@ def test_Y_serves_from_mysql_what_redis_no_longer_has(stack):
         await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 31)), 10, "persist to store all 30")
         r = stack.redis()
         # Redis forgets the first 20 entries and every stored packet
-        r.xtrim(f"mp:tl:{a}", maxlen=10)
+        r.xtrim(rkeys.tagged(r, "tl", a), maxlen=10)
         for m in before:
-            r.delete(f"mp:msg:{m['mid']}")
+            r.delete(*rkeys.msg_copies(r, m['mid']))
         after, top = await _sync_all(ca)
         assert after == before and top == 30
         # and everything
-        r.delete(f"mp:tl:{a}")
+        r.delete(rkeys.tagged(r, "tl", a))
         again, top = await _sync_all(ca, limit=7)
         assert again == before and top == 30
         # new messages join on: Redis has 31.., MySQL 1..30
@@ -218,7 +219,7 @@ def test_timelines_survive_kill_9_of_a_push_node_of_persist_and_a_redis_restart(
 
 
 def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_seq(stack):
-    """Redis replaced or flushed: the counters and mp:seq:restored are gone, MySQL has the messages. Y serves
+    """Redis replaced or flushed: the counters and every shard's mp:{<shard>}:seq:restored are gone, MySQL has the messages. Y serves
     from MySQL meanwhile; a message of a user without a counter is refused (E, no seq taken) until
     magpie-persist has raised every counter to MySQL's highest seq, then it continues after it."""
     async def go():
@@ -233,15 +234,17 @@ def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_
         r = stack.redis()
         os.kill(stack.daemon_pid("persist"), signal.SIGSTOP)  # hold the restore until the test has looked
         try:
-            r.delete("mp:seq:restored", f"mp:seq:{a}", f"mp:tl:{a}", *[f"mp:msg:{m['mid']}" for m in before])
+            r.delete(*rkeys.every(r, "seq:restored"), rkeys.tagged(r, "seq", a), rkeys.tagged(r, "tl", a),
+                     *[k for m in before for k in rkeys.msg_copies(r, m['mid'])])
             again, top = await _sync_all(ca)
             assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
             refused = await ca.text(b, "while counters are missing")
             assert (refused["type"], refused["msg"]) == ("E", "temporarily unavailable, retry")
         finally:
             os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
-        await wait_until(lambda: r.exists("mp:seq:restored"), 10, "persist to restore the counters")
-        assert int(r.get(f"mp:seq:{a}")) == 6
+        await wait_until(lambda: r.exists(*rkeys.every(r, "seq:restored")) == rkeys.shards(r), 10,
+                         "persist to restore the counters")
+        assert int(r.get(rkeys.tagged(r, "seq", a))) == 6
         nxt = await ca.text(b, "after the loss")
         assert nxt["type"] == "A" and nxt["seq"] == 7
         got = await cb.wait_for(lambda p: p.get("type") == "t" and p["msg"] == "after the loss")
