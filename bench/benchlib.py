@@ -277,26 +277,15 @@ def restart_push(run_dir, node, env=()):
 
 
 def quiesce(stack, limit_s=120):
-    """Wait (at most limit_s) until what an earlier run left is done: every consumer group of the message
-    stream mp:mq (magpie-persist) has been delivered its last entry and holds nothing pending, twice in a row
-    a second apart. (Not XINFO's lag: it stays non-zero once entries were deleted from the stream.) A chat
-    run leaves MySQL writes behind; the next run must not share the machine with them. Returns the seconds
-    waited."""
+    """Wait (at most limit_s) until what an earlier run left is done: every consumer group of every shard's
+    message stream (mp:{s}:mq, magpie-persist) has been delivered its last entry and holds nothing pending,
+    twice in a row a second apart (stream_caught_up). A chat run leaves MySQL writes behind; the next run
+    must not share the machine with them. Returns the seconds waited."""
     t0 = time.time()
     calm = 0
+    keys = shard_keys(stack.redis_port, "mq")
     while time.time() - t0 < limit_s and calm < 2:
-        try:
-            groups, stream = resp_pipeline(stack.redis_port, [("XINFO", "GROUPS", "mp:mq"),
-                                                              ("XINFO", "STREAM", "mp:mq")])
-        except RuntimeError:
-            groups, stream = [], []
-        last = dict(zip(stream[::2], stream[1::2])).get("last-generated-id") if isinstance(stream, list) else None
-        busy = False
-        for g in groups if isinstance(groups, list) else []:
-            d = dict(zip(g[::2], g[1::2]))
-            if d.get("pending") or (last is not None and d.get("last-delivered-id") != last):
-                busy = True
-        calm = 0 if busy else calm + 1
+        calm = calm + 1 if stream_caught_up(stack.redis_port, keys) else 0
         time.sleep(1)
     return round(time.time() - t0, 1)
 
@@ -556,6 +545,65 @@ def resp_call(port, *args, timeout=5):
     return resp_pipeline(port, [args], timeout)[0]
 
 
+# Redis key names as shared/keys.h spells them (tests/integration/rkeys.py has the same for redis-py): users
+# are split into S = redis.stream_shards shards (uid mod S), every per-user key carries its shard's hash tag
+# ("mp:{3}:seq:42"), and the chat and notification streams are one per shard ("mp:{0}:mq").
+def redis_shards(port):
+    """S as the stack's Redis recorded it (mp:shards; 1 before any daemon started or when Redis is down)."""
+    try:
+        v = resp_call(port, "GET", "mp:shards")
+    except (OSError, RuntimeError):
+        return 1
+    return int(v) if v else 1
+
+
+def key_sharded(name, shard):
+    """A per-shard key: key_sharded("mq", 0) == "mp:{0}:mq"."""
+    return "mp:{%d}:%s" % (shard, name)
+
+
+def key_tagged(name, ident, shards):
+    """A per-user key: key_tagged("tl", 42, 4) == "mp:{2}:tl:42"."""
+    return "mp:{%d}:%s:%s" % (int(ident) % shards, name, ident)
+
+
+def shard_keys(port, name):
+    """The per-shard key name of every shard ("mq", "notify")."""
+    return [key_sharded(name, s) for s in range(redis_shards(port))]
+
+
+def stream_caught_up(port, keys):
+    """Every consumer group of every stream in keys has been delivered its stream's last entry and holds
+    nothing pending. (Not XINFO's lag: it stays non-zero once entries were deleted from the stream.)"""
+    for key in keys:
+        try:
+            groups, stream = resp_pipeline(port, [("XINFO", "GROUPS", key), ("XINFO", "STREAM", key)])
+        except (OSError, RuntimeError):
+            return False
+        last = dict(zip(stream[::2], stream[1::2])).get("last-generated-id") if isinstance(stream, list) else None
+        for g in groups if isinstance(groups, list) else []:
+            d = dict(zip(g[::2], g[1::2]))
+            if d.get("pending") or (last is not None and d.get("last-delivered-id") != last):
+                return False
+    return True
+
+
+def entries_added(port, name="mq"):
+    """Entries ever added to the shards' streams name, summed (XINFO STREAM's entries-added: for "mq" one
+    per stored message); None when no stream answered."""
+    total = None
+    for key in shard_keys(port, name):
+        try:
+            x = resp_call(port, "XINFO", "STREAM", key)
+        except (OSError, RuntimeError):
+            continue
+        if isinstance(x, list):
+            n = dict(zip(x[::2], x[1::2])).get("entries-added")
+            if n is not None:
+                total = (total or 0) + int(n)
+    return total
+
+
 def _resp_read(f):
     line = f.readline()
     if not line:
@@ -651,8 +699,8 @@ class CpuSampler:
 class CostSampler:
     """Samples, every `every` s while a run goes on, the CPU each of the stack's server processes used
     (/proc/<pid>/stat: CPU used, not time waited -- the figure a busy machine distorts least), Redis's INFO
-    commandstats (calls per command, a script's own commands counted too), used_memory, and mp:mq's
-    entries-added (one per stored message), each stamped with CLOCK_MONOTONIC -- the clock magpie-bench's
+    commandstats (calls per command, a script's own commands counted too), used_memory, and the message
+    streams' entries-added (mp:{s}:mq summed over the shards: one per stored message), each stamped with CLOCK_MONOTONIC -- the clock magpie-bench's
     steps are timed with (t0_ns, report_ns in each step of its JSON) -- so each step's work per stored
     message can be cut out of the series afterwards (window()), without the connecting and the idle time."""
 
@@ -678,8 +726,11 @@ class CostSampler:
         # One snapshot: Redis's counters and the stream's count from one pipelined pair of commands (a busy
         # Redis may answer a second late; both figures are from the same moment), then at once the CPU
         # times, stamped when they were read.
-        info, x = resp_pipeline(self.stack.redis_port, [("INFO", "commandstats", "memory"),
-                                                        ("XINFO", "STREAM", "mp:mq")])
+        if not hasattr(self, "mq_keys"):
+            self.mq_keys = shard_keys(self.stack.redis_port, "mq")
+        replies = resp_pipeline(self.stack.redis_port, [("INFO", "commandstats", "memory")] +
+                                [("XINFO", "STREAM", k) for k in self.mq_keys])
+        info, xs = replies[0], replies[1:]
         cpu = {k: proc_cpu_ticks(p) for k, p in self.pids.items()}
         t = time.monotonic_ns()
         cmds, mem, added = {}, 0, None
@@ -690,8 +741,9 @@ class CostSampler:
                 cmds[name] = int(kv["calls"])
             elif line.startswith("used_memory:"):
                 mem = int(line.split(":")[1])
-        if isinstance(x, list):
-            added = dict(zip(x[::2], x[1::2])).get("entries-added")
+        for x in xs:
+            if isinstance(x, list) and dict(zip(x[::2], x[1::2])).get("entries-added") is not None:
+                added = (added or 0) + int(dict(zip(x[::2], x[1::2]))["entries-added"])
         self.samples.append({"t": t, "cpu": cpu, "cmds": cmds, "mem": mem, "mq_added": added})
 
     def _loop(self):
