@@ -41,10 +41,10 @@
 
 struct uvev {
     uv_poll_t poll;
-    uv_idle_t flush;  /* writes hiredis' buffer at the next pass */
+    uv_idle_t flush;       /* writes hiredis' buffer at the next pass */
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     int events;
-    int flushing; /* inside uvev_on_flush: an addWrite now means the socket is full */
+    int flushing;     /* inside uvev_on_flush: an addWrite now means the socket is full */
     int open_handles; /* freed when both handles are closed */
 };
 
