@@ -25,12 +25,27 @@
  * hiredis 0.14's adapters/libuv.h drops every poll event that carries an error status (a socket reset by a
  * dying Redis reports POLLERR), so hiredis never learns that the connection is dead and its callbacks wait
  * forever. This is that adapter with the fix hiredis 1.0 made: on an error, let hiredis read and write, so
- * it sees the error itself and disconnects. */
+ * it sees the error itself and disconnects.
+ *
+ * Writes are flushed once per loop pass, not by polling for POLLOUT. hiredis asks for a write (addWrite)
+ * with every command it buffers, and stops asking (delWrite) once its buffer is written; through uv_poll
+ * each of those is a uv_poll_start, which libuv carries out as an epoll_ctl DEL and an epoll_ctl ADD, and
+ * the write itself waits for the next pass's epoll_wait to report the socket writable -- several syscalls
+ * and a loop iteration for every pass that sends anything (hiredis also asks for reads again after every
+ * read and write), at thousands of passes a second. Instead, a command buffered on a connected socket
+ * starts a uv_idle handle, and the buffer is written when it runs: at the start of the next loop pass,
+ * after every callback of this one has added its commands (so everything a pass sends still goes in one
+ * write), and before the loop can block (an active idle handle makes libuv poll without waiting, so a
+ * command buffered in any phase goes out at once). Only when that write leaves something unsent (the
+ * socket buffer is full), and while connecting, does the adapter poll for POLLOUT as before. */
 
 struct uvev {
     uv_poll_t poll;
+    uv_idle_t flush;       /* writes hiredis' buffer at the next pass */
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
     int events;
+    int flushing;     /* inside uvev_on_flush: an addWrite now means the socket is full */
+    int open_handles; /* freed when both handles are closed */
 };
 
 static void uvev_on_poll(uv_poll_t *h, int status, int events)
@@ -53,33 +68,57 @@ static void uvev_update(struct uvev *e, int events)
         uv_poll_stop(&e->poll);
 }
 
+/* A new loop pass: write what the last one's callbacks buffered. */
+static void uvev_on_flush(uv_idle_t *h)
+{
+    struct uvev *e = h->data;
+    uv_idle_stop(&e->flush);
+    if (e->ac == NULL || (e->events & UV_WRITABLE))
+        return; /* gone, or waiting for POLLOUT: the poll callback writes */
+    e->flushing = 1;
+    redisAsyncHandleWrite(e->ac); /* may disconnect: uvev_cleanup then runs, e stays valid until closed */
+    e->flushing = 0;
+}
+
 static void uvev_add_read(void *p)
 {
     struct uvev *e = p;
-    uvev_update(e, e->events | UV_READABLE);
+    if (!(e->events & UV_READABLE))
+        uvev_update(e, e->events | UV_READABLE);
 }
 
 static void uvev_del_read(void *p)
 {
     struct uvev *e = p;
-    uvev_update(e, e->events & ~UV_READABLE);
+    if (e->events & UV_READABLE)
+        uvev_update(e, e->events & ~UV_READABLE);
 }
 
 static void uvev_add_write(void *p)
 {
     struct uvev *e = p;
+    if (e->events & UV_WRITABLE)
+        return; /* already polling for it */
+    if (!e->flushing && e->ac != NULL && (e->ac->c.flags & REDIS_CONNECTED)) {
+        uv_idle_start(&e->flush, uvev_on_flush); /* a no-op when already started */
+        return;
+    }
+    /* connecting (hiredis learns the outcome from POLLOUT), or a flush could not write everything */
     uvev_update(e, e->events | UV_WRITABLE);
 }
 
 static void uvev_del_write(void *p)
 {
     struct uvev *e = p;
-    uvev_update(e, e->events & ~UV_WRITABLE);
+    if (e->events & UV_WRITABLE)
+        uvev_update(e, e->events & ~UV_WRITABLE);
 }
 
 static void uvev_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct uvev *e = h->data;
+    if (--e->open_handles == 0)
+        free(e);
 }
 
 static void uvev_cleanup(void *p)
@@ -87,6 +126,7 @@ static void uvev_cleanup(void *p)
     struct uvev *e = p;
     e->ac = NULL;
     uv_close((uv_handle_t *)&e->poll, uvev_closed);
+    uv_close((uv_handle_t *)&e->flush, uvev_closed);
 }
 
 static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -98,7 +138,10 @@ static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return MP_ERR;
     }
+    uv_idle_init(loop, &e->flush); /* cannot fail */
     e->poll.data = e;
+    e->flush.data = e;
+    e->open_handles = 2;
     e->ac = ac;
     ac->ev.data = e;
     ac->ev.addRead = uvev_add_read;
@@ -682,13 +725,23 @@ int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...)
 int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
               const char **argv, const size_t *argvlen)
 {
-    enum { MAX_ARGS = 256 };
-    const char *av[MAX_ARGS + 3];
-    size_t avlen[MAX_ARGS + 3];
+    enum { STACK_ARGS = 256 };
+    const char *stack_av[STACK_ARGS + 3], **av = stack_av;
+    size_t stack_avlen[STACK_ARGS + 3], *avlen = stack_avlen;
     char nk[16];
+    int rc;
 
-    if (argc > MAX_ARGS || s->sha[0] == '\0')
+    if (argc < 0 || argc > RDSA_MAX_EVAL_ARGS || s->sha[0] == '\0')
         return MP_EAGAIN;
+    if (argc > STACK_ARGS) {
+        av = malloc((size_t)(argc + 3) * sizeof(*av));
+        avlen = malloc((size_t)(argc + 3) * sizeof(*avlen));
+        if (av == NULL || avlen == NULL) {
+            free(av);
+            free(avlen);
+            return MP_EAGAIN;
+        }
+    }
     snprintf(nk, sizeof(nk), "%d", numkeys);
     av[0] = "EVALSHA";
     avlen[0] = 7;
@@ -700,7 +753,12 @@ int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numk
         av[i + 3] = argv[i];
         avlen[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
     }
-    return rdsa_cmdargv(fn, arg, argc + 3, av, avlen);
+    rc = rdsa_cmdargv(fn, arg, argc + 3, av, avlen);
+    if (av != stack_av) {
+        free(av);
+        free(avlen);
+    }
+    return rc;
 }
 
 /* ---- WAIT before a durable answer ---- */

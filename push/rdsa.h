@@ -68,7 +68,9 @@ int rdsa_ready(void);
 int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...);
 int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen);
 
-/* EVALSHA s with numkeys keys; argv holds the keys and then the arguments (at most 256). As rdsa_cmdargv. */
+/* EVALSHA s with numkeys keys; argv holds the keys and then the arguments (at most RDSA_MAX_EVAL_ARGS). As
+ * rdsa_cmdargv. */
+#define RDSA_MAX_EVAL_ARGS 4096
 int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numkeys, int argc,
               const char **argv, const size_t *argvlen);
 
