@@ -19,8 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HISTORY_RETRY_US 150000 /* after a stale connection was dropped: more than db.c's first backoff */
-
 struct history_req {
     struct chat_req r;
     int64_t uid;
@@ -119,15 +117,14 @@ static int history_query(struct db *db, struct history_req *q)
     return MP_OK;
 }
 
+static int history_query_fn(struct db *db, void *arg)
+{
+    return history_query(db, arg);
+}
+
 static void history_work(struct db *db, void *arg)
 {
-    struct history_req *q = arg;
-    int had_conn = db != NULL && db->m != NULL;
-    if (history_query(db, q) == MP_EAGAIN && had_conn && db->m == NULL) {
-        /* The connection was stale (MySQL restarted since): one more try on a fresh one. */
-        usleep(HISTORY_RETRY_US);
-        history_query(db, q);
-    }
+    dbpool_read(db, history_query_fn, arg); /* once more on a fresh connection after a MySQL restart */
 }
 
 static void history_done(void *arg)

@@ -203,7 +203,7 @@ static void deliver_local(int64_t uid, const char *packet, size_t len, const str
 static int read_eval(struct read_req *q);
 
 /* A group message Redis no longer has: its number in the group, when it is a g of q->group. */
-static void read_work_group(struct db *db, MYSQL *m, struct read_req *q)
+static int read_query_group(struct db *db, MYSQL *m, struct read_req *q)
 {
     MYSQL_RES *res;
     MYSQL_ROW row;
@@ -211,19 +211,19 @@ static void read_work_group(struct db *db, MYSQL *m, struct read_req *q)
     int n =
         snprintf(sql, sizeof(sql), "SELECT group_id, group_seq FROM messages WHERE id = %" PRId64, q->mid);
 
-    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
-        db_check_error(db);
-        return;
-    }
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL)
+        return db_check_error(db);
     row = mysql_fetch_row(res);
     if (row == NULL || row[0] == NULL || row[1] == NULL || strtoll(row[0], NULL, 10) != q->group)
         q->unknown = 1;
     else
         snprintf(q->known, sizeof(q->known), "%s", row[1]);
     mysql_free_result(res);
+    return MP_OK;
 }
 
-static void read_work(struct db *db, void *arg)
+/* What MySQL knows of q's message: MP_OK (q->unknown or q->known set), MP_EAGAIN or MP_ERR (neither). */
+static int read_query(struct db *db, void *arg)
 {
     struct read_req *q = arg;
     MYSQL *m = db ? db_conn(db) : NULL;
@@ -234,17 +234,13 @@ static void read_work(struct db *db, void *arg)
     int n;
 
     if (m == NULL)
-        return;
-    if (q->group != 0) {
-        read_work_group(db, m, q);
-        return;
-    }
+        return MP_EAGAIN;
+    if (q->group != 0)
+        return read_query_group(db, m, q);
     n = snprintf(sql, sizeof(sql),
                  "SELECT from_uid, to_uid, from_seq, to_seq FROM messages WHERE id = %" PRId64, q->mid);
-    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
-        db_check_error(db);
-        return;
-    }
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL)
+        return db_check_error(db);
     row = mysql_fetch_row(res);
     from = row && row[0] ? strtoll(row[0], NULL, 10) : 0;
     to = row && row[1] ? strtoll(row[1], NULL, 10) : 0;
@@ -254,21 +250,25 @@ static void read_work(struct db *db, void *arg)
     mysql_free_result(res);
     if (!((from == q->reader && to == q->with) || (from == q->with && to == q->reader)) || seq <= 0) {
         q->unknown = 1;
-        return;
+        return MP_OK;
     }
     /* what the reader had received in this conversation up to it: every earlier one is long stored */
     n = snprintf(sql, sizeof(sql),
                  "SELECT COUNT(*) FROM messages WHERE from_uid = %" PRId64 " AND to_uid = %" PRId64
                  " AND to_seq <= %" PRId64,
                  q->with, q->reader, seq);
-    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL) {
-        db_check_error(db);
-        return;
-    }
+    if (mysql_real_query(m, sql, (unsigned long)n) != 0 || (res = mysql_store_result(m)) == NULL)
+        return db_check_error(db);
     row = mysql_fetch_row(res);
     if (row != NULL && row[0] != NULL)
         snprintf(q->known, sizeof(q->known), "%" PRId64 " %s", seq, row[0]);
     mysql_free_result(res);
+    return MP_OK;
+}
+
+static void read_work(struct db *db, void *arg)
+{
+    dbpool_read(db, read_query, arg); /* once more on a fresh connection after a MySQL restart */
 }
 
 static void read_done(void *arg)

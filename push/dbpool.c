@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Each pool thread's connection, also kept in a list so they can be closed at exit. */
 struct dbconn {
@@ -62,6 +63,17 @@ static void on_done(uv_work_t *req, int status)
     busy--;
     j->done(j->arg);
     free(j);
+}
+
+int dbpool_read(struct db *db, int (*query)(struct db *db, void *arg), void *arg)
+{
+    int had_conn = db != NULL && db->m != NULL;
+    int rc = query(db, arg);
+    if (rc == MP_EAGAIN && had_conn && db->m == NULL) {
+        usleep(DBPOOL_STALE_RETRY_US);
+        rc = query(db, arg);
+    }
+    return rc;
 }
 
 int dbpool_submit(dbpool_work_fn work, dbpool_done_fn done, void *arg)

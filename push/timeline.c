@@ -31,9 +31,6 @@
 #include <unistd.h>
 
 #define TIMELINE_SEQ_MAX (INT64_C(1) << 62)
-#define SYNC_RETRY_US                                                                                        \
-    150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
-            */
 
 /* KEYS: KEY_TL, KEY_SEQ of the user, KEY_SEQ_RESTORED of their shard. ARGV: the first seq wanted, limit,
  * KEY_MSG's prefix in the user's shard (the copies of the messages the user reads; the cluster split must
@@ -461,15 +458,14 @@ static int sync_query(struct db *db, struct sync_req *q)
     return rc;
 }
 
+static int sync_query_fn(struct db *db, void *arg)
+{
+    return sync_query(db, arg);
+}
+
 static void sync_work(struct db *db, void *arg)
 {
-    struct sync_req *q = arg;
-    int had_conn = db != NULL && db->m != NULL;
-    if (sync_query(db, q) == MP_EAGAIN && had_conn && db->m == NULL) {
-        usleep(
-            SYNC_RETRY_US); /* the connection was stale (MySQL restarted since): once more on a fresh one */
-        sync_query(db, q);
-    }
+    dbpool_read(db, sync_query_fn, arg); /* once more on a fresh connection after a MySQL restart */
 }
 
 static void sync_done(void *arg)

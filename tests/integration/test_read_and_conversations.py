@@ -132,6 +132,36 @@ def test_R_of_a_message_redis_no_longer_has_reads_it_from_mysql(stack):
     run(go())
 
 
+def test_R_and_H_from_mysql_right_after_mysql_restarted_are_answered(stack):
+    """The node's pooled MySQL connections go stale when MariaDB restarts: the first statement on each fails.
+    A read (R of a message Redis no longer has, H) is then tried once more on a fresh connection, so the
+    client gets its answer, not E "temporarily unavailable"."""
+    async def go():
+        a, b = new_uid(), new_uid()
+        make_friends(stack, a, b)
+        ca, cb = await Chat.connect(stack, a), await Chat.connect(stack, b)
+        sent = [await cb.text(a, f"m{i}") for i in range(4)]
+
+        def stored():
+            with stack.mysql() as db, db.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM messages WHERE from_uid = %s", (b,))
+                return cur.fetchone()[0] == 4
+        await wait_until(stored, 10, "persist to store the 4 messages")
+        for m in sent:
+            stack.redis().delete(*rkeys.msg_copies(stack.redis(), m["mid"]))
+        for _ in range(2):  # every pool thread gets a connection to the MariaDB about to restart
+            for m in sent:
+                assert (await ca.request("R", {"with": b, "mid": m["mid"]}))["type"] == "A"
+        stack.stop_mariadb()
+        stack.start_mariadb()
+        for i in range(8):
+            r = await ca.request("R", {"with": b, "mid": sent[i % 4]["mid"]})
+            assert r["type"] == "A", (i, r)
+        h = await ca.request("H", {"since": 0, "with": b})
+        assert h["type"] != "E", h
+    run(go())
+
+
 def test_conversations_page_through_250_each_once_newest_first(stack):
     async def go():
         me = new_uid()
