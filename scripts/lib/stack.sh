@@ -357,6 +357,9 @@ maxclients 10000
 # (1024: ~170).
 hash-max-listpack-value 1024
 stream-node-max-bytes 1024
+# Redis 7's per-command latency histograms (INFO latencystats) cost 10-13 % of Redis's CPU per chat message
+# (bench/README "Chat: CPU per message"); LATENCY LATEST and SLOWLOG stay on.
+latency-tracking no
 EOF
 }
 
