@@ -588,20 +588,23 @@ def stream_caught_up(port, keys):
     return True
 
 
+def added_sum(xinfo_replies):
+    """entries-added of XINFO STREAM replies, summed; None when none of them is a stream's answer."""
+    total = None
+    for x in xinfo_replies:
+        n = dict(zip(x[::2], x[1::2])).get("entries-added") if isinstance(x, list) else None
+        if n is not None:
+            total = (total or 0) + int(n)
+    return total
+
+
 def entries_added(port, name="mq"):
     """Entries ever added to the shards' streams name, summed (XINFO STREAM's entries-added: for "mq" one
     per stored message); None when no stream answered."""
-    total = None
-    for key in shard_keys(port, name):
-        try:
-            x = resp_call(port, "XINFO", "STREAM", key)
-        except (OSError, RuntimeError):
-            continue
-        if isinstance(x, list):
-            n = dict(zip(x[::2], x[1::2])).get("entries-added")
-            if n is not None:
-                total = (total or 0) + int(n)
-    return total
+    try:
+        return added_sum(resp_pipeline(port, [("XINFO", "STREAM", k) for k in shard_keys(port, name)]))
+    except (OSError, RuntimeError):
+        return None
 
 
 def _resp_read(f):
@@ -741,9 +744,7 @@ class CostSampler:
                 cmds[name] = int(kv["calls"])
             elif line.startswith("used_memory:"):
                 mem = int(line.split(":")[1])
-        for x in xs:
-            if isinstance(x, list) and dict(zip(x[::2], x[1::2])).get("entries-added") is not None:
-                added = (added or 0) + int(dict(zip(x[::2], x[1::2]))["entries-added"])
+        added = added_sum(xs)
         self.samples.append({"t": t, "cpu": cpu, "cmds": cmds, "mem": mem, "mq_added": added})
 
     def _loop(self):
