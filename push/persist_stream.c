@@ -516,14 +516,24 @@ int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
     return MP_OK;
 }
 
+/* KEYS: the dead-letter stream, the stream (one shard's: one slot). ARGV: its MAXLEN ~, the group, the
+ * entry's id, the reason, then the entry's fields. The dead letter and the XACK in one script, so that on a
+ * cluster too (no MULTI there: rds.h) an entry is never acked without its dead letter, nor dead twice; a
+ * refused XADD raises before the XACK. */
+static const char dead_letter_lua[] =
+    "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '" MQ_F_DEAD_REASON "', ARGV[4], '" MQ_F_DEAD_ID
+    "', ARGV[3]}\n"
+    "for i = 5, #ARGV do a[#a + 1] = ARGV[i] end\n"
+    "redis.call(unpack(a))\n"
+    "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])\n";
+
 int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *fields, const char *reason)
 {
-    enum { HEAD = 10 };
+    enum { HEAD = 9 };
     size_t nf = fields != NULL && fields->type == REDIS_REPLY_ARRAY ? fields->elements : 0;
     const char **argv = malloc((HEAD + nf) * sizeof(*argv));
     size_t *lens = malloc((HEAD + nf) * sizeof(*lens));
-    redisContext *c;
-    redisReply *replies[4] = {NULL, NULL, NULL, NULL};
+    redisReply *reply;
     char key[KEY_BUF], dead[KEY_BUF], raw[PERSIST_SID_MAX];
     int rc = MP_OK, argc = 0, shard;
 
@@ -532,52 +542,32 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
         free(lens);
         return argv == NULL || lens == NULL ? MP_ENOMEM : MP_ERR;
     }
-    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one MULTI */
-    argv[argc++] = "XADD";
+    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one slot */
+    argv[argc++] = "EVAL";
+    argv[argc++] = dead_letter_lua;
+    argv[argc++] = "2";
     argv[argc++] = dead;
-    argv[argc++] = "MAXLEN";
-    argv[argc++] = "~";
+    argv[argc++] = stream_key(shard, key);
     argv[argc++] = bound.dead_maxlen;
-    argv[argc++] = "*";
-    argv[argc++] = MQ_F_DEAD_REASON;
-    argv[argc++] = reason;
-    argv[argc++] = MQ_F_DEAD_ID;
+    argv[argc++] = bound.group;
     argv[argc++] = raw; /* the entry's id in its shard's stream */
+    argv[argc++] = reason;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     for (size_t i = 0; i < nf; i++, argc++) {
         argv[argc] = fields->element[i]->str;
         lens[argc] = fields->element[i]->len;
     }
-    c = rds_conn(r);
-    if (c == NULL) {
-        free(argv);
-        free(lens);
-        return MP_EAGAIN;
-    }
-    redisAppendCommand(c, "MULTI");
-    redisAppendCommandArgv(c, argc, argv, lens);
-    redisAppendCommand(c, "XACK %s %s %s", stream_key(shard, key), bound.group, raw);
-    redisAppendCommand(c, "EXEC");
+    reply = rds_cmdargv(r, argc, argv, lens);
     free(argv);
     free(lens);
-    for (int i = 0; i < 4; i++)
-        replies[i] = rds_reply(r);
-    for (int i = 0; i < 4; i++)
-        if (replies[i] == NULL)
-            rc = MP_EAGAIN;
-    if (rc == MP_OK) {
-        const redisReply *exec = replies[3];
-        if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2 ||
-            exec->element[0]->type == REDIS_REPLY_ERROR || exec->element[1]->type == REDIS_REPLY_ERROR) {
-            log_error("redis refused the dead letter id=%s error=\"%s\"", id,
-                      exec->type == REDIS_REPLY_ERROR ? exec->str : "transaction failed");
-            rc = MP_ERR;
-        }
+    if (reply == NULL)
+        return MP_EAGAIN;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis refused the dead letter id=%s error=\"%s\"", id, reply->str);
+        rc = MP_ERR;
     }
-    for (int i = 0; i < 4; i++)
-        if (replies[i] != NULL)
-            freeReplyObject(replies[i]);
+    freeReplyObject(reply);
     return rc;
 }
 

@@ -101,7 +101,12 @@ int keys_check_shards(struct rds *r);
  * KEY_TAGGED_MARK. Idempotent: a key already renamed is not found again; a new name that exists already
  * (written since) keeps its value and the old key is left and logged. Run by magpie-persist before its
  * worker starts; the send scripts refuse messages (E, retried) until the counters are restored after it.
- * MP_OK, MP_EAGAIN (Redis unavailable: call again). *renamed gets the number of keys moved. */
+ * On a Redis Cluster nothing is renamed (an old name and its new one are in different slots: a cluster
+ * refuses RENAMENX between them): every master is scanned, and MP_ERR (logged: upgrade on one Redis first)
+ * when any key has an old name; none (a new deployment: the daemons never ran on a cluster before the
+ * tags) sets KEY_TAGGED_MARK.
+ * MP_OK, MP_EAGAIN (Redis unavailable: call again), MP_ERR (a cluster with old names: the daemon stops).
+ * *renamed gets the number of keys moved. */
 int keys_upgrade(struct rds *r, long long *renamed);
 
 /* keys_check_shards on a connection of its own made from cfg, closed after: for a daemon's start (one
@@ -176,7 +181,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
 #define KEY_MQ_DEAD_NAME "mq:dead"
-#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one MULTI moves an entry) */
+#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one script moves an entry) */
 #define MQ_DEAD_MAXLEN 100000
 /* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
  * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without

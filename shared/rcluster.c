@@ -876,13 +876,20 @@ static redisReply *run_formatted(struct rcl *c, const char *cmd, size_t len)
 redisReply *rcl_cmd(struct rcl *c, const char *fmt, ...)
 {
     va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = rcl_vcmd(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap)
+{
     char *cmd = NULL;
     int len;
     redisReply *r;
 
-    va_start(ap, fmt);
     len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
     if (len < 0) {
         set_err(c, MP_EINVAL, "cannot format the command");
         return NULL;
@@ -899,6 +906,18 @@ redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t
     char why[256];
     redisReply *r;
 
+    if (argvlen == NULL) { /* as hiredis: NUL-terminated arguments */
+        size_t *lens = malloc(sizeof(*lens) * (size_t)(argc > 0 ? argc : 1));
+        if (lens == NULL) {
+            set_err(c, MP_EAGAIN, "out of memory");
+            return NULL;
+        }
+        for (int i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        r = rcl_cmdargv(c, argc, argv, lens);
+        free(lens);
+        return r;
+    }
     if (rcl_command_slot(argc, argv, argvlen, &slot, why, sizeof(why)) != MP_OK) {
         c->stats.refused++;
         set_err(c, MP_EINVAL, "%s", why);
@@ -910,6 +929,178 @@ redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t
         return NULL;
     }
     r = run(c, cmd, (size_t)len, slot);
+    redisFreeCommand(cmd);
+    return r;
+}
+
+/* The slot of a formatted command: MP_OK, or MP_EINVAL with c->err set (counted as refused). */
+static int formatted_slot(struct rcl *c, const char *cmd, size_t len, int *slot)
+{
+    const char **argv = NULL;
+    size_t *argvlen = NULL;
+    char why[256];
+    int argc = split_formatted(cmd, len, &argv, &argvlen), rv;
+
+    if (argc < 0) {
+        set_err(c, MP_EINVAL, "cannot parse the formatted command");
+        return MP_EINVAL;
+    }
+    rv = rcl_command_slot(argc, argv, argvlen, slot, why, sizeof(why));
+    free(argv);
+    free(argvlen);
+    if (rv != MP_OK) {
+        c->stats.refused++;
+        set_err(c, MP_EINVAL, "%s", why);
+        return MP_EINVAL;
+    }
+    return MP_OK;
+}
+
+int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, redisReply **out)
+{
+    int *slot = malloc(sizeof(*slot) * (size_t)(n > 0 ? n : 1));
+    int *node = malloc(sizeof(*node) * (size_t)(n > 0 ? n : 1)); /* index into the snapshot, -1: retry */
+    struct rcl_node *nodes = NULL;
+    int nnodes = 0, failed = 0;
+    char why[512];
+
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    if (slot == NULL || node == NULL) {
+        free(slot);
+        free(node);
+        set_err(c, MP_EAGAIN, "out of memory");
+        return n;
+    }
+    if (c->map == NULL || (c->refresh_wanted && mp_mono_ms() - c->refreshed_at_ms >= RCL_REFRESH_MIN_MS))
+        rcl_refresh(c);
+    if (c->map != NULL && (nodes = malloc(sizeof(*nodes) * (size_t)(c->map->nnodes + 1))) != NULL) {
+        nnodes = c->map->nnodes; /* a snapshot: a MOVED read below changes the map */
+        memcpy(nodes, c->map->node, sizeof(*nodes) * (size_t)nnodes);
+    }
+    for (int i = 0; i < n; i++) {
+        const struct rcl_node *o;
+        node[i] = -1;
+        if (formatted_slot(c, cmds[i], lens[i], &slot[i]) != MP_OK) {
+            slot[i] = -2; /* refused: no try */
+            continue;
+        }
+        if (nodes == NULL)
+            continue;
+        if (slot[i] < 0)
+            node[i] = (int)(c->any_next++ % (unsigned)nnodes);
+        else if ((o = rcl_map_owner(c->map, slot[i])) != NULL)
+            node[i] = (int)(o - c->map->node);
+    }
+    /* Write each master's share, then read each master's replies in turn. */
+    for (int k = 0; k < nnodes; k++) {
+        redisContext *rc = conn_get(c, nodes[k].host, nodes[k].port, why, sizeof(why));
+        for (int i = 0; i < n; i++)
+            if (node[i] == k && (rc == NULL || redisAppendFormattedCommand(rc, cmds[i], lens[i]) != REDIS_OK))
+                node[i] = -1;
+    }
+    for (int k = 0; k < nnodes; k++) {
+        struct rcl_conn *cn = conn_entry(c, nodes[k].host, nodes[k].port);
+        int lost = 0;
+        for (int i = 0; i < n; i++) {
+            void *r = NULL;
+            struct rcl_redirect rd;
+            enum rcl_kind kind;
+            if (node[i] != k)
+                continue;
+            if (lost || cn == NULL || cn->c == NULL || redisGetReply(cn->c, &r) != REDIS_OK) {
+                if (!lost && cn != NULL && cn->c != NULL) {
+                    snprintf(why, sizeof(why), "%s:%d: %s", cn->host, cn->port,
+                             cn->c->errstr[0] ? cn->c->errstr : "connection lost");
+                    conn_drop(c, cn, why);
+                }
+                lost = 1;
+                node[i] = -1;
+                continue;
+            }
+            c->stats.commands++;
+            kind = rcl_classify(r, nodes[k].host, &rd);
+            if (kind == RCL_REPLY) {
+                out[i] = r;
+                snprintf(c->last_host, sizeof(c->last_host), "%s", nodes[k].host);
+                c->last_port = nodes[k].port;
+                continue;
+            }
+            if (kind == RCL_MOVED) {
+                c->stats.moved++;
+                rcl_map_set_owner(c->map, rd.slot, rd.host, rd.port);
+            }
+            if (kind == RCL_MOVED || kind == RCL_BADREDIRECT)
+                c->refresh_wanted = 1;
+            freeReplyObject(r);
+            node[i] = -1; /* run again below, alone */
+        }
+    }
+    /* The retries, each with rcl_cmd's budget; once one found the cluster not serving, the rest fail at
+     * once (a dead master must cost one budget per batch, not one per command). */
+    for (int i = 0, gave_up = 0; i < n; i++) {
+        if (out[i] == NULL && slot[i] != -2 && !gave_up)
+            gave_up = (out[i] = run(c, cmds[i], lens[i], slot[i])) == NULL;
+        failed += out[i] == NULL;
+    }
+    free(nodes);
+    free(slot);
+    free(node);
+    return failed;
+}
+
+redisReply *rcl_wait(struct rcl *c, int numreplicas, int timeout_ms)
+{
+    struct rcl_conn *n = NULL;
+    void *r = NULL;
+
+    for (int i = 0; i < c->nconns && n == NULL; i++)
+        if (c->conns[i].port == c->last_port && strcmp(c->conns[i].host, c->last_host) == 0)
+            n = &c->conns[i];
+    if (n == NULL || n->c == NULL) {
+        set_err(c, MP_EAGAIN, "the connection that made the write is gone");
+        return NULL;
+    }
+    r = redisCommand(n->c, "WAIT %d %d", numreplicas, timeout_ms);
+    if (r == NULL) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s:%d: %s", n->host, n->port, n->c->errstr[0] ? n->c->errstr : "lost");
+        set_err(c, MP_EAGAIN, "%s", why);
+        conn_drop(c, n, why);
+    }
+    return r;
+}
+
+int rcl_masters(struct rcl *c, struct rcl_node *out, int max)
+{
+    int n;
+    if (c->map == NULL || (c->refresh_wanted && mp_mono_ms() - c->refreshed_at_ms >= RCL_REFRESH_MIN_MS))
+        rcl_refresh(c);
+    if (c->map == NULL)
+        return -1;
+    n = c->map->nnodes < max ? c->map->nnodes : max;
+    memcpy(out, c->map->node, sizeof(*out) * (size_t)n);
+    return n;
+}
+
+redisReply *rcl_cmd_at(struct rcl *c, const char *host, int port, const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd = NULL, why[512];
+    int len;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        set_err(c, MP_EINVAL, "cannot format the command");
+        return NULL;
+    }
+    c->stats.commands++;
+    r = try_once(c, host, port, 0, cmd, (size_t)len, why, sizeof(why));
+    if (r == NULL)
+        set_err(c, MP_EAGAIN, "%s", why);
     redisFreeCommand(cmd);
     return r;
 }

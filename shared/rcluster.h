@@ -50,6 +50,7 @@
 #define MAGPIE_RCLUSTER_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -170,7 +171,35 @@ int rcl_init(struct rcl *c, const struct magpie_config *cfg);
  * c->err and c->errstr saying why: MP_EAGAIN (the cluster did not serve it within redis.cluster_retry_ms)
  * or MP_EINVAL (refused before sending: keys in different slots, a command this client does not route). */
 redisReply *rcl_cmd(struct rcl *c, const char *fmt, ...);
-redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t *argvlen);
+redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t *argvlen); /* argvlen NULL: strlen */
+
+/* rcl_cmd with the arguments in a va_list (shared/rds.c). */
+redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap);
+
+/* Pipelines (shared/rds.h rds_append/rds_reply). n commands formatted by hiredis (redisFormatCommand...)
+ * are sent grouped per master: every master's share is written at once on its connection, then each
+ * master's replies are read in turn, so a batch costs one round trip per master involved, not one per
+ * command. A command whose reply is not its answer (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a lost connection,
+ * no master known for its slot) is run again after the batch, alone, with every rule of rcl_cmd. out[i]
+ * gets command i's reply (caller frees), or NULL when it failed as rcl_cmd would (c->err says why: the
+ * last failure's). Order: the commands of one slot are applied in the order given (one master, one
+ * connection), except that a command retried after the batch comes after the others of its batch; commands
+ * of different slots have no order between them (as on any cluster). Returns the number of NULLs. */
+int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, redisReply **out);
+
+/* WAIT numreplicas timeout_ms on the master that gave the last reply (last_host:last_port), only on the
+ * connection that carried it: NULL when it is gone (WAIT on a fresh connection would vouch for nothing). */
+redisReply *rcl_wait(struct rcl *c, int numreplicas, int timeout_ms);
+
+/* The masters of the current map (refreshed first when there is none), copied into out (up to max).
+ * Returns how many, or -1 when no node gave a map (c->errstr says why). For what must visit every master
+ * (SCAN) or may use any one (a SUBSCRIBE: PUBLISH reaches every node of a cluster). */
+int rcl_masters(struct rcl *c, struct rcl_node *out, int max);
+
+/* One command on the node host:port itself, no redirect followed, no retry: the reply (an error reply
+ * included), or NULL when the node cannot be reached (c->errstr). For SCAN of each master. */
+redisReply *rcl_cmd_at(struct rcl *c, const char *host, int port, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Rebuild the map now (see above). MP_OK, or MP_EAGAIN when no node gave one (c->errstr says why; the old
  * map, if any, is kept). */
