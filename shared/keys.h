@@ -29,8 +29,8 @@
  *     group presence check), PRESENCE_LUA and the node registry scripts: on a cluster that is a second
  *     slot, so the cluster step must take it out of the user scripts (the live-node list, which every
  *     node caches, passed in ARGV); it is a known remaining cross-slot read, listed here on purpose.
- *   - Keys never in a script or MULTI with others (SMS, QR, revocations, ws tickets, geo, orders, the node
- *     registry, rooms) keep one slot each and carry no tag.
+ *   - Keys never in a script or MULTI with others (QR, revocations, ws tickets, geo, orders, the node
+ *     registry, rooms) keep one slot each and carry no tag; a mobile's SMS keys share its tag (below).
  * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
  * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
  * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
@@ -118,12 +118,15 @@ int keys_startup_check(const struct magpie_config *cfg);
 int keys_shards_reply(const redisReply *rep, int *missing);
 
 /* ---- SMS login (magpie-http) ---- */
+/* A mobile's three keys carry the mobile as their hash tag: /send_code's script checks and writes them
+ * together (one slot on a cluster). They were "mp:sms:code:<mobile>"...: codes and limits in flight at an
+ * upgrade are forgotten once (a user asks for a code again). The IP counter is a command of its own. */
 /* hash {code, tries}: the code sent to a mobile; TTL sms.code_ttl_s. Deleted when used or burnt. */
-#define KEY_SMS_CODE "mp:sms:code:%s"
+#define KEY_SMS_CODE "mp:sms:code:{%s}"
 /* string "1": a code was sent recently; SET NX with TTL sms.resend_interval_s (the resend limit). */
-#define KEY_SMS_RESEND "mp:sms:resend:%s"
+#define KEY_SMS_RESEND "mp:sms:resend:{%s}"
 /* counter: codes sent to a mobile in the last 24 h; TTL 86400 s set on the first INCR. */
-#define KEY_SMS_DAILY "mp:sms:daily:%s"
+#define KEY_SMS_DAILY "mp:sms:daily:{%s}"
 #define SMS_DAILY_WINDOW_S 86400
 /* counter: /send_code calls from an IP in the current window; TTL sms.ip_window_s set on the first INCR. */
 #define KEY_SMS_IP "mp:sms:ip:%s"

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "magpie.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,6 +548,15 @@ static redisContext *conn_get(struct rcl *c, const char *host, int port, char *w
         }
         freeReplyObject(r);
     }
+    /* named after the program, as rds.c's connections (CLIENT LIST shows which daemon holds it); an error
+     * costs only the name */
+    r = redisCommand(n->c, "CLIENT SETNAME %s", program_invocation_short_name);
+    if (r == NULL) {
+        snprintf(why, whylen, "%s:%d: CLIENT SETNAME failed: %s", host, port, n->c->errstr);
+        conn_drop(c, n, why);
+        return NULL;
+    }
+    freeReplyObject(r);
     if (n->down) {
         log_info("redis cluster node back host=%s port=%d", host, port);
         n->down = 0;

@@ -146,7 +146,10 @@ void rds_subscriber(struct rds *r)
 static int next_master(struct rds *r)
 {
     struct rcl_node m[16];
-    int n = r->cl != NULL ? rcl_masters(r->cl, m, (int)MP_ARRAY_LEN(m)) : -1;
+    int n;
+    if (r->cl != NULL)
+        rcl_refresh(r->cl); /* the masters of now (a failover since?); on failure the last map is used */
+    n = r->cl != NULL ? rcl_masters(r->cl, m, (int)MP_ARRAY_LEN(m)) : -1;
     if (n <= 0) {
         rds_drop(r, r->cl == NULL ? "out of memory" : n < 0 ? r->cl->errstr : "no master in the slot map");
         return -1;
