@@ -215,8 +215,8 @@ static int index_one(const char *key, size_t len, void *arg)
     jti = key + strlen(pattern) - 1;
     ttl = rds_cmd(&rv.cmd, "TTL %s", key);
     if (ttl != NULL && ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0)
-        freeReplyObject(
-            rds_cmd(&rv.cmd, "ZADD %s %lld %s", KEY_REVOKED_INDEX, (long long)time(NULL) + ttl->integer, jti));
+        freeReplyObject(rds_cmd(&rv.cmd, "ZADD %s %lld %s", KEY_REVOKED_INDEX,
+                                (long long)time(NULL) + ttl->integer, jti));
     freeReplyObject(ttl);
     return MP_OK;
 }

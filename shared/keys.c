@@ -282,8 +282,9 @@ int keys_upgrade(struct rds *r, long long *renamed)
     *renamed = 0;
     if (answer(rep, &rc) != 0)
         return rc; /* done before (1), or Redis unavailable */
-    log_info("key upgrade: looking for keys under the names before the shard tags (shared/keys.h) shards=%d%s",
-             shards, r->cluster ? " (Redis Cluster: every master)" : "");
+    log_info(
+        "key upgrade: looking for keys under the names before the shard tags (shared/keys.h) shards=%d%s",
+        shards, r->cluster ? " (Redis Cluster: every master)" : "");
     rc = rds_scan(r, "mp:*", upgrade_each, &u);
     *renamed = u.renamed;
     if (rc != MP_OK)
@@ -291,10 +292,11 @@ int keys_upgrade(struct rds *r, long long *renamed)
     if (u.found > 0) {
         /* Renaming "mp:seq:42" to "mp:{0}:seq:42" moves a key to another slot: a cluster refuses that
          * (CROSSSLOT), and the daemons never ran on a cluster before the tags. */
-        log_error("key upgrade: a Redis Cluster holds keys under the names before the shard tags, which "
-                  "cannot be renamed on a cluster (each would move to another slot) found=%lld; upgrade them on "
-                  "one Redis first (magpie-persist with redis.host), then move the data into the cluster",
-                  u.found);
+        log_error(
+            "key upgrade: a Redis Cluster holds keys under the names before the shard tags, which "
+            "cannot be renamed on a cluster (each would move to another slot) found=%lld; upgrade them on "
+            "one Redis first (magpie-persist with redis.host), then move the data into the cluster",
+            u.found);
         return MP_ERR;
     }
     answer(rds_cmd(r, "SET %s 1", KEY_TAGGED_MARK), &rc);

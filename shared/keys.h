@@ -40,7 +40,8 @@
  * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
  * 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per shard) must pass
  * every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with
- * S > 1, and (for want of magpie-push's cluster client) with S = 1 too (shared/cli.c).
+ * S > 1, and magpie-push (for want of a cluster client) with S = 1 too (shared/cli.c); magpie-http,
+ * magpie-persist and magpie-notify run on a cluster with S = 1 (shared/rds.h).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */

@@ -1,7 +1,8 @@
 /* rcluster.h -- a Redis Cluster client on top of hiredis 0.14, which has no cluster support (SPEC §7,
- * `redis.cluster`). This comment is the design. The client is blocking, like shared/rds.h (magpie-http,
- * magpie-persist); the pure part below (slots, the map, what a reply means) is what an asynchronous client
- * for magpie-push will share.
+ * `redis.cluster`). This comment is the design. The client is blocking; shared/rds.h is built on it when
+ * redis.cluster is set (magpie-http, magpie-persist, magpie-notify: one struct rcl per struct rds, and the
+ * pipelines, WAIT and SCAN of every master below are what rds needs); the pure part below (slots, the
+ * map, what a reply means) is what an asynchronous client for magpie-push will share.
  *
  * Slots. A key's slot is CRC16 (XMODEM: poly 0x1021, init 0) of the key modulo 16384; when the key holds a
  * '{' followed later by a '}' with at least one byte between them, only the bytes between the first '{'
@@ -171,7 +172,8 @@ int rcl_init(struct rcl *c, const struct magpie_config *cfg);
  * c->err and c->errstr saying why: MP_EAGAIN (the cluster did not serve it within redis.cluster_retry_ms)
  * or MP_EINVAL (refused before sending: keys in different slots, a command this client does not route). */
 redisReply *rcl_cmd(struct rcl *c, const char *fmt, ...);
-redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t *argvlen); /* argvlen NULL: strlen */
+redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv,
+                        const size_t *argvlen); /* argvlen NULL: strlen */
 
 /* rcl_cmd with the arguments in a va_list (shared/rds.c). */
 redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap);

@@ -81,7 +81,11 @@ void rds_drop(struct rds *r, const char *why)
         r->c = NULL;
     }
     if (!r->down) {
-        log_warn("redis down host=%s port=%d reason=\"%s\"", r->host, r->port, reason);
+        log_warn("redis down host=%s port=%d reason=\"%s\"",
+                 r->host[0] != '\0' ? r->host
+                 : r->cluster       ? "(a master of redis.cluster)"
+                                    : "",
+                 r->port, reason);
         r->down = 1;
     }
     r->retry_at_ms = mp_mono_ms() + r->backoff_ms;
@@ -432,7 +436,8 @@ static int scan_one(struct rds *r, const char *host, int port, const char *patte
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor) ||
             rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            log_error("unexpected SCAN reply type=%d%s%s", rep->type, rep->type == REDIS_REPLY_ERROR ? " error=" : "",
+            log_error("unexpected SCAN reply type=%d%s%s", rep->type,
+                      rep->type == REDIS_REPLY_ERROR ? " error=" : "",
                       rep->type == REDIS_REPLY_ERROR ? rep->str : "");
             freeReplyObject(rep);
             return MP_EAGAIN;

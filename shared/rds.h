@@ -63,11 +63,11 @@ struct rds {
     int wait_timeout_ms;
     unsigned switches; /* sentinel_switches() when c was made */
     /* Redis Cluster (redis.cluster set): see above. */
-    int cluster;      /* redis.cluster is set */
-    int subscriber;   /* rds_subscriber(): c is a plain connection to one master */
+    int cluster;          /* redis.cluster is set */
+    int subscriber;       /* rds_subscriber(): c is a plain connection to one master */
     unsigned next_master; /* which master the subscriber's next connect goes to */
-    struct rcl *cl;   /* owned; the client of a non-subscriber, the map of a subscriber; NULL: no memory */
-    char **queue;     /* a pipeline's commands (formatted), sent at the first rds_reply */
+    struct rcl *cl; /* owned; the client of a non-subscriber, the map of a subscriber; NULL: no memory */
+    char **queue;   /* a pipeline's commands (formatted), sent at the first rds_reply */
     size_t *queue_len;
     int nqueue, queue_cap;
     redisReply **replies; /* their replies, handed out by rds_reply in order */
