@@ -84,9 +84,9 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         else
             fprintf(
                 stderr,
-                "%s: %s: redis.cluster is set, but magpie-push does not run on Redis Cluster yet (it has no "
-                "asynchronous cluster client: issue 20; magpie-http, magpie-persist and magpie-notify "
-                "do); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
+                "%s: %s: redis.cluster is set, but magpie-push does not run on Redis Cluster yet: "
+                "magpie-push has no asynchronous cluster client (issue 20; magpie-http, magpie-persist and "
+                "magpie-notify do run on it); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
                 component, config_path);
         config_free(cfg);
         return 1;
