@@ -501,6 +501,10 @@ static void conn_drop(struct rcl *c, struct rcl_conn *n, const char *why)
         n->c = NULL;
     }
     c->stats.conn_errors++;
+    if (n->used) {
+        c->used_lost = 1;
+        n->used = 0;
+    }
     if (!n->down) {
         log_warn("redis cluster node down host=%s port=%d reason=\"%s\"", n->host, n->port, reason);
         n->down = 1;
@@ -749,6 +753,7 @@ static redisReply *try_once(struct rcl *c, const char *host, int port, int askin
         goto lost;
     snprintf(c->last_host, sizeof(c->last_host), "%s", host);
     c->last_port = port;
+    conn_entry(c, host, port)->used = 1; /* exists: conn_get made it */
     return r;
 lost:
     snprintf(why, whylen, "%s:%d: %s", host, port, rc->errstr[0] ? rc->errstr : "connection lost");
@@ -1034,6 +1039,7 @@ int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, re
                 out[i] = r;
                 snprintf(c->last_host, sizeof(c->last_host), "%s", nodes[k].host);
                 c->last_port = nodes[k].port;
+                cn->used = 1;
                 continue;
             }
             if (kind == RCL_MOVED) {
@@ -1059,26 +1065,50 @@ int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, re
     return failed;
 }
 
-redisReply *rcl_wait(struct rcl *c, int numreplicas, int timeout_ms)
+int rcl_wait(struct rcl *c, int numreplicas, int timeout_ms, long long *acked)
 {
-    struct rcl_conn *n = NULL;
-    void *r = NULL;
+    int rc = MP_OK, any = 0;
 
-    for (int i = 0; i < c->nconns && n == NULL; i++)
-        if (c->conns[i].port == c->last_port && strcmp(c->conns[i].host, c->last_host) == 0)
-            n = &c->conns[i];
-    if (n == NULL || n->c == NULL) {
-        set_err(c, MP_EAGAIN, "the connection that made the write is gone");
-        return NULL;
+    *acked = -1;
+    if (c->used_lost) {
+        c->used_lost = 0;
+        set_err(c, MP_EAGAIN, "a connection that carried the writes is gone");
+        rc = MP_EAGAIN;
     }
-    r = redisCommand(n->c, "WAIT %d %d", numreplicas, timeout_ms);
-    if (r == NULL) {
-        char why[512];
-        snprintf(why, sizeof(why), "%s:%d: %s", n->host, n->port, n->c->errstr[0] ? n->c->errstr : "lost");
-        set_err(c, MP_EAGAIN, "%s", why);
-        conn_drop(c, n, why);
+    for (int i = 0; i < c->nconns; i++) {
+        struct rcl_conn *n = &c->conns[i];
+        redisReply *r;
+        if (!n->used)
+            continue;
+        n->used = 0;
+        if (rc != MP_OK || n->c == NULL)
+            continue; /* (a dropped one set used_lost) */
+        r = redisCommand(n->c, "WAIT %d %d", numreplicas, timeout_ms);
+        if (r == NULL) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s:%d: %s", n->host, n->port,
+                     n->c->errstr[0] ? n->c->errstr : "lost");
+            conn_drop(c, n, why);
+            c->used_lost = 0; /* this call fails now; the next set starts clean */
+            set_err(c, MP_EAGAIN, "WAIT: %s", why);
+            rc = MP_EAGAIN;
+            continue;
+        }
+        if (r->type != REDIS_REPLY_INTEGER) {
+            set_err(c, MP_EAGAIN, "WAIT on %s:%d: %s", n->host, n->port,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "not an integer");
+            rc = MP_EAGAIN;
+        } else if (!any || r->integer < *acked) {
+            *acked = r->integer;
+            any = 1;
+        }
+        freeReplyObject(r);
     }
-    return r;
+    if (rc == MP_OK && !any) {
+        set_err(c, MP_EAGAIN, "no connection carried a write since the last WAIT");
+        rc = MP_EAGAIN;
+    }
+    return rc;
 }
 
 int rcl_masters(struct rcl *c, struct rcl_node *out, int max)

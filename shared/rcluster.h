@@ -139,6 +139,7 @@ struct rcl_conn {
     int64_t retry_at_ms; /* monotonic ms before which no connect is tried */
     int backoff_ms;
     int down; /* 1 once its failure was logged, until it connects again */
+    int used; /* answered a command since the last rcl_wait: rcl_wait must WAIT here too */
 };
 
 /* What happened, for metrics, logs and the integration test (monotonic counters). */
@@ -160,6 +161,7 @@ struct rcl {
     char errstr[512];
     char last_host[RCL_HOST_LEN]; /* the node that gave the last reply */
     int last_port;
+    int used_lost; /* a connection that answered since the last rcl_wait was dropped: that WAIT fails */
     struct rcl_stats stats;
 };
 
@@ -189,9 +191,13 @@ redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap);
  * of different slots have no order between them (as on any cluster). Returns the number of NULLs. */
 int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, redisReply **out);
 
-/* WAIT numreplicas timeout_ms on the master that gave the last reply (last_host:last_port), only on the
- * connection that carried it: NULL when it is gone (WAIT on a fresh connection would vouch for nothing). */
-redisReply *rcl_wait(struct rcl *c, int numreplicas, int timeout_ms);
+/* WAIT numreplicas timeout_ms on every connection that answered a command since the last rcl_wait (a
+ * durable answer may rest on writes to several masters: e.g. a key and an index in two slots), each on the
+ * connection that carried the writes. MP_OK with *acked the fewest replicas any of them reported (WAIT on a
+ * connection that only read returns at once); MP_EAGAIN (c->errstr) when one of those connections was
+ * dropped meanwhile or WAIT failed: WAIT on a fresh connection would vouch for nothing. Each call starts a
+ * new set. */
+int rcl_wait(struct rcl *c, int numreplicas, int timeout_ms, long long *acked);
 
 /* The masters of the current map (refreshed first when there is none), copied into out (up to max).
  * Returns how many, or -1 when no node gave a map (c->errstr says why). For what must visit every master

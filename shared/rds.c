@@ -254,12 +254,25 @@ int rds_wait(struct rds *r)
     int rc = MP_EAGAIN;
     if (r->min_replicas <= 0)
         return MP_OK;
-    if (via_cluster(r))
-        rep = r->cl != NULL ? rcl_wait(r->cl, r->min_replicas, r->wait_timeout_ms) : NULL;
-    else if (r->c == NULL)
+    if (via_cluster(r)) {
+        long long acked = -1;
+        if (r->cl == NULL)
+            return MP_EAGAIN;
+        rc = rcl_wait(r->cl, r->min_replicas, r->wait_timeout_ms, &acked);
+        if (rc == MP_OK && acked >= r->min_replicas)
+            return MP_OK;
+        if (mp_mono_ms() - __atomic_load_n(&wait_warned_ms, __ATOMIC_RELAXED) >= RDS_WARN_EVERY_MS) {
+            __atomic_store_n(&wait_warned_ms, mp_mono_ms(), __ATOMIC_RELAXED);
+            log_warn("redis cluster WAIT: fewer replicas than redis.min_replicas_acked hold the writes, not "
+                     "confirmed acked=%lld wanted=%d timeout_ms=%d%s%s",
+                     acked, r->min_replicas, r->wait_timeout_ms, rc != MP_OK ? " error=" : "",
+                     rc != MP_OK ? r->cl->errstr : "");
+        }
         return MP_EAGAIN;
-    else
-        rep = checked(r, redisCommand(r->c, "WAIT %d %d", r->min_replicas, r->wait_timeout_ms));
+    }
+    if (r->c == NULL)
+        return MP_EAGAIN;
+    rep = checked(r, redisCommand(r->c, "WAIT %d %d", r->min_replicas, r->wait_timeout_ms));
     if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= r->min_replicas)
         rc = MP_OK;
     else if (rep != NULL &&

@@ -29,7 +29,10 @@
  *     order relative to each other: callers pipeline independent commands (reads, idempotent raises).
  *     A transaction (MULTI) is not available on a cluster: what must be atomic is one script (EVAL) over
  *     keys of one slot, which works the same on one Redis (persist_stream.c's dead letter);
- *   - rds_wait sends WAIT to the master that made the last write, on the connection that carried it;
+ *   - rds_wait sends WAIT to every master that answered a command since the last rds_wait, each on the
+ *     connection that carried it (a durable answer may rest on writes in two slots: /logout's key and
+ *     index), and is MP_OK when each has redis.min_replicas_acked replicas; conservative: a master that
+ *     was only read from and has no replica (after a failover) fails it too;
  *   - rds_follow does nothing (rcluster follows the cluster by itself); rds_stale is 0;
  *   - rds_conn is for subscribers only: a struct rds marked with rds_subscriber() holds one plain
  *     connection to one master of the cluster (PUBLISH reaches the subscribers of every node of a cluster),

@@ -12,7 +12,9 @@ magpie-http's subscription is killed), QR long polls answered, SMS limits, messa
 and a master's kill -9: the HTTP API answers 503 "unavailable" meanwhile and is back by itself within 10 s,
 magpie-persist stores everything with nothing lost or doubled.
 """
+import base64
 import concurrent.futures
+import json
 import logging
 import os
 import random
@@ -24,7 +26,7 @@ import time
 
 import pytest
 
-from http_client import Client, login, new_mobile, sms_lines, test_token, unique_uid
+from http_client import Client, ExtraHttp, login, new_mobile, sms_lines, test_token, unique_uid
 from magpie_stack import RUN, metrics, read_env_file
 from persist_client import KEY_MQ, Batch, row_matches
 
@@ -313,6 +315,45 @@ def test_revocation_after_the_subscribed_node_is_killed(settled_cluster):
         assert revoked(web.get("/me", token=before_kill))
     finally:
         restart_node(victim)
+
+
+def jti_of(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+
+
+def test_wait_covers_every_master_a_durable_answer_wrote(settled_cluster):
+    """With redis.min_replicas_acked = 1, /logout (the token's key and the index, two slots) is confirmed only
+    when the replicas of both masters hold the writes: the index's master having its replica is not enough."""
+    stack = settled_cluster
+    h = ExtraHttp(stack, "http-cluster-wait", env={"MAGPIE_REDIS_MIN_REPLICAS_ACKED": "1"}).start()
+    try:
+        web = Client(h.url)
+        index_master = owner(slot_of("mp:revocations"))["port"]
+        token = None
+        for _ in range(100):  # a token whose key is on another master than the index
+            t = test_token(web, unique_uid())
+            if owner(slot_of(f"mp:revoked:{jti_of(t)}"))["port"] != index_master:
+                token = t
+                break
+        assert token is not None
+        assert web.post("/logout", token=test_token(web, unique_uid())).code == 0  # both replicas there
+        view = nodes()
+        key_master = owner(slot_of(f"mp:revoked:{jti_of(token)}"), view)
+        replica = next(n for n in view.values() if n["of"] == key_master["id"])
+        pid = int(open(os.path.join(node_dir(replica["port"]), "redis.pid")).read())
+        os.kill(pid, signal.SIGSTOP)  # the key's replica stops acknowledging; the index's has its own
+        try:
+            r = web.post("/logout", token=token)
+            assert unavailable(r), r
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        r = logout(web, token)  # the client retries; the replica is back
+        assert r.code == 0, r
+        assert revoked(web.get("/me", token=token))
+    finally:
+        h.stop()
+    wait_until("the replica back in sync", settled, 30, 0.3)
 
 
 def _sms_on(port, n):
