@@ -317,6 +317,32 @@ def test_revocation_after_the_subscribed_node_is_killed(settled_cluster):
         restart_node(victim)
 
 
+def test_notify_posts_what_the_stream_holds(settled_cluster):
+    """magpie-notify reads its stream through the cluster and posts the event (the entry written as POST
+    /msg's script writes it for an offline user: shared/notify_event.h)."""
+    from notify_client import NotifyDaemon, Receiver
+    stack = settled_cluster
+    stack.kill_daemon("notify")  # it posts to a port where nothing listens; this test's own posts here
+    receiver = Receiver()
+    d = NotifyDaemon(stack, receiver.url, name="notify-cluster")
+    rc = cluster_client()
+    try:
+        to = unique_uid()
+        rc.xadd("mp:{0}:notify", {"v": "1", "type": "system", "kind": "s", "to": str(to), "from": "0",
+                                  "conv": "u0", "mid": "%016x" % random.getrandbits(64),
+                                  "ts": str(int(time.time() * 1000)), "preview": "hello from the cluster"})
+        wait_until("the event posted", lambda: len(receiver.events(to)) == 1, 10)
+        ev = receiver.events(to)[0]
+        assert ev["type"] == "system" and ev["preview"] == "hello from the cluster", ev
+        time.sleep(0.5)
+        assert len(receiver.events(to)) == 1  # once
+    finally:
+        rc.close()
+        d.stop()
+        receiver.close()
+        stack.start_daemon("notify")
+
+
 def jti_of(token):
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
