@@ -284,6 +284,38 @@ def test_persist_stores_what_is_written_to_the_stream(settled_cluster):
     rc.close()
 
 
+def test_persist_restores_the_seq_counters_through_the_cluster(settled_cluster):
+    """A Redis that lost its counters (the marker gone): magpie-persist restores every user's KEY_SEQ from
+    MySQL at its start, through a pipeline (rds_appendargv, grouped per master on a cluster)."""
+    stack = settled_cluster
+    rc = cluster_client()
+    b = Batch()
+    entries = []
+    for i in range(20):
+        e = b.entry()
+        e["fseq"] = str(10 + i).encode()
+        e["tseq"] = str(100 + i).encode()
+        entries.append(e)
+        rc.xadd(KEY_MQ, e)
+    db = stack.mysql()
+    wait_until("the 20 messages stored", lambda: b.count(db) == 20, 20, 0.2)
+    want = {}
+    for e in entries:
+        for uid, seq in ((int(e["from"]), int(e["fseq"])), (int(e["to"]), int(e["tseq"]))):
+            want[uid] = max(want.get(uid, 0), seq)
+    stack.kill_daemon("persist")
+    try:
+        rc.delete("mp:{0}:seq:restored")
+        for uid in want:
+            rc.delete(f"mp:{{0}}:seq:{uid}")
+    finally:
+        stack.start_daemon("persist")
+    wait_until("the counters restored", lambda: rc.exists("mp:{0}:seq:restored") == 1, 30, 0.2)
+    got = {uid: int(rc.get(f"mp:{{0}}:seq:{uid}") or -1) for uid in want}
+    assert got == want
+    rc.close()
+
+
 def test_revocation_after_the_subscribed_node_is_killed(settled_cluster):
     stack = settled_cluster
     web = Client(stack.http_url)
