@@ -28,7 +28,7 @@ import pytest
 
 from http_client import Client, ExtraHttp, login, new_mobile, sms_lines, test_token, unique_uid
 from magpie_stack import RUN, metrics, read_env_file
-from persist_client import KEY_MQ, Batch, row_matches
+from persist_client import GROUP, KEY_DEAD, KEY_MQ, Batch, row_matches
 
 RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
 
@@ -281,6 +281,31 @@ def test_persist_stores_what_is_written_to_the_stream(settled_cluster):
     rows = b.rows(db)
     for e in entries:
         assert row_matches(rows[int(e["mid"])], e)
+    rc.close()
+
+
+def test_persist_dead_letters_a_malformed_entry_on_the_cluster(settled_cluster):
+    """The dead letter and its XACK are one script over the shard's two streams (one slot; a cluster has no
+    MULTI): the bad entry is in the dead-letter stream with its reason, acked, and the good one stored."""
+    stack = settled_cluster
+    rc = cluster_client()
+    b = Batch()
+    good = b.entry()
+    bad = b.entry()
+    bad["v"] = b"9"  # a format version magpie-persist does not know
+    rc.xadd(KEY_MQ, good)
+    bad_id = rc.xadd(KEY_MQ, bad).decode()
+    db = stack.mysql()
+    wait_until("the good row", lambda: b.count(db) == 1, 20, 0.2)
+
+    def dead():
+        return [f for _, f in rc.xrange(KEY_DEAD, "-", "+") if f.get(b"orig_id") == bad_id.encode()]
+
+    wait_until("the dead letter", lambda: dead(), 20, 0.2)
+    (f,) = dead()
+    assert f[b"mid"] == bad["mid"] and f[b"reason"], f
+    assert rc.xpending_range(KEY_MQ, GROUP, min=bad_id, max=bad_id, count=1) == []  # acked
+    assert b.count(db) == 1
     rc.close()
 
 
