@@ -36,9 +36,12 @@
  *   - rds_follow does nothing (rcluster follows the cluster by itself); rds_stale is 0;
  *   - rds_conn is for subscribers only: a struct rds marked with rds_subscriber() holds one plain
  *     connection to one master of the cluster (PUBLISH reaches the subscribers of every node of a cluster),
- *     taken in turn from the slot map at each connect, so a subscription whose node died (its connection
- *     fails: the caller drops it) is made again on the next master, after the usual backoff. rds_cmd on a
- *     subscriber goes to that connection, as on one Redis. Anything else gets NULL from rds_conn (logged).
+ *     taken in turn from the slot map (refreshed first) at each connect, so a subscription whose node died
+ *     (its connection fails: the caller drops it) is made again on the next master, after the usual
+ *     backoff. rds_cmd on a subscriber goes to that connection, as on one Redis. Anything else gets NULL
+ *     from rds_conn (logged);
+ *   - rds_scan visits every master (SCAN of one node would see a third of the keys): the one-time
+ *     upgrades that SCAN (keys.c, http/revoked.c) use it.
  */
 #ifndef MAGPIE_RDS_H
 #define MAGPIE_RDS_H
