@@ -419,7 +419,7 @@ enum rcl_kind rcl_classify(const redisReply *r, const char *from_host, struct rc
         return len > 6 && parse_target(s + 6, len - 6, from_host, rd) == MP_OK ? RCL_MOVED : RCL_BADREDIRECT;
     if (starts_word(s, len, "ASK"))
         return len > 4 && parse_target(s + 4, len - 4, from_host, rd) == MP_OK ? RCL_ASK : RCL_BADREDIRECT;
-    if (starts_word(s, len, "TRYAGAIN"))
+    if (starts_word(s, len, "TRYAGAIN") || starts_word(s, len, "UNBLOCKED"))
         return RCL_TRYAGAIN;
     if (starts_word(s, len, "CLUSTERDOWN"))
         return RCL_CLUSTERDOWN;

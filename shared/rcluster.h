@@ -27,9 +27,11 @@
  *     sent there (the whole map is refreshed before the next command, as said above);
  *   - ASK slot host:port: ASKING, then the command, on host:port, this once; the map is not changed (the slot
  *     is being migrated: keys that already moved are there, the others still on the owner);
- *   - TRYAGAIN (a multi-key command during a migration of its slot), CLUSTERDOWN (no master serves the slot
- *     now: a failover has not finished), a lost connection, a timeout or a refused connect: a failed try. The
- *     command is tried again after a short backoff (RCL_BACKOFF_MIN_MS doubling to RCL_BACKOFF_MAX_MS) and
+ *   - TRYAGAIN (a multi-key command during a migration of its slot), UNBLOCKED (a blocking read whose key
+ *     went away under it: MIGRATE moved the slot's stream to its new master), CLUSTERDOWN (no master serves
+ *     the slot now: a failover has not finished), a lost connection, a timeout or a refused connect: a
+ *     failed try. The command is tried again after a short backoff (RCL_BACKOFF_MIN_MS doubling to
+ *     RCL_BACKOFF_MAX_MS) and
  *     a refresh of the map; no try starts after `redis.cluster_retry_ms`; then NULL with MP_EAGAIN, and the
  *     caller answers as when Redis is down ("temporarily unavailable", HTTP 503: the client retries). A
  *     node whose connect failed is not dialled again before its own backoff (100 ms doubling to 2 s, as
@@ -114,7 +116,7 @@ enum rcl_kind {
     RCL_REPLY,       /* anything else: the caller's answer (a value, or an error of the command's own) */
     RCL_MOVED,       /* the slot lives at host:port now */
     RCL_ASK,         /* this once, ASKING then the command at host:port */
-    RCL_TRYAGAIN,    /* a failed try: again later */
+    RCL_TRYAGAIN,    /* a failed try: again later (TRYAGAIN, UNBLOCKED) */
     RCL_CLUSTERDOWN, /* a failed try: again later, after a refresh */
     RCL_BADREDIRECT, /* a MOVED or ASK that does not parse */
 };

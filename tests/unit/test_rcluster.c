@@ -397,6 +397,8 @@ static void test_classify_recorded_redirects(void **state)
     redisReply *ask = RESP("-ASK 12182 127.0.0.1:24916\r\n");
     redisReply *tryagain = RESP("-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
     redisReply *down = RESP("-CLUSTERDOWN The cluster is down\r\n");
+    /* a blocked XREADGROUP whose stream MIGRATE moved away */
+    redisReply *unblocked = RESP("-UNBLOCKED the stream key no longer exists\r\n");
     redisReply *wrong = RESP("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
     redisReply *noscript = RESP("-NOSCRIPT No matching script. Please use EVAL.\r\n");
     redisReply *value = RESP("$5\r\nMOVED\r\n"); /* a value that says MOVED is a value */
@@ -412,6 +414,7 @@ static void test_classify_recorded_redirects(void **state)
     assert_int_equal(rd.port, 24916);
     assert_int_equal(rcl_classify(tryagain, "h", &rd), RCL_TRYAGAIN);
     assert_int_equal(rcl_classify(down, "h", &rd), RCL_CLUSTERDOWN);
+    assert_int_equal(rcl_classify(unblocked, "h", &rd), RCL_TRYAGAIN);
     assert_int_equal(rcl_classify(wrong, "h", &rd), RCL_REPLY);
     assert_int_equal(rcl_classify(noscript, "h", &rd), RCL_REPLY);
     assert_int_equal(rcl_classify(value, "h", &rd), RCL_REPLY);
@@ -421,6 +424,7 @@ static void test_classify_recorded_redirects(void **state)
     freeReplyObject(ask);
     freeReplyObject(tryagain);
     freeReplyObject(down);
+    freeReplyObject(unblocked);
     freeReplyObject(wrong);
     freeReplyObject(noscript);
     freeReplyObject(value);
