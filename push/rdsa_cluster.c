@@ -38,8 +38,10 @@
  *   - TRYAGAIN, CLUSTERDOWN, no master for the slot, a node down (its connect failed, or it is waiting
  *     out its backoff), a connection lost or timed out before the command was written: a failed try. It is
  *     tried again after a backoff (RCL_BACKOFF_MIN_MS doubling to RCL_BACKOFF_MAX_MS) with a refresh of
- *     the map wanted; no try starts after redis.cluster_retry_ms from the call; then fn gets NULL and the
- *     caller answers E "temporarily unavailable", as when the one Redis is down.
+ *     the map wanted; no try starts after redis.cluster_retry_ms from the call (a backoff that would end
+ *     later is cut short: the last try starts then), and when that one fails too fn gets NULL and the
+ *     caller answers E "temporarily unavailable", as when the one Redis is down. So a caller waits out the
+ *     whole budget before its NULL: a failover shorter than redis.cluster_retry_ms is not seen at all.
  * A command already written to a connection that then dies (or times out) is NOT tried again: fn gets NULL
  * at once, as on rdsa's one connection. Redis may have run it, and not everything push sends is safe to
  * run twice: a login claims its ticket with SET NX (a second run answers "ticket used"), a T takes an order
@@ -541,12 +543,13 @@ static void map_apply(const char *from_host, int from_port)
 
 static void on_slots_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct node *n = priv;
+    struct node *n = ac->data;
     redisReply *r = reply;
     char why[512];
 
+    (void)priv;
     K.refresh_in_flight = 0;
-    if (!node_seen(n, ac, r) || K.stopping) {
+    if (n == NULL || !node_seen(n, ac, r) || K.stopping) {
         K.st.refresh_failures++;
         return; /* still wanted: the watchdog asks again */
     }
@@ -585,7 +588,7 @@ static void refresh_kick(void)
         struct node *n = K.nodes[(K.seed_next + (unsigned)k) % (unsigned)K.nnodes];
         if (n->state == NODE_READY) {
             K.seed_next += (unsigned)k + 1;
-            if (node_send(n, on_slots_reply, n, 2, argv, NULL) == MP_OK) {
+            if (node_send(n, on_slots_reply, NULL, 2, argv, NULL) == MP_OK) {
                 K.refresh_in_flight = 1;
                 K.refresh_ms = now;
                 K.st.refreshes++;
@@ -791,7 +794,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct rcl_redirect rd;
     enum rcl_kind k;
 
-    if (r == NULL) {
+    if (r == NULL || n == NULL) {
         /* written, then the connection died (or rdsa stops): Redis may have run it -- not tried again */
         node_seen(n, ac, r);
         if (!K.stopping)
@@ -957,12 +960,15 @@ static void node_wait_send(struct node *n);
 
 static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct node *n = priv;
+    struct node *n = ac->data;
     redisReply *r = reply;
     struct waiter *done, *queued;
     long long want = K.cfg->redis.min_replicas_acked;
     int ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= want;
 
+    (void)priv;
+    if (n == NULL)
+        return; /* rdsa stopped (rdsac_stop answered its waiters) */
     node_seen(n, ac, r);
     done = n->w.sent;
     n->w.sent = NULL;
@@ -1000,7 +1006,7 @@ static void node_wait_send(struct node *n)
     n->w.tail = &n->w.queue;
     snprintf(want, sizeof(want), "%lld", K.cfg->redis.min_replicas_acked);
     snprintf(timeout, sizeof(timeout), "%lld", K.cfg->redis.wait_timeout_ms);
-    if (n->state != NODE_READY || node_send(n, on_wait_reply, n, 3, argv, NULL) != MP_OK) {
+    if (n->state != NODE_READY || node_send(n, on_wait_reply, NULL, 3, argv, NULL) != MP_OK) {
         waiters_answer(w, 0);
         return;
     }
@@ -1076,6 +1082,11 @@ int rdsac_reply_node(char *host, size_t hostlen, int *port)
 void rdsac_stats_get(struct rdsac_stats *s)
 {
     *s = K.st;
+}
+
+int rdsac_running(void)
+{
+    return K.running;
 }
 
 /* ---- the watchdog, start, stop ---- */
@@ -1157,8 +1168,24 @@ void rdsac_stop(void)
     if (!K.running || K.stopping)
         return;
     K.stopping = 1;
-    for (int i = 0; i < K.nnodes; i++)
-        node_drop(K.nodes[i], "stopping"); /* outstanding callbacks get NULL, queued commands too */
+    for (int i = 0; i < K.nnodes; i++) {
+        struct node *n = K.nodes[i];
+        redisAsyncContext *ac = n->ac;
+        /* Called from one of n's reply callbacks (the probe stops from one), hiredis frees the context
+         * only when that callback returns, and hands the other outstanding callbacks NULL then: they must
+         * not find n, which is freed below. */
+        int deferred = ac != NULL && (ac->c.flags & REDIS_IN_CALLBACK);
+        node_drop(n, "stopping"); /* outstanding callbacks get NULL (now, or when deferred then) */
+        if (deferred) {
+            ac->data = NULL;
+            if (n->w.in_flight) {
+                struct waiter *w = n->w.sent;
+                n->w.sent = NULL;
+                n->w.in_flight = 0;
+                waiters_answer(w, 0);
+            }
+        }
+    }
     for (q = K.delayed, K.delayed = NULL; q != NULL; q = next) {
         next = q->next;
         deliver(q, NULL, NULL);

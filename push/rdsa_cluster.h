@@ -47,6 +47,9 @@ struct rdsac_stats {
 };
 void rdsac_stats_get(struct rdsac_stats *s);
 
+/* Is the cluster backend in use (redis.cluster set, rdsa started)? */
+int rdsac_running(void);
+
 /* push/rdsa.c's libuv adapter for hiredis (the fixed and write-batching one, see there): attach ac to loop.
  * MP_OK, MP_ENOMEM, MP_ERR. */
 int rdsa_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);

@@ -66,9 +66,9 @@ int rdsac_noscript(const redisReply *r)
 
 int rdsac_next_try(int64_t now_ms, int64_t deadline_ms, int *backoff_ms, int max_ms, int64_t *due_ms)
 {
-    if (now_ms + *backoff_ms > deadline_ms)
+    if (now_ms >= deadline_ms)
         return MP_EAGAIN;
-    *due_ms = now_ms + *backoff_ms;
+    *due_ms = now_ms + *backoff_ms < deadline_ms ? now_ms + *backoff_ms : deadline_ms;
     *backoff_ms = *backoff_ms * 2 > max_ms ? max_ms : *backoff_ms * 2;
     return MP_OK;
 }

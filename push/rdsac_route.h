@@ -25,8 +25,9 @@ int rdsac_formatted_slot(const char *cmd, size_t len, int *slot, char *why, size
 /* Is r the NOSCRIPT error (the node does not have the script an EVALSHA named)? */
 int rdsac_noscript(const redisReply *r);
 
-/* When a failed try may be tried again: MP_OK with *due_ms = now_ms + *backoff_ms and *backoff_ms doubled
- * (capped at max_ms) when that is no later than deadline_ms; MP_EAGAIN (give up) otherwise. */
+/* When a failed try is tried again: MP_OK with *due_ms = now_ms + *backoff_ms, or deadline_ms when that is
+ * sooner (the last try starts at the deadline, so a caller gets NULL only once the whole budget is spent),
+ * and *backoff_ms doubled (capped at max_ms); MP_EAGAIN (give up) when now_ms is at or past deadline_ms. */
 int rdsac_next_try(int64_t now_ms, int64_t deadline_ms, int *backoff_ms, int max_ms, int64_t *due_ms);
 
 /* Does m serve the whole cluster through ready connections: every slot has a master, and ready(i, arg)

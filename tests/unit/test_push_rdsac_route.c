@@ -129,7 +129,10 @@ static void test_next_try_doubles_then_stops_at_the_deadline(void **state)
         (void)rdsac_next_try(0, INT64_MAX / 2, &backoff, RCL_BACKOFF_MAX_MS, &due);
     assert_int_equal(backoff, RCL_BACKOFF_MAX_MS); /* capped */
     backoff = 200;
-    assert_int_equal(rdsac_next_try(1200, 1300, &backoff, RCL_BACKOFF_MAX_MS, &due), MP_EAGAIN);
+    assert_int_equal(rdsac_next_try(1200, 1300, &backoff, RCL_BACKOFF_MAX_MS, &due), MP_OK);
+    assert_int_equal(due, 1300); /* the last try starts at the deadline, not after it */
+    assert_int_equal(rdsac_next_try(1300, 1300, &backoff, RCL_BACKOFF_MAX_MS, &due), MP_EAGAIN);
+    assert_int_equal(rdsac_next_try(1301, 1300, &backoff, RCL_BACKOFF_MAX_MS, &due), MP_EAGAIN);
     assert_int_equal(backoff, 200); /* untouched when it gives up */
     backoff = 10;
     assert_int_equal(rdsac_next_try(5, 5, &backoff, 200, &due), MP_EAGAIN); /* cluster_retry_ms 0: one try */
