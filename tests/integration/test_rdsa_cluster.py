@@ -228,20 +228,44 @@ def test_script_flush_then_evalsha(probe):
 
 def test_wait_goes_to_the_master_that_wrote(probe):
     """rdsa_wait from a write's reply callback sends WAIT to the master that made the write (it answers 1:
-    the replica holds it), on no other; outside a reply callback it answers 0."""
+    the replica holds it), and to no other master; outside a reply callback it answers 0. (A WAIT on a
+    connection that wrote nothing answers at once with every replica, so where WAITs ran is what tells.)"""
     ports = masters()
     for p in ports:
-        cli(p, "CONFIG", "RESETSTAT")
-    want = {p: 0 for p in ports}
-    for p in ports:
-        for n in range(2):
-            key = tag_on(p, f"wait{n}") + ":k"
-            assert probe.ask(f".setwait {key} v") == f"127.0.0.1:{p} WAIT 1"
-            want[p] += 1
+        tags = [tag_on(p, f"wait{n}") for n in range(2)]
+        for q in ports:
+            cli(q, "CONFIG", "RESETSTAT")
+        for tag in tags:
+            assert probe.ask(f".setwait {tag}:k v") == f"127.0.0.1:{p} WAIT 1"
+        got = {q: commandstats_calls(q, "wait") for q in ports}
+        # one WAIT per write here (each was sent once the one before had answered), on p only
+        assert got == {q: (2 if q == p else 0) for q in ports}, (p, got)
     assert probe.ask(".waitout") == "WAIT 0"
-    got = {p: commandstats_calls(p, "wait") for p in ports}
-    # WAITs may be fewer than writes (one WAIT answers every caller queued before it), never elsewhere
-    assert all(1 <= got[p] <= want[p] for p in ports), (got, want)
+
+
+def test_hung_master_times_out_and_comes_back(probe, conf):
+    """A master that stops answering (CLIENT PAUSE: a hung process) has its connection dropped by the
+    watchdog after redis.command_timeout_ms: the command written to it gets NULL then (it may have run: it
+    is not sent twice), not never; once the master answers again its connection is made ready again by
+    itself (the state callbacks say 0, then 1) and it serves its slots."""
+    timeout_ms = int(read_conf(conf).get("redis.command_timeout_ms", 2000))
+    p = masters()[0]
+    tag = tag_on(p, "hung")
+    assert probe.cmd(".eval", "setget", 1, f"{tag}:k", "a") == (p, "STR", "a")
+    s0, st0 = probe.stats(), probe.state()
+    pause_ms = timeout_ms + 1500
+    cli(p, "CLIENT", "PAUSE", pause_ms, "ALL")
+    t0 = time.time()
+    node, kind, took = probe.cmd(".eval", "setget", 1, f"{tag}:k", "b")
+    assert (node, kind) == (None, "NULL")
+    assert timeout_ms <= int(took) <= timeout_ms + 1000, took  # the watchdog looks every 100 ms
+    wait_until("the master's connection ready again", lambda: probe.state()["ups"] > st0["ups"], 20)
+    assert time.time() - t0 >= pause_ms / 1000 - 0.5  # not before the master answered again
+    assert probe.cmd(".eval", "setget", 1, f"{tag}:k", "c") == (p, "STR", "c")
+    s1, st1 = probe.stats(), probe.state()
+    assert s1["lost_in_flight"] - s0["lost_in_flight"] == 1
+    assert s1["node_losses"] > s0["node_losses"]
+    assert st1["downs"] > st0["downs"] and st1["told"] == 1
 
 
 def _migrate_slot(slot, src, dst, pause=0.05):
