@@ -34,7 +34,8 @@
  *     for one command, or a redirect that does not parse: NULL;
  *   - NOSCRIPT (a master restarted empty, a replica promoted without the script, SCRIPT FLUSH): every
  *     script is loaded again on that connection and the EVALSHA sent after the loads (one pipeline, so it
- *     meets them), at most MAX_NOSCRIPT times for one command; never an error to the caller;
+ *     meets them), at most MAX_NOSCRIPT times for one command (then NULL, as rdsa's NOSCRIPT); never an
+ *     error to the caller;
  *   - TRYAGAIN, CLUSTERDOWN, no master for the slot, a node down (its connect failed, or it is waiting
  *     out its backoff), a connection lost or timed out before the command was written: a failed try. It is
  *     tried again after a backoff (RCL_BACKOFF_MIN_MS doubling to RCL_BACKOFF_MAX_MS) with a refresh of
@@ -212,10 +213,11 @@ static struct node *node_get(const char *host, int port)
     return n;
 }
 
-/* A reply (or NULL) arrived on ac for n: count it, and when NULL the connection is going (hiredis hands
- * every outstanding callback NULL before it frees a context). Returns 1 when ac is n's live connection. */
 static void node_lost(struct node *n, const char *why);
 
+/* A reply (or NULL) arrived on ac for n: count it, and when NULL the connection is going (hiredis hands
+ * every outstanding callback NULL before it frees a context). Returns 1 for a reply on n's live
+ * connection, 0 otherwise (NULL, an old connection's, or n NULL after rdsa stopped). */
 static int node_seen(struct node *n, redisAsyncContext *ac, const redisReply *r)
 {
     if (n == NULL || n->ac != ac)
@@ -815,6 +817,11 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
                 n->load_seq++;
             }
             req_send(n, q);
+            return;
+        }
+        if (rdsac_noscript(r)) { /* flushed again and again, or the connection is going: as rdsa, NULL */
+            K.st.gave_up++;
+            deliver(q, NULL, NULL);
             return;
         }
         deliver(q, r, n);
