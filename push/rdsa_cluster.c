@@ -118,7 +118,7 @@ struct node {
     int setup_left;
     int backoff_ms;
     int down_logged;
-    unsigned load_seq;        /* SCRIPT LOAD batches sent on this connection after its setup (NOSCRIPT) */
+    unsigned load_seq;         /* SCRIPT LOAD batches sent on this connection after its setup (NOSCRIPT) */
     struct req *queue, *qtail; /* commands waiting for the connection to be ready */
     struct {                   /* rdsa_wait on this connection */
         int in_flight;
@@ -680,15 +680,16 @@ static void delay_schedule(void)
 }
 
 /* A try that did not reach a node, or that the cluster answered "not now": again after the backoff (with
- * the map refreshed meanwhile), or NULL to the caller when the next try would start after the deadline. */
+ * the map refreshed meanwhile; the last try at the deadline), or NULL to the caller once it has passed. */
 static void req_failed(struct req *q, const char *why)
 {
-    if (K.stopping || rdsac_next_try(now_ms(), q->deadline_ms, &q->backoff_ms, RCL_BACKOFF_MAX_MS,
-                                     &q->due_ms) != MP_OK) {
+    if (K.stopping ||
+        rdsac_next_try(now_ms(), q->deadline_ms, &q->backoff_ms, RCL_BACKOFF_MAX_MS, &q->due_ms) != MP_OK) {
         if (!K.stopping) {
             K.st.gave_up++;
-            log_debug("redis cluster gave up on a command slot=%d after redis.cluster_retry_ms=%lld last=\"%s\"",
-                      q->slot, K.cfg->redis.cluster_retry_ms, why);
+            log_debug(
+                "redis cluster gave up on a command slot=%d after redis.cluster_retry_ms=%lld last=\"%s\"",
+                q->slot, K.cfg->redis.cluster_retry_ms, why);
         }
         deliver(q, NULL, NULL);
         return;
@@ -990,11 +991,12 @@ static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (!ok && now_ms() - n->w.warned_ms >= WAIT_WARN_EVERY_MS) {
         n->w.warned_ms = now_ms();
-        log_warn("redis WAIT: too few replicas hold the writes; their senders get E and retry host=%s port=%d "
-                 "acked=%lld wanted=%lld timeout_ms=%lld%s%s",
-                 n->host, n->port, r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL, want,
-                 K.cfg->redis.wait_timeout_ms, r->type == REDIS_REPLY_ERROR ? " error=" : "",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+        log_warn(
+            "redis WAIT: too few replicas hold the writes; their senders get E and retry host=%s port=%d "
+            "acked=%lld wanted=%lld timeout_ms=%lld%s%s",
+            n->host, n->port, r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL, want,
+            K.cfg->redis.wait_timeout_ms, r->type == REDIS_REPLY_ERROR ? " error=" : "",
+            r->type == REDIS_REPLY_ERROR ? r->str : "");
     }
     node_wait_send(n);
     waiters_answer(done, ok);

@@ -33,7 +33,7 @@ int rdsac_reply_node(char *host, size_t hostlen, int *port);
 
 /* What the backend met (monotonic counters since rdsac_start), for metrics (stats.c) and the probe. */
 struct rdsac_stats {
-    uint64_t commands;       /* accepted by rdsa_cmd / rdsa_cmdargv / rdsa_eval */
+    uint64_t commands; /* accepted by rdsa_cmd / rdsa_cmdargv / rdsa_eval */
     uint64_t moved, ask, tryagain, clusterdown;
     uint64_t noscript;       /* EVALSHAs answered NOSCRIPT, loaded and sent again */
     uint64_t retries;        /* failed tries tried again after a backoff */

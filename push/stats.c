@@ -368,10 +368,10 @@ int stats_start(uv_loop_t *loop)
     S.cluster_masters_m = metrics_gauge("magpie_push_redis_cluster_masters",
                                         "With redis.cluster: masters in the slot map, and those with a ready "
                                         "connection.");
-    if (!S.cluster_m || !S.cluster_masters_m || !S.conns || !S.packets || !S.frames_m || !S.resumed_m || !S.redelivered_m || !S.catchups_m ||
-        !S.held_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m || !S.rooms_m ||
-        !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m || !S.room_batch_m ||
-        !S.room_drop_m || !S.room_subs_m)
+    if (!S.cluster_m || !S.cluster_masters_m || !S.conns || !S.packets || !S.frames_m || !S.resumed_m ||
+        !S.redelivered_m || !S.catchups_m || !S.held_m || !S.acks_m || !S.errors_m || !S.drops_m ||
+        !S.delivery || !S.redis_up_m || !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m ||
+        !S.room_in_m || !S.room_out_m || !S.room_batch_m || !S.room_drop_m || !S.room_subs_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
     metric_add(S.room_pub_m, NULL, 0);

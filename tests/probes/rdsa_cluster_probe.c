@@ -241,8 +241,9 @@ static void load_finish_maybe(struct load *l)
         return;
     answer("LOAD ok=%ld null=%ld null_fast=%ld null_slow=%ld errors=%ld wrong=%ld eagain=%ld max_gap_ms=%lld "
            "min_null_ms=%lld first_error=%s",
-           l->ok, l->null, l->null_fast, l->null_slow, l->errors, l->wrong, l->eagain, (long long)l->max_gap_ms,
-           (long long)(l->null ? l->min_null_ms : -1), l->first_error[0] ? l->first_error : "-");
+           l->ok, l->null, l->null_fast, l->null_slow, l->errors, l->wrong, l->eagain,
+           (long long)l->max_gap_ms, (long long)(l->null ? l->min_null_ms : -1),
+           l->first_error[0] ? l->first_error : "-");
     l->used = 0;
     next_request();
 }
@@ -331,15 +332,16 @@ static void stats_line(void)
 {
     struct rdsac_stats s;
     rdsac_stats_get(&s);
-    answer("STATS commands=%llu moved=%llu ask=%llu tryagain=%llu clusterdown=%llu noscript=%llu retries=%llu "
-           "gave_up=%llu lost_in_flight=%llu refused=%llu refreshes=%llu refresh_failures=%llu "
-           "node_losses=%llu masters=%d masters_ready=%d",
-           (unsigned long long)s.commands, (unsigned long long)s.moved, (unsigned long long)s.ask,
-           (unsigned long long)s.tryagain, (unsigned long long)s.clusterdown, (unsigned long long)s.noscript,
-           (unsigned long long)s.retries, (unsigned long long)s.gave_up, (unsigned long long)s.lost_in_flight,
-           (unsigned long long)s.refused, (unsigned long long)s.refreshes,
-           (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses, s.masters,
-           s.masters_ready);
+    answer(
+        "STATS commands=%llu moved=%llu ask=%llu tryagain=%llu clusterdown=%llu noscript=%llu retries=%llu "
+        "gave_up=%llu lost_in_flight=%llu refused=%llu refreshes=%llu refresh_failures=%llu "
+        "node_losses=%llu masters=%d masters_ready=%d",
+        (unsigned long long)s.commands, (unsigned long long)s.moved, (unsigned long long)s.ask,
+        (unsigned long long)s.tryagain, (unsigned long long)s.clusterdown, (unsigned long long)s.noscript,
+        (unsigned long long)s.retries, (unsigned long long)s.gave_up, (unsigned long long)s.lost_in_flight,
+        (unsigned long long)s.refused, (unsigned long long)s.refreshes,
+        (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses, s.masters,
+        s.masters_ready);
 }
 
 /* rdsa_cmd with a format of argc "%b"s: the printf-style path. */
@@ -376,7 +378,8 @@ static int request(char *line)
     int argc = 0, rc = MP_OK;
     int64_t *start;
 
-    for (char *w = strtok_r(line, " ", &save); w != NULL && argc < MAX_WORDS; w = strtok_r(NULL, " ", &save)) {
+    for (char *w = strtok_r(line, " ", &save); w != NULL && argc < MAX_WORDS;
+         w = strtok_r(NULL, " ", &save)) {
         argv[argc] = w;
         argvlen[argc++] = strlen(w);
     }
@@ -412,7 +415,8 @@ static int request(char *line)
     }
     if (strcmp(argv[0], ".setwait") == 0 && argc == 3) {
         const char *av[3] = {"SET", argv[1], argv[2]};
-        if ((start = malloc(sizeof(*start))) == NULL || (rc = rdsa_cmdargv(on_setwait_reply, start, 3, av, NULL)) != MP_OK) {
+        if ((start = malloc(sizeof(*start))) == NULL ||
+            (rc = rdsa_cmdargv(on_setwait_reply, start, 3, av, NULL)) != MP_OK) {
             free(start);
             answer("FAIL %s", start ? rc_name(rc) : "ENOMEM");
             return 0;

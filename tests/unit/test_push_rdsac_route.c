@@ -43,19 +43,19 @@ static void test_split_refuses_anything_else(void **state)
     (void)state;
 
     assert_int_equal(rdsac_split(S(""), argv, argvlen, 4), -1);
-    assert_int_equal(rdsac_split(S("PING\r\n"), argv, argvlen, 4), -1);                       /* inline */
-    assert_int_equal(rdsac_split(S("*0\r\n"), argv, argvlen, 4), -1);                         /* no argument */
-    assert_int_equal(rdsac_split(S("*-1\r\n"), argv, argvlen, 4), -1);                        /* negative */
-    assert_int_equal(rdsac_split(S("*1\r\n$4\r\nPIN"), argv, argvlen, 4), -1);                /* cut short */
-    assert_int_equal(rdsac_split(S("*1\r\n$4\r\nPINGXX"), argv, argvlen, 4), -1);             /* no CR LF */
-    assert_int_equal(rdsac_split(S("*2\r\n$4\r\nPING\r\n"), argv, argvlen, 4), -1);           /* one missing */
+    assert_int_equal(rdsac_split(S("PING\r\n"), argv, argvlen, 4), -1);             /* inline */
+    assert_int_equal(rdsac_split(S("*0\r\n"), argv, argvlen, 4), -1);               /* no argument */
+    assert_int_equal(rdsac_split(S("*-1\r\n"), argv, argvlen, 4), -1);              /* negative */
+    assert_int_equal(rdsac_split(S("*1\r\n$4\r\nPIN"), argv, argvlen, 4), -1);      /* cut short */
+    assert_int_equal(rdsac_split(S("*1\r\n$4\r\nPINGXX"), argv, argvlen, 4), -1);   /* no CR LF */
+    assert_int_equal(rdsac_split(S("*2\r\n$4\r\nPING\r\n"), argv, argvlen, 4), -1); /* one missing */
     assert_int_equal(rdsac_split(S("*1\r\n$4\r\nPING\r\n$1\r\nx\r\n"), argv, argvlen, 4), -1); /* extra */
     assert_int_equal(rdsac_split(S("*1\r\n:4\r\nPING\r\n"), argv, argvlen, 4), -1);           /* not a bulk */
     assert_int_equal(rdsac_split(S("*1\r\n$99999999999\r\nPING\r\n"), argv, argvlen, 4), -1); /* huge */
     assert_int_equal(rdsac_split(S("*1\n$4\nPING\n"), argv, argvlen, 4), -1);                 /* LF only */
-    assert_int_equal(rdsac_split(S("*5\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"), argv,
-                                 argvlen, 4),
-                     -1); /* more than maxargs */
+    assert_int_equal(
+        rdsac_split(S("*5\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"), argv, argvlen, 4),
+        -1); /* more than maxargs */
 }
 
 static int formatted_slot(int *slot, const char *fmt, ...)
@@ -86,7 +86,7 @@ static void test_formatted_slot_routes_like_the_cluster(void **state)
     assert_int_equal(formatted_slot(&slot, "EVALSHA %s 2 %s %s %s", "0123", "{a}1", "{a}2", "x"), MP_OK);
     assert_int_equal(slot, rcl_keyslot(S("a")));
     assert_int_equal(formatted_slot(&slot, "MGET %s %s", "a", "b"), MP_EINVAL); /* CROSSSLOT */
-    assert_int_equal(formatted_slot(&slot, "SUBSCRIBE %s", "c"), MP_EINVAL);   /* not routed */
+    assert_int_equal(formatted_slot(&slot, "SUBSCRIBE %s", "c"), MP_EINVAL);    /* not routed */
 }
 
 static void test_formatted_slot_refuses_garbage(void **state)
@@ -101,7 +101,8 @@ static void test_formatted_slot_refuses_garbage(void **state)
 
 static void test_noscript(void **state)
 {
-    redisReply e = {.type = REDIS_REPLY_ERROR, .str = "NOSCRIPT No matching script. Please use EVAL.", .len = 45};
+    redisReply e = {
+        .type = REDIS_REPLY_ERROR, .str = "NOSCRIPT No matching script. Please use EVAL.", .len = 45};
     redisReply other = {.type = REDIS_REPLY_ERROR, .str = "ERR unknown", .len = 11};
     redisReply str = {.type = REDIS_REPLY_STRING, .str = "NOSCRIPT", .len = 8};
     redisReply shorter = {.type = REDIS_REPLY_ERROR, .str = "NOSCRI", .len = 6};
