@@ -46,6 +46,21 @@ def probe_conf():
     return path
 
 
+def dead_seed_conf(conf):
+    """conf with a seed where nothing listens put first in redis.cluster."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    path = os.path.join(RUN, "rdsa-cluster-probe-dead-seed.conf")
+    lines = [f"cluster = 127.0.0.1:{dead}, " + line.split("=", 1)[1].strip()
+             if line.strip().startswith("cluster ") or line.strip().startswith("cluster=") else line
+             for line in open(conf).read().splitlines()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
 def retry_ms(conf):
     return int(read_conf(conf).get("redis.cluster_retry_ms", 1000))
 
@@ -204,6 +219,19 @@ def test_commands_and_scripts_across_slots(probe):
     assert s1["moved"] == s0["moved"] and s1["gave_up"] == s0["gave_up"]  # the map was right throughout
     assert s1["masters"] == 3 and s1["masters_ready"] == 3
     assert probe.cmd("PUBLISH", "nobody", "x")[1] == "INT"  # keyless: any master
+
+
+def test_first_seed_dead(conf):
+    """A seed where nothing listens (a node long gone) costs a refused connect: the map comes from the next
+    seed, and every slot is served."""
+    wait_until("a settled cluster", settled, 60)
+    p = Probe(dead_seed_conf(conf))
+    try:
+        assert p.ask(".ready 20", timeout=30) == "READY"
+        assert p.cmd("SET", "seed:k", "v")[1:] == ("STATUS", "OK")
+        assert p.stats()["masters_ready"] == 3
+    finally:
+        p.close()
 
 
 def test_script_flush_then_evalsha(probe):
