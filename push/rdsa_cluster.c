@@ -84,6 +84,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NODE_BACKOFF_MIN_MS   100 /* a node whose connection failed: as rdsa's links */
 #define NODE_BACKOFF_MAX_MS   2000
@@ -871,15 +872,30 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-static void refused(const char *why)
+/* A command refused before sending (see the top): counted, and logged at most every REFUSED_LOG_EVERY_MS
+ * with what it was -- the command's name and, for an EVALSHA, the registered script's -- and how many were
+ * refused since the last line. argv may be NULL (a printf-style command: no name). */
+static void refused(const char *why, int argc, const char **argv, const size_t *argvlen)
 {
     int64_t now = now_ms();
+    const char *script = "-";
+    int namelen = 0;
+
     K.st.refused++;
     K.refused_unlogged++;
     if (K.refused_logged_ms != 0 && now - K.refused_logged_ms < REFUSED_LOG_EVERY_MS)
         return;
-    log_error("redis cluster refused a command (a key without the right hash tag?) reason=\"%s\" count=%llu",
-              why, (unsigned long long)K.refused_unlogged);
+    if (argv != NULL && argc >= 1) {
+        namelen = argvlen[0] > 32 ? 32 : (int)argvlen[0];
+        for (int i = 0; argc >= 2 && argvlen[0] == 7 && strncasecmp(argv[0], "EVALSHA", 7) == 0 &&
+                        argvlen[1] == 40 && i < K.nscripts;
+             i++)
+            if (memcmp(K.scripts[i]->sha, argv[1], 40) == 0)
+                script = K.scripts[i]->name;
+    }
+    log_error("redis cluster refused a command (a key without the right hash tag?) command=%.*s script=%s "
+              "reason=\"%s\" count=%llu",
+              namelen, namelen ? argv[0] : "", script, why, (unsigned long long)K.refused_unlogged);
     K.refused_logged_ms = now;
     K.refused_unlogged = 0;
 }
@@ -924,12 +940,10 @@ int rdsac_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, cons
     rc = rcl_command_slot(argc, argv, lens, &slot, why, sizeof(why));
     if (rc == MP_OK && (len = redisFormatCommandArgv(&cmd, argc, argv, lens)) < 0)
         rc = MP_EAGAIN;
+    if (rc == MP_EINVAL)
+        refused(why, argc, argv, lens);
     if (lens != stack_len && lens != argvlen)
         free(lens);
-    if (rc == MP_EINVAL) {
-        refused(why);
-        return MP_EINVAL;
-    }
     if (rc != MP_OK)
         return rc;
     return req_start(fn, arg, cmd, (size_t)len, slot);
@@ -946,7 +960,7 @@ int rdsac_cmdv(rdsa_reply_fn fn, void *arg, const char *fmt, va_list ap)
         return MP_EAGAIN;
     if (rdsac_formatted_slot(cmd, (size_t)len, &slot, why, sizeof(why)) != MP_OK) {
         redisFreeCommand(cmd);
-        refused(why);
+        refused(why, 0, NULL, NULL);
         return MP_EINVAL;
     }
     return req_start(fn, arg, cmd, (size_t)len, slot);
