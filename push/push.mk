@@ -13,7 +13,8 @@ push_magpie_push_SOURCES = \
 	push/room.h push/room.c push/room_hub.c push/room_count.c push/roompkt.h push/roompkt.c \
 	push/room_bridge.h push/room_bridge.c \
 	push/relay.h push/relay.c push/cluster.h push/cluster.c \
-	push/rdsa.h push/rdsa.c push/dbpool.h push/dbpool.c \
+	push/rdsa.h push/rdsa.c push/rdsa_cluster.h push/rdsa_cluster.c push/rdsac_route.h push/rdsac_route.c \
+	push/dbpool.h push/dbpool.c \
 	push/map.h push/map.c push/stats.h push/stats.c
 push_magpie_push_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLAGS) $(UV_CFLAGS)
 push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
@@ -21,7 +22,11 @@ push_magpie_push_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS)
 # Unit tests of the pure parts: packet parsing against hostile input, the hash map, room batches, STOMP frames,
 # and resume.c's order rules (with the chat core, Redis and the connection layer stubbed in the test).
 check_PROGRAMS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt \
-	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt tests/unit/test_push_resume
+	tests/unit/test_push_stompframe tests/unit/test_push_mqttpkt tests/unit/test_push_resume \
+	tests/unit/test_push_rdsac_route
+tests_unit_test_push_rdsac_route_SOURCES = tests/unit/test_push_rdsac_route.c push/rdsac_route.c push/rdsac_route.h
+tests_unit_test_push_rdsac_route_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
+tests_unit_test_push_rdsac_route_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
 tests_unit_test_push_chatpkt_SOURCES = tests/unit/test_push_chatpkt.c push/chatpkt.c push/chatpkt.h
 tests_unit_test_push_chatpkt_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(CMOCKA_CFLAGS) -I$(srcdir)/push
 tests_unit_test_push_chatpkt_LDADD = $(LIBMAGPIE) $(CMOCKA_LIBS)
@@ -43,4 +48,12 @@ tests_unit_test_push_resume_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(LWS_CFLA
 	-I$(srcdir)/push
 tests_unit_test_push_resume_LDADD = $(LIBMAGPIE) $(LWS_LIBS) $(UV_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_push_chatpkt tests/unit/test_push_map tests/unit/test_room_pkt tests/unit/test_push_stompframe \
-	tests/unit/test_push_mqttpkt tests/unit/test_push_resume
+	tests/unit/test_push_mqttpkt tests/unit/test_push_resume tests/unit/test_push_rdsac_route
+
+# magpie-push's Redis client on a Redis Cluster without the daemon, driven by tests/integration/test_rdsa_cluster.py
+# (built by make like tests/probes/rcluster-probe, so that 'scripts/dev test' has it in both builds; not installed).
+noinst_PROGRAMS += tests/probes/rdsa-cluster-probe
+tests_probes_rdsa_cluster_probe_SOURCES = tests/probes/rdsa_cluster_probe.c push/rdsa.h push/rdsa.c \
+	push/rdsa_cluster.h push/rdsa_cluster.c push/rdsac_route.h push/rdsac_route.c push/map.h push/map.c
+tests_probes_rdsa_cluster_probe_CFLAGS = $(AM_CFLAGS) $(LIBMAGPIE_CFLAGS) $(UV_CFLAGS) -I$(srcdir)/push
+tests_probes_rdsa_cluster_probe_LDADD = $(LIBMAGPIE) $(UV_LIBS)

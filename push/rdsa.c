@@ -4,6 +4,7 @@
 #include "log.h"
 #include "magpie.h"
 #include "map.h"
+#include "rdsa_cluster.h"
 #include "sentinel.h"
 
 #include <hiredis/async.h>
@@ -129,7 +130,7 @@ static void uvev_cleanup(void *p)
     uv_close((uv_handle_t *)&e->flush, uvev_closed);
 }
 
-static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+int rdsa_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
     struct uvev *e = calloc(1, sizeof(*e));
     if (e == NULL)
@@ -200,6 +201,7 @@ static struct {
     struct channel *channels;
     struct map by_hash; /* hash of the name -> first channel with it */
     uv_async_t moved;   /* the sentinels announced a new master (sentinel_watch's thread wakes the loop) */
+    int cluster;        /* redis.cluster is set: commands go through rdsa_cluster.c, R.cmd stays down */
 } R;
 
 /* What the watcher thread hands to the loop (on_switch -> on_moved). */
@@ -477,6 +479,15 @@ static void link_connect(struct link *l)
 
     if (R.stopping || l->ac != NULL || l->finding)
         return;
+    if (R.cluster) {
+        /* only the subscriber: any node of the cluster, the next one after each loss (rdsa_cluster.h) */
+        if (rdsac_sub_address(l->host, sizeof(l->host), &l->port) != MP_OK) {
+            link_lost(l, "no cluster node known");
+            return;
+        }
+        link_dial(l);
+        return;
+    }
     if (!sentinel_enabled(R.cfg)) {
         link_dial(l);
         return;
@@ -512,7 +523,7 @@ static void link_dial(struct link *l)
         link_lost(l, why);
         return;
     }
-    if (uvev_attach(ac, R.loop) != MP_OK) {
+    if (rdsa_uv_attach(ac, R.loop) != MP_OK) {
         redisAsyncFree(ac);
         link_lost(l, "cannot watch the socket");
         return;
@@ -604,6 +615,12 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
         R.cmd.port = R.sub.port = (int)cfg->redis.port;
     }
     R.sub.subscriber = 1;
+    R.cluster = cfg->redis.cluster != NULL && cfg->redis.cluster[0] != '\0';
+    if (R.cluster) {
+        int rc = rdsac_start(loop, cfg, R.scripts, R.nscripts, tell_state);
+        if (rc != MP_OK)
+            return rc;
+    }
     R.cmd.backoff_ms = R.sub.backoff_ms = RDSA_BACKOFF_MIN_MS;
     uv_timer_init(loop, &R.cmd.retry);
     uv_timer_init(loop, &R.sub.retry);
@@ -620,7 +637,8 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg)
         if (!M.registered && sentinel_watch(cfg, on_switch, NULL) == MP_OK)
             M.registered = 1;
     }
-    link_connect(&R.cmd);
+    if (!R.cluster)
+        link_connect(&R.cmd);
     link_connect(&R.sub);
     return MP_OK;
 }
@@ -631,6 +649,8 @@ void rdsa_stop(void)
     if (R.loop == NULL || R.stopping)
         return;
     R.stopping = 1;
+    if (R.cluster)
+        rdsac_stop();
     link_drop(&R.cmd, "stopping");
     link_drop(&R.sub, "stopping");
     uv_timer_stop(&R.watchdog);
@@ -654,6 +674,8 @@ void rdsa_stop(void)
 
 int rdsa_ready(void)
 {
+    if (R.cluster)
+        return rdsac_ready();
     return R.cmd.state == LINK_READY;
 }
 
@@ -685,6 +707,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen)
 {
     struct pending *p;
+    if (R.cluster)
+        return rdsac_cmdargv(fn, arg, argc, argv, argvlen);
     if (R.cmd.state != LINK_READY)
         return MP_EAGAIN;
     if ((p = malloc(sizeof(*p))) == NULL)
@@ -704,6 +728,12 @@ int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...)
     va_list ap;
     int rc;
 
+    if (R.cluster) {
+        va_start(ap, fmt);
+        rc = rdsac_cmdv(fn, arg, fmt, ap);
+        va_end(ap);
+        return rc;
+    }
     if (R.cmd.state != LINK_READY)
         return MP_EAGAIN;
     if ((p = malloc(sizeof(*p))) == NULL)
@@ -826,6 +856,10 @@ void rdsa_wait(rdsa_wait_fn fn, void *arg)
     struct waiter *w;
     if (R.cfg->redis.min_replicas_acked <= 0) {
         fn(1, arg);
+        return;
+    }
+    if (R.cluster) {
+        rdsac_wait(fn, arg);
         return;
     }
     if (!rdsa_ready() || (w = calloc(1, sizeof(*w))) == NULL) {

@@ -20,6 +20,11 @@
  *
  * Scripts are registered before rdsa_start(); every fresh command connection loads them (SCRIPT LOAD)
  * before it is reported ready, so EVALSHA never meets an empty script cache after a Redis restart.
+ *
+ * With redis.cluster set, the same API follows a Redis Cluster (push/rdsa_cluster.c has the design): one
+ * command connection per master, each command routed by its keys' slot and retried through MOVED, ASK,
+ * TRYAGAIN, CLUSTERDOWN and failovers for up to redis.cluster_retry_ms; the subscriber link connects to any
+ * node of the cluster (and to the next after a loss). Where the meaning differs, the contracts below say so.
  * Everything here runs on the loop thread; nothing is thread-safe.
  */
 #ifndef PUSH_RDSA_H
@@ -39,7 +44,9 @@ typedef void (*rdsa_reply_fn)(redisReply *r, void *arg);
 /* A message on a subscribed channel. */
 typedef void (*rdsa_message_fn)(const char *channel, const char *payload, size_t len, void *arg);
 
-/* Called on the loop each time the command connection becomes ready (after every reconnect), or is lost. */
+/* Called on the loop each time the command connection becomes ready (after every reconnect), or is lost.
+ * Cluster: 1 each time every slot is served again through ready connections (at start, and after any
+ * master's outage), 0 when that stops (a master's connection lost). */
 typedef void (*rdsa_state_fn)(int ready, void *arg);
 
 struct rdsa_script {
@@ -60,11 +67,15 @@ int rdsa_start(uv_loop_t *loop, const struct magpie_config *cfg);
 /* Close both connections; outstanding callbacks get NULL. Handles close on the next loop iteration. */
 void rdsa_stop(void);
 
-/* Is the command connection ready? */
+/* Is the command connection ready? Cluster: are commands taken (a slot map is known and at least one of
+ * its masters has a ready connection; a command for a master that is down is retried, see below)? */
 int rdsa_ready(void);
 
 /* Send a command (printf-style as redisAsyncCommand, or argv). Returns MP_OK, after which fn is called
- * exactly once (fn may be NULL); or MP_EAGAIN when Redis is not ready, and fn is not called. */
+ * exactly once (fn may be NULL); or MP_EAGAIN when Redis is not ready, and fn is not called. Cluster: also
+ * MP_EINVAL, fn not called, for a command whose keys are in different slots or that cannot be routed
+ * (logged as an error); fn gets NULL when the cluster did not serve the command within
+ * redis.cluster_retry_ms, or when its connection died after it was written (it is not sent twice). */
 int rdsa_cmd(rdsa_reply_fn fn, void *arg, const char *fmt, ...);
 int rdsa_cmdargv(rdsa_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen);
 
@@ -78,7 +89,8 @@ int rdsa_eval(const struct rdsa_script *s, rdsa_reply_fn fn, void *arg, int numk
 typedef void (*rdsa_wait_fn)(int ok, void *arg);
 
 /* The WAIT before a durable answer (shared/sentinel.h: what it guarantees). Call it from the reply callback
- * of the write (so the write was made on the live command connection). fn is called exactly once: at once
+ * of the write (so the write was made on the live command connection; cluster: the WAIT goes to the master
+ * whose reply that is, and outside a reply callback fn gets 0). fn is called exactly once: at once
  * with ok = 1 when redis.min_replicas_acked is 0; otherwise when a WAIT sent after the write answers (ok =
  * 1 when at least that many replicas hold every write made on the connection so far), or with ok = 0 when
  * fewer did within redis.wait_timeout_ms or the connection was lost. One WAIT is in flight at a time and

@@ -2,7 +2,9 @@
 #include "stats.h"
 #include "magpie.h"
 #include "metrics.h"
+#include "rdsa_cluster.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,8 +53,29 @@ static struct {
         *room_drop_m, *room_subs_m;
     long rooms, members, room_subs[2];
     double room_req[STATS_ROOM_TYPES], room_pub, room_in, room_out, room_batches, room_drops[2];
+    struct metric *cluster_m, *cluster_masters_m;
+    struct rdsac_stats cluster_last; /* rdsa's cluster counters at the last flush */
     int started;
 } S;
+
+/* rdsa's cluster counters as magpie_push_redis_cluster_events_total{event} (rdsa_cluster.h says each). */
+static const struct {
+    const char *label;
+    size_t off;
+} cluster_events[] = {
+    {"event=\"moved\"", offsetof(struct rdsac_stats, moved)},
+    {"event=\"ask\"", offsetof(struct rdsac_stats, ask)},
+    {"event=\"tryagain\"", offsetof(struct rdsac_stats, tryagain)},
+    {"event=\"clusterdown\"", offsetof(struct rdsac_stats, clusterdown)},
+    {"event=\"noscript\"", offsetof(struct rdsac_stats, noscript)},
+    {"event=\"retry\"", offsetof(struct rdsac_stats, retries)},
+    {"event=\"gave_up\"", offsetof(struct rdsac_stats, gave_up)},
+    {"event=\"lost_in_flight\"", offsetof(struct rdsac_stats, lost_in_flight)},
+    {"event=\"refused\"", offsetof(struct rdsac_stats, refused)},
+    {"event=\"refresh\"", offsetof(struct rdsac_stats, refreshes)},
+    {"event=\"refresh_failed\"", offsetof(struct rdsac_stats, refresh_failures)},
+    {"event=\"node_lost\"", offsetof(struct rdsac_stats, node_losses)},
+};
 
 static int proto_index(const char *proto)
 {
@@ -207,6 +230,23 @@ static void flush_rooms(void)
     fold(S.room_drop_m, "level=\"important\"", &S.room_drops[1]);
 }
 
+/* With redis.cluster only: what rdsa's cluster backend met since the last flush, and its masters. */
+static void flush_cluster(void)
+{
+    struct rdsac_stats now;
+    if (!rdsac_running())
+        return;
+    rdsac_stats_get(&now);
+    for (size_t i = 0; i < MP_ARRAY_LEN(cluster_events); i++) {
+        uint64_t a = *(const uint64_t *)((const char *)&now + cluster_events[i].off);
+        uint64_t b = *(const uint64_t *)((const char *)&S.cluster_last + cluster_events[i].off);
+        metric_add(S.cluster_m, cluster_events[i].label, (double)(a - b));
+    }
+    metric_set(S.cluster_masters_m, "state=\"mapped\"", now.masters);
+    metric_set(S.cluster_masters_m, "state=\"ready\"", now.masters_ready);
+    S.cluster_last = now;
+}
+
 static void flush(void)
 {
     char labels[96];
@@ -253,6 +293,7 @@ static void flush(void)
     S.sum = 0;
     metric_set(S.redis_up_m, NULL, S.redis_up);
     flush_rooms();
+    flush_cluster();
 }
 
 static void on_flush(uv_timer_t *t)
@@ -321,10 +362,16 @@ int stats_start(uv_loop_t *loop)
         metrics_counter("magpie_push_room_drops_total",
                         "Room messages members missed, by level: normal ones dropped for a slow member, "
                         "important ones of a member disconnected because even they did not fit.");
-    if (!S.conns || !S.packets || !S.frames_m || !S.resumed_m || !S.redelivered_m || !S.catchups_m ||
-        !S.held_m || !S.acks_m || !S.errors_m || !S.drops_m || !S.delivery || !S.redis_up_m || !S.rooms_m ||
-        !S.members_m || !S.room_req_m || !S.room_pub_m || !S.room_in_m || !S.room_out_m || !S.room_batch_m ||
-        !S.room_drop_m || !S.room_subs_m)
+    S.cluster_m = metrics_counter("magpie_push_redis_cluster_events_total",
+                                  "With redis.cluster: what the Redis Cluster client met, by event (MOVED, "
+                                  "ASK, retries, commands given up or lost with their connection...).");
+    S.cluster_masters_m = metrics_gauge("magpie_push_redis_cluster_masters",
+                                        "With redis.cluster: masters in the slot map, and those with a ready "
+                                        "connection.");
+    if (!S.cluster_m || !S.cluster_masters_m || !S.conns || !S.packets || !S.frames_m || !S.resumed_m ||
+        !S.redelivered_m || !S.catchups_m || !S.held_m || !S.acks_m || !S.errors_m || !S.drops_m ||
+        !S.delivery || !S.redis_up_m || !S.rooms_m || !S.members_m || !S.room_req_m || !S.room_pub_m ||
+        !S.room_in_m || !S.room_out_m || !S.room_batch_m || !S.room_drop_m || !S.room_subs_m)
         return MP_ENOMEM;
     metric_add(S.acks_m, NULL, 0);
     metric_add(S.room_pub_m, NULL, 0);

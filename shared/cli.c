@@ -69,8 +69,9 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
      * shared/rds.h (shared/rcluster.h underneath) with one shard, where every per-user key is in the one
      * slot {0}. Two things are still missing, said at start rather than met on the first message: with
      * S > 1 a message between users of two shards is one script over both shards' keys (CROSSSLOT on a
-     * cluster: the per-shard split of the send scripts), and magpie-push has no asynchronous cluster client
-     * (push/rdsa.c talks to one Redis). magpie-migrate talks only to MySQL. */
+     * cluster: the per-shard split of the send scripts), and magpie-push is not switched to its cluster
+     * client (push/rdsa_cluster.c) while its scripts read keys of another slot (mp:nodes: shared/keys.h).
+     * magpie-migrate talks only to MySQL. */
     if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0' &&
         (cfg->redis.stream_shards > 1 || strcmp(component, "push") == 0)) {
         if (cfg->redis.stream_shards > 1)
@@ -84,9 +85,10 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         else
             fprintf(
                 stderr,
-                "%s: %s: redis.cluster is set, but magpie-push does not run on Redis Cluster yet: "
-                "magpie-push has no asynchronous cluster client (issue 20; magpie-http, magpie-persist and "
-                "magpie-notify do run on it); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
+                "%s: %s: redis.cluster is set, but magpie-push does not run on Redis Cluster yet (issue 20: "
+                "its cluster client, push/rdsa_cluster.c, is not switched on while its scripts read keys of "
+                "another slot; magpie-http, magpie-persist and magpie-notify do run on it); use one Redis "
+                "(redis.host) or Sentinel (redis.sentinels)\n",
                 component, config_path);
         config_free(cfg);
         return 1;

@@ -3,7 +3,7 @@ comment is the design: every struct rds is a shared/rcluster.h client, subscript
 
 The stack is `scripts/dev up --redis cluster`: six Redis 7 nodes (three masters with a replica each,
 cluster-node-timeout 1000 ms), MariaDB, nginx, magpie-http, magpie-persist and magpie-notify, with
-redis.stream_shards = 1 -- and no magpie-push yet (it has no cluster client), so the chat stream is written
+redis.stream_shards = 1 -- and no magpie-push yet (it refuses a cluster: shared/cli.c), so the chat stream is written
 here as magpie-push writes it (shared/stream.h). `scripts/dev test` runs this file on such a stack of its own
 (the step "redis cluster"); on any other stack it is skipped.
 

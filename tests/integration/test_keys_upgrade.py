@@ -153,11 +153,11 @@ def test_a_daemon_refuses_a_shard_count_other_than_the_one_redis_was_written_wit
 
 
 def test_the_daemons_refuse_redis_cluster_saying_what_is_missing(stack, tmp_path):
-    # magpie-push refuses any cluster (no asynchronous cluster client yet); every daemon refuses S > 1 on a
+    # magpie-push refuses any cluster (not switched to its cluster client yet); every daemon refuses S > 1 on a
     # cluster. magpie-http, magpie-persist and magpie-notify accept a cluster with S = 1 (-t: the check
     # only; tests/integration/test_cluster_http.py runs them on one).
     conf = open(stack.conf_path).read()
-    cases = ((1, "magpie-push has no asynchronous cluster client", ("push/magpie-push",)),
+    cases = ((1, "magpie-push does not run on Redis Cluster yet", ("push/magpie-push",)),
              (4, "the send scripts are not split per shard yet",
               ("push/magpie-persist", "http/magpie-http", "push/magpie-push", "notify/magpie-notify")))
     for shards, why, binaries in cases:
