@@ -36,26 +36,32 @@ extern char **environ;
 #define SMS_MAX_CODE_INPUT 16 /* longer "codes" are refused as invalid input, not compared */
 #define SMS_WAIT_STEP_MS   5  /* how often a running delivery command is checked */
 
-/* KEYS: ip counter, resend lock, daily counter, code hash.
- * ARGV: ip_limit, ip_window_s, resend_interval_s, daily_limit, daily window, code, code_ttl_s.
- * Returns 0 = code stored, 1 = IP over its limit, 2 = resend too soon, 3 = daily limit reached. */
+/* Two steps, one slot each (keys.h): the IP's counter (ip_lua), then, when the IP is within its limit, the
+ * mobile's keys (send_lua). As in one script before, a request over any limit still counts against the
+ * IP, and one refused for its IP touches nothing of the mobile.
+ * ip_lua: KEYS: ip counter. ARGV: ip_limit, ip_window_s. Returns 0 = within, 1 = IP over its limit. */
+static const char ip_lua[] = LUA_SHEBANG "local n = redis.call('INCR', KEYS[1])\n"
+                             "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+                             "if n > tonumber(ARGV[1]) then return 1 end\n"
+                             "return 0\n";
+
+/* KEYS: resend lock, daily counter, code hash (the mobile's: one slot).
+ * ARGV: resend_interval_s, daily_limit, daily window, code, code_ttl_s.
+ * Returns 0 = code stored, 2 = resend too soon, 3 = daily limit reached. */
 static const char send_lua[] =
-    "local n = redis.call('INCR', KEYS[1])\n"
-    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-    "if n > tonumber(ARGV[1]) then return 1 end\n"
-    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 2 end\n"
-    "local d = redis.call('INCR', KEYS[3])\n"
-    "if d == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end\n"
-    "if d > tonumber(ARGV[4]) then return 3 end\n"
-    "redis.call('DEL', KEYS[4])\n"
-    "redis.call('HSET', KEYS[4], 'code', ARGV[6], 'tries', 0)\n"
-    "redis.call('EXPIRE', KEYS[4], ARGV[7])\n"
+    LUA_SHEBANG "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 2 end\n"
+    "local d = redis.call('INCR', KEYS[2])\n"
+    "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+    "if d > tonumber(ARGV[2]) then return 3 end\n"
+    "redis.call('DEL', KEYS[3])\n"
+    "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
     "return 0\n";
 
 /* KEYS: code hash. ARGV: the code offered, max_attempts.
  * Returns {0, pttl} = right (the code is deleted; pttl lets a failed login put it back), {4} = burnt,
  * {5} = no code, {6} = wrong. */
-static const char verify_lua[] = "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
+static const char verify_lua[] = LUA_SHEBANG "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
                                  "if not h[1] then return {5} end\n"
                                  "if h[2] then return {4} end\n"
                                  "if h[1] == ARGV[1] then\n"
@@ -210,8 +216,12 @@ void sms_send_code(struct call *c)
     snprintf(a_window, sizeof(a_window), "%d", SMS_DAILY_WINDOW_S);
     snprintf(a_ttl, sizeof(a_ttl), "%lld", app.cfg.sms.code_ttl_s);
 
-    rep = rds_cmd(&c->w->rds, "EVAL %s 4 %s %s %s %s %s %s %s %s %s %s %s", send_lua, k_ip, k_resend, k_daily,
-                  k_code, a_ip_limit, a_ip_window, a_resend, a_daily, a_window, code, a_ttl);
+    rep = rds_cmd(&c->w->rds, "EVAL %s 1 %s %s %s", ip_lua, k_ip, a_ip_limit, a_ip_window);
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+        freeReplyObject(rep);
+        rep = rds_cmd(&c->w->rds, "EVAL %s 3 %s %s %s %s %s %s %s %s", send_lua, k_resend, k_daily, k_code,
+                      a_resend, a_daily, a_window, code, a_ttl);
+    }
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
             log_error("send_code script failed reason=\"%s\"", rep->str);

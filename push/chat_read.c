@@ -50,7 +50,7 @@
  * {1, 0} it did not. */
 static struct rdsa_script read_lua = {
     "read",
-    "local seq, n\n"
+    LUA_SHEBANG "local seq, n\n"
     "if ARGV[4] == '' then\n"
     "  local m = redis.call('HMGET', KEYS[2], '" MSG_F_PACKET "', '" MSG_F_FROM_SEQ "', '" MSG_F_TO_SEQ
     "', '" MSG_F_FROM_IN "', '" MSG_F_TO_IN "')\n"
@@ -101,7 +101,7 @@ static struct rdsa_script read_lua = {
  * receipts, so every channel is for the reader's payload), {1, 0} it did not. */
 static struct rdsa_script gread_lua = {
     "gread",
-    "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
+    LUA_SHEBANG "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
     "local frozen = redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_IN "')\n"
     "if not member and not frozen then return {-5} end\n"
     "local gn = ARGV[4]\n"

@@ -38,7 +38,7 @@
  * counter for the user and may have lost it (then MySQL says what the latest seq is). Reads only. */
 static struct rdsa_script sync_lua = {
     "sync",
-    "local v = redis.call('GET', KEYS[2])\n"
+    LUA_SHEBANG "local v = redis.call('GET', KEYS[2])\n"
     "if not v then\n"
     "  if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end\n"
     "  v = '0'\n"

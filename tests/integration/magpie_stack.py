@@ -75,6 +75,8 @@ class Stack:
         self.sentinel = self.env.get("REDIS_MODE") == "sentinel"
         self.sentinel_ports = [int(p) for p in self.env.get("SENTINEL_PORTS", "").split()] if self.sentinel else []
         self.redis_replica_port = int(self.env["REDIS_REPLICA_PORT"]) if self.sentinel else None
+        # 'scripts/dev up --redis slotcheck': one Redis that is a one-node cluster (README, "The slot check").
+        self.slotcheck = self.env.get("REDIS_MODE") == "slotcheck"
 
     # ---- URLs ----
     @property
@@ -119,7 +121,23 @@ class Stack:
 
     def start_redis(self):
         subprocess.run(["redis-server", os.path.join(self.run, "redis", "redis.conf")], check=True)
+        if self.slotcheck:
+            self._slotcheck_open()
         self._wait(self._redis_up, "redis to start")
+
+    def _slotcheck_open(self):
+        """The slot check's Redis starts on its unix socket only; it opens REDIS_PORT once its cluster state is
+        ok, as scripts/lib/stack.sh's start_redis_slotcheck does (a restarted cluster master answers
+        CLUSTERDOWN for 2 s, which the daemons' one-Redis client would take for answers)."""
+        sock = os.path.join(self.run, "redis", "redis.sock")
+
+        def cluster_ok():
+            out = subprocess.run(["redis-cli", "-s", sock, "cluster", "info"], capture_output=True, text=True)
+            return "cluster_state:ok" in out.stdout
+
+        self._wait(cluster_ok, "the slot check's redis cluster_state:ok")
+        subprocess.run(["redis-cli", "-s", sock, "config", "set", "port", str(self.redis_port)], check=True,
+                       capture_output=True)
 
     def _redis_up(self):
         try:

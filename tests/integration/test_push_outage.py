@@ -77,7 +77,7 @@ def test_redis_restart_mid_conversation_loses_nothing_acked_and_duplicates_nothi
         assert stored(stack, a.uid) == {**{f"pre-{i}": 1 for i in range(5)}, "during-1": 1}
         assert stored(stack, b.uid) == {"during-2": 1}
         # registration and presence are back
-        await wait_until(lambda: {1, 2} <= {int(n) for n in stack.redis().zrange("mp:nodes", 0, -1)}, 10,
+        await wait_until(lambda: {1, 2} <= {int(n) for n in stack.redis().zrange("mp:{nodes}", 0, -1)}, 10,
                          "both nodes registered again")
         assert (await a.request("O", b.uid))["msg"]["online"] is True
         for port in stack.push_metrics_ports:
@@ -138,7 +138,7 @@ def test_kill_9_a_node_then_restart_it_loses_nothing_acked(stack):
 
         restart_node(stack, "push2")
         await wait_until(lambda: 2 not in node_of(stack, lonely.uid), 10, "node 2 to clear its stale presence")
-        beat = stack.redis().zscore("mp:nodes", "2")
+        beat = stack.redis().zscore("mp:{nodes}", "2")
         assert beat and beat > (time.time() - 10) * 1000
         back = await Chat.connect_on(stack, 2)
         assert (await back.request("P"))["type"] == "P"
@@ -159,8 +159,8 @@ def test_sigterm_says_C_deregisters_and_exits_within_5_seconds(stack):
         assert [(p["type"], p["msg"]) for p in packets] == [("C", "shutdown")]
         assert code == 1001
         r = stack.redis()
-        assert r.zscore("mp:nodes", "1") is None
-        assert not r.exists("mp:node:1")
+        assert r.zscore("mp:{nodes}", "1") is None
+        assert not r.exists("mp:{nodes}:node:1")
         assert node_of(stack, c.uid) == {2: 1}
         assert (await watcher.request("O", c.uid))["msg"]["online"] is True, "still online on node 2"
         assert other.open
