@@ -1,8 +1,9 @@
 /* sms.c -- login by SMS code: POST /send_code and POST /login (SPEC §3).
  *
- * Every limit lives in Redis (keys.h), checked and updated by one Lua script so concurrent requests cannot
- * slip past it: per client IP (sms.ip_limit per sms.ip_window_s), per number one code per
- * sms.resend_interval_s and sms.daily_limit per 24 h. A code is a hash {code, tries[, burnt]} with TTL
+ * Every limit lives in Redis (keys.h), checked and updated by Lua scripts so concurrent requests cannot
+ * slip past it: per client IP (sms.ip_limit per sms.ip_window_s; ip_lua), then per number one code per
+ * sms.resend_interval_s and sms.daily_limit per 24 h (send_lua, over the number's keys, which share its
+ * hash tag: one Redis Cluster slot per script). A code is a hash {code, tries[, burnt]} with TTL
  * sms.code_ttl_s; sms.max_attempts wrong tries burn it (code 4 from then on, even for the right code);
  * the right code deletes it, so it logs in once.
  *

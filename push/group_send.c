@@ -3,7 +3,7 @@
  * One Redis script, like t (chat_send.c): the (from, id) dedup check, the membership check against
  * KEY_GROUP_MEMBERS, a seq in every member's timeline (mp_fanout, shared/group_lua.h), the group's count and
  * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery PUBLISHed to every other
- * live node. The client gets A (mid, the sender's seq) only after Redis answered. The reply carries every
+ * live node (the live node ids in ARGV, this node's view: push/cluster.h says how fresh). The client gets A (mid, the sender's seq) only after Redis answered. The reply carries every
  * member's seq, from which this node delivers to its own connections, in the order Redis ran the scripts.
  * A non-member, or a group that does not exist, gets E "not a member" (one answer for both, so ids cannot
  * be probed), and the message takes no seq.

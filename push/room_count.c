@@ -3,7 +3,8 @@
  * write is repaired by the next one), and lists its rooms in KEY_NODE_ROOMS so its entries can be found
  * again. A reader adds up the entries of live nodes only (heartbeat within push.node_ttl_s): the members
  * of a node that died stop counting when it drops out of the cluster, and its entries are removed when it
- * starts again, or by the survivors' prune (cluster.c).
+ * starts again, or by the survivors' prune (cluster.c). Both keys are in the node registry's slot
+ * (keys.h, KEY_NODES_TAG), so each script here, the live-node read of others_lua included, is one slot.
  */
 #include "cluster.h"
 #include "keys.h"

@@ -388,6 +388,7 @@ slotcheck_conf_lines() {
 # heartbeat or presence resync lost after a restart in an outage test. Its cluster bus port is one of its
 # own (SLOTCHECK_BUS_PORT in dev.env): the default, port + 10000, may be past 65535 with free ports.
 slotcheck_sock() { echo "$RUN/redis/redis.sock"; }
+slotcheck_ping() { [ "$(redis-cli -s "$(slotcheck_sock)" ping 2>/dev/null)" = PONG ]; }
 slotcheck_ok() { redis-cli -s "$(slotcheck_sock)" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'; }
 
 start_redis_slotcheck() {
@@ -415,7 +416,7 @@ start_redis_slotcheck() {
         echo "cluster-node-timeout 5000"
     } >"$dir/redis.conf"
     redis-server "$dir/redis.conf"
-    wait_for "redis (unix socket)" 120 test "$(redis-cli -s "$(slotcheck_sock)" ping 2>/dev/null)" = PONG
+    wait_for "redis (unix socket)" 120 slotcheck_ping # a big AOF takes a while to load
     # The first start: no slot is assigned yet (nodes.conf keeps them for a restart).
     if ! redis-cli -s "$(slotcheck_sock)" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_slots_assigned:16384$'; then
         redis-cli -s "$(slotcheck_sock)" cluster addslotsrange 0 16383 >/dev/null ||
