@@ -49,12 +49,16 @@ static struct rdsa_script presence_lua = {
 
 /* One shard. KEYS: a node's KEY_NODE_USERS of the shard, the shard's KEY_NODE_CLEARED. ARGV: node,
  * redis.stream_shards, then the clear's time (ms) for this node's own clear at a (re)connect -- which it
- * stamps in KEY_NODE_CLEARED -- or "" when the node leaves (its stamp goes too). Forget every presence entry
- * of the node in the shard. */
+ * stamps in KEY_NODE_CLEARED -- or "" when the node leaves (its stamp goes too), then uids of the shard
+ * whose entry of this node goes too (LEGACY_NODE_USERS below). Forget every presence entry of the node in
+ * the shard. */
 static struct rdsa_script clear_lua = {"clear",
                                        LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
                                        "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
                                        "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
+                                       "end\n"
+                                       "for i = 4, #ARGV do\n"
+                                       "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
                                        "end\n"
                                        "redis.call('DEL', KEYS[1])\n"
                                        "if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1])\n"
@@ -119,6 +123,14 @@ static struct rdsa_script leave_lua = {"leave",
 
 #define PRUNES_MAX 16 /* prunes of dead nodes in flight at once; the next heartbeat starts the rest */
 
+/* The set of a node's users under the names before the registry's slot (one set for every shard, in a slot
+ * of its own). A run of this node id killed under that layout left its presence entries listed there; at
+ * its first connect this node reads it and its clear of each shard removes those entries too, before any
+ * presence of its own is written; then the set goes. (Its other keys of then -- "mp:nodes", "mp:node:<id>",
+ * the room counts "mp:room:<room>:members" -- are read by nobody now; the node hash expires.) */
+#define LEGACY_NODE_USERS "mp:node:%d:users"
+#define LEGACY_BATCH      500 /* legacy uids per clear script */
+
 static struct {
     uv_timer_t heartbeat;
     uv_timer_t view;
@@ -138,7 +150,8 @@ static struct {
     atomic_llong live_ms;  /* when the view in live was read; 0 = never */
     int64_t view_sent_ms;  /* when the read in flight was sent */
     int view_inflight;
-    int prunes; /* prune chains in flight */
+    int prunes;      /* prune chains in flight */
+    int legacy_done; /* LEGACY_NODE_USERS was read and cleared (this process) */
 } C;
 
 /* Split a key formatted with id 0 ("mp:{nodes}:room:0:members") around the id. */
@@ -410,9 +423,32 @@ void cluster_presence(int64_t uid, int count)
     rdsa_eval(&presence_lua, on_presence_reply, NULL, 1, 5, argv, NULL);
 }
 
+/* The clear of shard s (ARGV[3] = now ms, or "" for a leave), with the uids of legacy (a SMEMBERS reply of
+ * LEGACY_NODE_USERS, or NULL) in that shard, LEGACY_BATCH a script. */
+static void clear_shard(int s, const char *now, const redisReply *legacy, rdsa_reply_fn fn, void *arg, int *sent)
+{
+    char users[64], cleared[64];
+    const char *argv[5 + LEGACY_BATCH] = {users, cleared, C.node, C.shards, now};
+    size_t i = 0, n = legacy != NULL && legacy->type == REDIS_REPLY_ARRAY ? legacy->elements : 0;
+    users_key(users, sizeof(users), s, push.node);
+    cleared_key(cleared, sizeof(cleared), s);
+    do {
+        int k = 0;
+        for (; i < n && k < LEGACY_BATCH; i++) {
+            const redisReply *e = legacy->element[i];
+            if (e->type == REDIS_REPLY_STRING && strspn(e->str, "0123456789") == e->len && e->len > 0 &&
+                e->len < 19 && key_shard(strtoll(e->str, NULL, 10)) == s)
+                argv[5 + k++] = e->str;
+        }
+        if (rdsa_eval(&clear_lua, fn, arg, 2, 5 + k, argv, NULL) == MP_OK && sent != NULL)
+            (*sent)++;
+    } while (i < n);
+}
+
 /* Rewrite this node's presence from what it holds: in every shard, clear everything (stamping the
- * clear's time: cluster.h, the prune), then write every user of the shard. */
-static void resync(void)
+ * clear's time: cluster.h, the prune; and the entries listed under the legacy name, when given), then
+ * write every user of the shard. */
+static void resync(const redisReply *legacy)
 {
     char now[24];
     struct batch *b = malloc(sizeof(*b));
@@ -422,16 +458,31 @@ static void resync(void)
     }
     snprintf(now, sizeof(now), "%lld", (long long)mp_now_ms());
     for (int s = 0; s < key_shards(); s++) {
-        char users[64], cleared[64];
-        const char *argv[5] = {users, cleared, C.node, C.shards, now};
-        users_key(users, sizeof(users), s, push.node);
-        cleared_key(cleared, sizeof(cleared), s);
-        rdsa_eval(&clear_lua, on_presence_reply, NULL, 2, 5, argv, NULL);
+        clear_shard(s, now, legacy, on_presence_reply, NULL, NULL);
         batch_init(b, s);
         conn_each_user(batch_add, b);
         batch_flush(b);
     }
     free(b);
+}
+
+static void on_legacy_users(redisReply *r, void *arg)
+{
+    if (r == NULL || C.leaving)
+        return; /* the connection dropped: the next one does it all again */
+    if (r->type != REDIS_REPLY_ARRAY) {
+        log_warn("presence resync: reading the old users set failed node=%d reason=\"%s\"", push.node,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "not a set");
+        resync(NULL);
+        return;
+    }
+    resync(r);
+    if (r->elements > 0) {
+        log_info("presence: cleared what this node id left under the old layout node=%d users=%zu", push.node,
+                 r->elements);
+        rdsa_cmd(NULL, NULL, "DEL " LEGACY_NODE_USERS, push.node);
+    }
+    C.legacy_done = 1;
 }
 
 static void on_redis_state(int ready, void *arg)
@@ -446,7 +497,10 @@ static void on_redis_state(int ready, void *arg)
         return;
     heartbeat();
     view_refresh();
-    resync();
+    /* The first time: the resync waits for the old users set (on_legacy_users), so its clear removes those
+     * entries before this node writes any presence of its own. */
+    if (C.legacy_done || rdsa_cmd(on_legacy_users, NULL, "SMEMBERS " LEGACY_NODE_USERS, push.node) != MP_OK)
+        resync(NULL);
     log_info("registered node=%d ws_url=%s", push.node, push.cfg->push.advertise_url);
 }
 

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import websockets
 
+import rkeys
 from push_client import (Chat, Closed, ensure_nodes_up, make_friends, metrics, new_uid, node_of, restart_node,
                          run, stored, wait_until)
 
@@ -170,4 +171,25 @@ def test_sigterm_says_C_deregisters_and_exits_within_5_seconds(stack):
         assert "stopping node=1 connections_left=0" in log, "every client closed cleanly before the exit"
         restart_node(stack, "push1")
         assert stack.daemon_pid("push1") != pid
+    run(go())
+
+
+def test_a_node_started_again_clears_what_it_left_under_the_old_layout(stack):
+    """A node killed under the layout before the registry's slot (its users listed in mp:node:<id>:users, one
+    set for every shard) left presence entries that no per-shard set lists. Started again, it must clear them
+    (push/cluster.c, LEGACY_NODE_USERS): else a user it no longer holds would read online, on a live node."""
+    async def go():
+        ghost = new_uid()
+        watcher = await Chat.connect_on(stack, 2)
+        r = stack.redis()
+        presence = rkeys.tagged(r, "presence", ghost)
+        r.hset(presence, "1", "1")  # what a node 1 killed with kill -9 under the old layout left
+        r.sadd("mp:node:1:users", ghost)
+        assert (await watcher.request("O", ghost))["msg"]["online"] is True, "node 1 is live: the entry counts"
+        await asyncio.get_running_loop().run_in_executor(None, stack.kill_daemon, "push1", 9)
+        await asyncio.get_running_loop().run_in_executor(None, restart_node, stack, "push1")
+        await wait_until(lambda: not r.exists("mp:node:1:users"), 10, "node 1 to clear the old set")
+        assert r.hget(presence, "1") is None
+        assert (await watcher.request("O", ghost))["msg"]["online"] is False
+        await watcher.close()
     run(go())
