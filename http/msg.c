@@ -40,10 +40,10 @@ static void publish(struct call *c, const char *channel, const void *payload, si
 }
 
 /* KEYS: presence of the recipient, KEY_NOTIFY of the recipient's shard.
- * ARGV: CHAN_CONTROL, payload, the live node ids (KEY_LUA_LIVE), to, packet id, ts, preview, notify.queue_maxlen.
- * Returns PUBLISH's receiver count. */
-static const char notify_lua[] =
-    LUA_SHEBANG KEY_LUA_LIVE "local n = redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+ * ARGV: CHAN_CONTROL, payload, the live node ids (KEY_LUA_LIVE), to, packet id, ts, preview,
+ * notify.queue_maxlen. Returns PUBLISH's receiver count. */
+static const char notify_lua[] = LUA_SHEBANG KEY_LUA_LIVE
+    "local n = redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "for j = 1, #h, 2 do\n"
     "  if tonumber(h[j + 1]) > 0 and mp_live(ARGV[3], h[j]) then return n end\n"
@@ -72,18 +72,9 @@ static void publish_notify(struct call *c, int64_t to, const char *id, int64_t t
                            const char *payload)
 {
     char presence[64], notify[32], live[KEY_LIVE_MAX], to_s[24], ts_s[24], qmax[24];
-    const char *argv[] = {"EVAL",
-                          notify_lua,
-                          "2",
-                          presence,
-                          notify,
-                          CHAN_CONTROL,
-                          payload,
-                          live,
-                          to_s,
-                          id,
-                          ts_s,
-                          json_is_string(msg) ? json_string_value(msg) : "",
+    const char *argv[] = {"EVAL", notify_lua,   "2",     presence,
+                          notify, CHAN_CONTROL, payload, live,
+                          to_s,   id,           ts_s,    json_is_string(msg) ? json_string_value(msg) : "",
                           qmax};
     size_t lens[MP_ARRAY_LEN(argv)];
     redisReply *rep;

@@ -42,39 +42,40 @@ extern char **environ;
  * IP, and one refused for its IP touches nothing of the mobile.
  * ip_lua: KEYS: ip counter. ARGV: ip_limit, ip_window_s. Returns 0 = within, 1 = IP over its limit. */
 static const char ip_lua[] = LUA_SHEBANG "local n = redis.call('INCR', KEYS[1])\n"
-                             "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-                             "if n > tonumber(ARGV[1]) then return 1 end\n"
-                             "return 0\n";
+                                         "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+                                         "if n > tonumber(ARGV[1]) then return 1 end\n"
+                                         "return 0\n";
 
 /* KEYS: resend lock, daily counter, code hash (the mobile's: one slot).
  * ARGV: resend_interval_s, daily_limit, daily window, code, code_ttl_s.
  * Returns 0 = code stored, 2 = resend too soon, 3 = daily limit reached. */
 static const char send_lua[] =
     LUA_SHEBANG "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 2 end\n"
-    "local d = redis.call('INCR', KEYS[2])\n"
-    "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
-    "if d > tonumber(ARGV[2]) then return 3 end\n"
-    "redis.call('DEL', KEYS[3])\n"
-    "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
-    "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
-    "return 0\n";
+                "local d = redis.call('INCR', KEYS[2])\n"
+                "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+                "if d > tonumber(ARGV[2]) then return 3 end\n"
+                "redis.call('DEL', KEYS[3])\n"
+                "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
+                "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
+                "return 0\n";
 
 /* KEYS: code hash. ARGV: the code offered, max_attempts.
  * Returns {0, pttl} = right (the code is deleted; pttl lets a failed login put it back), {4} = burnt,
  * {5} = no code, {6} = wrong. */
-static const char verify_lua[] = LUA_SHEBANG "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
-                                 "if not h[1] then return {5} end\n"
-                                 "if h[2] then return {4} end\n"
-                                 "if h[1] == ARGV[1] then\n"
-                                 "  local ttl = redis.call('PTTL', KEYS[1])\n"
-                                 "  redis.call('DEL', KEYS[1])\n"
-                                 "  return {0, ttl}\n"
-                                 "end\n"
-                                 "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
-                                 "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
-                                 "  return {4}\n"
-                                 "end\n"
-                                 "return {6}\n";
+static const char verify_lua[] =
+    LUA_SHEBANG "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
+                "if not h[1] then return {5} end\n"
+                "if h[2] then return {4} end\n"
+                "if h[1] == ARGV[1] then\n"
+                "  local ttl = redis.call('PTTL', KEYS[1])\n"
+                "  redis.call('DEL', KEYS[1])\n"
+                "  return {0, ttl}\n"
+                "end\n"
+                "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
+                "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
+                "  return {4}\n"
+                "end\n"
+                "return {6}\n";
 
 static void count(const char *outcome)
 {

@@ -5,9 +5,9 @@
  * and customer become friends in Redis (SADD to each one's KEY_FRIENDS, what the t/i friend check reads):
  * two commands after the script, since the order and the two users' sets are three slots (keys.h); they are
  * sent for a retry too, so a node that died between the script and them leaves nothing missing once the
- * courier retries (the script answers "this courier has it" and the friendship is written then). Then a pool thread
- * records it in MySQL (friends rows both ways, orders.courier and taken_at). Only then does the courier get
- * T, and the customer an "s" {event: "order_taken"} on every connection it has in the cluster.
+ * courier retries (the script answers "this courier has it" and the friendship is written then). Then a pool
+ * thread records it in MySQL (friends rows both ways, orders.courier and taken_at). Only then does the
+ * courier get T, and the customer an "s" {event: "order_taken"} on every connection it has in the cluster.
  *
  * If MySQL fails, the courier gets E and retries; Redis remembers that this courier holds the order, so the
  * retry skips straight to the MySQL part, and the customer hears of it once, when MySQL first records it.
@@ -41,16 +41,16 @@
 static struct rdsa_script order_lua = {
     "order",
     LUA_SHEBANG "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
-    "if not customer then return {-1} end\n"
-    "if customer == ARGV[1] then return {-3} end\n"
-    "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
-    "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
-    "    return {-2}\n"
-    "  end\n"
-    "  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
-    "  return {1, customer}\n"
-    "end\n"
-    "return {0, customer}\n",
+                "if not customer then return {-1} end\n"
+                "if customer == ARGV[1] then return {-3} end\n"
+                "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
+                "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
+                "    return {-2}\n"
+                "  end\n"
+                "  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
+                "  return {1, customer}\n"
+                "end\n"
+                "return {0, customer}\n",
     ""};
 
 struct order_req {

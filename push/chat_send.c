@@ -35,20 +35,22 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NOTIFY, KEY_MSG's copy in the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG,
- * KEY_MQ, KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout).
- * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
- * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
- * live node ids (KEY_LUA_LIVE, this node's view: push/cluster.h; "" = notifications off), the notification's preview, notify.queue_maxlen,
- * "1" when the caller WAITs (then the deliveries are returned, not published).
- * Returns {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}),
- * {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NOTIFY, KEY_MSG's copy in
+ * the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG, KEY_MQ,
+ * KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout). ARGV: node, mid,
+ * from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the packet), CHAN_NODE
+ * prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the live node ids
+ * (KEY_LUA_LIVE, this node's view: push/cluster.h; "" = notifications off), the notification's preview,
+ * notify.queue_maxlen, "1" when the caller WAITs (then the deliveries are returned, not published). Returns
+ * {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}), {1,
+ * "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
  * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
  * when the message is refused, so a refused message takes no seq. */
 static struct rdsa_script send_lua = {
     "send",
-    LUA_SHEBANG KEY_LUA_LIVE "local first = redis.call('GET', KEYS[1])\n"
+    LUA_SHEBANG KEY_LUA_LIVE
+    "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[19] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[9]) end\n"
     "  return {1, first}\n"
@@ -269,8 +271,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], msgto[64], mq[32], restored[48], notify[32], csfrom[64], csto[64], cfrom[64], cto[64],
-        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
-        qmax[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
+        type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;

@@ -16,35 +16,36 @@
 /* The user's shard. KEYS: presence:<uid>, this node's KEY_NODE_USERS of the user's shard.
  * ARGV: node, uid, count here (with the new one), max per user, the live node ids (KEY_LUA_LIVE).
  * Returns the user's connections in the cluster with the new one, or -2 over the limit. */
-static struct rdsa_script login_lua = {"login",
-                                       LUA_SHEBANG KEY_LUA_LIVE "local total = tonumber(ARGV[3])\n"
-                                       "local h = redis.call('HGETALL', KEYS[1])\n"
-                                       "for j = 1, #h, 2 do\n"
-                                       "  local n = tonumber(h[j + 1])\n"
-                                       "  if h[j] ~= ARGV[1] and n and n > 0 and mp_live(ARGV[5], h[j]) then\n"
-                                       "    total = total + n\n"
-                                       "  end\n"
-                                       "end\n"
-                                       "if total > tonumber(ARGV[4]) then return -2 end\n"
-                                       "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
-                                       "redis.call('SADD', KEYS[2], ARGV[2])\n"
-                                       "return total\n",
-                                       ""};
+static struct rdsa_script login_lua = {
+    "login",
+    LUA_SHEBANG KEY_LUA_LIVE "local total = tonumber(ARGV[3])\n"
+                             "local h = redis.call('HGETALL', KEYS[1])\n"
+                             "for j = 1, #h, 2 do\n"
+                             "  local n = tonumber(h[j + 1])\n"
+                             "  if h[j] ~= ARGV[1] and n and n > 0 and mp_live(ARGV[5], h[j]) then\n"
+                             "    total = total + n\n"
+                             "  end\n"
+                             "end\n"
+                             "if total > tonumber(ARGV[4]) then return -2 end\n"
+                             "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
+                             "redis.call('SADD', KEYS[2], ARGV[2])\n"
+                             "return total\n",
+    ""};
 
 /* One shard. KEYS: this node's KEY_NODE_USERS of the shard. ARGV: node, redis.stream_shards, then uid,
  * count pairs of users of that shard (count 0 = none here). */
 static struct rdsa_script presence_lua = {
     "presence",
     LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB "for i = 3, #ARGV, 2 do\n"
-    "  if tonumber(ARGV[i + 1]) > 0 then\n"
-    "    redis.call('HSET', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1], ARGV[i + 1])\n"
-    "    redis.call('SADD', KEYS[1], ARGV[i])\n"
-    "  else\n"
-    "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
-    "    redis.call('SREM', KEYS[1], ARGV[i])\n"
-    "  end\n"
-    "end\n"
-    "return 1\n",
+                "  if tonumber(ARGV[i + 1]) > 0 then\n"
+                "    redis.call('HSET', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1], ARGV[i + 1])\n"
+                "    redis.call('SADD', KEYS[1], ARGV[i])\n"
+                "  else\n"
+                "    redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
+                "    redis.call('SREM', KEYS[1], ARGV[i])\n"
+                "  end\n"
+                "end\n"
+                "return 1\n",
     ""};
 
 /* One shard. KEYS: a node's KEY_NODE_USERS of the shard, the shard's KEY_NODE_CLEARED. ARGV: node,
@@ -52,19 +53,20 @@ static struct rdsa_script presence_lua = {
  * stamps in KEY_NODE_CLEARED -- or "" when the node leaves (its stamp goes too), then uids of the shard
  * whose entry of this node goes too (LEGACY_NODE_USERS below). Forget every presence entry of the node in
  * the shard. */
-static struct rdsa_script clear_lua = {"clear",
-                                       LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
-                                       "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-                                       "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
-                                       "end\n"
-                                       "for i = 4, #ARGV do\n"
-                                       "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
-                                       "end\n"
-                                       "redis.call('DEL', KEYS[1])\n"
-                                       "if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1])\n"
-                                       "else redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end\n"
-                                       "return 1\n",
-                                       ""};
+static struct rdsa_script clear_lua = {
+    "clear",
+    LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
+                "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
+                "end\n"
+                "for i = 4, #ARGV do\n"
+                "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', ARGV[i]), ARGV[1])\n"
+                "end\n"
+                "redis.call('DEL', KEYS[1])\n"
+                "if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[1])\n"
+                "else redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end\n"
+                "return 1\n",
+    ""};
 
 /* One shard, a survivor's prune of a dead node. KEYS: the dead node's KEY_NODE_USERS of the shard, the
  * shard's KEY_NODE_CLEARED. ARGV: the dead node, redis.stream_shards, the prune bound (ms). Returns 0 and
@@ -73,21 +75,22 @@ static struct rdsa_script clear_lua = {"clear",
 static struct rdsa_script prune_shard_lua = {
     "prune_shard",
     LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
-    "local t = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "if t and tonumber(t) >= tonumber(ARGV[3]) then return 0 end\n"
-    "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
-    "end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "return 1\n",
+                "local t = redis.call('HGET', KEYS[2], ARGV[1])\n"
+                "if t and tonumber(t) >= tonumber(ARGV[3]) then return 0 end\n"
+                "for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                "  redis.call('HDEL', mp_key('" KEY_PRESENCE_NAME "', uid), ARGV[1])\n"
+                "end\n"
+                "redis.call('DEL', KEYS[1])\n"
+                "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+                "return 1\n",
     ""};
 
 /* The registry. KEYS: KEY_NODES, node hash. ARGV: node, now ms, ws_url, room_url, started ms, ttl s, prune
  * bound ms. Renews this node; returns the ids of the nodes whose last heartbeat is older than the bound
  * (dead for CLUSTER_PRUNE_TTLS node TTLs: the caller prunes them, shards first). */
 static struct rdsa_script heartbeat_lua = {"heartbeat",
-                                           LUA_SHEBANG "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+                                           LUA_SHEBANG
+                                           "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
                                            "redis.call('HSET', KEYS[2], 'ws_url', ARGV[3], 'room_url', "
                                            "ARGV[4], 'started', ARGV[5])\n"
                                            "redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
@@ -98,21 +101,23 @@ static struct rdsa_script heartbeat_lua = {"heartbeat",
 /* The registry, the last step of a prune. KEYS: KEY_NODES, the dead node's KEY_NODE_ROOMS. ARGV: the dead
  * node, the prune bound ms, room members key prefix and suffix. Only while the node's heartbeat is still
  * older than the bound (it did not come back): its room member entries and its registration go. */
-static struct rdsa_script prune_lua = {"prune",
-                                       LUA_SHEBANG "local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
-                                       "if not beat or tonumber(beat) >= tonumber(ARGV[2]) then return 0 end\n"
-                                       "for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-                                       "  redis.call('HDEL', ARGV[3] .. room .. ARGV[4], ARGV[1])\n"
-                                       "end\n"
-                                       "redis.call('DEL', KEYS[2])\n"
-                                       "redis.call('ZREM', KEYS[1], ARGV[1])\n"
-                                       "return 1\n",
-                                       ""};
+static struct rdsa_script prune_lua = {
+    "prune",
+    LUA_SHEBANG "local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
+                "if not beat or tonumber(beat) >= tonumber(ARGV[2]) then return 0 end\n"
+                "for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+                "  redis.call('HDEL', ARGV[3] .. room .. ARGV[4], ARGV[1])\n"
+                "end\n"
+                "redis.call('DEL', KEYS[2])\n"
+                "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+                "return 1\n",
+    ""};
 
 /* The registry, the last step of this node's leave. KEYS: KEY_NODES, node hash, node rooms. ARGV: node,
  * room members key prefix and suffix. */
 static struct rdsa_script leave_lua = {"leave",
-                                       LUA_SHEBANG "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+                                       LUA_SHEBANG
+                                       "redis.call('ZREM', KEYS[1], ARGV[1])\n"
                                        "redis.call('DEL', KEYS[2])\n"
                                        "for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do\n"
                                        "  redis.call('HDEL', ARGV[2] .. room .. ARGV[3], ARGV[1])\n"
@@ -147,8 +152,8 @@ static struct {
     /* The live-node view (cluster_live_nodes). */
     char live[KEY_LIVE_MAX];
     char live_next[KEY_LIVE_MAX];
-    atomic_llong live_ms;  /* when the view in live was read; 0 = never */
-    int64_t view_sent_ms;  /* when the read in flight was sent */
+    atomic_llong live_ms; /* when the view in live was read; 0 = never */
+    int64_t view_sent_ms; /* when the read in flight was sent */
     int view_inflight;
     int prunes;      /* prune chains in flight */
     int legacy_done; /* LEGACY_NODE_USERS was read and cleared (this process) */
@@ -200,8 +205,9 @@ static void on_view_reply(redisReply *r, void *arg)
         return;
     }
     if (keys_live_list(r, C.live_next, sizeof(C.live_next)) != MP_OK) {
-        log_error("live-node read: %s holds what is not a node id, or more ids than a script takes (%d bytes)",
-                  KEY_NODES, KEY_LIVE_MAX);
+        log_error(
+            "live-node read: %s holds what is not a node id, or more ids than a script takes (%d bytes)",
+            KEY_NODES, KEY_LIVE_MAX);
         return;
     }
     memcpy(C.live, C.live_next, strlen(C.live_next) + 1);
@@ -239,8 +245,8 @@ static void on_prune_reply(redisReply *r, void *arg)
 {
     struct prune *p = arg;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
-        log_info("pruned dead node=%d (no heartbeat for %d node TTLs) by node=%d", p->node, CLUSTER_PRUNE_TTLS,
-                 push.node);
+        log_info("pruned dead node=%d (no heartbeat for %d node TTLs) by node=%d", p->node,
+                 CLUSTER_PRUNE_TTLS, push.node);
     else if (r == NULL || r->type == REDIS_REPLY_ERROR)
         log_warn("prune of dead node=%d failed reason=\"%s\" (the next heartbeat tries again)", p->node,
                  r ? r->str : "redis unavailable");
@@ -425,7 +431,8 @@ void cluster_presence(int64_t uid, int count)
 
 /* The clear of shard s (ARGV[3] = now ms, or "" for a leave), with the uids of legacy (a SMEMBERS reply of
  * LEGACY_NODE_USERS, or NULL) in that shard, LEGACY_BATCH a script. */
-static void clear_shard(int s, const char *now, const redisReply *legacy, rdsa_reply_fn fn, void *arg, int *sent)
+static void clear_shard(int s, const char *now, const redisReply *legacy, rdsa_reply_fn fn, void *arg,
+                        int *sent)
 {
     char users[64], cleared[64];
     const char *argv[5 + LEGACY_BATCH] = {users, cleared, C.node, C.shards, now};
@@ -561,22 +568,22 @@ static void on_login_check(redisReply *r, void *arg)
     int result = CONN_LOGIN_UNAVAILABLE;
 
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        log_warn("login %s failed reason=\"%s\"", l->check == LOGIN_CLAIM ? "ticket claim" : "revocation check",
-                 r->str);
+        log_warn("login %s failed reason=\"%s\"",
+                 l->check == LOGIN_CLAIM ? "ticket claim" : "revocation check", r->str);
     else if (r != NULL && l->check == LOGIN_CLAIM && r->type == REDIS_REPLY_NIL)
         result = CONN_LOGIN_USED;
     else if (r != NULL && l->check == LOGIN_SESSION && r->type == REDIS_REPLY_INTEGER && r->integer != 0)
         result = CONN_LOGIN_REVOKED;
-    else if (r != NULL && (l->check == LOGIN_CLAIM ? r->type == REDIS_REPLY_STATUS
-                                                   : r->type == REDIS_REPLY_INTEGER) &&
+    else if (r != NULL &&
+             (l->check == LOGIN_CLAIM ? r->type == REDIS_REPLY_STATUS : r->type == REDIS_REPLY_INTEGER) &&
              login_script(l) == MP_OK)
         return;
     l->fn(result, l->arg);
     free(l);
 }
 
-int cluster_login(int64_t uid, const char *claim_jti, const char *revoked_jti, void (*fn)(int result, void *arg),
-                  void *arg)
+int cluster_login(int64_t uid, const char *claim_jti, const char *revoked_jti,
+                  void (*fn)(int result, void *arg), void *arg)
 {
     char key[80];
     struct login *l;

@@ -54,8 +54,8 @@ int cluster_start(void);
  * Claims mp:wsused:<claim_jti> first when claim_jti is not NULL; else refuses a login token revoked by
  * /logout (mp:revoked:<revoked_jti>) when revoked_jti is not NULL. fn gets a conn_login_result.
  * Returns MP_OK (fn will be called) or MP_EAGAIN (Redis down, or no live-node view yet; fn is not called). */
-int cluster_login(int64_t uid, const char *claim_jti, const char *revoked_jti, void (*fn)(int result, void *arg),
-                  void *arg);
+int cluster_login(int64_t uid, const char *claim_jti, const char *revoked_jti,
+                  void (*fn)(int result, void *arg), void *arg);
 
 /* This node now holds count connections of uid (0 = none). */
 void cluster_presence(int64_t uid, int count);

@@ -3,10 +3,11 @@
  * One Redis script, like t (chat_send.c): the (from, id) dedup check, the membership check against
  * KEY_GROUP_MEMBERS, a seq in every member's timeline (mp_fanout, shared/group_lua.h), the group's count and
  * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery PUBLISHed to every other
- * live node (the live node ids in ARGV, this node's view: push/cluster.h says how fresh). The client gets A (mid, the sender's seq) only after Redis answered. The reply carries every
- * member's seq, from which this node delivers to its own connections, in the order Redis ran the scripts.
- * A non-member, or a group that does not exist, gets E "not a member" (one answer for both, so ids cannot
- * be probed), and the message takes no seq.
+ * live node (the live node ids in ARGV, this node's view: push/cluster.h says how fresh). The client gets A
+ * (mid, the sender's seq) only after Redis answered. The reply carries every member's seq, from which this
+ * node delivers to its own connections, in the order Redis ran the scripts. A non-member, or a group that
+ * does not exist, gets E "not a member" (one answer for both, so ids cannot be probed), and the message takes
+ * no seq.
  *
  * With redis.min_replicas_acked the A, the deliveries to other nodes and this node's own deliveries wait
  * for rdsa_wait, as in chat_send.c (which says why): the script then returns the nodes' channels instead
@@ -33,17 +34,17 @@
  * their uids (group_lua.h): with redis.stream_shards > 1 that spans shards, which the cluster split must
  * replace by a script per shard.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
- * timeline.max_entries, the live node ids (KEY_LUA_LIVE: this node's view, push/cluster.h), the conversation id "g<gid>", "1" when offline
- * notifications are on, the notification's preview, notify.queue_maxlen, "1" when the caller WAITs (then
- * the deliveries are returned, not published), redis.stream_shards.
- * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery
- * payload and the channels of the live nodes but this one, when there are any), {1, "<first mid> <its
- * seq>"} a retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a
- * member without a counter while Redis has not got them all back from MySQL. Nothing stays written when
- * refused. */
+ * timeline.max_entries, the live node ids (KEY_LUA_LIVE: this node's view, push/cluster.h), the conversation
+ * id "g<gid>", "1" when offline notifications are on, the notification's preview, notify.queue_maxlen, "1"
+ * when the caller WAITs (then the deliveries are returned, not published), redis.stream_shards. Returns {0,
+ * mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery payload and the
+ * channels of the live nodes but this one, when there are any), {1, "<first mid> <its seq>"} a retry, {-1}
+ * not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a member without a counter
+ * while Redis has not got them all back from MySQL. Nothing stays written when refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
-    LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB "local first = redis.call('GET', KEYS[1])\n"
+    LUA_SHEBANG
+    "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[17] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end\n"
     "  return {1, first}\n"

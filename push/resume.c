@@ -23,7 +23,8 @@
  * an older "<acked>" is read as acked = sent. */
 static struct rdsa_script store_lua = {
     "resume_store",
-    LUA_SHEBANG "local a, s = 0, 0\n"
+    LUA_SHEBANG
+    "local a, s = 0, 0\n"
     "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if old then\n"
     "  local x, y, t = string.match(old, '^(%d+) (%d+) %S+ (%d+)$')\n"

@@ -21,21 +21,22 @@
 /* KEYS: node rooms. ARGV: node, members key prefix, suffix, then room, count pairs (0 = none here). */
 static struct rdsa_script write_lua = {"room_count",
                                        LUA_SHEBANG "for i = 4, #ARGV, 2 do\n"
-                                       "  local key = ARGV[2] .. ARGV[i] .. ARGV[3]\n"
-                                       "  if tonumber(ARGV[i + 1]) > 0 then\n"
-                                       "    redis.call('HSET', key, ARGV[1], ARGV[i + 1])\n"
-                                       "    redis.call('SADD', KEYS[1], ARGV[i])\n"
-                                       "  else\n"
-                                       "    redis.call('HDEL', key, ARGV[1])\n"
-                                       "    redis.call('SREM', KEYS[1], ARGV[i])\n"
-                                       "  end\n"
-                                       "end\n"
-                                       "return 1\n",
+                                                   "  local key = ARGV[2] .. ARGV[i] .. ARGV[3]\n"
+                                                   "  if tonumber(ARGV[i + 1]) > 0 then\n"
+                                                   "    redis.call('HSET', key, ARGV[1], ARGV[i + 1])\n"
+                                                   "    redis.call('SADD', KEYS[1], ARGV[i])\n"
+                                                   "  else\n"
+                                                   "    redis.call('HDEL', key, ARGV[1])\n"
+                                                   "    redis.call('SREM', KEYS[1], ARGV[i])\n"
+                                                   "  end\n"
+                                                   "end\n"
+                                                   "return 1\n",
                                        ""};
 
 /* KEYS: node rooms. ARGV: node, members key prefix, suffix. Forget every room entry of this node. */
 static struct rdsa_script clear_lua = {"room_clear",
-                                       LUA_SHEBANG "for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                                       LUA_SHEBANG
+                                       "for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
                                        "  redis.call('HDEL', ARGV[2] .. room .. ARGV[3], ARGV[1])\n"
                                        "end\n"
                                        "redis.call('DEL', KEYS[1])\n"
@@ -45,7 +46,8 @@ static struct rdsa_script clear_lua = {"room_clear",
 /* KEYS: the room's members hash, KEY_NODES. ARGV: oldest live heartbeat ms, this node.
  * Returns the members of the room on the other live nodes. */
 static struct rdsa_script others_lua = {"room_members",
-                                        LUA_SHEBANG "local total = 0\n"
+                                        LUA_SHEBANG
+                                        "local total = 0\n"
                                         "local h = redis.call('HGETALL', KEYS[1])\n"
                                         "for j = 1, #h, 2 do\n"
                                         "  local n = tonumber(h[j + 1])\n"

@@ -27,9 +27,9 @@
  * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
  * self, live): PUBLISH payload on CHAN_NODE of every node in live, the live node ids as keys.h's
  * KEY_LUA_LIVE has them (",<id>,<id>,": the caller read KEY_NODES, which is in another slot), but self
- * ("" = none). KEY_LUA_LIVE's mp_live(live, node) is defined too. */
+ * ("" = none); KEY_LUA_LIB's mp_live(live, node) says whether node is in it. */
 #define GROUP_LUA_LIB                                                                                        \
-    KEY_LUA_LIB KEY_LUA_LIVE                                                                                 \
+    KEY_LUA_LIB                                                                                              \
     "local function mp_counters_ok(uids, restored)\n"                                                        \
     "  if redis.call('EXISTS', restored) == 1 then return true end\n"                                        \
     "  for i = 1, #uids do\n"                                                                                \

@@ -320,7 +320,8 @@ int keys_live_list(const redisReply *rep, char *buf, size_t len)
 
 int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len)
 {
-    redisReply *rep = rds_cmd(r, "ZRANGEBYSCORE %s %lld +inf", KEY_NODES, (long long)(mp_now_ms() - ttl_s * 1000));
+    redisReply *rep =
+        rds_cmd(r, "ZRANGEBYSCORE %s %lld +inf", KEY_NODES, (long long)(mp_now_ms() - ttl_s * 1000));
     int rc = MP_OK;
 
     if (rep == NULL)

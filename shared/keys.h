@@ -85,15 +85,15 @@
  * an ARGV, "local " KEY_LUA_SHARDS " = ARGV[2]\n", or keys_lua's first line does): mp_shard(id) =
  * key_shard; mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...);
  * mp_skey(name, shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard)
- * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
- * string (mp_skey). */
+ * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard; and KEY_LUA_LIVE's mp_live. mp_shard takes uids and
+ * gids (below 2^53); a mid stays a string (mp_skey). */
 #define KEY_LUA_SHARDS "MP_S_IN"
 #define KEY_LUA_LIB                                                                                          \
     "local MP_S = tonumber(" KEY_LUA_SHARDS ")\n"                                                            \
     "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"            \
     "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"      \
     "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                           \
-    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n"
+    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n" KEY_LUA_LIVE
 /* string: the shard count S every key was written with (decimal). Set with SET NX at the first start of a
  * daemon that has Redis; no TTL. Global (read alone). */
 #define KEY_SHARDS "mp:shards"
@@ -148,7 +148,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* string "1": a code was sent recently; SET NX with TTL sms.resend_interval_s (the resend limit). */
 #define KEY_SMS_RESEND "mp:sms:resend:{%s}"
 /* counter: codes sent to a mobile in the last 24 h; TTL 86400 s set on the first INCR. */
-#define KEY_SMS_DAILY "mp:sms:daily:{%s}"
+#define KEY_SMS_DAILY      "mp:sms:daily:{%s}"
 #define SMS_DAILY_WINDOW_S 86400
 /* counter: /send_code calls from an IP in the current window; TTL sms.ip_window_s set on the first INCR. */
 #define KEY_SMS_IP "mp:sms:ip:%s"

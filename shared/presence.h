@@ -18,15 +18,16 @@
 #include "keys.h"
 
 #define PRESENCE_LUA                                                                                         \
-    LUA_SHEBANG KEY_LUA_LIVE "local out = {}\n"                                                              \
-    "for i = 1, #KEYS do\n"                                                                                  \
-    "  local online = 0\n"                                                                                   \
-    "  local h = redis.call('HGETALL', KEYS[i])\n"                                                           \
-    "  for j = 1, #h, 2 do\n"                                                                                \
-    "    if tonumber(h[j + 1]) > 0 and mp_live(ARGV[1], h[j]) then online = 1 break end\n"                   \
-    "  end\n"                                                                                                \
-    "  out[#out + 1] = online\n"                                                                             \
-    "end\n"                                                                                                  \
-    "return out\n"
+    LUA_SHEBANG KEY_LUA_LIVE                                                                                 \
+        "local out = {}\n"                                                                                   \
+        "for i = 1, #KEYS do\n"                                                                              \
+        "  local online = 0\n"                                                                               \
+        "  local h = redis.call('HGETALL', KEYS[i])\n"                                                       \
+        "  for j = 1, #h, 2 do\n"                                                                            \
+        "    if tonumber(h[j + 1]) > 0 and mp_live(ARGV[1], h[j]) then online = 1 break end\n"               \
+        "  end\n"                                                                                            \
+        "  out[#out + 1] = online\n"                                                                         \
+        "end\n"                                                                                              \
+        "return out\n"
 
 #endif

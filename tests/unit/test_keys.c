@@ -186,8 +186,9 @@ static void test_live_list(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shard),        cmocka_unit_test(test_names),       cmocka_unit_test(test_slots),
-        cmocka_unit_test(test_shards_reply), cmocka_unit_test(test_lua_prelude),  cmocka_unit_test(test_slot_groups),
+        cmocka_unit_test(test_shard),       cmocka_unit_test(test_names),
+        cmocka_unit_test(test_slots),       cmocka_unit_test(test_shards_reply),
+        cmocka_unit_test(test_lua_prelude), cmocka_unit_test(test_slot_groups),
         cmocka_unit_test(test_live_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
