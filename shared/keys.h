@@ -68,12 +68,12 @@
 /* The first line of every Lua script Magpie sends (Redis 7's script shebang, no flags). It makes Redis
  * treat the script as a "flagged" one: on a Redis Cluster every key the script touches -- KEYS and the names
  * it builds itself -- must be in one slot ("Script attempted to access keys that do not hash to the same
- * slot"; without it only KEYS are checked), which the slot check (README) relies on; and the defaults of
- * no flags hold: the script is refused whole when Redis is out of memory (maxmemory reached: an OOM error
- * before it runs, where a script without it runs until its first write and stops there, half done), when
- * it cannot write (a replica, MISCONF after a failed disk write, min-replicas-to-write unmet: refused
- * before it runs, not at its first write), and on a stale replica. Every one of those is an error reply
- * that the callers already answer as "Redis unavailable". Needs Redis 7.0 or later. */
+ * slot"; without it only KEYS are checked), which the slot check (README) relies on. No flags also means the
+ * defaults of flagged scripts: Redis refuses the whole script before it runs when it is out of memory
+ * (maxmemory reached: OOM) or cannot write (MISCONF after a failed disk write, min-replicas-to-write unmet,
+ * a replica), where a script without the shebang was checked only at its write commands; and a stale
+ * replica refuses it. Each is an error reply, which every caller already answers as "Redis unavailable"
+ * (nothing of the script is written). Needs Redis 7.0 or later (older ones refuse the line). */
 #define LUA_SHEBANG "#!lua\n"
 
 /* ---- shards (the layout above) ---- */
