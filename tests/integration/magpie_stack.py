@@ -53,6 +53,14 @@ def read_conf(path):
     return values
 
 
+def _healthz_ok(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class Stack:
     def __init__(self, run=RUN, build=BUILD):
         self.run = run
@@ -138,6 +146,12 @@ class Stack:
         self._wait(cluster_ok, "the slot check's redis cluster_state:ok")
         subprocess.run(["redis-cli", "-s", sock, "config", "set", "port", str(self.redis_port)], check=True,
                        capture_output=True)
+        # Those 2 s closed took the push nodes' reconnect backoff (100 ms doubling to 2 s) further than a plain
+        # Redis restart does: wait until each running node is back (its /healthz says 200 once it is), as the
+        # tests written for a plain Redis expect right after start_redis.
+        for name, port in zip([f"push{i + 1}" for i in range(len(self.push_metrics_ports))], self.push_metrics_ports):
+            if self.daemon_pid(name) is not None:
+                self._wait(lambda port=port: _healthz_ok(port), f"{name} to reach the restarted redis", 15)
 
     def _redis_up(self):
         try:
