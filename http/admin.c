@@ -17,9 +17,9 @@
 #define ORDER_MAX_ID 64 /* orders.id is VARCHAR(64) */
 
 /* KEYS: friends of a, friends of b. ARGV: b, a. */
-static const char friends_lua[] = "redis.call('SADD', KEYS[1], ARGV[1])\n"
-                                  "redis.call('SADD', KEYS[2], ARGV[2])\n"
-                                  "return 1\n";
+static const char friends_lua[] = LUA_SHEBANG "redis.call('SADD', KEYS[1], ARGV[1])\n"
+                                              "redis.call('SADD', KEYS[2], ARGV[2])\n"
+                                              "return 1\n";
 
 static int redis_ok(struct call *c, redisReply *rep)
 {

@@ -34,7 +34,7 @@
  * are built here, in their shards: the cluster split must read them per shard, keys.h). Returns per
  * conversation: id, seq of its latest entry, latest mid, received, read mid, received at the read mark, the
  * latest packet (nil when Redis no longer has it). */
-static const char conv_lua[] =
+static const char conv_lua[] = LUA_SHEBANG
     "local " KEY_LUA_SHARDS " = ARGV[5]\n" KEY_LUA_LIB
     "local z = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"

@@ -11,7 +11,10 @@
  *      ID_MAX_NODE, composed here as id.h lays ids out) and its ts from that mid's ms; the event's packet
  *      (packet_event, without seq) is built here. An id or mid a refused request took is simply never used.
  * Then the change script (GROUP_LUA_LIB + change_lib + its own body), whose ARGV are:
- *   1 gid, 2 the caller, 3 timeline.keep_s, 4 timeline.max_entries, 5 the oldest live heartbeat ms,
+ *   1 gid, 2 the caller, 3 timeline.keep_s, 4 timeline.max_entries, 5 the live node ids (keys.h,
+ *   KEY_LUA_LIVE: group_run reads them, keys_live_read, just before the script, which cannot read
+ *   KEY_NODES, a key of another slot; a node that dies in between is published to in vain, as it would
+ *   have been a moment earlier),
  *   6 group.max_members, 7 group.max_per_user, 8..11 event slot 0 (mid, ts, packet, event JSON),
  *   12..15 event slot 1 (the same; mid "" = no event), 16 "1" when the caller WAITs (below), 17.. the
  *   operation's own (CHANGE_ARGV_OP).
@@ -74,6 +77,7 @@
 #define GROUP_NAME_MAX_BYTES (GROUP_NAME_MAX_CHARS * 4) /* UTF-8: at most 4 bytes a character */
 #define GROUP_MAX_ID         ((1LL << 53) - 1)          /* uids and gids are Lua numbers in the scripts */
 #define GROUP_EVENTS         2                          /* event slots of a change script */
+#define CHANGE_ARGV_LIVE     5                          /* the live node ids (group_run fills them in) */
 #define CHANGE_ARGV_WAIT     16                         /* "1": return the deliveries, do not publish */
 #define CHANGE_ARGV_OP       17                         /* the first ARGV of the operation's own */
 #define GROUP_WARN_EVERY_MS  10000 /* a refusal that repeats on every change is logged this often */
@@ -119,14 +123,14 @@
  * comment at the top of this file. */
 #define GROUP_CHANGE_LUA                                                                                     \
     "local conv = 'g' .. gid\n"                                                                              \
-    "local keep, maxlen, oldest = ARGV[3], ARGV[4], ARGV[5]\n"                                               \
+    "local keep, maxlen, live = ARGV[3], ARGV[4], ARGV[5]\n"                                                 \
     "local max_members, max_per_user = tonumber(ARGV[6]), tonumber(ARGV[7])\n"                               \
     "local RANK = {o = 3, a = 2, m = 1}\n"                                                                   \
     "local X = 17\n"                                                                                         \
     "local pubs, waits = {}, ARGV[16] == '1'\n"                                                              \
     "local function publish(payload)\n"                                                                      \
-    "  if not waits then return mp_publish(payload, '', oldest) end\n"                                       \
-    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES "', oldest, '+inf')) do\n"                \
+    "  if not waits then return mp_publish(payload, '', live) end\n"                                         \
+    "  for n in string.gmatch(live, '[^,]+') do\n"                                                           \
     "    pubs[#pubs + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"                          \
     "    pubs[#pubs + 1] = payload\n"                                                                        \
     "  end\n"                                                                                                \
@@ -203,7 +207,8 @@
     "  return {14, 'a group has at most ' .. max_members .. ' members (group.max_members)'}\n"               \
     "end\n"
 
-_Static_assert(CHANGE_ARGV_OP == 17 && CHANGE_ARGV_WAIT == 16, "GROUP_CHANGE_LUA names these ARGV");
+_Static_assert(CHANGE_ARGV_OP == 17 && CHANGE_ARGV_WAIT == 16 && CHANGE_ARGV_LIVE == 5,
+               "GROUP_CHANGE_LUA names these ARGV");
 
 /* A change script: body runs as a function, so that with WAIT every success ({0, ...}) comes back as
  * {result, pubs} (group_run publishes pubs after the WAIT). */
@@ -820,7 +825,7 @@ static int args_change(struct args *a, int64_t gid, int64_t uid, const struct ge
     const struct magpie_config *cfg = &app.cfg;
     int64_t now = mp_now_ms();
     int rc = args_int(a, gid) | args_int(a, uid) | args_int(a, cfg->timeline.keep_s) |
-             args_int(a, cfg->timeline.max_entries) | args_int(a, now - cfg->push.node_ttl_s * 1000) |
+             args_int(a, cfg->timeline.max_entries) | args_str(a, ",") /* CHANGE_ARGV_LIVE */ |
              args_int(a, cfg->group.max_members) | args_int(a, cfg->group.max_per_user);
     for (int k = 0; k < GROUP_EVENTS; k++) {
         if (ev[k].mid == 0) {
@@ -862,10 +867,27 @@ static int group_durable(struct call *c, redisReply **r)
 
 /* Run a script about group gid and answer its refusal. Returns its reply when it succeeded ({0, ...};
  * caller frees), or NULL after answering: the script's own code (2, 14, 15) and reason, or code 20. */
-static redisReply *group_run(struct call *c, struct gscript *s, const struct args *a)
+static redisReply *group_run(struct call *c, struct gscript *s, struct args *a)
 {
     static int64_t warned_ms;
-    redisReply *r = script_run(c, s, 0, a);
+    char *live = a->n >= CHANGE_ARGV_WAIT ? malloc(KEY_LIVE_MAX) : NULL;
+    redisReply *r;
+
+    if (a->n >= CHANGE_ARGV_WAIT) { /* a change script: the live node ids, read now */
+        if (live == NULL) {
+            reply_unavailable(c, "memory");
+            return NULL;
+        }
+        if (keys_live_read(&c->w->rds, app.cfg.push.node_ttl_s, live, KEY_LIVE_MAX) != MP_OK) {
+            free(live);
+            reply_unavailable(c, "redis");
+            return NULL;
+        }
+        free(a->v[CHANGE_ARGV_LIVE - 1]);
+        a->v[CHANGE_ARGV_LIVE - 1] = live;
+        a->len[CHANGE_ARGV_LIVE - 1] = strlen(live);
+    }
+    r = script_run(c, s, 0, a);
     redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 ? r->element : NULL;
     long long code;
 

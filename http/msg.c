@@ -5,7 +5,10 @@
  *   {room_id, msg, level?} -> CHAN_ROOM of the room: a serialized BroadcastRoomReq {roomID, msgLv, data}
  *   {to, msg}              -> CHAN_CONTROL: {"cmd":"deliver","uid":to,"packet":<server packet "s">}
  * With notify.webhook_url set, {to, msg} for a user with no connection on a live node also queues an
- * offline notification (KEY_NOTIFY, fields in notify_event.h): notify_lua publishes and decides in one step.
+ * offline notification (KEY_NOTIFY, fields in notify_event.h): notify_lua publishes and decides in one step,
+ * given the live node ids read just before it (keys_live_read: KEY_NODES is in another slot than the
+ * recipient's presence, keys.h; a node that dies in between counts as live, as it would have a moment
+ * earlier).
  */
 #include "bus.h"
 #include "call.h"
@@ -36,19 +39,16 @@ static void publish(struct call *c, const char *channel, const void *payload, si
     freeReplyObject(rep);
 }
 
-/* KEYS: presence of the recipient, KEY_NODES, KEY_NOTIFY of the recipient's shard.
- * ARGV: CHAN_CONTROL, payload, oldest live heartbeat ms, to, packet id, ts, preview, notify.queue_maxlen.
- * Returns PUBLISH's receiver count. */
-static const char notify_lua[] =
+/* KEYS: presence of the recipient, KEY_NOTIFY of the recipient's shard.
+ * ARGV: CHAN_CONTROL, payload, the live node ids (KEY_LUA_LIVE), to, packet id, ts, preview,
+ * notify.queue_maxlen. Returns PUBLISH's receiver count. */
+static const char notify_lua[] = LUA_SHEBANG KEY_LUA_LIVE
     "local n = redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "for j = 1, #h, 2 do\n"
-    "  if tonumber(h[j + 1]) > 0 then\n"
-    "    local beat = redis.call('ZSCORE', KEYS[2], h[j])\n"
-    "    if beat and tonumber(beat) >= tonumber(ARGV[3]) then return n end\n"
-    "  end\n"
+    "  if tonumber(h[j + 1]) > 0 and mp_live(ARGV[3], h[j]) then return n end\n"
     "end\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
     "', '" NT_F_TYPE "', 'system', '" NT_F_KIND "', 's', '" NT_F_TO "', ARGV[4], '" NT_F_FROM
     "', '0', '" NT_F_CONV "', 'u0', '" NT_F_MID "', ARGV[5], '" NT_F_TS "', ARGV[6], '" NT_F_PREVIEW
     "', ARGV[7])\n"
@@ -71,33 +71,26 @@ static size_t preview_len(const json_t *msg)
 static void publish_notify(struct call *c, int64_t to, const char *id, int64_t ts, const json_t *msg,
                            const char *payload)
 {
-    char presence[64], notify[32], oldest[24], to_s[24], ts_s[24], qmax[24];
-    const char *argv[] = {"EVAL",
-                          notify_lua,
-                          "3",
-                          presence,
-                          KEY_NODES,
-                          notify,
-                          CHAN_CONTROL,
-                          payload,
-                          oldest,
-                          to_s,
-                          id,
-                          ts_s,
-                          json_is_string(msg) ? json_string_value(msg) : "",
+    char presence[64], notify[32], live[KEY_LIVE_MAX], to_s[24], ts_s[24], qmax[24];
+    const char *argv[] = {"EVAL", notify_lua,   "2",     presence,
+                          notify, CHAN_CONTROL, payload, live,
+                          to_s,   id,           ts_s,    json_is_string(msg) ? json_string_value(msg) : "",
                           qmax};
     size_t lens[MP_ARRAY_LEN(argv)];
     redisReply *rep;
 
     key_tagged(presence, sizeof(presence), KEY_PRESENCE, to);
     snprintf(notify, sizeof(notify), KEY_NOTIFY, key_shard(to));
-    snprintf(oldest, sizeof(oldest), "%lld", (long long)(mp_now_ms() - app.cfg.push.node_ttl_s * 1000));
     snprintf(to_s, sizeof(to_s), "%lld", (long long)to);
     snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
     snprintf(qmax, sizeof(qmax), "%lld", app.cfg.notify.queue_maxlen);
+    if (keys_live_read(&c->w->rds, app.cfg.push.node_ttl_s, live, sizeof(live)) != MP_OK) {
+        reply_unavailable(c, "redis");
+        return;
+    }
     for (size_t i = 0; i < MP_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    lens[12] = preview_len(msg);
+    lens[11] = preview_len(msg);
     rep = rds_cmdargv(&c->w->rds, (int)MP_ARRAY_LEN(argv), argv, lens);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         if (rep != NULL && rep->type == REDIS_REPLY_ERROR)

@@ -36,33 +36,34 @@
 #define QR_EXPIRY_SLACK_MS 50 /* a poll waiting for its session's expiry wakes this much after it */
 
 /* KEYS: session. ARGV: ttl ms, then field/value pairs. */
-static const char create_lua[] = "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
-                                 "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
-                                 "return 1\n";
+static const char create_lua[] = LUA_SHEBANG "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
+                                             "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                                             "return 1\n";
 
 /* KEYS: session. ARGV: browser id, channel.
  * {8} gone or used, {14} another browser, {18} cancelled, {0, uid} confirmed (now consumed),
  * {9, user_name, device} scanned (told once), {10, ver, pttl} nothing new. */
-static const char poll_lua[] = "local h = redis.call('HMGET', KEYS[1], 'state', 'browser', 'ver', "
-                               "'notified', 'uid', 'user_name', 'device')\n"
-                               "if not h[1] then return {8} end\n"
-                               "if h[2] ~= ARGV[1] then return {14} end\n"
-                               "if h[1] == 'cancelled' then return {18} end\n"
-                               "if h[1] == 'consumed' then return {8} end\n"
-                               "if h[1] == 'confirmed' then\n"
-                               "  redis.call('HSET', KEYS[1], 'state', 'consumed')\n"
-                               "  redis.call('PUBLISH', ARGV[2], redis.call('HINCRBY', KEYS[1], 'ver', 1))\n"
-                               "  return {0, h[5]}\n"
-                               "end\n"
-                               "if h[1] == 'scanned' and h[4] ~= '1' then\n"
-                               "  redis.call('HSET', KEYS[1], 'notified', '1')\n"
-                               "  return {9, h[6] or '', h[7] or ''}\n"
-                               "end\n"
-                               "return {10, h[3] or '0', redis.call('PTTL', KEYS[1])}\n";
+static const char poll_lua[] =
+    LUA_SHEBANG "local h = redis.call('HMGET', KEYS[1], 'state', 'browser', 'ver', "
+                "'notified', 'uid', 'user_name', 'device')\n"
+                "if not h[1] then return {8} end\n"
+                "if h[2] ~= ARGV[1] then return {14} end\n"
+                "if h[1] == 'cancelled' then return {18} end\n"
+                "if h[1] == 'consumed' then return {8} end\n"
+                "if h[1] == 'confirmed' then\n"
+                "  redis.call('HSET', KEYS[1], 'state', 'consumed')\n"
+                "  redis.call('PUBLISH', ARGV[2], redis.call('HINCRBY', KEYS[1], 'ver', 1))\n"
+                "  return {0, h[5]}\n"
+                "end\n"
+                "if h[1] == 'scanned' and h[4] ~= '1' then\n"
+                "  redis.call('HSET', KEYS[1], 'notified', '1')\n"
+                "  return {9, h[6] or '', h[7] or ''}\n"
+                "end\n"
+                "return {10, h[3] or '0', redis.call('PTTL', KEYS[1])}\n";
 
 /* KEYS: session. ARGV: uid, user name, now ms, channel.
  * {8} gone or used, {18} cancelled, {14} scanned by someone else, {1, ip, ua, device, created} scanned. */
-static const char scan_lua[] =
+static const char scan_lua[] = LUA_SHEBANG
     "local h = redis.call('HMGET', KEYS[1], 'state', 'uid', 'ip', 'ua', 'device', 'created')\n"
     "if not h[1] then return {8} end\n"
     "if h[1] == 'cancelled' then return {18} end\n"
@@ -76,7 +77,7 @@ static const char scan_lua[] =
 
 /* KEYS: session. ARGV: uid, channel, the state to go to ("confirmed" or "cancelled").
  * 0 done (or already done), 8 gone or used, 14 not the scanning user, 18 cancelled. */
-static const char decide_lua[] =
+static const char decide_lua[] = LUA_SHEBANG
     "local h = redis.call('HMGET', KEYS[1], 'state', 'uid')\n"
     "if not h[1] then return 8 end\n"
     "if h[1] == 'cancelled' then return ARGV[3] == 'cancelled' and h[2] == ARGV[1] and 0 or 18 end\n"

@@ -1,8 +1,9 @@
 /* sms.c -- login by SMS code: POST /send_code and POST /login (SPEC §3).
  *
- * Every limit lives in Redis (keys.h), checked and updated by one Lua script so concurrent requests cannot
- * slip past it: per client IP (sms.ip_limit per sms.ip_window_s), per number one code per
- * sms.resend_interval_s and sms.daily_limit per 24 h. A code is a hash {code, tries[, burnt]} with TTL
+ * Every limit lives in Redis (keys.h), checked and updated by Lua scripts so concurrent requests cannot
+ * slip past it: per client IP (sms.ip_limit per sms.ip_window_s; ip_lua), then per number one code per
+ * sms.resend_interval_s and sms.daily_limit per 24 h (send_lua, over the number's keys, which share its
+ * hash tag: one Redis Cluster slot per script). A code is a hash {code, tries[, burnt]} with TTL
  * sms.code_ttl_s; sms.max_attempts wrong tries burn it (code 4 from then on, even for the right code);
  * the right code deletes it, so it logs in once.
  *
@@ -36,43 +37,45 @@ extern char **environ;
 #define SMS_MAX_CODE_INPUT 16 /* longer "codes" are refused as invalid input, not compared */
 #define SMS_WAIT_STEP_MS   5  /* how often a running delivery command is checked */
 
-/* The IP's counter and the mobile's keys are in different slots on a cluster (keys.h): two scripts, the
- * IP's first, as the one script before them counted (an IP over its limit is refused before the mobile's
- * limits are looked at; a request refused for the mobile still counts for its IP).
- * KEYS: ip counter. ARGV: ip_window_s. Returns the count in the window, this request included. */
-static const char ip_lua[] = "local n = redis.call('INCR', KEYS[1])\n"
-                             "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
-                             "return n\n";
+/* Two steps, one slot each (keys.h): the IP's counter (ip_lua), then, when the IP is within its limit, the
+ * mobile's keys (send_lua). As in one script before, a request over any limit still counts against the
+ * IP, and one refused for its IP touches nothing of the mobile.
+ * ip_lua: KEYS: ip counter. ARGV: ip_limit, ip_window_s. Returns 0 = within, 1 = IP over its limit. */
+static const char ip_lua[] = LUA_SHEBANG "local n = redis.call('INCR', KEYS[1])\n"
+                                         "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+                                         "if n > tonumber(ARGV[1]) then return 1 end\n"
+                                         "return 0\n";
 
-/* KEYS: resend lock, daily counter, code hash (one mobile's: one slot).
+/* KEYS: resend lock, daily counter, code hash (the mobile's: one slot).
  * ARGV: resend_interval_s, daily_limit, daily window, code, code_ttl_s.
  * Returns 0 = code stored, 2 = resend too soon, 3 = daily limit reached. */
 static const char send_lua[] =
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 2 end\n"
-    "local d = redis.call('INCR', KEYS[2])\n"
-    "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
-    "if d > tonumber(ARGV[2]) then return 3 end\n"
-    "redis.call('DEL', KEYS[3])\n"
-    "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
-    "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
-    "return 0\n";
+    LUA_SHEBANG "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 2 end\n"
+                "local d = redis.call('INCR', KEYS[2])\n"
+                "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+                "if d > tonumber(ARGV[2]) then return 3 end\n"
+                "redis.call('DEL', KEYS[3])\n"
+                "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
+                "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
+                "return 0\n";
 
 /* KEYS: code hash. ARGV: the code offered, max_attempts.
  * Returns {0, pttl} = right (the code is deleted; pttl lets a failed login put it back), {4} = burnt,
  * {5} = no code, {6} = wrong. */
-static const char verify_lua[] = "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
-                                 "if not h[1] then return {5} end\n"
-                                 "if h[2] then return {4} end\n"
-                                 "if h[1] == ARGV[1] then\n"
-                                 "  local ttl = redis.call('PTTL', KEYS[1])\n"
-                                 "  redis.call('DEL', KEYS[1])\n"
-                                 "  return {0, ttl}\n"
-                                 "end\n"
-                                 "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
-                                 "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
-                                 "  return {4}\n"
-                                 "end\n"
-                                 "return {6}\n";
+static const char verify_lua[] =
+    LUA_SHEBANG "local h = redis.call('HMGET', KEYS[1], 'code', 'burnt')\n"
+                "if not h[1] then return {5} end\n"
+                "if h[2] then return {4} end\n"
+                "if h[1] == ARGV[1] then\n"
+                "  local ttl = redis.call('PTTL', KEYS[1])\n"
+                "  redis.call('DEL', KEYS[1])\n"
+                "  return {0, ttl}\n"
+                "end\n"
+                "if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then\n"
+                "  redis.call('HSET', KEYS[1], 'burnt', '1')\n"
+                "  return {4}\n"
+                "end\n"
+                "return {6}\n";
 
 static void count(const char *outcome)
 {
@@ -193,7 +196,7 @@ void sms_send_code(struct call *c)
     const char *mobile;
     char code[SMS_CODE_DIGITS + 1], masked[MOBILE_MAX_LEN + 1];
     char k_ip[128], k_resend[64], k_daily[64], k_code[64];
-    char a_ip_window[24], a_resend[24], a_daily[24], a_window[24], a_ttl[24];
+    char a_ip_limit[24], a_ip_window[24], a_resend[24], a_daily[24], a_window[24], a_ttl[24];
     redisReply *rep;
     long long outcome;
     int replicated;
@@ -208,28 +211,29 @@ void sms_send_code(struct call *c)
     snprintf(k_resend, sizeof(k_resend), KEY_SMS_RESEND, mobile);
     snprintf(k_daily, sizeof(k_daily), KEY_SMS_DAILY, mobile);
     snprintf(k_code, sizeof(k_code), KEY_SMS_CODE, mobile);
+    snprintf(a_ip_limit, sizeof(a_ip_limit), "%lld", app.cfg.sms.ip_limit);
     snprintf(a_ip_window, sizeof(a_ip_window), "%lld", app.cfg.sms.ip_window_s);
     snprintf(a_resend, sizeof(a_resend), "%lld", app.cfg.sms.resend_interval_s);
     snprintf(a_daily, sizeof(a_daily), "%lld", app.cfg.sms.daily_limit);
     snprintf(a_window, sizeof(a_window), "%d", SMS_DAILY_WINDOW_S);
     snprintf(a_ttl, sizeof(a_ttl), "%lld", app.cfg.sms.code_ttl_s);
 
-    rep = rds_cmd(&c->w->rds, "EVAL %s 1 %s %s", ip_lua, k_ip, a_ip_window);
-    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > app.cfg.sms.ip_limit) {
-        freeReplyObject(rep);
-        rep = NULL;
-        outcome = 1; /* the IP is over its limit */
-    } else if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+    rep = rds_cmd(&c->w->rds, "EVAL %s 1 %s %s %s", ip_lua, k_ip, a_ip_limit, a_ip_window);
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
         freeReplyObject(rep);
         rep = rds_cmd(&c->w->rds, "EVAL %s 3 %s %s %s %s %s %s %s %s", send_lua, k_resend, k_daily, k_code,
                       a_resend, a_daily, a_window, code, a_ttl);
-        if (rep == NULL || rep->type != REDIS_REPLY_INTEGER)
-            goto failed;
-        outcome = rep->integer;
-        freeReplyObject(rep);
-    } else {
-        goto failed;
     }
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+            log_error("send_code script failed reason=\"%s\"", rep->str);
+        freeReplyObject(rep);
+        explicit_bzero(code, sizeof(code));
+        reply_unavailable(c, "redis");
+        return;
+    }
+    outcome = rep->integer;
+    freeReplyObject(rep);
     mobile_mask(mobile, masked, sizeof(masked));
     if (outcome != 0) {
         static const char *why[] = {"", "too many requests from this address", "a code was sent recently",
@@ -257,13 +261,6 @@ void sms_send_code(struct call *c)
     count("sent");
     log_info("sms code sent mobile=%s", masked);
     reply(c, API_OK, NULL);
-    return;
-failed:
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
-        log_error("send_code script failed reason=\"%s\"", rep->str);
-    freeReplyObject(rep);
-    explicit_bzero(code, sizeof(code));
-    reply_unavailable(c, "redis");
 }
 
 /* Put a verified code back (the login failed after it was taken), for what was left of its life. */

@@ -139,14 +139,16 @@ static int cmp_ll(const void *a, const void *b)
 }
 
 /* The friends set is the one the chat's friend check reads (KEY_FRIENDS, kept with MySQL's friends table
- * by /admin/friends and the T packet); online comes from PRESENCE_LUA, as the O packet does it. */
+ * by /admin/friends and the T packet); online comes from PRESENCE_LUA, as the O packet does it: given the
+ * live node ids read just before (keys_live_read), once per shard that has friends (a script touches one
+ * shard's slot: keys.h). */
 void user_friends(struct call *c)
 {
     redisReply *set = NULL, *on = NULL;
     long long *uids = NULL;
     const char **argv = NULL;
-    char(*num)[64] = NULL;
-    char key[64], oldest[24], nkeys[24];
+    char(*num)[64] = NULL, *live = NULL, nkeys[24];
+    unsigned char *online = NULL;
     size_t n = 0, i;
     json_t *list = NULL;
 
@@ -166,30 +168,42 @@ void user_friends(struct call *c)
     if (list == NULL)
         goto unavailable;
     if (n > 0) {
-        argv = calloc(n + 5, sizeof(*argv));
+        argv = calloc(n + 4, sizeof(*argv));
         num = calloc(n, sizeof(*num));
-        if (argv == NULL || num == NULL)
+        online = calloc(n, 1);
+        live = malloc(KEY_LIVE_MAX);
+        if (argv == NULL || num == NULL || online == NULL || live == NULL ||
+            keys_live_read(&c->w->rds, app.cfg.push.node_ttl_s, live, KEY_LIVE_MAX) != MP_OK)
             goto unavailable;
-        snprintf(key, sizeof(key), "%s", KEY_NODES);
-        snprintf(oldest, sizeof(oldest), "%lld", (long long)(mp_now_ms() - app.cfg.push.node_ttl_s * 1000));
-        snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
         argv[0] = "EVAL";
         argv[1] = PRESENCE_LUA;
         argv[2] = nkeys;
-        argv[3] = key;
-        for (i = 0; i < n; i++) {
-            key_tagged(num[i], sizeof(num[i]), KEY_PRESENCE, uids[i]);
-            argv[4 + i] = num[i];
+        for (int s = 0; s < key_shards(); s++) {
+            size_t k = 0, j = 0;
+            for (i = 0; i < n; i++)
+                if (key_shard(uids[i]) == s) {
+                    key_tagged(num[k], sizeof(num[k]), KEY_PRESENCE, uids[i]);
+                    argv[3 + k] = num[k];
+                    k++;
+                }
+            if (k == 0)
+                continue;
+            snprintf(nkeys, sizeof(nkeys), "%zu", k);
+            argv[3 + k] = live;
+            on = rds_cmdargv(&c->w->rds, (int)(k + 4), argv, NULL);
+            if (on == NULL || on->type != REDIS_REPLY_ARRAY || on->elements != k)
+                goto unavailable;
+            for (i = 0; i < n; i++)
+                if (key_shard(uids[i]) == s) {
+                    online[i] = on->element[j]->type == REDIS_REPLY_INTEGER && on->element[j]->integer == 1;
+                    j++;
+                }
+            freeReplyObject(on);
+            on = NULL;
         }
-        argv[4 + n] = oldest;
-        on = rds_cmdargv(&c->w->rds, (int)(n + 5), argv, NULL);
-        if (on == NULL || on->type != REDIS_REPLY_ARRAY || on->elements != n)
-            goto unavailable;
     }
     for (i = 0; i < n; i++)
-        json_array_append_new(
-            list, json_pack("{s:I, s:b}", "uid", (json_int_t)uids[i], "online",
-                            on->element[i]->type == REDIS_REPLY_INTEGER && on->element[i]->integer == 1));
+        json_array_append_new(list, json_pack("{s:I, s:b}", "uid", (json_int_t)uids[i], "online", online[i]));
     reply(c, API_OK, json_pack("{s:o}", "friends", list));
     list = NULL;
     goto done;
@@ -204,6 +218,8 @@ done:
     free(uids);
     free(argv);
     free(num);
+    free(online);
+    free(live);
 }
 
 void user_im_token(struct call *c)

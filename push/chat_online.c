@@ -2,7 +2,8 @@
  *
  * A user with an open connection on this node is online without asking anyone. Otherwise Redis answers
  * with PRESENCE_LUA (presence.h), the same check magpie-http's /friends makes: online when some live node
- * (heartbeat within push.node_ttl_s) holds a connection of theirs.
+ * (heartbeat within push.node_ttl_s) holds a connection of theirs. The live nodes are this node's view
+ * (cluster_live_nodes: KEY_NODES is in another slot than the user's presence, keys.h).
  */
 #include "chat.h"
 #include "cluster.h"
@@ -49,8 +50,8 @@ static void on_online_reply(redisReply *r, void *arg)
 
 void chat_online(struct conn *c, const struct chatpkt *p)
 {
-    char oldest[24], presence[64];
-    const char *argv[3];
+    char presence[64];
+    const char *argv[2], *live;
     struct online_req *o;
     const char *bad;
     int64_t uid;
@@ -64,18 +65,20 @@ void chat_online(struct conn *c, const struct chatpkt *p)
             answer(c, p->id, p->id_len, uid, 1);
             return;
         }
-    snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
+    if ((live = cluster_live_nodes()) == NULL) {
+        chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        return;
+    }
     key_tagged(presence, sizeof(presence), KEY_PRESENCE, uid);
-    argv[0] = KEY_NODES;
-    argv[1] = presence;
-    argv[2] = oldest;
+    argv[0] = presence;
+    argv[1] = live;
     if ((o = malloc(sizeof(*o))) == NULL) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         return;
     }
     chat_req_init(&o->r, c, p);
     o->uid = uid;
-    if (rdsa_eval(&online_lua, on_online_reply, o, 2, 3, argv, NULL) != MP_OK) {
+    if (rdsa_eval(&online_lua, on_online_reply, o, 1, 2, argv, NULL) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         chat_req_done(&o->r);
         free(o);

@@ -1,10 +1,13 @@
 /* chat_order.c -- T: a courier takes an order (seed 001, SPEC §4).
  *
  * Redis decides who gets it, atomically (order_lua): the order must exist (KEY_ORDER, written by
- * magpie-http's /admin/orders) and have no courier yet; HSETNX makes this courier its courier, and courier
- * and customer become friends in Redis, which is what the t/i friend check reads. Then a pool thread
- * records it in MySQL (friends rows both ways, orders.courier and taken_at). Only then does the courier get
- * T, and the customer an "s" {event: "order_taken"} on every connection it has in the cluster.
+ * magpie-http's /admin/orders) and have no courier yet; HSETNX makes this courier its courier. Then courier
+ * and customer become friends in Redis (SADD to each one's KEY_FRIENDS, what the t/i friend check reads):
+ * two commands after the script, since the order and the two users' sets are three slots (keys.h); they are
+ * sent for a retry too, so a node that died between the script and them leaves nothing missing once the
+ * courier retries (the script answers "this courier has it" and the friendship is written then). Then a pool
+ * thread records it in MySQL (friends rows both ways, orders.courier and taken_at). Only then does the
+ * courier get T, and the customer an "s" {event: "order_taken"} on every connection it has in the cluster.
  *
  * If MySQL fails, the courier gets E and retries; Redis remembers that this courier holds the order, so the
  * retry skips straight to the MySQL part, and the customer hears of it once, when MySQL first records it.
@@ -32,29 +35,23 @@
     150000 /* after a stale MySQL connection was dropped: more than db.c's first backoff                     \
             */
 
-/* KEYS: the order. ARGV: courier, redis.stream_shards (the two users' KEY_FRIENDS are built here, in their
- * shards: keys.h), "1" when the caller WAITs.
+/* KEYS: the order. ARGV: courier, "1" when the caller WAITs.
  * Returns {0, customer} taken now, {1, customer} this courier took it before, {-1} no such order,
  * {-2} another courier has it, {-3} the courier is the customer. */
 static struct rdsa_script order_lua = {
     "order",
-    "local " KEY_LUA_SHARDS " = ARGV[2]\n" KEY_LUA_LIB
-    "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
-    "if not customer then return {-1} end\n"
-    "if customer == ARGV[1] then return {-3} end\n"
-    "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
-    "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
-    "    return {-2}\n"
-    "  end\n"
-    "  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
-    "  return {1, customer}\n"
-    "end\n"
-    "redis.call('SADD', mp_key('" KEY_FRIENDS_NAME "', ARGV[1]), customer)\n"
-    "redis.call('SADD', mp_key('" KEY_FRIENDS_NAME "', customer), ARGV[1])\n"
-    "return {0, customer}\n",
+    LUA_SHEBANG "local customer = redis.call('HGET', KEYS[1], 'customer')\n"
+                "if not customer then return {-1} end\n"
+                "if customer == ARGV[1] then return {-3} end\n"
+                "if redis.call('HSETNX', KEYS[1], 'courier', ARGV[1]) == 0 then\n"
+                "  if redis.call('HGET', KEYS[1], 'courier') ~= ARGV[1] then\n"
+                "    return {-2}\n"
+                "  end\n"
+                "  if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'courier', ARGV[1]) end\n"
+                "  return {1, customer}\n"
+                "end\n"
+                "return {0, customer}\n",
     ""};
-
-static char shards[16];
 
 struct order_req {
     struct chat_req r;
@@ -67,7 +64,6 @@ struct order_req {
 void chat_order_init(void)
 {
     rdsa_script(&order_lua);
-    snprintf(shards, sizeof(shards), "%d", key_shards());
 }
 
 /* MySQL: friends both ways, and the order's courier. MP_OK or MP_EAGAIN. */
@@ -166,6 +162,7 @@ static void on_order_durable(int ok, void *arg)
 static void on_order_reply(redisReply *r, void *arg)
 {
     struct order_req *q = arg;
+    char friends[64];
     long long code;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -190,6 +187,11 @@ static void on_order_reply(redisReply *r, void *arg)
         chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_NO_ORDER, STATS_E_REJECTED);
         goto done;
     }
+    /* The friendship, both ways: each set in its user's slot. Sent before the WAIT, which covers them. */
+    key_tagged(friends, sizeof(friends), KEY_FRIENDS, q->courier);
+    rdsa_cmd(NULL, NULL, "SADD %s %lld", friends, (long long)q->customer);
+    key_tagged(friends, sizeof(friends), KEY_FRIENDS, q->customer);
+    rdsa_cmd(NULL, NULL, "SADD %s %lld", friends, (long long)q->courier);
     rdsa_wait(on_order_durable, q);
     return;
 done:
@@ -200,8 +202,8 @@ done:
 void chat_take_order(struct conn *c, const struct chatpkt *p)
 {
     char key[128], courier[24];
-    const char *argv[4];
-    size_t argvlen[4];
+    const char *argv[3];
+    size_t argvlen[3];
     struct order_req *q = calloc(1, sizeof(*q));
     const char *bad;
 
@@ -219,12 +221,11 @@ void chat_take_order(struct conn *c, const struct chatpkt *p)
     snprintf(courier, sizeof(courier), "%lld", (long long)c->uid);
     argv[0] = key;
     argv[1] = courier;
-    argv[2] = shards;
-    argv[3] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
-    for (int i = 0; i < 4; i++)
+    argv[2] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+    for (int i = 0; i < 3; i++)
         argvlen[i] = strlen(argv[i]);
     chat_req_init(&q->r, c, p);
-    if (rdsa_eval(&order_lua, on_order_reply, q, 1, 4, argv, argvlen) != MP_OK) {
+    if (rdsa_eval(&order_lua, on_order_reply, q, 1, 3, argv, argvlen) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
         chat_req_done(&q->r);
         free(q);

@@ -50,46 +50,47 @@
  * {1, 0} it did not. */
 static struct rdsa_script read_lua = {
     "read",
-    "local seq, n\n"
-    "if ARGV[4] == '' then\n"
-    "  local m = redis.call('HMGET', KEYS[2], '" MSG_F_PACKET "', '" MSG_F_FROM_SEQ "', '" MSG_F_TO_SEQ
-    "', '" MSG_F_FROM_IN "', '" MSG_F_TO_IN "')\n"
-    "  if not m[1] then return {0} end\n"
-    "  local pk = cjson.decode(m[1])\n"
-    "  local f, t = string.format('%.0f', pk['from']), string.format('%.0f', pk['to'])\n"
-    "  if f == ARGV[1] and t == ARGV[2] then seq, n = m[2], m[4]\n"
-    "  elseif f == ARGV[2] and t == ARGV[1] then seq, n = m[3], m[5]\n"
-    "  else return {-1} end\n"
-    "else\n"
-    "  seq, n = string.match(ARGV[4], '^(%d+) (%d+)$')\n"
-    "end\n"
-    "local conv = 'u' .. ARGV[2]\n"
-    "local cur = redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ_SEQ "')\n"
-    "if tonumber(seq) <= tonumber(cur or '0') then\n"
-    "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ_SEQ "', cur) end\n"
-    "  return {1, 0}\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
-    "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
-    "local out = {1, 1, 0}\n"
-    "for k = 3, 4 do\n"
-    "  local payload = ARGV[5 + k]\n"
-    "  if payload ~= '' then\n"
-    "    local h = redis.call('HGETALL', KEYS[k])\n"
-    "    for j = 1, #h, 2 do\n"
-    "      if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
-    "        local ch = ARGV[6] .. h[j] .. ARGV[7]\n"
-    "        if ARGV[10] == '1' then\n"
-    "          out[#out + 1] = ch\n"
-    "          if k == 3 then out[3] = out[3] + 1 end\n"
-    "        else\n"
-    "          redis.call('PUBLISH', ch, payload)\n"
-    "        end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n",
+    LUA_SHEBANG "local seq, n\n"
+                "if ARGV[4] == '' then\n"
+                "  local m = redis.call('HMGET', KEYS[2], '" MSG_F_PACKET "', '" MSG_F_FROM_SEQ
+                "', '" MSG_F_TO_SEQ "', '" MSG_F_FROM_IN "', '" MSG_F_TO_IN "')\n"
+                "  if not m[1] then return {0} end\n"
+                "  local pk = cjson.decode(m[1])\n"
+                "  local f, t = string.format('%.0f', pk['from']), string.format('%.0f', pk['to'])\n"
+                "  if f == ARGV[1] and t == ARGV[2] then seq, n = m[2], m[4]\n"
+                "  elseif f == ARGV[2] and t == ARGV[1] then seq, n = m[3], m[5]\n"
+                "  else return {-1} end\n"
+                "else\n"
+                "  seq, n = string.match(ARGV[4], '^(%d+) (%d+)$')\n"
+                "end\n"
+                "local conv = 'u' .. ARGV[2]\n"
+                "local cur = redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ_SEQ "')\n"
+                "if tonumber(seq) <= tonumber(cur or '0') then\n"
+                "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ_SEQ
+                "', cur) end\n"
+                "  return {1, 0}\n"
+                "end\n"
+                "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
+                "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
+                "local out = {1, 1, 0}\n"
+                "for k = 3, 4 do\n"
+                "  local payload = ARGV[5 + k]\n"
+                "  if payload ~= '' then\n"
+                "    local h = redis.call('HGETALL', KEYS[k])\n"
+                "    for j = 1, #h, 2 do\n"
+                "      if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
+                "        local ch = ARGV[6] .. h[j] .. ARGV[7]\n"
+                "        if ARGV[10] == '1' then\n"
+                "          out[#out + 1] = ch\n"
+                "          if k == 3 then out[3] = out[3] + 1 end\n"
+                "        else\n"
+                "          redis.call('PUBLISH', ch, payload)\n"
+                "        end\n"
+                "      end\n"
+                "    end\n"
+                "  end\n"
+                "end\n"
+                "return out\n",
     ""};
 
 /* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS, presence of
@@ -101,6 +102,7 @@ static struct rdsa_script read_lua = {
  * receipts, so every channel is for the reader's payload), {1, 0} it did not. */
 static struct rdsa_script gread_lua = {
     "gread",
+    LUA_SHEBANG
     "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
     "local frozen = redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_IN "')\n"
     "if not member and not frozen then return {-5} end\n"

@@ -35,20 +35,21 @@
 
 /* KEYS: dedup, friends of the sender, KEY_MQ, presence of the recipient, presence of the sender, KEY_SEQ of
  * the sender, of the recipient, KEY_TL of the sender, of the recipient, KEY_MSG, KEY_CONVS of the sender,
- * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NODES, KEY_NOTIFY,
- * KEY_MSG's copy in the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG,
- * KEY_MQ, KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout).
- * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the
- * packet), CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the
- * oldest live heartbeat ms ("" = notifications off), the notification's preview, notify.queue_maxlen,
- * "1" when the caller WAITs (then the deliveries are returned, not published).
- * Returns {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}),
- * {1, "<first mid> <its from seq>"} a retry, {-1} not friends,
+ * of the recipient, KEY_CONV of the sender, of the recipient, KEY_SEQ_RESTORED, KEY_NOTIFY, KEY_MSG's copy in
+ * the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG, KEY_MQ,
+ * KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout). ARGV: node, mid,
+ * from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the packet), CHAN_NODE
+ * prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the live node ids
+ * (KEY_LUA_LIVE, this node's view: push/cluster.h; "" = notifications off), the notification's preview,
+ * notify.queue_maxlen, "1" when the caller WAITs (then the deliveries are returned, not published). Returns
+ * {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}), {1,
+ * "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
  * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
  * when the message is refused, so a refused message takes no seq. */
 static struct rdsa_script send_lua = {
     "send",
+    LUA_SHEBANG KEY_LUA_LIVE
     "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[19] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[9]) end\n"
@@ -89,9 +90,9 @@ static struct rdsa_script send_lua = {
     "redis.call('HSET', KEYS[10], '" MSG_F_PACKET "', ARGV[13], '" MSG_F_FROM_SEQ "', fs, '" MSG_F_TO_SEQ
     "', ts, '" MSG_F_FROM_IN "', fn, '" MSG_F_TO_IN "', tn)\n"
     "redis.call('EXPIRE', KEYS[10], ARGV[14])\n"
-    "if KEYS[18] ~= KEYS[10] then\n"
-    "  redis.call('COPY', KEYS[10], KEYS[18], 'REPLACE')\n"
-    "  redis.call('EXPIRE', KEYS[18], ARGV[14])\n"
+    "if KEYS[17] ~= KEYS[10] then\n"
+    "  redis.call('COPY', KEYS[10], KEYS[17], 'REPLACE')\n"
+    "  redis.call('EXPIRE', KEYS[17], ARGV[14])\n"
     "end\n"
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[9])\n"
     /* The recipient's presence is read once, for the deliveries and for the notification below; the
@@ -116,16 +117,13 @@ static struct rdsa_script send_lua = {
     /* Offline notification (notify/notify_worker.h owns the design): the recipient has no connection on a
      * live node, so the event is queued here, in the same script as the message it tells of. */
     "if ARGV[16] ~= '' then\n"
-    "  local oldest, online = tonumber(ARGV[16]), false\n"
+    "  local online = false\n"
     "  for j = 1, #hto, 2 do\n"
-    "    if tonumber(hto[j + 1]) > 0 then\n"
-    "      local beat = redis.call('ZSCORE', KEYS[16], hto[j])\n"
-    "      if beat and tonumber(beat) >= oldest then online = true break end\n"
-    "    end\n"
+    "    if tonumber(hto[j + 1]) > 0 and mp_live(ARGV[16], hto[j]) then online = true break end\n"
     "  end\n"
     "  if not online then\n"
     "    local rn = tonumber(redis.call('HGET', KEYS[14], tc .. '" CONV_F_READ_IN "') or '0')\n"
-    "    redis.call('XADD', KEYS[17], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
+    "    redis.call('XADD', KEYS[16], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
     "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO
     "', ARGV[4], '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
     "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
@@ -135,8 +133,8 @@ static struct rdsa_script send_lua = {
     ""};
 
 #define SEND_WARN_EVERY_MS 10000 /* a refusal that repeats for every message is logged this often */
-#define SEND_NKEYS         18
-#define SEND_ARGC          37
+#define SEND_NKEYS         17
+#define SEND_ARGC          36
 
 static char chan_prefix[64], chan_suffix[64];
 
@@ -273,9 +271,9 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], msgto[64], mq[32], restored[48], notify[32], csfrom[64], csto[64], cfrom[64], cto[64],
-        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24],
-        oldest[24] = "", qmax[24], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
-    const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
+        type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+    const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
     struct chat_msg m;
@@ -321,8 +319,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     key_tagged(cto, sizeof(cto), KEY_CONV, m.to);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
-    if (push.cfg->notify.webhook_url[0] != '\0')
-        snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
+    if (push.cfg->notify.webhook_url[0] != '\0' && (live = cluster_live_nodes()) == NULL)
+        goto failed; /* no live-node view: Redis has not answered for push.node_ttl_s */
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
@@ -340,28 +338,27 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(12, cfrom, strlen(cfrom));
     ARG(13, cto, strlen(cto));
     ARG(14, restored, strlen(restored));
-    ARG(15, KEY_NODES, strlen(KEY_NODES));
-    ARG(16, notify, strlen(notify));
-    ARG(17, msgto, strlen(msgto));
-    ARG(18, node, strlen(node));
-    ARG(19, mid_s, strlen(mid_s));
-    ARG(20, from_s, strlen(from_s));
-    ARG(21, to_s, strlen(to_s));
-    ARG(22, p->id, p->id_len);
-    ARG(23, type, 1);
-    ARG(24, m.body, m.body_len);
-    ARG(25, ts_s, strlen(ts_s));
-    ARG(26, ttl, strlen(ttl));
-    ARG(27, head, head_len);
-    ARG(28, chan_prefix, strlen(chan_prefix));
-    ARG(29, chan_suffix, strlen(chan_suffix));
-    ARG(30, json, json_len);
-    ARG(31, keep, strlen(keep));
-    ARG(32, maxlen, strlen(maxlen));
-    ARG(33, oldest, strlen(oldest));
-    ARG(34, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
-    ARG(35, qmax, strlen(qmax));
-    ARG(36, waits, strlen(waits));
+    ARG(15, notify, strlen(notify));
+    ARG(16, msgto, strlen(msgto));
+    ARG(17, node, strlen(node));
+    ARG(18, mid_s, strlen(mid_s));
+    ARG(19, from_s, strlen(from_s));
+    ARG(20, to_s, strlen(to_s));
+    ARG(21, p->id, p->id_len);
+    ARG(22, type, 1);
+    ARG(23, m.body, m.body_len);
+    ARG(24, ts_s, strlen(ts_s));
+    ARG(25, ttl, strlen(ttl));
+    ARG(26, head, head_len);
+    ARG(27, chan_prefix, strlen(chan_prefix));
+    ARG(28, chan_suffix, strlen(chan_suffix));
+    ARG(29, json, json_len);
+    ARG(30, keep, strlen(keep));
+    ARG(31, maxlen, strlen(maxlen));
+    ARG(32, live, strlen(live));
+    ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
+    ARG(34, qmax, strlen(qmax));
+    ARG(35, waits, strlen(waits));
 #undef ARG
     chat_req_init(&s->r, c, p);
     s->to = m.to;

@@ -13,9 +13,9 @@
 
 /* KEYS: KEY_GEO, KEY_GEO_TIME. ARGV: longitude, latitude, uid, ms. */
 static struct rdsa_script site_lua = {"site",
-                                      "redis.call('GEOADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
-                                      "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
-                                      "return 1\n",
+                                      LUA_SHEBANG "redis.call('GEOADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
+                                                  "redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])\n"
+                                                  "return 1\n",
                                       ""};
 
 void chat_site_init(void)

@@ -126,6 +126,11 @@ static int user_count(int64_t uid)
     return u ? u->count : 0;
 }
 
+int conn_user_count(int64_t uid)
+{
+    return user_count(uid);
+}
+
 struct conn *conn_user(int64_t uid)
 {
     struct user *u = map_get(&K.users, (uint64_t)uid);
@@ -197,7 +202,7 @@ static void login(struct conn *c, int64_t uid, const char *sid, const char *clai
     l->c = c;
     l->done = done;
     conn_hold(c);
-    if (cluster_login(uid, user_count(uid), claim_jti, revoked_jti, on_login, l) != MP_OK) {
+    if (cluster_login(uid, claim_jti, revoked_jti, on_login, l) != MP_OK) {
         user_remove(c);
         c->uid = 0;
         free(l);

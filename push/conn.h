@@ -147,6 +147,9 @@ void conn_accept(struct conn *c);
  * still logging in or closing: check conn_open(). */
 struct conn *conn_user(int64_t uid);
 
+/* How many connections of uid this node holds (those logging in counted). */
+int conn_user_count(int64_t uid);
+
 /* Call fn for every user with connections here, with their count (presence resync). */
 void conn_each_user(void (*fn)(int64_t uid, int count, void *arg), void *arg);
 

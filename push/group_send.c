@@ -3,10 +3,11 @@
  * One Redis script, like t (chat_send.c): the (from, id) dedup check, the membership check against
  * KEY_GROUP_MEMBERS, a seq in every member's timeline (mp_fanout, shared/group_lua.h), the group's count and
  * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery PUBLISHed to every other
- * live node. The client gets A (mid, the sender's seq) only after Redis answered. The reply carries every
- * member's seq, from which this node delivers to its own connections, in the order Redis ran the scripts.
- * A non-member, or a group that does not exist, gets E "not a member" (one answer for both, so ids cannot
- * be probed), and the message takes no seq.
+ * live node (the live node ids in ARGV, this node's view: push/cluster.h says how fresh). The client gets A
+ * (mid, the sender's seq) only after Redis answered. The reply carries every member's seq, from which this
+ * node delivers to its own connections, in the order Redis ran the scripts. A non-member, or a group that
+ * does not exist, gets E "not a member" (one answer for both, so ids cannot be probed), and the message takes
+ * no seq.
  *
  * With redis.min_replicas_acked the A, the deliveries to other nodes and this node's own deliveries wait
  * for rdsa_wait, as in chat_send.c (which says why): the script then returns the nodes' channels instead
@@ -33,16 +34,16 @@
  * their uids (group_lua.h): with redis.stream_shards > 1 that spans shards, which the cluster split must
  * replace by a script per shard.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
- * timeline.max_entries, the oldest live heartbeat ms, the conversation id "g<gid>", "1" when offline
- * notifications are on, the notification's preview, notify.queue_maxlen, "1" when the caller WAITs (then
- * the deliveries are returned, not published), redis.stream_shards.
- * Returns {0, mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery
- * payload and the channels of the live nodes but this one, when there are any), {1, "<first mid> <its
- * seq>"} a retry, {-1} not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a
- * member without a counter while Redis has not got them all back from MySQL. Nothing stays written when
- * refused. */
+ * timeline.max_entries, the live node ids (KEY_LUA_LIVE: this node's view, push/cluster.h), the conversation
+ * id "g<gid>", "1" when offline notifications are on, the notification's preview, notify.queue_maxlen, "1"
+ * when the caller WAITs (then the deliveries are returned, not published), redis.stream_shards. Returns {0,
+ * mid, the sender's seq, "<uid> <seq> ..." of every member} (with "1": then the delivery payload and the
+ * channels of the live nodes but this one, when there are any), {1, "<first mid> <its seq>"} a retry, {-1}
+ * not a member (or no such group), {-2, why} a timeline ahead of its counter, {-3} a member without a counter
+ * while Redis has not got them all back from MySQL. Nothing stays written when refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
+    LUA_SHEBANG
     "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB "local first = redis.call('GET', KEYS[1])\n"
     "if first then\n"
     "  if ARGV[17] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end\n"
@@ -75,7 +76,7 @@ static struct rdsa_script gsend_lua = {
     "local payload = '" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9]\n"
     "local out = {0, ARGV[2], fs, flat}\n"
     "if ARGV[17] == '1' then\n"
-    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES "', ARGV[12], '+inf')) do\n"
+    "  for n in string.gmatch(ARGV[12], '[^,]+') do\n"
     "    if n ~= ARGV[1] then\n"
     "      out[5] = payload\n"
     "      out[#out + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"
@@ -90,8 +91,7 @@ static struct rdsa_script gsend_lua = {
     /* The live nodes once per message, not a ZSCORE per member's node: a 500-member group's online
      * members cost a command each less (bench/README.md, Groups). */
     "  local live = {}\n"
-    "  for _, n in ipairs(redis.call('ZRANGEBYSCORE', '" KEY_NODES
-    "', ARGV[12], '+inf')) do live[n] = true end\n"
+    "  for n in string.gmatch(ARGV[12], '[^,]+') do live[n] = true end\n"
     "  for j = 1, #pr, 2 do\n"
     "    local u, online = pr[j], false\n"
     "    if u ~= ARGV[3] then\n"
@@ -240,12 +240,12 @@ void group_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], members[64], group[64], msgkey[64], mq[32], notify[32], restored[48],
         shards[16], conv[64], node[16], mid_s[24], from_s[24], gid_s[24], ts_s[24], ttl[24], keep[24],
-        maxlen[24], oldest[24], conv_id[32], qmax[24], *json = NULL;
+        maxlen[24], conv_id[32], qmax[24], *json = NULL;
     const char *argv[GSEND_ARGC];
     size_t argvlen[GSEND_ARGC], json_len = 0, dedup_len;
     struct gsend_req *s = NULL;
     struct chat_msg m;
-    const char *bad;
+    const char *bad, *live;
     int64_t mid, ts;
 
     /* self = 0: a group id may equal the sender's uid */
@@ -254,7 +254,7 @@ void group_send(struct conn *c, const struct chatpkt *p)
         chat_error(c, p->id, p->id_len, bad, malformed ? STATS_E_MALFORMED : STATS_E_REJECTED);
         return;
     }
-    if (!rdsa_ready())
+    if (!rdsa_ready() || (live = cluster_live_nodes()) == NULL)
         goto failed;
     mid = id_next(&push.ids);
     ts = mp_now_ms();
@@ -279,7 +279,6 @@ void group_send(struct conn *c, const struct chatpkt *p)
     snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
-    snprintf(oldest, sizeof(oldest), "%lld", (long long)cluster_oldest_live_ms());
     snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)m.to);
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
@@ -303,7 +302,7 @@ void group_send(struct conn *c, const struct chatpkt *p)
     ARG(16, json, json_len);
     ARGS(17, keep);
     ARGS(18, maxlen);
-    ARGS(19, oldest);
+    ARGS(19, live);
     ARGS(20, conv_id);
     ARGS(21, push.cfg->notify.webhook_url[0] != '\0' ? "1" : "");
     ARG(22, m.body, chat_preview_len(m.body, m.body_len));

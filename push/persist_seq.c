@@ -31,9 +31,9 @@
 /* KEYS: a counter (KEY_SEQ, KEY_GROUP_NEXT). ARGV: the highest value MySQL has. Raises the counter, never
  * lowers it. */
 static const char raise_lua[] =
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')\n"
-    "if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return 1 end\n"
-    "return 0\n";
+    LUA_SHEBANG "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')\n"
+                "if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return 1 end\n"
+                "return 0\n";
 
 /* KEYS: KEY_GROUP, KEY_GROUP_MEMBERS. ARGV: gid, ver, deleted (1 or 0), name, owner, created, j, n, l (""
  * = none), then uid and "<role> <join order> <joined ms>" of each member. Returns 1 when it wrote, 0 when

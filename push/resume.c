@@ -3,6 +3,7 @@
 #include "resume.h"
 #include "chat.h"
 #include "dlist.h"
+#include "keys.h"
 #include "log.h"
 #include "magpie.h"
 #include "push.h"
@@ -22,6 +23,7 @@
  * an older "<acked>" is read as acked = sent. */
 static struct rdsa_script store_lua = {
     "resume_store",
+    LUA_SHEBANG
     "local a, s = 0, 0\n"
     "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if old then\n"

@@ -3,7 +3,8 @@
  * write is repaired by the next one), and lists its rooms in KEY_NODE_ROOMS so its entries can be found
  * again. A reader adds up the entries of live nodes only (heartbeat within push.node_ttl_s): the members
  * of a node that died stop counting when it drops out of the cluster, and its entries are removed when it
- * starts again, or by the survivors' prune (cluster.c).
+ * starts again, or by the survivors' prune (cluster.c). Both keys are in the node registry's slot
+ * (keys.h, KEY_NODES_TAG), so each script here, the live-node read of others_lua included, is one slot.
  */
 #include "cluster.h"
 #include "keys.h"
@@ -19,21 +20,22 @@
 
 /* KEYS: node rooms. ARGV: node, members key prefix, suffix, then room, count pairs (0 = none here). */
 static struct rdsa_script write_lua = {"room_count",
-                                       "for i = 4, #ARGV, 2 do\n"
-                                       "  local key = ARGV[2] .. ARGV[i] .. ARGV[3]\n"
-                                       "  if tonumber(ARGV[i + 1]) > 0 then\n"
-                                       "    redis.call('HSET', key, ARGV[1], ARGV[i + 1])\n"
-                                       "    redis.call('SADD', KEYS[1], ARGV[i])\n"
-                                       "  else\n"
-                                       "    redis.call('HDEL', key, ARGV[1])\n"
-                                       "    redis.call('SREM', KEYS[1], ARGV[i])\n"
-                                       "  end\n"
-                                       "end\n"
-                                       "return 1\n",
+                                       LUA_SHEBANG "for i = 4, #ARGV, 2 do\n"
+                                                   "  local key = ARGV[2] .. ARGV[i] .. ARGV[3]\n"
+                                                   "  if tonumber(ARGV[i + 1]) > 0 then\n"
+                                                   "    redis.call('HSET', key, ARGV[1], ARGV[i + 1])\n"
+                                                   "    redis.call('SADD', KEYS[1], ARGV[i])\n"
+                                                   "  else\n"
+                                                   "    redis.call('HDEL', key, ARGV[1])\n"
+                                                   "    redis.call('SREM', KEYS[1], ARGV[i])\n"
+                                                   "  end\n"
+                                                   "end\n"
+                                                   "return 1\n",
                                        ""};
 
 /* KEYS: node rooms. ARGV: node, members key prefix, suffix. Forget every room entry of this node. */
 static struct rdsa_script clear_lua = {"room_clear",
+                                       LUA_SHEBANG
                                        "for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
                                        "  redis.call('HDEL', ARGV[2] .. room .. ARGV[3], ARGV[1])\n"
                                        "end\n"
@@ -44,6 +46,7 @@ static struct rdsa_script clear_lua = {"room_clear",
 /* KEYS: the room's members hash, KEY_NODES. ARGV: oldest live heartbeat ms, this node.
  * Returns the members of the room on the other live nodes. */
 static struct rdsa_script others_lua = {"room_members",
+                                        LUA_SHEBANG
                                         "local total = 0\n"
                                         "local h = redis.call('HGETALL', KEYS[1])\n"
                                         "for j = 1, #h, 2 do\n"

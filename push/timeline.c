@@ -38,22 +38,22 @@
  * counter for the user and may have lost it (then MySQL says what the latest seq is). Reads only. */
 static struct rdsa_script sync_lua = {
     "sync",
-    "local v = redis.call('GET', KEYS[2])\n"
-    "if not v then\n"
-    "  if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end\n"
-    "  v = '0'\n"
-    "end\n"
-    "local max = tonumber(v)\n"
-    "local out = {max}\n"
-    "if tonumber(ARGV[1]) > max then return out end\n"
-    "local e = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])\n"
-    "for i = 1, #e do\n"
-    "  local mid = e[i][2][2]\n"
-    "  out[#out + 1] = string.match(e[i][1], '^%d+')\n"
-    "  out[#out + 1] = mid\n"
-    "  out[#out + 1] = redis.call('HGET', ARGV[3] .. mid, '" MSG_F_PACKET "')\n"
-    "end\n"
-    "return out\n",
+    LUA_SHEBANG "local v = redis.call('GET', KEYS[2])\n"
+                "if not v then\n"
+                "  if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end\n"
+                "  v = '0'\n"
+                "end\n"
+                "local max = tonumber(v)\n"
+                "local out = {max}\n"
+                "if tonumber(ARGV[1]) > max then return out end\n"
+                "local e = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])\n"
+                "for i = 1, #e do\n"
+                "  local mid = e[i][2][2]\n"
+                "  out[#out + 1] = string.match(e[i][1], '^%d+')\n"
+                "  out[#out + 1] = mid\n"
+                "  out[#out + 1] = redis.call('HGET', ARGV[3] .. mid, '" MSG_F_PACKET "')\n"
+                "end\n"
+                "return out\n",
     ""};
 
 /* One timeline entry: its seq and message, and the packet without seq once some store gave it. */

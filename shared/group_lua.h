@@ -25,8 +25,9 @@
  * message hash src (KEY_MSG of mid in the script's shard) to the KEY_MSG of mid in the shard of every user of
  * uids (keys.h: a message is read in its reader's shard), each with TTL keep; with S = 1 there is no other
  * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
- * self, oldest): PUBLISH payload on CHAN_NODE of every live node (heartbeat in KEY_NODES at or after oldest
- * ms) but self ("" = none). */
+ * self, live): PUBLISH payload on CHAN_NODE of every node in live, the live node ids as keys.h's
+ * KEY_LUA_LIVE has them (",<id>,<id>,": the caller read KEY_NODES, which is in another slot), but self
+ * ("" = none); KEY_LUA_LIB's mp_live(live, node) says whether node is in it. */
 #define GROUP_LUA_LIB                                                                                        \
     KEY_LUA_LIB                                                                                              \
     "local function mp_counters_ok(uids, restored)\n"                                                        \
@@ -78,11 +79,10 @@
     "  end\n"                                                                                                \
     "  return table.concat(s, ' ')\n"                                                                        \
     "end\n"                                                                                                  \
-    "local function mp_publish(payload, self, oldest)\n"                                                     \
-    "  local nodes = redis.call('ZRANGEBYSCORE', '" KEY_NODES "', oldest, '+inf')\n"                         \
-    "  for i = 1, #nodes do\n"                                                                               \
-    "    if nodes[i] ~= self then\n"                                                                         \
-    "      redis.call('PUBLISH', '" CHAN_NODE_PREFIX "' .. nodes[i] .. '" CHAN_NODE_SUFFIX "', payload)\n"   \
+    "local function mp_publish(payload, self, live)\n"                                                       \
+    "  for n in string.gmatch(live, '[^,]+') do\n"                                                           \
+    "    if n ~= self then\n"                                                                                \
+    "      redis.call('PUBLISH', '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "', payload)\n"          \
     "    end\n"                                                                                              \
     "  end\n"                                                                                                \
     "end\n"

@@ -37,8 +37,10 @@ char *keys_lua(const char *src)
 {
     size_t len = strlen(src) + 64;
     char *out = malloc(len);
+    if (strncmp(src, LUA_SHEBANG, strlen(LUA_SHEBANG)) == 0)
+        src += strlen(LUA_SHEBANG); /* the shebang must stay the first line: it goes before S */
     if (out != NULL)
-        snprintf(out, len, "local " KEY_LUA_SHARDS " = %d\n%s", shards, src);
+        snprintf(out, len, LUA_SHEBANG "local " KEY_LUA_SHARDS " = %d\n%s", shards, src);
     return out;
 }
 
@@ -302,5 +304,51 @@ int keys_upgrade(struct rds *r, long long *renamed)
     answer(rds_cmd(r, "SET %s 1", KEY_TAGGED_MARK), &rc);
     if (rc == MP_OK)
         log_info("key upgrade: done renamed=%lld", *renamed);
+    return rc;
+}
+
+/* ---- live nodes for a script's ARGV ---- */
+
+int keys_live_list(const redisReply *rep, char *buf, size_t len)
+{
+    size_t at = 1;
+
+    if (len < 2)
+        return MP_ERR;
+    snprintf(buf, len, ",");
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY)
+        return MP_ERR;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len == 0 || strspn(e->str, "0123456789") != e->len ||
+            at + e->len + 2 > len) {
+            snprintf(buf, len, ",");
+            return MP_ERR;
+        }
+        memcpy(buf + at, e->str, e->len);
+        at += e->len;
+        buf[at++] = ',';
+        buf[at] = '\0';
+    }
+    return MP_OK;
+}
+
+int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len)
+{
+    redisReply *rep =
+        rds_cmd(r, "ZRANGEBYSCORE %s %lld +inf", KEY_NODES, (long long)(mp_now_ms() - ttl_s * 1000));
+    int rc = MP_OK;
+
+    if (rep == NULL)
+        return MP_EAGAIN;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_error("redis refused ZRANGEBYSCORE %s error=\"%s\"", KEY_NODES, rep->str);
+        rc = MP_EAGAIN;
+    } else if (keys_live_list(rep, buf, len) != MP_OK) {
+        log_error("%s holds what is not a node id, or too many ids for a script (%d bytes)", KEY_NODES,
+                  KEY_LIVE_MAX);
+        rc = MP_EAGAIN;
+    }
+    freeReplyObject(rep);
     return rc;
 }

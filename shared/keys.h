@@ -24,24 +24,40 @@
  *     magpie-notify reads every shard's); KEY_SEQ_RESTORED (read inside the send scripts next to the
  *     users' counters, so each shard has its own, all set by magpie-persist's restore).
  *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
- *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone). KEY_NODES is
- *     still read inside the send scripts (the recipient's live nodes for the offline notification, the
- *     group presence check), PRESENCE_LUA and the node registry scripts: on a cluster that is a second
- *     slot, so the cluster step must take it out of the user scripts (the live-node list, which every
- *     node caches, passed in ARGV); it is a known remaining cross-slot read, listed here on purpose.
- *   - Keys never in a script or MULTI with others (QR, revocations, ws tickets, geo, orders, the node
- *     registry, rooms) keep one slot each and carry no tag; a mobile's SMS keys share its tag (below).
- * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
- * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
- * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
- * a node's users, a t's two users' KEY_FRIENDS in T) build those names in Lua with KEY_LUA_LIB's
- * mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 all of them are the one slot {0} (a cluster
- * with S = 1 then works, bar KEY_NODES above); S > 1 works on one Redis, where a script may span tags. On a
- * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
- * 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per shard) must pass
- * every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with
- * S > 1, and magpie-push (for want of a cluster client) with S = 1 too (shared/cli.c); magpie-http,
- * magpie-persist and magpie-notify run on a cluster with S = 1 (shared/rds.h).
+ *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone).
+ *   - The node registry and the rooms' member counts: one slot, the tag KEY_NODES_TAG ("mp:{nodes}..."):
+ *     KEY_NODES, KEY_NODE, KEY_NODE_ROOMS, KEY_ROOM_MEMBERS (the heartbeat, a node's leave and the prune
+ *     of a dead one, the room count scripts). What lists a node's users is per shard, next to their
+ *     presence: KEY_NODE_USERS and KEY_NODE_CLEARED carry the shard's tag (push/cluster.h: the login and
+ *     presence scripts are the user's shard's; a leave or prune does every shard, then the registry).
+ *   - KEY_NODES is never read inside a script of users' or groups' keys (another slot). The scripts that
+ *     ask "is this node live?" (a t/i or g notification, g's deliveries, O and /friends, the login limit,
+ *     POST /msg's notification, the group events of magpie-http) take the live node ids in ARGV
+ *     (",<id>,<id>,", KEY_LUA_LIVE), read by the daemon just before (keys_live_read) or, in magpie-push,
+ *     from its view of at most push/cluster.h's CLUSTER_VIEW_MS ago.
+ *   - Small groups of keys written together carry a tag of their own: an SMS mobile's three keys
+ *     ("{<mobile>}"), the courier positions KEY_GEO and KEY_GEO_TIME ("{geo}"). Keys never in a script or
+ *     MULTI with others (the SMS IP counter, QR, revocations, ws tickets, orders) keep one slot each and
+ *     carry no tag; where one used to be in a script with others (an order and its two users' friends, a
+ *     ticket claim or a revocation check at login) that step is now a command of its own (chat_order.c,
+ *     push/cluster.h).
+ * Scripts. Every script Magpie sends starts with LUA_SHEBANG, so a Redis Cluster (and the dev stack's slot
+ * check, README) refuses one that touches two slots, the keys it builds itself included. Every key a
+ * script touches for the caller's own shard comes in KEYS, or is built from a prefix of the caller's shard
+ * passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts: the same slot). Scripts
+ * that fan out to keys of ids they find in Redis (group members, a user's groups, a node's users) build
+ * those names in Lua with KEY_LUA_LIB's mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 every
+ * script touches one slot ({0}, the registry's, or its own keys'): a cluster with S = 1 works, which the
+ * slot check's integration run keeps checked (scripts/dev test). S > 1 works on one Redis, where a script
+ * may span tags. On a cluster with S > 1 these still span shards (README, "The slot check"): the t/i send
+ * script (sender's and recipient's keys), the g send and group change scripts (the members' keys), R's
+ * read scripts (the other user's presence; the group's members), GET /groups and /conversations (the
+ * user's groups' keys), /admin/friends (two users), magpie-persist's group restore (magpie-persist and
+ * magpie-notify read the shards' streams one by one on a cluster: shared/rds.h). The cluster split (next
+ * step of issue 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per
+ * shard) must pass every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with S > 1;
+ * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
+ * as soon as shared/cli.c lets it (push/rdsa_cluster.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
@@ -49,6 +65,17 @@
 #define MAGPIE_KEYS_H
 
 #include <hiredis/hiredis.h>
+
+/* The first line of every Lua script Magpie sends (Redis 7's script shebang, no flags). It makes Redis
+ * treat the script as a "flagged" one: on a Redis Cluster every key the script touches -- KEYS and the names
+ * it builds itself -- must be in one slot ("Script attempted to access keys that do not hash to the same
+ * slot"; without it only KEYS are checked), which the slot check (README) relies on. No flags also means the
+ * defaults of flagged scripts: Redis refuses the whole script before it runs when it is out of memory
+ * (maxmemory reached: OOM) or cannot write (MISCONF after a failed disk write, min-replicas-to-write unmet,
+ * a replica), where a script without the shebang was checked only at its write commands; and a stale
+ * replica refuses it. Each is an error reply, which every caller already answers as "Redis unavailable"
+ * (nothing of the script is written). Needs Redis 7.0 or later (older ones refuse the line). */
+#define LUA_SHEBANG "#!lua\n"
 
 /* ---- shards (the layout above) ---- */
 #define KEY_SHARDS_MAX 1024 /* the top of redis.stream_shards */
@@ -59,15 +86,15 @@
  * an ARGV, "local " KEY_LUA_SHARDS " = ARGV[2]\n", or keys_lua's first line does): mp_shard(id) =
  * key_shard; mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...);
  * mp_skey(name, shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard)
- * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard. mp_shard takes uids and gids (below 2^53); a mid stays a
- * string (mp_skey). */
+ * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard; and KEY_LUA_LIVE's mp_live. mp_shard takes uids and
+ * gids (below 2^53); a mid stays a string (mp_skey). */
 #define KEY_LUA_SHARDS "MP_S_IN"
 #define KEY_LUA_LIB                                                                                          \
     "local MP_S = tonumber(" KEY_LUA_SHARDS ")\n"                                                            \
     "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"            \
     "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"      \
     "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                           \
-    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n"
+    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n" KEY_LUA_LIVE
 /* string: the shard count S every key was written with (decimal). Set with SET NX at the first start of a
  * daemon that has Redis; no TTL. Global (read alone). */
 #define KEY_SHARDS "mp:shards"
@@ -88,7 +115,8 @@ int key_shard(long long id);
 void key_msg_prefix(char *buf, size_t len, int shard);
 
 /* A script's source with S defined first (KEY_LUA_SHARDS), for scripts given as source whose ARGV cannot
- * take S; malloc'd, kept for the process (S never changes). NULL when out of memory. */
+ * take S; malloc'd, kept for the process (S never changes). NULL when out of memory. The result starts with
+ * LUA_SHEBANG, the very first line, whether src has it or not (src's own is moved up, not repeated). */
 char *keys_lua(const char *src);
 
 /* Check S against KEY_SHARDS (set it when missing) on a synchronous connection: MP_OK, MP_EAGAIN when
@@ -119,15 +147,14 @@ int keys_startup_check(const struct magpie_config *cfg);
 int keys_shards_reply(const redisReply *rep, int *missing);
 
 /* ---- SMS login (magpie-http) ---- */
-/* A mobile's three keys carry the mobile as their hash tag: /send_code's script checks and writes them
- * together (one slot on a cluster). They were "mp:sms:code:<mobile>"...: codes and limits in flight at an
- * upgrade are forgotten once (a user asks for a code again). The IP counter is a command of its own. */
+/* A mobile's three keys carry the mobile as their hash tag ("{<mobile>}"): the send script touches all
+ * three, in one slot. The IP counter is another slot, counted by a step of its own before it. */
 /* hash {code, tries}: the code sent to a mobile; TTL sms.code_ttl_s. Deleted when used or burnt. */
 #define KEY_SMS_CODE "mp:sms:code:{%s}"
 /* string "1": a code was sent recently; SET NX with TTL sms.resend_interval_s (the resend limit). */
 #define KEY_SMS_RESEND "mp:sms:resend:{%s}"
 /* counter: codes sent to a mobile in the last 24 h; TTL 86400 s set on the first INCR. */
-#define KEY_SMS_DAILY "mp:sms:daily:{%s}"
+#define KEY_SMS_DAILY      "mp:sms:daily:{%s}"
 #define SMS_DAILY_WINDOW_S 86400
 /* counter: /send_code calls from an IP in the current window; TTL sms.ip_window_s set on the first INCR. */
 #define KEY_SMS_IP "mp:sms:ip:%s"
@@ -158,22 +185,48 @@ int keys_shards_reply(const redisReply *rep, int *missing);
  * "customer"); T sets "courier" with HSETNX, so only the first courier gets it. No TTL; MySQL's orders table
  * has the record too. */
 #define KEY_ORDER "mp:order:%s" /* order id */
-/* geo set: couriers' last positions (S); member = uid. No TTL. */
-#define KEY_GEO "mp:geo"
+/* geo set: couriers' last positions (S); member = uid. No TTL. Tagged "{geo}", as KEY_GEO_TIME: the S script
+ * writes both, in one slot. */
+#define KEY_GEO "mp:{geo}"
 /* hash uid -> ms: when each courier's position was last stored. No TTL. */
-#define KEY_GEO_TIME "mp:geo:time"
+#define KEY_GEO_TIME "mp:{geo}:time"
 
 /* ---- cluster: nodes, presence, routing (magpie-push, read by magpie-http's /route) ---- */
-/* sorted set node_id -> ms of its last heartbeat. A node is live while that is within push.node_ttl_s. */
-#define KEY_NODES "mp:nodes"
+/* The node registry and the rooms' member counts share one slot, the tag KEY_NODES_TAG: what one of their
+ * scripts touches (the heartbeat, a node's leave, the prune of a dead node, a room count) is in it. */
+#define KEY_NODES_TAG "mp:{nodes}"
+/* sorted set node_id -> ms of its last heartbeat. A node is live while that is within push.node_ttl_s.
+ * Never read inside a script of a user's or a group's keys (another slot): a daemon reads the live ids
+ * (ZRANGEBYSCORE, keys_live_read, or magpie-push's view, push/cluster.h) and passes them in ARGV. */
+#define KEY_NODES KEY_NODES_TAG
 /* hash {ws_url, room_url, started}: a node's advertised URLs; TTL push.node_ttl_s, renewed by heartbeat. */
-#define KEY_NODE "mp:node:%d"
+#define KEY_NODE KEY_NODES_TAG ":node:%d"
 /* hash node_id -> number of the user's connections on that node. Counts of dead nodes are ignored by the
  * presence check (presence.h) and removed when that node id starts again; no TTL. */
 #define KEY_PRESENCE_NAME "presence"
 #define KEY_PRESENCE      KEY_TAGGED(KEY_PRESENCE_NAME) /* shard, uid */
-/* set of uids with connections on a node, so a restarted node can clean its stale presence entries. */
-#define KEY_NODE_USERS "mp:node:%d:users"
+/* set of uids of one shard with connections on a node, so that node's entries in their KEY_PRESENCE can be
+ * found again (a restarted node clears them, survivors prune a dead node's): one set per shard and node,
+ * in the shard's slot, next to the presence it lists. No TTL. */
+#define KEY_NODE_USERS_NAME "node"
+#define KEY_NODE_USERS      KEY_SHARDED(KEY_NODE_USERS_NAME) ":%d:users" /* shard, node */
+/* hash node_id -> ms: when the node last cleared its KEY_PRESENCE entries of this shard (at each of its
+ * (re)connects to Redis), so a survivor's prune of a node that was dead leaves a new run of that node id
+ * alone (push/cluster.c). No TTL; a field goes with the prune of its node. */
+#define KEY_NODE_CLEARED_NAME "nodes:cleared"
+#define KEY_NODE_CLEARED      KEY_SHARDED(KEY_NODE_CLEARED_NAME) /* shard */
+
+/* A list of live node ids as a script's ARGV: ",<id>,<id>," ("," = none), which KEY_LUA_LIVE's
+ * mp_live(list, node) reads. KEY_LIVE_MAX bytes hold about 2,000 node ids. */
+#define KEY_LIVE_MAX 16384
+#define KEY_LUA_LIVE                                                                                         \
+    "local function mp_live(list, node) return string.find(list, ',' .. node .. ',', 1, true) ~= nil end\n"
+/* The list of the ids in rep, a ZRANGEBYSCORE reply of KEY_NODES, into buf (size len): MP_OK, or MP_ERR
+ * when rep is not a list of ids or they do not fit (buf is then ","). */
+int keys_live_list(const redisReply *rep, char *buf, size_t len);
+/* ZRANGEBYSCORE KEY_NODES from now - ttl_s on a synchronous connection, as keys_live_list: the nodes live
+ * now (push.node_ttl_s). MP_OK, MP_EAGAIN (Redis did not answer, or answered an error: logged). */
+int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 
 /* ---- chat messages ---- */
 /* stream: accepted chat messages waiting for magpie-persist; entry fields in stream.h. Only magpie-persist
@@ -318,8 +371,8 @@ int keys_shards_reply(const redisReply *rep, int *missing);
  * are absolute (a node writes how many it holds, HDEL at 0), so a lost write is repaired by the next one
  * or by the node's resync after a Redis reconnect. No TTL: a node's entries go when it deregisters, when
  * it starts again (resync), or when the survivors prune it (cluster.h). */
-#define KEY_ROOM_MEMBERS "mp:room:%s:members"
+#define KEY_ROOM_MEMBERS KEY_NODES_TAG ":room:%s:members" /* in the registry's slot (KEY_NODES_TAG) */
 /* set of room ids with members on a node, so its KEY_ROOM_MEMBERS entries can be found and removed. No TTL. */
-#define KEY_NODE_ROOMS "mp:node:%d:rooms"
+#define KEY_NODE_ROOMS KEY_NODES_TAG ":node:%d:rooms"
 
 #endif

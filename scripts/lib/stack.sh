@@ -163,11 +163,12 @@ add_notify_ports() {
 # (SENTINEL_PORTS); which of the two is master is the sentinels' business after a failover.
 # cluster: six nodes of a Redis Cluster (CLUSTER_PORTS, their cluster bus on CLUSTER_BUS_PORTS), three
 # masters and a replica each; which is master is the cluster's business after a failover.
+# slotcheck: one Redis at REDIS_PORT, cluster-enabled and owning every slot (start_redis_slotcheck).
 add_redis_mode() {
     if [ -n "${MAGPIE_REDIS_MODE:-}" ]; then
         case "$MAGPIE_REDIS_MODE" in
-        single | sentinel | cluster) ;;
-        *) die "--redis must be single, sentinel or cluster, not '$MAGPIE_REDIS_MODE'" ;;
+        single | sentinel | cluster | slotcheck) ;;
+        *) die "--redis must be single, sentinel, cluster or slotcheck, not '$MAGPIE_REDIS_MODE'" ;;
         esac
         sed -i '/^REDIS_MODE=/d' "$RUN/dev.env"
         echo "REDIS_MODE=$MAGPIE_REDIS_MODE" >>"$RUN/dev.env"
@@ -253,6 +254,7 @@ port = $REDIS_PORT
 stream_shards = ${MAGPIE_STREAM_SHARDS:-1}
 $(sentinel_conf_lines)
 $(cluster_conf_lines)
+$(slotcheck_conf_lines)
 
 [mysql]
 host = 127.0.0.1
@@ -322,6 +324,10 @@ start_redis() {
         start_redis_cluster
         return 0
     fi
+    if [ "$REDIS_MODE" = slotcheck ]; then
+        start_redis_slotcheck
+        return 0
+    fi
     if pid_alive "$dir/redis.pid" redis-server; then
         say "  redis      already running (pid $(cat "$dir/redis.pid"))"
         return 0
@@ -361,6 +367,65 @@ stream-node-max-bytes 1024
 # (bench/README "Chat: CPU per message"); LATENCY LATEST and SLOWLOG stay on.
 latency-tracking no
 EOF
+}
+
+# ---- the slot check ('up --redis slotcheck') ----
+# One Redis at REDIS_PORT with cluster-enabled yes that owns all 16384 slots itself: the daemons talk to it
+# as to any one Redis (redis.host; it never answers MOVED, since every slot is its own), but it refuses
+# what a Redis Cluster refuses -- CROSSSLOT for a command or script whose declared keys span slots, and,
+# for a script that starts with '#!lua' (every script Magpie sends does), any key the script builds
+# itself in another slot than its first ("Script attempted to access keys that do not hash to the same
+# slot"). So the integration tests find every cross-slot script on one process (README, "The slot check").
+# A cluster-enabled Redis has database 0 only (SELECT is refused): slotcheck_conf_lines writes redis.db = 0.
+slotcheck_conf_lines() {
+    [ "$REDIS_MODE" = slotcheck ] || return 0
+    printf 'db = 0\n'
+}
+
+# The slot check's Redis starts on its unix socket only (port 0) and opens REDIS_PORT once its cluster state
+# is ok: a cluster master that (re)starts refuses every command with CLUSTERDOWN for its first 2 s
+# (CLUSTER_WRITABLE_DELAY in Redis), which the daemons' one-Redis client would take for answers -- a
+# heartbeat or presence resync lost after a restart in an outage test. Its cluster bus port is one of its
+# own (SLOTCHECK_BUS_PORT in dev.env): the default, port + 10000, may be past 65535 with free ports.
+slotcheck_sock() { echo "$RUN/redis/redis.sock"; }
+slotcheck_ping() { [ "$(redis-cli -s "$(slotcheck_sock)" ping 2>/dev/null)" = PONG ]; }
+slotcheck_ok() { redis-cli -s "$(slotcheck_sock)" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'; }
+
+start_redis_slotcheck() {
+    local dir=$RUN/redis
+    if pid_alive "$dir/redis.pid" redis-server; then
+        say "  redis      already running, slot check (pid $(cat "$dir/redis.pid"))"
+        return 0
+    fi
+    port_in_use "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT in $RUN/dev.env) is taken by another program"
+    if ! grep -q '^SLOTCHECK_BUS_PORT=' "$RUN/dev.env"; then
+        echo "SLOTCHECK_BUS_PORT=$(free_port)" >>"$RUN/dev.env"
+    fi
+    local bus
+    bus=$(sed -n 's/^SLOTCHECK_BUS_PORT=//p' "$RUN/dev.env" | tail -1)
+    mkdir -p "$dir/data"
+    {
+        redis_conf "$dir" 0
+        echo "# The slot check (scripts/lib/stack.sh, start_redis_slotcheck): a one-node cluster, on its unix"
+        echo "# socket until its cluster state is ok; then CONFIG SET port opens REDIS_PORT ($REDIS_PORT)."
+        echo "unixsocket $(slotcheck_sock)"
+        echo "unixsocketperm 700"
+        echo "cluster-enabled yes"
+        echo "cluster-config-file $dir/data/nodes.conf"
+        echo "cluster-port $bus"
+        echo "cluster-node-timeout 5000"
+    } >"$dir/redis.conf"
+    redis-server "$dir/redis.conf"
+    wait_for "redis (unix socket)" 120 slotcheck_ping # a big AOF takes a while to load
+    # The first start: no slot is assigned yet (nodes.conf keeps them for a restart).
+    if ! redis-cli -s "$(slotcheck_sock)" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_slots_assigned:16384$'; then
+        redis-cli -s "$(slotcheck_sock)" cluster addslotsrange 0 16383 >/dev/null ||
+            die "redis: CLUSTER ADDSLOTSRANGE 0 16383 failed"
+    fi
+    wait_for "redis cluster_state:ok" 30 slotcheck_ok
+    redis-cli -s "$(slotcheck_sock)" config set port "$REDIS_PORT" >/dev/null || die "redis: CONFIG SET port failed"
+    wait_for redis 30 redis_ready
+    say "  redis      127.0.0.1:$REDIS_PORT, slot check: one cluster node with every slot (pid $(cat "$dir/redis.pid"))"
 }
 
 # ---- Redis Sentinel ('up --redis sentinel') ----

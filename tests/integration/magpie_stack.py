@@ -53,6 +53,14 @@ def read_conf(path):
     return values
 
 
+def _healthz_ok(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class Stack:
     def __init__(self, run=RUN, build=BUILD):
         self.run = run
@@ -75,6 +83,8 @@ class Stack:
         self.sentinel = self.env.get("REDIS_MODE") == "sentinel"
         self.sentinel_ports = [int(p) for p in self.env.get("SENTINEL_PORTS", "").split()] if self.sentinel else []
         self.redis_replica_port = int(self.env["REDIS_REPLICA_PORT"]) if self.sentinel else None
+        # 'scripts/dev up --redis slotcheck': one Redis that is a one-node cluster (README, "The slot check").
+        self.slotcheck = self.env.get("REDIS_MODE") == "slotcheck"
 
     # ---- URLs ----
     @property
@@ -119,7 +129,29 @@ class Stack:
 
     def start_redis(self):
         subprocess.run(["redis-server", os.path.join(self.run, "redis", "redis.conf")], check=True)
+        if self.slotcheck:
+            self._slotcheck_open()
         self._wait(self._redis_up, "redis to start")
+
+    def _slotcheck_open(self):
+        """The slot check's Redis starts on its unix socket only; it opens REDIS_PORT once its cluster state is
+        ok, as scripts/lib/stack.sh's start_redis_slotcheck does (a restarted cluster master answers
+        CLUSTERDOWN for 2 s, which the daemons' one-Redis client would take for answers)."""
+        sock = os.path.join(self.run, "redis", "redis.sock")
+
+        def cluster_ok():
+            out = subprocess.run(["redis-cli", "-s", sock, "cluster", "info"], capture_output=True, text=True)
+            return "cluster_state:ok" in out.stdout
+
+        self._wait(cluster_ok, "the slot check's redis cluster_state:ok")
+        subprocess.run(["redis-cli", "-s", sock, "config", "set", "port", str(self.redis_port)], check=True,
+                       capture_output=True)
+        # Those 2 s closed took the push nodes' reconnect backoff (100 ms doubling to 2 s) further than a plain
+        # Redis restart does: wait until each running node is back (its /healthz says 200 once it is), as the
+        # tests written for a plain Redis expect right after start_redis.
+        for name, port in zip([f"push{i + 1}" for i in range(len(self.push_metrics_ports))], self.push_metrics_ports):
+            if self.daemon_pid(name) is not None:
+                self._wait(lambda port=port: _healthz_ok(port), f"{name} to reach the restarted redis", 15)
 
     def _redis_up(self):
         try:

@@ -279,7 +279,7 @@ def node_url(stack, node):
 
 def members_in_redis(stack, room):
     """{node: count} of the room's KEY_ROOM_MEMBERS hash."""
-    return {int(k): int(v) for k, v in stack.redis().hgetall(f"mp:room:{room}:members").items()}
+    return {int(k): int(v) for k, v in stack.redis().hgetall(f"mp:{{nodes}}:room:{room}:members").items()}
 
 
 class RoomBystander:

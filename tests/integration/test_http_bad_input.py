@@ -110,11 +110,11 @@ def a_live_push_node(stack):
     """/route needs a live node to give a normal answer (without one it is 503 by design)."""
     import time
     r = stack.redis()
-    r.zadd("mp:nodes", {"999": int(time.time() * 1000) + 600_000})
-    r.hset("mp:node:999", mapping={"ws_url": "ws://node999/ws", "room_url": "ws://node999/room"})
+    r.zadd("mp:{nodes}", {"999": int(time.time() * 1000) + 600_000})
+    r.hset("mp:{nodes}:node:999", mapping={"ws_url": "ws://node999/ws", "room_url": "ws://node999/room"})
     yield
-    r.zrem("mp:nodes", "999")
-    r.delete("mp:node:999")
+    r.zrem("mp:{nodes}", "999")
+    r.delete("mp:{nodes}:node:999")
 
 
 @pytest.mark.parametrize("ep", ENDPOINTS, ids=ids)

@@ -37,22 +37,22 @@ def fake_nodes(stack):
     added = []
 
     def add(node_id, beat_ms=None, urls=True):
-        r.zadd("mp:nodes", {str(node_id): beat_ms if beat_ms is not None else now_ms()})
+        r.zadd("mp:{nodes}", {str(node_id): beat_ms if beat_ms is not None else now_ms()})
         if urls:
-            r.hset(f"mp:node:{node_id}", mapping={"ws_url": f"ws://node{node_id}/ws",
+            r.hset(f"mp:{{nodes}}:node:{node_id}", mapping={"ws_url": f"ws://node{node_id}/ws",
                                                   "room_url": f"ws://node{node_id}/room"})
         added.append(node_id)
 
     yield add
     for n in added:
-        r.zrem("mp:nodes", str(n))
-        r.delete(f"mp:node:{n}")
+        r.zrem("mp:{nodes}", str(n))
+        r.delete(f"mp:{{nodes}}:node:{n}")
 
 
 def live_real_nodes(stack):
     """Nodes other than ours that are alive (magpie-push, once it runs in the stack)."""
     ttl_ms = 15_000
-    return [int(n) for n in stack.redis().zrangebyscore("mp:nodes", now_ms() - ttl_ms, "+inf")]
+    return [int(n) for n in stack.redis().zrangebyscore("mp:{nodes}", now_ms() - ttl_ms, "+inf")]
 
 
 def test_me(stack, front):
@@ -114,7 +114,7 @@ def test_route_hashes_users_onto_live_nodes(stack, front, fake_nodes):
     for u in uids[:5]:
         assert client.post("/route", token=tokens[u]).result["node"] == chosen[u]
     # Node 912 stops heartbeating: only its users move.
-    stack.redis().zadd("mp:nodes", {"912": now_ms() - 60_000})
+    stack.redis().zadd("mp:{nodes}", {"912": now_ms() - 60_000})
     for u in uids:
         n = client.post("/route", token=tokens[u]).result["node"]
         if chosen[u] != 912:

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import websockets
 
+import rkeys
 from push_client import (Chat, Closed, ensure_nodes_up, make_friends, metrics, new_uid, node_of, restart_node,
                          run, stored, wait_until)
 
@@ -77,7 +78,7 @@ def test_redis_restart_mid_conversation_loses_nothing_acked_and_duplicates_nothi
         assert stored(stack, a.uid) == {**{f"pre-{i}": 1 for i in range(5)}, "during-1": 1}
         assert stored(stack, b.uid) == {"during-2": 1}
         # registration and presence are back
-        await wait_until(lambda: {1, 2} <= {int(n) for n in stack.redis().zrange("mp:nodes", 0, -1)}, 10,
+        await wait_until(lambda: {1, 2} <= {int(n) for n in stack.redis().zrange("mp:{nodes}", 0, -1)}, 10,
                          "both nodes registered again")
         assert (await a.request("O", b.uid))["msg"]["online"] is True
         for port in stack.push_metrics_ports:
@@ -138,7 +139,7 @@ def test_kill_9_a_node_then_restart_it_loses_nothing_acked(stack):
 
         restart_node(stack, "push2")
         await wait_until(lambda: 2 not in node_of(stack, lonely.uid), 10, "node 2 to clear its stale presence")
-        beat = stack.redis().zscore("mp:nodes", "2")
+        beat = stack.redis().zscore("mp:{nodes}", "2")
         assert beat and beat > (time.time() - 10) * 1000
         back = await Chat.connect_on(stack, 2)
         assert (await back.request("P"))["type"] == "P"
@@ -159,8 +160,8 @@ def test_sigterm_says_C_deregisters_and_exits_within_5_seconds(stack):
         assert [(p["type"], p["msg"]) for p in packets] == [("C", "shutdown")]
         assert code == 1001
         r = stack.redis()
-        assert r.zscore("mp:nodes", "1") is None
-        assert not r.exists("mp:node:1")
+        assert r.zscore("mp:{nodes}", "1") is None
+        assert not r.exists("mp:{nodes}:node:1")
         assert node_of(stack, c.uid) == {2: 1}
         assert (await watcher.request("O", c.uid))["msg"]["online"] is True, "still online on node 2"
         assert other.open
@@ -170,4 +171,25 @@ def test_sigterm_says_C_deregisters_and_exits_within_5_seconds(stack):
         assert "stopping node=1 connections_left=0" in log, "every client closed cleanly before the exit"
         restart_node(stack, "push1")
         assert stack.daemon_pid("push1") != pid
+    run(go())
+
+
+def test_a_node_started_again_clears_what_it_left_under_the_old_layout(stack):
+    """A node killed under the layout before the registry's slot (its users listed in mp:node:<id>:users, one
+    set for every shard) left presence entries that no per-shard set lists. Started again, it must clear them
+    (push/cluster.c, LEGACY_NODE_USERS): else a user it no longer holds would read online, on a live node."""
+    async def go():
+        ghost = new_uid()
+        watcher = await Chat.connect_on(stack, 2)
+        r = stack.redis()
+        presence = rkeys.tagged(r, "presence", ghost)
+        r.hset(presence, "1", "1")  # what a node 1 killed with kill -9 under the old layout left
+        r.sadd("mp:node:1:users", ghost)
+        assert (await watcher.request("O", ghost))["msg"]["online"] is True, "node 1 is live: the entry counts"
+        await asyncio.get_running_loop().run_in_executor(None, stack.kill_daemon, "push1", 9)
+        await asyncio.get_running_loop().run_in_executor(None, restart_node, stack, "push1")
+        await wait_until(lambda: not r.exists("mp:node:1:users"), 10, "node 1 to clear the old set")
+        assert r.hget(presence, "1") is None
+        assert (await watcher.request("O", ghost))["msg"]["online"] is False
+        await watcher.close()
     run(go())

@@ -275,12 +275,12 @@ def test_S_stores_the_position_with_its_time_and_acks(stack):
         reply = await c.request("S", {"longitude": 116.397128, "latitude": 39.916527})
         assert reply == {"id": reply["id"], "from": 0, "type": "A", "msg": "success"}
         r = stack.redis()
-        lon, lat = r.geopos("mp:geo", c.uid)[0]
+        lon, lat = r.geopos("mp:{geo}", c.uid)[0]
         assert abs(lon - 116.397128) < 1e-4 and abs(lat - 39.916527) < 1e-4
-        assert int(r.hget("mp:geo:time", c.uid)) >= before
+        assert int(r.hget("mp:{geo}:time", c.uid)) >= before
         # seed 001's spelling
         assert (await c.request("S", {"longtitude": -0.1276, "latitude": 51.5072}))["type"] == "A"
-        lon, lat = r.geopos("mp:geo", c.uid)[0]
+        lon, lat = r.geopos("mp:{geo}", c.uid)[0]
         assert abs(lon + 0.1276) < 1e-4
         for bad in ({"longitude": 200, "latitude": 0}, {"longitude": 0, "latitude": 89}, {"latitude": 1},
                     {"longitude": "116", "latitude": "39"}, [116, 39], None):

@@ -43,7 +43,7 @@ def test_sigterm_says_goodbye_and_the_nodes_members_stop_counting(stack):
             await wait_until(lambda: _count_is(watcher, 1), 2, "the stopped node's members to stop counting")
             assert time.monotonic() - t0 < 5
             assert members_in_redis(stack, room) == {1: 1}
-            assert not stack.redis().exists("mp:node:981:rooms")
+            assert not stack.redis().exists("mp:{nodes}:node:981:rooms")
         run(go())
         assert node.proc.wait(10) == 0
     finally:

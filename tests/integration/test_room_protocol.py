@@ -221,7 +221,7 @@ def test_member_counts_are_cluster_wide_within_2_seconds(stack):
             await wait_until(lambda: counts_are(len(members)), 2.0, f"{len(members)} members everywhere")
         assert members_in_redis(stack, room) == {1: 1}
         await members.pop().close()
-        await wait_until(lambda: not stack.redis().exists(f"mp:room:{room}:members"), 2.0,
+        await wait_until(lambda: not stack.redis().exists(f"mp:{{nodes}}:room:{room}:members"), 2.0,
                          "the room's count to go from Redis")
     run(go())
 

@@ -452,7 +452,7 @@ def test_read_marks_positions_orders_group_changes_and_qr_steps_wait_for_a_repli
     reader, writer, courier = run(go())
     held = redis.Redis(port=replica, decode_responses=True)
     assert held.hget(rkeys.tagged(held, "conv", reader), f"u{writer}:r") is not None, "the read mark is on the replica"
-    assert held.hget("mp:geo:time", str(courier)) is not None, "the position is on the replica"
+    assert held.hget("mp:{geo}:time", str(courier)) is not None, "the position is on the replica"
     assert held.hget(f"mp:order:{order}", "courier") == str(courier)
     web.close()
 

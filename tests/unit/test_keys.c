@@ -115,15 +115,81 @@ static void test_lua_prelude(void **state)
     keys_set_shards(16);
     src = keys_lua("return " KEY_LUA_SHARDS "\n");
     assert_non_null(src);
-    assert_string_equal(src, "local " KEY_LUA_SHARDS " = 16\nreturn " KEY_LUA_SHARDS "\n");
+    assert_string_equal(src, "#!lua\nlocal " KEY_LUA_SHARDS " = 16\nreturn " KEY_LUA_SHARDS "\n");
     free(src);
+    /* a source with its own shebang: still the very first line, and only once */
+    src = keys_lua(LUA_SHEBANG "return 1\n");
+    assert_non_null(src);
+    assert_string_equal(src, "#!lua\nlocal " KEY_LUA_SHARDS " = 16\nreturn 1\n");
+    free(src);
+}
+
+/* The keys written together share a slot: the registry's (KEY_NODES_TAG), a node's users with their presence
+ * (per shard), an SMS mobile's three keys, the two courier position keys. */
+static void test_slot_groups(void **state)
+{
+    char a[128], b[128], c[128], d[128];
+    (void)state;
+    keys_set_shards(4);
+    snprintf(a, sizeof(a), KEY_NODE, 7);
+    snprintf(b, sizeof(b), KEY_NODE_ROOMS, 7);
+    snprintf(c, sizeof(c), KEY_ROOM_MEMBERS, "lobby");
+    assert_int_equal(slot_of(KEY_NODES), slot_of(a));
+    assert_int_equal(slot_of(KEY_NODES), slot_of(b));
+    assert_int_equal(slot_of(KEY_NODES), slot_of(c));
+    snprintf(a, sizeof(a), KEY_NODE_USERS, key_shard(42), 7);
+    key_tagged(b, sizeof(b), KEY_PRESENCE, 42);
+    snprintf(c, sizeof(c), KEY_NODE_CLEARED, key_shard(42));
+    assert_string_equal(a, "mp:{2}:node:7:users");
+    assert_int_equal(slot_of(a), slot_of(b));
+    assert_int_equal(slot_of(a), slot_of(c));
+    snprintf(a, sizeof(a), KEY_SMS_CODE, "13800138000");
+    snprintf(b, sizeof(b), KEY_SMS_RESEND, "13800138000");
+    snprintf(c, sizeof(c), KEY_SMS_DAILY, "13800138000");
+    snprintf(d, sizeof(d), KEY_SMS_CODE, "13800138001");
+    assert_int_equal(slot_of(a), slot_of(b));
+    assert_int_equal(slot_of(a), slot_of(c));
+    assert_int_not_equal(slot_of(a), slot_of(d)); /* another mobile: another slot (spread) */
+    assert_int_equal(slot_of(KEY_GEO), slot_of(KEY_GEO_TIME));
+}
+
+static void test_live_list(void **state)
+{
+    redisReply one = {.type = REDIS_REPLY_STRING, .str = "1", .len = 1};
+    redisReply twelve = {.type = REDIS_REPLY_STRING, .str = "12", .len = 2};
+    redisReply bad = {.type = REDIS_REPLY_STRING, .str = "1,2", .len = 3};
+    redisReply empty_id = {.type = REDIS_REPLY_STRING, .str = "", .len = 0};
+    redisReply *ids[] = {&one, &twelve}, *bads[] = {&one, &bad}, *empties[] = {&empty_id};
+    redisReply list = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = ids};
+    redisReply none = {.type = REDIS_REPLY_ARRAY, .elements = 0, .element = NULL};
+    redisReply junk = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = bads};
+    redisReply blank = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = empties};
+    redisReply err = {.type = REDIS_REPLY_ERROR, .str = "ERR", .len = 3};
+    char buf[16];
+    (void)state;
+    assert_int_equal(keys_live_list(&list, buf, sizeof(buf)), MP_OK);
+    assert_string_equal(buf, ",1,12,"); /* mp_live finds ",1," and ",12,", never "1" inside "12" */
+    assert_int_equal(keys_live_list(&none, buf, sizeof(buf)), MP_OK);
+    assert_string_equal(buf, ",");
+    assert_int_equal(keys_live_list(&junk, buf, sizeof(buf)), MP_ERR); /* a comma would split an id */
+    assert_string_equal(buf, ",");
+    assert_int_equal(keys_live_list(&blank, buf, sizeof(buf)), MP_ERR);
+    assert_int_equal(keys_live_list(&err, buf, sizeof(buf)), MP_ERR);
+    assert_int_equal(keys_live_list(NULL, buf, sizeof(buf)), MP_ERR);
+    assert_int_equal(keys_live_list(&list, buf, 6), MP_ERR); /* ",1,12," needs 7 bytes */
+    assert_string_equal(buf, ",");
+    assert_int_equal(keys_live_list(&list, buf, 7), MP_OK);
+    assert_string_equal(buf, ",1,12,");
+    assert_int_equal(keys_live_list(&list, buf, 1), MP_ERR);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shard),        cmocka_unit_test(test_names),       cmocka_unit_test(test_slots),
-        cmocka_unit_test(test_shards_reply), cmocka_unit_test(test_lua_prelude),
+        cmocka_unit_test(test_shard),       cmocka_unit_test(test_names),
+        cmocka_unit_test(test_slots),       cmocka_unit_test(test_shards_reply),
+        cmocka_unit_test(test_lua_prelude), cmocka_unit_test(test_slot_groups),
+        cmocka_unit_test(test_live_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
