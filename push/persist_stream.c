@@ -587,7 +587,7 @@ int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
  * entry's id, the reason, then the entry's fields. The dead letter and the XACK in one script, so that on a
  * cluster too (no MULTI there: rds.h) an entry is never acked without its dead letter, nor dead twice; a
  * refused XADD raises before the XACK. */
-static const char dead_letter_lua[] =
+static const char dead_letter_lua[] = LUA_SHEBANG
     "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '" MQ_F_DEAD_REASON "', ARGV[4], '" MQ_F_DEAD_ID
     "', ARGV[3]}\n"
     "for i = 5, #ARGV do a[#a + 1] = ARGV[i] end\n"

@@ -766,15 +766,10 @@ start_daemons() {
 }
 
 # ---- the stack on Redis Cluster ('up --redis cluster') --------------------------------------------------
-# magpie-http, magpie-persist and magpie-notify run on the cluster (shared/rds.h over shared/rcluster.h,
-# redis.stream_shards = 1); magpie-push does not yet (issue 20: shared/cli.c refuses it), so /ws and
-# /room have no node behind nginx and chat does not run. Its place is marked below.
+# Every daemon runs on the cluster with redis.stream_shards = 1 (magpie-push through push/rdsa_cluster.c,
+# the others through shared/rds.h over shared/rcluster.h): the same daemons as start_daemons starts.
 start_cluster_daemons() {
-    start_daemon http "$BUILD/http/magpie-http" "http://127.0.0.1:$HTTP_PORT/healthz"
-    # PUSH ON THE CLUSTER: once magpie-push runs on it (its client is push/rdsa_cluster.c), start its
-    # nodes here as start_daemons does (the PUSH_PORT_LIST loop), and drop its refusal in shared/cli.c.
-    start_daemon persist "$BUILD/push/magpie-persist" "http://127.0.0.1:$PERSIST_METRICS_PORT/healthz"
-    start_daemon notify "$BUILD/notify/magpie-notify" "http://127.0.0.1:$NOTIFY_METRICS_PORT/healthz"
+    start_daemons
 }
 
 start_cluster_stack() {
@@ -784,7 +779,6 @@ start_cluster_stack() {
     migrate
     start_cluster_daemons
     start_nginx
-    say "  (Redis Cluster: magpie-push is not started: it does not run on a cluster yet)"
     say "  $(core_note)"
 }
 
