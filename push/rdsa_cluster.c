@@ -161,7 +161,8 @@ static struct {
     int refresh_wanted, refresh_in_flight, refresh_min_ms;
     int64_t refresh_ms; /* when the last refresh was sent */
     int map_down_logged;
-    int full; /* what the state callbacks were told last */
+    unsigned map_gen; /* bumped whenever the map may name other owners (rdsac_map_gen) */
+    int full;         /* what the state callbacks were told last */
     struct req *delayed;
     int64_t delay_due_ms; /* when delay_timer fires; 0: not started */
     uv_timer_t delay_timer, watchdog;
@@ -518,6 +519,7 @@ static void map_apply(const char *from_host, int from_port)
 
     K.map = K.scratch;
     K.scratch = old;
+    K.map_gen++;
     for (int s = 0; s < RCL_SLOTS; s++)
         served += K.map->owner[s] >= 0;
     if (changed)
@@ -832,12 +834,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     case RCL_ASK:
         if (k == RCL_MOVED) {
             K.st.moved++;
-            if (K.map != NULL)
-                rcl_map_set_owner(K.map, rd.slot, rd.host, rd.port); /* full: the redirect still leads */
-            if (K.refresh_min_ms > RCL_REFRESH_MIN_MS)
-                K.refresh_min_ms = RCL_REFRESH_MIN_MS;
-            K.refresh_wanted = 1;
-            refresh_kick();
+            rdsac_moved(rd.slot, rd.host, rd.port);
         } else {
             K.st.ask++;
         }
@@ -1053,6 +1050,45 @@ void rdsac_wait(rdsa_wait_fn fn, void *arg)
     *n->w.tail = w;
     n->w.tail = &w->next;
     node_wait_send(n);
+}
+
+/* ---- what rdsa.c's sharded subscribers need (the top: pub/sub) ---- */
+
+unsigned rdsac_map_gen(void)
+{
+    return K.map_gen;
+}
+
+int rdsac_slot_owner(int slot, char *host, size_t hostlen, int *port)
+{
+    const struct rcl_node *owner;
+    if (!K.running || K.stopping || K.map == NULL || (owner = rcl_map_owner(K.map, slot)) == NULL)
+        return MP_EAGAIN;
+    snprintf(host, hostlen, "%s", owner->host);
+    *port = owner->port;
+    return MP_OK;
+}
+
+void rdsac_moved(int slot, const char *host, int port)
+{
+    if (!K.running || K.stopping)
+        return;
+    if (K.map != NULL && rcl_map_set_owner(K.map, slot, host, port) == MP_OK) /* full: the redirect leads */
+        K.map_gen++;
+    if (K.refresh_min_ms > RCL_REFRESH_MIN_MS)
+        K.refresh_min_ms = RCL_REFRESH_MIN_MS;
+    K.refresh_wanted = 1;
+    refresh_kick();
+}
+
+void rdsac_refresh_soon(void)
+{
+    if (!K.running || K.stopping)
+        return;
+    if (K.refresh_min_ms > REFRESH_FAILED_MIN_MS)
+        K.refresh_min_ms = REFRESH_FAILED_MIN_MS;
+    K.refresh_wanted = 1;
+    refresh_kick();
 }
 
 /* ---- the subscriber's address, the reply's node, counters ---- */
