@@ -16,14 +16,15 @@
 #include <string.h>
 #include <strings.h>
 
-#define RDSA_BACKOFF_MIN_MS     100
-#define RDSA_BACKOFF_MAX_MS     2000
-#define RDSA_WATCHDOG_MS        100 /* how often timeouts are checked; well under the smallest allowed timeout */
-#define RDSA_MAX_SCRIPTS        32
-#define RDSA_MAX_STATE_FNS      8
-#define RDSA_WAIT_WARN_EVERY_MS 10000 /* a WAIT that falls short repeats for every message: log this often   \
-                                       */
-#define RDSA_SUB_WARN_EVERY_MS 10000 /* a refused subscription is tried again and again: log this often */
+#define RDSA_BACKOFF_MIN_MS 100
+#define RDSA_BACKOFF_MAX_MS 2000
+#define RDSA_WATCHDOG_MS    100 /* how often timeouts are checked; well under the smallest allowed timeout */
+#define RDSA_MAX_SCRIPTS    32
+#define RDSA_MAX_STATE_FNS  8
+/* A WAIT that falls short repeats for every message, a refused subscription is tried again and again: each
+ * is logged this often. */
+#define RDSA_WAIT_WARN_EVERY_MS 10000
+#define RDSA_SUB_WARN_EVERY_MS  10000
 
 /* ---- a libuv adapter for hiredis ----
  * hiredis 0.14's adapters/libuv.h drops every poll event that carries an error status (a socket reset by a
@@ -221,9 +222,9 @@ static struct {
     } state_fns[RDSA_MAX_STATE_FNS];
     int nstate_fns;
     struct channel *channels;
-    struct map by_hash; /* hash of the name -> first channel with it */
-    uv_async_t moved;   /* the sentinels announced a new master (sentinel_watch's thread wakes the loop) */
-    int cluster;        /* redis.cluster is set: commands go through rdsa_cluster.c, R.cmd stays down */
+    struct map by_hash;  /* hash of the name -> first channel with it */
+    uv_async_t moved;    /* the sentinels announced a new master (sentinel_watch's thread wakes the loop) */
+    int cluster;         /* redis.cluster is set: commands go through rdsa_cluster.c, R.cmd stays down */
     struct link *shards; /* cluster: the sharded subscriber links, one per master serving a channel */
     int unplaced;        /* channels with link NULL */
     unsigned placed_gen; /* rdsac_map_gen() when every sharded channel was last placed by the map */
@@ -979,8 +980,8 @@ static void sub_ops_free(struct link *l)
 /* Append a command to subscriber link l (live) and remember it; MP_OK or MP_ENOMEM. */
 static int sub_send(struct link *l, enum subop_kind kind, const char *arg)
 {
-    static const char *const names[] = {"AUTH", "CLIENT", "SUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
-                                        "SUNSUBSCRIBE"};
+    static const char *const names[] = {"AUTH",       "CLIENT",      "SUBSCRIBE",
+                                        "SSUBSCRIBE", "UNSUBSCRIBE", "SUNSUBSCRIBE"};
     const char *keep = kind == OP_AUTH || kind == OP_SETNAME ? "" : arg;
     size_t len = strlen(keep);
     struct subop *op = malloc(sizeof(*op) + len + 1);
@@ -1045,8 +1046,7 @@ static uint64_t name_hash(const char *s, size_t len, int sharded)
 static struct channel *channel_find(const char *name, size_t len, int sharded)
 {
     struct channel *c = map_get(&R.by_hash, name_hash(name, len, sharded));
-    while (c != NULL &&
-           (c->sharded != sharded || strlen(c->name) != len || memcmp(c->name, name, len) != 0))
+    while (c != NULL && (c->sharded != sharded || strlen(c->name) != len || memcmp(c->name, name, len) != 0))
         c = c->same_hash;
     return c;
 }
@@ -1058,7 +1058,8 @@ static struct link *shard_get(const char *host, int port)
     for (l = R.shards; l != NULL; l = l->next_shard)
         if (l->port == port && strcmp(l->host, host) == 0)
             return l;
-    if (R.loop == NULL || R.stopping || strlen(host) >= sizeof(l->host) || (l = calloc(1, sizeof(*l))) == NULL)
+    if (R.loop == NULL || R.stopping || strlen(host) >= sizeof(l->host) ||
+        (l = calloc(1, sizeof(*l))) == NULL)
         return NULL;
     l->name = "sharded"; /* CLIENT SETNAME magpie-push-<node>-sharded */
     l->subscriber = 1;
@@ -1211,9 +1212,10 @@ static void sub_refused(struct link *l, const struct subop *op, const redisReply
     c->backoff_ms = c->backoff_ms * 2 > RDSA_BACKOFF_MAX_MS ? RDSA_BACKOFF_MAX_MS : c->backoff_ms * 2;
     R.sub_refused++;
     if (R.sub_warned_ms == 0 || now - R.sub_warned_ms >= RDSA_SUB_WARN_EVERY_MS) {
-        log_warn("redis refused a subscription: tried again link=%s host=%s port=%d channel=%s reply=\"%.200s\" "
-                 "count=%llu",
-                 l->name, l->host, l->port, c->name, r->str, (unsigned long long)R.sub_refused);
+        log_warn(
+            "redis refused a subscription: tried again link=%s host=%s port=%d channel=%s reply=\"%.200s\" "
+            "count=%llu",
+            l->name, l->host, l->port, c->name, r->str, (unsigned long long)R.sub_refused);
         R.sub_warned_ms = now;
         R.sub_refused = 0;
     }

@@ -62,11 +62,15 @@
  * the write, callers call rdsa_wait from the write's reply callback; outside one it answers 0), one WAIT in
  * flight per connection as rdsa's, answering every caller queued before it was sent.
  *
- * Pub/sub stays rdsa.c's subscriber link: classic SUBSCRIBE on one connection to any node (a cluster
- * forwards every PUBLISH to every node's subscribers); when that node is lost the link connects to the next
- * master of the map (rdsac_sub_address) and subscribes again, with the ready callbacks as always. Sharded
- * pub/sub (SSUBSCRIBE, a subscriber connection per master owning the channels' slots) is a later step of
- * issue 20.
+ * Pub/sub is rdsa.c's (its pub/sub part has the design). Classic SUBSCRIBE: one connection to any node (a
+ * cluster forwards every PUBLISH to every node's subscribers); when that node is lost the link connects to
+ * the next master of the map (rdsac_sub_address) and subscribes again, with the ready callbacks as always.
+ * Sharded (SSUBSCRIBE): rdsa.c keeps one subscriber connection per master serving a subscribed channel's
+ * slot, placed by this map (rdsac_slot_owner), moved when the map changes (rdsac_map_gen: every refresh
+ * and every MOVED bumps it); a MOVED answer to an SSUBSCRIBE sets the slot's owner as a command's does
+ * (rdsac_moved), and a subscription the server dropped (its slot left the node) or a subscriber connection
+ * lost asks for a refresh (rdsac_refresh_soon). SPUBLISH is an ordinary command here: its channel is its
+ * key (rcl_command_slot), so it goes to the master of the channel's slot.
  *
  * Logs: a node down (once per outage) and ready again, the map's masters when they change, a refresh that
  * failed (once per outage), the cluster fully served / not, a refused command. Counters: rdsac_stats (the
