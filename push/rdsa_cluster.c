@@ -180,6 +180,7 @@ static struct {
 static void req_try(struct req *q);
 static void node_connect(struct node *n);
 static void refresh_kick(void);
+static void map_moved(int slot, const char *host, int port);
 static void update_state(void);
 
 static int64_t now_ms(void)
@@ -838,7 +839,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     case RCL_ASK:
         if (k == RCL_MOVED) {
             K.st.moved++;
-            rdsac_moved(rd.slot, rd.host, rd.port);
+            map_moved(rd.slot, rd.host, rd.port);
         } else {
             K.st.ask++;
         }
@@ -1073,16 +1074,23 @@ int rdsac_slot_owner(int slot, char *host, size_t hostlen, int *port)
     return MP_OK;
 }
 
-void rdsac_moved(int slot, const char *host, int port)
+/* A MOVED to slot host:port (a command's or an SSUBSCRIBE's): the map's owner set, a refresh wanted. */
+static void map_moved(int slot, const char *host, int port)
 {
-    if (!K.running || K.stopping)
-        return;
     if (K.map != NULL && rcl_map_set_owner(K.map, slot, host, port) == MP_OK) /* full: the redirect leads */
         K.map_gen++;
     if (K.refresh_min_ms > RCL_REFRESH_MIN_MS)
         K.refresh_min_ms = RCL_REFRESH_MIN_MS;
     K.refresh_wanted = 1;
     refresh_kick();
+}
+
+void rdsac_moved(int slot, const char *host, int port)
+{
+    if (!K.running || K.stopping)
+        return;
+    K.st.sub_moved++;
+    map_moved(slot, host, port);
 }
 
 void rdsac_refresh_soon(void)

@@ -46,6 +46,7 @@ int rdsac_reply_node(char *host, size_t hostlen, int *port);
 struct rdsac_stats {
     uint64_t commands; /* accepted by rdsa_cmd / rdsa_cmdargv / rdsa_eval */
     uint64_t moved, ask, tryagain, clusterdown;
+    uint64_t sub_moved;      /* MOVED answers to rdsa.c's SSUBSCRIBEs (a stale map: the slot's owner set) */
     uint64_t noscript;       /* EVALSHAs answered NOSCRIPT, loaded and sent again */
     uint64_t retries;        /* failed tries tried again after a backoff */
     uint64_t gave_up;        /* commands answered NULL after redis.cluster_retry_ms (or too many redirects) */

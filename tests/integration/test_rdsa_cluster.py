@@ -561,3 +561,28 @@ def test_ssubscribe_follows_a_failover(probe):
         subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
+
+
+def test_ssubscribe_moved_and_reconnect(probe):
+    """An SSUBSCRIBE sent by a stale map (the slot moved while the client had no reason to look) is
+    answered MOVED: the client subscribes on the master it names. A sharded connection killed (CLIENT KILL)
+    reconnects to its master and subscribes its channels again (ready again)."""
+    src = nodes()[masters()[0]]
+    dst = nodes()[next(p for p in masters() if p != src["port"])]
+    ch = f"mv:{tag_on(src['port'], 'smv')}"
+    _migrate_slot(slot_of(ch), src, dst)  # no key, no command of the probe there: its map is stale now
+    s0 = probe.stats()
+    assert probe.ask(f".ssub {ch}") == "SUBSCRIBED"
+    assert probe.stats()["sub_moved"] == s0["sub_moved"] + 1  # the stale map's SSUBSCRIBE was redirected
+    assert shard_numsub(dst["port"], ch) == 1 and shard_numsub(src["port"], ch) == 0
+    assert spublish(dst["port"], ch, "moved") == 1
+    wait_until("the message", lambda: probe.msgs(ch)[0] == 1, 5)
+    # kill rdsa's sharded connection on dst
+    for line in cli(dst["port"], "CLIENT", "LIST").splitlines():
+        if " name=magpie-push-" in line and "-sharded " in line:
+            cli(dst["port"], "CLIENT", "KILL", "ID", line.split(" ", 1)[0].split("=")[1])
+    wait_until("the subscription confirmed again", lambda: probe.msgs(ch)[1] == 2, 10)
+    assert shard_numsub(dst["port"], ch) == 1
+    assert spublish(dst["port"], ch, "after-kill") == 1
+    wait_until("the message after the reconnect", lambda: probe.msgs(ch)[0] == 2, 5)
+    assert probe.msgs(ch)[2] == "after-kill"

@@ -341,13 +341,13 @@ static void stats_line(void)
     answer(
         "STATS commands=%llu moved=%llu ask=%llu tryagain=%llu clusterdown=%llu noscript=%llu retries=%llu "
         "gave_up=%llu lost_in_flight=%llu refused=%llu refreshes=%llu refresh_failures=%llu "
-        "node_losses=%llu masters=%d masters_ready=%d",
+        "node_losses=%llu sub_moved=%llu masters=%d masters_ready=%d",
         (unsigned long long)s.commands, (unsigned long long)s.moved, (unsigned long long)s.ask,
         (unsigned long long)s.tryagain, (unsigned long long)s.clusterdown, (unsigned long long)s.noscript,
         (unsigned long long)s.retries, (unsigned long long)s.gave_up, (unsigned long long)s.lost_in_flight,
         (unsigned long long)s.refused, (unsigned long long)s.refreshes,
-        (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses, s.masters,
-        s.masters_ready);
+        (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses,
+        (unsigned long long)s.sub_moved, s.masters, s.masters_ready);
 }
 
 /* rdsa_cmd with a format of argc "%b"s: the printf-style path. */
