@@ -647,21 +647,22 @@ static int chat_friends(struct run *R, int add)
     long pending = 0;
     keys_set_shards((int)R->cfg.redis.stream_shards); /* the friend sets' shard tags (keys.h) */
     rds_init(&r, &R->cfg);
-    redisContext *ctx = rds_conn(&r);
-    if (ctx == NULL) {
+    redisReply *ping = rds_cmd(&r, "PING");
+    if (ping == NULL) {
         fprintf(stderr, "magpie-bench: Redis %s:%lld is not reachable (needed to make the pairs friends)\n",
                 R->cfg.redis.host, R->cfg.redis.port);
         rds_close(&r);
         return -1;
     }
+    freeReplyObject(ping);
     for (long i = 0; i < R->o.conns && rc == 0; i++) {
         long long me = (long long)(R->o.uid_base + i), other = (long long)(R->o.uid_base + (i ^ 1));
         char key[64];
         key_tagged(key, sizeof(key), KEY_FRIENDS, me);
         if (add)
-            redisAppendCommand(ctx, "SADD %s %lld", key, other);
+            rds_append(&r, "SADD %s %lld", key, other);
         else
-            redisAppendCommand(ctx, "DEL %s", key);
+            rds_append(&r, "DEL %s", key);
         pending++;
         if (bench_offline(&R->o, (uint32_t)i)) {
             /* Its offline recipient (bench.h bench_recipient), a friend both ways. */
@@ -669,11 +670,11 @@ static int chat_friends(struct run *R, int add)
             char gkey[64];
             key_tagged(gkey, sizeof(gkey), KEY_FRIENDS, ghost);
             if (add) {
-                redisAppendCommand(ctx, "SADD %s %lld", key, ghost);
-                redisAppendCommand(ctx, "SADD %s %lld", gkey, me);
+                rds_append(&r, "SADD %s %lld", key, ghost);
+                rds_append(&r, "SADD %s %lld", gkey, me);
                 pending += 2;
             } else {
-                redisAppendCommand(ctx, "DEL %s", gkey);
+                rds_append(&r, "DEL %s", gkey);
                 pending++;
             }
         }

@@ -305,20 +305,18 @@ static void register_batch(struct waiter *list)
     size_t n = 0, i;
 
     while (list != NULL || n > 0) {
-        redisContext *ctx;
         while (list != NULL && n < MP_ARRAY_LEN(batch)) {
             struct waiter *w = list;
             list = list->next;
             index_add(w);
             batch[n++] = w;
         }
-        ctx = rds_conn(&lp.check);
-        for (i = 0; ctx != NULL && i < n; i++)
-            if (redisAppendCommand(ctx, "HGET " KEY_QR " ver", batch[i]->wait.token) != REDIS_OK)
+        /* The QR keys are in different slots on a cluster: rds_append groups them per master (rds.h). */
+        for (i = 0; i < n; i++)
+            if (rds_append(&lp.check, "HGET " KEY_QR " ver", batch[i]->wait.token) != MP_OK)
                 break;
-        if (ctx == NULL || i < n) {
-            if (ctx != NULL)
-                rds_drop(&lp.check, "cannot queue a command");
+        if (i < n) {
+            rds_discard(&lp.check);
             if (lp.subscribed)
                 sub_lost("the version check failed");
             n = 0;
@@ -334,6 +332,8 @@ static void register_batch(struct waiter *list)
                     live = more != NULL;
                     freeReplyObject(more);
                 }
+                if (!live)
+                    rds_discard(&lp.check);
                 if (lp.subscribed)
                     sub_lost("the version check failed");
                 break;
@@ -512,6 +512,7 @@ int longpoll_start(void)
     snprintf(lp.chan_suffix, sizeof(lp.chan_suffix), "%s", hole + 2);
     snprintf(lp.pattern, sizeof(lp.pattern), "%s*%s", lp.chan_prefix, lp.chan_suffix);
     rds_init(&lp.sub, &app.cfg);
+    rds_subscriber(&lp.sub);
     rds_init(&lp.check, &app.cfg);
 
     for (i = 0; i < lp.nworkers; i++) {

@@ -22,7 +22,6 @@
 #define REVOKED_PING_MS  1000  /* the subscription is PINGed this often (silence: http.revoked_silence_ms) */
 #define REVOKED_PURGE_MS 60000 /* expired tokens are dropped this often */
 #define REVOKED_RETRY_MS 500   /* after a failed subscribe or load, try again this much later */
-#define REVOKED_SCAN     1000  /* keys per SCAN step of the one-time migration */
 
 struct rentry {
     struct rentry *next;
@@ -206,10 +205,27 @@ static void on_message(const char *payload, size_t len)
     json_decref(o);
 }
 
-/* Tokens revoked before there was an index (an upgrade): copy their keys into it, once per Redis. */
+/* One key of the SCAN in migrate: a revoked token's key goes into the index with its TTL. */
+static int index_one(const char *key, size_t len, void *arg)
+{
+    const char *pattern = arg, *jti;
+    redisReply *ttl;
+    if (strlen(key) != len || len != strlen(pattern) - 1 + AUTH_JTI_LEN)
+        return MP_OK;
+    jti = key + strlen(pattern) - 1;
+    ttl = rds_cmd(&rv.cmd, "TTL %s", key);
+    if (ttl != NULL && ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0)
+        freeReplyObject(rds_cmd(&rv.cmd, "ZADD %s %lld %s", KEY_REVOKED_INDEX,
+                                (long long)time(NULL) + ttl->integer, jti));
+    freeReplyObject(ttl);
+    return MP_OK;
+}
+
+/* Tokens revoked before there was an index (an upgrade): copy their keys into it, once per Redis (every
+ * master of a cluster is scanned: rds_scan). */
 static int migrate(void)
 {
-    char cursor[32] = "0", pattern[64];
+    char pattern[64];
     redisReply *rep;
 
     rep = rds_cmd(&rv.cmd, "EXISTS %s", KEY_REVOKED_INDEXED);
@@ -224,28 +240,8 @@ static int migrate(void)
     freeReplyObject(rep);
     snprintf(pattern, sizeof(pattern), KEY_REVOKED, "*");
     log_info("indexing the revoked tokens once key=%s", KEY_REVOKED_INDEX);
-    do {
-        rep = rds_cmd(&rv.cmd, "SCAN %s MATCH %s COUNT %d", cursor, pattern, REVOKED_SCAN);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-            rep->element[0]->str == NULL || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(rep);
-            return MP_ERR;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        for (size_t i = 0; i < rep->element[1]->elements; i++) {
-            const char *key = rep->element[1]->element[i]->str, *jti;
-            redisReply *ttl;
-            if (key == NULL || strlen(key) != strlen(pattern) - 1 + AUTH_JTI_LEN)
-                continue;
-            jti = key + strlen(pattern) - 1;
-            ttl = rds_cmd(&rv.cmd, "TTL %s", key);
-            if (ttl != NULL && ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0)
-                freeReplyObject(rds_cmd(&rv.cmd, "ZADD %s %lld %s", KEY_REVOKED_INDEX,
-                                        (long long)time(NULL) + ttl->integer, jti));
-            freeReplyObject(ttl);
-        }
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
+    if (rds_scan(&rv.cmd, pattern, index_one, pattern) != MP_OK)
+        return MP_ERR;
     rep = rds_cmd(&rv.cmd, "SET %s 1", KEY_REVOKED_INDEXED);
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         freeReplyObject(rep);
@@ -417,6 +413,7 @@ int revoked_start(void)
         return MP_OK;
     }
     rds_init(&rv.sub, &app.cfg);
+    rds_subscriber(&rv.sub);
     rds_init(&rv.cmd, &app.cfg);
     rv.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (rv.efd < 0) {

@@ -36,20 +36,25 @@ extern char **environ;
 #define SMS_MAX_CODE_INPUT 16 /* longer "codes" are refused as invalid input, not compared */
 #define SMS_WAIT_STEP_MS   5  /* how often a running delivery command is checked */
 
-/* KEYS: ip counter, resend lock, daily counter, code hash.
- * ARGV: ip_limit, ip_window_s, resend_interval_s, daily_limit, daily window, code, code_ttl_s.
- * Returns 0 = code stored, 1 = IP over its limit, 2 = resend too soon, 3 = daily limit reached. */
+/* The IP's counter and the mobile's keys are in different slots on a cluster (keys.h): two scripts, the
+ * IP's first, as the one script before them counted (an IP over its limit is refused before the mobile's
+ * limits are looked at; a request refused for the mobile still counts for its IP).
+ * KEYS: ip counter. ARGV: ip_window_s. Returns the count in the window, this request included. */
+static const char ip_lua[] = "local n = redis.call('INCR', KEYS[1])\n"
+                             "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
+                             "return n\n";
+
+/* KEYS: resend lock, daily counter, code hash (one mobile's: one slot).
+ * ARGV: resend_interval_s, daily_limit, daily window, code, code_ttl_s.
+ * Returns 0 = code stored, 2 = resend too soon, 3 = daily limit reached. */
 static const char send_lua[] =
-    "local n = redis.call('INCR', KEYS[1])\n"
-    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-    "if n > tonumber(ARGV[1]) then return 1 end\n"
-    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 2 end\n"
-    "local d = redis.call('INCR', KEYS[3])\n"
-    "if d == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end\n"
-    "if d > tonumber(ARGV[4]) then return 3 end\n"
-    "redis.call('DEL', KEYS[4])\n"
-    "redis.call('HSET', KEYS[4], 'code', ARGV[6], 'tries', 0)\n"
-    "redis.call('EXPIRE', KEYS[4], ARGV[7])\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 2 end\n"
+    "local d = redis.call('INCR', KEYS[2])\n"
+    "if d == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+    "if d > tonumber(ARGV[2]) then return 3 end\n"
+    "redis.call('DEL', KEYS[3])\n"
+    "redis.call('HSET', KEYS[3], 'code', ARGV[4], 'tries', 0)\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
     "return 0\n";
 
 /* KEYS: code hash. ARGV: the code offered, max_attempts.
@@ -188,7 +193,7 @@ void sms_send_code(struct call *c)
     const char *mobile;
     char code[SMS_CODE_DIGITS + 1], masked[MOBILE_MAX_LEN + 1];
     char k_ip[128], k_resend[64], k_daily[64], k_code[64];
-    char a_ip_limit[24], a_ip_window[24], a_resend[24], a_daily[24], a_window[24], a_ttl[24];
+    char a_ip_window[24], a_resend[24], a_daily[24], a_window[24], a_ttl[24];
     redisReply *rep;
     long long outcome;
     int replicated;
@@ -203,25 +208,28 @@ void sms_send_code(struct call *c)
     snprintf(k_resend, sizeof(k_resend), KEY_SMS_RESEND, mobile);
     snprintf(k_daily, sizeof(k_daily), KEY_SMS_DAILY, mobile);
     snprintf(k_code, sizeof(k_code), KEY_SMS_CODE, mobile);
-    snprintf(a_ip_limit, sizeof(a_ip_limit), "%lld", app.cfg.sms.ip_limit);
     snprintf(a_ip_window, sizeof(a_ip_window), "%lld", app.cfg.sms.ip_window_s);
     snprintf(a_resend, sizeof(a_resend), "%lld", app.cfg.sms.resend_interval_s);
     snprintf(a_daily, sizeof(a_daily), "%lld", app.cfg.sms.daily_limit);
     snprintf(a_window, sizeof(a_window), "%d", SMS_DAILY_WINDOW_S);
     snprintf(a_ttl, sizeof(a_ttl), "%lld", app.cfg.sms.code_ttl_s);
 
-    rep = rds_cmd(&c->w->rds, "EVAL %s 4 %s %s %s %s %s %s %s %s %s %s %s", send_lua, k_ip, k_resend, k_daily,
-                  k_code, a_ip_limit, a_ip_window, a_resend, a_daily, a_window, code, a_ttl);
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-        if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
-            log_error("send_code script failed reason=\"%s\"", rep->str);
+    rep = rds_cmd(&c->w->rds, "EVAL %s 1 %s %s", ip_lua, k_ip, a_ip_window);
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > app.cfg.sms.ip_limit) {
         freeReplyObject(rep);
-        explicit_bzero(code, sizeof(code));
-        reply_unavailable(c, "redis");
-        return;
+        rep = NULL;
+        outcome = 1; /* the IP is over its limit */
+    } else if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+        freeReplyObject(rep);
+        rep = rds_cmd(&c->w->rds, "EVAL %s 3 %s %s %s %s %s %s %s %s", send_lua, k_resend, k_daily, k_code,
+                      a_resend, a_daily, a_window, code, a_ttl);
+        if (rep == NULL || rep->type != REDIS_REPLY_INTEGER)
+            goto failed;
+        outcome = rep->integer;
+        freeReplyObject(rep);
+    } else {
+        goto failed;
     }
-    outcome = rep->integer;
-    freeReplyObject(rep);
     mobile_mask(mobile, masked, sizeof(masked));
     if (outcome != 0) {
         static const char *why[] = {"", "too many requests from this address", "a code was sent recently",
@@ -249,6 +257,13 @@ void sms_send_code(struct call *c)
     count("sent");
     log_info("sms code sent mobile=%s", masked);
     reply(c, API_OK, NULL);
+    return;
+failed:
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        log_error("send_code script failed reason=\"%s\"", rep->str);
+    freeReplyObject(rep);
+    explicit_bzero(code, sizeof(code));
+    reply_unavailable(c, "redis");
 }
 
 /* Put a verified code back (the login failed after it was taken), for what was left of its life. */

@@ -36,7 +36,7 @@
  *   - Anything else (non-2xx, timeout, connection refused, bad URL, redirect): every recipient of the batch
  *     waits retry_base_ms * 2^(failures-1) (up to retry_max_ms), drawn between half and all of it (jitter),
  *     and one log line says why. After a failure, a recipient's events older than notify.max_age_s go to
- *     KEY_NOTIFY_DEAD with that reason (XADD + XACK in one MULTI, persist_stream_dead_letter), then XDEL.
+ *     KEY_NOTIFY_DEAD with that reason (XADD + XACK in one script, persist_stream_dead_letter), then XDEL.
  *     An entry that is not a valid event (another format version, no recipient) goes there at once.
  *   - SIGTERM: no new batch; the batches in flight get until NOTIFY_STOP_MS to finish (then they are left
  *     pending, sent again on the next start); exit.

@@ -146,8 +146,11 @@ int main(int argc, char **argv)
             goto done;
         sleep(1);
     }
-    while (!stop && (rc = upgrade_keys(&cfg)) != MP_OK)
+    while (!stop && (rc = upgrade_keys(&cfg)) != MP_OK) {
+        if (rc == MP_ERR)
+            goto done; /* a cluster holding old names: logged, the operator must act */
         sleep(1);
+    }
     persist_worker_run(w, &stop);
     status = 0;
 done:

@@ -90,10 +90,11 @@ struct pipe {
     int queued;
 };
 
+/* Each command is one key's (or one group's slot): on a cluster rds_append groups them per master, and
+ * their order between slots does not matter (each raises or replaces its own keys only). */
 static int pipe_append(struct pipe *p, int argc, const char **argv, const size_t *argvlen)
 {
-    redisContext *ctx = rds_conn(p->r);
-    if (ctx == NULL || redisAppendCommandArgv(ctx, argc, argv, argvlen) != REDIS_OK)
+    if (rds_appendargv(p->r, argc, argv, argvlen) != MP_OK)
         return MP_EAGAIN;
     if (++p->queued == SEQ_PIPELINE) {
         p->queued = 0;
@@ -438,8 +439,7 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
     if (rc == MP_OK)
         rc = pipe_flush(&p);
     if (rc != MP_OK) {
-        if (rds_conn(r) != NULL)
-            rds_drop(r, "seq restore failed"); /* replies may be left unread on it */
+        rds_discard(r); /* replies may be left unread */
         return rc == MP_ENOMEM ? MP_EAGAIN : rc;
     }
     rep = restored_keys(r, 1);

@@ -249,6 +249,8 @@ static int key_shard_of(const redisReply *name)
     return (int)v;
 }
 
+static int take_all(struct persist_read *rd, redisReply *reply);
+
 /* New entries of every shard's stream in one XREADGROUP, as one list. COUNT is per stream in Redis: count
  * is split over the streams, so a read returns at most count + shards - 1 entries (persist.batch and
  * magpie-notify's room keep their meaning). */
@@ -258,9 +260,7 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
     int n = key_shards(), argc = 0, rc = MP_OK;
     char num[2][24], (*keys)[KEY_BUF] = calloc((size_t)n, sizeof(*keys));
     const char **argv = calloc((size_t)(2 * n + 10), sizeof(*argv));
-    redisReply *reply = NULL, **list = NULL;
-    int *shards = NULL;
-    size_t total = 0, k = 0;
+    redisReply *reply = NULL;
 
     if (keys == NULL || argv == NULL) {
         rc = MP_ENOMEM;
@@ -284,9 +284,23 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
     reply = rds_cmdargv(r, argc, argv, NULL);
     if ((rc = check(reply, "XREADGROUP")) != MP_OK)
         goto done;
+    rc = take_all(rd, reply);
+done:
+    free(keys);
+    free(argv);
+    return rc;
+}
+
+/* A multi-stream XREADGROUP reply (nil, or [[key, entries]...]) into rd, which takes reply. */
+static int take_all(struct persist_read *rd, redisReply *reply)
+{
+    redisReply **list = NULL;
+    int *shards = NULL, rc;
+    size_t total = 0, k = 0;
+
     rd->reply = reply;
     if (reply->type == REDIS_REPLY_NIL)
-        goto done; /* BLOCK timed out: nothing new */
+        return MP_OK; /* BLOCK timed out: nothing new */
     rc = MP_ERR;
     if (reply->type != REDIS_REPLY_ARRAY)
         goto bad;
@@ -299,6 +313,11 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
     }
     if (total == 0) {
         rc = MP_OK;
+        goto done;
+    }
+    if (!multi()) { /* one shard (read_new_each on a cluster): the ids as they are, as a single read */
+        if ((rc = take_entries(rd, reply->element[0]->element[1])) != MP_OK)
+            goto bad;
         goto done;
     }
     list = malloc(total * sizeof(*list));
@@ -327,9 +346,55 @@ bad:
 done:
     free(list);
     free(shards);
-    free(keys);
-    free(argv);
     return rc;
+}
+
+/* read_new_all on a cluster (rds.h), where the shards' streams are in different slots and one XREADGROUP
+ * over them is CROSSSLOT: each shard's stream is read alone without BLOCK (COUNT split as above), starting
+ * one shard further each time so a small count starves none; when none had anything, one shard, in turn,
+ * is read with BLOCK block_ms / shards, so a message in any shard waits about block_ms at most, as with
+ * one command. The replies are put together as one multi-stream reply for take_all. Used on a cluster
+ * with one shard too (the same path, tested there: an idle read costs two commands instead of one); on
+ * one Redis nothing changes (read_new_all, or the single-stream read). */
+static int read_new_each(struct rds *r, const char *consumer, long long count, long long block_ms,
+                         struct persist_read *rd)
+{
+    static unsigned next; /* the shard read first next time */
+    int n = key_shards(), first = (int)(__atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % (unsigned)n),
+        rc = MP_OK;
+    long long per = count > n ? (count + n - 1) / n : 1, block = block_ms / n > 0 ? block_ms / n : 1;
+    redisReply *all = calloc(1, sizeof(*all));
+    char key[KEY_BUF];
+
+    if (all == NULL || (all->element = calloc((size_t)n, sizeof(*all->element))) == NULL) {
+        free(all);
+        return MP_ENOMEM;
+    }
+    all->type = REDIS_REPLY_ARRAY;
+    for (int pass = 0; pass < 2 && all->elements == 0 && rc == MP_OK; pass++)
+        for (int i = 0; i < (pass == 0 ? n : 1) && rc == MP_OK; i++) {
+            int s = (first + i) % n;
+            redisReply *one = pass == 0
+                                  ? rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s >", bound.group,
+                                            consumer, per, stream_key(s, key))
+                                  : rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >",
+                                            bound.group, consumer, per, block, stream_key(s, key));
+            if ((rc = check(one, "XREADGROUP")) != MP_OK)
+                break;
+            if (one->type == REDIS_REPLY_ARRAY && one->elements == 1) {
+                all->element[all->elements++] = one->element[0]; /* [key, entries]: moved into all */
+                one->elements = 0;
+            } else if (one->type != REDIS_REPLY_NIL) {
+                log_error("unexpected XREADGROUP reply type=%d", one->type);
+                rc = MP_ERR;
+            }
+            freeReplyObject(one);
+        }
+    if (rc != MP_OK) {
+        freeReplyObject(all);
+        return rc;
+    }
+    return take_all(rd, all);
 }
 
 int persist_stream_read(struct rds *r, const char *consumer, const char *id, long long count,
@@ -340,6 +405,8 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
     int rc, shard;
 
     memset(rd, 0, sizeof(*rd));
+    if (strcmp(id, ">") == 0 && r->cluster)
+        return read_new_each(r, consumer, count, block_ms, rd);
     if (strcmp(id, ">") == 0 && multi())
         return read_new_all(r, consumer, count, block_ms, rd);
     if (strcmp(id, ">") == 0) {
@@ -516,14 +583,24 @@ int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
     return MP_OK;
 }
 
+/* KEYS: the dead-letter stream, the stream (one shard's: one slot). ARGV: its MAXLEN ~, the group, the
+ * entry's id, the reason, then the entry's fields. The dead letter and the XACK in one script, so that on a
+ * cluster too (no MULTI there: rds.h) an entry is never acked without its dead letter, nor dead twice; a
+ * refused XADD raises before the XACK. */
+static const char dead_letter_lua[] =
+    "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '" MQ_F_DEAD_REASON "', ARGV[4], '" MQ_F_DEAD_ID
+    "', ARGV[3]}\n"
+    "for i = 5, #ARGV do a[#a + 1] = ARGV[i] end\n"
+    "redis.call(unpack(a))\n"
+    "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])\n";
+
 int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *fields, const char *reason)
 {
-    enum { HEAD = 10 };
+    enum { HEAD = 9 };
     size_t nf = fields != NULL && fields->type == REDIS_REPLY_ARRAY ? fields->elements : 0;
     const char **argv = malloc((HEAD + nf) * sizeof(*argv));
     size_t *lens = malloc((HEAD + nf) * sizeof(*lens));
-    redisContext *c;
-    redisReply *replies[4] = {NULL, NULL, NULL, NULL};
+    redisReply *reply;
     char key[KEY_BUF], dead[KEY_BUF], raw[PERSIST_SID_MAX];
     int rc = MP_OK, argc = 0, shard;
 
@@ -532,52 +609,32 @@ int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *
         free(lens);
         return argv == NULL || lens == NULL ? MP_ENOMEM : MP_ERR;
     }
-    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one MULTI */
-    argv[argc++] = "XADD";
+    snprintf(dead, sizeof(dead), KEY_SHARDED("%s"), shard, bound.dead); /* next to its stream: one slot */
+    argv[argc++] = "EVAL";
+    argv[argc++] = dead_letter_lua;
+    argv[argc++] = "2";
     argv[argc++] = dead;
-    argv[argc++] = "MAXLEN";
-    argv[argc++] = "~";
+    argv[argc++] = stream_key(shard, key);
     argv[argc++] = bound.dead_maxlen;
-    argv[argc++] = "*";
-    argv[argc++] = MQ_F_DEAD_REASON;
-    argv[argc++] = reason;
-    argv[argc++] = MQ_F_DEAD_ID;
+    argv[argc++] = bound.group;
     argv[argc++] = raw; /* the entry's id in its shard's stream */
+    argv[argc++] = reason;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     for (size_t i = 0; i < nf; i++, argc++) {
         argv[argc] = fields->element[i]->str;
         lens[argc] = fields->element[i]->len;
     }
-    c = rds_conn(r);
-    if (c == NULL) {
-        free(argv);
-        free(lens);
-        return MP_EAGAIN;
-    }
-    redisAppendCommand(c, "MULTI");
-    redisAppendCommandArgv(c, argc, argv, lens);
-    redisAppendCommand(c, "XACK %s %s %s", stream_key(shard, key), bound.group, raw);
-    redisAppendCommand(c, "EXEC");
+    reply = rds_cmdargv(r, argc, argv, lens);
     free(argv);
     free(lens);
-    for (int i = 0; i < 4; i++)
-        replies[i] = rds_reply(r);
-    for (int i = 0; i < 4; i++)
-        if (replies[i] == NULL)
-            rc = MP_EAGAIN;
-    if (rc == MP_OK) {
-        const redisReply *exec = replies[3];
-        if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2 ||
-            exec->element[0]->type == REDIS_REPLY_ERROR || exec->element[1]->type == REDIS_REPLY_ERROR) {
-            log_error("redis refused the dead letter id=%s error=\"%s\"", id,
-                      exec->type == REDIS_REPLY_ERROR ? exec->str : "transaction failed");
-            rc = MP_ERR;
-        }
+    if (reply == NULL)
+        return MP_EAGAIN;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis refused the dead letter id=%s error=\"%s\"", id, reply->str);
+        rc = MP_ERR;
     }
-    for (int i = 0; i < 4; i++)
-        if (replies[i] != NULL)
-            freeReplyObject(replies[i]);
+    freeReplyObject(reply);
     return rc;
 }
 

@@ -10,7 +10,7 @@
  * stream (the count split over them); a read of pending entries goes through the streams one after the other,
  * as does a claim (its cursor is "0-0" only after the last stream's full pass); state sums the streams, trim
  * and forgetting consumers work on each. A dead letter keeps the entry's own id (MQ_F_DEAD_ID) and goes to
- * its shard's dead-letter stream (one MULTI with the XACK).
+ * its shard's dead-letter stream (one script with the XACK: works on a cluster too).
  *
  * Every function returns MP_OK, MP_EAGAIN when Redis is unavailable (rds.c dropped the connection and
  * logged it) or still loading its data after a restart, MP_ENOENT when the stream or the group is gone
@@ -82,7 +82,7 @@ int persist_stream_fence(struct rds *r, const char *consumer, const struct persi
 int persist_stream_deliveries(struct rds *r, const char *id, long long *count);
 
 /* Move entry id to KEY_MQ_DEAD (fields MQ_F_DEAD_REASON, MQ_F_DEAD_ID, then the original fields as they
- * were) and XACK it, atomically (MULTI/EXEC): a crash never leaves it in both places or in neither. */
+ * were) and XACK it, atomically (one script, EVAL): a crash never leaves it in both places or in neither. */
 int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *fields, const char *reason);
 
 /* Remove consumers of the group other than self that have nothing pending and have not read for longer

@@ -65,26 +65,31 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         return 1;
     }
     keys_set_shards((int)cfg->redis.stream_shards);
-    /* Redis Cluster is half built (issue 20): the client layer exists (shared/rcluster.h) and every key
-     * carries its shard's hash tag (shared/keys.h), but a message between users of two shards is still one
-     * script over both shards' keys (CROSSSLOT on a cluster: the per-shard split is the next step), and
-     * magpie-push has no asynchronous cluster client yet. Say so at start rather than fail on the first
-     * message. magpie-migrate talks only to MySQL. */
-    if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0') {
+    /* Redis Cluster (issue 20): magpie-http, magpie-persist and magpie-notify run on it through
+     * shared/rds.h (shared/rcluster.h underneath) with one shard, where every per-user key is in the one
+     * slot {0}. Two things are still missing, said at start rather than met on the first message: with
+     * S > 1 a message between users of two shards is one script over both shards' keys (CROSSSLOT on a
+     * cluster: the per-shard split of the send scripts), and magpie-push is not switched to its cluster
+     * client (push/rdsa_cluster.c) while its scripts read keys of another slot (mp:nodes: shared/keys.h).
+     * magpie-migrate talks only to MySQL. */
+    if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0' &&
+        (cfg->redis.stream_shards > 1 || strcmp(component, "push") == 0)) {
         if (cfg->redis.stream_shards > 1)
             fprintf(
                 stderr,
                 "%s: %s: redis.cluster is set with redis.stream_shards = %lld, but the send scripts are not "
                 "split per shard yet (a message between two shards would touch two slots: issue 20's next "
-                "step); use one Redis (redis.host) or Sentinel (redis.sentinels)\n",
+                "step); use redis.stream_shards = 1 on a cluster, or one Redis (redis.host) or Sentinel "
+                "(redis.sentinels)\n",
                 component, config_path, cfg->redis.stream_shards);
         else
-            fprintf(stderr,
-                    "%s: %s: redis.cluster is set, but magpie-%s does not run on Redis Cluster yet (the keys "
-                    "carry hash tags, but magpie-push has no asynchronous cluster client and the daemons do "
-                    "not use shared/rcluster.h yet: issue 20); use one Redis (redis.host) or Sentinel "
-                    "(redis.sentinels)\n",
-                    component, config_path, component);
+            fprintf(
+                stderr,
+                "%s: %s: redis.cluster is set, but magpie-push does not run on Redis Cluster yet (issue 20: "
+                "its cluster client, push/rdsa_cluster.c, is not switched on while its scripts read keys of "
+                "another slot; magpie-http, magpie-persist and magpie-notify do run on it); use one Redis "
+                "(redis.host) or Sentinel (redis.sentinels)\n",
+                component, config_path);
         config_free(cfg);
         return 1;
     }

@@ -133,10 +133,10 @@ const struct config_key config_keys[] = {
     STR("redis", "cluster", redis.cluster, 1, 4095, "",
         "Redis Cluster (SPEC §7): comma-separated host:port of some of its nodes (seeds); the slot map\n"
         "is asked of them and followed from there (MOVED, ASK, failovers). Not with redis.sentinels, and\n"
-        "redis.db must be 0. NOT YET USABLE by the daemons (issue 20): the keys carry hash tags\n"
-        "(redis.stream_shards), but the send scripts of a message between two shards are not split per\n"
-        "shard yet, and magpie-push has no asynchronous cluster client yet: magpie-http, magpie-push,\n"
-        "magpie-persist and magpie-notify refuse to start when it is set. Empty = no cluster.",
+        "redis.db must be 0. So far (issue 20) magpie-http, magpie-persist and magpie-notify run on a\n"
+        "cluster with redis.stream_shards = 1; magpie-push refuses it (its scripts still read keys of\n"
+        "another slot), and every daemon refuses it with more shards (the send scripts of a message\n"
+        "between two shards are not split per shard yet). Empty = no cluster.",
         check_addr_list),
     INT("redis", "stream_shards", redis.stream_shards, 1, 1024, "1",
         "Users are split into this many shards (uid mod N; a group's is gid mod N): every per-user and\n"

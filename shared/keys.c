@@ -250,40 +250,55 @@ static int upgrade_key(struct rds *r, const char *key, int *moved)
     return rc;
 }
 
+struct upgrade_walk {
+    struct rds *r;
+    long long renamed, found;
+};
+
+/* One key of keys_upgrade's SCAN: moved (one Redis), or counted when it has an old name (a cluster). */
+static int upgrade_each(const char *key, size_t len, void *arg)
+{
+    struct upgrade_walk *u = arg;
+    const char *rest = NULL;
+    long long id = 0;
+    int moved = 0, rc;
+    if (strlen(key) != len || len >= 400)
+        return MP_OK;
+    if (u->r->cluster) {
+        u->found += old_match(key, &id, &rest) != NULL;
+        return MP_OK;
+    }
+    rc = upgrade_key(u->r, key, &moved);
+    u->renamed += moved;
+    return rc;
+}
+
 int keys_upgrade(struct rds *r, long long *renamed)
 {
-    char cursor[32] = "0";
+    struct upgrade_walk u = {r, 0, 0};
     redisReply *rep = rds_cmd(r, "EXISTS %s", KEY_TAGGED_MARK);
     int rc = MP_OK;
 
     *renamed = 0;
     if (answer(rep, &rc) != 0)
         return rc; /* done before (1), or Redis unavailable */
-    log_info("key upgrade: looking for keys under the names before the shard tags (shared/keys.h) shards=%d",
-             shards);
-    do {
-        rep = rds_cmd(r, "SCAN %s MATCH mp:* COUNT 1000", cursor);
-        if (rep == NULL)
-            return MP_EAGAIN;
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-            rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor) ||
-            rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            log_error("key upgrade: unexpected SCAN reply type=%d", rep->type);
-            freeReplyObject(rep);
-            return MP_EAGAIN;
-        }
-        memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
-        for (size_t i = 0; i < rep->element[1]->elements && rc == MP_OK; i++) {
-            const redisReply *k = rep->element[1]->element[i];
-            int moved = 0;
-            if (k->type == REDIS_REPLY_STRING && strlen(k->str) == k->len && k->len < 400)
-                rc = upgrade_key(r, k->str, &moved);
-            *renamed += moved;
-        }
-        freeReplyObject(rep);
-    } while (rc == MP_OK && strcmp(cursor, "0") != 0);
+    log_info(
+        "key upgrade: looking for keys under the names before the shard tags (shared/keys.h) shards=%d%s",
+        shards, r->cluster ? " (Redis Cluster: every master)" : "");
+    rc = rds_scan(r, "mp:*", upgrade_each, &u);
+    *renamed = u.renamed;
     if (rc != MP_OK)
         return rc;
+    if (u.found > 0) {
+        /* Renaming "mp:seq:42" to "mp:{0}:seq:42" moves a key to another slot: a cluster refuses that
+         * (CROSSSLOT), and the daemons never ran on a cluster before the tags. */
+        log_error(
+            "key upgrade: a Redis Cluster holds keys under the names before the shard tags, which "
+            "cannot be renamed on a cluster (each would move to another slot) found=%lld; upgrade them on "
+            "one Redis first (magpie-persist with redis.host), then move the data into the cluster",
+            u.found);
+        return MP_ERR;
+    }
     answer(rds_cmd(r, "SET %s 1", KEY_TAGGED_MARK), &rc);
     if (rc == MP_OK)
         log_info("key upgrade: done renamed=%lld", *renamed);

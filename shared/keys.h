@@ -29,8 +29,8 @@
  *     group presence check), PRESENCE_LUA and the node registry scripts: on a cluster that is a second
  *     slot, so the cluster step must take it out of the user scripts (the live-node list, which every
  *     node caches, passed in ARGV); it is a known remaining cross-slot read, listed here on purpose.
- *   - Keys never in a script or MULTI with others (SMS, QR, revocations, ws tickets, geo, orders, the node
- *     registry, rooms) keep one slot each and carry no tag.
+ *   - Keys never in a script or MULTI with others (QR, revocations, ws tickets, geo, orders, the node
+ *     registry, rooms) keep one slot each and carry no tag; a mobile's SMS keys share its tag (below).
  * Scripts. Every key a script touches for the caller's own shard comes in KEYS, or is built from a prefix
  * of the caller's shard passed in ARGV (the reader's KEY_MSG copies in the Y and conversation scripts:
  * the same slot). Scripts that fan out to keys of ids they find in Redis (group members, a user's groups,
@@ -40,7 +40,8 @@
  * cluster with S > 1 a script must not touch a key of another slot: the cluster split (next step of issue
  * 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per shard) must pass
  * every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with
- * S > 1, and (for want of magpie-push's cluster client) with S = 1 too (shared/cli.c).
+ * S > 1, and magpie-push (for want of a cluster client) with S = 1 too (shared/cli.c); magpie-http,
+ * magpie-persist and magpie-notify run on a cluster with S = 1 (shared/rds.h).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
@@ -101,7 +102,12 @@ int keys_check_shards(struct rds *r);
  * KEY_TAGGED_MARK. Idempotent: a key already renamed is not found again; a new name that exists already
  * (written since) keeps its value and the old key is left and logged. Run by magpie-persist before its
  * worker starts; the send scripts refuse messages (E, retried) until the counters are restored after it.
- * MP_OK, MP_EAGAIN (Redis unavailable: call again). *renamed gets the number of keys moved. */
+ * On a Redis Cluster nothing is renamed (an old name and its new one are in different slots: a cluster
+ * refuses RENAMENX between them): every master is scanned, and MP_ERR (logged: upgrade on one Redis first)
+ * when any key has an old name; none (a new deployment: the daemons never ran on a cluster before the
+ * tags) sets KEY_TAGGED_MARK.
+ * MP_OK, MP_EAGAIN (Redis unavailable: call again), MP_ERR (a cluster with old names: the daemon stops).
+ * *renamed gets the number of keys moved. */
 int keys_upgrade(struct rds *r, long long *renamed);
 
 /* keys_check_shards on a connection of its own made from cfg, closed after: for a daemon's start (one
@@ -113,12 +119,15 @@ int keys_startup_check(const struct magpie_config *cfg);
 int keys_shards_reply(const redisReply *rep, int *missing);
 
 /* ---- SMS login (magpie-http) ---- */
+/* A mobile's three keys carry the mobile as their hash tag: /send_code's script checks and writes them
+ * together (one slot on a cluster). They were "mp:sms:code:<mobile>"...: codes and limits in flight at an
+ * upgrade are forgotten once (a user asks for a code again). The IP counter is a command of its own. */
 /* hash {code, tries}: the code sent to a mobile; TTL sms.code_ttl_s. Deleted when used or burnt. */
-#define KEY_SMS_CODE "mp:sms:code:%s"
+#define KEY_SMS_CODE "mp:sms:code:{%s}"
 /* string "1": a code was sent recently; SET NX with TTL sms.resend_interval_s (the resend limit). */
-#define KEY_SMS_RESEND "mp:sms:resend:%s"
+#define KEY_SMS_RESEND "mp:sms:resend:{%s}"
 /* counter: codes sent to a mobile in the last 24 h; TTL 86400 s set on the first INCR. */
-#define KEY_SMS_DAILY "mp:sms:daily:%s"
+#define KEY_SMS_DAILY "mp:sms:daily:{%s}"
 #define SMS_DAILY_WINDOW_S 86400
 /* counter: /send_code calls from an IP in the current window; TTL sms.ip_window_s set on the first INCR. */
 #define KEY_SMS_IP "mp:sms:ip:%s"
@@ -176,7 +185,7 @@ int keys_shards_reply(const redisReply *rep, int *missing);
 /* stream: entries magpie-persist gave up on, with the reason and the original fields. Capped at
  * MQ_DEAD_MAXLEN entries (approximate trim); an operator inspects it with XRANGE. */
 #define KEY_MQ_DEAD_NAME "mq:dead"
-#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one MULTI moves an entry) */
+#define KEY_MQ_DEAD    KEY_SHARDED(KEY_MQ_DEAD_NAME) /* shard: next to its stream (one script moves an entry) */
 #define MQ_DEAD_MAXLEN 100000
 /* string "<mid> <seq>": the server message id of an accepted (from, client id) and its seq in the sender's
  * timeline; SET with TTL push.dedup_ttl_s, so a retried packet is acked again (same mid, same seq) without

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "magpie.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,7 +419,7 @@ enum rcl_kind rcl_classify(const redisReply *r, const char *from_host, struct rc
         return len > 6 && parse_target(s + 6, len - 6, from_host, rd) == MP_OK ? RCL_MOVED : RCL_BADREDIRECT;
     if (starts_word(s, len, "ASK"))
         return len > 4 && parse_target(s + 4, len - 4, from_host, rd) == MP_OK ? RCL_ASK : RCL_BADREDIRECT;
-    if (starts_word(s, len, "TRYAGAIN"))
+    if (starts_word(s, len, "TRYAGAIN") || starts_word(s, len, "UNBLOCKED"))
         return RCL_TRYAGAIN;
     if (starts_word(s, len, "CLUSTERDOWN"))
         return RCL_CLUSTERDOWN;
@@ -500,6 +501,10 @@ static void conn_drop(struct rcl *c, struct rcl_conn *n, const char *why)
         n->c = NULL;
     }
     c->stats.conn_errors++;
+    if (n->used) {
+        c->used_lost = 1;
+        n->used = 0;
+    }
     if (!n->down) {
         log_warn("redis cluster node down host=%s port=%d reason=\"%s\"", n->host, n->port, reason);
         n->down = 1;
@@ -547,6 +552,15 @@ static redisContext *conn_get(struct rcl *c, const char *host, int port, char *w
         }
         freeReplyObject(r);
     }
+    /* named after the program, as rds.c's connections (CLIENT LIST shows which daemon holds it); an error
+     * costs only the name */
+    r = redisCommand(n->c, "CLIENT SETNAME %s", program_invocation_short_name);
+    if (r == NULL) {
+        snprintf(why, whylen, "%s:%d: CLIENT SETNAME failed: %s", host, port, n->c->errstr);
+        conn_drop(c, n, why);
+        return NULL;
+    }
+    freeReplyObject(r);
     if (n->down) {
         log_info("redis cluster node back host=%s port=%d", host, port);
         n->down = 0;
@@ -739,6 +753,7 @@ static redisReply *try_once(struct rcl *c, const char *host, int port, int askin
         goto lost;
     snprintf(c->last_host, sizeof(c->last_host), "%s", host);
     c->last_port = port;
+    conn_entry(c, host, port)->used = 1; /* exists: conn_get made it */
     return r;
 lost:
     snprintf(why, whylen, "%s:%d: %s", host, port, rc->errstr[0] ? rc->errstr : "connection lost");
@@ -876,13 +891,20 @@ static redisReply *run_formatted(struct rcl *c, const char *cmd, size_t len)
 redisReply *rcl_cmd(struct rcl *c, const char *fmt, ...)
 {
     va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = rcl_vcmd(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap)
+{
     char *cmd = NULL;
     int len;
     redisReply *r;
 
-    va_start(ap, fmt);
     len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
     if (len < 0) {
         set_err(c, MP_EINVAL, "cannot format the command");
         return NULL;
@@ -899,6 +921,18 @@ redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t
     char why[256];
     redisReply *r;
 
+    if (argvlen == NULL) { /* as hiredis: NUL-terminated arguments */
+        size_t *lens = malloc(sizeof(*lens) * (size_t)(argc > 0 ? argc : 1));
+        if (lens == NULL) {
+            set_err(c, MP_EAGAIN, "out of memory");
+            return NULL;
+        }
+        for (int i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        r = rcl_cmdargv(c, argc, argv, lens);
+        free(lens);
+        return r;
+    }
     if (rcl_command_slot(argc, argv, argvlen, &slot, why, sizeof(why)) != MP_OK) {
         c->stats.refused++;
         set_err(c, MP_EINVAL, "%s", why);
@@ -910,6 +944,203 @@ redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t
         return NULL;
     }
     r = run(c, cmd, (size_t)len, slot);
+    redisFreeCommand(cmd);
+    return r;
+}
+
+/* The slot of a formatted command: MP_OK, or MP_EINVAL with c->err set (counted as refused). */
+static int formatted_slot(struct rcl *c, const char *cmd, size_t len, int *slot)
+{
+    const char **argv = NULL;
+    size_t *argvlen = NULL;
+    char why[256];
+    int argc = split_formatted(cmd, len, &argv, &argvlen), rv;
+
+    if (argc < 0) {
+        set_err(c, MP_EINVAL, "cannot parse the formatted command");
+        return MP_EINVAL;
+    }
+    rv = rcl_command_slot(argc, argv, argvlen, slot, why, sizeof(why));
+    free(argv);
+    free(argvlen);
+    if (rv != MP_OK) {
+        c->stats.refused++;
+        set_err(c, MP_EINVAL, "%s", why);
+        return MP_EINVAL;
+    }
+    return MP_OK;
+}
+
+int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, redisReply **out)
+{
+    int *slot = malloc(sizeof(*slot) * (size_t)(n > 0 ? n : 1));
+    int *node = malloc(sizeof(*node) * (size_t)(n > 0 ? n : 1)); /* index into the snapshot, -1: retry */
+    struct rcl_node *nodes = NULL;
+    int nnodes = 0, failed = 0;
+    char why[512];
+
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    if (slot == NULL || node == NULL) {
+        free(slot);
+        free(node);
+        set_err(c, MP_EAGAIN, "out of memory");
+        return n;
+    }
+    if (c->map == NULL || (c->refresh_wanted && mp_mono_ms() - c->refreshed_at_ms >= RCL_REFRESH_MIN_MS))
+        rcl_refresh(c);
+    if (c->map != NULL && (nodes = malloc(sizeof(*nodes) * (size_t)(c->map->nnodes + 1))) != NULL) {
+        nnodes = c->map->nnodes; /* a snapshot: a MOVED read below changes the map */
+        memcpy(nodes, c->map->node, sizeof(*nodes) * (size_t)nnodes);
+    }
+    for (int i = 0; i < n; i++) {
+        const struct rcl_node *o;
+        node[i] = -1;
+        if (formatted_slot(c, cmds[i], lens[i], &slot[i]) != MP_OK) {
+            slot[i] = -2; /* refused: no try */
+            continue;
+        }
+        if (nodes == NULL)
+            continue;
+        if (slot[i] < 0)
+            node[i] = (int)(c->any_next++ % (unsigned)nnodes);
+        else if ((o = rcl_map_owner(c->map, slot[i])) != NULL)
+            node[i] = (int)(o - c->map->node);
+    }
+    /* Write each master's share, then read each master's replies in turn. */
+    for (int k = 0; k < nnodes; k++) {
+        redisContext *rc = conn_get(c, nodes[k].host, nodes[k].port, why, sizeof(why));
+        for (int i = 0; i < n; i++)
+            if (node[i] == k && (rc == NULL || redisAppendFormattedCommand(rc, cmds[i], lens[i]) != REDIS_OK))
+                node[i] = -1;
+    }
+    for (int k = 0; k < nnodes; k++) {
+        struct rcl_conn *cn = conn_entry(c, nodes[k].host, nodes[k].port);
+        int lost = 0;
+        for (int i = 0; i < n; i++) {
+            void *r = NULL;
+            struct rcl_redirect rd;
+            enum rcl_kind kind;
+            if (node[i] != k)
+                continue;
+            if (lost || cn == NULL || cn->c == NULL || redisGetReply(cn->c, &r) != REDIS_OK) {
+                if (!lost && cn != NULL && cn->c != NULL) {
+                    snprintf(why, sizeof(why), "%s:%d: %s", cn->host, cn->port,
+                             cn->c->errstr[0] ? cn->c->errstr : "connection lost");
+                    conn_drop(c, cn, why);
+                }
+                lost = 1;
+                node[i] = -1;
+                continue;
+            }
+            c->stats.commands++;
+            kind = rcl_classify(r, nodes[k].host, &rd);
+            if (kind == RCL_REPLY) {
+                out[i] = r;
+                snprintf(c->last_host, sizeof(c->last_host), "%s", nodes[k].host);
+                c->last_port = nodes[k].port;
+                cn->used = 1;
+                continue;
+            }
+            if (kind == RCL_MOVED) {
+                c->stats.moved++;
+                rcl_map_set_owner(c->map, rd.slot, rd.host, rd.port);
+            }
+            if (kind == RCL_MOVED || kind == RCL_BADREDIRECT)
+                c->refresh_wanted = 1;
+            freeReplyObject(r);
+            node[i] = -1; /* run again below, alone */
+        }
+    }
+    /* The retries, each with rcl_cmd's budget; once one found the cluster not serving, the rest fail at
+     * once (a dead master must cost one budget per batch, not one per command). */
+    for (int i = 0, gave_up = 0; i < n; i++) {
+        if (out[i] == NULL && slot[i] != -2 && !gave_up)
+            gave_up = (out[i] = run(c, cmds[i], lens[i], slot[i])) == NULL;
+        failed += out[i] == NULL;
+    }
+    free(nodes);
+    free(slot);
+    free(node);
+    return failed;
+}
+
+int rcl_wait(struct rcl *c, int numreplicas, int timeout_ms, long long *acked)
+{
+    int rc = MP_OK, any = 0;
+
+    *acked = -1;
+    if (c->used_lost) {
+        c->used_lost = 0;
+        set_err(c, MP_EAGAIN, "a connection that carried the writes is gone");
+        rc = MP_EAGAIN;
+    }
+    for (int i = 0; i < c->nconns; i++) {
+        struct rcl_conn *n = &c->conns[i];
+        redisReply *r;
+        if (!n->used)
+            continue;
+        n->used = 0;
+        if (rc != MP_OK || n->c == NULL)
+            continue; /* (a dropped one set used_lost) */
+        r = redisCommand(n->c, "WAIT %d %d", numreplicas, timeout_ms);
+        if (r == NULL) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s:%d: %s", n->host, n->port,
+                     n->c->errstr[0] ? n->c->errstr : "lost");
+            conn_drop(c, n, why);
+            c->used_lost = 0; /* this call fails now; the next set starts clean */
+            set_err(c, MP_EAGAIN, "WAIT: %s", why);
+            rc = MP_EAGAIN;
+            continue;
+        }
+        if (r->type != REDIS_REPLY_INTEGER) {
+            set_err(c, MP_EAGAIN, "WAIT on %s:%d: %s", n->host, n->port,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "not an integer");
+            rc = MP_EAGAIN;
+        } else if (!any || r->integer < *acked) {
+            *acked = r->integer;
+            any = 1;
+        }
+        freeReplyObject(r);
+    }
+    if (rc == MP_OK && !any) {
+        set_err(c, MP_EAGAIN, "no connection carried a write since the last WAIT");
+        rc = MP_EAGAIN;
+    }
+    return rc;
+}
+
+int rcl_masters(struct rcl *c, struct rcl_node *out, int max)
+{
+    int n;
+    if (c->map == NULL || (c->refresh_wanted && mp_mono_ms() - c->refreshed_at_ms >= RCL_REFRESH_MIN_MS))
+        rcl_refresh(c);
+    if (c->map == NULL)
+        return -1;
+    n = c->map->nnodes < max ? c->map->nnodes : max;
+    memcpy(out, c->map->node, sizeof(*out) * (size_t)n);
+    return n;
+}
+
+redisReply *rcl_cmd_at(struct rcl *c, const char *host, int port, const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd = NULL, why[512];
+    int len;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        set_err(c, MP_EINVAL, "cannot format the command");
+        return NULL;
+    }
+    c->stats.commands++;
+    r = try_once(c, host, port, 0, cmd, (size_t)len, why, sizeof(why));
+    if (r == NULL)
+        set_err(c, MP_EAGAIN, "%s", why);
     redisFreeCommand(cmd);
     return r;
 }

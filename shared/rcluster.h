@@ -1,7 +1,8 @@
 /* rcluster.h -- a Redis Cluster client on top of hiredis 0.14, which has no cluster support (SPEC §7,
- * `redis.cluster`). This comment is the design. The client is blocking, like shared/rds.h (magpie-http,
- * magpie-persist); the pure part below (slots, the map, what a reply means) is what an asynchronous client
- * for magpie-push will share.
+ * `redis.cluster`). This comment is the design. The client is blocking; shared/rds.h is built on it when
+ * redis.cluster is set (magpie-http, magpie-persist, magpie-notify: one struct rcl per struct rds, and the
+ * pipelines, WAIT and SCAN of every master below are what rds needs); the pure part below (slots, the
+ * map, what a reply means) is what an asynchronous client for magpie-push will share.
  *
  * Slots. A key's slot is CRC16 (XMODEM: poly 0x1021, init 0) of the key modulo 16384; when the key holds a
  * '{' followed later by a '}' with at least one byte between them, only the bytes between the first '{'
@@ -26,9 +27,11 @@
  *     sent there (the whole map is refreshed before the next command, as said above);
  *   - ASK slot host:port: ASKING, then the command, on host:port, this once; the map is not changed (the slot
  *     is being migrated: keys that already moved are there, the others still on the owner);
- *   - TRYAGAIN (a multi-key command during a migration of its slot), CLUSTERDOWN (no master serves the slot
- *     now: a failover has not finished), a lost connection, a timeout or a refused connect: a failed try. The
- *     command is tried again after a short backoff (RCL_BACKOFF_MIN_MS doubling to RCL_BACKOFF_MAX_MS) and
+ *   - TRYAGAIN (a multi-key command during a migration of its slot), UNBLOCKED (a blocking read whose key
+ *     went away under it: MIGRATE moved the slot's stream to its new master), CLUSTERDOWN (no master serves
+ *     the slot now: a failover has not finished), a lost connection, a timeout or a refused connect: a
+ *     failed try. The command is tried again after a short backoff (RCL_BACKOFF_MIN_MS doubling to
+ *     RCL_BACKOFF_MAX_MS) and
  *     a refresh of the map; no try starts after `redis.cluster_retry_ms`; then NULL with MP_EAGAIN, and the
  *     caller answers as when Redis is down ("temporarily unavailable", HTTP 503: the client retries). A
  *     node whose connect failed is not dialled again before its own backoff (100 ms doubling to 2 s, as
@@ -50,6 +53,7 @@
 #define MAGPIE_RCLUSTER_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,7 +116,7 @@ enum rcl_kind {
     RCL_REPLY,       /* anything else: the caller's answer (a value, or an error of the command's own) */
     RCL_MOVED,       /* the slot lives at host:port now */
     RCL_ASK,         /* this once, ASKING then the command at host:port */
-    RCL_TRYAGAIN,    /* a failed try: again later */
+    RCL_TRYAGAIN,    /* a failed try: again later (TRYAGAIN, UNBLOCKED) */
     RCL_CLUSTERDOWN, /* a failed try: again later, after a refresh */
     RCL_BADREDIRECT, /* a MOVED or ASK that does not parse */
 };
@@ -137,6 +141,7 @@ struct rcl_conn {
     int64_t retry_at_ms; /* monotonic ms before which no connect is tried */
     int backoff_ms;
     int down; /* 1 once its failure was logged, until it connects again */
+    int used; /* answered a command since the last rcl_wait: rcl_wait must WAIT here too */
 };
 
 /* What happened, for metrics, logs and the integration test (monotonic counters). */
@@ -158,6 +163,7 @@ struct rcl {
     char errstr[512];
     char last_host[RCL_HOST_LEN]; /* the node that gave the last reply */
     int last_port;
+    int used_lost; /* a connection that answered since the last rcl_wait was dropped: that WAIT fails */
     struct rcl_stats stats;
 };
 
@@ -170,7 +176,40 @@ int rcl_init(struct rcl *c, const struct magpie_config *cfg);
  * c->err and c->errstr saying why: MP_EAGAIN (the cluster did not serve it within redis.cluster_retry_ms)
  * or MP_EINVAL (refused before sending: keys in different slots, a command this client does not route). */
 redisReply *rcl_cmd(struct rcl *c, const char *fmt, ...);
-redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv, const size_t *argvlen);
+redisReply *rcl_cmdargv(struct rcl *c, int argc, const char **argv,
+                        const size_t *argvlen); /* argvlen NULL: strlen */
+
+/* rcl_cmd with the arguments in a va_list (shared/rds.c). */
+redisReply *rcl_vcmd(struct rcl *c, const char *fmt, va_list ap);
+
+/* Pipelines (shared/rds.h rds_append/rds_reply). n commands formatted by hiredis (redisFormatCommand...)
+ * are sent grouped per master: every master's share is written at once on its connection, then each
+ * master's replies are read in turn, so a batch costs one round trip per master involved, not one per
+ * command. A command whose reply is not its answer (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a lost connection,
+ * no master known for its slot) is run again after the batch, alone, with every rule of rcl_cmd. out[i]
+ * gets command i's reply (caller frees), or NULL when it failed as rcl_cmd would (c->err says why: the
+ * last failure's). Order: the commands of one slot are applied in the order given (one master, one
+ * connection), except that a command retried after the batch comes after the others of its batch; commands
+ * of different slots have no order between them (as on any cluster). Returns the number of NULLs. */
+int rcl_pipeline(struct rcl *c, int n, char *const *cmds, const size_t *lens, redisReply **out);
+
+/* WAIT numreplicas timeout_ms on every connection that answered a command since the last rcl_wait (a
+ * durable answer may rest on writes to several masters: e.g. a key and an index in two slots), each on the
+ * connection that carried the writes. MP_OK with *acked the fewest replicas any of them reported (WAIT on a
+ * connection that only read returns at once); MP_EAGAIN (c->errstr) when one of those connections was
+ * dropped meanwhile or WAIT failed: WAIT on a fresh connection would vouch for nothing. Each call starts a
+ * new set. */
+int rcl_wait(struct rcl *c, int numreplicas, int timeout_ms, long long *acked);
+
+/* The masters of the current map (refreshed first when there is none), copied into out (up to max).
+ * Returns how many, or -1 when no node gave a map (c->errstr says why). For what must visit every master
+ * (SCAN) or may use any one (a SUBSCRIBE: PUBLISH reaches every node of a cluster). */
+int rcl_masters(struct rcl *c, struct rcl_node *out, int max);
+
+/* One command on the node host:port itself, no redirect followed, no retry: the reply (an error reply
+ * included), or NULL when the node cannot be reached (c->errstr). For SCAN of each master. */
+redisReply *rcl_cmd_at(struct rcl *c, const char *host, int port, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Rebuild the map now (see above). MP_OK, or MP_EAGAIN when no node gave one (c->errstr says why; the old
  * map, if any, is kept). */

@@ -49,7 +49,7 @@ def test_a_used_code_cannot_log_in_twice(stack, front):
     assert again.status == 400 and again.code == 5, again
     # The same number later is the same user, no longer new.
     other = Client(front.url)
-    stack.redis().delete(f"mp:sms:resend:{mobile}")  # skip the 60 s resend wait
+    stack.redis().delete(f"mp:sms:resend:{{{mobile}}}")  # skip the 60 s resend wait
     assert other.post("/send_code", {"mobile": mobile}).code == 0
     r = other.post("/login", {"mobile": mobile, "code": sms_lines(stack, mobile)[-1]})
     assert r.code == 0 and r.result["register"] is False
@@ -83,7 +83,7 @@ def test_code_is_six_digits_with_the_configured_ttl(stack, front):
     assert client.post("/send_code", {"mobile": mobile}).code == 0
     code = sms_lines(stack, mobile)[-1]
     assert len(code) == 6 and code.isdigit()
-    ttl = stack.redis().ttl(f"mp:sms:code:{mobile}")
+    ttl = stack.redis().ttl(f"mp:sms:code:{{{mobile}}}")
     assert 290 <= ttl <= 300
 
 
@@ -162,7 +162,7 @@ def test_failed_delivery_is_code_20_and_undone(stack):
         r = client.post("/send_code", {"mobile": mobile})
         assert r.status == 503 and r.code == 20, r
         # Nothing was left behind: no code to guess, no resend lock.
-        assert not stack.redis().exists(f"mp:sms:code:{mobile}", f"mp:sms:resend:{mobile}")
+        assert not stack.redis().exists(f"mp:sms:code:{{{mobile}}}", f"mp:sms:resend:{{{mobile}}}")
         r = client.post("/send_code", {"mobile": mobile})
         assert r.code == 20, r  # still failing, but not "too frequent"
     slow = _script(stack, "sms-slow.sh", "sleep 30\n")

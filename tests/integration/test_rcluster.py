@@ -280,6 +280,54 @@ def test_slot_migration_ask_then_moved(probe):
     assert cli(dst["port"], "GET", key) == "v1"  # the key really lives on dst now
 
 
+def test_pipeline_grouped_per_master_through_ask_and_moved(probe):
+    """rcl_pipeline (what shared/rds.h's rds_append/rds_reply use on a cluster): commands over all three
+    masters in one batch come back in order; a key whose slot is migrating is answered through ASK and one
+    whose slot moved through MOVED, each run again alone after the batch, with the right values."""
+    keys = [f"pipe:{i}" for i in range(30)]
+    assert len({owner(probe.slot(k))["port"] for k in keys}) == 3
+    for k in keys:
+        assert probe.cmd("SET", k, f"v-{k}")[1] == "STATUS"
+    gets = " | ".join(f"GET {k}" for k in keys)
+    s0 = probe.stats()
+    assert probe.ask(f".pipe {gets}") == "PIPE " + " | ".join(f"STR v-{k}" for k in keys)
+    s1 = probe.stats()
+    assert s1["commands"] - s0["commands"] == 30 and s1["moved"] == s0["moved"] and s1["ask"] == s0["ask"]
+    # a refused command in the batch fails alone
+    assert probe.ask(f".pipe GET {keys[0]} | MGET {keys[0]} {keys[1]} | GET {keys[1]}") == \
+        f"PIPE STR v-{keys[0]} | FAIL | STR v-{keys[1]}"
+
+    key, stay = "pipe:{p1}", "pipe:{p1}:stays"  # one slot: one key migrates, the other not yet
+    slot = probe.slot(key)
+    src = owner(slot)
+    dst = next(nodes()[p] for p in masters() if p != src["port"])
+    assert probe.cmd("SET", key, "m")[1] == "STATUS" and probe.cmd("SET", stay, "s")[1] == "STATUS"
+    done = False
+    try:
+        cli(dst["port"], "CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
+        cli(src["port"], "CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
+        assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], key, 0, 5000) == "OK"
+        s2 = probe.stats()
+        assert probe.ask(f".pipe GET {keys[0]} | GET {key} | GET {stay} | GET {keys[1]}") == \
+            f"PIPE STR v-{keys[0]} | STR m | STR s | STR v-{keys[1]}"
+        s3 = probe.stats()
+        assert s3["ask"] - s2["ask"] == 1 and s3["moved"] == s2["moved"]
+        assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], stay, 0, 5000) == "OK"
+        for n in [dst, src] + [nodes()[p] for p in masters() if p not in (src["port"], dst["port"])]:
+            cli(n["port"], "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
+        done = True
+    finally:
+        if not done:
+            for n in (src, dst):
+                cli(n["port"], "CLUSTER", "SETSLOT", slot, "STABLE", check=False)
+    assert probe.ask(f".pipe GET {key} | GET {keys[2]} | GET {stay}") == f"PIPE STR m | STR v-{keys[2]} | STR s"
+    s4 = probe.stats()
+    assert s4["moved"] - s3["moved"] >= 1  # the batch met MOVED for the moved slot, and followed it
+    assert probe.map_owner(slot) == dst["port"]
+    assert probe.ask(f".pipe GET {key} | GET {stay}") == "PIPE STR m | STR s"
+    assert probe.stats()["moved"] == s4["moved"]  # the map was right this time
+
+
 def _watch_other_shards(keys, stop, seen):
     """A second client (its own probe) reading keys of the masters that stay up, until stop is set: with
     Redis' default cluster-require-full-coverage, they answer CLUSTERDOWN from when the dead master is

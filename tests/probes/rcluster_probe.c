@@ -13,6 +13,9 @@
  *   .slot KEY         "INT <slot>" as the client computes it
  *   .owner SLOT       "NODE <host>:<port>" from the client's map, or "NONE"
  *   .refresh          "OK" or "FAIL EAGAIN <why>"
+ *   .pipe CMD ARGS... | CMD ARGS... | ...   the commands through rcl_pipeline (one batch):
+ *                     "PIPE <answer> | <answer> | ..." in order, each "STR <value>", "INT <n>", "NIL",
+ *                     "STATUS <text>", "ERROR <text>", "ARRAY <n>" or "FAIL" (no reply)
  *   .stats            "STATS commands=.. moved=.. ask=.. tryagain=.. clusterdown=.. conn_errors=..
  *                     refreshes=.. refresh_failures=.. refused=.."
  * Logs go to standard error. At end of input it closes the client and exits 0.
@@ -27,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_WORDS 64
+#define MAX_WORDS 256
 
 static const char *err_name(int err)
 {
@@ -59,6 +62,47 @@ static void print_reply(const struct rcl *c, const redisReply *r)
     default:
         printf("TYPE %d\n", r->type);
     }
+}
+
+/* .pipe: the words split at "|" into commands, run as one rcl_pipeline. */
+static void pipe_request(struct rcl *c, int argc, const char **argv, const size_t *argvlen)
+{
+    char *cmds[MAX_WORDS];
+    size_t lens[MAX_WORDS];
+    redisReply *out[MAX_WORDS];
+    int n = 0;
+
+    for (int i = 0; i < argc; n++) {
+        int j = i;
+        while (j < argc && strcmp(argv[j], "|") != 0)
+            j++;
+        lens[n] = (size_t)redisFormatCommandArgv(&cmds[n], j - i, argv + i, argvlen + i);
+        i = j + 1;
+    }
+    rcl_pipeline(c, n, cmds, lens, out);
+    printf("PIPE");
+    for (int i = 0; i < n; i++) {
+        const redisReply *r = out[i];
+        printf("%s", i > 0 ? " |" : "");
+        if (r == NULL)
+            printf(" FAIL");
+        else if (r->type == REDIS_REPLY_STRING)
+            printf(" STR %.*s", (int)r->len, r->str);
+        else if (r->type == REDIS_REPLY_INTEGER)
+            printf(" INT %lld", r->integer);
+        else if (r->type == REDIS_REPLY_NIL)
+            printf(" NIL");
+        else if (r->type == REDIS_REPLY_STATUS)
+            printf(" STATUS %s", r->str);
+        else if (r->type == REDIS_REPLY_ERROR)
+            printf(" ERROR %s", r->str);
+        else
+            printf(" ARRAY %zu", r->elements);
+        if (r != NULL)
+            freeReplyObject(out[i]);
+        redisFreeCommand(cmds[i]);
+    }
+    printf("\n");
 }
 
 static void request(struct rcl *c, char *line)
@@ -96,6 +140,8 @@ static void request(struct rcl *c, char *line)
                (unsigned long long)s->tryagain, (unsigned long long)s->clusterdown,
                (unsigned long long)s->conn_errors, (unsigned long long)s->refreshes,
                (unsigned long long)s->refresh_failures, (unsigned long long)s->refused);
+    } else if (strcmp(argv[0], ".pipe") == 0) {
+        pipe_request(c, argc - 1, argv + 1, argvlen + 1);
     } else if (argv[0][0] == '.') {
         printf("FAIL EINVAL unknown probe request %s\n", argv[0]);
     } else {

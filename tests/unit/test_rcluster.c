@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "rds.h"
 #include "magpie.h"
 #include "rcluster.h"
 
@@ -396,6 +397,8 @@ static void test_classify_recorded_redirects(void **state)
     redisReply *ask = RESP("-ASK 12182 127.0.0.1:24916\r\n");
     redisReply *tryagain = RESP("-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
     redisReply *down = RESP("-CLUSTERDOWN The cluster is down\r\n");
+    /* a blocked XREADGROUP whose stream MIGRATE moved away */
+    redisReply *unblocked = RESP("-UNBLOCKED the stream key no longer exists\r\n");
     redisReply *wrong = RESP("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
     redisReply *noscript = RESP("-NOSCRIPT No matching script. Please use EVAL.\r\n");
     redisReply *value = RESP("$5\r\nMOVED\r\n"); /* a value that says MOVED is a value */
@@ -411,6 +414,7 @@ static void test_classify_recorded_redirects(void **state)
     assert_int_equal(rd.port, 24916);
     assert_int_equal(rcl_classify(tryagain, "h", &rd), RCL_TRYAGAIN);
     assert_int_equal(rcl_classify(down, "h", &rd), RCL_CLUSTERDOWN);
+    assert_int_equal(rcl_classify(unblocked, "h", &rd), RCL_TRYAGAIN);
     assert_int_equal(rcl_classify(wrong, "h", &rd), RCL_REPLY);
     assert_int_equal(rcl_classify(noscript, "h", &rd), RCL_REPLY);
     assert_int_equal(rcl_classify(value, "h", &rd), RCL_REPLY);
@@ -420,6 +424,7 @@ static void test_classify_recorded_redirects(void **state)
     freeReplyObject(ask);
     freeReplyObject(tryagain);
     freeReplyObject(down);
+    freeReplyObject(unblocked);
     freeReplyObject(wrong);
     freeReplyObject(noscript);
     freeReplyObject(value);
@@ -552,6 +557,110 @@ static void test_client_no_node_answers(void **state)
     config_free(&cfg);
 }
 
+static void load_cluster_cfg(struct magpie_config *cfg, const char *min_replicas)
+{
+    char err[CONFIG_ERR_LEN];
+    /* port 1 on loopback: connection refused at once; one try per command */
+    setenv("MAGPIE_REDIS_CLUSTER", "127.0.0.1:1", 1);
+    setenv("MAGPIE_REDIS_CLUSTER_RETRY_MS", "0", 1);
+    setenv("MAGPIE_REDIS_MIN_REPLICAS_ACKED", min_replicas, 1);
+    assert_int_equal(config_load(cfg, NULL, err, sizeof(err)), 0);
+    unsetenv("MAGPIE_REDIS_CLUSTER");
+    unsetenv("MAGPIE_REDIS_CLUSTER_RETRY_MS");
+    unsetenv("MAGPIE_REDIS_MIN_REPLICAS_ACKED");
+}
+
+static void test_pipeline_without_a_node(void **state)
+{
+    struct magpie_config cfg;
+    struct rcl c;
+    char *cmds[4];
+    size_t lens[4];
+    redisReply *out[4];
+    int64_t t0;
+
+    load_cluster_cfg(&cfg, "0");
+    assert_int_equal(rcl_init(&c, &cfg), MP_OK);
+    lens[0] = (size_t)redisFormatCommand(&cmds[0], "GET a");
+    lens[1] = (size_t)redisFormatCommand(&cmds[1], "MGET a b"); /* refused: two slots */
+    lens[2] = (size_t)redisFormatCommand(&cmds[2], "GET b");
+    lens[3] = (size_t)redisFormatCommand(&cmds[3], "MULTI"); /* refused: not routed */
+    t0 = mp_mono_ms();
+    assert_int_equal(rcl_pipeline(&c, 4, cmds, lens, out), 4);
+    for (int i = 0; i < 4; i++)
+        assert_null(out[i]);
+    assert_true(mp_mono_ms() - t0 < 1000);
+    assert_int_equal(c.stats.refused, 2);
+    /* the first retry found no cluster: the other command fails without a try of its own */
+    assert_int_equal(c.stats.commands, 1);
+    {
+        long long acked = 7;
+        assert_int_equal(rcl_wait(&c, 1, 10, &acked), MP_EAGAIN); /* no connection carried a write */
+        assert_int_equal(acked, -1);
+    }
+    {
+        struct rcl_node m[4];
+        assert_int_equal(rcl_masters(&c, m, 4), -1);
+    }
+    assert_null(rcl_cmd_at(&c, "127.0.0.1", 1, "SCAN %d", 0));
+    assert_int_equal(c.err, MP_EAGAIN);
+    for (int i = 0; i < 4; i++)
+        redisFreeCommand(cmds[i]);
+    rcl_close(&c);
+    config_free(&cfg);
+}
+
+static int count_key(const char *key, size_t len, void *arg)
+{
+    (void)key;
+    (void)len;
+    ++*(int *)arg;
+    return MP_OK;
+}
+
+/* shared/rds.h on a cluster (redis.cluster set) with no node answering: every call fails the documented
+ * way, a pipeline gives one NULL per command in order, and nothing leaks (ASan). */
+static void test_rds_on_a_cluster_without_a_node(void **state)
+{
+    struct magpie_config cfg;
+    struct rds r, sub;
+    int keys = 0;
+
+    load_cluster_cfg(&cfg, "1");
+    rds_init(&r, &cfg);
+    assert_true(r.cluster);
+    assert_non_null(r.cl);
+    assert_null(rds_conn(&r)); /* no plain connection outside a subscription */
+    assert_null(rds_cmd(&r, "GET %s", "k"));
+    assert_null(rds_cmd(&r, "MULTI")); /* refused (logged as a caller's bug) */
+    assert_int_equal(r.cl->err, MP_EINVAL);
+    assert_int_equal(rds_append(&r, "GET %s", "a"), MP_OK);
+    assert_int_equal(rds_append(&r, "GET %s", "b"), MP_OK);
+    assert_int_equal(rds_appendargv(&r, 2, (const char *[]){"GET", "c"}, NULL), MP_OK);
+    assert_int_equal(r.nqueue, 3);
+    for (int i = 0; i < 3; i++)
+        assert_null(rds_reply(&r));
+    assert_null(rds_reply(&r)); /* nothing more queued */
+    assert_int_equal(r.nqueue, 0);
+    assert_int_equal(rds_append(&r, "GET %s", "a"), MP_OK);
+    rds_discard(&r); /* abandoned before its reply was read */
+    assert_int_equal(r.nqueue, 0);
+    assert_null(rds_reply(&r));
+    assert_int_equal(rds_wait(&r), MP_EAGAIN); /* min_replicas_acked 1, no write to vouch for */
+    assert_int_equal(rds_scan(&r, "mp:*", count_key, &keys), MP_EAGAIN);
+    assert_int_equal(keys, 0);
+    rds_follow(&r); /* nothing to follow: rcluster does */
+    assert_false(rds_stale(&r));
+    rds_close(&r);
+
+    rds_init(&sub, &cfg);
+    rds_subscriber(&sub);
+    assert_null(rds_conn(&sub));      /* no slot map: no master to subscribe on */
+    assert_true(sub.retry_at_ms > 0); /* a failure counted: the next try after the backoff */
+    rds_close(&sub);
+    config_free(&cfg);
+}
+
 static void test_config_rules(void **state)
 {
     struct magpie_config cfg;
@@ -595,6 +704,8 @@ int main(void)
         cmocka_unit_test(test_hostile_redirects),
         cmocka_unit_test(test_client_refuses_before_sending),
         cmocka_unit_test(test_client_no_node_answers),
+        cmocka_unit_test(test_pipeline_without_a_node),
+        cmocka_unit_test(test_rds_on_a_cluster_without_a_node),
         cmocka_unit_test(test_config_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
