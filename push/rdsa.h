@@ -1,7 +1,9 @@
 /* rdsa.h -- magpie-push's two Redis connections, hiredis' async API on the daemon's libuv loop.
  *
  * One connection carries commands and Lua scripts; the other is subscribed to pub/sub channels (Redis
- * allows nothing else on a subscribed connection). Both come back by themselves: a failed or lost
+ * allows nothing else on a subscribed connection), classic (SUBSCRIBE) and sharded (SSUBSCRIBE, Redis 7)
+ * ones together; its replies are parsed by rdsa itself, since hiredis 0.14 knows no sharded pub/sub (the
+ * pub/sub part of rdsa.c says how). Both come back by themselves: a failed or lost
  * connection is retried after a backoff (100 ms doubling to 2 s), and each state change is logged once.
  *
  * hiredis 0.14 has no connect or command timeout in its async API, so a watchdog does it: a connection
@@ -23,8 +25,11 @@
  *
  * With redis.cluster set, the same API follows a Redis Cluster (push/rdsa_cluster.c has the design): one
  * command connection per master, each command routed by its keys' slot and retried through MOVED, ASK,
- * TRYAGAIN, CLUSTERDOWN and failovers for up to redis.cluster_retry_ms; the subscriber link connects to any
- * node of the cluster (and to the next after a loss). Where the meaning differs, the contracts below say so.
+ * TRYAGAIN, CLUSTERDOWN and failovers for up to redis.cluster_retry_ms; the subscriber link of the classic
+ * channels connects to any node of the cluster (and to the next after a loss); each sharded channel is
+ * subscribed on the master serving its slot, through one subscriber connection per such master
+ * (magpie-push-<node_id>-sharded), and follows its slot to a new master (a reshard, a failover). Where the
+ * meaning differs, the contracts below say so.
  * Everything here runs on the loop thread; nothing is thread-safe.
  */
 #ifndef PUSH_RDSA_H
@@ -111,5 +116,22 @@ int rdsa_subscribe_ready(const char *channel, rdsa_message_fn fn, rdsa_ready_fn 
 
 /* Stop delivering a channel's messages and unsubscribe. */
 void rdsa_unsubscribe(const char *channel);
+
+/* Sharded pub/sub (SPEC §7): the same contracts as rdsa_subscribe, rdsa_subscribe_ready and
+ * rdsa_unsubscribe, for a channel published to with SPUBLISH (rdsa_cmd(fn, arg, "SPUBLISH %s %b", ...), or
+ * redis.call('SPUBLISH', ...) in a script). A sharded channel is another channel than the classic one of
+ * the same name: an SPUBLISH reaches only SSUBSCRIBE'd subscribers, a PUBLISH only SUBSCRIBE'd ones.
+ *   - One Redis or Sentinel (Redis 7): on the one subscriber connection, next to the classic channels.
+ *   - Cluster: the channel is subscribed on the master serving its slot -- the CRC16 slot of its name, or
+ *     of its hash tag, exactly as a key's (so "mp:{3}:node:7" lives with the keys "mp:{3}:..." and a
+ *     script of that slot may SPUBLISH to it; a script may only SPUBLISH to a channel of its own slot).
+ *     SPUBLISH goes to that master only, which is what scales: a classic PUBLISH is copied to every node.
+ *     When the slot moves (a reshard: Redis then drops the subscription; a failover: the connection is
+ *     lost), the subscription follows it to the new master by itself, and ready is called again once that
+ *     master confirmed it. Messages published meanwhile are not seen (as across a reconnect).
+ * Returns MP_OK or MP_ENOMEM. */
+int rdsa_ssubscribe(const char *channel, rdsa_message_fn fn, void *arg);
+int rdsa_ssubscribe_ready(const char *channel, rdsa_message_fn fn, rdsa_ready_fn ready, void *arg);
+void rdsa_sunsubscribe(const char *channel);
 
 #endif

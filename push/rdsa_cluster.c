@@ -62,11 +62,15 @@
  * the write, callers call rdsa_wait from the write's reply callback; outside one it answers 0), one WAIT in
  * flight per connection as rdsa's, answering every caller queued before it was sent.
  *
- * Pub/sub stays rdsa.c's subscriber link: classic SUBSCRIBE on one connection to any node (a cluster
- * forwards every PUBLISH to every node's subscribers); when that node is lost the link connects to the next
- * master of the map (rdsac_sub_address) and subscribes again, with the ready callbacks as always. Sharded
- * pub/sub (SSUBSCRIBE, a subscriber connection per master owning the channels' slots) is a later step of
- * issue 20.
+ * Pub/sub is rdsa.c's (its pub/sub part has the design). Classic SUBSCRIBE: one connection to any node (a
+ * cluster forwards every PUBLISH to every node's subscribers); when that node is lost the link connects to
+ * the next master of the map (rdsac_sub_address) and subscribes again, with the ready callbacks as always.
+ * Sharded (SSUBSCRIBE): rdsa.c keeps one subscriber connection per master serving a subscribed channel's
+ * slot, placed by this map (rdsac_slot_owner), moved when the map changes (rdsac_map_gen: every refresh
+ * and every MOVED bumps it); a MOVED answer to an SSUBSCRIBE sets the slot's owner as a command's does
+ * (rdsac_moved), and a subscription the server dropped (its slot left the node) or a subscriber connection
+ * lost asks for a refresh (rdsac_refresh_soon). SPUBLISH is an ordinary command here: its channel is its
+ * key (rcl_command_slot), so it goes to the master of the channel's slot.
  *
  * Logs: a node down (once per outage) and ready again, the map's masters when they change, a refresh that
  * failed (once per outage), the cluster fully served / not, a refused command. Counters: rdsac_stats (the
@@ -161,7 +165,8 @@ static struct {
     int refresh_wanted, refresh_in_flight, refresh_min_ms;
     int64_t refresh_ms; /* when the last refresh was sent */
     int map_down_logged;
-    int full; /* what the state callbacks were told last */
+    unsigned map_gen; /* bumped whenever the map may name other owners (rdsac_map_gen) */
+    int full;         /* what the state callbacks were told last */
     struct req *delayed;
     int64_t delay_due_ms; /* when delay_timer fires; 0: not started */
     uv_timer_t delay_timer, watchdog;
@@ -175,6 +180,7 @@ static struct {
 static void req_try(struct req *q);
 static void node_connect(struct node *n);
 static void refresh_kick(void);
+static void map_moved(int slot, const char *host, int port);
 static void update_state(void);
 
 static int64_t now_ms(void)
@@ -518,6 +524,7 @@ static void map_apply(const char *from_host, int from_port)
 
     K.map = K.scratch;
     K.scratch = old;
+    K.map_gen++;
     for (int s = 0; s < RCL_SLOTS; s++)
         served += K.map->owner[s] >= 0;
     if (changed)
@@ -832,12 +839,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     case RCL_ASK:
         if (k == RCL_MOVED) {
             K.st.moved++;
-            if (K.map != NULL)
-                rcl_map_set_owner(K.map, rd.slot, rd.host, rd.port); /* full: the redirect still leads */
-            if (K.refresh_min_ms > RCL_REFRESH_MIN_MS)
-                K.refresh_min_ms = RCL_REFRESH_MIN_MS;
-            K.refresh_wanted = 1;
-            refresh_kick();
+            map_moved(rd.slot, rd.host, rd.port);
         } else {
             K.st.ask++;
         }
@@ -1053,6 +1055,52 @@ void rdsac_wait(rdsa_wait_fn fn, void *arg)
     *n->w.tail = w;
     n->w.tail = &w->next;
     node_wait_send(n);
+}
+
+/* ---- what rdsa.c's sharded subscribers need (the top: pub/sub) ---- */
+
+unsigned rdsac_map_gen(void)
+{
+    return K.map_gen;
+}
+
+int rdsac_slot_owner(int slot, char *host, size_t hostlen, int *port)
+{
+    const struct rcl_node *owner;
+    if (!K.running || K.stopping || K.map == NULL || (owner = rcl_map_owner(K.map, slot)) == NULL)
+        return MP_EAGAIN;
+    snprintf(host, hostlen, "%s", owner->host);
+    *port = owner->port;
+    return MP_OK;
+}
+
+/* A MOVED to slot host:port (a command's or an SSUBSCRIBE's): the map's owner set, a refresh wanted. */
+static void map_moved(int slot, const char *host, int port)
+{
+    if (K.map != NULL && rcl_map_set_owner(K.map, slot, host, port) == MP_OK) /* full: the redirect leads */
+        K.map_gen++;
+    if (K.refresh_min_ms > RCL_REFRESH_MIN_MS)
+        K.refresh_min_ms = RCL_REFRESH_MIN_MS;
+    K.refresh_wanted = 1;
+    refresh_kick();
+}
+
+void rdsac_moved(int slot, const char *host, int port)
+{
+    if (!K.running || K.stopping)
+        return;
+    K.st.sub_moved++;
+    map_moved(slot, host, port);
+}
+
+void rdsac_refresh_soon(void)
+{
+    if (!K.running || K.stopping)
+        return;
+    if (K.refresh_min_ms > REFRESH_FAILED_MIN_MS)
+        K.refresh_min_ms = REFRESH_FAILED_MIN_MS;
+    K.refresh_wanted = 1;
+    refresh_kick();
 }
 
 /* ---- the subscriber's address, the reply's node, counters ---- */

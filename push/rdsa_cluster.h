@@ -27,6 +27,17 @@ void rdsac_wait(rdsa_wait_fn fn, void *arg);
  * MP_EAGAIN when nothing is known (no valid seed). */
 int rdsac_sub_address(char *host, size_t hostlen, int *port);
 
+/* For rdsa.c's sharded subscribers (SSUBSCRIBE on the master of each channel's slot):
+ * rdsac_map_gen: a number that changes whenever the map may name other owners (a refresh, a MOVED), so a
+ * caller that placed channels by the map knows when to look again. rdsac_slot_owner: MP_OK with the master
+ * of slot, MP_EAGAIN when no map is known or no master serves it. rdsac_moved: a MOVED a subscriber met
+ * (as a command's: the slot's owner set, a refresh wanted). rdsac_refresh_soon: a refresh wanted now (a
+ * node unsubscribed sharded channels: their slot moved, or a subscriber's node was lost). */
+unsigned rdsac_map_gen(void);
+int rdsac_slot_owner(int slot, char *host, size_t hostlen, int *port);
+void rdsac_moved(int slot, const char *host, int port);
+void rdsac_refresh_soon(void);
+
 /* The node whose reply is being handed to an rdsa_reply_fn now; MP_OK with host and port, MP_ENOENT
  * outside a reply callback. For the probe's answers and logs. */
 int rdsac_reply_node(char *host, size_t hostlen, int *port);
@@ -35,6 +46,7 @@ int rdsac_reply_node(char *host, size_t hostlen, int *port);
 struct rdsac_stats {
     uint64_t commands; /* accepted by rdsa_cmd / rdsa_cmdargv / rdsa_eval */
     uint64_t moved, ask, tryagain, clusterdown;
+    uint64_t sub_moved;      /* MOVED answers to rdsa.c's SSUBSCRIBEs (a stale map: the slot's owner set) */
     uint64_t noscript;       /* EVALSHAs answered NOSCRIPT, loaded and sent again */
     uint64_t retries;        /* failed tries tried again after a backoff */
     uint64_t gave_up;        /* commands answered NULL after redis.cluster_retry_ms (or too many redirects) */

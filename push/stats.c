@@ -75,6 +75,7 @@ static const struct {
     {"event=\"refresh\"", offsetof(struct rdsac_stats, refreshes)},
     {"event=\"refresh_failed\"", offsetof(struct rdsac_stats, refresh_failures)},
     {"event=\"node_lost\"", offsetof(struct rdsac_stats, node_losses)},
+    {"event=\"ssubscribe_moved\"", offsetof(struct rdsac_stats, sub_moved)},
 };
 
 static int proto_index(const char *proto)

@@ -434,3 +434,155 @@ def test_master_killed_under_traffic(probe, conf):
         subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
+
+
+# ---- sharded pub/sub (SSUBSCRIBE / SPUBLISH): each channel on the master of its slot ----
+
+def shard_subscribers():
+    """{port: number of rdsa's sharded subscriber connections (magpie-push-<id>-sharded) on that node}."""
+    out = {}
+    for p in PORTS:
+        try:
+            lines = cli(p, "CLIENT", "LIST", check=False).splitlines()
+        except subprocess.TimeoutExpired:
+            continue
+        out[p] = sum(1 for line in lines if " name=magpie-push-" in line and "-sharded " in line)
+    return out
+
+
+def shard_numsub(port, channel):
+    out = cli(port, "PUBSUB", "SHARDNUMSUB", channel).split()
+    return int(out[1]) if len(out) == 2 else -1
+
+
+def spublish(port, channel, payload):
+    """SPUBLISH from a connection of its own (another node's), on port: the number of receivers there."""
+    return int(cli(port, "SPUBLISH", channel, payload))
+
+
+def test_ssubscribe_on_every_master(probe):
+    """Sharded channels in many slots over all three masters: each is subscribed on the master serving its
+    slot (PUBSUB SHARDNUMSUB there, nowhere else), through one sharded subscriber connection per master;
+    SPUBLISH from another connection on that master reaches it, and SPUBLISH through rdsa goes to that
+    master (SPUBLISH's channel is its key: rcl_command_slot) and arrives too. Unsubscribing every channel of
+    one master closes rdsa's connection there."""
+    view = nodes()
+    chans = {}
+    for port in masters():
+        for n in range(8):
+            chans[f"ss:{tag_on(port, f'ss{n}')}"] = port
+    for ch in chans:
+        assert probe.ask(f".ssub {ch}") == "SUBSCRIBED"
+    assert len({slot_of(ch) for ch in chans}) >= 20  # many slots
+    assert shard_subscribers() == {p: (1 if p in masters() else 0) for p in PORTS}
+    for ch, port in chans.items():
+        assert owner(slot_of(ch), view)["port"] == port
+        assert [shard_numsub(p, ch) for p in masters()] == [1 if p == port else 0 for p in masters()], ch
+        assert spublish(port, ch, f"from-{port}") == 1
+    wait_until("every message", lambda: all(probe.msgs(ch)[0] == 1 for ch in chans), 10)
+    assert all(probe.msgs(ch)[2] == f"from-{port}" for ch, port in chans.items())
+    for ch, port in chans.items():
+        assert probe.cmd("SPUBLISH", ch, "through-rdsa") == (port, "INT", "1")
+    wait_until("the messages sent through rdsa", lambda: all(probe.msgs(ch)[0] == 2 for ch in chans), 10)
+    assert all(probe.msgs(ch)[:3] == (2, 1, "through-rdsa") for ch in chans)  # one confirmation each
+    # the classic kind of publish does not reach a sharded channel
+    some = next(iter(chans))
+    cli(chans[some], "PUBLISH", some, "classic")
+    time.sleep(0.3)
+    assert probe.msgs(some)[0] == 2
+    # every channel of one master unsubscribed: its sharded connection is closed
+    gone = masters()[0]
+    for ch, port in chans.items():
+        if port == gone:
+            assert probe.ask(f".unsub {ch}") == "UNSUBSCRIBED"
+    wait_until("the idle sharded connection closed", lambda: shard_subscribers()[gone] == 0, 5)
+    assert all(shard_numsub(gone, ch) == 0 for ch, port in chans.items() if port == gone)
+    assert all(shard_subscribers()[p] == 1 for p in masters() if p != gone)
+
+
+def test_ssubscribe_follows_a_migrated_slot(probe):
+    """A slot with a subscribed sharded channel moves to another master (as `redis-cli --cluster reshard`
+    does): the old master drops the subscription (Redis 7's sunsubscribe), rdsa subscribes it on the new
+    master by itself (ready called again), and what is published there after the move arrives. A channel
+    of another slot of the old master is not touched."""
+    src = nodes()[masters()[0]]
+    dst = nodes()[next(p for p in masters() if p != src["port"])]
+    ch, stay = f"mig:{tag_on(src['port'], 'smig')}", f"stay:{tag_on(src['port'], 'sstay')}"
+    assert slot_of(ch) != slot_of(stay)
+    for c in (ch, stay):
+        assert probe.ask(f".ssub {c}") == "SUBSCRIBED"
+        assert spublish(src["port"], c, "before") == 1
+    wait_until("the messages before", lambda: probe.msgs(ch)[0] == 1 and probe.msgs(stay)[0] == 1, 5)
+    t0 = time.time()
+    _migrate_slot(slot_of(ch), src, dst)
+    wait_until("the subscription confirmed on the new master", lambda: probe.msgs(ch)[1] == 2, 10)
+    took = time.time() - t0
+    assert shard_numsub(dst["port"], ch) == 1 and shard_numsub(src["port"], ch) == 0
+    assert spublish(dst["port"], ch, "after") == 1
+    wait_until("the message after the move", lambda: probe.msgs(ch)[0] == 2, 5)
+    assert probe.msgs(ch)[2] == "after"
+    print(f"\nsharded channel followed a migrated slot in {took:.2f} s")
+    # the other slot's channel stayed where it was, subscribed once
+    assert probe.msgs(stay)[1] == 1 and shard_numsub(src["port"], stay) == 1
+    assert spublish(src["port"], stay, "still") == 1
+    wait_until("the other channel's message", lambda: probe.msgs(stay)[0] == 2, 5)
+    assert probe.cmd("SPUBLISH", ch, "via-rdsa") == (dst["port"], "INT", "1")
+
+
+def test_ssubscribe_follows_a_failover(probe):
+    """kill -9 of a master owning subscribed sharded channels: within RESUME_LIMIT_S they are subscribed
+    on the promoted replica (ready again) and get what is published there; the channels of another master
+    are not touched."""
+    victim = nodes()[masters()[0]]
+    replica = next(n for n in nodes().values() if n["of"] == victim["id"])
+    other = next(p for p in masters() if p != victim["port"])
+    vch = [f"fo:{tag_on(victim['port'], f'sfo{n}')}" for n in range(5)]
+    och = f"fo:{tag_on(other, 'sfo-o')}"
+    for c in vch + [och]:
+        assert probe.ask(f".ssub {c}") == "SUBSCRIBED"
+    pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
+    os.kill(pid, signal.SIGKILL)
+    t0 = time.time()
+    try:
+        wait_until("every channel confirmed again on the promoted replica",
+                   lambda: all(probe.msgs(c)[1] == 2 for c in vch), RESUME_LIMIT_S + 5)
+        took = time.time() - t0
+        print(f"\nsharded channels on the promoted replica {took:.1f} s after kill -9 of their master")
+        assert took <= RESUME_LIMIT_S
+        for c in vch:
+            assert shard_numsub(replica["port"], c) == 1
+            assert spublish(replica["port"], c, "after-failover") == 1
+        wait_until("the messages after the failover", lambda: all(probe.msgs(c)[0] == 1 for c in vch), 5)
+        assert all(probe.msgs(c)[2] == "after-failover" for c in vch)
+        assert probe.msgs(och)[1] == 1  # the other master's channel was not resubscribed
+        assert spublish(other, och, "other") == 1
+        wait_until("the other master's message", lambda: probe.msgs(och)[0] == 1, 5)
+    finally:
+        subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+        wait_until("the killed master back as its replica's replica, the cluster settled",
+                   lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
+
+
+def test_ssubscribe_moved_and_reconnect(probe):
+    """An SSUBSCRIBE sent by a stale map (the slot moved while the client had no reason to look) is
+    answered MOVED: the client subscribes on the master it names. A sharded connection killed (CLIENT KILL)
+    reconnects to its master and subscribes its channels again (ready again)."""
+    src = nodes()[masters()[0]]
+    dst = nodes()[next(p for p in masters() if p != src["port"])]
+    ch = f"mv:{tag_on(src['port'], 'smv')}"
+    _migrate_slot(slot_of(ch), src, dst)  # no key, no command of the probe there: its map is stale now
+    s0 = probe.stats()
+    assert probe.ask(f".ssub {ch}") == "SUBSCRIBED"
+    assert probe.stats()["sub_moved"] == s0["sub_moved"] + 1  # the stale map's SSUBSCRIBE was redirected
+    assert shard_numsub(dst["port"], ch) == 1 and shard_numsub(src["port"], ch) == 0
+    assert spublish(dst["port"], ch, "moved") == 1
+    wait_until("the message", lambda: probe.msgs(ch)[0] == 1, 5)
+    # kill rdsa's sharded connection on dst
+    for line in cli(dst["port"], "CLIENT", "LIST").splitlines():
+        if " name=magpie-push-" in line and "-sharded " in line:
+            cli(dst["port"], "CLIENT", "KILL", "ID", line.split(" ", 1)[0].split("=")[1])
+    wait_until("the subscription confirmed again", lambda: probe.msgs(ch)[1] == 2, 10)
+    assert shard_numsub(dst["port"], ch) == 1
+    assert spublish(dst["port"], ch, "after-kill") == 1
+    wait_until("the message after the reconnect", lambda: probe.msgs(ch)[0] == 2, 5)
+    assert probe.msgs(ch)[2] == "after-kill"

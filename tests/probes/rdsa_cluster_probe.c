@@ -1,9 +1,11 @@
 /* rdsa-cluster-probe -- magpie-push's Redis client (push/rdsa.c with its cluster backend,
  * push/rdsa_cluster.c) on a libuv loop against a real Redis Cluster, without the daemon, for
  * tests/integration/test_rdsa_cluster.py (built by make, not installed). The test moves slots, flushes
- * scripts and kills masters around it and reads what it answers.
+ * scripts and kills masters around it and reads what it answers. With a config naming one Redis
+ * (no redis.cluster) it drives rdsa on that Redis (tests/integration/test_rdsa_pubsub.py); the answers'
+ * node is then "?:0".
  *
- *   rdsa-cluster-probe -c magpie.conf        (redis.cluster names the seeds)
+ *   rdsa-cluster-probe -c magpie.conf        (redis.cluster names the seeds, or redis.host the one Redis)
  *
  * Each line on standard input is one request, its words separated by single spaces; each gets one line on
  * standard output, in order (the next request is read once the answer is out):
@@ -18,6 +20,9 @@
  *   .ready SECONDS         "READY" once every slot is served (the state callbacks said 1), or "FAIL timeout"
  *   .state                 "STATE told=<last told 0|1> ready=<rdsa_ready()> ups=<n> downs=<n>"
  *   .sub CHANNEL           rdsa_subscribe_ready: "SUBSCRIBED" when Redis first confirmed it
+ *   .ssub CHANNEL          rdsa_ssubscribe_ready (sharded): the same
+ *   .unsub CHANNEL         rdsa_unsubscribe or rdsa_sunsubscribe, as it was subscribed: "UNSUBSCRIBED"
+ *                          (its counts stay readable with .msgs; it cannot be subscribed again)
  *   .msgs CHANNEL          "MSGS <n> readies=<n> last=<payload>"
  *   .load ID PREFIX CONC   start a load: CONC setget EVALSHAs outstanding at all times on keys PREFIX:0..49
  *                          (put a hash tag in PREFIX to aim at one slot), each checked: "STARTED"
@@ -43,7 +48,7 @@
 #include <uv.h>
 
 #define MAX_WORDS    64
-#define MAX_CHANNELS 16
+#define MAX_CHANNELS 256
 #define MAX_LOADS    4
 #define LOAD_KEYS    50
 
@@ -62,6 +67,7 @@ struct channel {
     long msgs, readies;
     char last[256];
     int answer_ready; /* .sub waits for the first confirmation */
+    int sharded, gone;
 };
 
 struct load {
@@ -335,13 +341,13 @@ static void stats_line(void)
     answer(
         "STATS commands=%llu moved=%llu ask=%llu tryagain=%llu clusterdown=%llu noscript=%llu retries=%llu "
         "gave_up=%llu lost_in_flight=%llu refused=%llu refreshes=%llu refresh_failures=%llu "
-        "node_losses=%llu masters=%d masters_ready=%d",
+        "node_losses=%llu sub_moved=%llu masters=%d masters_ready=%d",
         (unsigned long long)s.commands, (unsigned long long)s.moved, (unsigned long long)s.ask,
         (unsigned long long)s.tryagain, (unsigned long long)s.clusterdown, (unsigned long long)s.noscript,
         (unsigned long long)s.retries, (unsigned long long)s.gave_up, (unsigned long long)s.lost_in_flight,
         (unsigned long long)s.refused, (unsigned long long)s.refreshes,
-        (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses, s.masters,
-        s.masters_ready);
+        (unsigned long long)s.refresh_failures, (unsigned long long)s.node_losses,
+        (unsigned long long)s.sub_moved, s.masters, s.masters_ready);
 }
 
 /* rdsa_cmd with a format of argc "%b"s: the printf-style path. */
@@ -423,8 +429,9 @@ static int request(char *line)
         }
         return 1;
     }
-    if (strcmp(argv[0], ".sub") == 0 && argc == 2) {
+    if ((strcmp(argv[0], ".sub") == 0 || strcmp(argv[0], ".ssub") == 0) && argc == 2) {
         struct channel *c = channel_get(argv[1]);
+        int sharded = argv[0][1] == 's' && argv[0][2] == 's';
         if (c != NULL || P.nch == MAX_CHANNELS || strlen(argv[1]) >= sizeof(c->name)) {
             answer("FAIL EINVAL subscribed already, or too many channels");
             return 0;
@@ -432,11 +439,27 @@ static int request(char *line)
         c = &P.ch[P.nch++];
         snprintf(c->name, sizeof(c->name), "%s", argv[1]);
         c->answer_ready = 1;
-        if (rdsa_subscribe_ready(c->name, on_message, on_subscribed, c) != MP_OK) {
+        c->sharded = sharded;
+        if ((sharded ? rdsa_ssubscribe_ready : rdsa_subscribe_ready)(c->name, on_message, on_subscribed, c) !=
+            MP_OK) {
             answer("FAIL ENOMEM");
             return 0;
         }
         return 1;
+    }
+    if (strcmp(argv[0], ".unsub") == 0 && argc == 2) {
+        struct channel *c = channel_get(argv[1]);
+        if (c == NULL || c->gone) {
+            answer("FAIL EINVAL not subscribed");
+            return 0;
+        }
+        if (c->sharded)
+            rdsa_sunsubscribe(c->name);
+        else
+            rdsa_unsubscribe(c->name);
+        c->gone = 1;
+        answer("UNSUBSCRIBED");
+        return 0;
     }
     if (strcmp(argv[0], ".msgs") == 0 && argc == 2) {
         struct channel *c = channel_get(argv[1]);
