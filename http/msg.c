@@ -26,9 +26,10 @@
 #define MSG_MAX_ROOM_ID 128 /* bytes of a room id */
 #define MSG_ID_HEX      16  /* server-chosen id of an "s" packet */
 
-static void publish(struct call *c, const char *channel, const void *payload, size_t len)
+/* PUBLISH (CHAN_CONTROL) or SPUBLISH (CHAN_ROOM: a sharded channel, shared/bus.h) payload on channel. */
+static void publish(struct call *c, const char *command, const char *channel, const void *payload, size_t len)
 {
-    redisReply *rep = rds_cmd(&c->w->rds, "PUBLISH %s %b", channel, payload, len);
+    redisReply *rep = rds_cmd(&c->w->rds, "%s %s %b", command, channel, payload, len);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         freeReplyObject(rep);
         reply_unavailable(c, "redis");
@@ -135,7 +136,7 @@ static void to_room(struct call *c, const char *msg, size_t msg_len)
     }
     magpie__broadcast_room_req__pack(&b, buf);
     snprintf(channel, sizeof(channel), CHAN_ROOM, room_id);
-    publish(c, channel, buf, len);
+    publish(c, "SPUBLISH", channel, buf, len);
     free(buf);
     if (!c->replied)
         reply(c, API_OK, NULL);
@@ -166,7 +167,7 @@ static void to_user(struct call *c, json_t *msg)
     if (app.cfg.notify.webhook_url[0] != '\0')
         publish_notify(c, to, id, ts, msg, payload);
     else
-        publish(c, CHAN_CONTROL, payload, strlen(payload));
+        publish(c, "PUBLISH", CHAN_CONTROL, payload, strlen(payload));
     free(payload);
     if (!c->replied)
         reply(c, API_OK, json_pack("{s:s}", "id", id));

@@ -420,7 +420,7 @@ static struct room *room_new(const char *id, uint64_t hash)
         free(r);
         return NULL;
     }
-    if (rdsa_subscribe_ready(r->channel, on_room_message, on_subscribed, r) != MP_OK) {
+    if (rdsa_ssubscribe_ready(r->channel, on_room_message, on_subscribed, r) != MP_OK) {
         if (r->same_hash != NULL)
             map_put(&H.rooms, hash, r->same_hash); /* replaces a value: cannot fail */
         else
@@ -457,7 +457,7 @@ static void room_free(struct room *r)
             pp = &(*pp)->dirty_next;
         *pp = r->dirty_next;
     }
-    rdsa_unsubscribe(r->channel);
+    rdsa_sunsubscribe(r->channel);
     roombatch_clear(&r->batch);
     H.nrooms--;
     log_debug("room closed here room=\"%s\"", r->id);
@@ -525,8 +525,8 @@ int room_publish(const struct room *r, const void *msg, size_t len, rdsa_reply_f
 
     if (payload == NULL)
         return MP_ENOMEM;
-    argv[0] = "PUBLISH";
-    argvlen[0] = 7;
+    argv[0] = "SPUBLISH"; /* a sharded channel (shared/bus.h) */
+    argvlen[0] = 8;
     argv[1] = r->channel;
     argvlen[1] = strlen(r->channel);
     argv[2] = (const char *)payload;

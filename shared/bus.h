@@ -16,7 +16,10 @@
  * CHAN_NODE ("mp:node:<id>:in"): chat deliveries for the connections one node holds; written and read only
  * by magpie-push, its format is private to push/.
  *
- * CHAN_ROOM ("mp:room:<room id>"): one room broadcast. Payload: a serialized BroadcastRoomReq (room.proto)
+ * CHAN_ROOM ("mp:room:<room id>"): one room broadcast, on a SHARDED channel (SPUBLISH / SSUBSCRIBE, Redis
+ * 7; SPEC §7): on a Redis Cluster it travels only through the master serving the channel's slot instead of
+ * being copied to every node of the cluster as a classic PUBLISH is, and the rooms spread over the masters.
+ * Every writer and reader of it must use the sharded commands (a PUBLISH would reach nobody). Payload: a serialized BroadcastRoomReq (room.proto)
  * carrying one message: roomID, msgLv, data = the message bytes (not yet merged; each node merges for its
  * own members). Written by magpie-http's POST /msg and by magpie-push for a member's MESSAGE (msgLv 0);
  * read by every push node with members in the room, the sender's included, so all see one order.
