@@ -208,6 +208,12 @@ class MagpieStack:
         self.http_port = int(env["HTTP_PORT"])
         self.push_ports = [int(p) for p in env["PUSH_PORTS"].split()]
         self.conf = os.path.join(self.dir, "magpie.conf")
+        # On a cluster ('up --redis cluster') redis_port is the master that serves shard 0's slot ({0}: at
+        # redis.stream_shards = 1 every per-user key and the chat stream), found when the stack is read; the
+        # other nodes are in cluster_ports.
+        self.cluster_ports = cluster_ports(self.dir)
+        if self.cluster_ports:
+            self.redis_port = cluster_slot_owner(self.cluster_ports) or self.redis_port
 
     def push_pidfiles(self):
         files = []
@@ -548,13 +554,59 @@ def resp_call(port, *args, timeout=5):
 # Redis key names as shared/keys.h spells them (tests/integration/rkeys.py has the same for redis-py): users
 # are split into S = redis.stream_shards shards (uid mod S), every per-user key carries its shard's hash tag
 # ("mp:{3}:seq:42"), and the chat and notification streams are one per shard ("mp:{0}:mq").
+def cluster_ports(run_dir):
+    """The nodes of the stack's Redis Cluster (CLUSTER_PORTS of 'scripts/dev up --redis cluster'), or []
+    when the stack runs another Redis mode."""
+    env = read_env_file(os.path.join(run_dir, "dev.env"))
+    if env.get("REDIS_MODE") != "cluster":
+        return []
+    return [int(p) for p in env.get("CLUSTER_PORTS", "").split()]
+
+
+def cluster_node_dirs(run_dir):
+    """{port: the node's folder (cluster-N/, with redis.conf and redis.pid)} of the stack's cluster."""
+    return {p: os.path.join(run_dir, "cluster-%d" % (i + 1)) for i, p in enumerate(cluster_ports(run_dir))}
+
+
+def cluster_roles(ports):
+    """{port: "master" | "slave" | None (no answer)} as each node says (INFO replication)."""
+    out = {}
+    for p in ports:
+        try:
+            text = resp_call(p, "INFO", "replication", timeout=2)
+        except (OSError, RuntimeError):
+            out[p] = None
+            continue
+        role = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("role:")]
+        out[p] = role[0] if role else None
+    return out
+
+
+def cluster_slot_owner(ports, tag="{0}"):
+    """The port of the master serving the slot of hash tag `tag` ("{0}": shard 0's keys, all of them at
+    redis.stream_shards = 1), as the first node that answers CLUSTER SLOTS says; None when none answers."""
+    for p in ports:
+        try:
+            slot, slots = resp_pipeline(p, [("CLUSTER", "KEYSLOT", tag), ("CLUSTER", "SLOTS")], timeout=2)
+        except (OSError, RuntimeError):
+            continue
+        if not isinstance(slots, list) or not isinstance(slot, int):
+            continue
+        for r in slots:
+            if r[0] <= slot <= r[1]:
+                return int(r[2][1])
+    return None
+
+
 def redis_shards(port):
     """S as the stack's Redis recorded it (mp:shards; 1 before any daemon started or when Redis is down)."""
     try:
         v = resp_call(port, "GET", "mp:shards")
-    except (OSError, RuntimeError):
+        if isinstance(v, str) and v.startswith("MOVED "):  # a cluster node: ask the one that holds it
+            v = resp_call(int(v.rsplit(":", 1)[1]), "GET", "mp:shards")
+    except (OSError, RuntimeError, ValueError):
         return 1
-    return int(v) if v else 1
+    return int(v) if v and str(v).isdigit() else 1
 
 
 def key_sharded(name, shard):
