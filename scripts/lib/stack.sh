@@ -302,14 +302,12 @@ sentinel_conf_lines() {
     printf 'sentinels = %s\nmaster_name = %s\nmin_replicas_acked = 1\n' "$list" "$SENTINEL_MASTER"
 }
 
-# magpie.conf's [redis] lines for the cluster (none otherwise): every node as a seed, and acks wait for the
-# master's one replica (WAIT), as with Sentinel: after a master's death its promoted replica has none until
-# the dead node is back as its replica (tests/integration/failover.py restarts it, as a supervisor would).
+# magpie.conf's [redis] lines for the cluster (none otherwise): every node as a seed.
 cluster_conf_lines() {
     [ "$REDIS_MODE" = cluster ] || return 0
     local p list=""
     for p in "${CLUSTER_PORT_LIST[@]}"; do list="${list:+$list, }127.0.0.1:$p"; done
-    printf 'cluster = %s\nmin_replicas_acked = 1\n' "$list"
+    printf 'cluster = %s\n' "$list"
 }
 
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
