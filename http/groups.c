@@ -496,36 +496,44 @@ static void args_free(struct args *a)
     memset(a, 0, sizeof(*a));
 }
 
-/* Run s with numkeys keys by EVALSHA (EVAL when Redis has not got it cached). The reply (caller frees;
- * may be an error reply), or NULL when Redis is unavailable or out of memory. */
-static redisReply *script_run(struct call *c, struct gscript *s, int numkeys, const struct args *a)
+/* Run s with numkeys keys by EVALSHA (EVAL when Redis has not got it cached). route, when not NULL, is sent
+ * as one more key in front (numkeys + 1; the scripts read their ARGV only, so it changes nothing for them):
+ * the key of the slot the script works in (its group's, or its caller's), so that on a Redis Cluster the
+ * script goes to that slot's master -- with no key a cluster client sends it to any master, and a master
+ * that does not serve the slot refuses every key the script builds ("non local key"). The reply (caller
+ * frees; may be an error reply), or NULL when Redis is unavailable or out of memory. */
+static redisReply *script_run(struct call *c, struct gscript *s, const char *route, int numkeys,
+                              const struct args *a)
 {
-    const char **argv = malloc(((size_t)a->n + 3) * sizeof(*argv));
-    size_t *lens = malloc(((size_t)a->n + 3) * sizeof(*lens));
+    int head = route != NULL ? 4 : 3;
+    const char **argv = malloc(((size_t)a->n + 4) * sizeof(*argv));
+    size_t *lens = malloc(((size_t)a->n + 4) * sizeof(*lens));
     char nk[16];
     redisReply *r = NULL;
 
     pthread_once(&sha_once, sha_init);
     if (argv == NULL || lens == NULL)
         goto done;
-    snprintf(nk, sizeof(nk), "%d", numkeys);
+    snprintf(nk, sizeof(nk), "%d", numkeys + (route != NULL));
     argv[0] = "EVALSHA";
     argv[1] = s->sha;
     argv[2] = nk;
+    if (route != NULL)
+        argv[3] = route;
     for (int i = 0; i < a->n; i++) {
-        argv[i + 3] = a->v[i];
-        lens[i + 3] = a->len[i];
+        argv[i + head] = a->v[i];
+        lens[i + head] = a->len[i];
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < head; i++)
         lens[i] = strlen(argv[i]);
-    r = rds_cmdargv(&c->w->rds, a->n + 3, argv, lens);
+    r = rds_cmdargv(&c->w->rds, a->n + head, argv, lens);
     if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
         argv[0] = "EVAL";
         argv[1] = s->src;
         lens[0] = 4;
         lens[1] = strlen(s->src);
-        r = rds_cmdargv(&c->w->rds, a->n + 3, argv, lens);
+        r = rds_cmdargv(&c->w->rds, a->n + head, argv, lens);
     }
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         log_error("group script failed script=%s reason=\"%s\"", s->name, r->str);
@@ -783,7 +791,7 @@ static int event_make(struct call *c, struct gevent *e, int64_t gid, const char 
         reply_unavailable(c, "memory");
         goto done;
     }
-    r = script_run(c, &idgen_lua, 1, &a);
+    r = script_run(c, &idgen_lua, NULL, 1, &a);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
         reply_unavailable(c, "redis");
@@ -887,7 +895,9 @@ static redisReply *group_run(struct call *c, struct gscript *s, struct args *a)
         a->v[CHANGE_ARGV_LIVE - 1] = live;
         a->len[CHANGE_ARGV_LIVE - 1] = strlen(live);
     }
-    r = script_run(c, s, 0, a);
+    char route[64]; /* the group's key (ARGV[1] is the gid): the slot of every key the script touches */
+    key_tagged(route, sizeof(route), KEY_GROUP, atoll(a->v[0]));
+    r = script_run(c, s, route, 0, a);
     redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 ? r->element : NULL;
     long long code;
 
@@ -1045,7 +1055,9 @@ void groups_list(struct call *c)
         reply_unavailable(c, "memory");
         goto done;
     }
-    r = script_run(c, &list_lua, 0, &a);
+    char route[64]; /* the caller's group list: the slot of every key the script touches */
+    key_tagged(route, sizeof(route), KEY_USER_GROUPS, (long long)c->uid);
+    r = script_run(c, &list_lua, route, 0, &a);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % 4 != 0) {
         reply_unavailable(c, "redis");
         goto done;

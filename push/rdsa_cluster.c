@@ -21,8 +21,10 @@
  * cluster map masters=N"); idle connections to nodes that left the map are closed.
  *
  * Routing. A command goes to the master of its keys' slot (rcl_command_slot); one with no key (PUBLISH,
- * WAIT...) to any ready master, in turn. A command whose keys are in different slots, or that the cluster
- * client does not route (MULTI, SUBSCRIBE, SELECT...: rcluster.h), is refused before anything is sent:
+ * WAIT...) to a ready master, the same one while it stays ready: PUBLISHes sent through different nodes
+ * reach a subscriber on a third over different cluster-bus links, in any order (a node's deliveries to
+ * another came out of order), so they keep to one. A command whose keys are in different slots, or that
+ * the cluster client does not route (MULTI, SUBSCRIBE, SELECT...: rcluster.h), is refused before anything is sent:
  * rdsa_cmd returns MP_EINVAL and fn is not called (the callers treat any return but MP_OK as "Redis
  * unavailable" and answer E), and it is logged as an error (at most every REFUSED_LOG_EVERY_MS, with the
  * count): it is a bug in a key's hash tag, not a state of the cluster.
@@ -741,14 +743,15 @@ static void req_send(struct node *n, struct req *q)
     q->asking = 0;
 }
 
-/* A ready master, the next in turn, for a command with no key; NULL when none is ready. */
+/* A ready master for a command with no key: the one used last while it is ready, else the next one in the
+ * map (the routing note above: one node keeps PUBLISH order); NULL when none is ready. */
 static struct node *any_master(void)
 {
     for (int k = 0; K.map != NULL && k < K.map->nnodes; k++) {
         const struct rcl_node *m = &K.map->node[(K.any_next + (unsigned)k) % (unsigned)K.map->nnodes];
         struct node *n = node_find(m->host, m->port);
         if (n != NULL && n->state == NODE_READY) {
-            K.any_next += (unsigned)k + 1;
+            K.any_next += (unsigned)k; /* the same master while it is ready: PUBLISHes stay in order */
             return n;
         }
     }

@@ -209,7 +209,7 @@ class BusListener:
 
     def __init__(self, stack, *patterns):
         import redis
-        self.r = redis.Redis(host="127.0.0.1", port=stack.redis_port, socket_timeout=5)
+        self.r = redis.Redis(host="127.0.0.1", port=stack.redis_any_port(), socket_timeout=5)
         self.p = self.r.pubsub(ignore_subscribe_messages=True)
         self.p.psubscribe(*patterns)
         # Wait for the subscription to be active (the confirmation arrives as a message we skip).

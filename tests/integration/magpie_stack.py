@@ -85,6 +85,11 @@ class Stack:
         self.redis_replica_port = int(self.env["REDIS_REPLICA_PORT"]) if self.sentinel else None
         # 'scripts/dev up --redis slotcheck': one Redis that is a one-node cluster (README, "The slot check").
         self.slotcheck = self.env.get("REDIS_MODE") == "slotcheck"
+        # 'scripts/dev up --redis cluster': six nodes (CLUSTER_PORTS), three masters and a replica each; which is
+        # master is the cluster's business. REDIS_PORT names no server then: redis() is a cluster client.
+        self.cluster = self.env.get("REDIS_MODE") == "cluster"
+        self.cluster_ports = [int(p) for p in self.env.get("CLUSTER_PORTS", "").split()] if self.cluster else []
+        self._cluster_client = None
 
     # ---- URLs ----
     @property
@@ -98,9 +103,32 @@ class Stack:
 
     # ---- clients ----
     def redis(self):
-        """A client of the Redis master (with Sentinel: the one the sentinels name now)."""
+        """A client of the Redis master (with Sentinel: the one the sentinels name now; on a cluster, a
+        redis.cluster.RedisCluster that follows the slot map: one-key commands go to the slot's master, what
+        the tests do with more than one key keeps to one slot as the daemons' scripts do)."""
+        if self.cluster:
+            if self._cluster_client is None:
+                self._cluster_client = self.redis_cluster()
+            return self._cluster_client
         return redis.Redis(host="127.0.0.1", port=self.redis_master_port(), decode_responses=True,
                            socket_timeout=5)
+
+    def redis_cluster(self, decode_responses=True):
+        """A new cluster client seeded with every node (only on a cluster stack)."""
+        from redis.cluster import ClusterNode, RedisCluster
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.cluster_ports],
+                            decode_responses=decode_responses, socket_timeout=5, cluster_error_retry_attempts=10)
+
+    def redis_any_port(self):
+        """A port where some Redis of the stack answers (PUBLISH reaches every node of a cluster, so a
+        subscriber may sit on any): REDIS_PORT, or on a cluster the first node that answers PING."""
+        for port in self.cluster_ports:
+            try:
+                if redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping():
+                    return port
+            except redis.exceptions.RedisError:
+                continue
+        return self.redis_master_port()
 
     def redis_master_port(self):
         """REDIS_PORT, or with Sentinel the master's port as the first sentinel that answers names it."""
@@ -123,11 +151,21 @@ class Stack:
         return os.path.join(self.build, relpath)
 
     # ---- stopping and starting the servers (outage tests) ----
+    def _no_whole_redis_outage(self):
+        """On a cluster there is no one Redis to stop: a test of a whole-Redis outage is skipped there (the
+        cluster's own failure is one master at a time: test_cluster_failover.py, test_cluster_http.py)."""
+        if self.cluster:
+            import pytest
+            pytest.skip("stops 'the Redis': a cluster has no single Redis (its master failures have tests of "
+                        "their own)")
+
     def stop_redis(self):
+        self._no_whole_redis_outage()
         subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown"], capture_output=True)
         self._wait(lambda: not self._redis_up(), "redis to stop")
 
     def start_redis(self):
+        self._no_whole_redis_outage()
         subprocess.run(["redis-server", os.path.join(self.run, "redis", "redis.conf")], check=True)
         if self.slotcheck:
             self._slotcheck_open()

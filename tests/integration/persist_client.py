@@ -94,6 +94,8 @@ def xadd_all(r, entries, chunk=500):
 def raw_redis(stack):
     """A client that returns bytes, so binary field values come back as they are."""
     import redis
+    if stack.cluster:
+        return stack.redis_cluster(decode_responses=False)
     return redis.Redis(host="127.0.0.1", port=stack.redis_port, socket_timeout=10)
 
 

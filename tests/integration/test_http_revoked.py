@@ -114,6 +114,9 @@ def test_a_lost_subscription_falls_back_to_redis_and_reads_the_index_again(stack
 
 
 def test_a_silent_redis_makes_the_copy_unused_until_it_answers(stack, other):
+    if stack.cluster:
+        pytest.skip("freezes the one Redis (redis/redis.pid); on a cluster test_cluster_http kills the master "
+                    "holding the subscription instead")
     pid = int(open(os.path.join(stack.run, "redis", "redis.pid")).read())
     os.kill(pid, signal.SIGSTOP)
     try:

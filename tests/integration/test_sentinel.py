@@ -5,7 +5,8 @@ The stack is `scripts/dev up --redis sentinel`: a master, one replica, three sen
 quorum 2), magpie.conf with redis.sentinels and redis.min_replicas_acked = 1. `scripts/dev test` runs this
 file on such a stack of its own (the step "sentinel failover"); on a single-Redis stack it is skipped.
 
-The failover (the module fixture, run once): PAIRS pairs of devices (push_client.Device: the client the
+The failover (the module fixture, run once; the run and its cases are tests/integration/failover.py's, shared
+with test_cluster_failover.py): PAIRS pairs of devices (push_client.Device: the client the
 README describes, which sends each message until it gets A with the same id, and syncs with Y) chat at RATE
 messages/s in all; after WARMUP_S the master gets SIGKILL. A supervisor (what systemd's Restart= does)
 starts the killed Redis again once the sentinels have promoted the replica, as a replica of the new master:
@@ -17,32 +18,28 @@ it at 2,000 msg/s with magpie-bench). Later tests freeze the replica (nothing is
 devices, without it), order a failover from a sentinel (every daemon follows the +switch-master
 announcement), and kill the master once more.
 """
-import asyncio
 import concurrent.futures
-import json
 import os
 import signal
 import subprocess
 import time
 import uuid
 
-import jwt
 import pytest
 import redis
-import websockets
 
+from failover import (  # noqa: F401 (the shared cases: pytest collects them here)
+    UNAVAILABLE, Sender, run_failover, test_a_qr_long_poll_is_woken_after_the_failover,
+    test_chat_resumes_by_itself_within_10_s_of_a_kill_9_of_the_master,
+    test_clients_see_temporarily_unavailable_meanwhile_and_every_retry_is_acked,
+    test_every_acked_message_is_stored_exactly_once, test_group_chat_works_after_the_failover_on_both_nodes,
+    test_presence_works_after_the_failover, test_timelines_stay_gap_free_and_hold_each_acked_message_once,
+    test_token_issue_and_revocation_work_after_the_failover)
 from group_client import api, create_group, make_users, timeline
 from http_client import Client, login, new_mobile, sms_lines
 from magpie_stack import RUN, metrics, read_env_file
-from push_client import Chat, Closed, Device, make_friends, new_uid, run, wait_until
+from push_client import Chat, make_friends, new_uid, run, wait_until
 import rkeys
-
-UNAVAILABLE = "temporarily unavailable, retry"
-PAIRS = int(os.environ.get("MAGPIE_SENTINEL_PAIRS", "5"))
-RATE = float(os.environ.get("MAGPIE_SENTINEL_RATE", "100"))  # messages/s, all senders together
-WARMUP_S = 3.0
-AFTER_S = 15.0  # traffic after the kill
-RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: chat resumes by itself within 10 s
 
 
 def _sentinel_stack():
@@ -83,237 +80,44 @@ def _restart_as_replica(d, master_port):
                     str(master_port)], check=True)
 
 
+def _replica_of(stack, master):
+    return stack.redis_port if master != stack.redis_port else stack.redis_replica_port
+
+
 def _replica_in_sync(stack, master_port):
     info = stack.redis().info("replication")
     return stack.redis_master_port() == master_port and info.get("connected_slaves", 0) >= 1 and \
         info.get("slave0", {}).get("state") == "online"
 
 
-# ---- one sender's traffic ----
+class SentinelMode:
+    """failover.py's Mode for Sentinel: the master the sentinels name, and the other instance."""
+    name = "sentinel"
+    label = "sentinel failover"
 
-class Sender:
-    """A Device that sends at a steady pace and records, per message, when it was first sent, when it was
-    acked and every non-A answer it got on the way."""
+    def __init__(self, stack):
+        self.stack = stack
 
-    def __init__(self, stack, uid, to):
-        self.dev = Device(stack, uid)
-        self.to = to
-        self.sent = []  # client ids, in order
-        self.first_sent = {}
-        self.acked_at = {}
-        self.errors = []  # (time, reason) of every E
-        self.timeouts = 0
+    def kill_master(self):
+        return _kill_master(self.stack)
 
-    async def send_one(self, id, text):
-        d = self.dev
-        self.first_sent[id] = time.time()
-        while True:
-            try:
-                if d.chat is None or not d.chat.open:
-                    await d.connect()
-                r = await d.chat.text(self.to, text, id=id, timeout=3)
-                if r["type"] == "A":
-                    d.acks[id] = (r["mid"], r["seq"])
-                    d.have.setdefault(r["seq"], (r["mid"], d.uid, text))
-                    self.acked_at[id] = time.time()
-                    return
-                self.errors.append((time.time(), r["msg"]))
-                await asyncio.sleep(0.1)  # E: the same packet again a little later
-            except asyncio.TimeoutError:
-                self.timeouts += 1
-            except (Closed, websockets.WebSocketException, OSError):
-                d.chat = None  # a lost connection: Device reconnects (and syncs) on the next try
-                await asyncio.sleep(0.1)
+    def new_master(self, handle):
+        p = self.stack.redis_master_port()
+        return p if p != handle[0] else None
 
-    async def run(self, until, interval):
-        n = 0
-        while time.time() < until:
-            t0 = time.monotonic()
-            id = f"s{self.dev.uid}-{n}"
-            self.sent.append(id)
-            await self.send_one(id, f"message {n} of {self.dev.uid}")
-            n += 1
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
+    def restart(self, handle, new_port):
+        _restart_as_replica(handle[1], new_port)
+
+    def in_sync(self, new_port):
+        return _replica_in_sync(self.stack, new_port)
+
+    def replica_client(self, key):
+        return redis.Redis(port=_replica_of(self.stack, self.stack.redis_master_port()), decode_responses=True)
 
 
 @pytest.fixture(scope="module")
 def failover(stack):
-    out = {}
-
-    async def go():
-        senders, receivers = [], []
-        for _ in range(PAIRS):
-            a, b = new_uid(), new_uid()
-            make_friends(stack, a, b)
-            senders.append(Sender(stack, a, b))
-            receivers.append(Device(stack, b))
-        for d in [s.dev for s in senders] + receivers:
-            await d.connect()
-        start = time.time()
-        until = start + WARMUP_S + AFTER_S
-        interval = PAIRS / RATE
-        traffic = [asyncio.create_task(s.run(until, interval)) for s in senders]
-        listening = [asyncio.create_task(r.listen(until - time.time() + 3)) for r in receivers]
-
-        await asyncio.sleep(WARMUP_S)
-        old_port, old_dir = _kill_master(stack)
-        out["killed_at"] = time.time()
-        # The sentinels promote the replica.
-        new_port = await wait_until(lambda: (p := stack.redis_master_port()) != old_port and p, 30,
-                                    "the sentinels to name a new master", interval=0.1)
-        out["promoted_s"] = time.time() - out["killed_at"]
-        _restart_as_replica(old_dir, new_port)
-        out["restarted_s"] = time.time() - out["killed_at"]
-        await wait_until(lambda: _replica_in_sync(stack, new_port), 30, "the old master to sync as a replica",
-                         interval=0.2)
-        out["replica_back_s"] = time.time() - out["killed_at"]
-        out["new_master_port"] = new_port
-
-        await asyncio.gather(*traffic)
-        await asyncio.gather(*listening)
-        for d in receivers + [s.dev for s in senders]:
-            if d.chat is None or not d.chat.open:
-                await d.connect()
-            await d.sync()
-        out["senders"], out["receivers"] = senders, receivers
-
-    run(go())
-    acks = sorted(t for s in out["senders"] for t in s.acked_at.values())
-    gaps = [(b - a, a) for a, b in zip(acks, acks[1:])]
-    gap, gap_from = max(gaps)
-    out["gap_s"], out["gap_from"] = gap, gap_from
-    out["acked"] = len(acks)
-    out["rate"] = len(acks) / (acks[-1] - acks[0])
-    figure = {"pairs": PAIRS, "rate_asked": RATE, "acked": len(acks), "rate_acked": round(out["rate"], 1),
-              "gap_s": round(gap, 2), "gap_began_after_kill_s": round(gap_from - out["killed_at"], 2),
-              "promoted_s": round(out["promoted_s"], 2), "replica_back_s": round(out["replica_back_s"], 2),
-              "errors": sum(len(s.errors) for s in out["senders"]),
-              "timeouts": sum(s.timeouts for s in out["senders"])}
-    with open(os.path.join(stack.run, "sentinel-failover.json"), "w") as f:
-        json.dump(figure, f)
-    print(f"\nsentinel failover: {json.dumps(figure)}")
-    return out
-
-
-# ---- chat across the failover ----
-
-def test_chat_resumes_by_itself_within_10_s_of_a_kill_9_of_the_master(failover):
-    assert failover["gap_s"] < RESUME_LIMIT_S, failover["gap_s"]
-    # the gap is the failover's, not one before it
-    assert failover["gap_from"] - failover["killed_at"] < 1.0
-    # and chat went on after it: acks for the rest of the traffic
-    late = [t for s in failover["senders"] for t in s.acked_at.values() if t > failover["killed_at"] + 10]
-    assert len(late) > RATE * 2, len(late)
-
-
-def test_clients_see_temporarily_unavailable_meanwhile_and_every_retry_is_acked(failover):
-    errors = [e for s in failover["senders"] for e in s.errors]
-    assert errors, "nobody was told to retry during the failover"
-    assert {reason for _, reason in errors} <= {UNAVAILABLE, "rate limited"}, set(errors)
-    killed = failover["killed_at"]
-    assert all(killed - 1 < t < killed + RESUME_LIMIT_S + 5 for t, _ in errors), \
-        "E only around the failover"
-    for s in failover["senders"]:
-        assert set(s.sent) == set(s.acked_at), "every message was acked in the end"
-
-
-def test_every_acked_message_is_stored_exactly_once(failover, stack):
-    """magpie-persist follows the failover: it moves every acked message to MySQL, none twice."""
-    senders = failover["senders"]
-    want = {(s.dev.uid, id) for s in senders for id in s.acked_at}
-
-    def rows():
-        with stack.mysql() as db, db.cursor() as cur:
-            cur.execute("SELECT from_uid, client_id, COUNT(*) FROM messages WHERE from_uid IN (%s) "
-                        "GROUP BY from_uid, client_id" % ",".join(str(s.dev.uid) for s in senders))
-            return {(int(u), c.decode() if isinstance(c, bytes) else c): n for u, c, n in cur.fetchall()}
-
-    deadline = time.time() + 60
-    while set(rows()) != want and time.time() < deadline:
-        time.sleep(0.5)
-    got = rows()
-    assert set(got) == want, (sorted(want - set(got))[:5], sorted(set(got) - want)[:5])
-    assert all(n == 1 for n in got.values()), [k for k, n in got.items() if n != 1][:5]
-
-
-def test_timelines_stay_gap_free_and_hold_each_acked_message_once(failover):
-    for s, r in zip(failover["senders"], failover["receivers"]):
-        for d in (s.dev, r):
-            seqs = sorted(d.have)
-            assert seqs == list(range(1, len(seqs) + 1)), f"uid {d.uid}: a gap in {seqs[:3]}..{seqs[-3:]}"
-        # the sender's A named the seq that Y gives the message
-        for id, (mid, seq) in s.dev.acks.items():
-            assert s.dev.have[seq][0] == mid, (id, seq)
-        # each side holds each message once, in the order it was sent
-        order = [s.dev.acks[id][0] for id in s.sent]
-        assert [s.dev.have[q][0] for q in sorted(s.dev.have)] == order
-        assert [r.have[q][0] for q in sorted(r.have)] == order
-
-
-# ---- the rest of the product after the failover ----
-
-def test_token_issue_and_revocation_work_after_the_failover(failover, stack):
-    client = Client(stack.nginx_url)
-    uid, token = login(client, stack)
-    r = client.post("/IM/token", token=token)
-    assert r.status == 200 and r.code == 0, r
-    assert jwt.decode(r.result["wstoken"], stack.secret, algorithms=["HS256"])["id"] == uid
-    assert client.post("/logout", token=token).code == 0
-    assert client.post("/IM/token", token=token).status == 401
-    # the revocation is on the replica too (WAIT before the answer): it survives the next failover
-    jti = jwt.decode(token, stack.secret, algorithms=["HS256"])["jti"]
-    replica = stack.redis_port if failover["new_master_port"] != stack.redis_port else stack.redis_replica_port
-    assert redis.Redis(port=replica, decode_responses=True).exists(f"mp:revoked:{jti}") == 1
-
-
-def test_a_qr_long_poll_is_woken_after_the_failover(failover, stack):
-    web, phone = Client(stack.nginx_url), Client(stack.nginx_url)
-    _, phone_token = login(phone, stack)
-    token = web.post("/pc_session", {"device_name": "after failover"}).result["token"]
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        poll = pool.submit(web.post, f"/session_login/{token}", timeout=40)
-        time.sleep(0.5)
-        assert not poll.done()
-        t0 = time.time()
-        assert phone.post(f"/scan_pc/{token}", token=phone_token).code == 0
-        p = poll.result(timeout=10)
-    assert time.time() - t0 < 3, "the scan did not wake the long poll"
-    assert p.status == 200 and p.code == 9, p
-
-
-def test_group_chat_works_after_the_failover_on_both_nodes(failover, stack):
-    """A group made over HTTP (its events WAITed for), g acked and delivered to members on both nodes (the
-    deliveries to the other node published only after the WAIT), each once, in every member's timeline."""
-    owner, m1, m2 = make_users(stack, 3)
-    gid = create_group(stack, owner, [m1, m2], name="after failover")
-
-    async def go():
-        o = await Chat.connect_on(stack, 1, uid=owner)
-        a = await Chat.connect_on(stack, 1, uid=m1)
-        b = await Chat.connect_on(stack, 2, uid=m2)
-        r = await o.text(gid, "hello group", id="g-after", type="g")
-        assert r["type"] == "A", r
-        for member in (a, b):
-            got = [p for p in await member.collect(1.0) if p.get("type") == "g"]
-            assert [(p["mid"], p["msg"]) for p in got] == [(r["mid"], "hello group")]
-            entries = await timeline(member)
-            assert [p["seq"] for p in entries] == list(range(1, len(entries) + 1))
-            assert [p["mid"] for p in entries if p["type"] == "g"] == [r["mid"]]
-    run(go())
-
-
-def test_presence_works_after_the_failover(failover, stack):
-    async def go():
-        a = await Chat.connect(stack)
-        b = await Chat.connect(stack)
-        assert (await b.request("O", a.uid))["msg"] == {"uid": a.uid, "online": True}
-        await a.close()
-        for _ in range(50):
-            if (await b.request("O", a.uid))["msg"]["online"] is False:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError("a closed connection still reads online")
-    run(go())
+    return run_failover(stack, SentinelMode(stack))
 
 
 def test_every_daemon_found_the_new_master_through_the_sentinels(failover, stack):
@@ -379,10 +183,6 @@ def test_nothing_is_acked_while_no_replica_takes_it_and_the_retry_is_stored_once
                 break
             time.sleep(0.1)
     assert n == 1
-
-
-def _replica_of(stack, master):
-    return stack.redis_port if master != stack.redis_port else stack.redis_replica_port
 
 
 def test_read_marks_positions_orders_group_changes_and_qr_steps_wait_for_a_replica_too(failover, stack):
