@@ -25,6 +25,10 @@ from test_rcluster import ENV, PORTS, cli, masters, node_dir, nodes, owner, sett
 
 RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
 PROBE = os.path.join(BUILD, "tests", "probes", "rdsa-cluster-probe")
+# The probe's push.node_id, so its connections' names (magpie-push-<id>-...) are not the stack's push nodes'
+# (which run on the same cluster and hold subscriber connections of their own).
+PROBE_NODE = 1021
+PROBE_NAME = f"magpie-push-{PROBE_NODE}-"
 
 pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
                                 reason="needs a stack from 'scripts/dev up --redis cluster' "
@@ -78,7 +82,8 @@ class Probe:
         self.log_path = os.path.join(RUN, "logs", f"rdsa-cluster-probe-{Probe.count}.log")
         self.log = open(self.log_path, "w")
         self.p = subprocess.Popen([PROBE, "-c", conf], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self.log, text=True, bufsize=1)
+                                  stderr=self.log, text=True, bufsize=1,
+                                  env=dict(os.environ, MAGPIE_PUSH_NODE_ID=str(PROBE_NODE)))
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -176,7 +181,7 @@ def subscriber_node():
             continue
         for line in out.splitlines():
             f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
-            if f.get("name", "").startswith("magpie-push-") and f["name"].endswith("-subscriber"):
+            if f.get("name", "") == PROBE_NAME + "subscriber":
                 return p, f["id"]
     return None, None
 
@@ -446,7 +451,7 @@ def shard_subscribers():
             lines = cli(p, "CLIENT", "LIST", check=False).splitlines()
         except subprocess.TimeoutExpired:
             continue
-        out[p] = sum(1 for line in lines if " name=magpie-push-" in line and "-sharded " in line)
+        out[p] = sum(1 for line in lines if f" name={PROBE_NAME}sharded " in line)
     return out
 
 
@@ -579,7 +584,7 @@ def test_ssubscribe_moved_and_reconnect(probe):
     wait_until("the message", lambda: probe.msgs(ch)[0] == 1, 5)
     # kill rdsa's sharded connection on dst
     for line in cli(dst["port"], "CLIENT", "LIST").splitlines():
-        if " name=magpie-push-" in line and "-sharded " in line:
+        if f" name={PROBE_NAME}sharded " in line:
             cli(dst["port"], "CLIENT", "KILL", "ID", line.split(" ", 1)[0].split("=")[1])
     wait_until("the subscription confirmed again", lambda: probe.msgs(ch)[1] == 2, 10)
     assert shard_numsub(dst["port"], ch) == 1
