@@ -275,6 +275,11 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 #define MSG_F_FROM_IN "fn"
 #define MSG_F_TO_IN "tn"
 #define MSG_F_GROUP "g"   /* a group entry's group id (g messages and s events) */
+/* string "<to seq> <to in>": the recipient's part of a split t or i (push/chat_send.c: sender and recipient
+ * in two shards) has run in the recipient's shard for this mid, with that seq; it makes that part
+ * idempotent (a retry finds it and writes nothing). TTL push.dedup_ttl_s, as the sender's dedup key. */
+#define KEY_RCV_NAME "rcv"
+#define KEY_RCV      KEY_TAGGED(KEY_RCV_NAME) /* the recipient's shard, mid */
 #define MSG_F_GROUP_N "gn" /* a g message's number in its group (GROUP_F_COUNT when it was stored) */
 
 /* ---- conversations and read marks (design: push/chat_read.c) ---- */
