@@ -18,6 +18,54 @@
  * fell short is acked on its retry but never pushed (its deliveries went with the refused attempt, and the
  * dedup key cannot tell whether a retry's would be the second): its recipients get it by Y, as after any gap
  * (SPEC §4.1: the next packet's seq skips ahead, or the next connect).
+ *
+ * The split (issue 20, SPEC §7: a Redis Cluster runs a script only when every key it touches is in one
+ * slot). send_lua touches both users' keys, so it runs only when both are in one shard (key_shard: always at
+ * redis.stream_shards = 1, where nothing changes, cost included). A message between users of two shards runs
+ * as two scripts, each in one shard's slot, one after the other:
+ *   1. send_s_lua in the sender's shard: the dedup check (a hit returns the first "<mid> <seq>" and the
+ *      first's stored packet from the sender's KEY_MSG copy), the friend check (the sender's KEY_FRIENDS),
+ *      the sender's counter check, INCR of the sender's seq, the sender's KEY_TL, KEY_CONVS, KEY_CONV
+ *      (CONV_F_LAST), the sender's KEY_MSG copy (packet, MSG_F_FROM_SEQ, MSG_F_FROM_IN), the sender's half of
+ *      the stream entry (KEY_MQ of the sender's shard: every field, fseq, no tseq), the dedup key, and the
+ *      deliveries to the sender's other nodes ("<fseq> 0 <head><packet>"). Nothing of the recipient.
+ *   2. send_r_lua in the recipient's shard, with the mid and content of step 1 (a retry: the first's, taken
+ *      from its stored packet, so both halves carry the same message; when that copy has expired,
+ *      timeline.keep_s < push.dedup_ttl_s, the retry's content under the first mid): KEY_RCV of the mid
+ *      (hit: it ran before, nothing is written), the recipient's counter check, INCR of the recipient's
+ *      seq, KEY_TL, KEY_CONVS, KEY_CONV (CONV_F_IN, CONV_F_LAST), the recipient's KEY_MSG copy (packet,
+ *      MSG_F_TO_SEQ, MSG_F_TO_IN), the recipient's half of the stream entry (tseq, no fseq), the offline
+ *      notification (KEY_NOTIFY of the recipient's shard, from the recipient's presence), the deliveries to
+ *      the recipient's nodes ("0 <tseq> <head><packet>"; relay.c delivers only to the user whose seq is
+ *      not 0), then KEY_RCV = "<tseq> <tn>" (TTL push.dedup_ttl_s, as the dedup key's).
+ * Step 2 starts once step 1 answered (and, with redis.min_replicas_acked, once its WAIT on the sender's
+ * master did); the A {mid, seq = the sender's seq} goes only after step 2 answered and its own WAIT on the
+ * recipient's master: so an A still means the message is in both timelines and in the stream. This node
+ * delivers to the sender's other connections after step 1 (a new message), to the recipient's after step 2
+ * (when it wrote now).
+ * Failures. Step 1 refused (not friends, no counter, a timeline ahead of its counter): nothing written, E,
+ * as send_lua. Step 2 refused or unanswered (Redis down, the recipient's counters not restored yet, this
+ * node killed between the two): E (or no answer); the sender's part stays: the sender's devices see the
+ * message (its seq is taken, no gap), the recipient does not yet. The client retries unacked sends (SPEC
+ * §4): the retry hits the dedup key in step 1, which writes nothing, and step 2 runs again with the first
+ * mid -- it completes the message (delivered to the recipient then, once) or, when it had run, finds
+ * KEY_RCV and writes nothing. Either way the A carries the first mid and seq, and nothing is stored or
+ * delivered twice (test_send_split.py makes step 2 fail and checks all of that).
+ * Known gap: a message whose step 2 never ran and whose client never retries (the sender's node died and
+ * the client gave up, or it was only sent once and never acked) stays in the sender's timeline and never
+ * reaches the recipient; it was never acked. The repair (magpie-persist finding rows with from_seq and no
+ * to_seq older than some seconds and running step 2 for them, with KEY_RCV outliving that window) is not
+ * built yet (lead's design draft, /work/notes/split-design.md).
+ * Persist: each half is a full row by itself (every field), so magpie-persist inserts whichever comes first
+ * and fills the other seq from the other (persist_store.h); the row ends with both seqs.
+ * Order. One sender's messages keep their order in both timelines in the normal case: this node runs the
+ * steps of every message in the order their replies came (one connection per master, WAITs answering in
+ * order), so step 2 of m1 is sent before step 2 of m2. Not guaranteed: (a) when step 2 of m1 fails and
+ * step 2 of m2 (sent after a reconnect) succeeds, m1's retry lands after m2 in the recipient's timeline
+ * while the sender's has m1 first (no queue per sender is kept); (b) A->B and B->A at the same moment may be
+ * in opposite orders in A's and B's timelines (each gap-free). With one script both orders matched.
+ * A retry of a split message that hits its dedup key with redis.min_replicas_acked refreshes the dedup
+ * key's TTL in step 1 and KEY_RCV's in step 2 (writes), so that both WAITs cover the first attempt.
  */
 #include "chat.h"
 #include "cluster.h"
