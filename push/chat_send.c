@@ -280,10 +280,10 @@ static struct rdsa_script send_r_lua = {
     "end\n"
     "if ARGV[16] ~= '' and not online then\n"
     "  local rn = tonumber(redis.call('HGET', KEYS[8], tc .. '" CONV_F_READ_IN "') or '0')\n"
-    "  redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION
-    "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO
-    "', ARGV[4], '" NT_F_FROM "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ
-    "', ts, '" NT_F_TS "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
+    "  redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[18], '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION
+    "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', ARGV[6], '" NT_F_TO "', ARGV[4], '" NT_F_FROM
+    "', ARGV[3], '" NT_F_CONV "', tc, '" NT_F_MID "', ARGV[2], '" NT_F_SEQ "', ts, '" NT_F_TS
+    "', ARGV[8], '" NT_F_PREVIEW "', ARGV[17], '" NT_F_UNREAD "', tn - rn)\n"
     "end\n"
     "return out\n",
     ""};
@@ -458,8 +458,8 @@ static void on_recv_durable(int ok, void *arg)
 static void send_recv(struct send_req *s)
 {
     char rcv[64], mq[32], pto[64], sto[64], tto[64], msgto[64], csto[64], cto[64], restored[48], notify[32],
-        node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24], type[2] = {s->type, 0},
-        *head;
+        node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
+        type[2] = {s->type, 0}, *head;
     const char *argv[SEND_R_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_R_ARGC], head_len;
     int rs = key_shard(s->to);
@@ -551,13 +551,19 @@ static void on_recv_reply(redisReply *r, void *arg)
     }
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         log_warn("send_r script failed mid=%s reason=\"%s\"", s->mid, r->str);
-    else if (e != NULL && r->elements >= 1 && e[0]->type == REDIS_REPLY_INTEGER && e[0]->integer == -3)
-        log_warn("send refused until magpie-persist has restored the seq counters from MySQL (" KEY_SEQ_RESTORED
-                 " is missing) to=%lld mid=%s",
-                 key_shard(s->to), (long long)s->to, s->mid);
-    else if (e != NULL && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
-        log_error("send refused: the recipient's timeline is ahead of its counter to=%lld mid=%s reason=\"%s\"",
-                  (long long)s->to, s->mid, e[1]->str);
+    else if (e != NULL && r->elements >= 1 && e[0]->type == REDIS_REPLY_INTEGER && e[0]->integer == -3) {
+        static int64_t warned_ms;
+        if (mp_now_ms() - warned_ms < SEND_WARN_EVERY_MS)
+            goto unavailable;
+        warned_ms = mp_now_ms();
+        log_warn(
+            "send refused until magpie-persist has restored the seq counters from MySQL (" KEY_SEQ_RESTORED
+            " is missing) to=%lld mid=%s",
+            key_shard(s->to), (long long)s->to, s->mid);
+    } else if (e != NULL && r->elements == 2 && e[1]->type == REDIS_REPLY_STRING)
+        log_error(
+            "send refused: the recipient's timeline is ahead of its counter to=%lld mid=%s reason=\"%s\"",
+            (long long)s->to, s->mid, e[1]->str);
     /* The sender's part stays written (its timeline has the message); the client's retry completes it. */
 unavailable:
     chat_error(s->r.c, s->r.id, s->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
@@ -601,8 +607,7 @@ static int take_first(struct send_req *s, const char *first, const char *stored,
         json_t *msg = json_object_get(pk, "msg"), *ts = json_object_get(pk, "ts");
         char *body;
         if (t != NULL && (t[0] == 't' || t[0] == 'i') && json_is_string(msg) && json_is_integer(ts) &&
-            (body = malloc(json_string_length(msg) + 1)) != NULL &&
-            (json = malloc(len + 1)) != NULL) {
+            (body = malloc(json_string_length(msg) + 1)) != NULL && (json = malloc(len + 1)) != NULL) {
             memcpy(body, json_string_value(msg), json_string_length(msg) + 1);
             free(s->body);
             s->body = body;
@@ -619,8 +624,7 @@ static int take_first(struct send_req *s, const char *first, const char *stored,
         }
         json_decref(pk);
     }
-    json = packet_chat(s->r.id, s->r.id_len, s->from, s->to, s->type, s->body, s->body_len, s->ts, mid,
-                       &len);
+    json = packet_chat(s->r.id, s->r.id_len, s->from, s->to, s->type, s->body, s->body_len, s->ts, mid, &len);
     if (json == NULL)
         return MP_ERR;
     free(s->json);

@@ -642,8 +642,8 @@ static int store_messages(MYSQL *m, struct sql *s, const char *table, struct per
         }
     }
     for (i = 0; i < n; i += PERSIST_CHECK_ROWS)
-        if ((rc = merge_halves(m, s, table, msgs, i, i + PERSIST_CHECK_ROWS < n ? i + PERSIST_CHECK_ROWS : n)) !=
-            MP_OK)
+        if ((rc = merge_halves(m, s, table, msgs, i,
+                               i + PERSIST_CHECK_ROWS < n ? i + PERSIST_CHECK_ROWS : n)) != MP_OK)
             return rc;
     return MP_OK;
 }
