@@ -291,8 +291,8 @@ int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery
     const char *s = payload, *end = payload + len;
     if (take_number(&s, end, ' ', &d->from_seq) != 0 || take_number(&s, end, ' ', &d->to_seq) != 0 ||
         take_number(&s, end, ' ', &d->to) != 0 || take_number(&s, end, ' ', &d->from) != 0 ||
-        take_number(&s, end, '\n', &d->ts) != 0 || d->to <= 0 || d->from <= 0 || d->from_seq <= 0 ||
-        d->to_seq <= 0)
+        take_number(&s, end, '\n', &d->ts) != 0 || d->to <= 0 || d->from <= 0 || d->from_seq < 0 ||
+        d->to_seq < 0 || (d->from_seq == 0 && d->to_seq == 0))
         return -1;
     d->packet = s;
     d->packet_len = (size_t)(end - s);

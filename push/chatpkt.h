@@ -133,14 +133,16 @@ char *chatpkt_reply_ex(const char *id, size_t id_len, char type, json_t *msg, js
  * Returns a malloc'd payload (caller frees) and its length, or NULL when out of memory. */
 char *chatpkt_delivery(int64_t to, int64_t from, int64_t ts, const char *packet, size_t len, size_t *out_len);
 
-/* A delivery as published: "<from seq> <to seq> <to> <from> <ts>\n<packet>". */
+/* A delivery as published: "<from seq> <to seq> <to> <from> <ts>\n<packet>". One of the two seqs may be 0:
+ * a split send (push/chat_send.c) publishes the sender's part with to seq 0 and the recipient's with from
+ * seq 0; a receiving node delivers only to the user whose seq is not 0. */
 struct chat_delivery {
     int64_t from_seq, to_seq, to, from, ts;
     const char *packet; /* points into the payload */
     size_t packet_len;
 };
 
-/* Take a published delivery apart. Returns 0, or -1 when it is not one. */
+/* Take a published delivery apart. Returns 0, or -1 when it is not one (both seqs 0 included). */
 int chatpkt_delivery_parse(const char *payload, size_t len, struct chat_delivery *d);
 
 /* A packet for every connection of one user (CHAN_NODE too): "u <uid>\n<packet>", e.g. an r read mark.

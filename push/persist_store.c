@@ -567,6 +567,53 @@ static int store_states(MYSQL *m, struct sql *s, struct persist_row **states, si
 
 /* ---- the batch ---- */
 
+/* Is row a half of a split t or i (push/chat_send.c: sender and recipient in two shards), one of the two
+ * entries each carrying one seq, stored as the row it names? */
+static int is_half(const struct persist_row *row)
+{
+    const struct persist_msg *msg = &row->msg;
+    return (msg->type == 't' || msg->type == 'i') && msg->group == 0 &&
+           (msg->from_seq > 0) != (msg->to_seq > 0) && !row->rejected && row->stored_mid == msg->mid;
+}
+
+/* Fill the seq the halves of rows[from..to) carry into their rows (inserted by this or an earlier batch,
+ * by whichever half came first): one UPDATE that sets a seq only where it is still NULL, so a half stored
+ * again changes nothing and the two halves may come in any order, in one batch or in two. */
+static int merge_halves(MYSQL *m, struct sql *s, const char *table, struct persist_row **rows, size_t from,
+                        size_t to)
+{
+    size_t i, nf = 0, nt = 0, k = 0;
+    for (i = from; i < to; i++)
+        if (is_half(rows[i]))
+            rows[i]->msg.from_seq > 0 ? nf++ : nt++;
+    if (nf + nt == 0)
+        return MP_OK;
+    s->len = 0;
+    s->failed = 0;
+    sql_add(s, "UPDATE `%s` SET ", table);
+    for (int col = 0; col < 2; col++) {
+        if ((col == 0 ? nf : nt) == 0)
+            continue;
+        sql_add(s, "%s%s = COALESCE(%s, CASE id", col == 1 && nf > 0 ? ", " : "", col ? "to_seq" : "from_seq",
+                col ? "to_seq" : "from_seq");
+        for (i = from; i < to; i++) {
+            const struct persist_msg *msg = &rows[i]->msg;
+            int64_t seq = col ? msg->to_seq : msg->from_seq;
+            if (is_half(rows[i]) && seq > 0)
+                sql_add(s, " WHEN %" PRId64 " THEN %" PRId64, msg->mid, seq);
+        }
+        sql_add(s, " END)");
+    }
+    sql_add(s, " WHERE id IN (");
+    for (i = from; i < to; i++)
+        if (is_half(rows[i]))
+            sql_add(s, "%s%" PRId64, k++ ? "," : "", rows[i]->msg.mid);
+    sql_add(s, ")");
+    if (s->failed)
+        return MP_ENOMEM;
+    return run(m, s->p, s->len) == 0 ? MP_OK : MP_ERR;
+}
+
 /* Insert the message rows msgs[0..n) (every type but G); *rejected counts those MySQL refused. */
 static int store_messages(MYSQL *m, struct sql *s, const char *table, struct persist_row **msgs, size_t n,
                           struct persist_store_result *res)
@@ -594,6 +641,10 @@ static int store_messages(MYSQL *m, struct sql *s, const char *table, struct per
                 return rc;
         }
     }
+    for (i = 0; i < n; i += PERSIST_CHECK_ROWS)
+        if ((rc = merge_halves(m, s, table, msgs, i,
+                               i + PERSIST_CHECK_ROWS < n ? i + PERSIST_CHECK_ROWS : n)) != MP_OK)
+            return rc;
     return MP_OK;
 }
 

@@ -8,6 +8,14 @@
  * MySQL refuses -- stays an error. INSERT IGNORE is not used because it also turns those errors into
  * warnings and stores a truncated or converted row instead.
  *
+ * The two halves of a split t or i (push/chat_send.c: sender and recipient in two shards; shared/stream.h)
+ * carry the same mid and fields, one with from_seq only, the other with to_seq only: whichever comes first
+ * is inserted; the second is skipped by the INSERT as a duplicate (counted in duplicates) and its seq is then
+ * filled in by one UPDATE per statement's worth of halves, `seq = COALESCE(seq, CASE id WHEN mid THEN seq
+ * ... END)`, only into the row of that very mid (not one stored under another mid for the same (from_uid,
+ * client_id)), and only where it is still NULL, so halves replayed in any order, in one batch or two, end as
+ * one row with both seqs. A row whose second half has not come yet has one seq NULL: Y from MySQL stops
+ * before that seq (push/timeline.h), as for an entry not yet stored.
  * When a statement fails because of one of its rows, the rows of that statement are inserted one by one
  * (InnoDB undoes only the failed statement, the transaction goes on), so only the bad rows are marked
  * rejected and the others are stored. When fewer rows were inserted than sent, one more query checks that

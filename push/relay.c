@@ -39,8 +39,11 @@ void relay_delivery(const char *payload, size_t len)
         log_debug("relay: bad delivery payload len=%zu", len);
         return;
     }
-    chat_deliver_seq(d.to, d.packet, d.packet_len, d.to_seq, NULL, d.ts);
-    chat_deliver_seq(d.from, d.packet, d.packet_len, d.from_seq, NULL, d.ts);
+    /* a split send's part carries only its own user's seq, the other one 0 (push/chat_send.c) */
+    if (d.to_seq > 0)
+        chat_deliver_seq(d.to, d.packet, d.packet_len, d.to_seq, NULL, d.ts);
+    if (d.from_seq > 0)
+        chat_deliver_seq(d.from, d.packet, d.packet_len, d.from_seq, NULL, d.ts);
 }
 
 /* Goodbye (chat: C packet) and close for uid's connections here; sid "" = all of them. */

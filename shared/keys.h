@@ -16,7 +16,11 @@
  *     per group: KEY_GROUP, KEY_GROUP_MEMBERS.
  *   - Keys read by message id (KEY_MSG) live in the reader's shard: a message is written once into every
  *     shard that reads it (the sender's and the recipient's for t/i; each member's shard for a group
- *     entry); with S = 1 that is one copy, as before.
+ *     entry); with S = 1 that is one copy, as before. A split t/i (two shards) writes each copy with its
+ *     reader's fields only (the sender's: MSG_F_FROM_SEQ, MSG_F_FROM_IN; the recipient's: MSG_F_TO_*),
+ *     which is all R reads of it (push/chat_read.c reads the reader's role's fields).
+ *   - A split t/i writes two stream entries (one per shard, the same mid, each with one seq: shared/
+ *     stream.h) and KEY_RCV in the recipient's shard.
  *   - Per shard (tag of the shard): the chat stream KEY_MQ and its dead letters (a message goes to the
  *     stream of the sender's shard, a group entry to its group's: the slot of the script that writes it;
  *     magpie-persist reads every shard's stream, several instances sharing them through MQ_GROUP); the
@@ -49,13 +53,16 @@
  * those names in Lua with KEY_LUA_LIB's mp_key(name, id), given S in ARGV or by keys_lua. With S = 1 every
  * script touches one slot ({0}, the registry's, or its own keys'): a cluster with S = 1 works, which the
  * slot check's integration run keeps checked (scripts/dev test). S > 1 works on one Redis, where a script
- * may span tags. On a cluster with S > 1 these still span shards (README, "The slot check"): the t/i send
- * script (sender's and recipient's keys), the g send and group change scripts (the members' keys), R's
- * read scripts (the other user's presence; the group's members), GET /groups and /conversations (the
- * user's groups' keys), /admin/friends (two users), magpie-persist's group restore (magpie-persist and
- * magpie-notify read the shards' streams one by one on a cluster: shared/rds.h). The cluster split (next
- * step of issue 20: a per-sender and a per-recipient script for t/i, the group fan-out one script per
- * shard) must pass every such key as KEYS of a script of that shard. Until then the daemons refuse redis.cluster with S > 1;
+ * may span tags. A t or i between users of two shards is split (push/chat_send.c's top comment): a
+ * script in the sender's shard, then one in the recipient's (KEY_RCV makes it idempotent), each writing
+ * its half of the stream entry to its own shard's KEY_MQ and its own KEY_MSG copy; within one shard (always
+ * at S = 1) one script does both, as before. On a cluster with S > 1 these still span shards (README, "The
+ * slot check"): the g send and group change scripts (the members' keys), R's read scripts (the other
+ * user's presence; the group's members), GET /groups and /conversations (the user's groups' keys),
+ * /admin/friends (two users), magpie-persist's group restore (magpie-persist and magpie-notify read the
+ * shards' streams one by one on a cluster: shared/rds.h). The rest of the cluster split (next step of
+ * issue 20: the group fan-out one script per shard, the others above) must pass every such key as KEYS of a
+ * script of that shard. Until then the daemons refuse redis.cluster with S > 1;
  * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
  * as soon as shared/cli.c lets it (push/rdsa_cluster.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
@@ -275,6 +282,11 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 #define MSG_F_FROM_IN "fn"
 #define MSG_F_TO_IN "tn"
 #define MSG_F_GROUP "g"   /* a group entry's group id (g messages and s events) */
+/* string "<to seq> <to in>": the recipient's part of a split t or i (push/chat_send.c: sender and recipient
+ * in two shards) has run in the recipient's shard for this mid, with that seq; it makes that part
+ * idempotent (a retry finds it and writes nothing). TTL push.dedup_ttl_s, as the sender's dedup key. */
+#define KEY_RCV_NAME "rcv"
+#define KEY_RCV      KEY_TAGGED(KEY_RCV_NAME) /* the recipient's shard, mid */
 #define MSG_F_GROUP_N "gn" /* a g message's number in its group (GROUP_F_COUNT when it was stored) */
 
 /* ---- conversations and read marks (design: push/chat_read.c) ---- */

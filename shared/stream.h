@@ -25,7 +25,12 @@
 #define MQ_F_TS "ts"        /* server time of acceptance in ms since the epoch; messages.created_ms */
 #define MQ_F_FROM_SEQ "fseq" /* the message's seq in the sender's timeline (push/timeline.h); messages.from_seq.
                               * Optional: entries written before timelines have none (NULL) */
-#define MQ_F_TO_SEQ "tseq"   /* its seq in the recipient's timeline; messages.to_seq. Optional likewise */
+#define MQ_F_TO_SEQ "tseq"   /* its seq in the recipient's timeline; messages.to_seq. Optional likewise.
+                              * A t or i between users of two shards is written as two entries with the same
+                              * mid and every other field (push/chat_send.c's split): the sender's half, in
+                              * the sender's shard's stream, with fseq only; the recipient's half, in the
+                              * recipient's, with tseq only. magpie-persist stores one row from whichever
+                              * comes first and fills the other seq from the other (persist_store.h). */
 
 
 /* Group entries (push/group.h). A g message or an s group event: the fields above with MQ_F_TO = the group id

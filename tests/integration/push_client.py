@@ -379,8 +379,10 @@ def stored(stack, from_uid):
     """{client id: count} of from_uid's messages that are durably queued or stored: still in the stream,
     or already moved to MySQL by magpie-persist."""
     counts = {}
-    for f in stream_entries(stack, from_uid):
-        counts[f["cid"]] = counts.get(f["cid"], 0) + 1
+    # A message between users of two shards is two entries with one mid (push/chat_send.c's split: the
+    # sender's half and the recipient's): count messages, i.e. distinct mids.
+    for cid, _mid in {(f["cid"], f["mid"]) for f in stream_entries(stack, from_uid)}:
+        counts[cid] = counts.get(cid, 0) + 1
     with stack.mysql() as db, db.cursor() as cur:
         cur.execute("SELECT client_id FROM messages WHERE from_uid = %s", (from_uid,))
         # client_id is compared byte for byte (sql/002): the column is binary, the driver gives bytes

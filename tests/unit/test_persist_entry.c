@@ -663,10 +663,36 @@ static void test_a_1to1_entry_with_a_group_field_is_refused(void **state)
     expect(&e, NULL, "t with gn and seqs");
 }
 
+/* The two halves of a split t or i (push/chat_send.c): one seq each, the other 0 (stored as NULL, filled in
+ * by the other half: persist_store.h). Both 0 (an entry from before timelines) stays accepted too. */
+static void test_split_halves_carry_one_seq_each(void **state)
+{
+    struct entry e;
+    struct persist_msg m;
+    char why[PERSIST_WHY_MAX];
+    (void)state;
+    good(&e, NULL, NULL, NULL, 0);
+    puts_(&e, MQ_F_FROM_SEQ, "5");
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_int_equal(m.from_seq, 5);
+    assert_int_equal(m.to_seq, 0);
+    good(&e, NULL, MQ_F_TYPE, "i", 1);
+    puts_(&e, MQ_F_TO_SEQ, "9");
+    assert_int_equal(parse(&e, &m, why), MP_OK);
+    assert_int_equal(m.from_seq, 0);
+    assert_int_equal(m.to_seq, 9);
+    assert_int_equal(m.type, 'i');
+    assert_int_equal(m.group, 0);
+    good(&e, NULL, NULL, NULL, 0);
+    puts_(&e, MQ_F_TO_SEQ, "0");
+    assert_int_equal(parse(&e, &m, why), MP_EINVAL); /* a seq is as mid: 0 is not one */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_entry),
+        cmocka_unit_test(test_split_halves_carry_one_seq_each),
         cmocka_unit_test(test_fields_in_any_order_and_unknown_ignored),
         cmocka_unit_test(test_every_field_is_required),
         cmocka_unit_test(test_empty_and_odd_entries),

@@ -348,6 +348,17 @@ static void test_delivery_between_nodes(void **state)
     assert_int_equal(d.ts, 1700000000123LL);
     assert_int_equal(d.packet_len, 12);
     assert_memory_equal(d.packet, "{\"x\":\"a\nb\"}", 12);
+    /* a split send's halves (push/chat_send.c): one of the seqs is 0 */
+    memcpy(pub, "0 5 ", 4);
+    assert_int_equal(chatpkt_delivery_parse(pub, len, &d), 0);
+    assert_int_equal(d.from_seq, 0);
+    assert_int_equal(d.to_seq, 5);
+    memcpy(pub, "7 0 ", 4);
+    assert_int_equal(chatpkt_delivery_parse(pub, len, &d), 0);
+    assert_int_equal(d.from_seq, 7);
+    assert_int_equal(d.to_seq, 0);
+    memcpy(pub, "0 0 ", 4);
+    assert_int_equal(chatpkt_delivery_parse(pub, len, &d), -1);
     /* every truncation of a good payload but the whole is refused or parses to a shorter packet */
     for (size_t cut = 0; cut < len; cut++) {
         char *copy = malloc(cut + 1); /* exactly cut bytes: reading past them is a sanitizer error */
@@ -365,8 +376,8 @@ static void test_delivery_between_nodes(void **state)
                                 "1 2 a 2 3\n{}",
                                 "1 2 0 2 3\n{}",
                                 "1 2 1 0 3\n{}",
-                                "0 2 1 2 3\n{}",
-                                "1 0 1 2 3\n{}",
+                                "0 0 1 2 3\n{}",
+                                "-1 2 1 2 3\n{}",
                                 "1 2 -1 2 3\n{}",
                                 "1 2 1  2 3\n{}",
                                 "1 2 1234567890123456789 2 3\n{}",
