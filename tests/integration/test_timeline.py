@@ -5,6 +5,7 @@ import asyncio
 import os
 import random
 import signal
+import pytest
 
 from push_client import Chat, Device, make_friends, new_uid, run, wait_until
 import rkeys
@@ -204,6 +205,10 @@ def test_1000_messages_both_ways_while_second_devices_come_and_go(stack):
 def test_timelines_survive_kill_9_of_a_push_node_of_persist_and_a_redis_restart(stack):
     """The same 1,000 messages while push node 2 and magpie-persist are killed with SIGKILL and restarted, and
     Redis is restarted (a clean restart: its AOF holds everything acked)."""
+    if stack.cluster:
+        # Checked before the run: the restart below happens inside it, where the skip of stop_redis on a
+        # cluster would end the run half way (a cluster has no one Redis: test_cluster_failover kills a master).
+        pytest.skip("restarts the one Redis: a cluster has none (test_cluster_failover kills one master)")
     async def event(i):
         loop = asyncio.get_running_loop()
         if i == 100:
