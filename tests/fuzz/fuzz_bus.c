@@ -52,8 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t packet_len;
         int64_t uid;
         if (chatpkt_delivery_parse(payload, len, &d) == 0)
-            FUZZ_CHECK(d.to > 0 && d.from > 0 && d.ts >= 0 && d.from_seq > 0 && d.to_seq > 0 &&
-                       d.packet >= payload && d.packet + d.packet_len == payload + len);
+            /* one seq may be 0 (a split send's half: push/chatpkt.h), never both */
+            FUZZ_CHECK(d.to > 0 && d.from > 0 && d.ts >= 0 && d.from_seq >= 0 && d.to_seq >= 0 &&
+                       (d.from_seq > 0 || d.to_seq > 0) && d.packet >= payload &&
+                       d.packet + d.packet_len == payload + len);
         if (chatpkt_user_packet_parse(payload, len, &uid, &packet, &packet_len) == 0)
             FUZZ_CHECK(uid > 0 && packet_len > 0 && packet >= payload && packet + packet_len == payload + len);
         struct group_delivery g;

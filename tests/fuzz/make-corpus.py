@@ -118,6 +118,11 @@ def bus():
                                                                          "ts": NOW * 1000}}),
         "node-delivery": b"\x01" + b'12 34 1700000000123\n{"id":"m1","from":34,"to":12,"type":"t","msg":"hi",'
                                    b'"ts":1700000000123,"mid":"99"}',
+        # a split send's halves (push/chatpkt.h): the sender's with to seq 0, the recipient's with from seq 0
+        "node-delivery-sender-half": b"\x01" + b'5 0 12 34 1700000000123\n{"id":"m1","from":34,"to":12,"type":"t",'
+                                               b'"msg":"hi","ts":1700000000123,"mid":"99"}',
+        "node-delivery-recipient-half": b"\x01" + b'0 7 12 34 1700000000123\n{"id":"m1","from":34,"to":12,'
+                                                  b'"type":"t","msg":"hi","ts":1700000000123,"mid":"99"}',
         "node-group": b"\x01" + b'g 1795633148697\n557434457021 1 834094345560 7\n{"id":"x","from":1,"to":5,'
                       b'"type":"g","msg":"hi","ts":1,"mid":"9"}',
         "node-group-empty": b"\x01" + b"g 17\n\n{}",
