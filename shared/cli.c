@@ -65,23 +65,6 @@ int cli_start(int argc, char **argv, const char *component, const char *usage, c
         return 1;
     }
     keys_set_shards((int)cfg->redis.stream_shards);
-    /* Redis Cluster (issue 20): every daemon runs on it (shared/rds.h over shared/rcluster.h; magpie-push
-     * through push/rdsa_cluster.c) with one shard, where every per-user key is in the one slot {0} and every
-     * script keeps to one slot (the slot check, README). With S > 1 a message between users of two shards
-     * is still one script over both shards' keys (CROSSSLOT on a cluster: the per-shard split of the send
-     * scripts is the next step), which is said at start rather than met on the first message. magpie-migrate
-     * talks only to MySQL. */
-    if (component != NULL && strcmp(component, "migrate") != 0 && cfg->redis.cluster[0] != '\0' &&
-        cfg->redis.stream_shards > 1) {
-        fprintf(stderr,
-                "%s: %s: redis.cluster is set with redis.stream_shards = %lld, but the send scripts are not "
-                "split per shard yet (a message between two shards would touch two slots: issue 20's next "
-                "step); use redis.stream_shards = 1 on a cluster, or one Redis (redis.host) or Sentinel "
-                "(redis.sentinels)\n",
-                component, config_path, cfg->redis.stream_shards);
-        config_free(cfg);
-        return 1;
-    }
     if (check_only) {
         printf("%s: configuration ok\n", config_path);
         config_free(cfg);

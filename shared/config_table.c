@@ -133,9 +133,8 @@ const struct config_key config_keys[] = {
     STR("redis", "cluster", redis.cluster, 1, 4095, "",
         "Redis Cluster (SPEC §7): comma-separated host:port of some of its nodes (seeds); the slot map\n"
         "is asked of them and followed from there (MOVED, ASK, failovers). Not with redis.sentinels, and\n"
-        "redis.db must be 0. So far (issue 20) every daemon runs on a cluster with\n"
-        "redis.stream_shards = 1, and refuses it with more shards (the send scripts of a message\n"
-        "between two shards are not split per shard yet). Empty = no cluster.",
+        "redis.db must be 0. Every script keeps to the slot of one shard (shared/keys.h), so any\n"
+        "redis.stream_shards works; more shards than masters spread the load. Empty = no cluster.",
         check_addr_list),
     INT("redis", "stream_shards", redis.stream_shards, 1, 1024, "1",
         "Users are split into this many shards (uid mod N; a group's is gid mod N): every per-user and\n"

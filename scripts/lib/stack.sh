@@ -377,9 +377,14 @@ EOF
 # itself in another slot than its first ("Script attempted to access keys that do not hash to the same
 # slot"). So the integration tests find every cross-slot script on one process (README, "The slot check").
 # A cluster-enabled Redis has database 0 only (SELECT is refused): slotcheck_conf_lines writes redis.db = 0.
+# With redis.stream_shards > 1 the daemons talk to it as to a Redis Cluster (redis.cluster = that one node):
+# a one-Redis client reads every shard's stream in one XREADGROUP, which a cluster refuses (CROSSSLOT); a
+# cluster client reads them shard by shard (shared/rds.h), so the check then covers the cluster clients'
+# per-shard paths too.
 slotcheck_conf_lines() {
     [ "$REDIS_MODE" = slotcheck ] || return 0
     printf 'db = 0\n'
+    [ "${MAGPIE_STREAM_SHARDS:-1}" -le 1 ] || printf 'cluster = 127.0.0.1:%s\n' "$REDIS_PORT"
 }
 
 # The slot check's Redis starts on its unix socket only (port 0) and opens REDIS_PORT once its cluster state
@@ -766,15 +771,14 @@ start_daemons() {
 }
 
 # ---- the stack on Redis Cluster ('up --redis cluster') --------------------------------------------------
-# Every daemon runs on the cluster with redis.stream_shards = 1 (magpie-push through push/rdsa_cluster.c,
-# the others through shared/rds.h over shared/rcluster.h): the same daemons as start_daemons starts.
+# Every daemon runs on the cluster (magpie-push through push/rdsa_cluster.c, the others through
+# shared/rds.h over shared/rcluster.h), with redis.stream_shards = MAGPIE_STREAM_SHARDS (default 1): the
+# same daemons as start_daemons starts.
 start_cluster_daemons() {
     start_daemons
 }
 
 start_cluster_stack() {
-    [ "${MAGPIE_STREAM_SHARDS:-1}" = 1 ] ||
-        die "--redis cluster runs with redis.stream_shards = 1 only (MAGPIE_STREAM_SHARDS=${MAGPIE_STREAM_SHARDS}): the send scripts are not split per shard yet (issue 20)"
     start_mariadb
     migrate
     start_cluster_daemons
