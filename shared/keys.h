@@ -263,7 +263,7 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
  * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
  * it is missing, a message to or from a user without a counter is refused (E, retried). No TTL. */
 #define KEY_SEQ_RESTORED_NAME "seq:restored"
-#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, all set together */
+#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, set after the restore */
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
