@@ -110,8 +110,7 @@ def _forget(stack, mid):
     """Redis no longer has message mid: every shard's copy deleted, one by one (each copy is its shard's
     slot: a cluster refuses one DEL of keys in two)."""
     r = stack.redis()
-    for k in rkeys.msg_copies(r, mid):
-        r.delete(k)
+    rkeys.delete(r, *rkeys.msg_copies(r, mid))
 
 
 def test_R_of_a_message_redis_no_longer_has_reads_it_from_mysql(stack):
