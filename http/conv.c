@@ -9,9 +9,9 @@
  * caller's shard (its KEY_CONVS, KEY_CONV and KEY_MSG copies); then, when the page has groups, one pipeline
  * of single-key reads of the groups' keys (grouped per master on a cluster: shared/rds.h) and one of the
  * packets of their latest mids in the caller's shard, merged here. These are reads in three round trips,
- * not one snapshot: a message or member change between them shows as it would in the next call. Query: limit (1..CONV_MAX_LIMIT, default
- * CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's seq is below it). A user's
- * seqs are unique, so a page boundary never splits or repeats a conversation.
+ * not one snapshot: a message or member change between them shows as it would in the next call. Query: limit
+ * (1..CONV_MAX_LIMIT, default CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's
+ * seq is below it). A user's seqs are unique, so a page boundary never splits or repeats a conversation.
  *
  * A group conversation "g<gid>" (push/group.h, keys.h's note on group conversations): while the caller is a
  * member (in KEY_GROUP_MEMBERS), its latest mid and message count are the group's (KEY_GROUP's GROUP_F_LAST,
@@ -62,11 +62,11 @@ static long long num(const char *s);
 
 /* One conversation of the page, as merged from the caller's shard and its group's. */
 struct conv_item {
-    char last[24];       /* latest mid ("" none) */
-    long long in;        /* received (a group: its message count while the caller is a member) */
-    const char *packet;  /* the latest packet (in a reply below), NULL = not in Redis */
+    char last[24];      /* latest mid ("" none) */
+    long long in;       /* received (a group: its message count while the caller is a member) */
+    const char *packet; /* the latest packet (in a reply below), NULL = not in Redis */
     size_t packet_len;
-    redisReply *own;     /* the reply holding packet when it is not the page's */
+    redisReply *own; /* the reply holding packet when it is not the page's */
 };
 
 /* The groups of the page (it[i] for the "g<gid>" ids of r), in their own shards: while the caller is a
@@ -74,7 +74,8 @@ struct conv_item {
  * packet of that latest mid is read from the caller's shard's copy (prefix). One pipeline of reads for all
  * the groups (grouped per master on a cluster: rds.h), then one of the packets. MP_OK or MP_EAGAIN (Redis
  * did not answer). */
-static int conv_groups(struct call *c, const redisReply *r, size_t m, struct conv_item *it, const char *prefix)
+static int conv_groups(struct call *c, const redisReply *r, size_t m, struct conv_item *it,
+                       const char *prefix)
 {
     char key[64], uid[24];
     size_t i, asked = 0;

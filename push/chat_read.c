@@ -48,6 +48,9 @@
  *   and (2) runs again for it -- it sends the receipt once, or, when the first attempt's (2) had run,
  *   finds it recorded and sends nothing. Either way A. A receipt step that runs for an R whose mark did not
  *   move (an older message) finds the mark's receipt recorded and costs one round trip, nothing else.
+ *   With redis.min_replicas_acked, a receipt whose WAIT fell short is recorded but not sent, and its retry
+ *   finds it recorded: like the r packets of a refused attempt above, it is never sent (the other user
+ *   sees the next mark's).
  *   Known gap: an R whose (2) failed and that the client never retries leaves the other user without that
  *   receipt (the next R that moves the mark sends its own, for the later mark).
  *   Group, two shards. First HEXISTS of the reader in KEY_GROUP_MEMBERS, a command in the group's shard;
@@ -100,7 +103,8 @@ static struct rdsa_script read_lua = {
                 "if tonumber(seq) <= tonumber(cur or '0') then\n"
                 "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ_SEQ
                 "', cur) end\n"
-                "  return {1, 0, 0, cur or '', redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ "') or ''}\n"
+                "  local at = redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ "')\n"
+                "  return {1, 0, 0, cur or '', at or ''}\n"
                 "end\n"
                 "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
                 "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
@@ -125,16 +129,15 @@ static struct rdsa_script read_lua = {
                 "return out\n",
     ""};
 
-/* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS (the reader's
- * KEY_CONV again when the group is in another shard: the split, at the top; then ARGV[11] says), presence
- * of the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the group
- * (known from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid, "1" when the caller WAITs
- * (as in read_lua), "" (KEYS[3] says whether the reader is a member) or "1" / "0" (it is / is not: asked in
- * the group's shard just before).
- * Returns {0} mid unknown to Redis, {-5} the reader is not and never was a member, {-1} mid is not a g of
- * this group (or one sent after the reader left), {1, 1, k, n, mid, channel...} the mark moved (as
- * read_lua's, n the group number; no receipts, so every channel is for the reader's payload), {1, 0, 0, n,
- * mid} it did not. */
+/* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS (the
+ * reader's KEY_CONV again when the group is in another shard: the split, at the top; then ARGV[11] says),
+ * presence of the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the
+ * group (known from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid, "1" when the caller
+ * WAITs (as in read_lua), "" (KEYS[3] says whether the reader is a member) or "1" / "0" (it is / is not:
+ * asked in the group's shard just before). Returns {0} mid unknown to Redis, {-5} the reader is not and never
+ * was a member, {-1} mid is not a g of this group (or one sent after the reader left), {1, 1, k, n, mid,
+ * channel...} the mark moved (as read_lua's, n the group number; no receipts, so every channel is for the
+ * reader's payload), {1, 0, 0, n, mid} it did not. */
 static struct rdsa_script gread_lua = {
     "gread",
     LUA_SHEBANG
@@ -217,11 +220,11 @@ struct read_req {
     char *pl_mine, *pl_theirs; /* the CHAN_NODE payloads (user_payload), until pubs take them */
     size_t pl_mine_len, pl_theirs_len;
     /* The split (the top comment). */
-    int split;           /* 1:1 with receipts, the two users in two shards: the receipt is its own step */
-    int member;          /* a group in another shard than the reader: -1 not asked yet, else HEXISTS's 0/1 */
-    long long mark_seq;  /* what the reader's part answered: the read mark (its seq, 0 = none) */
-    char mark_mid[24];   /* and its mid */
-    int receipt_new;     /* the receipt step sent the receipt now: deliver it */
+    int split;          /* 1:1 with receipts, the two users in two shards: the receipt is its own step */
+    int member;         /* a group in another shard than the reader: -1 not asked yet, else HEXISTS's 0/1 */
+    long long mark_seq; /* what the reader's part answered: the read mark (its seq, 0 = none) */
+    char mark_mid[24];  /* and its mid */
+    int receipt_new;    /* the receipt step sent the receipt now: deliver it */
 };
 
 void chat_read_init(void)
@@ -450,9 +453,9 @@ static void on_read_reply(redisReply *r, void *arg)
         q->moved = e[1]->integer == 1;
         q->mark_seq = reply_ll(e[3]);
         snprintf(q->mark_mid, sizeof(q->mark_mid), "%s", e[4]->type == REDIS_REPLY_STRING ? e[4]->str : "");
-        if (q->moved &&
-            (keep_pubs(&q->pubs[0], r, 5, k, &q->pl_mine, q->pl_mine_len) != MP_OK ||
-             keep_pubs(&q->pubs[1], r, 5 + k, r->elements - 5 - k, &q->pl_theirs, q->pl_theirs_len) != MP_OK)) {
+        if (q->moved && (keep_pubs(&q->pubs[0], r, 5, k, &q->pl_mine, q->pl_mine_len) != MP_OK ||
+                         keep_pubs(&q->pubs[1], r, 5 + k, r->elements - 5 - k, &q->pl_theirs,
+                                   q->pl_theirs_len) != MP_OK)) {
             chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
             read_free(q);
             return;
@@ -515,7 +518,8 @@ static int receipt_eval(struct read_req *q)
     char *pk;
     size_t len;
 
-    if (!rdsa_ready() || q->mark_mid[0] == '\0' || (pk = read_packet(q, q->reader, q->mark_mid, &len)) == NULL)
+    if (!rdsa_ready() || q->mark_mid[0] == '\0' ||
+        (pk = read_packet(q, q->reader, q->mark_mid, &len)) == NULL)
         return MP_ERR;
     free(q->theirs);
     q->theirs = pk;
