@@ -376,49 +376,36 @@ out:
     return rc;
 }
 
-/* EXISTS (what == 0) or SET to the time now (what == 1) of every shard's KEY_SEQ_RESTORED, one command per
- * shard (each marker is its shard's slot: a cluster refuses one command over them), pipelined: an integer
- * reply, the number that exist (EXISTS) or of shards set (SET). Set one by one after every counter is
- * restored, so a marker found set always means its shard's counters are back even if the process died
- * between two SETs (the next start finds the others missing and restores again: raises only). -1 when
- * Redis is unavailable, out of memory, or a command failed. */
-static long long restored_keys(struct rds *r, int what)
+/* EXISTS (what == 0) or MSET to the time now (what == 1) of every shard's KEY_SEQ_RESTORED: one command,
+ * so the shards' markers are set together. NULL when Redis is unavailable or out of memory. */
+static redisReply *restored_keys(struct rds *r, int what)
 {
-    int n = key_shards(), queued = 0;
-    char key[48], now[24];
-    long long count = 0;
+    int n = key_shards(), argc = 0;
+    const char **argv = calloc((size_t)(2 * n + 1), sizeof(*argv));
+    char(*keys)[48] = calloc((size_t)n, sizeof(*keys));
+    char now[24];
     redisReply *rep = NULL;
 
+    if (argv == NULL || keys == NULL)
+        goto done;
     snprintf(now, sizeof(now), "%lld", (long long)mp_now_ms());
+    argv[argc++] = what == 0 ? "EXISTS" : "MSET";
     for (int i = 0; i < n; i++) {
-        snprintf(key, sizeof(key), KEY_SEQ_RESTORED, i);
-        if ((what == 0 ? rds_append(r, "EXISTS %s", key) : rds_append(r, "SET %s %s", key, now)) != MP_OK)
-            break;
-        queued++;
+        snprintf(keys[i], sizeof(keys[i]), KEY_SEQ_RESTORED, i);
+        argv[argc++] = keys[i];
+        if (what == 1)
+            argv[argc++] = now;
     }
-    for (int i = 0; i < queued; i++) {
-        if ((rep = rds_reply(r)) == NULL || rep->type == REDIS_REPLY_ERROR) {
-            if (rep != NULL)
-                log_warn("seq counters: %s of " KEY_SEQ_RESTORED " failed reason=\"%s\"",
-                         what == 0 ? "EXISTS" : "SET", i, rep->str);
-            freeReplyObject(rep);
-            if (rep == NULL || i + 1 < queued)
-                rds_discard(r);
-            return -1;
-        }
-        count += what == 0 ? (rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0) : 1;
-        freeReplyObject(rep);
-    }
-    if (queued < n) {
-        rds_discard(r);
-        return -1;
-    }
-    return count;
+    rep = rds_cmdargv(r, argc, argv, NULL);
+done:
+    free(argv);
+    free(keys);
+    return rep;
 }
 
 int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
 {
-    long long have;
+    redisReply *rep;
     struct pipe p = {r, 0};
     MYSQL *m;
     int rc;
@@ -427,10 +414,17 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
     *restored = -1;
     if (restore_src == NULL && (restore_src = keys_lua(restore_group_lua)) == NULL)
         return MP_EAGAIN;
-    if ((have = restored_keys(r, 0)) < 0)
+    rep = restored_keys(r, 0);
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        if (rep != NULL)
+            freeReplyObject(rep);
         return MP_EAGAIN;
-    if (have == key_shards())
+    }
+    if (rep->integer == key_shards()) {
+        freeReplyObject(rep);
         return MP_OK;
+    }
+    freeReplyObject(rep);
     log_warn("seq counters: " KEY_SEQ_RESTORED " is missing (a new Redis, or one that lost its data): "
              "restoring every user's counter and every group from MySQL; until then messages of users "
              "without a counter are refused",
@@ -448,8 +442,13 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
         rds_discard(r); /* replies may be left unread */
         return rc == MP_ENOMEM ? MP_EAGAIN : rc;
     }
-    if (restored_keys(r, 1) < 0)
+    rep = restored_keys(r, 1);
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        if (rep != NULL)
+            freeReplyObject(rep);
         return MP_EAGAIN;
+    }
+    freeReplyObject(rep);
     *restored = users;
     log_info("seq counters and groups restored from MySQL users=%lld groups=%lld", users, groups);
     return MP_OK;
