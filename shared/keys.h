@@ -60,10 +60,10 @@
  * chat_read.c's top comment: the reader's part in the reader's shard, the receipt in the other user's,
  * CONV_F_RECEIPT making it idempotent; a group's membership asked in the group's shard first); GET
  * /conversations reads the caller's shard by script and the groups' keys per shard (http/conv.c);
- * /admin/friends is one SADD per user. On a cluster with S > 1 these still span shards (README, "The slot check"): the g send
- * and group change scripts (the members' keys), GET /groups (the user's groups' keys), magpie-persist's
- * group restore (magpie-persist and magpie-notify read the shards' streams one by one on a cluster:
- * shared/rds.h). The rest of the cluster split (next step of
+ * /admin/friends is one SADD per user. On a cluster with S > 1 these still span shards (README, "The slot
+ * check"): the g send and group change scripts (the members' keys), GET /groups (the user's groups' keys),
+ * magpie-persist's group restore (magpie-persist and magpie-notify read the shards' streams one by one on a
+ * cluster: shared/rds.h). The rest of the cluster split (next step of
  * issue 20: the group fan-out one script per shard, the others above) must pass every such key as KEYS of a
  * script of that shard. Until then the daemons refuse redis.cluster with S > 1;
  * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
