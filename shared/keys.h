@@ -287,6 +287,17 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
  * idempotent (a retry finds it and writes nothing). TTL push.dedup_ttl_s, as the sender's dedup key. */
 #define KEY_RCV_NAME "rcv"
 #define KEY_RCV      KEY_TAGGED(KEY_RCV_NAME) /* the recipient's shard, mid */
+/* hash {m: mid, n: number in the group, u: the members' uids, t: ts, b: body, p: packet, x: "1" once the
+ * stream entry is written}: the group's part of a split g (push/group.h: a g at redis.stream_shards > 1
+ * whose members are in several shards) has run for this (from, cid); it makes that part idempotent and lets
+ * a retry complete the message with the first's mid, content and members. Expires when the sender's dedup
+ * key of that message does (the same absolute time, ts + push.dedup_ttl_s). */
+#define KEY_GSND_NAME "gsnd"
+#define KEY_GSND      KEY_SHARDED(KEY_GSND_NAME) ":%lld:%lld:%s" /* the group's shard, gid, from, cid */
+/* string "<uid> <seq> ...": one member shard's part of a split g has run for this mid (push/group.h), with
+ * these seqs of the shard's members; it makes that part idempotent. TTL push.dedup_ttl_s. */
+#define KEY_GRCV_NAME "grcv"
+#define KEY_GRCV      KEY_TAGGED(KEY_GRCV_NAME) /* the members' shard, mid */
 #define MSG_F_GROUP_N "gn" /* a g message's number in its group (GROUP_F_COUNT when it was stored) */
 
 /* ---- conversations and read marks (design: push/chat_read.c) ---- */
