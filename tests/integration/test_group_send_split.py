@@ -131,3 +131,40 @@ def test_a_failed_shard_part_is_completed_by_the_retry_acked_once_delivered_once
         await wait_until(lambda: _row(stack, sender, "gcrash-1") == [(int(mid), again["seq"], gid, 1)], 15,
                          "one row")
     run(go())
+
+
+def _seed_group(r, gid, users):
+    """A group as POST /groups leaves it in Redis (KEY_GROUP, KEY_GROUP_MEMBERS, each member's KEY_USER_GROUPS),
+    written one key per command: magpie-http's group scripts are not split yet (keys.h), so on a cluster with
+    S > 1 (the slot check) this is how a g can be sent to a group at all."""
+    now = 1_700_000_000_000
+    r.hset(rkeys.tagged(r, "grp", gid), mapping={"name": "seeded", "owner": users[0], "created": now,
+                                                 "j": len(users), "ver": 1})
+    r.hset(rkeys.tagged(r, "grp", gid) + ":m",
+           mapping={u: f"{'o' if i == 0 else 'm'} {i + 1} {now}" for i, u in enumerate(users)})
+    for u in users:
+        r.sadd(rkeys.tagged(r, "ugrp", u), gid)
+
+
+def test_a_g_on_a_cluster_touches_one_slot_per_script(stack):
+    """The same send on a group seeded in Redis (so it runs on the slot check too, where every script that
+    touches two slots is refused): members in every shard get it once, the A carries the sender's seq, one
+    row is stored with the sender's seq."""
+    r, users = _spread(stack, n_per_shard=1)
+    gid = users[-1] + 1_000_000_000_000  # a group id of its own, in some shard
+    _seed_group(r, gid, users)
+    sender = users[1]
+
+    async def go():
+        chats = {u: await Chat.connect(stack, u) for u in users}
+        acks = [await chats[sender].text(gid, f"seeded {i}", id=f"gseed-{i}", type="g") for i in range(2)]
+        assert [a["type"] for a in acks] == ["A", "A"], acks
+        for u in users:
+            if u != sender:
+                got = await chats[u].messages(2, types=("g",))
+                assert [(p["mid"], p["msg"]) for p in got] == [(acks[i]["mid"], f"seeded {i}") for i in range(2)]
+        assert acks[1]["seq"] == acks[0]["seq"] + 1
+        for i in range(2):
+            await wait_until(lambda: _row(stack, sender, f"gseed-{i}") == [(int(acks[i]["mid"]), acks[i]["seq"],
+                                                                             gid, i + 1)], 15, "one row")
+    run(go())
