@@ -12,6 +12,10 @@
  * With redis.min_replicas_acked the A, the deliveries to other nodes and this node's own deliveries wait
  * for rdsa_wait, as in chat_send.c (which says why): the script then returns the nodes' channels instead
  * of publishing, and a retry refreshes the dedup key's TTL so the WAIT covers the first attempt too.
+ *
+ * At redis.stream_shards > 1 the g starts with gsend_g_lua in the group's shard, which does it whole when
+ * everything is in that shard and otherwise splits it: the group's part, one part per shard of the members,
+ * the stream entry (push/group.h, "The split", has the design and what each failure leaves).
  */
 #include "group.h"
 #include "cluster.h"
@@ -44,9 +48,8 @@
     "      out[#out + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"                          \
     "    end\n"                                                                                              \
     "  end\n"                                                                                                \
-    "end\n"                                                                                                  \
-    /* The live nodes once per message, not a ZSCORE per member's node: a 500-member group's online          \
-     * members cost a command each less (bench/README.md, Groups). */                                        \
+    "end\n" /* The live nodes once per message, not a ZSCORE per member's node: a 500-member group's online  \
+             * members cost a command each less (bench/README.md, Groups). */                                \
     "local function mp_notify(pr, from, conv, gn, live, stream, qmax, mid, ts, preview)\n"                   \
     "  local ln = {}\n"                                                                                      \
     "  for n in string.gmatch(live, '[^,]+') do ln[n] = true end\n"                                          \
@@ -58,12 +61,12 @@
     "        if tonumber(h[k + 1]) > 0 and ln[h[k]] then online = true break end\n"                          \
     "      end\n"                                                                                            \
     "      if not online then\n"                                                                             \
-    "        local rn = tonumber(redis.call('HGET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_READ_IN \
-    "') or '0')\n"                                                                                           \
-    "        redis.call('XADD', stream, 'MAXLEN', '~', qmax, '*', '" NT_F_VERSION "', '" NOTIFY_FORMAT_VERSION \
-    "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO "', u, '" NT_F_FROM "', from, '" NT_F_CONV \
-    "', conv, '" NT_F_MID "', mid, '" NT_F_SEQ "', pr[j + 1], '" NT_F_TS "', ts, '" NT_F_PREVIEW           \
-    "', preview, '" NT_F_UNREAD "', gn - rn)\n"                                                              \
+    "        local rn = tonumber(redis.call('HGET', mp_key('" KEY_CONV_NAME                                  \
+    "', u), conv .. '" CONV_F_READ_IN "') or '0')\n"                                                         \
+    "        redis.call('XADD', stream, 'MAXLEN', '~', qmax, '*', '" NT_F_VERSION                            \
+    "', '" NOTIFY_FORMAT_VERSION "', '" NT_F_TYPE "', 'message', '" NT_F_KIND "', 'g', '" NT_F_TO            \
+    "', u, '" NT_F_FROM "', from, '" NT_F_CONV "', conv, '" NT_F_MID "', mid, '" NT_F_SEQ                    \
+    "', pr[j + 1], '" NT_F_TS "', ts, '" NT_F_PREVIEW "', preview, '" NT_F_UNREAD "', gn - rn)\n"            \
     "      end\n"                                                                                            \
     "    end\n"                                                                                              \
     "  end\n"                                                                                                \
@@ -96,15 +99,14 @@
     "mp_msg_copies(KEYS[5], ARGV[2], uids, ARGV[10])\n"                                                      \
     "redis.call('HSET', KEYS[6], ARGV[13] .. '" CONV_F_READ "', ARGV[2], ARGV[13] .. '" CONV_F_READ_IN       \
     "', gn)\n"                                                                                               \
-    "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID             \
-    "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE   \
+    "redis.call('XADD', KEYS[4], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID               \
+    "', ARGV[2], '" MQ_F_FROM "', ARGV[3], '" MQ_F_TO "', ARGV[4], '" MQ_F_CID "', ARGV[5], '" MQ_F_TYPE     \
     "', 'g', '" MQ_F_BODY "', ARGV[6], '" MQ_F_TS "', ARGV[7], '" MQ_F_FROM_SEQ "', fs, '" MQ_F_GROUP        \
     "', ARGV[4], '" MQ_F_GROUP_N "', gn, '" MQ_F_SEQS "', mp_seqs(pr, ARGV[3]))\n"                           \
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"                                      \
     "local out = {0, ARGV[2], fs, flat}\n"                                                                   \
     "mp_deliver(out, '" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], "   \
-    "ARGV[12], ARGV[17])\n"                                                                                  \
-    /* Offline notifications: in the same script as the message. */                                         \
+    "ARGV[12], ARGV[17])\n" /* Offline notifications: in the same script as the message. */                  \
     "if ARGV[14] == '1' then\n"                                                                              \
     "  mp_notify(pr, ARGV[3], ARGV[13], gn, ARGV[12], KEYS[7], ARGV[16], ARGV[2], ARGV[7], ARGV[15])\n"      \
     "end\n"                                                                                                  \
@@ -113,8 +115,8 @@
 /* KEYS: dedup, KEY_GROUP_MEMBERS, KEY_GROUP, KEY_MQ, KEY_MSG of mid, KEY_CONV of the sender, KEY_NOTIFY,
  * KEY_SEQ_RESTORED; KEY_MQ, KEY_MSG, KEY_NOTIFY and KEY_SEQ_RESTORED of the group's shard (keys.h). The
  * members' keys (counters, timelines, presence, conversations, their KEY_MSG copies) are built here from
- * their uids (group_lua.h): with redis.stream_shards > 1 that spans shards, which the cluster split must
- * replace by a script per shard.
+ * their uids (group_lua.h): run at redis.stream_shards = 1 only (one shard), and its body in gsend_g_lua when
+ * everything is in the group's shard.
  * ARGV: node, mid, from, gid, cid, body, ts, dedup TTL, packet (without seq), timeline.keep_s,
  * timeline.max_entries, the live node ids (KEY_LUA_LIVE: this node's view, push/cluster.h), the conversation
  * id "g<gid>", "1" when offline notifications are on, the notification's preview, notify.queue_maxlen, "1"
@@ -125,10 +127,9 @@
  * while Redis has not got them all back from MySQL. Nothing stays written when refused. */
 static struct rdsa_script gsend_lua = {
     "gsend",
-    LUA_SHEBANG
-    "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB GSEND_LIB GSEND_DEDUP
-    "if not redis.call('HGET', KEYS[2], ARGV[3]) then return {-1} end\n"
-    "local uids = redis.call('HKEYS', KEYS[2])\n" GSEND_BODY,
+    LUA_SHEBANG "local " KEY_LUA_SHARDS " = ARGV[18]\n" GROUP_LUA_LIB GSEND_LIB GSEND_DEDUP
+                "if not redis.call('HGET', KEYS[2], ARGV[3]) then return {-1} end\n"
+                "local uids = redis.call('HKEYS', KEYS[2])\n" GSEND_BODY,
     ""};
 
 /* The g at redis.stream_shards > 1 (the split: push/group.h). gsend_g_lua, in the group's shard.
@@ -227,21 +228,21 @@ static struct rdsa_script gsend_p_lua = {
  * written again, so the WAIT covers the first). */
 static struct rdsa_script gsend_f_lua = {
     "gsend_f",
-    LUA_SHEBANG
-    "if redis.call('HGET', KEYS[1], 'x') then\n"
-    "  if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'x', '1') end\n"
-    "  return {1}\n"
-    "end\n"
-    "local s = {}\n"
-    "for u, q in string.gmatch(ARGV[9], '(%d+) (%d+)') do\n"
-    "  if u ~= ARGV[2] then s[#s + 1] = u .. ':' .. q end\n"
-    "end\n"
-    "redis.call('XADD', KEYS[2], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
-    "', ARGV[1], '" MQ_F_FROM "', ARGV[2], '" MQ_F_TO "', ARGV[3], '" MQ_F_CID "', ARGV[4], '" MQ_F_TYPE
-    "', 'g', '" MQ_F_BODY "', ARGV[5], '" MQ_F_TS "', ARGV[6], '" MQ_F_FROM_SEQ "', ARGV[7], '" MQ_F_GROUP
-    "', ARGV[3], '" MQ_F_GROUP_N "', ARGV[8], '" MQ_F_SEQS "', table.concat(s, ' '))\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'x', '1') end\n"
-    "return {0}\n",
+    LUA_SHEBANG "if redis.call('HGET', KEYS[1], 'x') then\n"
+                "  if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'x', '1') end\n"
+                "  return {1}\n"
+                "end\n"
+                "local s = {}\n"
+                "for u, q in string.gmatch(ARGV[9], '(%d+) (%d+)') do\n"
+                "  if u ~= ARGV[2] then s[#s + 1] = u .. ':' .. q end\n"
+                "end\n"
+                "redis.call('XADD', KEYS[2], '*', '" MQ_F_VERSION "', '" MQ_FORMAT_VERSION "', '" MQ_F_MID
+                "', ARGV[1], '" MQ_F_FROM "', ARGV[2], '" MQ_F_TO "', ARGV[3], '" MQ_F_CID
+                "', ARGV[4], '" MQ_F_TYPE "', 'g', '" MQ_F_BODY "', ARGV[5], '" MQ_F_TS
+                "', ARGV[6], '" MQ_F_FROM_SEQ "', ARGV[7], '" MQ_F_GROUP "', ARGV[3], '" MQ_F_GROUP_N
+                "', ARGV[8], '" MQ_F_SEQS "', table.concat(s, ' '))\n"
+                "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'x', '1') end\n"
+                "return {0}\n",
     ""};
 
 #define GSEND_NKEYS         8
@@ -267,10 +268,10 @@ struct gsend_req {
     char *uids;      /* the members' uids, "<uid> <uid> ..." */
     char *body;
     size_t body_len;
-    int again;       /* gsend_g_lua found KEY_GSND: a retry completing (or re-acking) the first */
-    int pending;     /* parts not answered yet */
-    int failed;      /* a part failed: E once all answered */
-    char *all;       /* every part's "<uid> <seq> ..." so far, for the stream entry */
+    int again;   /* gsend_g_lua found KEY_GSND: a retry completing (or re-acking) the first */
+    int pending; /* parts not answered yet */
+    int failed;  /* a part failed: E once all answered */
+    char *all;   /* every part's "<uid> <seq> ..." so far, for the stream entry */
     size_t all_len;
 };
 
@@ -542,9 +543,10 @@ static void on_gpart_reply(redisReply *r, void *arg)
                   "reason=\"%s\"",
                   (long long)pt->s->gid, pt->shard, pt->s->mid, e[1]->str);
     else if (e != NULL && r->elements >= 1 && e[0]->type == REDIS_REPLY_INTEGER && e[0]->integer == -3)
-        log_warn("group send part refused until magpie-persist has restored the seq counters (" KEY_SEQ_RESTORED
-                 " is missing) group=%lld mid=%s",
-                 pt->shard, (long long)pt->s->gid, pt->s->mid);
+        log_warn(
+            "group send part refused until magpie-persist has restored the seq counters (" KEY_SEQ_RESTORED
+            " is missing) group=%lld mid=%s",
+            pt->shard, (long long)pt->s->gid, pt->s->mid);
     gpart_done(pt, 0);
 }
 
@@ -707,8 +709,8 @@ static void on_gsend_g_reply(redisReply *r, void *arg)
     for (size_t i = 1; i < 7; i++)
         if (e[i]->type != REDIS_REPLY_STRING && e[i]->type != REDIS_REPLY_INTEGER)
             goto bad;
-    if (e[1]->type != REDIS_REPLY_STRING || e[3]->type != REDIS_REPLY_STRING || e[4]->type != REDIS_REPLY_STRING ||
-        e[6]->type != REDIS_REPLY_STRING)
+    if (e[1]->type != REDIS_REPLY_STRING || e[3]->type != REDIS_REPLY_STRING ||
+        e[4]->type != REDIS_REPLY_STRING || e[6]->type != REDIS_REPLY_STRING)
         goto bad;
     s->again = e[0]->integer == 3;
     snprintf(s->mid, sizeof(s->mid), "%s", e[1]->str);
@@ -826,7 +828,8 @@ void group_send(struct conn *c, const struct chatpkt *p)
         }
         ARGS(GSEND_ARGC + 1, key_shard(c->uid) == key_shard(m.to) ? "1" : "");
         ARGS(GSEND_ARGC + 2, exp_s);
-        if (rdsa_eval(&gsend_g_lua, on_gsend_g_reply, s, GSEND_G_NKEYS, GSEND_G_ARGC, argv, argvlen) != MP_OK) {
+        if (rdsa_eval(&gsend_g_lua, on_gsend_g_reply, s, GSEND_G_NKEYS, GSEND_G_ARGC, argv, argvlen) !=
+            MP_OK) {
             chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
             gsend_free(s);
         }

@@ -70,30 +70,30 @@ static const char restore_group_lua[] = KEY_LUA_LIB
  * the old members' uids...} when it wrote, {2} when Redis has this very ver (its members are MySQL's), {0}
  * when Redis has a newer one; restore_group_split (C) then takes the group out of the old members'
  * KEY_USER_GROUPS and puts it into the new ones', one command each, in their shards. */
-static const char restore_group_split_lua[] = LUA_SHEBANG
-    "local cur = tonumber(redis.call('HGET', KEYS[1], '" GROUP_F_VER "') or '0')\n"
-    "if cur > tonumber(ARGV[2]) then return {0} end\n"
-    "if cur == tonumber(ARGV[2]) then return {2} end\n"
-    "local old = redis.call('HKEYS', KEYS[2])\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "local out = {1}\n"
-    "for i = 1, #old do out[#out + 1] = old[i] end\n"
-    "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return out end\n"
-    "local function atleast(f, v)\n"
-    "  local c = redis.call('HGET', KEYS[1], f)\n"
-    "  if c and tonumber(c) > tonumber(v) then return c end\n"
-    "  return v\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"
-    "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"
-    "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"
-    "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"
-    "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"
-    "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"
-    "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"
-    "end\n"
-    "for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
-    "return out\n";
+static const char restore_group_split_lua[] =
+    LUA_SHEBANG "local cur = tonumber(redis.call('HGET', KEYS[1], '" GROUP_F_VER "') or '0')\n"
+                "if cur > tonumber(ARGV[2]) then return {0} end\n"
+                "if cur == tonumber(ARGV[2]) then return {2} end\n"
+                "local old = redis.call('HKEYS', KEYS[2])\n"
+                "redis.call('DEL', KEYS[2])\n"
+                "local out = {1}\n"
+                "for i = 1, #old do out[#out + 1] = old[i] end\n"
+                "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return out end\n"
+                "local function atleast(f, v)\n"
+                "  local c = redis.call('HGET', KEYS[1], f)\n"
+                "  if c and tonumber(c) > tonumber(v) then return c end\n"
+                "  return v\n"
+                "end\n"
+                "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"
+                "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"
+                "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"
+                "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"
+                "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"
+                "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"
+                "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"
+                "end\n"
+                "for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
+                "return out\n";
 
 static char *restore_src; /* restore_group_lua with S (keys_lua), made at the first restore */
 

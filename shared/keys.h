@@ -56,15 +56,18 @@
  * may span tags. A t or i between users of two shards is split (push/chat_send.c's top comment): a
  * script in the sender's shard, then one in the recipient's (KEY_RCV makes it idempotent), each writing
  * its half of the stream entry to its own shard's KEY_MQ and its own KEY_MSG copy; within one shard (always
- * at S = 1) one script does both, as before. On a cluster with S > 1 these still span shards (README, "The
- * slot check"): the g send and group change scripts (the members' keys), R's read scripts (the other
- * user's presence; the group's members), GET /groups and /conversations (the user's groups' keys),
- * /admin/friends (two users), magpie-persist's group restore (magpie-persist and magpie-notify read the
- * shards' streams one by one on a cluster: shared/rds.h). The rest of the cluster split (next step of
- * issue 20: the group fan-out one script per shard, the others above) must pass every such key as KEYS of a
- * script of that shard. Until then the daemons refuse redis.cluster with S > 1;
- * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
- * as soon as shared/cli.c lets it (push/rdsa_cluster.c).
+ * at S = 1) one script does both, as before. A g at S > 1 whose sender and members are not all in the
+ * group's shard is split likewise (push/group.h, "The split"): the group's part in the group's shard
+ * (KEY_GSND makes it idempotent), one part per shard of the members (KEY_GRCV), then the stream entry in the
+ * group's shard; magpie-persist's group restore keeps the group's keys in its script and writes the
+ * members' KEY_USER_GROUPS one command each at S > 1. On a cluster with S > 1 these still span shards
+ * (README, "The slot check"): the group change scripts of magpie-http (the members' keys), R's read
+ * scripts (the other user's presence; the group's members), GET /groups and /conversations (the user's
+ * groups' keys), /admin/friends (two users) (magpie-persist and magpie-notify read the shards' streams one
+ * by one on a cluster: shared/rds.h). The rest of the cluster split (next step of issue 20: the others
+ * above) must pass every such key as KEYS of a script of that shard; until then a cluster refuses those
+ * scripts at S > 1 (the daemons answer "unavailable"), while everything else runs there (shared/rds.h,
+ * push/rdsa_cluster.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
