@@ -46,3 +46,9 @@ def xrange_all(r, name):
     for key in every(r, name):
         out.extend(r.xrange(key))
     return out
+
+
+def restored(r):
+    """How many shards' KEY_SEQ_RESTORED markers exist, one EXISTS each (the shards' keys are in different
+    slots: one EXISTS over them is CROSSSLOT on a cluster)."""
+    return sum(r.exists(k) for k in every(r, "seq:restored"))
