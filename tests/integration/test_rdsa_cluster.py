@@ -12,27 +12,24 @@ redis.min_replicas_acked = 1 (every WAIT must reach a replica) and the default r
 """
 import os
 import queue
-import signal
 import subprocess
 import threading
 import time
 
 import pytest
 
+# the cluster as an operator sees it (redis-cli), shared by the cluster test files
+from cluster_cli import (PORTS, RESUME_LIMIT_S, cli, kill_node, masters, needs_cluster, nodes, owner, settled,
+                         slot_of, start_node, wait_until)
 from magpie_stack import BUILD, RUN, read_conf
-# the cluster as an operator sees it (redis-cli), shared with the blocking client's test
-from test_rcluster import ENV, PORTS, cli, masters, node_dir, nodes, owner, settled, wait_until
 
-RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
 PROBE = os.path.join(BUILD, "tests", "probes", "rdsa-cluster-probe")
 # The probe's push.node_id, so its connections' names (magpie-push-<id>-...) are not the stack's push nodes'
 # (which run on the same cluster and hold subscriber connections of their own).
 PROBE_NODE = 1021
 PROBE_NAME = f"magpie-push-{PROBE_NODE}-"
 
-pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
-                                reason="needs a stack from 'scripts/dev up --redis cluster' "
-                                       "(scripts/dev test runs this file on one)")
+pytestmark = needs_cluster
 
 
 def probe_conf():
@@ -156,10 +153,6 @@ def probe(conf):
     assert p.ask(".ready 20", timeout=30) == "READY"  # every slot served through a ready connection
     yield p
     p.close()
-
-
-def slot_of(key):
-    return int(cli(PORTS[0], "CLUSTER", "KEYSLOT", key))
 
 
 def tag_on(port, stem):
@@ -398,9 +391,7 @@ def test_master_killed_under_traffic(probe, conf):
     assert probe.ask(f".load v {vtag} 4") == "STARTED"
     assert probe.ask(f".load o {otag} 4") == "STARTED"
     time.sleep(0.5)
-    pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
-    os.kill(pid, signal.SIGKILL)
-    t0 = time.time()
+    t0 = kill_node(victim["port"])
     try:
         # fully served again: the replica promoted, the map refreshed, its connection ready
         wait_until("the state callbacks saying 1 again",
@@ -436,7 +427,7 @@ def test_master_killed_under_traffic(probe, conf):
         assert probe.msgs("chan-fo")[2] == "after-failover"
     finally:
         # what a supervisor does: start the killed node again; it rejoins as the new master's replica
-        subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+        start_node(victim["port"])
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
 
@@ -545,9 +536,7 @@ def test_ssubscribe_follows_a_failover(probe):
     och = f"fo:{tag_on(other, 'sfo-o')}"
     for c in vch + [och]:
         assert probe.ask(f".ssub {c}") == "SUBSCRIBED"
-    pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
-    os.kill(pid, signal.SIGKILL)
-    t0 = time.time()
+    t0 = kill_node(victim["port"])
     try:
         wait_until("every channel confirmed again on the promoted replica",
                    lambda: all(probe.msgs(c)[1] == 2 for c in vch), RESUME_LIMIT_S + 5)
@@ -563,7 +552,7 @@ def test_ssubscribe_follows_a_failover(probe):
         assert spublish(other, och, "other") == 1
         wait_until("the other master's message", lambda: probe.msgs(och)[0] == 1, 5)
     finally:
-        subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+        start_node(victim["port"])
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
 
