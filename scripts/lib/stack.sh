@@ -531,7 +531,8 @@ start_redis_sentinel() {
         fi
         port_in_use "$port" && die "port $port (SENTINEL_PORTS in $RUN/dev.env) is taken by another program"
         mkdir -p "$dir"
-        # Down after 1 s without a reply, quorum 2 of 3: a dead master is replaced within a few seconds.
+        # Down after 1 s without a reply (MAGPIE_REDIS_DOWN_AFTER_MS), quorum 2 of 3: a dead master is replaced
+        # within a few seconds. On a loaded box 1 s is below the master's stalls (bench/README, "Failover gap").
         [ -f "$dir/sentinel.conf" ] || cat >"$dir/sentinel.conf" <<EOF
 # Sentinel $i of a Magpie dev stack (scripts/dev up --redis sentinel). Rewritten by Sentinel itself.
 bind 127.0.0.1
@@ -541,7 +542,7 @@ pidfile $dir/sentinel.pid
 logfile $dir/sentinel.log
 dir $dir
 sentinel monitor $SENTINEL_MASTER 127.0.0.1 $REDIS_PORT 2
-sentinel down-after-milliseconds $SENTINEL_MASTER 1000
+sentinel down-after-milliseconds $SENTINEL_MASTER ${MAGPIE_REDIS_DOWN_AFTER_MS:-1000}
 sentinel failover-timeout $SENTINEL_MASTER 10000
 sentinel parallel-syncs $SENTINEL_MASTER 1
 EOF
@@ -611,7 +612,7 @@ start_redis_cluster() {
         start_redis_instance "cluster-$i " "$RUN/cluster-$i" "$port" "cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-port $bus
-cluster-node-timeout 1000"
+cluster-node-timeout ${MAGPIE_REDIS_DOWN_AFTER_MS:-1000}"
         nodes+=("127.0.0.1:$port")
     done
     if redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[0]}" cluster info 2>/dev/null | tr -d '\r' |

@@ -7,8 +7,10 @@ MAGPIE_REDIS_REPLICAS=2), CLUSTER_PORTS in dev.env, each node in RUN/cluster-N/.
 no REDIS_MODE=cluster, PORTS is empty and each file skips itself with `needs_cluster`.
 """
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -168,3 +170,48 @@ def clients_of(port, name):
         if f.get("name") == name:
             out.append(f)
     return out
+
+
+class LineProbe:
+    """A probe program of tests/probes (rcluster-probe, rdsa-cluster-probe): one request line in, one answer
+    line out (each one's protocol is at the top of its .c). Its log and any sanitizer report go to
+    logs/<name>-N.log; close() requires a clean exit with no sanitizer report (leaks included)."""
+    count = 0
+
+    def __init__(self, binary, conf, env=None):
+        if not os.access(binary, os.X_OK):
+            pytest.fail(f"{binary} is not built (make builds it with everything else)")
+        LineProbe.count += 1
+        self.name = os.path.basename(binary)
+        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
+        self.log_path = os.path.join(RUN, "logs", f"{self.name}-{LineProbe.count}.log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen([binary, "-c", conf], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.log, text=True, bufsize=1, env=env)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def ask(self, line, timeout=30):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        try:
+            out = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
+        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
+        return out
+
+    def close(self):
+        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
+        self.p.stdin.close()
+        rc = self.p.wait(timeout=30)
+        self.log.close()
+        with open(self.log_path) as f:
+            log = f.read()
+        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
+        assert rc == 0, f"{self.name} exited {rc} (see {self.log_path})"

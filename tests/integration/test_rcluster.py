@@ -12,15 +12,13 @@ would. The probe's counters (.stats) say which redirects and failures the client
 """
 import concurrent.futures
 import os
-import queue
-import subprocess
 import threading
 import time
 
 import pytest
 
-from cluster_cli import (PORTS, RESUME_LIMIT_S, cli, kill_node, masters, needs_cluster, nodes, owner, settled,
-                         start_node, wait_until)
+from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, needs_cluster, nodes, owner,
+                         settled, start_node, wait_until)
 from magpie_stack import BUILD, RUN
 
 PROBE = os.path.join(BUILD, "tests", "probes", "rcluster-probe")
@@ -29,37 +27,11 @@ pytestmark = needs_cluster
 
 # ---- the client under test ----
 
-class Probe:
-    """rcluster-probe: one request line in, one answer line out (its protocol is at the top of
-    rcluster_probe.c). Its log and any sanitizer report go to logs/rcluster-probe-N.log."""
-    count = 0
+class Probe(LineProbe):
+    """rcluster-probe on the stack's magpie.conf (its protocol is at the top of rcluster_probe.c)."""
 
     def __init__(self):
-        if not os.access(PROBE, os.X_OK):
-            pytest.fail(f"{PROBE} is not built (make builds it with everything else)")
-        Probe.count += 1
-        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
-        self.log_path = os.path.join(RUN, "logs", f"rcluster-probe-{Probe.count}.log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([PROBE, "-c", os.path.join(RUN, "magpie.conf")], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def ask(self, line, timeout=30):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        try:
-            out = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
-        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
-        return out
+        super().__init__(PROBE, os.path.join(RUN, "magpie.conf"))
 
     def cmd(self, *words):
         """(port that answered or None, kind, value): (7001, 'STR', 'v') or (None, 'FAIL', 'EAGAIN why')."""
@@ -82,16 +54,6 @@ class Probe:
         out = self.ask(".stats")
         assert out.startswith("STATS "), out
         return {k: int(v) for k, v in (kv.split("=") for kv in out[6:].split())}
-
-    def close(self):
-        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
-        self.p.stdin.close()
-        rc = self.p.wait(timeout=30)
-        self.log.close()
-        with open(self.log_path) as f:
-            log = f.read()
-        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
-        assert rc == 0, f"rcluster-probe exited {rc} (see {self.log_path})"
 
 
 @pytest.fixture

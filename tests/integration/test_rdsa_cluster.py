@@ -11,16 +11,14 @@ kills a master around it with redis-cli, as an operator would. The probe runs wi
 redis.min_replicas_acked = 1 (every WAIT must reach a replica) and the default redis.cluster_retry_ms.
 """
 import os
-import queue
 import subprocess
-import threading
 import time
 
 import pytest
 
 # the cluster as an operator sees it (redis-cli), shared by the cluster test files
-from cluster_cli import (PORTS, RESUME_LIMIT_S, cli, kill_node, masters, needs_cluster, nodes, owner, settled,
-                         slot_of, start_node, wait_until)
+from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, needs_cluster, nodes, owner,
+                         settled, slot_of, start_node, wait_until)
 from magpie_stack import BUILD, RUN, read_conf
 
 PROBE = os.path.join(BUILD, "tests", "probes", "rdsa-cluster-probe")
@@ -66,38 +64,11 @@ def retry_ms(conf):
     return int(read_conf(conf).get("redis.cluster_retry_ms", 1000))
 
 
-class Probe:
-    """rdsa-cluster-probe: one request line in, one answer line out (its protocol is at the top of
-    rdsa_cluster_probe.c). Its log and any sanitizer report go to logs/rdsa-cluster-probe-N.log."""
-    count = 0
+class Probe(LineProbe):
+    """rdsa-cluster-probe as push node PROBE_NODE (its protocol is at the top of rdsa_cluster_probe.c)."""
 
     def __init__(self, conf):
-        if not os.access(PROBE, os.X_OK):
-            pytest.fail(f"{PROBE} is not built (make builds it with everything else)")
-        Probe.count += 1
-        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
-        self.log_path = os.path.join(RUN, "logs", f"rdsa-cluster-probe-{Probe.count}.log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([PROBE, "-c", conf], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self.log, text=True, bufsize=1,
-                                  env=dict(os.environ, MAGPIE_PUSH_NODE_ID=str(PROBE_NODE)))
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def ask(self, line, timeout=30):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        try:
-            out = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
-        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
-        return out
+        super().__init__(PROBE, conf, env=dict(os.environ, MAGPIE_PUSH_NODE_ID=str(PROBE_NODE)))
 
     def cmd(self, *words):
         """(port that answered or None, kind, value): (7001, 'STR', 'v'), (None, 'NULL', '1003') or
@@ -129,16 +100,6 @@ class Probe:
         assert out.startswith("MSGS "), out
         n, readies, last = out[5:].split(" ", 2)
         return int(n), int(readies.split("=")[1]), last.split("=", 1)[1]
-
-    def close(self):
-        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
-        self.p.stdin.close()
-        rc = self.p.wait(timeout=30)
-        self.log.close()
-        with open(self.log_path) as f:
-            log = f.read()
-        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
-        assert rc == 0, f"rdsa-cluster-probe exited {rc} (see {self.log_path})"
 
 
 @pytest.fixture
