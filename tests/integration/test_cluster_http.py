@@ -30,6 +30,7 @@ from cluster_cli import (ENV, PORTS, RESUME_LIMIT_S, alive, cli, clients_of, kil
 from http_client import Client, ExtraHttp, login, new_mobile, sms_lines, test_token, unique_uid
 from magpie_stack import RUN, metrics
 from persist_client import GROUP, KEY_DEAD, KEY_MQ, Batch, row_matches
+import rkeys
 
 pytestmark = needs_cluster
 pool = concurrent.futures.ThreadPoolExecutor(8)
@@ -220,13 +221,11 @@ def test_persist_restores_the_seq_counters_through_the_cluster(settled_cluster):
             want[uid] = max(want.get(uid, 0), seq)
     stack.kill_daemon("persist")
     try:
-        rc.delete("mp:{0}:seq:restored")
-        for uid in want:
-            rc.delete(f"mp:{{0}}:seq:{uid}")
+        rkeys.delete(rc, *rkeys.every(rc, "seq:restored"), *(rkeys.tagged(rc, "seq", uid) for uid in want))
     finally:
         stack.start_daemon("persist")
-    wait_until("the counters restored", lambda: rc.exists("mp:{0}:seq:restored") == 1, 30, 0.2)
-    got = {uid: int(rc.get(f"mp:{{0}}:seq:{uid}") or -1) for uid in want}
+    wait_until("the counters restored", lambda: rkeys.restored(rc) == rkeys.shards(rc), 30, 0.2)
+    got = {uid: int(rc.get(rkeys.tagged(rc, "seq", uid)) or -1) for uid in want}
     assert got == want
     rc.close()
 
