@@ -12,7 +12,8 @@
  * received up to it, then runs read_lua again with that), moves the read mark forward only (an R for an
  * older message changes nothing but is acked), and when it moved, r goes to the reader's other connections
  * and, with chat.read_receipts, a receipt r {with: reader, mid} to the other user, on every node (the
- * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own).
+ * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own). The
+ * scripts' "CHAN_NODE prefix" is the reader's shard's (the script's: SPUBLISH on its own slot, shared/bus.h).
  *
  * R {group, mid}: gread_lua, the same steps for a group conversation (push/group.h): the reader a member, or
  * a former one (frozen counts) reading what it got while it was; the mark is the message's number in the
@@ -84,7 +85,7 @@ static struct rdsa_script read_lua = {
                 "          out[#out + 1] = ch\n"
                 "          if k == 3 then out[3] = out[3] + 1 end\n"
                 "        else\n"
-                "          redis.call('PUBLISH', ch, payload)\n"
+                "          redis.call('SPUBLISH', ch, payload)\n"
                 "        end\n"
                 "      end\n"
                 "    end\n"
@@ -130,14 +131,12 @@ static struct rdsa_script gread_lua = {
     "      out[#out + 1] = ARGV[6] .. h[j] .. ARGV[7]\n"
     "      out[3] = out[3] + 1\n"
     "    else\n"
-    "      redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
+    "      redis.call('SPUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
     "    end\n"
     "  end\n"
     "end\n"
     "return out\n",
     ""};
-
-static char chan_prefix[64], chan_suffix[64];
 
 struct read_req {
     struct chat_req r;
@@ -155,14 +154,8 @@ struct read_req {
 
 void chat_read_init(void)
 {
-    char buf[64];
-    const char *zero;
     rdsa_script(&read_lua);
     rdsa_script(&gread_lua);
-    snprintf(buf, sizeof(buf), CHAN_NODE, 0);
-    zero = strchr(buf, '0');
-    snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
-    snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
 }
 
 static void read_free(struct read_req *q)
@@ -366,7 +359,8 @@ static void on_read_reply(redisReply *r, void *arg)
 
 static int read_eval_group(struct read_req *q)
 {
-    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24];
+    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24],
+        chan[32];
     const char *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[14];
 
@@ -384,8 +378,9 @@ static int read_eval_group(struct read_req *q)
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     snprintf(node, sizeof(node), "%d", push.node);
     snprintf(gid, sizeof(gid), "%lld", (long long)q->group);
-    const char *argv[14] = {conv,     msg,  members,     pme,         reader,     conv_id, mid,
-                            q->known, node, chan_prefix, chan_suffix, q->pl_mine, gid,     waits};
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* to the reader's devices */
+    const char *argv[14] = {conv, msg,  members,          pme,        reader, conv_id, mid, q->known,
+                            node, chan, CHAN_NODE_SUFFIX, q->pl_mine, gid,    waits};
     for (int i = 0; i < 14; i++)
         argvlen[i] = strlen(argv[i]);
     argvlen[11] = q->pl_mine_len;
@@ -396,7 +391,7 @@ static int read_eval(struct read_req *q)
 {
     if (q->group != 0)
         return read_eval_group(q);
-    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16];
+    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], chan[32];
     const char *argv[14];
     size_t argvlen[14];
 
@@ -416,6 +411,7 @@ static int read_eval(struct read_req *q)
     snprintf(with, sizeof(with), "%lld", (long long)q->with);
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     snprintf(node, sizeof(node), "%d", push.node);
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
     argv[0] = conv;
     argv[1] = msg;
     argv[2] = pme;
@@ -425,8 +421,8 @@ static int read_eval(struct read_req *q)
     argv[6] = mid;
     argv[7] = q->known;
     argv[8] = node;
-    argv[9] = chan_prefix;
-    argv[10] = chan_suffix;
+    argv[9] = chan;
+    argv[10] = CHAN_NODE_SUFFIX;
     argv[11] = q->pl_mine;
     argv[12] = q->pl_theirs ? q->pl_theirs : "";
     argv[13] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";

@@ -2,7 +2,7 @@
  *
  * One Redis script, like t (chat_send.c): the (from, id) dedup check, the membership check against
  * KEY_GROUP_MEMBERS, a seq in every member's timeline (mp_fanout, shared/group_lua.h), the group's count and
- * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery PUBLISHed to every other
+ * latest mid, KEY_MSG, the sender's read mark, one stream entry, and the delivery sent to every other
  * live node (the live node ids in ARGV, this node's view: push/cluster.h says how fresh). The client gets A
  * (mid, the sender's seq) only after Redis answered. The reply carries every member's seq, from which this
  * node delivers to its own connections, in the order Redis ran the scripts. A non-member, or a group that
@@ -79,11 +79,11 @@ static struct rdsa_script gsend_lua = {
     "  for n in string.gmatch(ARGV[12], '[^,]+') do\n"
     "    if n ~= ARGV[1] then\n"
     "      out[5] = payload\n"
-    "      out[#out + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"
+    "      out[#out + 1] = mp_node_chan(n, mp_shard(ARGV[4]))\n"
     "    end\n"
     "  end\n"
     "else\n"
-    "  mp_publish(payload, ARGV[1], ARGV[12])\n"
+    "  mp_publish(payload, ARGV[1], ARGV[12], mp_shard(ARGV[4]))\n"
     "end\n"
     /* Offline notifications (notify/notify_worker.h): one event per member but the sender with no connection
      * on a live node, in the same script as the message. */
