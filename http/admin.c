@@ -16,11 +16,6 @@
 
 #define ORDER_MAX_ID 64 /* orders.id is VARCHAR(64) */
 
-/* KEYS: friends of a, friends of b. ARGV: b, a. */
-static const char friends_lua[] = LUA_SHEBANG "redis.call('SADD', KEYS[1], ARGV[1])\n"
-                                              "redis.call('SADD', KEYS[2], ARGV[2])\n"
-                                              "return 1\n";
-
 static int redis_ok(struct call *c, redisReply *rep)
 {
     int ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
@@ -60,7 +55,12 @@ void admin_friends(struct call *c)
     key_tagged(kb, sizeof(kb), KEY_FRIENDS, b);
     snprintf(sa, sizeof(sa), "%lld", (long long)a);
     snprintf(sb, sizeof(sb), "%lld", (long long)b);
-    if (!redis_ok(c, rds_cmd(&c->w->rds, "EVAL %s 2 %s %s %s %s", friends_lua, ka, kb, sb, sa)))
+    /* One SADD per user, each in that user's shard (a cluster slot each: keys.h), a then b. SADD is
+     * idempotent, so a retry redoes both harmlessly. A failure between them leaves MySQL's two rows and a's
+     * set with b: a may send to b, b not yet to a (the send checks the sender's set); the caller gets code
+     * 20 and its retry completes b's. */
+    if (!redis_ok(c, rds_cmd(&c->w->rds, "SADD %s %s", ka, sb)) ||
+        !redis_ok(c, rds_cmd(&c->w->rds, "SADD %s %s", kb, sa)))
         return;
     log_info("friends added a=%lld b=%lld", (long long)a, (long long)b);
     reply(c, API_OK, json_pack("{s:I, s:I}", "a", (json_int_t)a, "b", (json_int_t)b));

@@ -4,9 +4,14 @@
  *
  * The keys are the design of push/chat_read.c (KEY_CONVS, KEY_CONV, written by magpie-push's send and read
  * scripts): one script reads a page of them with the latest packets Redis still has (KEY_MSG); the packets
- * Redis no longer has come from MySQL's messages table. Query: limit (1..CONV_MAX_LIMIT, default
- * CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's seq is below it). A user's
- * seqs are unique, so a page boundary never splits or repeats a conversation.
+ * Redis no longer has come from MySQL's messages table. Per shard (issue 20: on a Redis Cluster a script or
+ * command keeps to one slot, and a group's keys are in its own shard, keys.h): the script reads only the
+ * caller's shard (its KEY_CONVS, KEY_CONV and KEY_MSG copies); then, when the page has groups, one pipeline
+ * of single-key reads of the groups' keys (grouped per master on a cluster: shared/rds.h) and one of the
+ * packets of their latest mids in the caller's shard, merged here. These are reads in three round trips,
+ * not one snapshot: a message or member change between them shows as it would in the next call. Query: limit
+ * (1..CONV_MAX_LIMIT, default CONV_DEFAULT_LIMIT) and cursor (a "next": conversations whose latest entry's
+ * seq is below it). A user's seqs are unique, so a page boundary never splits or repeats a conversation.
  *
  * A group conversation "g<gid>" (push/group.h, keys.h's note on group conversations): while the caller is a
  * member (in KEY_GROUP_MEMBERS), its latest mid and message count are the group's (KEY_GROUP's GROUP_F_LAST,
@@ -30,25 +35,17 @@
 #define CONV_FIELDS        7 /* per conversation in the script's answer */
 
 /* KEYS: KEY_CONVS, KEY_CONV of the caller. ARGV: the highest score ("+inf" or "(<cursor>"), how many,
- * KEY_MSG's prefix in the caller's shard (its copies), the caller, redis.stream_shards (the groups' keys
- * are built here, in their shards: the cluster split must read them per shard, keys.h). Returns per
- * conversation: id, seq of its latest entry, latest mid, received, read mid, received at the read mark, the
- * latest packet (nil when Redis no longer has it). */
+ * KEY_MSG's prefix in the caller's shard (its copies). Every key is the caller's shard's: a group's own keys
+ * are read after it, per shard (conv_groups). Returns per conversation: id, seq of its latest entry, latest
+ * mid, received, read mid, received at the read mark (for a group: the frozen ones, or none), the latest
+ * packet (nil when Redis no longer has it). */
 static const char conv_lua[] = LUA_SHEBANG
-    "local " KEY_LUA_SHARDS " = ARGV[5]\n" KEY_LUA_LIB
     "local z = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"
     "for i = 1, #z, 2 do\n"
     "  local c = z[i]\n"
     "  local f = redis.call('HMGET', KEYS[2], c .. '" CONV_F_LAST "', c .. '" CONV_F_IN
     "', c .. '" CONV_F_READ "', c .. '" CONV_F_READ_IN "')\n"
-    "  if string.sub(c, 1, 1) == 'g' then\n"
-    "    local gk = mp_key('" KEY_GROUP_NAME "', string.sub(c, 2))\n"
-    "    if redis.call('HEXISTS', gk .. '" GROUP_MEMBERS_SUFFIX "', ARGV[4]) == 1 then\n"
-    "      local g = redis.call('HMGET', gk, '" GROUP_F_LAST "', '" GROUP_F_COUNT "')\n"
-    "      f[1], f[2] = g[1], g[2]\n"
-    "    end\n"
-    "  end\n"
     "  local p = false\n"
     "  if f[1] then p = redis.call('HGET', ARGV[3] .. f[1], '" MSG_F_PACKET "') end\n"
     "  out[#out + 1] = c\n"
@@ -60,6 +57,100 @@ static const char conv_lua[] = LUA_SHEBANG
     "  out[#out + 1] = p\n"
     "end\n"
     "return out\n";
+
+static long long num(const char *s);
+
+/* One conversation of the page, as merged from the caller's shard and its group's. */
+struct conv_item {
+    char last[24];      /* latest mid ("" none) */
+    long long in;       /* received (a group: its message count while the caller is a member) */
+    const char *packet; /* the latest packet (in a reply below), NULL = not in Redis */
+    size_t packet_len;
+    redisReply *own; /* the reply holding packet when it is not the page's */
+};
+
+/* The groups of the page (it[i] for the "g<gid>" ids of r), in their own shards: while the caller is a
+ * member (KEY_GROUP_MEMBERS), the group's GROUP_F_LAST and GROUP_F_COUNT replace the frozen ones, and the
+ * packet of that latest mid is read from the caller's shard's copy (prefix). One pipeline of reads for all
+ * the groups (grouped per master on a cluster: rds.h), then one of the packets. MP_OK or MP_EAGAIN (Redis
+ * did not answer). */
+static int conv_groups(struct call *c, const redisReply *r, size_t m, struct conv_item *it,
+                       const char *prefix)
+{
+    char key[64], uid[24];
+    size_t i, asked = 0;
+    redisReply *h, *g;
+
+    snprintf(uid, sizeof(uid), "%lld", (long long)c->uid);
+    for (i = 0; i < m; i++) {
+        const char *id = r->element[i * CONV_FIELDS]->str;
+        if (id == NULL || id[0] != 'g')
+            continue;
+        key_tagged(key, sizeof(key), KEY_GROUP_MEMBERS, (int64_t)num(id + 1));
+        if (rds_append(&c->w->rds, "HEXISTS %s %s", key, uid) != MP_OK)
+            goto unavailable;
+        key_tagged(key, sizeof(key), KEY_GROUP, (int64_t)num(id + 1));
+        if (rds_append(&c->w->rds, "HMGET %s " GROUP_F_LAST " " GROUP_F_COUNT, key) != MP_OK)
+            goto unavailable;
+        asked++;
+    }
+    for (i = 0; i < m && asked > 0; i++) {
+        const char *id = r->element[i * CONV_FIELDS]->str;
+        if (id == NULL || id[0] != 'g')
+            continue;
+        asked--;
+        h = rds_reply(&c->w->rds);
+        g = h ? rds_reply(&c->w->rds) : NULL;
+        if (h == NULL || g == NULL || h->type != REDIS_REPLY_INTEGER || g->type != REDIS_REPLY_ARRAY ||
+            g->elements != 2) {
+            if (h != NULL && h->type == REDIS_REPLY_ERROR)
+                log_error("conversations: a group's keys failed reason=\"%s\"", h->str);
+            freeReplyObject(h);
+            freeReplyObject(g);
+            if (asked > 0 || h == NULL || g == NULL)
+                rds_discard(&c->w->rds);
+            return MP_EAGAIN;
+        }
+        if (h->integer == 1) {
+            const char *last = g->element[0]->type == REDIS_REPLY_STRING ? g->element[0]->str : "";
+            if (strcmp(last, it[i].last) != 0) {
+                snprintf(it[i].last, sizeof(it[i].last), "%s", last);
+                it[i].packet = NULL; /* the frozen one's is not this */
+                it[i].packet_len = 0;
+            }
+            it[i].in = g->element[1]->type == REDIS_REPLY_STRING ? num(g->element[1]->str) : 0;
+        }
+        freeReplyObject(h);
+        freeReplyObject(g);
+    }
+    /* the packets of the groups' latest mids, from the caller's shard's copies */
+    for (i = 0; i < m; i++)
+        if (it[i].packet == NULL && it[i].last[0] != '\0') {
+            if (rds_append(&c->w->rds, "HGET %s%s " MSG_F_PACKET, prefix, it[i].last) != MP_OK)
+                goto unavailable;
+            asked++;
+        }
+    for (i = 0; i < m && asked > 0; i++)
+        if (it[i].packet == NULL && it[i].last[0] != '\0') {
+            asked--;
+            if ((h = rds_reply(&c->w->rds)) == NULL) {
+                if (asked > 0)
+                    rds_discard(&c->w->rds);
+                return MP_EAGAIN;
+            }
+            if (h->type == REDIS_REPLY_STRING) {
+                it[i].own = h;
+                it[i].packet = h->str;
+                it[i].packet_len = h->len;
+            } else {
+                freeReplyObject(h);
+            }
+        }
+    return MP_OK;
+unavailable:
+    rds_discard(&c->w->rds);
+    return MP_EAGAIN;
+}
 
 static long long num(const char *s)
 {
@@ -115,11 +206,11 @@ void conv_list(struct call *c)
 {
     long long limit = CONV_DEFAULT_LIMIT, cursor = 0, *missing = NULL;
     char convs[64], conv[64], prefix[48], max[32], count[24];
-    char uid[24], shards[16];
-    const char *argv[10];
+    const char *argv[8];
     redisReply *r = NULL;
     json_t *list = NULL, *fromdb = NULL;
-    size_t n, nmissing = 0, i;
+    struct conv_item *it = NULL;
+    size_t n = 0, m = 0, nmissing = 0, i;
     int rc;
 
     if (query_int(c, "limit", 1, CONV_MAX_LIMIT, &limit) < 0 ||
@@ -128,7 +219,6 @@ void conv_list(struct call *c)
     key_tagged(convs, sizeof(convs), KEY_CONVS, c->uid);
     key_tagged(conv, sizeof(conv), KEY_CONV, c->uid);
     key_msg_prefix(prefix, sizeof(prefix), key_shard(c->uid));
-    snprintf(shards, sizeof(shards), "%d", key_shards());
     if (rc == 0)
         snprintf(max, sizeof(max), "(%lld", cursor);
     else
@@ -142,10 +232,7 @@ void conv_list(struct call *c)
     argv[5] = max;
     argv[6] = count;
     argv[7] = prefix;
-    argv[8] = uid;
-    argv[9] = shards;
-    snprintf(uid, sizeof(uid), "%lld", (long long)c->uid);
-    r = rds_cmdargv(&c->w->rds, 10, argv, NULL);
+    r = rds_cmdargv(&c->w->rds, 8, argv, NULL);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % CONV_FIELDS != 0) {
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_error("conversations script failed reason=\"%s\"", r->str);
@@ -153,31 +240,41 @@ void conv_list(struct call *c)
         goto done;
     }
     n = r->elements / CONV_FIELDS;
-    if ((missing = calloc(n + 1, sizeof(*missing))) == NULL || (list = json_array()) == NULL) {
+    m = n < (size_t)limit ? n : (size_t)limit;
+    if ((missing = calloc(n + 1, sizeof(*missing))) == NULL || (it = calloc(n + 1, sizeof(*it))) == NULL ||
+        (list = json_array()) == NULL) {
         reply_unavailable(c, "redis");
         goto done;
     }
-    for (i = 0; i < n && i < (size_t)limit; i++) {
+    for (i = 0; i < m; i++) {
         redisReply **e = &r->element[i * CONV_FIELDS];
-        if (e[6]->type != REDIS_REPLY_STRING && e[2]->str != NULL && e[2]->str[0] != '\0')
-            missing[nmissing++] = num(e[2]->str);
+        snprintf(it[i].last, sizeof(it[i].last), "%s", e[2]->str ? e[2]->str : "");
+        it[i].in = num(e[3]->str);
+        if (e[6]->type == REDIS_REPLY_STRING) {
+            it[i].packet = e[6]->str;
+            it[i].packet_len = e[6]->len;
+        }
     }
+    if (conv_groups(c, r, m, it, prefix) != MP_OK) {
+        reply_unavailable(c, "redis");
+        goto done;
+    }
+    for (i = 0; i < m; i++)
+        if (it[i].packet == NULL && it[i].last[0] != '\0')
+            missing[nmissing++] = num(it[i].last);
     if (nmissing > 0 && (fromdb = packets_from_mysql(c, missing, nmissing)) == NULL) {
         reply_unavailable(c, "mysql");
         goto done;
     }
-    for (i = 0; i < n && i < (size_t)limit; i++) {
+    for (i = 0; i < m; i++) {
         redisReply **e = &r->element[i * CONV_FIELDS];
-        const char *id = e[0]->str ? e[0]->str : "", *packet = NULL;
-        size_t packet_len = 0;
+        const char *id = e[0]->str ? e[0]->str : "", *packet = it[i].packet;
+        size_t packet_len = it[i].packet_len;
         json_t *item, *last;
-        long long seq = num(e[1]->str), unread = num(e[3]->str) - num(e[5]->str);
+        long long seq = num(e[1]->str), unread = it[i].in - num(e[5]->str);
 
-        if (e[6]->type == REDIS_REPLY_STRING) {
-            packet = e[6]->str;
-            packet_len = e[6]->len;
-        } else if (fromdb != NULL && e[2]->str != NULL) {
-            json_t *s = json_object_get(fromdb, e[2]->str);
+        if (packet == NULL && fromdb != NULL && it[i].last[0] != '\0') {
+            json_t *s = json_object_get(fromdb, it[i].last);
             packet = json_string_value(s);
             packet_len = json_string_length(s);
         }
@@ -207,6 +304,10 @@ done:
     json_decref(list);
     json_decref(fromdb);
     free(missing);
+    if (it != NULL)
+        for (i = 0; i < m; i++)
+            freeReplyObject(it[i].own);
+    free(it);
     if (r != NULL)
         freeReplyObject(r);
 }

@@ -100,7 +100,9 @@ int http_dispatch(struct worker *w, const struct http_req *req, struct http_resp
                   const struct lp_front *front, void *front_ctx);
 
 /* Count a finished request in the metrics and write its debug log line. endpoint is the route's name
- * (never the raw path, which may hold a token); started_us from http_clock_us() when the request came in. */
+ * (never the raw path, which may hold a token) and frontend the front-end's name, both strings that live
+ * until exit (their addresses key a per-thread cache of the series: router.c); started_us from
+ * http_clock_us() when the request came in. */
 void http_account(const char *endpoint, const char *frontend, const struct http_resp *resp,
                   int64_t started_us);
 

@@ -13,7 +13,8 @@
  * older message changes nothing but is acked), and when it moved, r goes to the reader's other connections
  * and, with chat.read_receipts, a receipt r {with: reader, mid} to the other user, on every node (the
  * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own). The
- * scripts' "CHAN_NODE prefix" is the reader's shard's (the script's: SPUBLISH on its own slot, shared/bus.h).
+ * scripts' "CHAN_NODE prefix" is that of the script's shard (SPUBLISH in its own slot, shared/bus.h): the
+ * reader's for the reader's r, the other user's for the receipt step.
  *
  * R {group, mid}: gread_lua, the same steps for a group conversation (push/group.h): the reader a member, or
  * a former one (frozen counts) reading what it got while it was; the mark is the message's number in the
@@ -27,6 +28,39 @@
  * other devices see the mark in GET /conversations) or, after a failover that lost it, moves it afresh.
  * An R whose mark does not move writes it again, so that its WAIT covers an earlier attempt that moved it
  * on another connection.
+ *
+ * The split (issue 20, SPEC §7: on a Redis Cluster a script touches the keys of one slot, and with
+ * redis.stream_shards = S > 1 each user's and group's keys are in its shard's slot: shared/keys.h). When the
+ * reader and the other user (or the group) are in one shard -- always at S = 1 -- one script does it all, as
+ * above. Otherwise:
+ *   1:1, two shards. (1) read_lua in the reader's shard, given only the reader's keys (KEY_CONV, its KEY_MSG
+ *   copy, its presence) and no receipt payload: the check, the mark, the r to the reader's other
+ *   connections; it answers the mark as it now stands (its seq and mid: this R's message when it moved, the
+ *   earlier mark when it did not). (2) With chat.read_receipts, once (1) answered (and its WAIT on the
+ *   reader's master), receipt_lua in the other user's shard, with that mark: the receipt to the other
+ *   user's connections, at most once per mark, since it records the reader's seq of the last mark it sent
+ *   in the other user's KEY_CONV ("u<reader>" CONV_F_RECEIPT) and sends nothing for a mark at or below it.
+ *   The A goes after (2) answered (and its WAIT on the other user's master); this node delivers the
+ *   reader's r to its own connections after (1) (when the mark moved), the receipt after (2) (when sent
+ *   now). Each delivery is published by the script (or, with WAIT, the code) of its user's shard.
+ *   Failures: (1) refused or unanswered: E, nothing written. (2) refused or unanswered (Redis down, the node
+ *   killed between the two): E; the reader's part stays: the mark has moved, the reader's devices got r
+ *   (and see it in GET /conversations), the other user got no receipt yet. The client retries an unacked R
+ *   (SPEC §4): (1) finds the mark in place (no move: no second r to the reader's devices) and answers it,
+ *   and (2) runs again for it -- it sends the receipt once, or, when the first attempt's (2) had run,
+ *   finds it recorded and sends nothing. Either way A. A receipt step that runs for an R whose mark did not
+ *   move (an older message) finds the mark's receipt recorded and costs one round trip, nothing else.
+ *   With redis.min_replicas_acked, a receipt whose WAIT fell short is recorded but not sent, and its retry
+ *   finds it recorded: like the r packets of a refused attempt above, it is never sent (the other user
+ *   sees the next mark's).
+ *   Known gap: an R whose (2) failed and that the client never retries leaves the other user without that
+ *   receipt (the next R that moves the mark sends its own, for the later mark).
+ *   Group, two shards. First HEXISTS of the reader in KEY_GROUP_MEMBERS, a command in the group's shard;
+ *   then gread_lua in the reader's shard with the answer in ARGV (KEYS all the reader's). Nothing is written
+ *   in the group's shard, so there is no half-done state: a failure of either step is E with nothing
+ *   written, and the retry starts over. The two steps are not atomic: a member removed between them may
+ *   still move its own mark once past its frozen count, which shows as 0 unread (GET /conversations never
+ *   shows a negative count); nobody else sees it.
  */
 #include "chat.h"
 #include "dbpool.h"
@@ -41,14 +75,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: KEY_CONV of the reader, KEY_MSG of mid, presence of the reader, of the other user.
+/* KEYS: KEY_CONV of the reader, KEY_MSG of mid, presence of the reader, of the other user (the reader's
+ * again when the two are in two shards: the split, at the top; then ARGV[9] is "").
  * ARGV: reader, other user, mid, "" or "<reader's seq of mid> <received up to it>" (known from MySQL), node,
- * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt), "1" when the caller
- * WAITs (then the r deliveries are returned, not published, and a mark that does not move is written again
- * so that the WAIT covers it: an earlier attempt may have moved it and been refused).
- * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1, k, channel...} the mark moved (with
- * "1": the first k channels are for the reader's payload, the rest for the other user's; without, none),
- * {1, 0} it did not. */
+ * CHAN_NODE prefix, suffix, the reader's r payload, the other user's ("" = no receipt here), "1" when the
+ * caller WAITs (then the r deliveries are returned, not published, and a mark that does not move is written
+ * again so that the WAIT covers it: an earlier attempt may have moved it and been refused).
+ * Returns {0} mid unknown to Redis, {-1} mid not between the two, {1, 1, k, seq, mid, channel...} the mark
+ * moved to (mid, the reader's seq of it) (with "1": the first k channels are for the reader's payload, the
+ * rest for the other user's; without, none), {1, 0, 0, seq, mid} it did not: the mark stays at (mid, seq)
+ * (both "" when there is none). */
 static struct rdsa_script read_lua = {
     "read",
     LUA_SHEBANG "local seq, n\n"
@@ -69,11 +105,12 @@ static struct rdsa_script read_lua = {
                 "if tonumber(seq) <= tonumber(cur or '0') then\n"
                 "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ_SEQ
                 "', cur) end\n"
-                "  return {1, 0}\n"
+                "  local at = redis.call('HGET', KEYS[1], conv .. '" CONV_F_READ "')\n"
+                "  return {1, 0, 0, cur or '', at or ''}\n"
                 "end\n"
                 "redis.call('HSET', KEYS[1], conv .. '" CONV_F_READ "', ARGV[3], conv .. '" CONV_F_READ_SEQ
                 "', seq, conv .. '" CONV_F_READ_IN "', n)\n"
-                "local out = {1, 1, 0}\n"
+                "local out = {1, 1, 0, seq, ARGV[3]}\n"
                 "for k = 3, 4 do\n"
                 "  local payload = ARGV[5 + k]\n"
                 "  if payload ~= '' then\n"
@@ -94,17 +131,20 @@ static struct rdsa_script read_lua = {
                 "return out\n",
     ""};
 
-/* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS, presence of
- * the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the group (known
- * from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid, "1" when the caller WAITs (as
- * in read_lua).
- * Returns {0} mid unknown to Redis, {-5} the reader is not and never was a member, {-1} mid is not a g of
- * this group (or one sent after the reader left), {1, 1, k, channel...} the mark moved (as read_lua's; no
- * receipts, so every channel is for the reader's payload), {1, 0} it did not. */
+/* R {group, mid} (push/group.h). KEYS: KEY_CONV of the reader, KEY_MSG of mid, KEY_GROUP_MEMBERS (the
+ * reader's KEY_CONV again when the group is in another shard: the split, at the top; then ARGV[11] says),
+ * presence of the reader. ARGV: reader, conversation id "g<gid>", mid, "" or the message's number in the
+ * group (known from MySQL), node, CHAN_NODE prefix, suffix, the reader's r payload, gid, "1" when the caller
+ * WAITs (as in read_lua), "" (KEYS[3] says whether the reader is a member) or "1" / "0" (it is / is not:
+ * asked in the group's shard just before). Returns {0} mid unknown to Redis, {-5} the reader is not and never
+ * was a member, {-1} mid is not a g of this group (or one sent after the reader left), {1, 1, k, n, mid,
+ * channel...} the mark moved (as read_lua's, n the group number; no receipts, so every channel is for the
+ * reader's payload), {1, 0, 0, n, mid} it did not. */
 static struct rdsa_script gread_lua = {
     "gread",
     LUA_SHEBANG
-    "local member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1\n"
+    "local member = ARGV[11] == '1'\n"
+    "if ARGV[11] == '' then member = redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 end\n"
     "local frozen = redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_IN "')\n"
     "if not member and not frozen then return {-5} end\n"
     "local gn = ARGV[4]\n"
@@ -119,11 +159,11 @@ static struct rdsa_script gread_lua = {
     "if tonumber(gn) <= tonumber(cur or '0') then\n"
     "  if ARGV[10] == '1' and cur then redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ_IN
     "', cur) end\n"
-    "  return {1, 0}\n"
+    "  return {1, 0, 0, cur or '', redis.call('HGET', KEYS[1], ARGV[2] .. '" CONV_F_READ "') or ''}\n"
     "end\n"
     "redis.call('HSET', KEYS[1], ARGV[2] .. '" CONV_F_READ "', ARGV[3], ARGV[2] .. '" CONV_F_READ_IN
     "', gn)\n"
-    "local out = {1, 1, 0}\n"
+    "local out = {1, 1, 0, gn, ARGV[3]}\n"
     "local h = redis.call('HGETALL', KEYS[4])\n"
     "for j = 1, #h, 2 do\n"
     "  if h[j] ~= ARGV[5] and tonumber(h[j + 1]) > 0 then\n"
@@ -138,6 +178,35 @@ static struct rdsa_script gread_lua = {
     "return out\n",
     ""};
 
+/* The other user's part of a split 1:1 R (the top comment), in the other user's shard, after the reader's
+ * part answered: the receipt, once per read mark. KEYS: KEY_CONV of the other user, presence of the other
+ * user. ARGV: reader, the reader's seq of its read mark, node, CHAN_NODE prefix, suffix, the receipt's
+ * payload, "1" when the caller WAITs (then the deliveries are returned, and a receipt already sent is
+ * written again so that the WAIT covers the attempt that sent it).
+ * Returns {1, channel...} the receipt goes out now (with "1": the channels; without, published), {0} this
+ * mark's receipt went out before (or a later one's): nothing written, nothing sent. */
+static struct rdsa_script receipt_lua = {
+    "receipt",
+    LUA_SHEBANG "local f = 'u' .. ARGV[1] .. '" CONV_F_RECEIPT "'\n"
+                "local cur = redis.call('HGET', KEYS[1], f)\n"
+                "if tonumber(ARGV[2]) <= tonumber(cur or '0') then\n"
+                "  if ARGV[7] == '1' and cur then redis.call('HSET', KEYS[1], f, cur) end\n"
+                "  return {0}\n"
+                "end\n"
+                "redis.call('HSET', KEYS[1], f, ARGV[2])\n"
+                "local out, h = {1}, redis.call('HGETALL', KEYS[2])\n"
+                "for j = 1, #h, 2 do\n"
+                "  if h[j] ~= ARGV[3] and tonumber(h[j + 1]) > 0 then\n"
+                "    if ARGV[7] == '1' then\n"
+                "      out[#out + 1] = ARGV[4] .. h[j] .. ARGV[5]\n"
+                "    else\n"
+                "      redis.call('SPUBLISH', ARGV[4] .. h[j] .. ARGV[5], ARGV[6])\n"
+                "    end\n"
+                "  end\n"
+                "end\n"
+                "return out\n",
+    ""};
+
 struct read_req {
     struct chat_req r;
     int64_t reader, with, group, mid; /* with or group is 0 */
@@ -150,12 +219,19 @@ struct read_req {
     struct chat_pubs pubs[2];  /* with WAIT: the reader's r, the other user's, to other nodes */
     char *pl_mine, *pl_theirs; /* the CHAN_NODE payloads (user_payload), until pubs take them */
     size_t pl_mine_len, pl_theirs_len;
+    /* The split (the top comment). */
+    int split;          /* 1:1 with receipts, the two users in two shards: the receipt is its own step */
+    int member;         /* a group in another shard than the reader: -1 not asked yet, else HEXISTS's 0/1 */
+    long long mark_seq; /* what the reader's part answered: the read mark (its seq, 0 = none) */
+    char mark_mid[24];  /* and its mid */
+    int receipt_new;    /* the receipt step sent the receipt now: deliver it */
 };
 
 void chat_read_init(void)
 {
     rdsa_script(&read_lua);
     rdsa_script(&gread_lua);
+    rdsa_script(&receipt_lua);
 }
 
 static void read_free(struct read_req *q)
@@ -298,7 +374,11 @@ static int keep_pubs(struct chat_pubs *p, const redisReply *r, size_t from, size
     return MP_OK;
 }
 
-/* rdsa_wait answered (at once when no WAIT is configured): the A, then the r packets. */
+static char *read_packet(const struct read_req *q, int64_t with, const char *mid, size_t *len);
+static int receipt_eval(struct read_req *q);
+
+/* rdsa_wait answered (at once when no WAIT is configured): the A, then the r packets. A split R (q->split)
+ * delivers the reader's r now and runs the receipt step; its A comes after that step. */
 static void on_read_durable(int ok, void *arg)
 {
     struct read_req *q = arg;
@@ -306,6 +386,18 @@ static void on_read_durable(int ok, void *arg)
 
     if (!ok) {
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else if (q->split) {
+        if (q->moved) {
+            chat_pubs_send(&q->pubs[0]);
+            deliver_local(q->reader, q->mine, q->mine_len, c);
+        }
+        if (q->mark_seq <= 0) {
+            chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
+        } else if (receipt_eval(q) != MP_OK) {
+            chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+        } else {
+            return; /* the receipt step owns q now */
+        }
     } else {
         chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
         if (q->moved) {
@@ -317,6 +409,14 @@ static void on_read_durable(int ok, void *arg)
         }
     }
     read_free(q);
+}
+
+/* An integer or a decimal string of a script's answer (0 for anything else). */
+static long long reply_ll(const redisReply *e)
+{
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
 }
 
 static void on_read_reply(redisReply *r, void *arg)
@@ -338,18 +438,21 @@ static void on_read_reply(redisReply *r, void *arg)
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_MEMBER, STATS_E_REJECTED);
     } else if (e[0]->integer != 1) {
         chat_error(c, q->r.id, q->r.id_len, CHAT_E_NOT_IN_CONV, STATS_E_REJECTED);
+    } else if (r->elements < 5 || e[1]->type != REDIS_REPLY_INTEGER || e[2]->type != REDIS_REPLY_INTEGER ||
+               e[2]->integer < 0 || (size_t)e[2]->integer > r->elements - 5) {
+        log_warn("read script answered an unexpected reply elements=%zu", r->elements);
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
     } else {
-        q->moved = r->elements > 1 && e[1]->type == REDIS_REPLY_INTEGER && e[1]->integer == 1;
-        if (q->moved && r->elements > 2 && e[2]->type == REDIS_REPLY_INTEGER && e[2]->integer >= 0 &&
-            (size_t)e[2]->integer <= r->elements - 3) {
-            size_t k = (size_t)e[2]->integer;
-            if (keep_pubs(&q->pubs[0], r, 3, k, &q->pl_mine, q->pl_mine_len) != MP_OK ||
-                keep_pubs(&q->pubs[1], r, 3 + k, r->elements - 3 - k, &q->pl_theirs, q->pl_theirs_len) !=
-                    MP_OK) {
-                chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
-                read_free(q);
-                return;
-            }
+        size_t k = (size_t)e[2]->integer;
+        q->moved = e[1]->integer == 1;
+        q->mark_seq = reply_ll(e[3]);
+        snprintf(q->mark_mid, sizeof(q->mark_mid), "%s", e[4]->type == REDIS_REPLY_STRING ? e[4]->str : "");
+        if (q->moved && (keep_pubs(&q->pubs[0], r, 5, k, &q->pl_mine, q->pl_mine_len) != MP_OK ||
+                         keep_pubs(&q->pubs[1], r, 5 + k, r->elements - 5 - k, &q->pl_theirs,
+                                   q->pl_theirs_len) != MP_OK)) {
+            chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+            read_free(q);
+            return;
         }
         rdsa_wait(on_read_durable, q);
         return;
@@ -357,34 +460,141 @@ static void on_read_reply(redisReply *r, void *arg)
     read_free(q);
 }
 
+/* rdsa_wait answered for the receipt step: the A, then the receipt when it went out now. */
+static void on_receipt_durable(int ok, void *arg)
+{
+    struct read_req *q = arg;
+    struct conn *c = q->r.c;
+
+    if (!ok) {
+        chat_error(c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    } else {
+        chat_reply(c, q->r.id, q->r.id_len, 'A', json_string("success"), NULL);
+        if (q->receipt_new) {
+            chat_pubs_send(&q->pubs[1]);
+            deliver_local(q->with, q->theirs, q->theirs_len, NULL);
+        }
+    }
+    read_free(q);
+}
+
+static void on_receipt_reply(redisReply *r, void *arg)
+{
+    struct read_req *q = arg;
+    redisReply **e = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->element : NULL;
+
+    if (e != NULL && r->elements >= 1 && e[0]->type == REDIS_REPLY_INTEGER &&
+        (e[0]->integer == 0 || e[0]->integer == 1)) {
+        q->receipt_new = e[0]->integer == 1;
+        if (q->receipt_new &&
+            keep_pubs(&q->pubs[1], r, 1, r->elements - 1, &q->pl_theirs, q->pl_theirs_len) != MP_OK)
+            goto unavailable;
+        rdsa_wait(on_receipt_durable, q);
+        return;
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        log_warn("receipt script failed reader=%lld with=%lld reason=\"%s\"", (long long)q->reader,
+                 (long long)q->with, r->str);
+    /* The reader's part stays (the mark moved, the reader's devices know); the client's retry of the R
+     * finds the mark in place and runs this step again, which sends the receipt once. */
+unavailable:
+    chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    read_free(q);
+}
+
+/* The receipt step of a split R, for the read mark the reader's part answered (q->mark_seq, q->mark_mid:
+ * this R's message, or an earlier one when the mark did not move). MP_OK (q owned by the reply) or MP_ERR. */
+static int receipt_eval(struct read_req *q)
+{
+    char conv[64], pthem[64], reader[24], seq[24], node[16], chan[32];
+    const char *argv[9], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
+    size_t argvlen[9];
+    char *pk;
+    size_t len;
+
+    if (!rdsa_ready() || q->mark_mid[0] == '\0' ||
+        (pk = read_packet(q, q->reader, q->mark_mid, &len)) == NULL)
+        return MP_ERR;
+    free(q->theirs);
+    q->theirs = pk;
+    q->theirs_len = len;
+    free(q->pl_theirs);
+    chat_pubs_free(&q->pubs[1]);
+    if ((q->pl_theirs = user_payload(q->with, q->theirs, q->theirs_len, &q->pl_theirs_len)) == NULL)
+        return MP_ERR;
+    key_tagged(conv, sizeof(conv), KEY_CONV, q->with);
+    key_tagged(pthem, sizeof(pthem), KEY_PRESENCE, q->with);
+    snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
+    snprintf(seq, sizeof(seq), "%lld", q->mark_seq);
+    snprintf(node, sizeof(node), "%d", push.node);
+    argv[0] = conv;
+    argv[1] = pthem;
+    argv[2] = reader;
+    argv[3] = seq;
+    argv[4] = node;
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->with)); /* the script's shard */
+    argv[5] = chan;
+    argv[6] = CHAN_NODE_SUFFIX;
+    argv[7] = q->pl_theirs;
+    argv[8] = waits;
+    for (int i = 0; i < 9; i++)
+        argvlen[i] = strlen(argv[i]);
+    argvlen[7] = q->pl_theirs_len;
+    return rdsa_eval(&receipt_lua, on_receipt_reply, q, 2, 9, argv, argvlen) == MP_OK ? MP_OK : MP_ERR;
+}
+
+static int read_eval_group(struct read_req *q);
+
+/* The group's shard answered whether the reader is a member: the reader's part, in the reader's shard. */
+static void on_member_reply(redisReply *r, void *arg)
+{
+    struct read_req *q = arg;
+
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        q->member = r->integer == 1;
+        if (read_eval_group(q) == MP_OK)
+            return;
+    } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        log_warn("read: the group's member check failed group=%lld reason=\"%s\"", (long long)q->group,
+                 r->str);
+    }
+    chat_error(q->r.c, q->r.id, q->r.id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);
+    read_free(q);
+}
+
 static int read_eval_group(struct read_req *q)
 {
     char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24],
         chan[32];
-    const char *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
-    size_t argvlen[14];
+    const char *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *member = "";
+    size_t argvlen[15];
+    int split = key_shard(q->group) != key_shard(q->reader);
 
     if (!rdsa_ready())
         return MP_ERR;
+    key_tagged(members, sizeof(members), KEY_GROUP_MEMBERS, q->group);
+    snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
+    if (split && q->member < 0) /* first the group's shard: is the reader a member? */
+        return rdsa_cmd(on_member_reply, q, "HEXISTS %s %s", members, reader) == MP_OK ? MP_OK : MP_ERR;
     if (q->pl_mine == NULL &&
         (q->pl_mine = user_payload(q->reader, q->mine, q->mine_len, &q->pl_mine_len)) == NULL)
         return MP_ERR;
     key_tagged(conv, sizeof(conv), KEY_CONV, q->reader);
     snprintf(msg, sizeof(msg), KEY_MSG, key_shard(q->reader), (long long)q->mid); /* the reader's copy */
-    key_tagged(members, sizeof(members), KEY_GROUP_MEMBERS, q->group);
     key_tagged(pme, sizeof(pme), KEY_PRESENCE, q->reader);
-    snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
     snprintf(conv_id, sizeof(conv_id), "g%lld", (long long)q->group);
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     snprintf(node, sizeof(node), "%d", push.node);
     snprintf(gid, sizeof(gid), "%lld", (long long)q->group);
-    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* to the reader's devices */
-    const char *argv[14] = {conv, msg,  members,          pme,        reader, conv_id, mid, q->known,
-                            node, chan, CHAN_NODE_SUFFIX, q->pl_mine, gid,    waits};
-    for (int i = 0; i < 14; i++)
+    if (split)
+        member = q->member ? "1" : "0";
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
+    const char *argv[15] = {conv, msg,  split ? conv : members, pme,        reader, conv_id, mid,   q->known,
+                            node, chan, CHAN_NODE_SUFFIX,       q->pl_mine, gid,    waits,   member};
+    for (int i = 0; i < 15; i++)
         argvlen[i] = strlen(argv[i]);
     argvlen[11] = q->pl_mine_len;
-    return rdsa_eval(&gread_lua, on_read_reply, q, 4, 14, argv, argvlen);
+    return rdsa_eval(&gread_lua, on_read_reply, q, 4, 15, argv, argvlen);
 }
 
 static int read_eval(struct read_req *q)
@@ -394,24 +604,28 @@ static int read_eval(struct read_req *q)
     char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], chan[32];
     const char *argv[14];
     size_t argvlen[14];
+    int two = key_shard(q->reader) != key_shard(q->with);
 
     if (!rdsa_ready())
         return MP_ERR;
     if (q->pl_mine == NULL &&
         (q->pl_mine = user_payload(q->reader, q->mine, q->mine_len, &q->pl_mine_len)) == NULL)
         return MP_ERR;
-    if (q->theirs != NULL && q->pl_theirs == NULL &&
+    if (!two && q->theirs != NULL && q->pl_theirs == NULL &&
         (q->pl_theirs = user_payload(q->with, q->theirs, q->theirs_len, &q->pl_theirs_len)) == NULL)
         return MP_ERR;
+    q->split = two && q->theirs != NULL;
     key_tagged(conv, sizeof(conv), KEY_CONV, q->reader);
     snprintf(msg, sizeof(msg), KEY_MSG, key_shard(q->reader), (long long)q->mid); /* the reader's copy */
     key_tagged(pme, sizeof(pme), KEY_PRESENCE, q->reader);
-    key_tagged(pthem, sizeof(pthem), KEY_PRESENCE, q->with);
+    if (two) /* the other user's presence is another slot: the receipt step reads it */
+        snprintf(pthem, sizeof(pthem), "%s", pme);
+    else
+        key_tagged(pthem, sizeof(pthem), KEY_PRESENCE, q->with);
     snprintf(reader, sizeof(reader), "%lld", (long long)q->reader);
     snprintf(with, sizeof(with), "%lld", (long long)q->with);
     snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     snprintf(node, sizeof(node), "%d", push.node);
-    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
     argv[0] = conv;
     argv[1] = msg;
     argv[2] = pme;
@@ -421,25 +635,25 @@ static int read_eval(struct read_req *q)
     argv[6] = mid;
     argv[7] = q->known;
     argv[8] = node;
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
     argv[9] = chan;
     argv[10] = CHAN_NODE_SUFFIX;
     argv[11] = q->pl_mine;
-    argv[12] = q->pl_theirs ? q->pl_theirs : "";
+    argv[12] = q->pl_theirs && !two ? q->pl_theirs : "";
     argv[13] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     for (int i = 0; i < 14; i++)
         argvlen[i] = strlen(argv[i]);
     argvlen[11] = q->pl_mine_len;
-    argvlen[12] = q->pl_theirs ? q->pl_theirs_len : 0;
+    argvlen[12] = q->pl_theirs && !two ? q->pl_theirs_len : 0;
     return rdsa_eval(&read_lua, on_read_reply, q, 4, 14, argv, argvlen);
 }
 
 /* An r packet from the reader: {"id", "from": reader, "type": "r", "msg": {"with": with, "mid": "<mid>"}}, or
  * with {"group": gid, "mid"} for a group. */
-static char *read_packet(const struct read_req *q, int64_t with, size_t *len)
+static char *read_packet(const struct read_req *q, int64_t with, const char *mid, size_t *len)
 {
-    char mid[24], *s;
+    char *s;
     json_t *p;
-    snprintf(mid, sizeof(mid), "%lld", (long long)q->mid);
     if (q->group != 0)
         p = json_pack("{s:s%,s:I,s:s,s:{s:I,s:s}}", "id", q->r.id, q->r.id_len, "from", (json_int_t)q->reader,
                       "type", "r", "msg", "group", (json_int_t)q->group, "mid", mid);
@@ -458,6 +672,7 @@ void chat_read(struct conn *c, const struct chatpkt *p)
     struct chat_read m;
     struct read_req *q;
     const char *bad;
+    char mid[24];
 
     if ((bad = chatpkt_read(p, c->uid, &m)) != NULL) {
         chat_error(c, p->id, p->id_len, bad, STATS_E_MALFORMED);
@@ -472,9 +687,11 @@ void chat_read(struct conn *c, const struct chatpkt *p)
     q->with = m.with;
     q->group = m.group;
     q->mid = m.mid;
-    q->mine = read_packet(q, m.with, &q->mine_len);
+    q->member = -1;
+    snprintf(mid, sizeof(mid), "%lld", (long long)m.mid);
+    q->mine = read_packet(q, m.with, mid, &q->mine_len);
     if (push.cfg->chat.read_receipts && m.group == 0)
-        q->theirs = read_packet(q, c->uid, &q->theirs_len);
+        q->theirs = read_packet(q, c->uid, mid, &q->theirs_len);
     if (q->mine == NULL || (push.cfg->chat.read_receipts && m.group == 0 && q->theirs == NULL) ||
         read_eval(q) != MP_OK) {
         chat_error(c, p->id, p->id_len, CHAT_E_UNAVAILABLE, STATS_E_UNAVAILABLE);

@@ -376,36 +376,50 @@ out:
     return rc;
 }
 
-/* EXISTS (what == 0) or MSET to the time now (what == 1) of every shard's KEY_SEQ_RESTORED: one command,
- * so the shards' markers are set together. NULL when Redis is unavailable or out of memory. */
-static redisReply *restored_keys(struct rds *r, int what)
+/* EXISTS (what == 0) or SET to the time now (what == 1) of every shard's KEY_SEQ_RESTORED, one command per
+ * shard in one pipeline (each marker is in its shard's slot: a cluster refuses one command over several).
+ * Returns how many exist (0) or were set (1), or -1 when Redis is unavailable or refused one. The markers
+ * are set only once everything is restored, so a marker set without the others (persist stopped in
+ * between) is harmless: the next start counts fewer than S and restores again. */
+static int restored_keys(struct rds *r, int what)
 {
-    int n = key_shards(), argc = 0;
-    const char **argv = calloc((size_t)(2 * n + 1), sizeof(*argv));
-    char(*keys)[48] = calloc((size_t)n, sizeof(*keys));
-    char now[24];
-    redisReply *rep = NULL;
+    int n = key_shards(), count = 0, queued = 0;
+    char key[48], now[24];
 
-    if (argv == NULL || keys == NULL)
-        goto done;
     snprintf(now, sizeof(now), "%lld", (long long)mp_now_ms());
-    argv[argc++] = what == 0 ? "EXISTS" : "MSET";
-    for (int i = 0; i < n; i++) {
-        snprintf(keys[i], sizeof(keys[i]), KEY_SEQ_RESTORED, i);
-        argv[argc++] = keys[i];
-        if (what == 1)
-            argv[argc++] = now;
+    for (int i = 0; i < n; i++, queued++) {
+        snprintf(key, sizeof(key), KEY_SEQ_RESTORED, i);
+        const char *argv[] = {what == 0 ? "EXISTS" : "SET", key, now};
+        if (rds_appendargv(r, what == 0 ? 2 : 3, argv, NULL) != MP_OK)
+            goto failed;
     }
-    rep = rds_cmdargv(r, argc, argv, NULL);
-done:
-    free(argv);
-    free(keys);
-    return rep;
+    for (; queued > 0; queued--) {
+        redisReply *rep = rds_reply(r);
+        if (rep == NULL)
+            goto failed;
+        if (rep->type == REDIS_REPLY_INTEGER)
+            count += (int)rep->integer;
+        else if (rep->type == REDIS_REPLY_STATUS)
+            count++;
+        else
+            log_error("seq restore: redis refused a command reason=\"%s\"",
+                      rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        int bad = rep->type != REDIS_REPLY_INTEGER && rep->type != REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+        if (bad) {
+            queued--;
+            goto failed;
+        }
+    }
+    return count;
+failed:
+    if (queued > 0)
+        rds_discard(r);
+    return -1;
 }
 
 int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
 {
-    redisReply *rep;
     struct pipe p = {r, 0};
     MYSQL *m;
     int rc;
@@ -414,17 +428,11 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
     *restored = -1;
     if (restore_src == NULL && (restore_src = keys_lua(restore_group_lua)) == NULL)
         return MP_EAGAIN;
-    rep = restored_keys(r, 0);
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-        if (rep != NULL)
-            freeReplyObject(rep);
+    int have = restored_keys(r, 0);
+    if (have < 0)
         return MP_EAGAIN;
-    }
-    if (rep->integer == key_shards()) {
-        freeReplyObject(rep);
+    if (have == key_shards())
         return MP_OK;
-    }
-    freeReplyObject(rep);
     log_warn("seq counters: " KEY_SEQ_RESTORED " is missing (a new Redis, or one that lost its data): "
              "restoring every user's counter and every group from MySQL; until then messages of users "
              "without a counter are refused",
@@ -442,13 +450,8 @@ int persist_seq_restore(struct rds *r, struct db *d, long long *restored)
         rds_discard(r); /* replies may be left unread */
         return rc == MP_ENOMEM ? MP_EAGAIN : rc;
     }
-    rep = restored_keys(r, 1);
-    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-        if (rep != NULL)
-            freeReplyObject(rep);
+    if (restored_keys(r, 1) != key_shards())
         return MP_EAGAIN;
-    }
-    freeReplyObject(rep);
     *restored = users;
     log_info("seq counters and groups restored from MySQL users=%lld groups=%lld", users, groups);
     return MP_OK;

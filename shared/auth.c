@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,16 +56,57 @@ void auth_clear(struct auth *a)
     a->key_len = 0;
 }
 
+/* Random bytes come from a per-thread pool that one getrandom fills with AUTH_RANDOM_POOL bytes: one system
+ * call per AUTH_RANDOM_POOL / 8 token ids instead of one per id (magpie-http issues a login token and a
+ * ticket per /IM/token: bench/README, "HTTP"). Each byte is handed out once and wiped as it goes. A child of
+ * fork() must not hand out the bytes its parent will: pthread_atfork empties the forking thread's pool in the
+ * child (the only thread the child has). */
+#define AUTH_RANDOM_POOL 256
+static __thread unsigned char random_pool[AUTH_RANDOM_POOL];
+static __thread size_t random_left;
+static pthread_once_t random_once = PTHREAD_ONCE_INIT;
+
+static void random_forget(void)
+{
+    explicit_bzero(random_pool, sizeof(random_pool));
+    random_left = 0;
+}
+
+static void random_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, random_forget);
+}
+
+static int random_take(unsigned char *out, size_t n)
+{
+    pthread_once(&random_once, random_atfork);
+    if (n > sizeof(random_pool))
+        return getrandom(out, n, 0) == (ssize_t)n ? MP_OK : MP_ERR;
+    if (random_left < n) {
+        if (getrandom(random_pool, sizeof(random_pool), 0) != (ssize_t)sizeof(random_pool)) {
+            random_forget();
+            return MP_ERR;
+        }
+        random_left = sizeof(random_pool);
+    }
+    unsigned char *from = random_pool + sizeof(random_pool) - random_left;
+    memcpy(out, from, n);
+    explicit_bzero(from, n);
+    random_left -= n;
+    return MP_OK;
+}
+
 int auth_random_hex(char *buf, size_t hex_len)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[64];
     size_t n = (hex_len + 1) / 2;
-    if (n > sizeof(raw) || getrandom(raw, n, 0) != (ssize_t)n)
+    if (n > sizeof(raw) || random_take(raw, n) != MP_OK)
         return MP_ERR;
     for (size_t i = 0; i < hex_len; i++)
         buf[i] = hex[(raw[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
     buf[hex_len] = '\0';
+    explicit_bzero(raw, n);
     return MP_OK;
 }
 

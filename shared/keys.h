@@ -30,11 +30,11 @@
  *   - Per shard and node: the delivery channel CHAN_NODE (sharded pub/sub, "mp:{<shard>}:node:<id>:in"),
  *     published only by scripts of that shard (and by the daemon after their WAIT), so a script's
  *     SPUBLISH is in its own slot. The rule: a delivery to user U's connections is published by a script
- *     of U's shard, so U's deliveries keep their order on one channel (t/i, send_s/send_r, and R's r to
- *     the reader do). Until the g send, the group change and R's scripts are split per shard (they span
- *     shards: below), a group entry's deliveries go on the channel of the group's shard and R's receipt
- *     on the reader's; on one Redis that keeps the order anyway (all of a node's channels are on its one
- *     subscriber connection, in the order Redis ran the scripts).
+ *     of U's shard, so U's deliveries keep their order on one channel (t/i: send, send_s, send_r; R: the
+ *     reader's r from read/gread, the receipt from the receipt step). Until the g send and the group
+ *     change scripts are split per shard (they span shards: below), a group entry's deliveries go on the
+ *     channel of the group's shard; on one Redis that keeps the order anyway (all of a node's channels are
+ *     on its one subscriber connection, in the order Redis ran the scripts).
  *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
  *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone).
  *   - The node registry and the rooms' member counts: one slot, the tag KEY_NODES_TAG ("mp:{nodes}..."):
@@ -64,11 +64,14 @@
  * may span tags. A t or i between users of two shards is split (push/chat_send.c's top comment): a
  * script in the sender's shard, then one in the recipient's (KEY_RCV makes it idempotent), each writing
  * its half of the stream entry to its own shard's KEY_MQ and its own KEY_MSG copy; within one shard (always
- * at S = 1) one script does both, as before. On a cluster with S > 1 these still span shards (README, "The
- * slot check"): the g send and group change scripts (the members' keys), R's read scripts (the other
- * user's presence; the group's members), GET /groups and /conversations (the user's groups' keys),
- * /admin/friends (two users), magpie-persist's group restore (magpie-persist and magpie-notify read the
- * shards' streams one by one on a cluster: shared/rds.h). The rest of the cluster split (next step of
+ * at S = 1) one script does both, as before. R between two shards is split the same way (push/
+ * chat_read.c's top comment: the reader's part in the reader's shard, the receipt in the other user's,
+ * CONV_F_RECEIPT making it idempotent; a group's membership asked in the group's shard first); GET
+ * /conversations reads the caller's shard by script and the groups' keys per shard (http/conv.c);
+ * /admin/friends is one SADD per user. On a cluster with S > 1 these still span shards (README, "The slot
+ * check"): the g send and group change scripts (the members' keys), GET /groups (the user's groups' keys),
+ * magpie-persist's group restore (magpie-persist and magpie-notify read the shards' streams one by one on a
+ * cluster: shared/rds.h). The rest of the cluster split (next step of
  * issue 20: the group fan-out one script per shard, the others above) must pass every such key as KEYS of a
  * script of that shard. Until then the daemons refuse redis.cluster with S > 1;
  * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
@@ -275,7 +278,7 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
  * (persist_seq.c): at its first start, and whenever this key is gone (a Redis replaced or flushed). While
  * it is missing, a message to or from a user without a counter is refused (E, retried). No TTL. */
 #define KEY_SEQ_RESTORED_NAME "seq:restored"
-#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, all set together */
+#define KEY_SEQ_RESTORED      KEY_SHARDED(KEY_SEQ_RESTORED_NAME) /* shard: one per shard, set after the restore */
 /* stream: the recent part of a user's timeline, one entry per seq with the entry id "<seq>-0" and one field
  * TL_F_MID = the message's mid. Capped near timeline.max_entries (XADD MAXLEN ~); TTL timeline.keep_s,
  * renewed by every write. Holds a contiguous run of seqs that ends at KEY_SEQ's value. */
@@ -322,6 +325,10 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 #define CONV_F_READ ":r"
 #define CONV_F_READ_SEQ ":rs"
 #define CONV_F_READ_IN ":rn"
+/* 1:1 only, in the hash of the user who was read ("u<reader>:pr"), and only for two users of two shards:
+ * the reader's seq of the read mark whose receipt has gone out (push/chat_read.c's split: it makes the
+ * receipt step idempotent, so a retried R sends a receipt at most once). */
+#define CONV_F_RECEIPT ":pr"
 
 /* ---- STOMP and MQTT sessions (design: push/resume.h) ---- */
 /* Both hashes: field = the session's client id, value "<acked> <sent> <sub> <ts>": the seq in the user's

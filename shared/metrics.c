@@ -17,8 +17,8 @@
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 
-struct series {
-    struct series *next;
+struct metric_series {
+    struct metric_series *next;
     char *labels;
     double value;     /* counter, gauge; histogram: sum */
     double count;     /* histogram */
@@ -33,7 +33,7 @@ struct metric {
     double *bounds;
     size_t nbounds;
     pthread_mutex_t lock;
-    struct series *series;
+    struct metric_series *series;
 };
 
 const double metrics_latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -89,9 +89,9 @@ struct metric *metrics_histogram(const char *name, const char *help, const doubl
 }
 
 /* The series for labels, created on first use. Called with m->lock held; NULL when out of memory. */
-static struct series *series_get(struct metric *m, const char *labels)
+static struct metric_series *series_get(struct metric *m, const char *labels)
 {
-    struct series *s;
+    struct metric_series *s;
     if (labels == NULL)
         labels = "";
     for (s = m->series; s != NULL; s = s->next)
@@ -112,7 +112,7 @@ static struct series *series_get(struct metric *m, const char *labels)
 
 void metric_add(struct metric *m, const char *labels, double v)
 {
-    struct series *s;
+    struct metric_series *s;
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->lock);
@@ -123,7 +123,7 @@ void metric_add(struct metric *m, const char *labels, double v)
 
 void metric_set(struct metric *m, const char *labels, double v)
 {
-    struct series *s;
+    struct metric_series *s;
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->lock);
@@ -132,26 +132,60 @@ void metric_set(struct metric *m, const char *labels, double v)
     pthread_mutex_unlock(&m->lock);
 }
 
+/* One observation into s; m->lock held. */
+static void observe_locked(struct metric *m, struct metric_series *s, double v)
+{
+    size_t i;
+    for (i = 0; i < m->nbounds && v > m->bounds[i]; i++)
+        ;
+    s->buckets[i] += 1;
+    s->count += 1;
+    s->value += v;
+}
+
 void metric_observe(struct metric *m, const char *labels, double v)
 {
-    struct series *s;
-    size_t i;
+    struct metric_series *s;
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->lock);
-    if ((s = series_get(m, labels)) != NULL) {
-        for (i = 0; i < m->nbounds && v > m->bounds[i]; i++)
-            ;
-        s->buckets[i] += 1;
-        s->count += 1;
-        s->value += v;
-    }
+    if ((s = series_get(m, labels)) != NULL)
+        observe_locked(m, s, v);
+    pthread_mutex_unlock(&m->lock);
+}
+
+struct metric_series *metric_series(struct metric *m, const char *labels)
+{
+    struct metric_series *s;
+    if (m == NULL)
+        return NULL;
+    pthread_mutex_lock(&m->lock);
+    s = series_get(m, labels);
+    pthread_mutex_unlock(&m->lock);
+    return s;
+}
+
+void metric_series_add(struct metric *m, struct metric_series *s, double v)
+{
+    if (m == NULL || s == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    s->value += v;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metric_series_observe(struct metric *m, struct metric_series *s, double v)
+{
+    if (m == NULL || s == NULL || m->type != METRIC_HISTOGRAM)
+        return;
+    pthread_mutex_lock(&m->lock);
+    observe_locked(m, s, v);
     pthread_mutex_unlock(&m->lock);
 }
 
 void metric_observe_batch(struct metric *m, const char *labels, const double *counts, double sum)
 {
-    struct series *s;
+    struct metric_series *s;
     if (m == NULL || m->type != METRIC_HISTOGRAM)
         return;
     pthread_mutex_lock(&m->lock);
@@ -215,7 +249,7 @@ static void series_name(struct buf *b, const char *name, const char *suffix, con
 static void render_family(struct buf *b, struct metric *m)
 {
     static const char *types[] = {"counter", "gauge", "histogram"};
-    struct series *s;
+    struct metric_series *s;
     buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->type]);
     pthread_mutex_lock(&m->lock);
     for (s = m->series; s != NULL; s = s->next) {

@@ -27,6 +27,14 @@ void metric_add(struct metric *m, const char *labels, double v); /* counter or g
 void metric_set(struct metric *m, const char *labels, double v); /* gauge */
 void metric_observe(struct metric *m, const char *labels, double v); /* histogram */
 
+/* A series' handle, for a hot path that would otherwise format the same labels on every call: it stays
+ * valid until exit (series are never freed). metric_series returns NULL only when out of memory; the
+ * metric_series_* calls do what metric_add / metric_observe do, without formatting or looking up labels. */
+struct metric_series;
+struct metric_series *metric_series(struct metric *m, const char *labels);
+void metric_series_add(struct metric *m, struct metric_series *s, double v);
+void metric_series_observe(struct metric *m, struct metric_series *s, double v);
+
 /* Add observations counted elsewhere (a thread that counts without locking and flushes now and then):
  * counts[i] of them fell in bucket i (nbounds + 1 entries, the last for +Inf; not cumulative), and their
  * values sum to sum. */

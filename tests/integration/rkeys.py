@@ -46,3 +46,10 @@ def xrange_all(r, name):
     for key in every(r, name):
         out.extend(r.xrange(key))
     return out
+
+
+def delete(r, *keys):
+    """DEL of keys one by one: keys of several shards are several slots, which a cluster (and the slot
+    check's Redis) refuses in one command."""
+    for k in keys:
+        r.delete(k)

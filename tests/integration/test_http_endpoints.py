@@ -89,7 +89,7 @@ def test_friends_with_presence(stack, front, fake_nodes):
         r.hset(rkeys.tagged(r, "presence", a), "901", 0)        # a's last connection closed
         assert all(not f["online"] for f in client.get("/friends", token=token).result["friends"])
     finally:
-        r.delete(rkeys.tagged(r, "presence", a), rkeys.tagged(r, "presence", b))
+        rkeys.delete(r, rkeys.tagged(r, "presence", a), rkeys.tagged(r, "presence", b))
 
 
 def test_route_hashes_users_onto_live_nodes(stack, front, fake_nodes):

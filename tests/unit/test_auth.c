@@ -6,9 +6,12 @@
 #include <cmocka.h>
 
 #include <jwt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "magpie.h"
@@ -86,6 +89,75 @@ static void test_jti_unique(void **state)
     assert_string_not_equal(t1, t2);
     free(t1);
     free(t2);
+}
+
+/* auth_random_hex hands out bytes of a per-thread pool (auth.c): ids stay hex, of the asked length, and
+ * distinct across many refills of the pool, across threads, and between a forked child and its parent. */
+#define IDS 200
+static char ids[2 * IDS][AUTH_JTI_LEN + 1];
+
+static void assert_hex_id(const char *id, size_t len)
+{
+    assert_int_equal(strlen(id), len);
+    assert_int_equal(strspn(id, "0123456789abcdef"), len);
+}
+
+static void *fill_ids(void *arg)
+{
+    char(*out)[AUTH_JTI_LEN + 1] = arg;
+    for (int i = 0; i < IDS; i++)
+        if (auth_random_hex(out[i], AUTH_JTI_LEN) != MP_OK)
+            return NULL;
+    return arg;
+}
+
+static int cmp_ids(const void *x, const void *y)
+{
+    return strcmp(x, y);
+}
+
+static void test_random_ids(void **state)
+{
+    (void)state;
+    char odd[8], big[129];
+    assert_int_equal(auth_random_hex(odd, 7), MP_OK); /* an odd length: half of the last byte */
+    assert_hex_id(odd, 7);
+    assert_int_equal(auth_random_hex(big, 128), MP_OK); /* the largest: 64 bytes */
+    assert_hex_id(big, 128);
+    assert_int_equal(auth_random_hex(big, 130), MP_ERR);
+
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fill_ids, ids[IDS]), 0);
+    assert_non_null(fill_ids(ids));
+    void *ret;
+    assert_int_equal(pthread_join(t, &ret), 0);
+    assert_non_null(ret);
+    for (int i = 0; i < 2 * IDS; i++)
+        assert_hex_id(ids[i], AUTH_JTI_LEN);
+    qsort(ids, 2 * IDS, sizeof(ids[0]), cmp_ids);
+    for (int i = 1; i < 2 * IDS; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+
+    /* A child takes the next id after fork(), the parent too: they differ (the child's pool was emptied). */
+    char mine[AUTH_JTI_LEN + 1], theirs[AUTH_JTI_LEN + 1] = "";
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[AUTH_JTI_LEN + 1];
+        int ok = auth_random_hex(id, AUTH_JTI_LEN) == MP_OK &&
+                 write(fds[1], id, AUTH_JTI_LEN) == (ssize_t)AUTH_JTI_LEN;
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(auth_random_hex(mine, AUTH_JTI_LEN), MP_OK);
+    assert_int_equal(read(fds[0], theirs, AUTH_JTI_LEN), AUTH_JTI_LEN);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_string_not_equal(mine, theirs);
 }
 
 static void test_issue_refuses_bad_uid(void **state)
@@ -267,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_short_secret_refused),
         cmocka_unit_test(test_valid_roundtrip),
         cmocka_unit_test(test_jti_unique),
+        cmocka_unit_test(test_random_ids),
         cmocka_unit_test(test_issue_refuses_bad_uid),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_not_yet_valid),

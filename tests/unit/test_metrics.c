@@ -39,10 +39,36 @@ static void test_render(void **state)
     free(text);
 }
 
+/* A series' handle counts into the same series as the labels it was taken for. */
+static void test_series_handles(void **state)
+{
+    static const double bounds[] = {0.01};
+    struct metric *c = metrics_counter("t_handle_total", "Handles.");
+    struct metric *h = metrics_histogram("t_handle_seconds", "Handle latency.", bounds, 1);
+    struct metric_series *a = metric_series(c, "k=\"a\"");
+    assert_non_null(a);
+    assert_ptr_equal(metric_series(c, "k=\"a\""), a);
+    metric_series_add(c, a, 2);
+    metric_add(c, "k=\"a\"", 1);
+    struct metric_series *hs = metric_series(h, "k=\"a\"");
+    metric_series_observe(h, hs, 0.001);
+    metric_series_observe(h, hs, 1);
+    metric_series_observe(c, a, 1); /* not a histogram: ignored */
+    metric_series_add(NULL, a, 1);
+    size_t len;
+    char *text = metrics_render(&len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "t_handle_total{k=\"a\"} 3\n"));
+    assert_non_null(strstr(text, "t_handle_seconds_bucket{k=\"a\",le=\"0.01\"} 1\n"));
+    assert_non_null(strstr(text, "t_handle_seconds_count{k=\"a\"} 2\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
+        cmocka_unit_test(test_series_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
