@@ -44,6 +44,54 @@
  * s events need mids minted outside any push node: GROUP_IDGEN_LUA mints them in Redis as node ID_MAX_NODE,
  * which push.node_id may therefore not use.
  *
+ * The split (issue 20, SPEC §7: a Redis Cluster runs a script only when every key it touches is in one slot;
+ * the layout is shared/keys.h's). At redis.stream_shards = 1 a g is gsend_lua, one script, as above. At S > 1
+ * the node runs gsend_g_lua in the group's shard, which does the whole g as gsend_lua does (same keys, same
+ * replies, same cost) when the sender and every member are in the group's shard, and otherwise runs a g in
+ * three steps, each script in one shard's slot:
+ *   1. gsend_g_lua, the group's part, in the group's shard: KEY_GSND of (gid, from, cid) (hit: a retry, go
+ *      on with the first's mid, number, members and content; with the sender in the group's shard, its
+ *      dedup key hit without KEY_GSND is a retry of a one-script g: A as before), the membership check,
+ *      GROUP_F_COUNT + 1 (the message's number), GROUP_F_LAST, KEY_MSG in the group's shard, then KEY_GSND =
+ *      {mid, number, the members' uids, ts, body, packet}, expiring when the sender's dedup key of the
+ *      message does (ts + push.dedup_ttl_s, the same absolute time). Nothing of the members.
+ *   2. gsend_p_lua, one per shard of the members, all at once, once step 1 answered (and was WAITed for):
+ *      KEY_GRCV of (shard, mid) (hit: it ran before, return its seqs, write nothing), the counter check of
+ *      the shard's members, mp_fanout (their seqs, timelines, KEY_CONVS), the shard's KEY_MSG copy, in the
+ *      sender's shard the sender's read mark and dedup key ("<mid> <seq>"), KEY_GRCV = the shard's "<uid>
+ *      <seq> ...", the delivery of those members ("g <ts>\n<their pairs>\n<packet>", group_lua.h's
+ *      mp_publish to every live node but this one: the script of the members' shard publishes), and their
+ *      offline notifications (KEY_NOTIFY of that shard). This node delivers to its own connections of the
+ *      shard's members when the part wrote now (and its WAIT answered).
+ *   3. gsend_f_lua, once every part answered: the stream entry in the group's shard's KEY_MQ, with the
+ *      sender's seq and every other member's (MQ_F_SEQS): the same entry as gsend_lua's, so magpie-persist
+ *      stores it as before (one messages row, timeline_chunks); KEY_GSND's field x makes it once.
+ * Then the A {mid, the sender's seq} (a retry's: the first's), after the WAIT of step 3: with
+ * redis.min_replicas_acked every step is WAITed for on the master it wrote to (rdsa_wait in its reply), so
+ * an A still means every part of the message is on enough replicas; a retry that finds KEY_GSND, KEY_GRCV or
+ * x writes their expiry again, so its WAIT covers the first attempt's writes.
+ * Failures. Step 1 refused (not a member, no such group): E, nothing written. A part refused or unanswered
+ * (Redis down, a shard's counters not restored yet, a timeline ahead of its counter, this node killed):
+ * E (or no answer) once every part answered; what the other parts wrote stays: their members have the
+ * message (delivered, in their timelines, notified), the failed shard's members do not, the stream has no
+ * entry yet. The client retries unacked sends (SPEC §4): the retry finds KEY_GSND in step 1 (the first's mid
+ * and content, and the members of the first: one added since does not get it, one removed since does, as
+ * when the first had run whole), the parts that ran find KEY_GRCV and write nothing, the failed one runs now
+ * (its members get the message once), step 3 writes the stream entry once: A with the first mid and the
+ * sender's first seq; nothing is delivered or stored twice (test_group_send_split.py). Known gap, as for a
+ * split t (push/chat_send.c): a g whose client never retries after a failed part stays without its missing
+ * members' copies and without its stream entry (MySQL never gets it; the members that have it keep it in
+ * Redis for timeline.keep_s); it was never acked. KEY_GSND outlives nothing it must not: it expires with the
+ * dedup key, after which a retry is a new message, as for t.
+ * Order. Parts of one message run in parallel in several shards; the messages of one sender to one group
+ * keep their order in every timeline in the normal case (the node sends each message's parts in the order
+ * of the step 1 replies, one connection per master), and every member's seqs are gap-free; but, unlike one
+ * script, two g's to a group from two nodes may be in different orders in two members' timelines of
+ * different shards, and an s event of a change (still one script) may fall between the parts of a g.
+ * Still one script spanning shards (they work on one Redis at any S, and on a cluster at S = 1 only):
+ * magpie-http's change scripts and GET /groups (http/groups.c). magpie-persist's group restore is split at
+ * S > 1 (persist_seq.c: the group's keys in a script, the members' KEY_USER_GROUPS one command each).
+ *
  * What happens on each failure.
  *   - Redis down: g gets E (nothing written), membership changes answer "unavailable"; clients retry (a g
  *     retry is deduplicated by (from, id) like t).

@@ -65,6 +65,36 @@ static const char restore_group_lua[] = KEY_LUA_LIB
     "end\n"
     "return 1\n";
 
+/* restore_group_lua at redis.stream_shards > 1, where the members' KEY_USER_GROUPS are in other shards (a
+ * cluster refuses a script that touches them): the same KEYS and ARGV, the group's keys only. Returns {1,
+ * the old members' uids...} when it wrote, {2} when Redis has this very ver (its members are MySQL's), {0}
+ * when Redis has a newer one; restore_group_split (C) then takes the group out of the old members'
+ * KEY_USER_GROUPS and puts it into the new ones', one command each, in their shards. */
+static const char restore_group_split_lua[] =
+    LUA_SHEBANG "local cur = tonumber(redis.call('HGET', KEYS[1], '" GROUP_F_VER "') or '0')\n"
+                "if cur > tonumber(ARGV[2]) then return {0} end\n"
+                "if cur == tonumber(ARGV[2]) then return {2} end\n"
+                "local old = redis.call('HKEYS', KEYS[2])\n"
+                "redis.call('DEL', KEYS[2])\n"
+                "local out = {1}\n"
+                "for i = 1, #old do out[#out + 1] = old[i] end\n"
+                "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return out end\n"
+                "local function atleast(f, v)\n"
+                "  local c = redis.call('HGET', KEYS[1], f)\n"
+                "  if c and tonumber(c) > tonumber(v) then return c end\n"
+                "  return v\n"
+                "end\n"
+                "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"
+                "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"
+                "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"
+                "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"
+                "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"
+                "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"
+                "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"
+                "end\n"
+                "for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
+                "return out\n";
+
 static char *restore_src; /* restore_group_lua with S (keys_lua), made at the first restore */
 
 /* Read the replies of n queued commands; MP_OK when none was an error. */
@@ -314,12 +344,57 @@ static int cmd_member(struct group_cmd *c, MYSQL_ROW row)
     return cmd_push(c, dup_str(v), 1);
 }
 
+/* The first member's uid in a group_cmd's argv (then its value, the next uid, ...). */
+#define CMD_FIRST_MEMBER 14
+
+static int ugrp_cmd(struct pipe *p, const char *op, const char *uid, const char *gid)
+{
+    char key[64];
+    const char *argv[3] = {op, key, gid};
+    size_t len[3];
+    key_tagged(key, sizeof(key), KEY_USER_GROUPS, strtoll(uid, NULL, 10));
+    for (int i = 0; i < 3; i++)
+        len[i] = strlen(argv[i]);
+    return pipe_append(p, 3, argv, len);
+}
+
+/* The group of c at redis.stream_shards > 1 (restore_group_split_lua): the group's script alone, read at
+ * once (the pipeline flushed first), then the members' KEY_USER_GROUPS one command each. */
+static int restore_group_split(struct group_cmd *c, struct pipe *p)
+{
+    redisReply *rep;
+    int rc = pipe_flush(p);
+
+    if (rc != MP_OK)
+        return rc;
+    c->argv[1] = restore_group_split_lua;
+    c->len[1] = strlen(restore_group_split_lua);
+    rep = rds_cmdargv(p->r, (int)c->argc, c->argv, c->len);
+    if (rep == NULL)
+        return MP_EAGAIN;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        log_error("seq restore: the group script failed group=%lld reason=\"%s\"", c->id,
+                  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        freeReplyObject(rep);
+        return MP_EAGAIN;
+    }
+    for (size_t i = 1; i < rep->elements && rc == MP_OK; i++)
+        if (rep->element[i]->type == REDIS_REPLY_STRING)
+            rc = ugrp_cmd(p, "SREM", rep->element[i]->str, c->gid);
+    if (rep->element[0]->integer != 0 && c->argv[7][0] != '1')
+        for (size_t i = CMD_FIRST_MEMBER; i + 1 < c->argc && rc == MP_OK; i += 2)
+            rc = ugrp_cmd(p, "SADD", c->argv[i], c->gid);
+    freeReplyObject(rep);
+    return rc;
+}
+
 static int cmd_send(struct group_cmd *c, struct pipe *p)
 {
+    int rc;
     /* argv[11] is j (after EVAL, script, numkeys, 2 keys, gid, ver, deleted, name, owner, created) */
     snprintf(c->j, sizeof(c->j), "%lld", c->max_join);
     c->len[11] = strlen(c->j);
-    int rc = pipe_append(p, (int)c->argc, c->argv, c->len);
+    rc = key_shards() > 1 ? restore_group_split(c, p) : pipe_append(p, (int)c->argc, c->argv, c->len);
     cmd_reset(c);
     return rc;
 }

@@ -12,8 +12,8 @@
 #include "stream.h"
 
 /* GROUP_LUA_LIB: keys.h's KEY_LUA_LIB (S = redis.stream_shards, which the script defines first: the scripts
- * build the keys of members in their shards; see keys.h for why the cluster split must pass them as KEYS
- * instead), then:
+ * build the keys of members in their shards: all in one shard's slot in the split g of push/group.h, where
+ * each script is given only the members of its own shard; see keys.h for the scripts that still span), then:
  * mp_counters_ok(uids, restored): false when Redis may have lost seq counters (KEY_SEQ_RESTORED, whose key of
  *   the script's shard is restored: all shards' are set together, missing) and one of these users has none --
  * the script must then refuse (timeline.h: -3, "temporarily unavailable"). mp_fanout(uids, mid, conv, keep,

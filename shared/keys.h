@@ -31,9 +31,10 @@
  *     published only by scripts of that shard (and by the daemon after their WAIT), so a script's
  *     SPUBLISH is in its own slot. The rule: a delivery to user U's connections is published by a script
  *     of U's shard, so U's deliveries keep their order on one channel (t/i: send, send_s, send_r; R: the
- *     reader's r from read/gread, the receipt from the receipt step). Until the g send and the group
- *     change scripts are split per shard (they span shards: below), a group entry's deliveries go on the
- *     channel of the group's shard; on one Redis that keeps the order anyway (all of a node's channels are
+ *     reader's r from read/gread, the receipt from the receipt step; g: the group's part when it does it
+ *     whole, else each member shard's part). Until magpie-http's group change scripts are split per
+ *     shard (they span shards: below), a group event's deliveries go on the channel of the group's
+ *     shard; on one Redis that keeps the order anyway (all of a node's channels are
  *     on its one subscriber connection, in the order Redis ran the scripts).
  *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
  *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone).
@@ -64,18 +65,20 @@
  * may span tags. A t or i between users of two shards is split (push/chat_send.c's top comment): a
  * script in the sender's shard, then one in the recipient's (KEY_RCV makes it idempotent), each writing
  * its half of the stream entry to its own shard's KEY_MQ and its own KEY_MSG copy; within one shard (always
- * at S = 1) one script does both, as before. R between two shards is split the same way (push/
+ * at S = 1) one script does both, as before. A g at S > 1 whose sender and members are not all in the
+ * group's shard is split likewise (push/group.h, "The split"): the group's part in the group's shard
+ * (KEY_GSND makes it idempotent), one part per shard of the members (KEY_GRCV), then the stream entry in the
+ * group's shard; magpie-persist's group restore keeps the group's keys in its script and writes the
+ * members' KEY_USER_GROUPS one command each at S > 1. R between two shards is split the same way (push/
  * chat_read.c's top comment: the reader's part in the reader's shard, the receipt in the other user's,
  * CONV_F_RECEIPT making it idempotent; a group's membership asked in the group's shard first); GET
  * /conversations reads the caller's shard by script and the groups' keys per shard (http/conv.c);
  * /admin/friends is one SADD per user. On a cluster with S > 1 these still span shards (README, "The slot
- * check"): the g send and group change scripts (the members' keys), GET /groups (the user's groups' keys),
- * magpie-persist's group restore (magpie-persist and magpie-notify read the shards' streams one by one on a
- * cluster: shared/rds.h). The rest of the cluster split (next step of
- * issue 20: the group fan-out one script per shard, the others above) must pass every such key as KEYS of a
- * script of that shard. Until then the daemons refuse redis.cluster with S > 1;
- * with S = 1 magpie-http, magpie-persist and magpie-notify run on a cluster (shared/rds.h), and magpie-push
- * as soon as shared/cli.c lets it (push/rdsa_cluster.c).
+ * check"): the group change scripts of magpie-http (the members' keys) and GET /groups (the user's groups'
+ * keys) (magpie-persist and magpie-notify read the shards' streams one by one on a cluster: shared/rds.h).
+ * The rest of the cluster split must pass every such key as KEYS of a script of that shard; until then a
+ * cluster refuses those scripts at S > 1 (the daemons answer "unavailable"), while everything else runs
+ * there (shared/rds.h, push/rdsa_cluster.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
@@ -302,6 +305,17 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
  * idempotent (a retry finds it and writes nothing). TTL push.dedup_ttl_s, as the sender's dedup key. */
 #define KEY_RCV_NAME "rcv"
 #define KEY_RCV      KEY_TAGGED(KEY_RCV_NAME) /* the recipient's shard, mid */
+/* hash {m: mid, n: number in the group, u: the members' uids, t: ts, b: body, p: packet, x: "1" once the
+ * stream entry is written}: the group's part of a split g (push/group.h: a g at redis.stream_shards > 1
+ * whose members are in several shards) has run for this (from, cid); it makes that part idempotent and lets
+ * a retry complete the message with the first's mid, content and members. Expires when the sender's dedup
+ * key of that message does (the same absolute time, ts + push.dedup_ttl_s). */
+#define KEY_GSND_NAME "gsnd"
+#define KEY_GSND      KEY_SHARDED(KEY_GSND_NAME) ":%lld:%lld:%s" /* the group's shard, gid, from, cid */
+/* string "<uid> <seq> ...": one member shard's part of a split g has run for this mid (push/group.h), with
+ * these seqs of the shard's members; it makes that part idempotent. TTL push.dedup_ttl_s. */
+#define KEY_GRCV_NAME "grcv"
+#define KEY_GRCV      KEY_TAGGED(KEY_GRCV_NAME) /* the members' shard, mid */
 #define MSG_F_GROUP_N "gn" /* a g message's number in its group (GROUP_F_COUNT when it was stored) */
 
 /* ---- conversations and read marks (design: push/chat_read.c) ---- */

@@ -7,9 +7,10 @@
 #   secret             the generated auth.secret, API key and notify.secret
 #   magpie.conf        rendered from dev.env on every start (read by every magpie binary)
 #   redis/             redis.conf, data/, redis.pid, redis.log
-#   redis-replica/     the same for the replica, and sentinel-1..3/ sentinel.conf, sentinel.pid,
-#                      sentinel.log (only with 'up --redis sentinel': README, "Redis Sentinel")
-#   cluster-1..6/      redis.conf, data/ (with the cluster's nodes.conf), redis.pid, redis.log of each
+#   redis-replica/     the same for the replica (redis-replica2/ too with MAGPIE_REDIS_REPLICAS=2), and
+#                      sentinel-1..3/ sentinel.conf, sentinel.pid, sentinel.log (only with 'up --redis
+#                      sentinel': README, "Redis Sentinel")
+#   cluster-1..6/      (1..9 with MAGPIE_REDIS_REPLICAS=2) redis.conf, data/ (with the cluster's nodes.conf), redis.pid, redis.log of each
 #                      node (only with 'up --redis cluster': README, "Redis Cluster"; then no redis/)
 #   mariadb/           data/, mysqld.sock, mysqld.pid, error.log
 #   nginx/             nginx.conf, magpie-site.conf, nginx.pid, access.log, error.log, tmp/
@@ -164,6 +165,11 @@ add_notify_ports() {
 # cluster: six nodes of a Redis Cluster (CLUSTER_PORTS, their cluster bus on CLUSTER_BUS_PORTS), three
 # masters and a replica each; which is master is the cluster's business after a failover.
 # slotcheck: one Redis at REDIS_PORT, cluster-enabled and owning every slot (start_redis_slotcheck).
+# MAGPIE_REDIS_REPLICAS (1 or 2; sentinel and cluster only; first 'up' of a run directory, then REDIS_REPLICAS
+# in dev.env): replicas per master. 1 is the issue's topology; with 2 (Sentinel: REDIS_REPLICA2_PORT too;
+# cluster: 9 nodes) a killed master leaves its other replica to the promoted one, so with
+# redis.min_replicas_acked = 1 acks wait only for the promotion, not for the killed node's return and
+# full resync (bench/README, "Failover gap").
 add_redis_mode() {
     if [ -n "${MAGPIE_REDIS_MODE:-}" ]; then
         case "$MAGPIE_REDIS_MODE" in
@@ -173,31 +179,65 @@ add_redis_mode() {
         sed -i '/^REDIS_MODE=/d' "$RUN/dev.env"
         echo "REDIS_MODE=$MAGPIE_REDIS_MODE" >>"$RUN/dev.env"
     fi
+    add_redis_replicas
     add_cluster_ports
     grep -q '^REDIS_MODE=sentinel' "$RUN/dev.env" || return 0
+    local two=""
+    grep -q '^REDIS_REPLICAS=2' "$RUN/dev.env" && two=1
     grep -q '^SENTINEL_PORTS=' "$RUN/dev.env" && return 0
     if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
         printf 'REDIS_REPLICA_PORT=%s\nSENTINEL_PORTS="%s %s %s"\n' "$(free_port)" "$(free_port)" \
             "$(free_port)" "$(free_port)" >>"$RUN/dev.env"
+        [ -z "$two" ] || printf 'REDIS_REPLICA2_PORT=%s\n' "$(free_port)" >>"$RUN/dev.env"
         rm -f "$RUN/.ports"
     else
         printf 'REDIS_REPLICA_PORT=%s\nSENTINEL_PORTS="%s"\n' "${DEV_REDIS_REPLICA_PORT:-6391}" \
             "${DEV_SENTINEL_PORTS:-26390 26391 26392}" >>"$RUN/dev.env"
+        [ -z "$two" ] || printf 'REDIS_REPLICA2_PORT=%s\n' "${DEV_REDIS_REPLICA2_PORT:-6392}" >>"$RUN/dev.env"
     fi
 }
+
+# REDIS_REPLICAS in dev.env, from MAGPIE_REDIS_REPLICAS on the first 'up' of a run directory (its nodes and
+# their ports are made for that count once; another count needs a new run directory).
+add_redis_replicas() {
+    local want=${MAGPIE_REDIS_REPLICAS:-} have
+    case "$want" in
+    "" | 1 | 2) ;;
+    *) die "MAGPIE_REDIS_REPLICAS must be 1 or 2, not '$want'" ;;
+    esac
+    have=$(sed -n 's/^REDIS_REPLICAS=//p' "$RUN/dev.env" | tail -1)
+    if [ -z "$have" ]; then
+        # The ports of a sentinel or cluster stack are written once: a count that comes after them is too late.
+        if [ -n "$want" ] && [ "$want" != 1 ] &&
+            grep -q '^SENTINEL_PORTS=\|^CLUSTER_PORTS=' "$RUN/dev.env"; then
+            die "MAGPIE_REDIS_REPLICAS=$want: the stack in $RUN was made with 1 replica per master (use a new MAGPIE_RUN)"
+        fi
+        echo "REDIS_REPLICAS=${want:-1}" >>"$RUN/dev.env"
+    elif [ -n "$want" ] && [ "$want" != "$have" ]; then
+        die "MAGPIE_REDIS_REPLICAS=$want: the stack in $RUN was made with $have replica(s) per master (use a new MAGPIE_RUN)"
+    fi
+}
+
+# 3 masters x (1 + REDIS_REPLICAS) nodes: 6, or 9 with MAGPIE_REDIS_REPLICAS=2.
+cluster_node_count() { echo $((3 * (1 + $(sed -n 's/^REDIS_REPLICAS=//p' "$RUN/dev.env" | tail -1 | grep . || echo 1)))); }
 
 add_cluster_ports() {
     grep -q '^REDIS_MODE=cluster' "$RUN/dev.env" || return 0
     grep -q '^CLUSTER_PORTS=' "$RUN/dev.env" && return 0
+    local n i ports="" bus=""
+    n=$(cluster_node_count)
     if [ "${MAGPIE_DEV_PORTS:-}" = free ] || grep -q 'picked free' "$RUN/dev.env"; then
-        printf 'CLUSTER_PORTS="%s %s %s %s %s %s"\nCLUSTER_BUS_PORTS="%s %s %s %s %s %s"\n' \
-            "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" \
-            "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" \
-            >>"$RUN/dev.env"
+        for ((i = 0; i < n; i++)); do ports="${ports:+$ports }$(free_port)"; done
+        for ((i = 0; i < n; i++)); do bus="${bus:+$bus }$(free_port)"; done
+        printf 'CLUSTER_PORTS="%s"\nCLUSTER_BUS_PORTS="%s"\n' "$ports" "$bus" >>"$RUN/dev.env"
         rm -f "$RUN/.ports"
     else
-        printf 'CLUSTER_PORTS="%s"\nCLUSTER_BUS_PORTS="%s"\n' "${DEV_CLUSTER_PORTS:-6400 6401 6402 6403 6404 6405}" \
-            "${DEV_CLUSTER_BUS_PORTS:-16400 16401 16402 16403 16404 16405}" >>"$RUN/dev.env"
+        for ((i = 0; i < n; i++)); do
+            ports="${ports:+$ports }$((6400 + i))"
+            bus="${bus:+$bus }$((16400 + i))"
+        done
+        printf 'CLUSTER_PORTS="%s"\nCLUSTER_BUS_PORTS="%s"\n' "${DEV_CLUSTER_PORTS:-$ports}" \
+            "${DEV_CLUSTER_BUS_PORTS:-$bus}" >>"$RUN/dev.env"
     fi
 }
 
@@ -442,11 +482,11 @@ start_redis_slotcheck() {
 
 redis_port_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]; }
 
-# Does the sentinel on port $1 know the master, a replica and the two other sentinels?
+# Does the sentinel on port $1 know the master, its replicas (REDIS_REPLICAS) and the two other sentinels?
 sentinel_ready() {
     redis-cli -h 127.0.0.1 -p "$1" sentinel master "$SENTINEL_MASTER" 2>/dev/null |
-        awk 'NR % 2 == 1 { k = $0; next } k == "num-slaves" { r = $0 } k == "num-other-sentinels" { s = $0 }
-             END { exit !(r >= 1 && s >= 2) }'
+        awk -v want="${REDIS_REPLICAS:-1}" 'NR % 2 == 1 { k = $0; next } k == "num-slaves" { r = $0 }
+             k == "num-other-sentinels" { s = $0 } END { exit !(r >= want && s >= 2) }'
 }
 
 # Is the instance on port $1 a replica in sync, or a master with a replica in sync?
@@ -483,6 +523,8 @@ start_redis_sentinel() {
     local i port dir
     start_redis_instance "redis     " "$RUN/redis" "$REDIS_PORT"
     start_redis_instance "replica   " "$RUN/redis-replica" "$REDIS_REPLICA_PORT" "replicaof 127.0.0.1 $REDIS_PORT"
+    [ -z "${REDIS_REPLICA2_PORT:-}" ] ||
+        start_redis_instance "replica2  " "$RUN/redis-replica2" "$REDIS_REPLICA2_PORT" "replicaof 127.0.0.1 $REDIS_PORT"
     for i in 1 2 3; do
         port=${SENTINEL_PORT_LIST[$((i - 1))]}
         dir=$RUN/sentinel-$i
@@ -492,7 +534,8 @@ start_redis_sentinel() {
         fi
         port_in_use "$port" && die "port $port (SENTINEL_PORTS in $RUN/dev.env) is taken by another program"
         mkdir -p "$dir"
-        # Down after 1 s without a reply, quorum 2 of 3: a dead master is replaced within a few seconds.
+        # Down after 1 s without a reply (MAGPIE_REDIS_DOWN_AFTER_MS), quorum 2 of 3: a dead master is replaced
+        # within a few seconds. On a loaded box 1 s is below the master's stalls (bench/README, "Failover gap").
         [ -f "$dir/sentinel.conf" ] || cat >"$dir/sentinel.conf" <<EOF
 # Sentinel $i of a Magpie dev stack (scripts/dev up --redis sentinel). Rewritten by Sentinel itself.
 bind 127.0.0.1
@@ -502,7 +545,7 @@ pidfile $dir/sentinel.pid
 logfile $dir/sentinel.log
 dir $dir
 sentinel monitor $SENTINEL_MASTER 127.0.0.1 $REDIS_PORT 2
-sentinel down-after-milliseconds $SENTINEL_MASTER 1000
+sentinel down-after-milliseconds $SENTINEL_MASTER ${MAGPIE_REDIS_DOWN_AFTER_MS:-1000}
 sentinel failover-timeout $SENTINEL_MASTER 10000
 sentinel parallel-syncs $SENTINEL_MASTER 1
 EOF
@@ -511,6 +554,7 @@ EOF
         say "  sentinel-$i 127.0.0.1:$port (pid $(cat "$dir/sentinel.pid"))"
     done
     wait_for "the replica's sync" 60 replication_up "$REDIS_REPLICA_PORT"
+    [ -z "${REDIS_REPLICA2_PORT:-}" ] || wait_for "the second replica's sync" 60 replication_up "$REDIS_REPLICA2_PORT"
     # The sentinels find the replica and each other through the master (hello messages every 2 s).
     for port in "${SENTINEL_PORT_LIST[@]}"; do wait_for "sentinel on $port" 60 sentinel_ready "$port"; done
 }
@@ -537,29 +581,31 @@ cluster_supported() {
     fi
 }
 
-# Does the node on port $1 say cluster_state:ok and know all six nodes?
+# Does the node on port $1 say cluster_state:ok and know every node (6, or 9 with 2 replicas per master)?
 cluster_node_ok() {
     local info
     info=$(redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r')
-    grep -q '^cluster_state:ok' <<<"$info" && grep -q '^cluster_known_nodes:6' <<<"$info"
+    grep -q '^cluster_state:ok' <<<"$info" && grep -q "^cluster_known_nodes:${#CLUSTER_PORT_LIST[@]}\$" <<<"$info"
 }
 
-# Is every master's replica in sync (a failover has a replica to promote)?
+# Is every master's every replica in sync (a failover has a replica to promote)?
 cluster_replicas_up() {
     local p n=0
     for p in "${CLUSTER_PORT_LIST[@]}"; do
         redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null | tr -d '\r' |
             grep -q '^master_link_status:up' && n=$((n + 1))
     done
-    [ "$n" -ge 3 ]
+    [ "$n" -ge $((${#CLUSTER_PORT_LIST[@]} - 3)) ]
 }
 
 start_redis_cluster() {
-    local i port bus dir why nodes=()
+    local i port bus dir why nodes=() n replicas
     why=$(cluster_supported) || die "$why"
-    [ "${#CLUSTER_PORT_LIST[@]}" = 6 ] && [ "${#CLUSTER_BUS_PORT_LIST[@]}" = 6 ] ||
-        die "$RUN/dev.env: CLUSTER_PORTS and CLUSTER_BUS_PORTS must list 6 ports each"
-    for i in 1 2 3 4 5 6; do
+    n=$(cluster_node_count)
+    replicas=$((n / 3 - 1))
+    [ "${#CLUSTER_PORT_LIST[@]}" = "$n" ] && [ "${#CLUSTER_BUS_PORT_LIST[@]}" = "$n" ] ||
+        die "$RUN/dev.env: CLUSTER_PORTS and CLUSTER_BUS_PORTS must list $n ports each (REDIS_REPLICAS=$replicas)"
+    for ((i = 1; i <= n; i++)); do
         port=${CLUSTER_PORT_LIST[$((i - 1))]}
         bus=${CLUSTER_BUS_PORT_LIST[$((i - 1))]}
         port_in_use "$bus" && ! pid_alive "$RUN/cluster-$i/redis.pid" redis-server &&
@@ -569,18 +615,18 @@ start_redis_cluster() {
         start_redis_instance "cluster-$i " "$RUN/cluster-$i" "$port" "cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-port $bus
-cluster-node-timeout 1000"
+cluster-node-timeout ${MAGPIE_REDIS_DOWN_AFTER_MS:-1000}"
         nodes+=("127.0.0.1:$port")
     done
     if redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[0]}" cluster info 2>/dev/null | tr -d '\r' |
         grep -q '^cluster_slots_assigned:0$'; then
-        say "  creating the cluster (3 masters, 1 replica each)"
-        redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$RUN/cluster-create.log" 2>&1 ||
+        say "  creating the cluster (3 masters, $replicas replica(s) each)"
+        redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes >"$RUN/cluster-create.log" 2>&1 ||
             die "redis-cli --cluster create failed; see $RUN/cluster-create.log"
     fi
     for port in "${CLUSTER_PORT_LIST[@]}"; do wait_for "cluster node on $port" 60 cluster_node_ok "$port"; done
     wait_for "the cluster's replicas" 60 cluster_replicas_up
-    say "  cluster    cluster_state:ok, 3 masters + 3 replicas on 127.0.0.1:${CLUSTER_PORT_LIST[*]}"
+    say "  cluster    cluster_state:ok, 3 masters + $((n - 3)) replicas on 127.0.0.1:${CLUSTER_PORT_LIST[*]}"
 }
 
 # Stop every cluster node at once (SIGTERM to all, then wait for all; SIGKILL after 10 s): one by one, the
@@ -831,7 +877,9 @@ stop_stack() {
     for f in "$RUN"/sentinel-*/sentinel.pid; do
         [ -e "$f" ] && stop_pidfile "$f" redis-server 10
     done
-    [ -f "$RUN/redis-replica/redis.pid" ] && stop_pidfile "$RUN/redis-replica/redis.pid" redis-server 10
+    for f in "$RUN"/redis-replica/redis.pid "$RUN"/redis-replica2/redis.pid; do
+        [ -f "$f" ] && stop_pidfile "$f" redis-server 10
+    done
     stop_cluster
     [ -f "$RUN/redis/redis.pid" ] && stop_pidfile "$RUN/redis/redis.pid" redis-server 10
     rm -f "$RUN/http.sock"
@@ -884,7 +932,7 @@ stack_status() {
     say "stack in $RUN"
     if [ "$REDIS_MODE" = cluster ]; then
         local role
-        for f in 1 2 3 4 5 6; do
+        for ((f = 1; f <= ${#CLUSTER_PORT_LIST[@]}; f++)); do
             role=$(redis-cli -h 127.0.0.1 -p "${CLUSTER_PORT_LIST[$((f - 1))]}" role 2>/dev/null | head -1) || true
             show "cluster-$f" "$RUN/cluster-$f/redis.pid" redis-server "127.0.0.1:${CLUSTER_PORT_LIST[$((f - 1))]} ${role:-}"
         done
@@ -895,6 +943,8 @@ stack_status() {
     fi
     if [ "$REDIS_MODE" = sentinel ]; then
         show replica "$RUN/redis-replica/redis.pid" redis-server "127.0.0.1:$REDIS_REPLICA_PORT"
+        [ -z "${REDIS_REPLICA2_PORT:-}" ] ||
+            show replica2 "$RUN/redis-replica2/redis.pid" redis-server "127.0.0.1:$REDIS_REPLICA2_PORT"
         for f in 1 2 3; do
             show "sentinel-$f" "$RUN/sentinel-$f/sentinel.pid" redis-server "127.0.0.1:${SENTINEL_PORT_LIST[$((f - 1))]}"
         done

@@ -53,3 +53,9 @@ def delete(r, *keys):
     check's Redis) refuses in one command."""
     for k in keys:
         r.delete(k)
+
+
+def restored(r):
+    """How many shards' KEY_SEQ_RESTORED markers exist, one EXISTS each (the shards' keys are in different
+    slots: one EXISTS over them is CROSSSLOT on a cluster)."""
+    return sum(r.exists(k) for k in every(r, "seq:restored"))

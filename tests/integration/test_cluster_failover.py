@@ -16,14 +16,14 @@ every acked message is stored once and the timelines have no gap.
 """
 import asyncio
 import logging
-import os
-import signal
 import subprocess
 import time
 
 import pytest
 import redis
 
+from cluster_cli import (cli, kill_node, needs_cluster, nodes, owned, owner, owner_port, slot_of,
+                         start_node, wait_settled)
 from failover import (  # noqa: F401 (the shared cases: pytest collects them here)
     RESUME_LIMIT_S, assert_only_retryable_errors, assert_stored_exactly_once, assert_timelines_gap_free,
     chat_under, finish_chat, gap_figures, run_failover, test_a_qr_long_poll_is_woken_after_the_failover,
@@ -32,102 +32,11 @@ from failover import (  # noqa: F401 (the shared cases: pytest collects them her
     test_every_acked_message_is_stored_exactly_once, test_group_chat_works_after_the_failover_on_both_nodes,
     test_presence_works_after_the_failover, test_timelines_stay_gap_free_and_hold_each_acked_message_once,
     test_token_issue_and_revocation_work_after_the_failover)
-from magpie_stack import RUN, read_env_file
 from push_client import run
 
-ENV = {}
-try:
-    ENV = read_env_file(os.path.join(RUN, "dev.env"))
-except OSError:
-    pass
-pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
-                                reason="needs a stack from 'scripts/dev up --redis cluster' "
-                                       "(scripts/dev test runs this file on one)")
-PORTS = [int(p) for p in ENV.get("CLUSTER_PORTS", "").split()]
+pytestmark = needs_cluster
 CHAT_KEY = "mp:{0}:mq"  # any key of slot {0}: every chat key at redis.stream_shards = 1
 logging.getLogger("redis.cluster").setLevel(logging.CRITICAL)
-
-
-# ---- the cluster, as an operator sees it (redis-cli) ----
-
-def cli(port, *args, check=True, timeout=30):
-    r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *[str(a) for a in args]],
-                       capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"redis-cli -p {port} {' '.join(map(str, args))}: {r.stderr}")
-    return r.stdout.strip()
-
-
-def alive(port):
-    try:
-        return cli(port, "PING", check=False, timeout=5) == "PONG"
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def nodes():
-    """CLUSTER NODES from a live node: {port: {"id", "port", "master", "of", "failed", "slots"}}."""
-    for p in PORTS:
-        if not alive(p):
-            continue
-        out = {}
-        for line in cli(p, "CLUSTER", "NODES").splitlines():
-            f = line.split()
-            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
-            flags = f[2].split(",")
-            out[port] = {"id": f[0], "port": port, "master": "master" in flags, "of": f[3],
-                         "failed": "fail" in flags or "fail?" in flags, "slots": f[8:]}
-        return out
-    raise AssertionError("no cluster node answers")
-
-
-def slot_of(key):
-    from redis.crc import key_slot
-    return key_slot(key.encode())
-
-
-def owned(n):
-    """The slots a node serves, ascending."""
-    out = []
-    for rng in n["slots"]:
-        if rng.startswith("["):
-            continue  # a migration in progress
-        lo, _, hi = rng.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return sorted(out)
-
-
-def owner(slot, view=None):
-    for n in (view or nodes()).values():
-        if n["master"] and not n["failed"] and slot in owned(n):
-            return n
-    return None
-
-
-def node_dir(port):
-    return os.path.join(RUN, f"cluster-{PORTS.index(port) + 1}")
-
-
-def settled():
-    """Every node up and agreeing, three masters each with a replica in sync."""
-    for p in PORTS:
-        if not alive(p):
-            return False
-        info = cli(p, "CLUSTER", "INFO", check=False)
-        if "cluster_state:ok" not in info or "cluster_known_nodes:6" not in info:
-            return False
-    synced = sum("master_link_status:up" in cli(p, "INFO", "replication", check=False) for p in PORTS)
-    masters = [n for n in nodes().values() if n["master"] and not n["failed"] and n["slots"]]
-    return synced == 3 and len(masters) == 3
-
-
-def wait_settled(timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        if settled():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"the cluster not settled within {timeout} s")
 
 
 class ClusterMode:
@@ -140,25 +49,21 @@ class ClusterMode:
 
     def kill_master(self):
         port = owner(slot_of(CHAT_KEY))["port"]
-        with open(os.path.join(node_dir(port), "redis.pid")) as f:
-            os.kill(int(f.read().strip()), signal.SIGKILL)
+        kill_node(port)
         return port
 
     def new_master(self, killed):
-        try:
-            n = owner(slot_of(CHAT_KEY))
-        except (AssertionError, subprocess.TimeoutExpired):
-            return None
-        return n["port"] if n and n["port"] != killed else None
+        port = owner_port(slot_of(CHAT_KEY))
+        return port if port != killed else None
 
     def restart(self, killed, new_port):
         """What a supervisor does: start the killed node again; its nodes.conf names it a master of an older
         epoch, so it rejoins as the new master's replica by itself."""
-        subprocess.run(["redis-server", os.path.join(node_dir(killed), "redis.conf")], check=True)
+        start_node(killed)
 
     def in_sync(self, new_port):
         info = cli(new_port, "INFO", "replication", check=False)
-        return "connected_slaves:1" in info and "state=online" in info
+        return "state=online" in info  # a replica in sync (the killed node back, or a second replica)
 
     def replica_client(self, key):
         view = nodes()

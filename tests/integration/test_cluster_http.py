@@ -20,130 +20,20 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
+from cluster_cli import (ENV, PORTS, RESUME_LIMIT_S, alive, cli, clients_of, kill_node, masters, needs_cluster,
+                         node_dir, nodes, owner, owner_port, restart_node, settled, slot_of, wait_until)
 from http_client import Client, ExtraHttp, login, new_mobile, sms_lines, test_token, unique_uid
-from magpie_stack import RUN, metrics, read_env_file
+from magpie_stack import RUN, metrics
 from persist_client import GROUP, KEY_DEAD, KEY_MQ, Batch, row_matches
 
-RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
-
-
-def _env():
-    try:
-        return read_env_file(os.path.join(RUN, "dev.env"))
-    except OSError:
-        return {}
-
-
-ENV = _env()
-pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
-                                reason="needs a stack from 'scripts/dev up --redis cluster' "
-                                       "(scripts/dev test runs this file on one)")
-PORTS = [int(p) for p in ENV.get("CLUSTER_PORTS", "").split()]
+pytestmark = needs_cluster
 pool = concurrent.futures.ThreadPoolExecutor(8)
 logging.getLogger("redis.cluster").setLevel(logging.CRITICAL)  # its retries during a failover are expected
-
-
-# ---- the cluster, as an operator sees it (redis-cli) ----
-
-def cli(port, *args, stdin=None, check=True):
-    r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *[str(a) for a in args]],
-                       input=stdin, capture_output=True, text=True, timeout=30)
-    if check and r.returncode != 0:
-        raise AssertionError(f"redis-cli -p {port} {' '.join(map(str, args))}: {r.stderr}")
-    return r.stdout.strip()
-
-
-def alive(port):
-    try:
-        return cli(port, "PING", check=False) == "PONG"
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def nodes():
-    """CLUSTER NODES from a live node: {port: {"id", "port", "master", "of", "failed", "slots"}}."""
-    for p in PORTS:
-        if not alive(p):
-            continue
-        out = {}
-        for line in cli(p, "CLUSTER", "NODES").splitlines():
-            f = line.split()
-            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
-            flags = f[2].split(",")
-            out[port] = {"id": f[0], "port": port, "master": "master" in flags, "of": f[3],
-                         "failed": "fail" in flags or "fail?" in flags, "slots": f[8:]}
-        return out
-    raise AssertionError("no cluster node answers")
-
-
-def slot_of(key):
-    from redis.crc import key_slot  # CRC16 with hash tags, as CLUSTER KEYSLOT
-    return key_slot(key.encode())
-
-
-def owner(slot, view=None):
-    for n in (view or nodes()).values():
-        for rng in n["slots"]:
-            lo, _, hi = rng.partition("-")
-            if n["master"] and not n["failed"] and not rng.startswith("[") and int(lo) <= slot <= int(hi or lo):
-                return n
-    raise AssertionError(f"no master serves slot {slot}")
-
-
-def masters():
-    return sorted(p for p, n in nodes().items() if n["master"] and not n["failed"] and n["slots"])
-
-
-def settled():
-    """Every node up and agreeing, three masters each with a replica in sync."""
-    for p in PORTS:
-        if not alive(p):
-            return False
-        info = cli(p, "CLUSTER", "INFO", check=False)
-        if "cluster_state:ok" not in info or "cluster_known_nodes:6" not in info:
-            return False
-    synced = sum("master_link_status:up" in cli(p, "INFO", "replication", check=False) for p in PORTS)
-    return synced == 3 and len(masters()) == 3
-
-
-def wait_until(what, pred, timeout, step=0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError(f"{what} not within {timeout}s")
-
-
-def node_dir(port):
-    return os.path.join(RUN, f"cluster-{PORTS.index(port) + 1}")
-
-
-def kill_node(port):
-    os.kill(int(open(os.path.join(node_dir(port), "redis.pid")).read()), signal.SIGKILL)
-    return time.time()
-
-
-def restart_node(port):
-    """What a supervisor does: start the killed node again; it rejoins as a replica."""
-    subprocess.run(["redis-server", os.path.join(node_dir(port), "redis.conf")], check=True)
-    wait_until("the killed node back and the cluster settled", settled, 60, 0.3)
-
-
-def clients_of(port, name):
-    """CLIENT LIST of a node: the connections named name (CLIENT SETNAME), as dicts."""
-    out = []
-    for line in cli(port, "CLIENT", "LIST", check=False).splitlines():
-        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-        if f.get("name") == name:
-            out.append(f)
-    return out
 
 
 def cluster_client():
@@ -519,14 +409,6 @@ def _sms_on(port, n):
         if owner(slot_of(f"mp:sms:code:{{{m}}}"), view)["port"] == port:
             out.append(m)
     return out
-
-
-def owner_port(slot):
-    """The port of the master serving slot now, or None (none does: a failover under way)."""
-    try:
-        return owner(slot)["port"]
-    except AssertionError:
-        return None
 
 
 def test_master_killed_http_unavailable_then_back_persist_loses_nothing(settled_cluster):

@@ -21,7 +21,7 @@ import pytest
 
 from magpie_stack import RUN, read_conf
 from push_client import Chat, make_friends, run
-from test_rcluster import ENV, cli, masters, nodes, owner, wait_until
+from cluster_cli import ENV, cli, masters, nodes, owner, wait_until
 
 pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
                                 reason="needs a stack from 'scripts/dev up --redis cluster' "

@@ -439,7 +439,7 @@ def test_changes_wait_while_redis_has_not_got_the_seq_counters_back(stack):
         assert api(stack, owner, "POST", f"/groups/{gid}", {"name": "still works"}).code == 0
     finally:
         os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
-    run(wait_until(lambda: r.exists(*rkeys.every(r, "seq:restored")) == rkeys.shards(r), 15, "persist to restore the counters"))
+    run(wait_until(lambda: rkeys.restored(r) == rkeys.shards(r), 15, "persist to restore the counters"))
     assert change_members(stack, owner, gid, add=[fresh])["members"][-1] == {"uid": fresh, "role": "member"}
 
 

@@ -41,7 +41,7 @@ class Group:
 
     def _fanout(self, mid, uids):
         """Every uid's next seq, with the timeline entry in Redis (KEY_TL), as mp_fanout writes them."""
-        p = self.r.pipeline(transaction=True)
+        p = self.r.pipeline(transaction=False)  # no MULTI: the members are in several slots
         for u in uids:
             p.incr(rkeys.tagged(self.r, "seq", u))
         seqs = dict(zip(uids, (int(s) for s in p.execute())))
@@ -493,7 +493,7 @@ def test_a_redis_that_lost_its_groups_gets_them_back_from_mysql(stack, stack_wor
     r.hset(rkeys.tagged(r, "grp", gone.gid) + ":m", str(members[5]), "m 3 1")
     r.sadd(rkeys.tagged(r, "ugrp", members[5]), gone.gid)
     stack.start_daemon(STACK_WORKER)
-    wait_for(lambda: r.exists(*rkeys.every(r, "seq:restored")) == rkeys.shards(r), 20, "the restore")
+    wait_for(lambda: rkeys.restored(r) == rkeys.shards(r), 20, "the restore")
 
     for u in members[:5]:
         assert int(r.get(rkeys.tagged(r, "seq", u))) == tops[u], u

@@ -12,143 +12,26 @@ would. The probe's counters (.stats) say which redirects and failures the client
 """
 import concurrent.futures
 import os
-import queue
-import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from magpie_stack import BUILD, RUN, read_env_file
+from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, needs_cluster, nodes, owner,
+                         settled, start_node, wait_until)
+from magpie_stack import BUILD, RUN
 
-RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
 PROBE = os.path.join(BUILD, "tests", "probes", "rcluster-probe")
-
-
-def _env():
-    try:
-        return read_env_file(os.path.join(RUN, "dev.env"))
-    except OSError:
-        return {}
-
-
-ENV = _env()
-pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
-                                reason="needs a stack from 'scripts/dev up --redis cluster' "
-                                       "(scripts/dev test runs this file on one)")
-PORTS = [int(p) for p in ENV.get("CLUSTER_PORTS", "").split()]
-
-
-# ---- the cluster, as an operator sees it (redis-cli) ----
-
-def cli(port, *args, stdin=None, check=True):
-    r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *[str(a) for a in args]],
-                       input=stdin, capture_output=True, text=True, timeout=30)
-    if check and r.returncode != 0:
-        raise AssertionError(f"redis-cli -p {port} {' '.join(map(str, args))}: {r.stderr}")
-    return r.stdout.strip()
-
-
-def alive(port):
-    try:
-        return cli(port, "PING", check=False) == "PONG"
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def nodes():
-    """CLUSTER NODES from a live node: {port: {"id", "port", "master" (bool), "of" (master id), "slots"}}."""
-    for p in PORTS:
-        if not alive(p):
-            continue
-        out = {}
-        for line in cli(p, "CLUSTER", "NODES").splitlines():
-            f = line.split()
-            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
-            flags = f[2].split(",")
-            out[port] = {"id": f[0], "port": port, "master": "master" in flags, "of": f[3],
-                         "failed": "fail" in flags or "fail?" in flags, "slots": f[8:]}
-        return out
-    raise AssertionError("no cluster node answers")
-
-
-def serves(slot, rng):
-    lo, _, hi = rng.partition("-")
-    return not rng.startswith("[") and int(lo) <= slot <= int(hi or lo)
-
-
-def owner(slot, view=None):
-    """The master that serves slot, per the cluster (or per view, an earlier nodes())."""
-    for n in (view or nodes()).values():
-        if n["master"] and not n["failed"] and any(serves(slot, r) for r in n["slots"]):
-            return n
-    raise AssertionError(f"no master serves slot {slot}")
-
-
-def masters():
-    return sorted(p for p, n in nodes().items() if n["master"] and not n["failed"] and n["slots"])
-
-
-def node_ok(port):
-    info = cli(port, "CLUSTER", "INFO", check=False)
-    return "cluster_state:ok" in info and "cluster_known_nodes:6" in info
-
-
-def settled():
-    """Every node up and agreeing, three masters each with a replica in sync."""
-    if not all(alive(p) and node_ok(p) for p in PORTS):
-        return False
-    synced = sum("master_link_status:up" in cli(p, "INFO", "replication", check=False) for p in PORTS)
-    return synced == 3 and len(masters()) == 3
-
-
-def wait_until(what, pred, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s")
-
-
-def node_dir(port):
-    return os.path.join(RUN, f"cluster-{PORTS.index(port) + 1}")
+pytestmark = needs_cluster
 
 
 # ---- the client under test ----
 
-class Probe:
-    """rcluster-probe: one request line in, one answer line out (its protocol is at the top of
-    rcluster_probe.c). Its log and any sanitizer report go to logs/rcluster-probe-N.log."""
-    count = 0
+class Probe(LineProbe):
+    """rcluster-probe on the stack's magpie.conf (its protocol is at the top of rcluster_probe.c)."""
 
     def __init__(self):
-        if not os.access(PROBE, os.X_OK):
-            pytest.fail(f"{PROBE} is not built (make builds it with everything else)")
-        Probe.count += 1
-        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
-        self.log_path = os.path.join(RUN, "logs", f"rcluster-probe-{Probe.count}.log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([PROBE, "-c", os.path.join(RUN, "magpie.conf")], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def ask(self, line, timeout=30):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        try:
-            out = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
-        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
-        return out
+        super().__init__(PROBE, os.path.join(RUN, "magpie.conf"))
 
     def cmd(self, *words):
         """(port that answered or None, kind, value): (7001, 'STR', 'v') or (None, 'FAIL', 'EAGAIN why')."""
@@ -171,16 +54,6 @@ class Probe:
         out = self.ask(".stats")
         assert out.startswith("STATS "), out
         return {k: int(v) for k, v in (kv.split("=") for kv in out[6:].split())}
-
-    def close(self):
-        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
-        self.p.stdin.close()
-        rc = self.p.wait(timeout=30)
-        self.log.close()
-        with open(self.log_path) as f:
-            log = f.read()
-        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
-        assert rc == 0, f"rcluster-probe exited {rc} (see {self.log_path})"
 
 
 @pytest.fixture
@@ -369,9 +242,7 @@ def test_master_killed_replica_promoted(probe):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         watcher = pool.submit(_watch_other_shards, list(other_keys), stop, seen)
         time.sleep(0.5)  # the watcher has its map and its connections
-        pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
-        os.kill(pid, signal.SIGKILL)
-        t0 = time.time()
+        t0 = kill_node(victim["port"])
         try:
             answers = []
             back = None
@@ -412,6 +283,6 @@ def test_master_killed_replica_promoted(probe):
         finally:
             stop.set()
             # what a supervisor does: start the killed node again; it rejoins as the new master's replica
-            subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+            start_node(victim["port"])
             wait_until("the killed master back as its replica's replica, the cluster settled",
                        lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)

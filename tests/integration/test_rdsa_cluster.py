@@ -11,28 +11,23 @@ kills a master around it with redis-cli, as an operator would. The probe runs wi
 redis.min_replicas_acked = 1 (every WAIT must reach a replica) and the default redis.cluster_retry_ms.
 """
 import os
-import queue
-import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
+# the cluster as an operator sees it (redis-cli), shared by the cluster test files
+from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, needs_cluster, nodes, owner,
+                         settled, slot_of, start_node, wait_until)
 from magpie_stack import BUILD, RUN, read_conf
-# the cluster as an operator sees it (redis-cli), shared with the blocking client's test
-from test_rcluster import ENV, PORTS, cli, masters, node_dir, nodes, owner, settled, wait_until
 
-RESUME_LIMIT_S = 10.0  # SPEC §7 / issue 20: after a master's kill -9, service resumes within 10 s
 PROBE = os.path.join(BUILD, "tests", "probes", "rdsa-cluster-probe")
 # The probe's push.node_id, so its connections' names (magpie-push-<id>-...) are not the stack's push nodes'
 # (which run on the same cluster and hold subscriber connections of their own).
 PROBE_NODE = 1021
 PROBE_NAME = f"magpie-push-{PROBE_NODE}-"
 
-pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
-                                reason="needs a stack from 'scripts/dev up --redis cluster' "
-                                       "(scripts/dev test runs this file on one)")
+pytestmark = needs_cluster
 
 
 def probe_conf():
@@ -69,38 +64,11 @@ def retry_ms(conf):
     return int(read_conf(conf).get("redis.cluster_retry_ms", 1000))
 
 
-class Probe:
-    """rdsa-cluster-probe: one request line in, one answer line out (its protocol is at the top of
-    rdsa_cluster_probe.c). Its log and any sanitizer report go to logs/rdsa-cluster-probe-N.log."""
-    count = 0
+class Probe(LineProbe):
+    """rdsa-cluster-probe as push node PROBE_NODE (its protocol is at the top of rdsa_cluster_probe.c)."""
 
     def __init__(self, conf):
-        if not os.access(PROBE, os.X_OK):
-            pytest.fail(f"{PROBE} is not built (make builds it with everything else)")
-        Probe.count += 1
-        os.makedirs(os.path.join(RUN, "logs"), exist_ok=True)
-        self.log_path = os.path.join(RUN, "logs", f"rdsa-cluster-probe-{Probe.count}.log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([PROBE, "-c", conf], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self.log, text=True, bufsize=1,
-                                  env=dict(os.environ, MAGPIE_PUSH_NODE_ID=str(PROBE_NODE)))
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def ask(self, line, timeout=30):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        try:
-            out = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the probe did not answer '{line}' within {timeout}s")
-        assert out is not None, f"the probe died on '{line}' (see {self.log_path})"
-        return out
+        super().__init__(PROBE, conf, env=dict(os.environ, MAGPIE_PUSH_NODE_ID=str(PROBE_NODE)))
 
     def cmd(self, *words):
         """(port that answered or None, kind, value): (7001, 'STR', 'v'), (None, 'NULL', '1003') or
@@ -133,16 +101,6 @@ class Probe:
         n, readies, last = out[5:].split(" ", 2)
         return int(n), int(readies.split("=")[1]), last.split("=", 1)[1]
 
-    def close(self):
-        """End the probe; it must exit 0 with no sanitizer report (leaks included)."""
-        self.p.stdin.close()
-        rc = self.p.wait(timeout=30)
-        self.log.close()
-        with open(self.log_path) as f:
-            log = f.read()
-        assert "Sanitizer" not in log and "runtime error" not in log, f"sanitizer report in {self.log_path}"
-        assert rc == 0, f"rdsa-cluster-probe exited {rc} (see {self.log_path})"
-
 
 @pytest.fixture
 def conf():
@@ -156,10 +114,6 @@ def probe(conf):
     assert p.ask(".ready 20", timeout=30) == "READY"  # every slot served through a ready connection
     yield p
     p.close()
-
-
-def slot_of(key):
-    return int(cli(PORTS[0], "CLUSTER", "KEYSLOT", key))
 
 
 def tag_on(port, stem):
@@ -398,9 +352,7 @@ def test_master_killed_under_traffic(probe, conf):
     assert probe.ask(f".load v {vtag} 4") == "STARTED"
     assert probe.ask(f".load o {otag} 4") == "STARTED"
     time.sleep(0.5)
-    pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
-    os.kill(pid, signal.SIGKILL)
-    t0 = time.time()
+    t0 = kill_node(victim["port"])
     try:
         # fully served again: the replica promoted, the map refreshed, its connection ready
         wait_until("the state callbacks saying 1 again",
@@ -436,7 +388,7 @@ def test_master_killed_under_traffic(probe, conf):
         assert probe.msgs("chan-fo")[2] == "after-failover"
     finally:
         # what a supervisor does: start the killed node again; it rejoins as the new master's replica
-        subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+        start_node(victim["port"])
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
 
@@ -545,9 +497,7 @@ def test_ssubscribe_follows_a_failover(probe):
     och = f"fo:{tag_on(other, 'sfo-o')}"
     for c in vch + [och]:
         assert probe.ask(f".ssub {c}") == "SUBSCRIBED"
-    pid = int(open(os.path.join(node_dir(victim["port"]), "redis.pid")).read())
-    os.kill(pid, signal.SIGKILL)
-    t0 = time.time()
+    t0 = kill_node(victim["port"])
     try:
         wait_until("every channel confirmed again on the promoted replica",
                    lambda: all(probe.msgs(c)[1] == 2 for c in vch), RESUME_LIMIT_S + 5)
@@ -563,7 +513,7 @@ def test_ssubscribe_follows_a_failover(probe):
         assert spublish(other, och, "other") == 1
         wait_until("the other master's message", lambda: probe.msgs(och)[0] == 1, 5)
     finally:
-        subprocess.run(["redis-server", os.path.join(node_dir(victim["port"]), "redis.conf")], check=True)
+        start_node(victim["port"])
         wait_until("the killed master back as its replica's replica, the cluster settled",
                    lambda: settled() and nodes()[victim["port"]]["of"] == replica["id"], 60)
 

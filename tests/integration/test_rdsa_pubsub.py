@@ -13,7 +13,7 @@ import pytest
 
 from magpie_stack import RUN
 from test_rdsa_cluster import PROBE_NAME, Probe
-from test_rcluster import ENV, wait_until
+from cluster_cli import ENV, wait_until
 
 pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE", "single") != "single",
                                 reason="one Redis only (test_rdsa_cluster.py covers the cluster)")

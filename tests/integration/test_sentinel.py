@@ -58,7 +58,11 @@ pytestmark = pytest.mark.skipif(not _sentinel_stack(),
 
 def _instance_dir(stack, port):
     """The run folder of the Redis instance on port (scripts/lib/stack.sh)."""
-    return os.path.join(stack.run, "redis" if port == stack.redis_port else "redis-replica")
+    if port == stack.redis_port:
+        return os.path.join(stack.run, "redis")
+    if str(port) == stack.env.get("REDIS_REPLICA2_PORT"):  # MAGPIE_REDIS_REPLICAS=2
+        return os.path.join(stack.run, "redis-replica2")
+    return os.path.join(stack.run, "redis-replica")
 
 
 def _pid(path):

@@ -248,7 +248,7 @@ def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_
             assert (refused["type"], refused["msg"]) == ("E", "temporarily unavailable, retry")
         finally:
             os.kill(stack.daemon_pid("persist"), signal.SIGCONT)
-        await wait_until(lambda: sum(r.exists(k) for k in rkeys.every(r, "seq:restored")) == rkeys.shards(r), 10,
+        await wait_until(lambda: rkeys.restored(r) == rkeys.shards(r), 10,
                          "persist to restore the counters")
         assert int(r.get(rkeys.tagged(r, "seq", a))) == 6
         nxt = await ca.text(b, "after the loss")
