@@ -29,7 +29,8 @@
  *     timeline.keep_s), GROUP_F_LAST = its mid, one KEY_MQ entry (type "s", from 0, to = group = gid,
  *     cid = the mid, body = the event JSON, seqs = mp_seqs(pairs, 0)), and the delivery
  *     GROUP_DELIVERY_HEAD ts "\n" "<uid> <seq> ..." "\n" packet to every live node, which deliver it
- *     (mp_publish; with WAIT, returned for magpie-http to publish, see below);
+ *     (mp_publish: SPUBLISH on each node's delivery channel of the group's shard, shared/bus.h; with WAIT,
+ *     returned for magpie-http to SPUBLISH, see below);
  *   - membership: KEY_GROUP_MEMBERS uid -> "<role> <join order> <joined ms>" (join order from HINCRBY
  *     GROUP_F_JOINS), KEY_USER_GROUPS; a joining user's read mark CONV_F_READ_IN is set to the group's
  *     GROUP_F_COUNT, so messages from before the join never count as unread; a leaving one gets the
@@ -129,9 +130,9 @@
     "local X = 17\n"                                                                                         \
     "local pubs, waits = {}, ARGV[16] == '1'\n"                                                              \
     "local function publish(payload)\n"                                                                      \
-    "  if not waits then return mp_publish(payload, '', live) end\n"                                         \
+    "  if not waits then return mp_publish(payload, '', live, gshard) end\n"                                 \
     "  for n in string.gmatch(live, '[^,]+') do\n"                                                           \
-    "    pubs[#pubs + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"                          \
+    "    pubs[#pubs + 1] = mp_node_chan(n, gshard)\n"                                                        \
     "    pubs[#pubs + 1] = payload\n"                                                                        \
     "  end\n"                                                                                                \
     "end\n"                                                                                                  \
@@ -857,7 +858,8 @@ static int args_uids(struct args *a, const struct uids *u)
 }
 
 /* A change script's success with WAIT: {result, {channel, payload, ...}}. After the WAIT (MP_OK) the
- * deliveries are published (one that fails is left to Y, as any lost delivery); r becomes the result. */
+ * deliveries are published (SPUBLISH: CHAN_NODE is sharded, so on a cluster each goes to its slot's master;
+ * one that fails is left to Y, as any lost delivery); r becomes the result. */
 static int group_durable(struct call *c, redisReply **r)
 {
     redisReply *outer = *r, *pubs = outer->element[1];
@@ -865,8 +867,9 @@ static int group_durable(struct call *c, redisReply **r)
         return MP_EAGAIN;
     for (size_t i = 0; pubs->type == REDIS_REPLY_ARRAY && i + 1 < pubs->elements; i += 2)
         if (pubs->element[i]->type == REDIS_REPLY_STRING && pubs->element[i + 1]->type == REDIS_REPLY_STRING)
-            freeReplyObject(rds_cmd(&c->w->rds, "PUBLISH %b %b", pubs->element[i]->str, pubs->element[i]->len,
-                                    pubs->element[i + 1]->str, pubs->element[i + 1]->len));
+            freeReplyObject(rds_cmd(&c->w->rds, "SPUBLISH %b %b", pubs->element[i]->str,
+                                    pubs->element[i]->len, pubs->element[i + 1]->str,
+                                    pubs->element[i + 1]->len));
     *r = outer->element[0];
     outer->element[0] = NULL; /* freeReplyObject skips it */
     freeReplyObject(outer);

@@ -12,7 +12,9 @@
  * received up to it, then runs read_lua again with that), moves the read mark forward only (an R for an
  * older message changes nothing but is acked), and when it moved, r goes to the reader's other connections
  * and, with chat.read_receipts, a receipt r {with: reader, mid} to the other user, on every node (the
- * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own).
+ * CHAN_NODE packet "u <uid>\n<packet>" to the nodes in their presence; this node delivers its own). The
+ * scripts' "CHAN_NODE prefix" is that of the script's shard (SPUBLISH in its own slot, shared/bus.h): the
+ * reader's for the reader's r, the other user's for the receipt step.
  *
  * R {group, mid}: gread_lua, the same steps for a group conversation (push/group.h): the reader a member, or
  * a former one (frozen counts) reading what it got while it was; the mark is the message's number in the
@@ -120,7 +122,7 @@ static struct rdsa_script read_lua = {
                 "          out[#out + 1] = ch\n"
                 "          if k == 3 then out[3] = out[3] + 1 end\n"
                 "        else\n"
-                "          redis.call('PUBLISH', ch, payload)\n"
+                "          redis.call('SPUBLISH', ch, payload)\n"
                 "        end\n"
                 "      end\n"
                 "    end\n"
@@ -169,7 +171,7 @@ static struct rdsa_script gread_lua = {
     "      out[#out + 1] = ARGV[6] .. h[j] .. ARGV[7]\n"
     "      out[3] = out[3] + 1\n"
     "    else\n"
-    "      redis.call('PUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
+    "      redis.call('SPUBLISH', ARGV[6] .. h[j] .. ARGV[7], ARGV[8])\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -198,14 +200,12 @@ static struct rdsa_script receipt_lua = {
                 "    if ARGV[7] == '1' then\n"
                 "      out[#out + 1] = ARGV[4] .. h[j] .. ARGV[5]\n"
                 "    else\n"
-                "      redis.call('PUBLISH', ARGV[4] .. h[j] .. ARGV[5], ARGV[6])\n"
+                "      redis.call('SPUBLISH', ARGV[4] .. h[j] .. ARGV[5], ARGV[6])\n"
                 "    end\n"
                 "  end\n"
                 "end\n"
                 "return out\n",
     ""};
-
-static char chan_prefix[64], chan_suffix[64];
 
 struct read_req {
     struct chat_req r;
@@ -229,15 +229,9 @@ struct read_req {
 
 void chat_read_init(void)
 {
-    char buf[64];
-    const char *zero;
     rdsa_script(&read_lua);
     rdsa_script(&gread_lua);
     rdsa_script(&receipt_lua);
-    snprintf(buf, sizeof(buf), CHAN_NODE, 0);
-    zero = strchr(buf, '0');
-    snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
-    snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
 }
 
 static void read_free(struct read_req *q)
@@ -512,7 +506,7 @@ unavailable:
  * this R's message, or an earlier one when the mark did not move). MP_OK (q owned by the reply) or MP_ERR. */
 static int receipt_eval(struct read_req *q)
 {
-    char conv[64], pthem[64], reader[24], seq[24], node[16];
+    char conv[64], pthem[64], reader[24], seq[24], node[16], chan[32];
     const char *argv[9], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[9];
     char *pk;
@@ -538,8 +532,9 @@ static int receipt_eval(struct read_req *q)
     argv[2] = reader;
     argv[3] = seq;
     argv[4] = node;
-    argv[5] = chan_prefix;
-    argv[6] = chan_suffix;
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->with)); /* the script's shard */
+    argv[5] = chan;
+    argv[6] = CHAN_NODE_SUFFIX;
     argv[7] = q->pl_theirs;
     argv[8] = waits;
     for (int i = 0; i < 9; i++)
@@ -569,7 +564,8 @@ static void on_member_reply(redisReply *r, void *arg)
 
 static int read_eval_group(struct read_req *q)
 {
-    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24];
+    char conv[64], msg[64], members[64], pme[64], reader[24], conv_id[32], mid[24], node[16], gid[24],
+        chan[32];
     const char *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *member = "";
     size_t argvlen[15];
     int split = key_shard(q->group) != key_shard(q->reader);
@@ -592,11 +588,9 @@ static int read_eval_group(struct read_req *q)
     snprintf(gid, sizeof(gid), "%lld", (long long)q->group);
     if (split)
         member = q->member ? "1" : "0";
-    const char *argv[15] = {conv,        msg,         split ? conv : members,
-                            pme,         reader,      conv_id,
-                            mid,         q->known,    node,
-                            chan_prefix, chan_suffix, q->pl_mine,
-                            gid,         waits,       member};
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
+    const char *argv[15] = {conv, msg,  split ? conv : members, pme,        reader, conv_id, mid,   q->known,
+                            node, chan, CHAN_NODE_SUFFIX,       q->pl_mine, gid,    waits,   member};
     for (int i = 0; i < 15; i++)
         argvlen[i] = strlen(argv[i]);
     argvlen[11] = q->pl_mine_len;
@@ -607,7 +601,7 @@ static int read_eval(struct read_req *q)
 {
     if (q->group != 0)
         return read_eval_group(q);
-    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16];
+    char conv[64], msg[64], pme[64], pthem[64], reader[24], with[24], mid[24], node[16], chan[32];
     const char *argv[14];
     size_t argvlen[14];
     int two = key_shard(q->reader) != key_shard(q->with);
@@ -641,8 +635,9 @@ static int read_eval(struct read_req *q)
     argv[6] = mid;
     argv[7] = q->known;
     argv[8] = node;
-    argv[9] = chan_prefix;
-    argv[10] = chan_suffix;
+    snprintf(chan, sizeof(chan), CHAN_NODE_SHARD_PREFIX, key_shard(q->reader)); /* the script's shard */
+    argv[9] = chan;
+    argv[10] = CHAN_NODE_SUFFIX;
     argv[11] = q->pl_mine;
     argv[12] = q->pl_theirs && !two ? q->pl_theirs : "";
     argv[13] = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";

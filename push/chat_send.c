@@ -2,15 +2,18 @@
  *
  * One Redis round trip does it all, atomically, in send_lua: the (from, id) dedup check, the friend check,
  * a seq in each user's timeline (push/timeline.h owns that design), XADD to the stream (the fields of
- * stream.h, which magpie-persist reads), and PUBLISH of the delivery to every other node holding a
- * connection of the recipient or of the sender. The client gets A (with mid and the sender's seq) only after
- * Redis answered, so an A means the message is in the stream and in both timelines. A retry of the same
- * (from, id) finds the dedup key (kept push.dedup_ttl_s) and is acked again with the first mid and seq,
- * without being stored or delivered twice. This node delivers to its own connections when the reply comes;
- * the reply order is the order Redis ran the scripts in, so messages between two users keep their order.
+ * stream.h, which magpie-persist reads), and SPUBLISH of the delivery to every other node holding a
+ * connection of the recipient or of the sender, on that node's delivery channel of the script's shard
+ * (CHAN_NODE, sharded pub/sub: shared/bus.h; a script publishes only on its own shard's channels, and a
+ * user's deliveries always come from a script of the user's shard, so they keep their order on one channel).
+ * The client gets A (with mid and the sender's seq) only after Redis answered, so an A means the message is
+ * in the stream and in both timelines. A retry of the same (from, id) finds the dedup key (kept
+ * push.dedup_ttl_s) and is acked again with the first mid and seq, without being stored or delivered twice.
+ * This node delivers to its own connections when the reply comes; the reply order is the order Redis ran the
+ * scripts in, so messages between two users keep their order.
  *
  * With redis.min_replicas_acked (shared/sentinel.h: what WAIT guarantees) the A waits for rdsa_wait, and
- * so does every delivery: the script then returns the channels instead of PUBLISHing to them, and this
+ * so does every delivery: the script then returns the channels instead of publishing to them, and this
  * node publishes (and delivers to its own connections) only once enough replicas hold the message -- so no
  * recipient sees a message, or a seq, that a failover takes back. A retry then refreshes the dedup key's
  * TTL, a write, so that the WAIT after it also covers the first attempt, whichever connection made it.
@@ -87,10 +90,11 @@
  * the recipient's shard (the same key as KEY_MSG when both are in one shard). KEY_MSG, KEY_MQ,
  * KEY_SEQ_RESTORED and KEY_NOTIFY are the sender's shard's (shared/keys.h has the layout). ARGV: node, mid,
  * from, to, cid, type, body, ts, dedup TTL, delivery head (chatpkt_delivery without the packet), CHAN_NODE
- * prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, the live node ids
- * (KEY_LUA_LIVE, this node's view: push/cluster.h; "" = notifications off), the notification's preview,
- * notify.queue_maxlen, "1" when the caller WAITs (then the deliveries are returned, not published). Returns
- * {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq, payload, channel...}), {1,
+ * prefix of the script's shard (chan_prefix), suffix, packet (without seq), timeline.keep_s,
+ * timeline.max_entries, the live node ids (KEY_LUA_LIVE, this node's view: push/cluster.h; "" = notifications
+ * off), the notification's preview, notify.queue_maxlen, "1" when the caller WAITs (then the deliveries are
+ * returned, not published). Returns {0, mid, from seq, to seq} accepted (with "1": {0, mid, from seq, to seq,
+ * payload, channel...}), {1,
  * "<first mid> <its from seq>"} a retry, {-1} not friends,
  * {-2, why} a timeline that does not match its counter, {-3} a user without a seq counter while Redis has
  * not got every counter back from MySQL (KEY_SEQ_RESTORED missing: push/timeline.h). Nothing stays written
@@ -157,7 +161,7 @@ static struct rdsa_script send_lua = {
     "        out[5] = payload\n"
     "        out[#out + 1] = ARGV[11] .. node .. ARGV[12]\n"
     "      else\n"
-    "        redis.call('PUBLISH', ARGV[11] .. node .. ARGV[12], payload)\n"
+    "        redis.call('SPUBLISH', ARGV[11] .. node .. ARGV[12], payload)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -184,10 +188,10 @@ static struct rdsa_script send_lua = {
  * KEYS: dedup, friends of the sender, KEY_MQ, presence of the sender, KEY_SEQ of the sender, KEY_TL of the
  * sender, KEY_MSG (the sender's copy), KEY_CONVS of the sender, KEY_CONV of the sender, KEY_SEQ_RESTORED
  * (all of the sender's shard). ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head,
- * CHAN_NODE prefix, suffix, packet (without seq), timeline.keep_s, timeline.max_entries, "1" when the
- * caller WAITs, the KEY_MSG prefix of the sender's shard (key_msg_prefix). Returns {0, mid, from seq} (with
- * "1": {0, mid, from seq, payload, channel...}), {1, "<first mid> <its from seq>", the first's stored packet
- * or nil} a retry, {-1}, {-2, why}, {-3} as send_lua. */
+ * CHAN_NODE prefix of the sender's shard, suffix, packet (without seq), timeline.keep_s,
+ * timeline.max_entries, "1" when the caller WAITs, the KEY_MSG prefix of the sender's shard (key_msg_prefix).
+ * Returns {0, mid, from seq} (with "1": {0, mid, from seq, payload, channel...}), {1, "<first mid> <its from
+ * seq>", the first's stored packet or nil} a retry, {-1}, {-2, why}, {-3} as send_lua. */
 static struct rdsa_script send_s_lua = {
     "send_s",
     LUA_SHEBANG
@@ -222,7 +226,7 @@ static struct rdsa_script send_s_lua = {
     "      out[4] = payload\n"
     "      out[#out + 1] = ARGV[11] .. h[j] .. ARGV[12]\n"
     "    else\n"
-    "      redis.call('PUBLISH', ARGV[11] .. h[j] .. ARGV[12], payload)\n"
+    "      redis.call('SPUBLISH', ARGV[11] .. h[j] .. ARGV[12], payload)\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -233,7 +237,8 @@ static struct rdsa_script send_s_lua = {
  * message or a retry): idempotent through KEY_RCV. KEYS: KEY_RCV of mid, KEY_MQ, presence of the recipient,
  * KEY_SEQ of the recipient, KEY_TL of the recipient, KEY_MSG (the recipient's copy), KEY_CONVS of the
  * recipient, KEY_CONV of the recipient, KEY_SEQ_RESTORED, KEY_NOTIFY (all of the recipient's shard).
- * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head, CHAN_NODE prefix, suffix,
+ * ARGV: node, mid, from, to, cid, type, body, ts, dedup TTL, delivery head, CHAN_NODE prefix of the
+ * recipient's shard, suffix,
  * packet (without seq), timeline.keep_s, timeline.max_entries, the live node ids ("" = notifications off),
  * the notification's preview, notify.queue_maxlen, "1" when the caller WAITs. Returns {0, to seq} (with
  * "1": {0, to seq, payload, channel...}), {1, "<to seq> <to in>"} it ran before for this mid (nothing
@@ -273,7 +278,7 @@ static struct rdsa_script send_r_lua = {
     "        out[3] = payload\n"
     "        out[#out + 1] = ARGV[11] .. h[j] .. ARGV[12]\n"
     "      else\n"
-    "        redis.call('PUBLISH', ARGV[11] .. h[j] .. ARGV[12], payload)\n"
+    "        redis.call('SPUBLISH', ARGV[11] .. h[j] .. ARGV[12], payload)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -296,7 +301,9 @@ static struct rdsa_script send_r_lua = {
 #define SEND_R_NKEYS       10
 #define SEND_R_ARGC        29
 
-static char chan_prefix[64], chan_suffix[64];
+/* CHAN_NODE of a shard without the node id (a script's ARGV: the script adds "<node>" CHAN_NODE_SUFFIX), into
+ * buf: the delivery channels a script of that shard publishes on (keys.h). */
+#define chan_prefix(buf, shard) snprintf((buf), sizeof(buf), CHAN_NODE_SHARD_PREFIX, (shard))
 
 struct send_req {
     struct chat_req r;
@@ -329,15 +336,9 @@ static void send_free(struct send_req *s)
 
 void chat_send_init(void)
 {
-    char buf[64];
-    const char *zero;
     rdsa_script(&send_lua);
     rdsa_script(&send_s_lua);
     rdsa_script(&send_r_lua);
-    snprintf(buf, sizeof(buf), CHAN_NODE, 0);
-    zero = strchr(buf, '0');
-    snprintf(chan_prefix, sizeof(chan_prefix), "%.*s", (int)(zero - buf), buf);
-    snprintf(chan_suffix, sizeof(chan_suffix), "%s", zero + 1);
 }
 
 int chat_pubs_keep(struct chat_pubs *p, const redisReply *r, size_t first)
@@ -361,8 +362,8 @@ int chat_pubs_keep(struct chat_pubs *p, const redisReply *r, size_t first)
 
 void chat_pubs_send(const struct chat_pubs *p)
 {
-    for (size_t i = 0; i < p->n; i++)
-        rdsa_cmd(NULL, NULL, "PUBLISH %s %b", p->chans[i], p->payload, p->len);
+    for (size_t i = 0; i < p->n; i++) /* CHAN_NODE is sharded: to its slot's master on a cluster */
+        rdsa_cmd(NULL, NULL, "SPUBLISH %s %b", p->chans[i], p->payload, p->len);
 }
 
 void chat_pubs_free(struct chat_pubs *p)
@@ -458,7 +459,7 @@ static void on_recv_durable(int ok, void *arg)
 static void send_recv(struct send_req *s)
 {
     char rcv[64], mq[32], pto[64], sto[64], tto[64], msgto[64], csto[64], cto[64], restored[48], notify[32],
-        node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
+        node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24], chan[32],
         type[2] = {s->type, 0}, *head;
     const char *argv[SEND_R_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_R_ARGC], head_len;
@@ -488,6 +489,7 @@ static void send_recv(struct send_req *s)
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
+    chan_prefix(chan, rs);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, rcv, strlen(rcv));
     ARG(1, mq, strlen(mq));
@@ -509,8 +511,8 @@ static void send_recv(struct send_req *s)
     ARG(17, ts_s, strlen(ts_s));
     ARG(18, ttl, strlen(ttl));
     ARG(19, head, head_len);
-    ARG(20, chan_prefix, strlen(chan_prefix));
-    ARG(21, chan_suffix, strlen(chan_suffix));
+    ARG(20, chan, strlen(chan));
+    ARG(21, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
     ARG(22, s->json, s->json_len);
     ARG(23, keep, strlen(keep));
     ARG(24, maxlen, strlen(maxlen));
@@ -669,7 +671,7 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
 {
     char friends[64], mq[32], pfrom[64], sfrom[64], tfrom[64], msgkey[64], csfrom[64], cfrom[64],
         restored[48], node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], msgpre[48],
-        type[2] = {s->type, 0};
+        chan[32], type[2] = {s->type, 0};
     const char *argv[SEND_S_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[SEND_S_ARGC];
     int ss = key_shard(s->from);
@@ -691,6 +693,7 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
     snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
     snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     key_msg_prefix(msgpre, sizeof(msgpre), ss);
+    chan_prefix(chan, ss);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -712,8 +715,8 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
     ARG(17, ts_s, strlen(ts_s));
     ARG(18, ttl, strlen(ttl));
     ARG(19, head, head_len);
-    ARG(20, chan_prefix, strlen(chan_prefix));
-    ARG(21, chan_suffix, strlen(chan_suffix));
+    ARG(20, chan, strlen(chan));
+    ARG(21, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
     ARG(22, s->json, s->json_len);
     ARG(23, keep, strlen(keep));
     ARG(24, maxlen, strlen(maxlen));
@@ -730,7 +733,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], msgto[64], mq[32], restored[48], notify[32], csfrom[64], csto[64], cfrom[64], cto[64],
         node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
-        type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        chan[32], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
     const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
@@ -804,6 +807,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     if (push.cfg->notify.webhook_url[0] != '\0' && (live = cluster_live_nodes()) == NULL)
         goto failed; /* no live-node view: Redis has not answered for push.node_ttl_s */
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
+    chan_prefix(chan, key_shard(c->uid)); /* both users' shard */
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -832,8 +836,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(24, ts_s, strlen(ts_s));
     ARG(25, ttl, strlen(ttl));
     ARG(26, head, head_len);
-    ARG(27, chan_prefix, strlen(chan_prefix));
-    ARG(28, chan_suffix, strlen(chan_suffix));
+    ARG(27, chan, strlen(chan));
+    ARG(28, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
     ARG(29, json, json_len);
     ARG(30, keep, strlen(keep));
     ARG(31, maxlen, strlen(maxlen));

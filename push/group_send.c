@@ -32,20 +32,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Lua shared by the g scripts (after GROUP_LUA_LIB). mp_deliver(out, payload, self, live, waits): the
- * delivery to every live node but self, PUBLISHed through mp_publish, or with waits == '1' (the caller WAITs
- * first) put into out as the payload then the channels, from out's first free slot on (nothing when no other
+/* Lua shared by the g scripts (after GROUP_LUA_LIB). mp_deliver(out, payload, self, live, waits, shard): the
+ * delivery to every live node but self on its delivery channel of shard (the script's own: CHAN_NODE is
+ * sharded, shared/bus.h), SPUBLISHed through mp_publish, or with waits == '1' (the caller WAITs first) put
+ * into out as the payload then the channels, from out's first free slot on (nothing when no other
  * node is live). mp_notify(pr, from, conv, gn, live, stream, qmax, mid, ts, preview): one offline
  * notification (notify/notify_worker.h) into stream for every member of pr (mp_fanout's pairs) but from with
  * no connection on a live node, with its unread count in conv (gn - its read mark's :rn). */
 #define GSEND_LIB                                                                                            \
-    "local function mp_deliver(out, payload, self, live, waits)\n"                                           \
-    "  if waits ~= '1' then mp_publish(payload, self, live) return end\n"                                    \
+    "local function mp_deliver(out, payload, self, live, waits, shard)\n"                                    \
+    "  if waits ~= '1' then mp_publish(payload, self, live, shard) return end\n"                             \
     "  local at = #out + 1\n"                                                                                \
     "  for n in string.gmatch(live, '[^,]+') do\n"                                                           \
     "    if n ~= self then\n"                                                                                \
     "      out[at] = payload\n"                                                                              \
-    "      out[#out + 1] = '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "'\n"                          \
+    "      out[#out + 1] = mp_node_chan(n, shard)\n"                                                         \
     "    end\n"                                                                                              \
     "  end\n"                                                                                                \
     "end\n" /* The live nodes once per message, not a ZSCORE per member's node: a 500-member group's online  \
@@ -106,7 +107,7 @@
     "redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. fs, 'EX', ARGV[8])\n"                                      \
     "local out = {0, ARGV[2], fs, flat}\n"                                                                   \
     "mp_deliver(out, '" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[9], ARGV[1], "   \
-    "ARGV[12], ARGV[17])\n" /* Offline notifications: in the same script as the message. */                  \
+    "ARGV[12], ARGV[17], mp_shard(ARGV[4]))\n" /* the group's shard */                                       \
     "if ARGV[14] == '1' then\n"                                                                              \
     "  mp_notify(pr, ARGV[3], ARGV[13], gn, ARGV[12], KEYS[7], ARGV[16], ARGV[2], ARGV[7], ARGV[15])\n"      \
     "end\n"                                                                                                  \
@@ -214,7 +215,7 @@ static struct rdsa_script gsend_p_lua = {
     "redis.call('SET', KEYS[1], flat, 'EX', ARGV[8])\n"
     "local out = {0, flat}\n"
     "mp_deliver(out, '" GROUP_DELIVERY_HEAD "' .. ARGV[7] .. '\\n' .. flat .. '\\n' .. ARGV[6], ARGV[1], "
-    "ARGV[11], ARGV[16])\n"
+    "ARGV[11], ARGV[16], string.match(KEYS[1], '^mp:{(%d+)}'))\n" /* this part's shard: KEY_GRCV's */
     "if ARGV[13] == '1' then\n"
     "  mp_notify(pr, ARGV[3], ARGV[12], gn, ARGV[11], KEYS[4], ARGV[15], ARGV[2], ARGV[7], ARGV[14])\n"
     "end\n"

@@ -1,4 +1,14 @@
-/* relay.c -- see relay.h. */
+/* relay.c -- see relay.h.
+ *
+ * The delivery channels (shared/bus.h, keys.h's layout): this node's CHAN_NODE of every shard, S =
+ * redis.stream_shards sharded channels "mp:{<shard>}:node:<id>:in", each subscribed with SSUBSCRIBE (rdsa:
+ * on a Redis Cluster on the master serving the shard's slot, following the slot when it moves; on one Redis
+ * or with Sentinel all on the one subscriber connection). A delivery to a user comes on the channel of the
+ * user's shard, published by a script of that shard (or by the node that ran it, after its WAIT), so one
+ * user's deliveries arrive in the order Redis ran the scripts. The payloads are the same on every channel.
+ * CHAN_CONTROL stays a classic channel (SUBSCRIBE): magpie-http publishes it with PUBLISH, once for every
+ * node.
+ */
 #include "relay.h"
 #include "group.h"
 #include "group_lua.h"
@@ -118,9 +128,12 @@ static void on_control_message(const char *channel, const char *payload, size_t 
 int relay_start(void)
 {
     char chan[64];
-    snprintf(chan, sizeof(chan), CHAN_NODE, push.node);
-    if (rdsa_subscribe(chan, on_node_message, NULL) != MP_OK ||
-        rdsa_subscribe(CHAN_CONTROL, on_control_message, NULL) != MP_OK)
+    for (int s = 0; s < key_shards(); s++) {
+        snprintf(chan, sizeof(chan), CHAN_NODE, s, push.node);
+        if (rdsa_ssubscribe(chan, on_node_message, NULL) != MP_OK)
+            return MP_ENOMEM;
+    }
+    if (rdsa_subscribe(CHAN_CONTROL, on_control_message, NULL) != MP_OK)
         return MP_ENOMEM;
     return MP_OK;
 }

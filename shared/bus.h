@@ -13,9 +13,15 @@
  *   {"cmd":"deliver", "uid":N, "packet":{...}}  the server packet (SPEC §4, e.g. an "s" system message) is sent
  *                                               to every connection of uid
  *
- * CHAN_NODE ("mp:node:<id>:in"): chat deliveries for the connections one node holds; written and read only
- * by magpie-push, its format is private to push/.
- *
+ * CHAN_NODE ("mp:{<shard>}:node:<id>:in"): chat deliveries for the connections one node holds, one channel
+ * per shard (keys.h's layout: the channel is in the slot of its shard's keys), on SHARDED pub/sub (SPUBLISH
+ * / SSUBSCRIBE, Redis 7; SPEC §7), as CHAN_ROOM below: on a Redis Cluster a delivery travels only through
+ * the master of its shard's slot. Written by the scripts of that shard (magpie-push's t, i, g and R;
+ * magpie-http's group changes), or after a WAIT by the daemon that ran the script, on the channel the
+ * script returned; each magpie-push subscribes its channel of every shard. A PUBLISH to it reaches nobody,
+ * so every writer and reader must use the sharded commands: a rolling upgrade from the classic
+ * "mp:node:<id>:in" must upgrade every magpie-push and magpie-http together (old and new do not hear each
+ * other's deliveries). Its payload format is private to push/ (push/chatpkt.h).
  * CHAN_ROOM ("mp:room:<room id>"): one room broadcast, on a SHARDED channel (SPUBLISH / SSUBSCRIBE, Redis
  * 7; SPEC §7): on a Redis Cluster it travels only through the master serving the channel's slot instead of
  * being copied to every node of the cluster as a classic PUBLISH is, and the rooms spread over the masters.

@@ -25,7 +25,8 @@
  * message hash src (KEY_MSG of mid in the script's shard) to the KEY_MSG of mid in the shard of every user of
  * uids (keys.h: a message is read in its reader's shard), each with TTL keep; with S = 1 there is no other
  * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
- * self, live): PUBLISH payload on CHAN_NODE of every node in live, the live node ids as keys.h's
+ * self, live, shard): SPUBLISH payload on the delivery channel of shard (CHAN_NODE, sharded: the script's own
+ * shard, keys.h) of every node in live, the live node ids as keys.h's
  * KEY_LUA_LIVE has them (",<id>,<id>,": the caller read KEY_NODES, which is in another slot), but self
  * ("" = none); KEY_LUA_LIB's mp_live(live, node) says whether node is in it. */
 #define GROUP_LUA_LIB                                                                                        \
@@ -79,10 +80,10 @@
     "  end\n"                                                                                                \
     "  return table.concat(s, ' ')\n"                                                                        \
     "end\n"                                                                                                  \
-    "local function mp_publish(payload, self, live)\n"                                                       \
+    "local function mp_publish(payload, self, live, shard)\n"                                                \
     "  for n in string.gmatch(live, '[^,]+') do\n"                                                           \
     "    if n ~= self then\n"                                                                                \
-    "      redis.call('PUBLISH', '" CHAN_NODE_PREFIX "' .. n .. '" CHAN_NODE_SUFFIX "', payload)\n"          \
+    "      redis.call('SPUBLISH', mp_node_chan(n, shard), payload)\n"                                        \
     "    end\n"                                                                                              \
     "  end\n"                                                                                                \
     "end\n"

@@ -27,6 +27,15 @@
  *     notification stream KEY_NOTIFY and its dead letters (written by the send scripts, so the same rule;
  *     magpie-notify reads every shard's); KEY_SEQ_RESTORED (read inside the send scripts next to the
  *     users' counters, so each shard has its own, all set by magpie-persist's restore).
+ *   - Per shard and node: the delivery channel CHAN_NODE (sharded pub/sub, "mp:{<shard>}:node:<id>:in"),
+ *     published only by scripts of that shard (and by the daemon after their WAIT), so a script's
+ *     SPUBLISH is in its own slot. The rule: a delivery to user U's connections is published by a script
+ *     of U's shard, so U's deliveries keep their order on one channel (t/i: send, send_s, send_r; R: the
+ *     reader's r from read/gread, the receipt from the receipt step; g: the group's part when it does it
+ *     whole, else each member shard's part). Until magpie-http's group change scripts are split per
+ *     shard (they span shards: below), a group event's deliveries go on the channel of the group's
+ *     shard; on one Redis that keeps the order anyway (all of a node's channels are
+ *     on its one subscriber connection, in the order Redis ran the scripts).
  *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
  *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone).
  *   - The node registry and the rooms' member counts: one slot, the tag KEY_NODES_TAG ("mp:{nodes}..."):
@@ -98,15 +107,19 @@
  * an ARGV, "local " KEY_LUA_SHARDS " = ARGV[2]\n", or keys_lua's first line does): mp_shard(id) =
  * key_shard; mp_key(name, id) = the KEY_TAGGED key of id with KEY_TAGGED's name (KEY_SEQ_NAME...);
  * mp_skey(name, shard, id) = the same in the given shard (a reader's KEY_MSG copy); mp_sharded(name, shard)
- * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard; and KEY_LUA_LIVE's mp_live. mp_shard takes uids and
- * gids (below 2^53); a mid stays a string (mp_skey). */
+ * = the KEY_SHARDED key (KEY_MQ_NAME...) of a shard; mp_node_chan(node, shard) = a node's CHAN_NODE of a
+ * shard; and KEY_LUA_LIVE's mp_live. mp_shard takes uids and gids (below 2^53); a mid stays a string
+ * (mp_skey). */
 #define KEY_LUA_SHARDS "MP_S_IN"
 #define KEY_LUA_LIB                                                                                          \
     "local MP_S = tonumber(" KEY_LUA_SHARDS ")\n"                                                            \
     "local function mp_shard(id) return string.format('%d', math.abs(tonumber(id)) % MP_S) end\n"            \
     "local function mp_skey(name, shard, id) return 'mp:{' .. shard .. '}:' .. name .. ':' .. id end\n"      \
     "local function mp_key(name, id) return mp_skey(name, mp_shard(id), id) end\n"                           \
-    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n" KEY_LUA_LIVE
+    "local function mp_sharded(name, shard) return 'mp:{' .. shard .. '}:' .. name end\n"                    \
+    "local function mp_node_chan(node, shard)\n"                                                             \
+    "  return mp_sharded('" CHAN_NODE_NAME ":' .. node .. '" CHAN_NODE_SUFFIX "', shard)\n"                  \
+    "end\n" KEY_LUA_LIVE
 /* string: the shard count S every key was written with (decimal). Set with SET NX at the first start of a
  * daemon that has Redis; no TTL. Global (read alone). */
 #define KEY_SHARDS "mp:shards"
@@ -391,10 +404,19 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 #define NOTIFY_DEAD_MAXLEN "100000"
 
 /* ---- pub/sub channels (payload formats in bus.h) ---- */
-/* channel: deliveries for the connections held by one node. */
-#define CHAN_NODE_PREFIX "mp:node:"
-#define CHAN_NODE_SUFFIX ":in"
-#define CHAN_NODE CHAN_NODE_PREFIX "%d" CHAN_NODE_SUFFIX
+/* channel, SHARDED (SPUBLISH / SSUBSCRIBE; SPEC §7): deliveries for the connections held by one node, one
+ * channel per shard and node, "mp:{<shard>}:node:<id>:in" -- the shard's hash tag, so the channel is in the
+ * slot of that shard's keys. A delivery to a user's connections is published by a script of the user's
+ * shard (or, after a WAIT, by the daemon that ran it, on the channel the script returned) on that shard's
+ * channel of the node: on a Redis Cluster the script runs in that slot, so the cluster accepts the
+ * SPUBLISH, which goes through that slot's master only (a classic PUBLISH is copied to every node of the
+ * cluster), and each user's deliveries keep their order on one channel. Every magpie-push subscribes its
+ * channel of every shard (push/relay.c: S channels). Not a key: nothing is stored under the name (the
+ * key KEY_NODE_USERS is another namespace). Lua: KEY_LUA_LIB's mp_node_chan(node, shard). */
+#define CHAN_NODE_NAME         "node"
+#define CHAN_NODE_SUFFIX       ":in"
+#define CHAN_NODE_SHARD_PREFIX KEY_SHARDED(CHAN_NODE_NAME) ":" /* shard: a script's ARGV, the node id after */
+#define CHAN_NODE              CHAN_NODE_SHARD_PREFIX "%d" CHAN_NODE_SUFFIX /* shard, node */
 /* channel: commands for every node (kick, logout, system messages to a user). */
 #define CHAN_CONTROL "mp:ctl"
 /* channel: one room's broadcasts; nodes subscribe only to rooms they have members in. */

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from magpie_stack import RUN
-from test_rdsa_cluster import Probe
+from test_rdsa_cluster import PROBE_NAME, Probe
 from cluster_cli import ENV, wait_until
 
 pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE", "single") != "single",
@@ -29,11 +29,12 @@ def cli(*args):
 
 
 def probe_client():
-    """CLIENT LIST's fields of the probe's subscriber connection: the one named *-subscriber with sharded
-    channels (the stack's push daemons have none yet)."""
+    """CLIENT LIST's fields of the probe's subscriber connection: the one named magpie-push-<probe's node
+    id>-subscriber with sharded channels (the stack's push daemons hold sharded channels too: their
+    delivery channels, shared/bus.h)."""
     for line in cli("CLIENT", "LIST").splitlines():
         f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
-        if f.get("name", "").endswith("-subscriber") and int(f.get("ssub", "0")) > 0:
+        if f.get("name", "") == PROBE_NAME + "subscriber" and int(f.get("ssub", "0")) > 0:
             return f
     return None
 

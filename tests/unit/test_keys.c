@@ -79,6 +79,14 @@ static void test_slots(void **state)
     assert_int_equal(slot_of(a), slot_of(c));
     assert_int_equal(slot_of(a), slot_of(q));
     assert_int_not_equal(slot_of(a), slot_of(other));
+    /* a node's delivery channel of a shard is in that shard's slot: the shard's scripts may SPUBLISH on it */
+    snprintf(q, sizeof(q), CHAN_NODE, 2, 7);
+    assert_string_equal(q, "mp:{2}:node:7:in");
+    assert_int_equal(slot_of(a), slot_of(q));
+    snprintf(q, sizeof(q), CHAN_NODE_SHARD_PREFIX "7" CHAN_NODE_SUFFIX, 2); /* what the send scripts build */
+    assert_string_equal(q, "mp:{2}:node:7:in");
+    snprintf(q, sizeof(q), CHAN_NODE, 3, 7);
+    assert_int_not_equal(slot_of(a), slot_of(q));
     keys_set_shards(1); /* one shard: every tagged key in one slot */
     key_tagged(a, sizeof(a), KEY_PRESENCE, 1);
     key_tagged(b, sizeof(b), KEY_FRIENDS, 2);
