@@ -252,8 +252,9 @@ static int key_shard_of(const redisReply *name)
 static int take_all(struct persist_read *rd, redisReply *reply);
 
 /* New entries of every shard's stream in one XREADGROUP, as one list. COUNT is per stream in Redis: count
- * is split over the streams, so a read returns at most count + shards - 1 entries (persist.batch and
- * magpie-notify's room keep their meaning). */
+ * is split over the streams (rounded down; the caller sends a count below the shard count to read_new_each),
+ * so a read returns at most count entries (persist.batch and magpie-notify's notify.max_pending keep their
+ * meaning). */
 static int read_new_all(struct rds *r, const char *consumer, long long count, long long block_ms,
                         struct persist_read *rd)
 {
@@ -266,7 +267,7 @@ static int read_new_all(struct rds *r, const char *consumer, long long count, lo
         rc = MP_ENOMEM;
         goto done;
     }
-    snprintf(num[0], sizeof(num[0]), "%lld", count > n ? (count + n - 1) / n : 1);
+    snprintf(num[0], sizeof(num[0]), "%lld", count / n);
     snprintf(num[1], sizeof(num[1]), "%lld", block_ms);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
@@ -350,19 +351,24 @@ done:
 }
 
 /* read_new_all on a cluster (rds.h), where the shards' streams are in different slots and one XREADGROUP
- * over them is CROSSSLOT: each shard's stream is read alone without BLOCK (COUNT split as above), starting
- * one shard further each time so a small count starves none; when none had anything, one shard, in turn,
- * is read with BLOCK block_ms / shards, so a message in any shard waits about block_ms at most, as with
- * one command. The replies are put together as one multi-stream reply for take_all. Used on a cluster
- * with one shard too (the same path, tested there: an idle read costs two commands instead of one); on
- * one Redis nothing changes (read_new_all, or the single-stream read). */
+ * over them is CROSSSLOT: each shard's stream is read alone without BLOCK (COUNT split over the shards and
+ * never more than what is left of count, so a read returns at most count entries), starting one shard
+ * further each time so a small count starves none; when none had anything, one shard, in turn, is read
+ * with BLOCK block_ms / shards, so a message in any shard waits about block_ms at most, as with one
+ * command. The replies are put together as one multi-stream reply for take_all. Used on a cluster with one
+ * shard too (the same path, tested there: an idle read costs two commands instead of one), and on one
+ * Redis for a count below the shard count (magpie-notify with little room left), which one XREADGROUP
+ * cannot bound: its COUNT is per stream. */
 static int read_new_each(struct rds *r, const char *consumer, long long count, long long block_ms,
                          struct persist_read *rd)
 {
     static unsigned next; /* the shard read first next time */
     int n = key_shards(), first = (int)(__atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % (unsigned)n),
         rc = MP_OK;
-    long long per = count > n ? (count + n - 1) / n : 1, block = block_ms / n > 0 ? block_ms / n : 1;
+    /* left: never more than count entries in all (notify.max_pending counts on it): each shard's COUNT is
+     * its share, and no more than what the shards read before it left. */
+    long long per = count > n ? (count + n - 1) / n : 1, block = block_ms / n > 0 ? block_ms / n : 1,
+              left = count;
     redisReply *all = calloc(1, sizeof(*all));
     char key[KEY_BUF];
 
@@ -372,16 +378,21 @@ static int read_new_each(struct rds *r, const char *consumer, long long count, l
     }
     all->type = REDIS_REPLY_ARRAY;
     for (int pass = 0; pass < 2 && all->elements == 0 && rc == MP_OK; pass++)
-        for (int i = 0; i < (pass == 0 ? n : 1) && rc == MP_OK; i++) {
+        for (int i = 0; i < (pass == 0 ? n : 1) && rc == MP_OK && left > 0; i++) {
             int s = (first + i) % n;
+            long long want = per < left ? per : left;
             redisReply *one = pass == 0
                                   ? rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s >", bound.group,
-                                            consumer, per, stream_key(s, key))
+                                            consumer, want, stream_key(s, key))
                                   : rds_cmd(r, "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >",
-                                            bound.group, consumer, per, block, stream_key(s, key));
+                                            bound.group, consumer, want, block, stream_key(s, key));
             if ((rc = check(one, "XREADGROUP")) != MP_OK)
                 break;
             if (one->type == REDIS_REPLY_ARRAY && one->elements == 1) {
+                redisReply *got = one->element[0];
+                if (got->type == REDIS_REPLY_ARRAY && got->elements == 2 &&
+                    got->element[1]->type == REDIS_REPLY_ARRAY)
+                    left -= (long long)got->element[1]->elements;
                 all->element[all->elements++] = one->element[0]; /* [key, entries]: moved into all */
                 one->elements = 0;
             } else if (one->type != REDIS_REPLY_NIL) {
@@ -405,7 +416,7 @@ int persist_stream_read(struct rds *r, const char *consumer, const char *id, lon
     int rc, shard;
 
     memset(rd, 0, sizeof(*rd));
-    if (strcmp(id, ">") == 0 && r->cluster)
+    if (strcmp(id, ">") == 0 && (r->cluster || (multi() && count < key_shards())))
         return read_new_each(r, consumer, count, block_ms, rd);
     if (strcmp(id, ">") == 0 && multi())
         return read_new_all(r, consumer, count, block_ms, rd);
@@ -587,12 +598,12 @@ int persist_stream_deliveries(struct rds *r, const char *id, long long *count)
  * entry's id, the reason, then the entry's fields. The dead letter and the XACK in one script, so that on a
  * cluster too (no MULTI there: rds.h) an entry is never acked without its dead letter, nor dead twice; a
  * refused XADD raises before the XACK. */
-static const char dead_letter_lua[] = LUA_SHEBANG
-    "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '" MQ_F_DEAD_REASON "', ARGV[4], '" MQ_F_DEAD_ID
-    "', ARGV[3]}\n"
-    "for i = 5, #ARGV do a[#a + 1] = ARGV[i] end\n"
-    "redis.call(unpack(a))\n"
-    "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])\n";
+static const char dead_letter_lua[] =
+    LUA_SHEBANG "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '" MQ_F_DEAD_REASON
+                "', ARGV[4], '" MQ_F_DEAD_ID "', ARGV[3]}\n"
+                "for i = 5, #ARGV do a[#a + 1] = ARGV[i] end\n"
+                "redis.call(unpack(a))\n"
+                "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])\n";
 
 int persist_stream_dead_letter(struct rds *r, const char *id, const redisReply *fields, const char *reason)
 {
