@@ -372,6 +372,13 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 /* set of group ids: the groups a user belongs to (GET /groups, group.max_per_user). No TTL. */
 #define KEY_USER_GROUPS_NAME "ugrp"
 #define KEY_USER_GROUPS      KEY_TAGGED(KEY_USER_GROUPS_NAME) /* shard, uid */
+/* hash: first event mid -> the member work of a group change still to be done at redis.stream_shards > 1
+ * (http/groups.c's top comment, "The split"): JSON {g: gid, ev: [{m, t, p, b, u: [uids]}], jn: {uid: read
+ * mark}, fz: {uid: [last mid, count]}, sh: [shards]}. Written by the change's group part, deleted by its
+ * last step (the s events' stream entries); one left behind is completed by the next change of the group.
+ * No TTL. */
+#define KEY_GCHG_NAME "gchg"
+#define KEY_GCHG      KEY_TAGGED(KEY_GCHG_NAME) /* shard of the gid, gid */
 /* hash {ms, seq}: the state of the id generator of group events' mids (shared/group_lua.h, GROUP_IDGEN_LUA),
  * which mints ids as node ID_MAX_NODE. No TTL. */
 #define KEY_IDGEN "mp:idgen"
