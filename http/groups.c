@@ -166,7 +166,8 @@
     "local function counters(uids)\n"                                                                        \
     "  local here = {}\n"                                                                                    \
     "  for _, u in ipairs(uids) do\n"                                                                        \
-    "    if mp_shard(u) == gshard then here[#here + 1] = u elseif ARGV[17] ~= '1' then return false end\n"   \
+    "    if mp_shard(u) == gshard then here[#here + 1] = u\n"                                                 \
+    "    elseif ARGV[17] ~= '1' and not string.find(ARGV[17], ',' .. u .. ',', 1, true) then return false end\n" \
     "  end\n"                                                                                                \
     "  return mp_counters_ok(here, restored)\n"                                                              \
     "end\n"                                                                                                  \
@@ -969,12 +970,40 @@ static json_t *uids_json(const struct uids *u, int64_t first)
 }
 
 /* The facts of other shards a split change's group part checks (the top comment, "The split"), read before
- * it runs: restored, every shard but the group's has KEY_SEQ_RESTORED; counts, "<uid>:<SCARD of its
- * KEY_USER_GROUPS> ..." of the users of adds (and also, when > 0) outside the group's shard. */
+ * it runs: restored, "1" when every shard but the group's has KEY_SEQ_RESTORED, else ",<uid>,<uid>,": the
+ * users outside the group's shard (its members, adds, also) that have a KEY_SEQ; counts, "<uid>:<SCARD of
+ * its KEY_USER_GROUPS> ..." of the users of adds (and also, when > 0) outside the group's shard. */
 struct gchecks {
-    int restored;
+    char *restored;
     char *counts;
 };
+
+/* Append ",<uid>" to k->restored (its room: *cap) when uid, outside the group's shard, has a KEY_SEQ. */
+static int have_counter(struct call *c, int64_t gshard, long long uid, struct gchecks *k, size_t *cap)
+{
+    char key[64];
+    redisReply *r;
+    if (key_shard(uid) == gshard)
+        return 0;
+    key_tagged(key, sizeof(key), KEY_SEQ, uid);
+    if ((r = rds_cmd(&c->w->rds, "EXISTS %s", key)) == NULL || r->type != REDIS_REPLY_INTEGER) {
+        if (r != NULL)
+            freeReplyObject(r);
+        return -1;
+    }
+    if (r->integer == 1) {
+        size_t len = strlen(k->restored);
+        char *grown = len + 24 < *cap ? k->restored : realloc(k->restored, *cap = *cap * 2 + 48);
+        if (grown == NULL) {
+            freeReplyObject(r);
+            return -1;
+        }
+        k->restored = grown;
+        snprintf(grown + len, *cap - len, "%lld,", uid);
+    }
+    freeReplyObject(r);
+    return 0;
+}
 
 /* Read them (at redis.stream_shards > 1; at 1 nothing). 0, or -1 after answering (Redis down, memory). */
 static int checks_read(struct call *c, int64_t gid, const struct uids *adds, int64_t also, struct gchecks *k)
@@ -984,21 +1013,44 @@ static int checks_read(struct call *c, int64_t gid, const struct uids *adds, int
     char key[64];
     redisReply *r;
 
-    k->restored = 1;
-    if ((k->counts = calloc(n + 1, 48)) == NULL) {
+    int restored = 1;
+    size_t cap = 64;
+    r = NULL;
+    if ((k->counts = calloc(n + 1, 48)) == NULL || (k->restored = strdup("1")) == NULL) {
         reply_unavailable(c, "memory");
         return -1;
     }
     if (shards == 1)
         return 0;
-    for (int s = 0; s < shards && k->restored; s++) {
+    for (int s = 0; s < shards && restored; s++) {
         if (s == gshard)
             continue;
         snprintf(key, sizeof(key), KEY_SEQ_RESTORED, s);
         if ((r = rds_cmd(&c->w->rds, "EXISTS %s", key)) == NULL || r->type != REDIS_REPLY_INTEGER)
             goto unavailable;
-        k->restored = r->integer == 1;
+        restored = r->integer == 1;
         freeReplyObject(r);
+        r = NULL;
+    }
+    if (!restored) { /* Redis lost counters, being restored (rare): which users outside have theirs */
+        char *grown = realloc(k->restored, cap);
+        if (grown == NULL)
+            goto unavailable;
+        k->restored = strcpy(grown, ",");
+        key_tagged(key, sizeof(key), KEY_GROUP_MEMBERS, gid);
+        if ((r = rds_cmd(&c->w->rds, "HKEYS %s", key)) == NULL || r->type != REDIS_REPLY_ARRAY)
+            goto unavailable;
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                have_counter(c, gshard, atoll(r->element[i]->str), k, &cap) != 0)
+                goto unavailable;
+        freeReplyObject(r);
+        r = NULL;
+        for (size_t i = 0; i <= n; i++) {
+            int64_t uid = i < n ? adds->v[i] : also;
+            if (uid > 0 && have_counter(c, gshard, uid, k, &cap) != 0)
+                goto unavailable;
+        }
     }
     for (size_t i = 0; i <= n; i++) {
         int64_t uid = i < n ? adds->v[i] : also;
@@ -1010,6 +1062,7 @@ static int checks_read(struct call *c, int64_t gid, const struct uids *adds, int
         len += (size_t)snprintf(k->counts + len, 48, "%s%lld:%lld", len ? " " : "", (long long)uid,
                                 (long long)r->integer);
         freeReplyObject(r);
+        r = NULL;
     }
     return 0;
 unavailable:
@@ -1039,7 +1092,7 @@ static int args_change(struct args *a, int64_t gid, int64_t uid, const struct ge
     }
     if (rc != 0 || a->n != CHANGE_ARGV_WAIT - 1)
         return -1;
-    rc = args_str(a, cfg->redis.min_replicas_acked > 0 ? "1" : "") | args_str(a, chk->restored ? "1" : "") |
+    rc = args_str(a, cfg->redis.min_replicas_acked > 0 ? "1" : "") | args_str(a, chk->restored != NULL ? chk->restored : "1") |
          args_str(a, chk->counts != NULL ? chk->counts : "");
     return rc != 0 || a->n != CHANGE_ARGV_OP - 1 ? -1 : 0;
 }
@@ -1369,6 +1422,7 @@ done:
         event_free(&ev[k]);
     args_free(&a);
     free(chk.counts);
+    free(chk.restored);
     free(members.v);
 }
 
@@ -1544,6 +1598,7 @@ done:
         event_free(&ev[k]);
     args_free(&a);
     free(chk.counts);
+    free(chk.restored);
     free(add.v);
     free(rem.v);
 }
@@ -1591,6 +1646,7 @@ done:
         event_free(&ev[k]);
     args_free(&a);
     free(chk.counts);
+    free(chk.restored);
     free(add.v);
     free(rem.v);
 }
@@ -1638,6 +1694,7 @@ done:
     event_free(&ev[0]);
     args_free(&a);
     free(chk.counts);
+    free(chk.restored);
 }
 
 void groups_leave(struct call *c)
