@@ -16,7 +16,8 @@
  *   KEY_NODES, a key of another slot; a node that dies in between is published to in vain, as it would
  *   have been a moment earlier),
  *   6 group.max_members, 7 group.max_per_user, 8..11 event slot 0 (mid, ts, packet, event JSON),
- *   12..15 event slot 1 (the same; mid "" = no event), 16 "1" when the caller WAITs (below), 17.. the
+ *   12..15 event slot 1 (the same; mid "" = no event), 16 "1" when the caller WAITs (below), 17 and 18 the
+ *   facts of other shards (CHANGE_ARGV_RESTORED, CHANGE_ARGV_COUNTS: "The split" below), 19.. the
  *   operation's own (CHANGE_ARGV_OP).
  * The script first checks: the group exists (15), the caller is a member (14) with the right role (14:
  * name by owner/admin, admins by the owner, members by owner/admin, who may remove only lower roles: owner
@@ -55,6 +56,53 @@
  * Fewer replicas: code 20, the change stays on the master and its events are never pushed (members get
  * them by Y, as after any gap); the client's retry finds the change made (code 2 or 15 for a member
  * already added or removed, or the same result for a rename).
+ *
+ * The split (issue 20, SPEC §7: on a Redis Cluster a script may touch the keys of one slot only; the layout
+ * is shared/keys.h's). At redis.stream_shards = 1, and at S > 1 when the group and every user the change
+ * touches (its members before and after, the added ones) are in the group's shard and the group has no
+ * pending record, the change is the one script above, same keys (decide() in GROUP_CHANGE_LUA
+ * says which, before the first write of a member's key). Otherwise:
+ *   0. before the script, read-only, one command each in the users' shards (checks_read): the SCARD of
+ *      KEY_USER_GROUPS of each added user outside the group's shard (ARGV 18, for group.max_per_user), and
+ *      whether every other shard has its KEY_SEQ_RESTORED (ARGV 17 "1"; when not -- Redis lost its counters
+ *      and magpie-persist is restoring them -- which members and added users outside have a KEY_SEQ). The
+ *      race accepted: a user who joins another group between the SCARD and the script may end one group
+ *      over group.max_per_user (the limit guards against abuse; nothing relies on it as an invariant).
+ *      These reads cost S - 1 EXISTS and one SCARD per added user outside at every change at S > 1.
+ *   1. the change script in the group's shard, the group's part: every check as above, the group's own
+ *      writes (members hash, GROUP_F_*, ver, the G state entry, KEY_MSG of the event in the group's
+ *      shard, GROUP_F_LAST), and no member key: what the members get goes into the pending record,
+ *      KEY_GCHG's field <first event mid> = {the events (mid, ts, packet, body, who gets a timeline entry),
+ *      jn: joiners' read marks, fz: leavers' frozen last mid and count, sh: the shards}. It returns every
+ *      pending record of the group, oldest first (an earlier request's left behind, then its own).
+ *   2. for each record, part_lua once per shard in sh (one after another): KEY_GRCV of (shard, the first
+ *      event's mid) (hit: it ran before, return its seqs, write nothing), the counters' check of the
+ *      shard's users, mp_fanout of each event to the shard's users, the joiners' KEY_USER_GROUPS and read
+ *      marks, the leavers' frozen conversation fields and SREM, the shard's KEY_MSG copy, KEY_GRCV of each
+ *      event = the shard's "<uid> <seq> ..." (TTL timeline.keep_s), and the deliveries of the shard's
+ *      members (mp_publish, from the members' shard; with WAIT returned and published after it).
+ *   3. final_lua in the group's shard: each event's stream entry with every member's seq (the entry the one
+ *      script writes, so magpie-persist stores it as before), then the record is deleted (gone: done before,
+ *      nothing written).
+ * The answer comes after step 3 (and the WAITs of each step). Failures:
+ *   - step 0 or 1 refused or unanswered: as for the one script, nothing of the change written.
+ *   - a part refused (a shard's counters not restored, a timeline ahead of its counter) or unanswered
+ *     (Redis down past redis.cluster_retry_ms, which shared/rds.h retries within): the other shards' parts
+ *     still run (their members have the events, delivered), no stream entry, the record stays, the
+ *     request answers code 20 and logs "group change left pending". The group has changed (a retry of the
+ *     request finds it done: code 2 or 15, or the same result). The next request about the group (any
+ *     change, a refused one too, e.g. that retry) completes the records first, oldest first, stopping at one
+ *     that stays pending, so a member's timeline keeps the group's events in order; the parts that ran find
+ *     KEY_GRCV and write nothing again (test_groups_http_split.py). magpie-http dying between the steps
+ *     leaves the same. Known gaps: a group nobody changes again keeps its record (its missing members
+ *     miss the events, and the group in their KEY_USER_GROUPS until then; magpie-persist got no s entry);
+ *     a record completed after its KEY_GRCV expired (timeline.keep_s) gives the event again to the shards
+ *     that had it. Order: the events of two changes may reach members of two shards in different orders
+ *     relative to a g in flight (as push/group.h says for g), never two changes of one group, whose
+ *     records are completed oldest first.
+ * GET /groups at S > 1: the caller's KEY_USER_GROUPS (its shard), then list_lua once per shard of those
+ * groups with that shard's gids (each group's name, the caller's role, the count), merged by gid here; a
+ * group left or deleted between the two is not listed (list_lua skips it).
  */
 #include "call.h"
 #include "group_lua.h"
@@ -79,9 +127,9 @@
 #define GROUP_EVENTS         2                          /* event slots of a change script */
 #define CHANGE_ARGV_LIVE     5                          /* the live node ids (group_run fills them in) */
 #define CHANGE_ARGV_WAIT     16                         /* "1": return the deliveries, do not publish */
-#define CHANGE_ARGV_RESTORED 17 /* "1": every shard but the group's has its seq counters (split checks) */
-#define CHANGE_ARGV_COUNTS   18 /* "<uid>:<groups> ...": SCARD of added users outside the group's shard */
-#define CHANGE_ARGV_OP       19                         /* the first ARGV of the operation's own */
+#define CHANGE_ARGV_RESTORED 17    /* "1": every shard but the group's has its seq counters (split checks) */
+#define CHANGE_ARGV_COUNTS   18    /* "<uid>:<groups> ...": SCARD of added users outside the group's shard */
+#define CHANGE_ARGV_OP       19    /* the first ARGV of the operation's own */
 #define GROUP_WARN_EVERY_MS  10000 /* a refusal that repeats on every change is logged this often */
 
 /* ---- the scripts ---- */
@@ -166,8 +214,9 @@
     "local function counters(uids)\n"                                                                        \
     "  local here = {}\n"                                                                                    \
     "  for _, u in ipairs(uids) do\n"                                                                        \
-    "    if mp_shard(u) == gshard then here[#here + 1] = u\n"                                                 \
-    "    elseif ARGV[17] ~= '1' and not string.find(ARGV[17], ',' .. u .. ',', 1, true) then return false end\n" \
+    "    if mp_shard(u) == gshard then here[#here + 1] = u\n"                                                \
+    "    elseif ARGV[17] ~= '1' and not string.find(ARGV[17], ',' .. u .. ',', 1, true) then return false "  \
+    "end\n"                                                                                                  \
     "  end\n"                                                                                                \
     "  return mp_counters_ok(here, restored)\n"                                                              \
     "end\n"                                                                                                  \
@@ -231,7 +280,7 @@
     "end\n"                                                                                                  \
     "local function crowded(uids)\n"                                                                         \
     "  for _, u in ipairs(uids) do\n"                                                                        \
-    "    local n = counts[tostring(u)] or redis.call('SCARD', mp_key('" KEY_USER_GROUPS_NAME "', u))\n"     \
+    "    local n = counts[tostring(u)] or redis.call('SCARD', mp_key('" KEY_USER_GROUPS_NAME "', u))\n"      \
     "    if n >= max_per_user then\n"                                                                        \
     "      return {14, 'user ' .. u .. ' is in ' .. max_per_user .. ' groups already "                       \
     "(group.max_per_user)'}\n"                                                                               \
@@ -242,7 +291,8 @@
     "  return {14, 'a group has at most ' .. max_members .. ' members (group.max_members)'}\n"               \
     "end\n"
 
-_Static_assert(CHANGE_ARGV_OP == 19 && CHANGE_ARGV_WAIT == 16 && CHANGE_ARGV_LIVE == 5 && CHANGE_ARGV_RESTORED == 17,
+_Static_assert(CHANGE_ARGV_OP == 19 && CHANGE_ARGV_WAIT == 16 && CHANGE_ARGV_LIVE == 5 &&
+                   CHANGE_ARGV_RESTORED == 17,
                "GROUP_CHANGE_LUA names these ARGV");
 
 /* After a change (out): a split change's pending record is stored, and every pending record of the group
@@ -250,7 +300,8 @@ _Static_assert(CHANGE_ARGV_OP == 19 && CHANGE_ARGV_WAIT == 16 && CHANGE_ARGV_LIV
 #define GROUP_PENDING_LUA                                                                                    \
     "if rec and out[1] == 0 and #rec.ev > 0 then\n"                                                          \
     "  local sh, seen = {}, {}\n"                                                                            \
-    "  local function add(u) local s = mp_shard(u) if not seen[s] then seen[s] = true sh[#sh + 1] = s end end\n" \
+    "  local function add(u) local s = mp_shard(u) if not seen[s] then seen[s] = true sh[#sh + 1] = s end "  \
+    "end\n"                                                                                                  \
     "  for _, e in ipairs(rec.ev) do for _, u in ipairs(e.u) do add(u) end end\n"                            \
     "  for u in pairs(rec.jn) do add(u) end\n"                                                               \
     "  for u in pairs(rec.fz) do add(u) end\n"                                                               \
@@ -320,7 +371,8 @@ static struct gscript get_lua = {
 static struct gscript list_lua = {
     "list",
     KEY_LUA_LIB "local gs = {unpack(ARGV, 2)}\n"
-                "if #ARGV == 1 then gs = redis.call('SMEMBERS', mp_key('" KEY_USER_GROUPS_NAME "', ARGV[1])) end\n"
+                "if #ARGV == 1 then gs = redis.call('SMEMBERS', mp_key('" KEY_USER_GROUPS_NAME
+                "', ARGV[1])) end\n"
                 "table.sort(gs, function(a, b) return tonumber(a) < tonumber(b) end)\n"
                 "local out = {}\n"
                 "for _, g in ipairs(gs) do\n"
@@ -445,7 +497,8 @@ static struct gscript members_lua = {
 static struct gscript leave_lua = {
     "leave",
     CHANGE_LUA(EXISTING_LUA
-               "local old = sorted(m)\n" "decide(old)\n"
+               "local old = sorted(m)\n"
+               "decide(old)\n"
                "if not counters(old) then return {-3} end\n"
                "local pr, err = fan(0, old)\n"
                "if not pr then return {-2, err} end\n"
@@ -474,7 +527,8 @@ static struct gscript leave_lua = {
 static struct gscript delete_lua = {
     "delete",
     CHANGE_LUA(EXISTING_LUA "if me[1] ~= 'o' then return {14, 'only the owner may delete the group'} end\n"
-                            "local old = sorted(m)\n" "decide(old)\n"
+                            "local old = sorted(m)\n"
+                            "decide(old)\n"
                             "if not counters(old) then return {-3} end\n"
                             "local pr, err = fan(0, old)\n"
                             "if not pr then return {-2, err} end\n"
@@ -493,8 +547,7 @@ static struct gscript part_lua = {
     "change part",
     GROUP_LUA_LIB
     "local rec, shard, keep, maxlen, live = cjson.decode(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
-    "local waits = ARGV[6] == '1'\n" GROUP_PUBLISH_LUA
-    "local gid = rec.g\n"
+    "local waits = ARGV[6] == '1'\n" GROUP_PUBLISH_LUA "local gid = rec.g\n"
     "local conv = 'g' .. gid\n"
     "local function grcv(e) return mp_skey('" KEY_GRCV_NAME "', shard, e.m) end\n"
     "local out = {0, pubs}\n"
@@ -520,8 +573,8 @@ static struct gscript part_lua = {
     "end\n"
     "for u, f in pairs(rec.fz) do\n"
     "  if mp_shard(u) == shard then\n"
-    "    redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_LAST "', f[1], conv .. '" CONV_F_IN
-    "', f[2])\n"
+    "    redis.call('HSET', mp_key('" KEY_CONV_NAME "', u), conv .. '" CONV_F_LAST
+    "', f[1], conv .. '" CONV_F_IN "', f[2])\n"
     "    redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', u), gid)\n"
     "  end\n"
     "end\n"
@@ -566,8 +619,8 @@ static struct gscript final_lua = {
     "return 1\n",
     ""};
 
-static struct gscript *const scripts[] = {&idgen_lua,  &create_lua,  &get_lua,   &list_lua,  &update_lua,
-                                          &members_lua, &leave_lua, &delete_lua, &part_lua, &final_lua};
+static struct gscript *const scripts[] = {&idgen_lua,   &create_lua, &get_lua,    &list_lua, &update_lua,
+                                          &members_lua, &leave_lua,  &delete_lua, &part_lua, &final_lua};
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
 static void sha_init(void)
@@ -1092,7 +1145,8 @@ static int args_change(struct args *a, int64_t gid, int64_t uid, const struct ge
     }
     if (rc != 0 || a->n != CHANGE_ARGV_WAIT - 1)
         return -1;
-    rc = args_str(a, cfg->redis.min_replicas_acked > 0 ? "1" : "") | args_str(a, chk->restored != NULL ? chk->restored : "1") |
+    rc = args_str(a, cfg->redis.min_replicas_acked > 0 ? "1" : "") |
+         args_str(a, chk->restored != NULL ? chk->restored : "1") |
          args_str(a, chk->counts != NULL ? chk->counts : "");
     return rc != 0 || a->n != CHANGE_ARGV_OP - 1 ? -1 : 0;
 }
@@ -1175,11 +1229,12 @@ static int pending_one(struct call *c, int64_t gid, const redisReply *field, con
             log_error("group change left pending: a member part failed (completed by the next change of the "
                       "group) gid=%lld mid=%s shard=%s reason=\"%s\"",
                       (long long)gid, field->str, shard,
-                      r == NULL                                      ? "redis unavailable"
-                      : r->type == REDIS_REPLY_ERROR                 ? r->str
+                      r == NULL                      ? "redis unavailable"
+                      : r->type == REDIS_REPLY_ERROR ? r->str
                       : r->type == REDIS_REPLY_ARRAY && r->elements > 1 &&
-                              r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str
-                                                                        : "refused (seq counters not restored)");
+                              r->element[1]->type == REDIS_REPLY_STRING
+                          ? r->element[1]->str
+                          : "refused (seq counters not restored)");
             failed = 1; /* the other shards' parts still run: their members get the events now */
             if (r != NULL)
                 freeReplyObject(r);
@@ -1231,7 +1286,8 @@ done:
 static int pending_run(struct call *c, int64_t gid, const redisReply *pend, const char *live)
 {
     for (size_t i = 0; pend->type == REDIS_REPLY_ARRAY && i + 1 < pend->elements; i += 2) {
-        if (pend->element[i]->type != REDIS_REPLY_STRING || pend->element[i + 1]->type != REDIS_REPLY_STRING ||
+        if (pend->element[i]->type != REDIS_REPLY_STRING ||
+            pend->element[i + 1]->type != REDIS_REPLY_STRING ||
             pending_one(c, gid, pend->element[i], pend->element[i + 1], live) != 0)
             return -1;
     }

@@ -21,8 +21,8 @@
  * with MAXLEN ~ maxlen), then renew each KEY_TL's TTL (keep) and put conv ("g<gid>") at that seq in the
  * user's KEY_CONVS. Returns the flat list {uid, seq, uid, seq, ...}; or nil and the error when a timeline
  * refused its entry (a timeline ahead of its counter: someone edited the keys), after undoing every seq and
- * entry this call wrote -- so a refused entry takes no seq. mp_unfan(pairs): take back a successful
- * mp_fanout's entries and seqs (a later step of the same script failed). mp_msg_copies(src, mid, uids, keep): COPY the
+ * entry this call wrote -- so a refused entry takes no seq. mp_unfan(pairs): take back what a successful
+ * mp_fanout wrote (a later step failed). mp_msg_copies(src, mid, uids, keep): COPY the
  * message hash src (KEY_MSG of mid in the script's shard) to the KEY_MSG of mid in the shard of every user of
  * uids (keys.h: a message is read in its reader's shard), each with TTL keep; with S = 1 there is no other
  * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
