@@ -81,7 +81,7 @@ def test_changes_of_a_group_in_every_shard_reach_each_member_once_with_gap_free_
                     and event_of(p)["group"] == gid] == [], "each event once"
             await _gap_free(chats[u])
         assert gid not in [g["group_id"] for g in api(stack, added[1], "GET", "/groups").result["groups"]]
-        assert r.keys("mp:{*}:gchg:*") == [], "nothing left pending"
+        assert not r.exists(rkeys.tagged(r, "gchg", gid)), "nothing left pending"
     run(go())
 
 
@@ -110,13 +110,13 @@ def test_a_failed_member_part_is_completed_by_the_next_request_about_the_group(s
             if u != victim:
                 assert [e[0] for e in await _events(chats[u], 1)] == ["member_added"], u
         assert [p for p in await chats[victim].collect(0.5) if p.get("type") == "s"] == [], "victim: nothing yet"
-        assert len(r.keys("mp:{*}:gchg:*")) == 1, "the change is pending"
+        assert r.hlen(rkeys.tagged(r, "gchg", gid)) == 1, "the change is pending"
         r.delete(tl)
         r.rename(tl + ":saved", tl)
         again = api(stack, owner, "POST", f"/groups/{gid}/members", {"add": [newcomer]})
         assert again.code == 2, again  # already a member: the first made the change
         assert [e[0] for e in await _events(chats[victim], 1)] == ["member_added"]
-        assert r.keys("mp:{*}:gchg:*") == [], "completed"
+        assert not r.exists(rkeys.tagged(r, "gchg", gid)), "completed"
         assert api(stack, owner, "POST", f"/groups/{gid}", {"name": "renamed"}).code == 0
         for u in users + [newcomer]:
             assert [e[0] for e in await _events(chats[u], 1)] == ["group_renamed"], u
