@@ -88,8 +88,9 @@
  * of the step 1 replies, one connection per master), and every member's seqs are gap-free; but, unlike one
  * script, two g's to a group from two nodes may be in different orders in two members' timelines of
  * different shards, and an s event of a change (still one script) may fall between the parts of a g.
- * Still one script spanning shards (they work on one Redis at any S, and on a cluster at S = 1 only):
- * magpie-http's change scripts and GET /groups (http/groups.c). magpie-persist's group restore is split at
+ * magpie-http's change scripts and GET /groups are split the same way (http/groups.c, "The split": the
+ * group's part, one member part per shard idempotent through KEY_GRCV, the s events' stream entries; a part
+ * that fails is completed by the next request about the group). magpie-persist's group restore is split at
  * S > 1 (persist_seq.c: the group's keys in a script, the members' KEY_USER_GROUPS one command each).
  *
  * What happens on each failure.

@@ -21,7 +21,8 @@
  * with MAXLEN ~ maxlen), then renew each KEY_TL's TTL (keep) and put conv ("g<gid>") at that seq in the
  * user's KEY_CONVS. Returns the flat list {uid, seq, uid, seq, ...}; or nil and the error when a timeline
  * refused its entry (a timeline ahead of its counter: someone edited the keys), after undoing every seq and
- * entry this call wrote -- so a refused entry takes no seq. mp_msg_copies(src, mid, uids, keep): COPY the
+ * entry this call wrote -- so a refused entry takes no seq. mp_unfan(pairs): take back what a successful
+ * mp_fanout wrote (a later step failed). mp_msg_copies(src, mid, uids, keep): COPY the
  * message hash src (KEY_MSG of mid in the script's shard) to the KEY_MSG of mid in the shard of every user of
  * uids (keys.h: a message is read in its reader's shard), each with TTL keep; with S = 1 there is no other
  * copy. mp_seqs(pairs, skip): "<uid>:<seq> ..." of the pairs but uid skip: MQ_F_SEQS. mp_publish(payload,
@@ -61,6 +62,12 @@
     "    redis.call('ZADD', mp_key('" KEY_CONVS_NAME "', out[j]), out[j + 1], conv)\n"                       \
     "  end\n"                                                                                                \
     "  return out\n"                                                                                         \
+    "end\n"                                                                                                  \
+    "local function mp_unfan(pr)\n"                                                                          \
+    "  for j = 1, #pr, 2 do\n"                                                                               \
+    "    redis.call('XDEL', mp_key('" KEY_TL_NAME "', pr[j]), pr[j + 1] .. '-0')\n"                          \
+    "    redis.call('DECR', mp_key('" KEY_SEQ_NAME "', pr[j]))\n"                                            \
+    "  end\n"                                                                                                \
     "end\n"                                                                                                  \
     "local function mp_msg_copies(src, mid, uids, keep)\n"                                                   \
     "  local done = {[src] = true}\n"                                                                        \

@@ -73,12 +73,13 @@
  * chat_read.c's top comment: the reader's part in the reader's shard, the receipt in the other user's,
  * CONV_F_RECEIPT making it idempotent; a group's membership asked in the group's shard first); GET
  * /conversations reads the caller's shard by script and the groups' keys per shard (http/conv.c);
- * /admin/friends is one SADD per user. On a cluster with S > 1 these still span shards (README, "The slot
- * check"): the group change scripts of magpie-http (the members' keys) and GET /groups (the user's groups'
- * keys) (magpie-persist and magpie-notify read the shards' streams one by one on a cluster: shared/rds.h).
- * The rest of the cluster split must pass every such key as KEYS of a script of that shard; until then a
- * cluster refuses those scripts at S > 1 (the daemons answer "unavailable"), while everything else runs
- * there (shared/rds.h, push/rdsa_cluster.c).
+ * /admin/friends is one SADD per user. magpie-http's group changes at S > 1 whose group and users are not
+ * all in the group's shard are split too (http/groups.c's top comment, "The split"): the group's part in the
+ * group's shard (it leaves KEY_GCHG, the member work still to do), one part per shard of the members
+ * (KEY_GRCV of each event's mid), then the s events' stream entries in the group's shard; GET /groups reads
+ * the caller's KEY_USER_GROUPS, then the groups by one script per shard of them. No script spans shards
+ * any more (magpie-persist and magpie-notify read the shards' streams one by one on a cluster: shared/rds.h),
+ * so every daemon runs on a cluster at any S (shared/rds.h, push/rdsa_cluster.c).
  * Upgrade: keys under the names before the tags are renamed once by magpie-persist at its start
  * (keys_upgrade), before any daemon uses the new names; see the README.
  */
@@ -385,6 +386,13 @@ int keys_live_read(struct rds *r, long long ttl_s, char *buf, size_t len);
 /* set of group ids: the groups a user belongs to (GET /groups, group.max_per_user). No TTL. */
 #define KEY_USER_GROUPS_NAME "ugrp"
 #define KEY_USER_GROUPS      KEY_TAGGED(KEY_USER_GROUPS_NAME) /* shard, uid */
+/* hash: first event mid -> the member work of a group change still to be done at redis.stream_shards > 1
+ * (http/groups.c's top comment, "The split"): JSON {g: gid, ev: [{m, t, p, b, u: [uids]}], jn: {uid: read
+ * mark}, fz: {uid: [last mid, count]}, sh: [shards]}. Written by the change's group part, deleted by its
+ * last step (the s events' stream entries); one left behind is completed by the next change of the group.
+ * No TTL. */
+#define KEY_GCHG_NAME "gchg"
+#define KEY_GCHG      KEY_TAGGED(KEY_GCHG_NAME) /* shard of the gid, gid */
 /* hash {ms, seq}: the state of the id generator of group events' mids (shared/group_lua.h, GROUP_IDGEN_LUA),
  * which mints ids as node ID_MAX_NODE. No TTL. */
 #define KEY_IDGEN "mp:idgen"
