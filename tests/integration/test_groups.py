@@ -7,6 +7,7 @@ import random
 
 from group_client import change_members, create_group, event_of, make_users, timeline
 from push_client import Chat, Device, run, wait_until
+import rkeys
 
 N = 160        # messages one sender sends while a member is removed or added halfway
 PACE_S = 0.02  # within push.rate (50 packets/s per connection)
@@ -25,7 +26,8 @@ def _mids_by_seq(packets, types="g"):
 def test_50_members_on_both_nodes_two_devices_each_get_500_messages_once_in_one_order(stack):
     """A group of 50, each member with a device on each push node; 10 senders send 50 messages each, at once.
     Every device gets every message once; ordered by its user's seq, every member holds the same sequence of
-    mids, without a gap; Y returns exactly that sequence (after the group_created event) to every member."""
+    mids (at S > 1: every member of one shard; push/group.h, "Order"), without a gap, each sender's in the order
+    it sent them; Y returns exactly that sequence (after the group_created event) to every member."""
     async def go():
         users = make_users(stack, 50)
         devices = {u: [await Chat.connect(stack, u, node=1), await Chat.connect(stack, u, node=2)] for u in users}
@@ -52,18 +54,28 @@ def test_50_members_on_both_nodes_two_devices_each_get_500_messages_once_in_one_
         acked_mids = {r["mid"] for a in acks for r in a}
         assert len(acked_mids) == total
 
-        orders = []
+        # One order for every member in one shard (each shard's part of a message writes all of that shard's
+        # members in one script); across shards only at S = 1 (or with the whole group in one shard): at S > 1
+        # the parts of two senders' messages may run in different orders in two shards (push/group.h, "Order").
+        r = stack.redis()
+        one_order = rkeys.shards(r) == 1 or len({rkeys.shard(r, u) for u in users}) == 1
+        orders, by_shard = [], {}
         for (u, k), packets in zip([(u, k) for u in users for k in (0, 1)], got):
             mids, seqs = _mids_by_seq(packets)
             assert len(mids) == total and set(mids) == acked_mids, f"uid {u} device {k}: lost or doubled"
             assert seqs == list(range(seqs[0], seqs[0] + total)), f"uid {u}: the g entries have a gap"
             assert all(p["to"] == gid and p["type"] == "g" for p in packets)
             orders.append(mids)
-        assert all(o == orders[0] for o in orders), "every member holds the messages in one order"
-        # a sender's own messages in the order it sent them
+            by_shard.setdefault(rkeys.shard(r, u), []).append(mids)
+        for s, os_ in by_shard.items():
+            assert all(o == os_[0] for o in os_), f"the members of shard {s} hold the messages in one order"
+        if one_order:
+            assert all(o == orders[0] for o in orders), "every member holds the messages in one order"
+        # a sender's own messages in the order it sent them, in every member's timeline
         for u, a in zip(senders, acks):
-            mine = [m for m in orders[0] if m in {r["mid"] for r in a}]
-            assert mine == [r["mid"] for r in a]
+            sent = [r["mid"] for r in a]
+            for o in orders:
+                assert [m for m in o if m in set(sent)] == sent
 
         synced = []
         for u in users:
@@ -75,7 +87,7 @@ def test_50_members_on_both_nodes_two_devices_each_get_500_messages_once_in_one_
             if u in senders:
                 by_mid = {e["mid"]: e["seq"] for e in entries}
                 assert all(by_mid[r["mid"]] == r["seq"] for r in acks[senders.index(u)])
-        assert all(s == orders[0] for s in synced), "Y returns the same sequence of mids to every member"
+        assert all(s == o for s, o in zip(synced, orders[::2])), "Y returns each member the order it was pushed"
     run(go())
 
 
