@@ -32,10 +32,8 @@
  *     SPUBLISH is in its own slot. The rule: a delivery to user U's connections is published by a script
  *     of U's shard, so U's deliveries keep their order on one channel (t/i: send, send_s, send_r; R: the
  *     reader's r from read/gread, the receipt from the receipt step; g: the group's part when it does it
- *     whole, else each member shard's part). Until magpie-http's group change scripts are split per
- *     shard (they span shards: below), a group event's deliveries go on the channel of the group's
- *     shard; on one Redis that keeps the order anyway (all of a node's channels are
- *     on its one subscriber connection, in the order Redis ran the scripts).
+ *     whole, else each member shard's part; a group change of magpie-http: the change script when it does
+ *     it whole, else each member shard's part, http/groups.c).
  *   - Global keys in scripts, chosen per key: KEY_GROUP_NEXT and KEY_IDGEN stay global, since each is used
  *     by a command or script of its own (INCR; GROUP_IDGEN_LUA with KEYS = KEY_IDGEN alone).
  *   - The node registry and the rooms' member counts: one slot, the tag KEY_NODES_TAG ("mp:{nodes}..."):
