@@ -35,6 +35,24 @@ static const char raise_lua[] =
                 "if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return 1 end\n"
                 "return 0\n";
 
+/* What both group restore scripts write into KEY_GROUP (KEYS[1]) from their ARGV 2 and 4..9: name, owner,
+ * created and ver as MySQL has them; j and n raised to MySQL's, never lowered; l raised to MySQL's latest mid
+ * (mids grow with time: compared by length, then as strings). */
+#define RESTORE_GROUP_HASH_LUA                                                                               \
+    "local function atleast(f, v)\n"                                                                         \
+    "  local c = redis.call('HGET', KEYS[1], f)\n"                                                           \
+    "  if c and tonumber(c) > tonumber(v) then return c end\n"                                               \
+    "  return v\n"                                                                                           \
+    "end\n"                                                                                                  \
+    "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"               \
+    "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"                                        \
+    "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"                                        \
+    "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"                                        \
+    "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"                                            \
+    "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"               \
+    "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"                                           \
+    "end\n"
+
 /* KEYS: KEY_GROUP, KEY_GROUP_MEMBERS. ARGV: gid, ver, deleted (1 or 0), name, owner, created, j, n, l (""
  * = none), then uid and "<role> <join order> <joined ms>" of each member. Returns 1 when it wrote, 0 when
  * Redis has that ver or a newer one. The members' KEY_USER_GROUPS are built here, in their shards (keys.h):
@@ -45,20 +63,7 @@ static const char restore_group_lua[] = KEY_LUA_LIB
     "local old = redis.call('HKEYS', KEYS[2])\n"
     "for i = 1, #old do redis.call('SREM', mp_key('" KEY_USER_GROUPS_NAME "', old[i]), ARGV[1]) end\n"
     "redis.call('DEL', KEYS[2])\n"
-    "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return 1 end\n"
-    "local function atleast(f, v)\n"
-    "  local c = redis.call('HGET', KEYS[1], f)\n"
-    "  if c and tonumber(c) > tonumber(v) then return c end\n"
-    "  return v\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"
-    "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"
-    "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"
-    "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"
-    "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"
-    "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"
-    "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"
-    "end\n"
+    "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return 1 end\n" RESTORE_GROUP_HASH_LUA
     "for i = 10, #ARGV, 2 do\n"
     "  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])\n"
     "  redis.call('SADD', mp_key('" KEY_USER_GROUPS_NAME "', ARGV[i]), ARGV[1])\n"
@@ -78,20 +83,7 @@ static const char restore_group_split_lua[] =
                 "redis.call('DEL', KEYS[2])\n"
                 "local out = {1}\n"
                 "for i = 1, #old do out[#out + 1] = old[i] end\n"
-                "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return out end\n"
-                "local function atleast(f, v)\n"
-                "  local c = redis.call('HGET', KEYS[1], f)\n"
-                "  if c and tonumber(c) > tonumber(v) then return c end\n"
-                "  return v\n"
-                "end\n"
-                "redis.call('HSET', KEYS[1], '" GROUP_F_NAME "', ARGV[4], '" GROUP_F_OWNER "', ARGV[5],\n"
-                "  '" GROUP_F_CREATED "', ARGV[6], '" GROUP_F_VER "', ARGV[2],\n"
-                "  '" GROUP_F_JOINS "', atleast('" GROUP_F_JOINS "', ARGV[7]),\n"
-                "  '" GROUP_F_COUNT "', atleast('" GROUP_F_COUNT "', ARGV[8]))\n"
-                "local l = redis.call('HGET', KEYS[1], '" GROUP_F_LAST "')\n"
-                "if ARGV[9] ~= '' and (not l or #l < #ARGV[9] or (#l == #ARGV[9] and l < ARGV[9])) then\n"
-                "  redis.call('HSET', KEYS[1], '" GROUP_F_LAST "', ARGV[9])\n"
-                "end\n"
+                "if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) return out end\n" RESTORE_GROUP_HASH_LUA
                 "for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
                 "return out\n";
 
