@@ -204,8 +204,12 @@ def assert_timelines_gap_free(senders, receivers):
 
 def test_chat_resumes_by_itself_within_10_s_of_a_kill_9_of_the_master(failover):
     assert failover["gap_s"] < RESUME_LIMIT_S, failover["gap_s"]
-    # the gap is the failover's, not one before it
-    assert failover["gap_from"] - failover["killed_at"] < 1.0
+    # the gap is the failover's, not one before or after it: it begins at the kill, or later but before the
+    # replica is promoted. With redis.stream_shards > 1 a message whose keys all live on the surviving masters
+    # is still acked until the cluster marks the killed master FAIL (about node-timeout) and answers CLUSTERDOWN
+    # everywhere; so the gap may begin seconds after the kill (1.84 s in one CI run at S = 4).
+    began = failover["gap_from"] - failover["killed_at"]
+    assert -1.0 < began < failover["promoted_s"], (began, failover["promoted_s"])
     # and chat went on after it: acks for the rest of the traffic
     late = [t for s in failover["senders"] for t in s.acked_at.values() if t > failover["killed_at"] + 10]
     assert len(late) > RATE * 2, len(late)
