@@ -305,6 +305,55 @@ static struct rdsa_script send_r_lua = {
  * buf: the delivery channels a script of that shard publishes on (keys.h). */
 #define chan_prefix(buf, shard) snprintf((buf), sizeof(buf), CHAN_NODE_SHARD_PREFIX, (shard))
 
+/* A message as the three send scripts take it. */
+struct send_fields {
+    const char *mid, *cid, *body, *head, *json; /* head: chatpkt_delivery's; json: the packet without seq */
+    size_t cid_len, body_len, head_len, json_len;
+    int64_t from, to, ts;
+    char type;
+};
+
+/* The run of ARGV the three scripts share, in this order (their comments): node, mid, from, to, cid, type,
+ * body, ts, dedup TTL, delivery head, CHAN_NODE prefix of `shard`, suffix, packet, timeline.keep_s,
+ * timeline.max_entries. Written at argv[0..SEND_COMMON_ARGC); the numbers are formatted into n, which lives
+ * until rdsa_eval has copied them. */
+#define SEND_COMMON_ARGC 15
+struct send_numbers {
+    char node[16], from[24], to[24], ts[24], ttl[24], keep[24], maxlen[24], chan[32], type[2];
+};
+
+static void send_common_argv(const struct send_fields *f, int shard, struct send_numbers *n, const char **argv,
+                             size_t *argvlen)
+{
+    snprintf(n->node, sizeof(n->node), "%d", push.node);
+    snprintf(n->from, sizeof(n->from), "%lld", (long long)f->from);
+    snprintf(n->to, sizeof(n->to), "%lld", (long long)f->to);
+    snprintf(n->ts, sizeof(n->ts), "%lld", (long long)f->ts);
+    snprintf(n->ttl, sizeof(n->ttl), "%lld", push.cfg->push.dedup_ttl_s);
+    snprintf(n->keep, sizeof(n->keep), "%lld", push.cfg->timeline.keep_s);
+    snprintf(n->maxlen, sizeof(n->maxlen), "%lld", push.cfg->timeline.max_entries);
+    chan_prefix(n->chan, shard);
+    n->type[0] = f->type;
+    n->type[1] = '\0';
+#define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
+    ARG(0, n->node, strlen(n->node));
+    ARG(1, f->mid, strlen(f->mid));
+    ARG(2, n->from, strlen(n->from));
+    ARG(3, n->to, strlen(n->to));
+    ARG(4, f->cid, f->cid_len);
+    ARG(5, n->type, 1);
+    ARG(6, f->body, f->body_len);
+    ARG(7, n->ts, strlen(n->ts));
+    ARG(8, n->ttl, strlen(n->ttl));
+    ARG(9, f->head, f->head_len);
+    ARG(10, n->chan, strlen(n->chan));
+    ARG(11, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
+    ARG(12, f->json, f->json_len);
+    ARG(13, n->keep, strlen(n->keep));
+    ARG(14, n->maxlen, strlen(n->maxlen));
+#undef ARG
+}
+
 struct send_req {
     struct chat_req r;
     int64_t to;
@@ -459,8 +508,8 @@ static void on_recv_durable(int ok, void *arg)
 static void send_recv(struct send_req *s)
 {
     char rcv[64], mq[32], pto[64], sto[64], tto[64], msgto[64], csto[64], cto[64], restored[48], notify[32],
-        node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24], chan[32],
-        type[2] = {s->type, 0}, *head;
+        qmax[24], *head;
+    struct send_numbers n;
     const char *argv[SEND_R_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_R_ARGC], head_len;
     int rs = key_shard(s->to);
@@ -481,15 +530,12 @@ static void send_recv(struct send_req *s)
     key_tagged(cto, sizeof(cto), KEY_CONV, s->to);
     snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, rs);
     snprintf(notify, sizeof(notify), KEY_NOTIFY, rs);
-    snprintf(node, sizeof(node), "%d", push.node);
-    snprintf(from_s, sizeof(from_s), "%lld", (long long)s->from);
-    snprintf(to_s, sizeof(to_s), "%lld", (long long)s->to);
-    snprintf(ts_s, sizeof(ts_s), "%lld", (long long)s->ts);
-    snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
-    snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
-    snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
-    chan_prefix(chan, rs);
+    send_common_argv(&(struct send_fields){.mid = s->mid, .cid = s->r.id, .cid_len = s->r.id_len, .body = s->body,
+                                           .body_len = s->body_len, .head = head, .head_len = head_len,
+                                           .json = s->json, .json_len = s->json_len, .from = s->from,
+                                           .to = s->to, .ts = s->ts, .type = s->type},
+                     rs, &n, argv + SEND_R_NKEYS, argvlen + SEND_R_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, rcv, strlen(rcv));
     ARG(1, mq, strlen(mq));
@@ -501,21 +547,7 @@ static void send_recv(struct send_req *s)
     ARG(7, cto, strlen(cto));
     ARG(8, restored, strlen(restored));
     ARG(9, notify, strlen(notify));
-    ARG(10, node, strlen(node));
-    ARG(11, s->mid, strlen(s->mid));
-    ARG(12, from_s, strlen(from_s));
-    ARG(13, to_s, strlen(to_s));
-    ARG(14, s->r.id, s->r.id_len);
-    ARG(15, type, 1);
-    ARG(16, s->body, s->body_len);
-    ARG(17, ts_s, strlen(ts_s));
-    ARG(18, ttl, strlen(ttl));
-    ARG(19, head, head_len);
-    ARG(20, chan, strlen(chan));
-    ARG(21, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
-    ARG(22, s->json, s->json_len);
-    ARG(23, keep, strlen(keep));
-    ARG(24, maxlen, strlen(maxlen));
+    /* 10..24: send_common_argv */
     ARG(25, live, strlen(live));
     ARG(26, s->body, s->type == 't' ? chat_preview_len(s->body, s->body_len) : 0);
     ARG(27, qmax, strlen(qmax));
@@ -670,8 +702,8 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
                        size_t head_len)
 {
     char friends[64], mq[32], pfrom[64], sfrom[64], tfrom[64], msgkey[64], csfrom[64], cfrom[64],
-        restored[48], node[16], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], msgpre[48],
-        chan[32], type[2] = {s->type, 0};
+        restored[48], msgpre[48];
+    struct send_numbers n;
     const char *argv[SEND_S_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "";
     size_t argvlen[SEND_S_ARGC];
     int ss = key_shard(s->from);
@@ -685,15 +717,12 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
     key_tagged(csfrom, sizeof(csfrom), KEY_CONVS, s->from);
     key_tagged(cfrom, sizeof(cfrom), KEY_CONV, s->from);
     snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, ss);
-    snprintf(node, sizeof(node), "%d", push.node);
-    snprintf(from_s, sizeof(from_s), "%lld", (long long)s->from);
-    snprintf(to_s, sizeof(to_s), "%lld", (long long)s->to);
-    snprintf(ts_s, sizeof(ts_s), "%lld", (long long)s->ts);
-    snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
-    snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
-    snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     key_msg_prefix(msgpre, sizeof(msgpre), ss);
-    chan_prefix(chan, ss);
+    send_common_argv(&(struct send_fields){.mid = s->mid, .cid = s->r.id, .cid_len = s->r.id_len, .body = s->body,
+                                           .body_len = s->body_len, .head = head, .head_len = head_len,
+                                           .json = s->json, .json_len = s->json_len, .from = s->from,
+                                           .to = s->to, .ts = s->ts, .type = s->type},
+                     ss, &n, argv + SEND_S_NKEYS, argvlen + SEND_S_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -705,21 +734,7 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
     ARG(7, csfrom, strlen(csfrom));
     ARG(8, cfrom, strlen(cfrom));
     ARG(9, restored, strlen(restored));
-    ARG(10, node, strlen(node));
-    ARG(11, s->mid, strlen(s->mid));
-    ARG(12, from_s, strlen(from_s));
-    ARG(13, to_s, strlen(to_s));
-    ARG(14, s->r.id, s->r.id_len);
-    ARG(15, type, 1);
-    ARG(16, s->body, s->body_len);
-    ARG(17, ts_s, strlen(ts_s));
-    ARG(18, ttl, strlen(ttl));
-    ARG(19, head, head_len);
-    ARG(20, chan, strlen(chan));
-    ARG(21, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
-    ARG(22, s->json, s->json_len);
-    ARG(23, keep, strlen(keep));
-    ARG(24, maxlen, strlen(maxlen));
+    /* 10..24: send_common_argv */
     ARG(25, waits, strlen(waits));
     ARG(26, msgpre, strlen(msgpre));
 #undef ARG
@@ -732,8 +747,8 @@ void chat_send(struct conn *c, const struct chatpkt *p)
 {
     char dedup[64 + CHAT_MAX_ID], friends[64], pto[64], pfrom[64], sfrom[64], sto[64], tfrom[64], tto[64],
         msgkey[64], msgto[64], mq[32], restored[48], notify[32], csfrom[64], csto[64], cfrom[64], cto[64],
-        node[16], mid_s[24], from_s[24], to_s[24], ts_s[24], ttl[24], keep[24], maxlen[24], qmax[24],
-        chan[32], type[2] = {p->type, '\0'}, *json = NULL, *head = NULL;
+        mid_s[24], qmax[24], *json = NULL, *head = NULL;
+    struct send_numbers n;
     const char *argv[SEND_ARGC], *waits = push.cfg->redis.min_replicas_acked > 0 ? "1" : "", *live = "";
     size_t argvlen[SEND_ARGC], json_len = 0, head_len, dedup_len;
     struct send_req *s = NULL;
@@ -783,12 +798,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     key_tagged(friends, sizeof(friends), KEY_FRIENDS, c->uid);
     key_tagged(pto, sizeof(pto), KEY_PRESENCE, m.to);
     key_tagged(pfrom, sizeof(pfrom), KEY_PRESENCE, c->uid);
-    snprintf(node, sizeof(node), "%d", push.node);
     snprintf(mid_s, sizeof(mid_s), "%lld", (long long)mid);
-    snprintf(from_s, sizeof(from_s), "%lld", (long long)c->uid);
-    snprintf(to_s, sizeof(to_s), "%lld", (long long)m.to);
-    snprintf(ts_s, sizeof(ts_s), "%lld", (long long)ts);
-    snprintf(ttl, sizeof(ttl), "%lld", push.cfg->push.dedup_ttl_s);
     key_tagged(sfrom, sizeof(sfrom), KEY_SEQ, c->uid);
     key_tagged(sto, sizeof(sto), KEY_SEQ, m.to);
     key_tagged(tfrom, sizeof(tfrom), KEY_TL, c->uid);
@@ -802,12 +812,14 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     key_tagged(csto, sizeof(csto), KEY_CONVS, m.to);
     key_tagged(cfrom, sizeof(cfrom), KEY_CONV, c->uid);
     key_tagged(cto, sizeof(cto), KEY_CONV, m.to);
-    snprintf(keep, sizeof(keep), "%lld", push.cfg->timeline.keep_s);
-    snprintf(maxlen, sizeof(maxlen), "%lld", push.cfg->timeline.max_entries);
     if (push.cfg->notify.webhook_url[0] != '\0' && (live = cluster_live_nodes()) == NULL)
         goto failed; /* no live-node view: Redis has not answered for push.node_ttl_s */
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
-    chan_prefix(chan, key_shard(c->uid)); /* both users' shard */
+    send_common_argv(&(struct send_fields){.mid = mid_s, .cid = p->id, .cid_len = p->id_len, .body = m.body,
+                                           .body_len = m.body_len, .head = head, .head_len = head_len,
+                                           .json = json, .json_len = json_len, .from = c->uid, .to = m.to,
+                                           .ts = ts, .type = p->type},
+                     key_shard(c->uid) /* both users' shard */, &n, argv + SEND_NKEYS, argvlen + SEND_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -826,21 +838,7 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     ARG(14, restored, strlen(restored));
     ARG(15, notify, strlen(notify));
     ARG(16, msgto, strlen(msgto));
-    ARG(17, node, strlen(node));
-    ARG(18, mid_s, strlen(mid_s));
-    ARG(19, from_s, strlen(from_s));
-    ARG(20, to_s, strlen(to_s));
-    ARG(21, p->id, p->id_len);
-    ARG(22, type, 1);
-    ARG(23, m.body, m.body_len);
-    ARG(24, ts_s, strlen(ts_s));
-    ARG(25, ttl, strlen(ttl));
-    ARG(26, head, head_len);
-    ARG(27, chan, strlen(chan));
-    ARG(28, CHAN_NODE_SUFFIX, strlen(CHAN_NODE_SUFFIX));
-    ARG(29, json, json_len);
-    ARG(30, keep, strlen(keep));
-    ARG(31, maxlen, strlen(maxlen));
+    /* 17..31: send_common_argv */
     ARG(32, live, strlen(live));
     ARG(33, m.body, p->type == 't' ? chat_preview_len(m.body, m.body_len) : 0);
     ARG(34, qmax, strlen(qmax));
