@@ -2,8 +2,11 @@
 the HTTP calls of the group endpoints, and reading a member's timeline with Y."""
 import json
 
+import pytest
+
 from http_client import Client, test_token
 from push_client import new_uid
+import rkeys
 
 _tokens = {}
 
@@ -14,6 +17,34 @@ def make_users(stack, n):
     with stack.mysql() as db, db.cursor() as cur:
         cur.executemany("INSERT INTO users (id, mobile) VALUES (%s, %s)", [(u, f"g{u}") for u in uids])
     return uids
+
+
+def users_over_shards(stack, n_per_shard=1):
+    """(redis, users): n_per_shard existing users in each shard, shard 0's first. Skips the test below
+    redis.stream_shards = 2 (MAGPIE_STREAM_SHARDS=4)."""
+    r = stack.redis()
+    s = rkeys.shards(r)
+    if s < 2:
+        pytest.skip("needs redis.stream_shards > 1 (MAGPIE_STREAM_SHARDS=4)")
+    by = {i: [] for i in range(s)}
+    while any(len(v) < n_per_shard for v in by.values()):
+        for u in make_users(stack, 8):
+            if len(by[rkeys.shard(r, u)]) < n_per_shard:
+                by[rkeys.shard(r, u)].append(u)
+    return r, [u for i in range(s) for u in by[i]]
+
+
+def seed_group(r, gid, users):
+    """A group as POST /groups leaves it in Redis (KEY_GROUP, KEY_GROUP_MEMBERS, each member's
+    KEY_USER_GROUPS; users[0] owns it), written one key per command, so that it can be made on any stack,
+    the slot check's included."""
+    now = 1_700_000_000_000
+    r.hset(rkeys.tagged(r, "grp", gid), mapping={"name": "seeded", "owner": users[0], "created": now,
+                                                 "j": len(users), "ver": 1})
+    r.hset(rkeys.tagged(r, "grp", gid) + ":m",
+           mapping={u: f"{'o' if i == 0 else 'm'} {i + 1} {now}" for i, u in enumerate(users)})
+    for u in users:
+        r.sadd(rkeys.tagged(r, "ugrp", u), gid)
 
 
 def token(stack, uid):

@@ -6,28 +6,10 @@ A comes once every part answered; a failure of one shard's part is completed by 
 first mid and seq, the missing members get it once, the others not again); magpie-persist stores one row with
 the sender's seq and every other member's position. Skips at S = 1 (scripts/dev's MAGPIE_STREAM_SHARDS=4 runs
 it)."""
-import asyncio
 
-import pytest
-
-from group_client import create_group, make_users, timeline
+from group_client import create_group, seed_group, timeline, users_over_shards
 from push_client import Chat, run, wait_until
 import rkeys
-
-
-def _spread(stack, n_per_shard=2):
-    """An owner and members covering every shard (n_per_shard users each), all existing users."""
-    r = stack.redis()
-    s = rkeys.shards(r)
-    if s < 2:
-        pytest.skip("needs redis.stream_shards > 1 (MAGPIE_STREAM_SHARDS=4)")
-    by = {i: [] for i in range(s)}
-    while any(len(v) < n_per_shard for v in by.values()):
-        for u in make_users(stack, 8):
-            if len(by[rkeys.shard(r, u)]) < n_per_shard:
-                by[rkeys.shard(r, u)].append(u)
-    users = [u for i in range(s) for u in by[i]]
-    return r, users
 
 
 def _row(stack, sender, cid):
@@ -50,7 +32,7 @@ def _entries(tl):
 
 
 def test_a_g_to_members_in_every_shard_reaches_each_once_with_its_seq_and_is_stored_once(stack):
-    r, users = _spread(stack)
+    r, users = users_over_shards(stack, n_per_shard=2)
     sender = users[-1]  # not the owner: any member sends
 
     async def go():
@@ -92,7 +74,7 @@ def test_a_failed_shard_part_is_completed_by_the_retry_acked_once_delivered_once
     """One member's timeline key is made a string: that shard's part fails (its script undoes itself) and the
     g gets E; the members of the other shards have it. The retry (same id) completes that shard only: A with
     the first mid and seq, the member gets it once, nobody else twice, one row."""
-    r, users = _spread(stack, n_per_shard=1)
+    r, users = users_over_shards(stack)
     sender = users[0]
 
     async def go():
@@ -133,26 +115,13 @@ def test_a_failed_shard_part_is_completed_by_the_retry_acked_once_delivered_once
     run(go())
 
 
-def _seed_group(r, gid, users):
-    """A group as POST /groups leaves it in Redis (KEY_GROUP, KEY_GROUP_MEMBERS, each member's KEY_USER_GROUPS),
-    written one key per command: magpie-http's group scripts are not split yet (keys.h), so on a cluster with
-    S > 1 (the slot check) this is how a g can be sent to a group at all."""
-    now = 1_700_000_000_000
-    r.hset(rkeys.tagged(r, "grp", gid), mapping={"name": "seeded", "owner": users[0], "created": now,
-                                                 "j": len(users), "ver": 1})
-    r.hset(rkeys.tagged(r, "grp", gid) + ":m",
-           mapping={u: f"{'o' if i == 0 else 'm'} {i + 1} {now}" for i, u in enumerate(users)})
-    for u in users:
-        r.sadd(rkeys.tagged(r, "ugrp", u), gid)
-
-
 def test_a_g_on_a_cluster_touches_one_slot_per_script(stack):
     """The same send on a group seeded in Redis (so it runs on the slot check too, where every script that
     touches two slots is refused): members in every shard get it once, the A carries the sender's seq, one
     row is stored with the sender's seq."""
-    r, users = _spread(stack, n_per_shard=1)
+    r, users = users_over_shards(stack)
     gid = users[-1] + 1_000_000_000_000  # a group id of its own, in some shard
-    _seed_group(r, gid, users)
+    seed_group(r, gid, users)
     sender = users[1]
 
     async def go():

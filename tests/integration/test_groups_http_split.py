@@ -5,24 +5,10 @@ runs on a Redis Cluster). Checked as a client sees it: every member's device get
 gap-free seqs in its timeline; GET /groups lists groups of every shard; a member part that fails leaves the
 change pending (the request answers code 20) and the next request about the group completes it, once, in
 order. Skips at S = 1 (scripts/dev's MAGPIE_STREAM_SHARDS=4 runs it)."""
-import pytest
 
-from group_client import api, change_members, create_group, event_of, make_users, timeline
+from group_client import api, change_members, create_group, event_of, timeline, users_over_shards
 from push_client import Chat, run
 import rkeys
-
-
-def _spread(stack, n_per_shard=1):
-    r = stack.redis()
-    s = rkeys.shards(r)
-    if s < 2:
-        pytest.skip("needs redis.stream_shards > 1 (MAGPIE_STREAM_SHARDS=4)")
-    by = {i: [] for i in range(s)}
-    while any(len(v) < n_per_shard for v in by.values()):
-        for u in make_users(stack, 8):
-            if len(by[rkeys.shard(r, u)]) < n_per_shard:
-                by[rkeys.shard(r, u)].append(u)
-    return r, [u for i in range(s) for u in by[i]]
 
 
 async def _events(chat, n, gid=None):
@@ -42,9 +28,9 @@ async def _gap_free(chat):
 
 
 def test_changes_of_a_group_in_every_shard_reach_each_member_once_with_gap_free_seqs(stack):
-    r, users = _spread(stack)
+    r, users = users_over_shards(stack)
     owner, rest = users[0], users[1:]
-    extra = _spread(stack)[1]  # one more user per shard, added later
+    extra = users_over_shards(stack)[1]  # one more user per shard, added later
 
     async def go():
         chats = {u: await Chat.connect(stack, u) for u in users + extra}
@@ -90,9 +76,9 @@ def test_a_failed_member_part_is_completed_by_the_next_request_about_the_group(s
     itself), the request answers code 20, the members of the other shards have the event. The retry of the
     add (code 2: already a member) completes the victim's shard: it gets member_added once, nobody twice;
     the next change then reaches everyone in order."""
-    r, users = _spread(stack)
+    r, users = users_over_shards(stack)
     owner = users[0]
-    newcomer = _spread(stack)[1][0]
+    newcomer = users_over_shards(stack)[1][0]
 
     async def go():
         chats = {u: await Chat.connect(stack, u) for u in users + [newcomer]}

@@ -7,7 +7,7 @@ failed and the client retried), the listed groups, the friendship. Skipped at S 
 MAGPIE_STREAM_SHARDS=4 runs them)."""
 import pytest
 
-from group_client import api, make_users, token
+from group_client import api, make_users, seed_group, token
 from http_client import Client
 from push_client import Chat, make_friends, new_uid, run
 import rkeys
@@ -134,13 +134,7 @@ def _group_across_shards(stack, r):
         if rkeys.shard(r, u) not in {rkeys.shard(r, x) for x in users}:
             users.append(u)
     gid = max(users) + 1_000_000_000_000
-    now = 1_700_000_000_000
-    r.hset(rkeys.tagged(r, "grp", gid), mapping={"name": "seeded", "owner": users[0], "created": now,
-                                                 "j": len(users), "ver": 1})
-    r.hset(rkeys.tagged(r, "grp", gid) + ":m",
-           mapping={u: f"{'o' if i == 0 else 'm'} {i + 1} {now}" for i, u in enumerate(users)})
-    for u in users:
-        r.sadd(rkeys.tagged(r, "ugrp", u), gid)
+    seed_group(r, gid, users)
     owner = next(u for u in users if rkeys.shard(r, u) == rkeys.shard(r, gid))
     reader = next(u for u in users if rkeys.shard(r, u) != rkeys.shard(r, gid))
     return gid, owner, reader
