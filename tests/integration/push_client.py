@@ -201,6 +201,17 @@ class Chat:
                                            max(0.01, deadline - time.monotonic())))
         return out
 
+    async def sync_all(self, after=0, limit=500):
+        """Y from after until more is false, limit a page: (the packets, the timeline's max)."""
+        out, at = [], after
+        while True:
+            r = await self.request("Y", {"after": at, "limit": limit}, timeout=10)
+            assert r["type"] == "Y", r
+            out += r["msg"]["messages"]
+            if not r["msg"]["more"]:
+                return out, r["msg"]["max"]
+            at = out[-1]["seq"]
+
     async def closed(self, timeout=DEFAULT_TIMEOUT):
         """Wait for the server to close; returns (code, reason) and every packet that came before."""
         got = list(self.inbox)

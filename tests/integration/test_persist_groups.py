@@ -348,19 +348,6 @@ def test_bad_group_entries_go_to_the_dead_letter_stream_and_the_rest_is_stored(s
 
 # ---- Y from MySQL ----
 
-def _sync_all(c, after=0, limit=500):
-    async def go():
-        out, at = [], after
-        while True:
-            r = await c.request("Y", {"after": at, "limit": limit}, timeout=10)
-            assert r["type"] == "Y", r
-            out += r["msg"]["messages"]
-            if not r["msg"]["more"]:
-                return out, r["msg"]["max"]
-            at = out[-1]["seq"]
-    return go()
-
-
 def test_Y_serves_group_entries_from_mysql_contiguous_with_1to1_ones(stack):
     """Three members: a and b also chat 1:1 through magpie-push; group messages and an event come between.
     With the packets gone from Redis, then the timelines too, Y gives every member the same timeline it had,
@@ -416,22 +403,22 @@ def test_Y_serves_group_entries_from_mysql_contiguous_with_1to1_ones(stack):
 
         # 1. the timelines in Redis, the group packets not (KEY_MSG never written): packets by mid from MySQL
         for u, conn in conns.items():
-            msgs, top = await _sync_all(conn)
+            msgs, top = await conn.sync_all()
             assert view(msgs) == want[u] and top == want[u][-1][0], u
         # 2. the timelines gone from Redis too: everything from MySQL, in pages
         for u in conns:
             rr.delete(rkeys.tagged(rr, "tl", u))
         for u, conn in conns.items():
             for limit in (500, 2):
-                msgs, top = await _sync_all(conn, limit=limit)
+                msgs, top = await conn.sync_all(limit=limit)
                 assert view(msgs) == want[u] and top == want[u][-1][0], (u, limit)
             for after in range(1, len(want[u]) + 1):
-                msgs, _ = await _sync_all(conn, after=after)
+                msgs, _ = await conn.sync_all(after=after)
                 assert view(msgs) == want[u][after:], (u, after)
         # 3. a new 1:1 message: Redis has it, MySQL the rest, joined
         want[a] = want[a][2:]
         await direct(b, a, "three")
-        msgs, top = await _sync_all(ca, after=2)
+        msgs, top = await ca.sync_all(after=2)
         assert view(msgs) == want[a] and top == want[a][-1][0]
         assert [m["seq"] for m in msgs] == list(range(3, top + 1))
         # 4. H (1:1 history, read from MySQL) has no group rows -- once "three" is stored (H reads MySQL)

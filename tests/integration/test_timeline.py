@@ -70,20 +70,6 @@ def test_Y_bad_input_gets_E_or_the_documented_answer(stack):
     run(go())
 
 
-def _sync_all(c, after=0, limit=500):
-    """Y from after until more is false; returns the packets."""
-    async def go():
-        out, at = [], after
-        while True:
-            r = await c.request("Y", {"after": at, "limit": limit}, timeout=10)
-            assert r["type"] == "Y", r
-            out += r["msg"]["messages"]
-            if not r["msg"]["more"]:
-                return out, r["msg"]["max"]
-            at = out[-1]["seq"]
-    return go()
-
-
 def test_Y_pages_with_limit_and_more(stack):
     async def go():
         a, b = new_uid(), new_uid()
@@ -93,7 +79,7 @@ def test_Y_pages_with_limit_and_more(stack):
             await c.text(b, f"m{i}")
         r = (await c.request("Y", {"after": 3, "limit": 10}))["msg"]
         assert [m["seq"] for m in r["messages"]] == list(range(4, 14)) and r["more"] is True and r["max"] == 25
-        msgs, top = await _sync_all(c, after=13, limit=7)
+        msgs, top = await c.sync_all(after=13, limit=7)
         assert [m["seq"] for m in msgs] == list(range(14, 26)) and top == 25
         assert [m["msg"] for m in msgs] == [f"m{i}" for i in range(13, 25)]
     run(go())
@@ -116,7 +102,7 @@ def test_Y_serves_from_mysql_what_redis_no_longer_has(stack):
         ca, cb = await Chat.connect(stack, a), await Chat.connect(stack, b)
         for i in range(30):
             await (ca if i % 3 else cb).text(b if i % 3 else a, f"m{i}")
-        before, top = await _sync_all(ca)
+        before, top = await ca.sync_all()
         assert [m["seq"] for m in before] == list(range(1, 31)) and top == 30
         await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 31)), 10, "persist to store all 30")
         r = stack.redis()
@@ -124,15 +110,15 @@ def test_Y_serves_from_mysql_what_redis_no_longer_has(stack):
         r.xtrim(rkeys.tagged(r, "tl", a), maxlen=10)
         for m in before:
             rkeys.delete(r, *rkeys.msg_copies(r, m['mid']))
-        after, top = await _sync_all(ca)
+        after, top = await ca.sync_all()
         assert after == before and top == 30
         # and everything
         r.delete(rkeys.tagged(r, "tl", a))
-        again, top = await _sync_all(ca, limit=7)
+        again, top = await ca.sync_all(limit=7)
         assert again == before and top == 30
         # new messages join on: Redis has 31.., MySQL 1..30
         await cb.text(a, "new")
-        msgs, top = await _sync_all(ca, after=25)
+        msgs, top = await ca.sync_all(after=25)
         assert [m["seq"] for m in msgs] == [26, 27, 28, 29, 30, 31] and msgs[-1]["msg"] == "new" and top == 31
     run(go())
 
@@ -234,7 +220,7 @@ def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_
         ca, cb = await Chat.connect(stack, a), await Chat.connect(stack, b)
         for i in range(6):
             await (ca if i % 2 else cb).text(b if i % 2 else a, f"m{i}")
-        before, top = await _sync_all(ca)
+        before, top = await ca.sync_all()
         assert top == 6
         await wait_until(lambda: _stored_seqs(stack, a) == list(range(1, 7)), 10, "persist to store all 6")
         r = stack.redis()
@@ -242,7 +228,7 @@ def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_
         try:
             rkeys.delete(r, *rkeys.every(r, "seq:restored"), rkeys.tagged(r, "seq", a), rkeys.tagged(r, "tl", a),
                          *[k for m in before for k in rkeys.msg_copies(r, m['mid'])])
-            again, top = await _sync_all(ca)
+            again, top = await ca.sync_all()
             assert again == before and top == 6, "Y without a counter in Redis: MySQL's"
             refused = await ca.text(b, "while counters are missing")
             assert (refused["type"], refused["msg"]) == ("E", "temporarily unavailable, retry")
@@ -255,6 +241,6 @@ def test_a_redis_that_lost_its_counters_gets_them_back_from_mysql_and_reuses_no_
         assert nxt["type"] == "A" and nxt["seq"] == 7
         got = await cb.wait_for(lambda p: p.get("type") == "t" and p["msg"] == "after the loss")
         assert got["seq"] == 7   # b's counter was still there
-        msgs, top = await _sync_all(ca, after=5)
+        msgs, top = await ca.sync_all(after=5)
         assert [m["seq"] for m in msgs] == [6, 7] and top == 7
     run(go())
