@@ -162,6 +162,39 @@ def restart_node(port):
     wait_until("the killed node back and the cluster settled", settled, 60, 0.3)
 
 
+def migrate_slot(slot, src, dst, pause=None):
+    """Move slot from src to dst (nodes() entries) as `redis-cli --cluster reshard` does: IMPORTING/MIGRATING,
+    MIGRATE of its keys, then the slot assigned on every master. pause None: the keys in batches of 200;
+    pause in seconds: one key at a time with that pause after each, so that traffic meets the slot half
+    moved (ASK). Returns the number of keys moved; leaves no slot half-migrated when it fails."""
+    done = False
+    try:
+        cli(dst["port"], "CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
+        cli(src["port"], "CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
+        moved = 0
+        while True:
+            keys = cli(src["port"], "CLUSTER", "GETKEYSINSLOT", slot, 200 if pause is None else 5).split()
+            if not keys:
+                break
+            if pause is None:
+                assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], "", 0, 10000, "KEYS", *keys) in (
+                    "OK", "NOKEY")
+                moved += len(keys)
+                continue
+            for k in keys:
+                assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], k, 0, 5000) in ("OK", "NOKEY")
+                moved += 1
+                time.sleep(pause)
+        for port in [dst["port"], src["port"]] + [p for p in masters() if p not in (src["port"], dst["port"])]:
+            cli(port, "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
+        done = True
+        return moved
+    finally:
+        if not done:
+            for n in (src, dst):
+                cli(n["port"], "CLUSTER", "SETSLOT", slot, "STABLE", check=False)
+
+
 def clients_of(port, name):
     """CLIENT LIST of a node: the connections named name (CLIENT SETNAME), as dicts."""
     out = []

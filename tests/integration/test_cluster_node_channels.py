@@ -21,7 +21,7 @@ import pytest
 
 from magpie_stack import RUN, read_conf
 from push_client import Chat, make_friends, run
-from cluster_cli import ENV, cli, masters, nodes, owner, wait_until
+from cluster_cli import ENV, cli, masters, migrate_slot, nodes, owner, wait_until
 
 pytestmark = pytest.mark.skipif(ENV.get("REDIS_MODE") != "cluster",
                                 reason="needs a stack from 'scripts/dev up --redis cluster' "
@@ -50,31 +50,6 @@ def shard_channels():
 def where(ch, subs=None):
     subs = subs if subs is not None else shard_channels()
     return sorted(p for p, chans in subs.items() if ch in chans)
-
-
-def migrate_slot(slot, src, dst):
-    """Move slot from src to dst as `redis-cli --cluster reshard` does (IMPORTING/MIGRATING, MIGRATE of its
-    keys in batches, then the slot assigned everywhere). Returns the number of keys moved."""
-    done = False
-    try:
-        cli(dst["port"], "CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
-        cli(src["port"], "CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
-        moved = 0
-        while True:
-            keys = cli(src["port"], "CLUSTER", "GETKEYSINSLOT", slot, 200).split()
-            if not keys:
-                break
-            assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], "", 0, 10000, "KEYS", *keys) in (
-                "OK", "NOKEY")
-            moved += len(keys)
-        for port in [dst["port"], src["port"]] + [p for p in masters() if p not in (src["port"], dst["port"])]:
-            cli(port, "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
-        done = True
-        return moved
-    finally:
-        if not done:  # leave no slot half-migrated
-            for n in (src, dst):
-                cli(n["port"], "CLUSTER", "SETSLOT", slot, "STABLE", check=False)
 
 
 def test_each_delivery_channel_is_subscribed_on_its_shards_master_only(stack):

@@ -17,8 +17,8 @@ import time
 import pytest
 
 # the cluster as an operator sees it (redis-cli), shared by the cluster test files
-from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, needs_cluster, nodes, owner,
-                         settled, slot_of, start_node, wait_until)
+from cluster_cli import (PORTS, RESUME_LIMIT_S, LineProbe, cli, kill_node, masters, migrate_slot, needs_cluster,
+                         nodes, owner, settled, slot_of, start_node, wait_until)
 from magpie_stack import BUILD, RUN, read_conf
 
 PROBE = os.path.join(BUILD, "tests", "probes", "rdsa-cluster-probe")
@@ -255,32 +255,6 @@ def test_hung_master_times_out_and_comes_back(probe, conf):
     assert st1["downs"] > st0["downs"] and st1["told"] == 1
 
 
-def _migrate_slot(slot, src, dst, pause=0.05):
-    """Move slot from src to dst as `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, the keys one
-    by one (MIGRATE), then the slot assigned everywhere."""
-    done = False
-    try:
-        cli(dst["port"], "CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
-        cli(src["port"], "CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
-        moved = 0
-        while True:
-            keys = cli(src["port"], "CLUSTER", "GETKEYSINSLOT", slot, 5).split()
-            if not keys:
-                break
-            for k in keys:
-                assert cli(src["port"], "MIGRATE", "127.0.0.1", dst["port"], k, 0, 5000) in ("OK", "NOKEY")
-                moved += 1
-                time.sleep(pause)  # traffic meets the slot half moved: ASK
-        for n in [dst, src] + [nodes()[p] for p in masters() if p not in (src["port"], dst["port"])]:
-            cli(n["port"], "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
-        done = True
-        return moved
-    finally:
-        if not done:  # leave no slot half-migrated
-            for n in (src, dst):
-                cli(n["port"], "CLUSTER", "SETSLOT", slot, "STABLE", check=False)
-
-
 def test_slot_migrated_under_traffic(probe):
     """A slot migrates while EVALSHAs hit its keys without pause: the client follows ASK (keys already
     moved) and then MOVED (the slot assigned), and no caller sees an error, a NULL or a wrong answer."""
@@ -291,7 +265,7 @@ def test_slot_migrated_under_traffic(probe):
     s0 = probe.stats()
     assert probe.ask(f".load mig {tag} 8") == "STARTED"
     time.sleep(0.5)  # every key of the load exists on src
-    moved = _migrate_slot(slot, src, dst)
+    moved = migrate_slot(slot, src, dst, pause=0.05)
     time.sleep(1.0)  # traffic on the new owner (and a refresh after the MOVED)
     r = probe.load_result("mig")
     s1 = probe.stats()
@@ -471,7 +445,7 @@ def test_ssubscribe_follows_a_migrated_slot(probe):
         assert spublish(src["port"], c, "before") == 1
     wait_until("the messages before", lambda: probe.msgs(ch)[0] == 1 and probe.msgs(stay)[0] == 1, 5)
     t0 = time.time()
-    _migrate_slot(slot_of(ch), src, dst)
+    migrate_slot(slot_of(ch), src, dst, pause=0.05)
     wait_until("the subscription confirmed on the new master", lambda: probe.msgs(ch)[1] == 2, 10)
     took = time.time() - t0
     assert shard_numsub(dst["port"], ch) == 1 and shard_numsub(src["port"], ch) == 0
@@ -525,7 +499,7 @@ def test_ssubscribe_moved_and_reconnect(probe):
     src = nodes()[masters()[0]]
     dst = nodes()[next(p for p in masters() if p != src["port"])]
     ch = f"mv:{tag_on(src['port'], 'smv')}"
-    _migrate_slot(slot_of(ch), src, dst)  # no key, no command of the probe there: its map is stale now
+    migrate_slot(slot_of(ch), src, dst, pause=0.05)  # no key, no command of the probe there: its map is stale now
     s0 = probe.stats()
     assert probe.ask(f".ssub {ch}") == "SUBSCRIBED"
     assert probe.stats()["sub_moved"] == s0["sub_moved"] + 1  # the stale map's SSUBSCRIBE was redirected
