@@ -61,6 +61,16 @@ ticks() {
     done
     echo $sum
 }
+# Context switches (voluntary + involuntary, all threads) of the processes given: how often they slept and
+# woke, which decides what a request costs on this box as much as the work does.
+ctxsw() {
+    local pid sum=0
+    for pid in "$@"; do
+        sum=$((sum + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
+            awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}')))
+    done
+    echo $sum
+}
 HZ=$(getconf CLK_TCK)
 wrk_time=$(mktemp)
 nginx_workers() { pgrep -P "$(cat "$1")" | tr '\n' ' '; } # the workers of the nginx whose pid file is $1
@@ -71,9 +81,9 @@ results=()
 measure() {
     local name=$1 url=$2 line cpu="" i reqs
     shift 2
-    local -a labels=() pids=() before=()
+    local -a labels=() pids=() before=() cs_before=()
     while [ $# -ge 2 ]; do labels+=("$1"); pids+=("$2"); shift 2; done
-    for i in "${!pids[@]}"; do before[i]=$(ticks ${pids[i]}); done
+    for i in "${!pids[@]}"; do before[i]=$(ticks ${pids[i]}); cs_before[i]=$(ctxsw ${pids[i]}); done
     line=$(/usr/bin/time -f "WRKCPU %U %S" -o "$wrk_time" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$HERE/imtoken.lua" "$url/IM/token" | grep '^RESULT' || true)
     [ -n "$line" ] || { echo "wrk gave no result for $name" >&2; exit 1; }
@@ -81,6 +91,7 @@ measure() {
     ((reqs > 0)) || reqs=1
     for i in "${!pids[@]}"; do
         cpu="$cpu ${labels[i]}_us=$(( ($(ticks ${pids[i]}) - before[i]) * 1000000 / HZ / reqs ))"
+        cpu="$cpu ${labels[i]}_cs=$(awk -v d=$(($(ctxsw ${pids[i]}) - cs_before[i])) -v n="$reqs" 'BEGIN {printf "%.2f", d / n}')"
     done
     cpu="$cpu wrk_us=$(awk -v n="$reqs" '/^WRKCPU/ {printf "%d", ($2 + $3) * 1e6 / n}' "$wrk_time")"
     line="${line#RESULT }$cpu load=$(cut -d' ' -f1 /proc/loadavg)"
@@ -187,19 +198,22 @@ mkdir -p "$(dirname "$OUT")"
     echo "- wrk: -t$THREADS -c$CONNS -d$DURATION; long polls pending in the second half: $POLLS (magpie-http counted $waiting)"
     echo "- mode: $([ $SMOKE = 1 ] && echo 'smoke (not a measurement)' || echo full)"
     echo
-    echo "| run | requests/s | p50 ms | p99 ms | max ms | socket errors | HTTP >= 400 | CPU µs per request | load |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| run | requests/s | p50 ms | p99 ms | max ms | socket errors | HTTP >= 400 | CPU µs per request | context switches per request | load |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for r in "${results[@]}"; do
         set -- $r
         name=$1
         shift
         declare -A kv=()
-        cpu=""
+        cpu="" cs=""
         for pair in "$@"; do
             kv[${pair%%=*}]=${pair#*=}
-            case ${pair%%=*} in *_us) cpu="$cpu ${pair%%_us=*} ${pair#*=}," ;; esac
+            case ${pair%%=*} in
+            *_us) cpu="$cpu ${pair%%_us=*} ${pair#*=}," ;;
+            *_cs) cs="$cs ${pair%%_cs=*} ${pair#*=}," ;;
+            esac
         done
-        echo "| $name | ${kv[rps]} | ${kv[p50_ms]} | ${kv[p99_ms]} | ${kv[max_ms]} | ${kv[errors]} | ${kv[non200]} | ${cpu%,} | ${kv[load]} |"
+        echo "| $name | ${kv[rps]} | ${kv[p50_ms]} | ${kv[p99_ms]} | ${kv[max_ms]} | ${kv[errors]} | ${kv[non200]} | ${cpu%,} | ${cs%,} | ${kv[load]} |"
     done
     echo
     echo "nginx -> magpie-http / floor, per round (the two alternated): ${ratios[*]}"
@@ -210,7 +224,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "floor = the same load through an nginx with the stack's own configuration to a FastCGI responder that"
     echo "does no work and handles connections as magpie-http does (bench/http/fcgi_floor.c): the most the"
     echo "nginx -> FastCGI path gives on this machine. CPU: user + system time of each process (nginx: its"
-    echo "workers; magpie-http: all its threads; wrk: the generator) over the run, per request; load: the 1-minute"
-    echo "load average after it."
+    echo "workers; magpie-http: all its threads; wrk: the generator) over the run, per request; context switches:"
+    echo "voluntary + involuntary, all threads, per request (how often each slept and woke: fewer means more"
+    echo "requests per wake-up); load: the 1-minute load average after it."
 } >"$OUT"
 echo "report: $OUT"
