@@ -315,15 +315,14 @@ struct send_fields {
 
 /* The run of ARGV the three scripts share, in this order (their comments): node, mid, from, to, cid, type,
  * body, ts, dedup TTL, delivery head, CHAN_NODE prefix of `shard`, suffix, packet, timeline.keep_s,
- * timeline.max_entries. Written at argv[0..SEND_COMMON_ARGC); the numbers are formatted into n, which lives
- * until rdsa_eval has copied them. */
-#define SEND_COMMON_ARGC 15
+ * timeline.max_entries. Written at argv[0..15); the numbers are formatted into n, which lives until
+ * rdsa_eval has copied them. */
 struct send_numbers {
     char node[16], from[24], to[24], ts[24], ttl[24], keep[24], maxlen[24], chan[32], type[2];
 };
 
-static void send_common_argv(const struct send_fields *f, int shard, struct send_numbers *n, const char **argv,
-                             size_t *argvlen)
+static void send_common_argv(const struct send_fields *f, int shard, struct send_numbers *n,
+                             const char **argv, size_t *argvlen)
 {
     snprintf(n->node, sizeof(n->node), "%d", push.node);
     snprintf(n->from, sizeof(n->from), "%lld", (long long)f->from);
@@ -372,6 +371,26 @@ struct send_req {
     size_t body_len;
     int recv_new; /* send_r_lua wrote the recipient's part now: deliver it */
 };
+
+/* send_common_argv for one half of a split message: the message is s's. */
+static void send_common_argv_split(const struct send_req *s, const char *head, size_t head_len, int shard,
+                                   struct send_numbers *n, const char **argv, size_t *argvlen)
+{
+    send_common_argv(&(struct send_fields){.mid = s->mid,
+                                           .cid = s->r.id,
+                                           .cid_len = s->r.id_len,
+                                           .body = s->body,
+                                           .body_len = s->body_len,
+                                           .head = head,
+                                           .head_len = head_len,
+                                           .json = s->json,
+                                           .json_len = s->json_len,
+                                           .from = s->from,
+                                           .to = s->to,
+                                           .ts = s->ts,
+                                           .type = s->type},
+                     shard, n, argv, argvlen);
+}
 
 static void send_free(struct send_req *s)
 {
@@ -531,11 +550,7 @@ static void send_recv(struct send_req *s)
     snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, rs);
     snprintf(notify, sizeof(notify), KEY_NOTIFY, rs);
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
-    send_common_argv(&(struct send_fields){.mid = s->mid, .cid = s->r.id, .cid_len = s->r.id_len, .body = s->body,
-                                           .body_len = s->body_len, .head = head, .head_len = head_len,
-                                           .json = s->json, .json_len = s->json_len, .from = s->from,
-                                           .to = s->to, .ts = s->ts, .type = s->type},
-                     rs, &n, argv + SEND_R_NKEYS, argvlen + SEND_R_NKEYS);
+    send_common_argv_split(s, head, head_len, rs, &n, argv + SEND_R_NKEYS, argvlen + SEND_R_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, rcv, strlen(rcv));
     ARG(1, mq, strlen(mq));
@@ -718,11 +733,7 @@ static int send_sender(struct send_req *s, const char *dedup, size_t dedup_len, 
     key_tagged(cfrom, sizeof(cfrom), KEY_CONV, s->from);
     snprintf(restored, sizeof(restored), KEY_SEQ_RESTORED, ss);
     key_msg_prefix(msgpre, sizeof(msgpre), ss);
-    send_common_argv(&(struct send_fields){.mid = s->mid, .cid = s->r.id, .cid_len = s->r.id_len, .body = s->body,
-                                           .body_len = s->body_len, .head = head, .head_len = head_len,
-                                           .json = s->json, .json_len = s->json_len, .from = s->from,
-                                           .to = s->to, .ts = s->ts, .type = s->type},
-                     ss, &n, argv + SEND_S_NKEYS, argvlen + SEND_S_NKEYS);
+    send_common_argv_split(s, head, head_len, ss, &n, argv + SEND_S_NKEYS, argvlen + SEND_S_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);
     ARG(1, friends, strlen(friends));
@@ -815,10 +826,19 @@ void chat_send(struct conn *c, const struct chatpkt *p)
     if (push.cfg->notify.webhook_url[0] != '\0' && (live = cluster_live_nodes()) == NULL)
         goto failed; /* no live-node view: Redis has not answered for push.node_ttl_s */
     snprintf(qmax, sizeof(qmax), "%lld", push.cfg->notify.queue_maxlen);
-    send_common_argv(&(struct send_fields){.mid = mid_s, .cid = p->id, .cid_len = p->id_len, .body = m.body,
-                                           .body_len = m.body_len, .head = head, .head_len = head_len,
-                                           .json = json, .json_len = json_len, .from = c->uid, .to = m.to,
-                                           .ts = ts, .type = p->type},
+    send_common_argv(&(struct send_fields){.mid = mid_s,
+                                           .cid = p->id,
+                                           .cid_len = p->id_len,
+                                           .body = m.body,
+                                           .body_len = m.body_len,
+                                           .head = head,
+                                           .head_len = head_len,
+                                           .json = json,
+                                           .json_len = json_len,
+                                           .from = c->uid,
+                                           .to = m.to,
+                                           .ts = ts,
+                                           .type = p->type},
                      key_shard(c->uid) /* both users' shard */, &n, argv + SEND_NKEYS, argvlen + SEND_NKEYS);
 #define ARG(i, v, l) (argv[i] = (v), argvlen[i] = (l))
     ARG(0, dedup, dedup_len);

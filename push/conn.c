@@ -647,15 +647,15 @@ int conn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         c->ping_sent = 0;
         return on_receive(c, in, len);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* The client began the closing handshake: libwebsockets echoes its close frame (as a pong, on the next
-         * writeable) and then closes. A close of ours already on its way -- close_politely's asynchronous kill,
-         * armed when the client's close crossed ours, as after a STOMP DISCONNECT whose RECEIPT makes
-         * stompjs close at once -- would fire first and cut the connection before the echo (libwebsockets
-         * 4.1.6 kills a wsi in LRS_RETURNED_CLOSE outright), and the client would see 1006 instead of a
-         * clean close. So the kill is replaced by a bound on the echo, and no other close is started. */
-        if (c != NULL && c->wsi != NULL) {
-            if (c->state != CONN_GONE)
-                c->state = CONN_CLOSING;
+        /* The client began the closing handshake: libwebsockets echoes its close frame (as a pong, on the
+         * next writeable) and then closes. A close of ours already on its way -- close_politely's
+         * asynchronous kill, armed when the client's close crossed ours, as after a STOMP DISCONNECT whose
+         * RECEIPT makes stompjs close at once -- would fire first and cut the connection before the echo
+         * (libwebsockets 4.1.6 kills a wsi in LRS_RETURNED_CLOSE outright), and the client would see 1006
+         * instead of a clean close. So the kill is replaced by a bound on the echo, and no other close is
+         * started. */
+        if (c != NULL && c->wsi != NULL) { /* wsi is NULL only once GONE */
+            c->state = CONN_CLOSING;
             c->close_started = 1;
             lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, CONN_CLOSE_GRACE_S);
         }
